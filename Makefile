@@ -1,0 +1,44 @@
+# Two commands: `make run` and `make test`. Everything a fresh machine lacks is installed here.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test install dev-install services bench check clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+dev-install: $(VENV)/.dev-installed
+
+run: install
+	$(BIN)/gatehouse serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
+
+## Real Redis and Postgres for the test session: Postgres 15 ships on the machine, Redis comes from Debian.
+services:
+	@command -v redis-server >/dev/null 2>&1 || ( \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	  || echo "warning: could not install redis-server; Redis tests will be skipped" )
+
+test: dev-install services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+check: install
+	$(BIN)/gatehouse check $(if $(CONFIG),--config $(CONFIG))
+
+bench: dev-install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .gatehouse .pytest_cache
