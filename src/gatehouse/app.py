@@ -1,0 +1,166 @@
+"""ASGI wiring: the route table, error rendering at the edge, draining, CORS and lifespan."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from gatehouse.api import admin, ops, openai
+from gatehouse.api.errors import render
+from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
+from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
+from gatehouse.policy.pipeline import Exchange
+from gatehouse.runtime import Runtime
+
+log = logging.getLogger("gatehouse.app")
+
+Handler = Callable[[Runtime, Request, Exchange], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # may hold {name} parameters
+    handler: Handler
+    surface: str
+    dialect: str = "openai"
+
+
+ROUTES: list[Route] = [
+    Route("POST", "/v1/chat/completions", openai.chat_completions, "chat"),
+    Route("POST", "/v1/completions", openai.completions, "completions"),
+    Route("POST", "/v1/embeddings", openai.embeddings, "embeddings"),
+    Route("GET", "/v1/models", openai.list_models, "models"),
+    Route("GET", "/v1/models/{model}", openai.get_model, "models"),
+    Route("GET", "/healthz", ops.healthz, "ops"),
+    Route("GET", "/readyz", ops.readyz, "ops"),
+    Route("POST", "/admin/keys", admin.create_key, "admin"),
+    Route("GET", "/admin/keys", admin.list_keys, "admin"),
+    Route("POST", "/admin/keys/{key_id}/revoke", admin.revoke_key, "admin"),
+    Route("DELETE", "/admin/keys/{key_id}", admin.revoke_key, "admin"),
+]
+# Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
+ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
+           "/embeddings": "/v1/embeddings", "/models": "/v1/models"}
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+
+
+class Router:
+    def __init__(self, routes: list[Route]):
+        self.exact: dict[tuple[str, str], Route] = {}
+        self.paths: set[str] = set()
+        self.patterns: list[tuple[re.Pattern[str], Route]] = []
+        for r in routes:
+            if "{" in r.path:
+                rx = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(r.path))
+                self.patterns.append((re.compile(f"^{rx}$"), r))
+            else:
+                self.exact[(r.method, r.path)] = r
+                self.paths.add(r.path)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        path = ALIASES.get(path, path)
+        route = self.exact.get((method, path))
+        if route is not None:
+            return route, {}
+        known_path = path in self.paths
+        for rx, r in self.patterns:
+            m = rx.match(path)
+            if m:
+                if r.method == method:
+                    return r, m.groupdict()
+                known_path = True
+        if known_path:
+            raise MethodNotAllowed(f"Method {method} is not allowed on {path}.")
+        raise NotFound(f"Unknown route {method} {path}.", code="unknown_route")
+
+
+class GatehouseApp:
+    """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
+
+    def __init__(self, build: Callable[[], Awaitable[Runtime]]):
+        self._build = build
+        self.runtime: Runtime | None = None
+        self.router = Router(ROUTES)
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.runtime = await self._build()
+                except Exception as e:  # startup errors must not print secrets or traces
+                    log.error("startup failed: %s", e)
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.runtime is not None:
+                    await self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = self.runtime
+        req = Request(scope, receive, send)
+        dialect = "anthropic" if req.path.startswith("/v1/messages") else \
+            "ollama" if req.path.startswith("/api/") else "openai"
+        ex = Exchange(req.request_id, "unknown", dialect)
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        req.send = tracking_send
+        self.inflight += 1
+        try:
+            route, params = self.router.match(req.method, req.path)
+            ex.surface, ex.dialect = route.surface, route.dialect
+            req.path_params = params
+            if rt is None or (rt.draining and req.path not in ALWAYS_SERVED):
+                raise ServiceUnavailable("The gateway is shutting down; retry on another instance.",
+                                         code="draining", headers={"connection": "close"})
+            await route.handler(rt, req, ex)
+        except GatehouseError as err:
+            ex.status, ex.error_type = err.status, err.code
+            if not started:
+                await send_bytes(send, err.status, render(ex.dialect, err),
+                                 header_list(ex.request_id, {**ex.response_headers, **err.headers}))
+        except ClientGone:
+            ex.status, ex.error_type = 499, "client_closed"
+        except asyncio.CancelledError:
+            ex.status, ex.error_type = 499, "cancelled"
+            raise
+        except Exception:
+            log.exception("unhandled error in request %s", ex.request_id)
+            ex.status, ex.error_type = 500, "internal"
+            if not started:
+                err = GatehouseError(f"Internal gateway error (request id {ex.request_id}).")
+                await send_bytes(send, 500, render(ex.dialect, err), header_list(ex.request_id))
+        finally:
+            self.inflight -= 1
+            if rt is not None and "_admitted" in ex.notes:
+                await rt.pipeline.settle(ex)
+
+
+def with_cors(app: GatehouseApp, origins: list[str]):
+    if not origins:
+        return app
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        app, allow_origins=origins, allow_methods=["*"], allow_headers=["*"],
+        expose_headers=["x-request-id", "retry-after"], allow_credentials=False, max_age=600,
+    )

@@ -1,0 +1,241 @@
+"""Typed configuration: YAML, ${VAR} interpolation, and errors that name the field path.
+
+Loading is three steps, each of which can fail with a ConfigError naming the field:
+interpolate environment variables into the raw YAML tree, convert the tree into the typed
+structs below (msgspec, unknown fields refused so typos surface), then check the references
+between sections (a deployment's provider, a consumer's group, ...).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+from msgspec import Struct, field
+
+
+class ConfigError(Exception):
+    """A config problem, message prefixed with the field path (`models[2].deployments[0]`)."""
+
+
+class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class ServerConfig(_Base):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Secret for HMAC-hashing keys. Replicas sharing a store must share it; without it a
+    # random one is generated once and kept in the data dir.
+    secret: str | None = None
+    shutdown_grace_seconds: float = 30.0
+    # Before stopping, keep answering 503 (and /readyz 503) this long so load balancers
+    # move traffic away first.
+    drain_seconds: float = 0.0
+    public_url: str | None = None  # shown in client-env and first-start hints
+
+
+class StoreConfig(_Base):
+    url: str | None = None  # sqlite:///path.db | postgresql://...; None = data dir SQLite
+    redis_url: str | None = None
+
+
+class AdminConfig(_Base):
+    key: str | None = None  # None: every admin route is denied
+
+
+class ProviderConfig(_Base):
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    max_connections: int = 256
+    # bedrock
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    # anthropic
+    anthropic_version: str | None = None
+    beta_allow: list[str] | None = None
+    # ollama native
+    keep_alive: str | int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class DeploymentConfig(_Base):
+    provider: str
+    model: str
+    weight: int = 1
+
+
+class ModelConfig(_Base):
+    name: str
+    deployments: list[DeploymentConfig]
+    private: bool = False  # may receive sensitive data
+    description: str | None = None
+    embeddings: bool = False
+
+
+class GroupConfig(_Base):
+    models: list[str] = field(default_factory=lambda: ["*"])
+    description: str | None = None
+
+
+class ConsumerConfig(_Base):
+    keys: list[str] = field(default_factory=list)  # plaintext (via ${VAR}) or sha256:<hex>
+    group: str | None = None
+    models: list[str] | None = None  # narrows the group's list
+
+
+class LoggingConfig(_Base):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+
+class Config(_Base):
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: list[ModelConfig] = field(default_factory=list)
+    # Requested model name pattern -> configured model (Claude Code asks for its own ids).
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+    consumers: dict[str, ConsumerConfig] = field(default_factory=dict)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# ---- interpolation -------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _interpolate_str(value: str, path: str, env: dict[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        got = env.get(name)
+        if got is None or (got == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return default
+        return got
+
+    return _VAR.sub(sub, value)
+
+
+def interpolate(node: Any, env: dict[str, str], path: str = "") -> Any:
+    if isinstance(node, str):
+        return _interpolate_str(node, path or "<root>", env)
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# ---- typed conversion with readable paths ------------------------------------------------
+
+_MSGSPEC_PATH = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
+
+
+def _msgspec_message(err: msgspec.ValidationError) -> str:
+    m = _MSGSPEC_PATH.match(str(err))
+    assert m is not None
+    message, where = m.group(1), (m.group(2) or "")
+    where = where.lstrip(".")
+    message = message.replace("`", "'")
+    if message.startswith("Object contains unknown field"):
+        message = "unknown field " + message.split("field", 1)[1].strip()
+    elif message.startswith("Object missing required field"):
+        name = message.split("field", 1)[1].strip().strip("'")
+        where = _join(where, name)
+        message = "required field is missing"
+    else:
+        message = message[0].lower() + message[1:]
+    return f"{where}: {message}" if where else message
+
+
+def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the config file must be a mapping at the top level")
+    raw = interpolate(raw, dict(os.environ) if env is None else env)
+    try:
+        cfg = msgspec.convert(raw, Config, str_keys=True)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_msgspec_message(e)) from None
+    check_references(cfg)
+    return cfg
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return from_mapping(raw, env)
+
+
+def check_references(cfg: Config) -> None:
+    from gatehouse.providers import registry  # late: providers import config types
+
+    for name, prov in cfg.providers.items():
+        path = f"providers.{name}"
+        cls = registry.PROVIDERS.get(prov.type)
+        if cls is None:
+            known = ", ".join(sorted(registry.PROVIDERS))
+            raise ConfigError(f"{path}.type: unknown provider type '{prov.type}' (known: {known})")
+        problem = cls.check_config(prov)
+        if problem:
+            field_name, message = problem
+            raise ConfigError(f"{path}.{field_name}: {message}")
+    seen: set[str] = set()
+    for i, model in enumerate(cfg.models):
+        path = f"models[{i}]"
+        if not model.name:
+            raise ConfigError(f"{path}.name: must not be empty")
+        if model.name in seen:
+            raise ConfigError(f"{path}.name: duplicate model name '{model.name}'")
+        seen.add(model.name)
+        if not model.deployments:
+            raise ConfigError(f"{path}.deployments: at least one deployment is required")
+        for j, dep in enumerate(model.deployments):
+            if dep.provider not in cfg.providers:
+                raise ConfigError(
+                    f"{path}.deployments[{j}].provider: unknown provider '{dep.provider}'"
+                )
+    for pattern, target in cfg.model_aliases.items():
+        if target not in seen:
+            raise ConfigError(f"model_aliases.{pattern}: unknown model '{target}'")
+    for name, consumer in cfg.consumers.items():
+        path = f"consumers.{name}"
+        if consumer.group is not None and consumer.group not in cfg.groups:
+            raise ConfigError(f"{path}.group: unknown group '{consumer.group}'")
+        for k, key in enumerate(consumer.keys):
+            if not key:
+                raise ConfigError(f"{path}.keys[{k}]: empty key")
+            if key.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+                raise ConfigError(f"{path}.keys[{k}]: sha256 keys are 'sha256:' + 64 hex digits")
+    if cfg.server.max_body_bytes <= 0:
+        raise ConfigError("server.max_body_bytes: must be positive")

@@ -1,0 +1,116 @@
+"""The small Protocols every provider implements, and the per-call context they receive.
+
+A provider is built once per configured upstream (it holds the pooled HTTP session, the
+upstream auth and the base URL); each call gets a CallContext. Stream decoding state lives
+in the per-call generator, so nothing is shared between requests.
+
+Core ability: `chat` / `chat_stream` on canonical types. Optional abilities are separate
+Protocols, checked with isinstance at load time, never by provider name:
+`Embedder`, `Completer`, `Passthrough` (same-dialect fast path) and `ModelLister`.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
+
+from msgspec import Struct, field
+
+from gatehouse.config import ProviderConfig
+from gatehouse.types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    Usage,
+)
+from gatehouse.upstream.client import HttpPool
+
+
+class CallContext(Struct):
+    request_id: str
+    public_model: str
+    upstream_model: str
+    # Client headers a provider may forward (e.g. anthropic-beta), already filtered.
+    forward_headers: dict[str, str] = field(default_factory=dict)
+
+
+class StreamTally(Protocol):
+    """What a relayed stream learned on the way: usage, and whether it ended properly."""
+
+    usage: Usage | None
+    finished: bool
+
+
+class Forwarded:
+    """An upstream reply relayed without translation (same dialect on both sides).
+
+    Non-stream: `body` holds the bytes and `usage` is read from them. Stream: iterate
+    `chunks`; afterwards `tally` holds the usage seen. `release()` frees the connection.
+    """
+
+    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release")
+
+    def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
+                 chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
+                 tally: StreamTally | None = None, release: Any = None):
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+        self.chunks = chunks
+        self.usage = usage
+        self.tally = tally
+        self.release = release
+
+
+class Provider:
+    """Base class with the constructor every provider shares."""
+
+    type_name: ClassVar[str] = ""
+    dialect: ClassVar[str] = ""  # wire dialect spoken upstream, for the pass-through fast path
+
+    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+        self.name = name
+        self.cfg = cfg
+        self.http = http
+
+    @classmethod
+    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        """Return (field, message) when the config cannot work for this provider type."""
+        return None
+
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
+        raise NotImplementedError
+
+    def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Called once when the Runtime starts (e.g. to warm credentials)."""
+
+    async def close(self) -> None:
+        """Called once when the Runtime stops."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse: ...
+
+
+@runtime_checkable
+class Completer(Protocol):
+    async def complete(self, req: CompletionRequest, call: CallContext) -> ChatResponse: ...
+    def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]: ...
+
+
+@runtime_checkable
+class Passthrough(Protocol):
+    """Forward a body that is already in the upstream's dialect, only the model swapped."""
+
+    async def forward(self, path: str, body: dict[str, Any], stream: bool, call: CallContext,
+                      client_wants_usage: bool) -> Forwarded: ...
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    async def list_models(self) -> list[str]: ...

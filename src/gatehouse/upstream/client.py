@@ -1,0 +1,59 @@
+"""One pooled aiohttp session per Runtime, and the mapping of transport failures to errors.
+
+Error messages name the public model, never the upstream URL or host: those are internal.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import AsyncIterator
+
+import aiohttp
+
+from gatehouse.errors import UpstreamError, UpstreamTimeout
+
+
+class HttpPool:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, ttl_dns_cache=300, keepalive_timeout=30, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+                json_serialize=None,  # we always send bytes
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
+def timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
+
+
+@contextlib.asynccontextmanager
+async def transport_errors(model: str) -> AsyncIterator[None]:
+    """Turn aiohttp/asyncio transport failures into gateway errors that name only the model."""
+    try:
+        yield
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        raise UpstreamTimeout(f"The upstream for model '{model}' timed out.") from None
+    except aiohttp.ClientConnectorError:
+        raise UpstreamError(f"The upstream for model '{model}' is unreachable.", code="upstream_unreachable") from None
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError,
+            ConnectionResetError):
+        raise UpstreamError(
+            f"The upstream for model '{model}' closed the connection unexpectedly.",
+            code="upstream_disconnected",
+        ) from None
+    except aiohttp.ClientError:
+        raise UpstreamError(f"The upstream for model '{model}' failed.") from None
