@@ -105,7 +105,8 @@ async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
     await Dispatch(rt, req, ex, entry, RENDERER).unary(
         lambda dep, ctx: dep.provider.embed(canonical, ctx),  # type: ignore[attr-defined]
         ("/embeddings", obj),
-        render=lambda resp: json_encode(wire.render_embeddings(resp.vectors, entry.name, resp.usage)),
+        render=lambda resp: json_encode(
+            wire.render_embeddings(resp.vectors, entry.name, resp.usage, canonical.encoding_format)),
     )
 
 

@@ -111,7 +111,7 @@ class OACompletionRequest(Struct, omit_defaults=True):
 
 class OAEmbeddingRequest(Struct, omit_defaults=True):
     model: str
-    input: Union[str, list[str], list[int], list[list[int]]]
+    input: Union[str, list[Any]]
     dimensions: int | None = None
     encoding_format: str | None = None
     user: str | None = None
@@ -493,10 +493,18 @@ def render_completion(resp: ChatResponse, model: str) -> dict[str, Any]:
     }
 
 
-def render_embeddings(vectors: list[list[float]], model: str, usage: Usage) -> dict[str, Any]:
+def render_embeddings(vectors: list[list[float]], model: str, usage: Usage,
+                      encoding_format: str | None = None) -> dict[str, Any]:
+    if encoding_format == "base64":  # what the openai SDK asks for by default: float32 LE
+        import array
+        import base64
+
+        encoded: list[Any] = [base64.b64encode(array.array("f", v).tobytes()).decode() for v in vectors]
+    else:
+        encoded = vectors
     return {
         "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(encoded)],
         "model": model,
         "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
     }
