@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 
 def free_port() -> int:
@@ -25,7 +26,7 @@ class Seen:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: CIMultiDict  # case-insensitive, as HTTP headers are
     body: bytes
 
     def json(self) -> Any:
@@ -51,7 +52,7 @@ def recording_middleware(recorder: Recorder):
     async def record(request: web.Request, handler):
         body = await request.read()
         recorder.requests.append(
-            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+            Seen(request.method, request.path, dict(request.query), CIMultiDict(request.headers), body)
         )
         return await handler(request)
 
