@@ -17,7 +17,7 @@ from gatehouse.policy import access
 from gatehouse.policy.auth import KeyAuthenticator, Principal
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.policy.pipeline import Pipeline, Step
-from gatehouse.providers.base import Provider
+from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
@@ -31,6 +31,9 @@ class Deployment:
     provider: Provider
     upstream_model: str
     weight: int = 1
+    # The wire dialect this deployment can take a client body in unchanged ("" = none);
+    # decided once here because Protocol isinstance checks are slow on the hot path.
+    passthrough_dialect: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ class ModelEntry:
     deployments: tuple[Deployment, ...]
     private: bool = False
     created: int = 0
+
+
+def _passthrough_dialect(provider: Provider) -> str:
+    return provider.dialect if isinstance(provider, Passthrough) else ""
 
 
 def data_dir_from_env() -> Path:
@@ -82,7 +89,8 @@ class Runtime:
         models = {
             m.name: ModelEntry(
                 m.name,
-                tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight) for d in m.deployments),
+                tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
+                                 _passthrough_dialect(providers[d.provider])) for d in m.deployments),
                 m.private,
             )
             for m in cfg.models

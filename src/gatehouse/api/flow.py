@@ -15,7 +15,7 @@ from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, st
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.metering.tokens import estimate_text
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.providers.base import CallContext, Forwarded, Passthrough
+from gatehouse.providers.base import CallContext, Forwarded
 from gatehouse.runtime import Deployment, ModelEntry, Runtime
 from gatehouse.types import (
     ChatResponse,
@@ -106,8 +106,7 @@ class Dispatch:
         raise last
 
     def _can_forward(self, dep: Deployment) -> bool:
-        return (dep.provider.dialect == self.renderer.dialect and isinstance(dep.provider, Passthrough)
-                and not self.rt.pipeline_needs_body)
+        return dep.passthrough_dialect == self.renderer.dialect and not self.rt.pipeline_needs_body
 
     # ---- streaming ---------------------------------------------------------------------------
 
