@@ -10,6 +10,7 @@ from typing import Awaitable, Callable
 from gatehouse.api import admin, ops, openai
 from gatehouse.api.errors import render
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
+from gatehouse.observability.safe import describe
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
@@ -100,8 +101,8 @@ class GatehouseApp:
                 try:
                     self.runtime = await self._build()
                 except Exception as e:  # startup errors must not print secrets or traces
-                    log.error("startup failed: %s", e)
-                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    log.error("startup failed: %s", describe(e))
+                    await send({"type": "lifespan.startup.failed", "message": describe(e)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
@@ -143,8 +144,8 @@ class GatehouseApp:
         except asyncio.CancelledError:
             ex.status, ex.error_type = 499, "cancelled"
             raise
-        except Exception:
-            log.exception("unhandled error in request %s", ex.request_id)
+        except Exception as e:
+            log.error("unhandled error in request %s: %s", ex.request_id, describe(e))
             ex.status, ex.error_type = 500, "internal"
             if not started:
                 err = GatehouseError(f"Internal gateway error (request id {ex.request_id}).")

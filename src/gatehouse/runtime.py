@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gatehouse.config import Config
 from gatehouse.errors import NotFound, PermissionDenied
+from gatehouse.observability.safe import describe
 from gatehouse.policy import access
 from gatehouse.policy.auth import KeyAuthenticator, Principal
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
@@ -125,8 +126,8 @@ class Runtime:
         for p in self.providers.values():
             try:
                 await p.close()
-            except Exception:
-                log.exception("closing provider %s", p.name)
+            except Exception as e:
+                log.error("closing provider %s: %s", p.name, describe(e))
         await self.http.close()
         await self.store.close()
 

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from gatehouse.observability.safe import describe
 from gatehouse.policy.auth import Principal
 from gatehouse.types import Usage
 
@@ -82,5 +83,5 @@ class Pipeline:
 async def _settle_quietly(step: Step, ex: Exchange) -> None:
     try:
         await step.settle(ex)
-    except Exception:  # settle runs after the client has its answer; never let it escape
-        log.exception("settle step %s failed for request %s", step.name, ex.request_id)
+    except Exception as e:  # settle runs after the client has its answer; never let it escape
+        log.error("settle step %s failed for request %s: %s", step.name, ex.request_id, describe(e))
