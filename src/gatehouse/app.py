@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, ops, openai
-from gatehouse.api.errors import render
+from gatehouse.api import admin, anthropic, ops, openai
+from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.observability.safe import describe
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
@@ -41,6 +41,8 @@ ROUTES: list[Route] = [
     Route("GET", "/admin/keys", admin.list_keys, "admin"),
     Route("POST", "/admin/keys/{key_id}/revoke", admin.revoke_key, "admin"),
     Route("DELETE", "/admin/keys/{key_id}", admin.revoke_key, "admin"),
+    Route("POST", "/v1/messages", anthropic.messages, "messages", "anthropic"),
+    Route("POST", "/v1/messages/count_tokens", anthropic.count_tokens, "count_tokens", "anthropic"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
@@ -137,7 +139,7 @@ class GatehouseApp:
         except GatehouseError as err:
             ex.status, ex.error_type = err.status, err.code
             if not started:
-                await send_bytes(send, err.status, render(ex.dialect, err),
+                await send_bytes(send, status_for(ex.dialect, err), render(ex.dialect, err),
                                  header_list(ex.request_id, {**ex.response_headers, **err.headers}))
         except ClientGone:
             ex.status, ex.error_type = 499, "client_closed"

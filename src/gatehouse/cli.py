@@ -163,6 +163,34 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
         await store.close()
 
 
+def cmd_client_env(args: argparse.Namespace) -> int:
+    from gatehouse.client_env import default_claude_model, render
+
+    url, model, note = args.url, args.model, None
+    if not url or (not model and args.client == "claude-code"):
+        cfg = load_config(args.config)
+        url = url or _base_url(cfg, cfg.server.host, cfg.server.port)
+        if not model and args.client == "claude-code":
+            model, note = default_claude_model(cfg)
+    sys.stdout.write(render(args.client, args.shell, url, args.key, model, args.small_model, note))
+    return 0
+
+
+def _add_client_env(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+    from gatehouse.client_env import CLIENTS, SHELLS
+
+    e = sub.add_parser("client-env", help="print the environment that points a client at the gateway",
+                       description="Print shell statements, e.g. eval \"$(gatehouse client-env claude-code)\".")
+    e.add_argument("client", choices=CLIENTS)
+    e.add_argument("--config", "-c", help="YAML config file (for server.public_url or host/port)")
+    e.add_argument("--url", help="the gateway URL clients use (default: server.public_url, else host:port)")
+    e.add_argument("--key", help="the gateway key to export (default: a placeholder to replace)")
+    e.add_argument("--model", help="claude-code: the model for ANTHROPIC_MODEL")
+    e.add_argument("--small-model", help="claude-code: the quick side-task model (default: --model)")
+    e.add_argument("--shell", choices=SHELLS, default="bash", help="bash (also zsh), fish or powershell")
+    e.set_defaults(func=cmd_client_env)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gatehouse", description="A private LLM gateway.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -192,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     kh = ks.add_parser("hash", help="print sha256:<hex> of a key, for config files")
     kh.add_argument("key")
     k.set_defaults(func=cmd_keys)
+    _add_client_env(sub)
     return p
 
 

@@ -111,6 +111,9 @@ StopReason = Literal["end", "length", "tool_calls", "stop_sequence", "content_fi
 
 
 class Usage(Struct, omit_defaults=True):
+    # input_tokens counts every prompt token, cached ones included (OpenAI's convention);
+    # cache_read/cache_write say how many of them were read from / written to a prompt cache.
+    # (Anthropic's wire `input_tokens` excludes both; wire/anthropic.py converts.)
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0

@@ -105,6 +105,11 @@ class Dispatch:
         assert last is not None
         raise last
 
+    def needs_translation(self) -> bool:
+        """Whether some deployment cannot take the client's body as is, so the dialect must
+        build a canonical request (a pure pass-through model never needs one)."""
+        return not all(self._can_forward(dep) for dep in self.entry.deployments)
+
     def _can_forward(self, dep: Deployment) -> bool:
         return dep.passthrough_dialect == self.renderer.dialect and not self.rt.pipeline_needs_body
 

@@ -6,7 +6,8 @@ in the per-call generator, so nothing is shared between requests.
 
 Core ability: `chat` / `chat_stream` on canonical types. Optional abilities are separate
 Protocols, checked with isinstance at load time, never by provider name:
-`Embedder`, `Completer`, `Passthrough` (same-dialect fast path) and `ModelLister`.
+`Embedder`, `Completer`, `Passthrough` (same-dialect fast path), `ModelLister` and
+`TokenCounter`.
 """
 from __future__ import annotations
 
@@ -114,3 +115,15 @@ class Passthrough(Protocol):
 @runtime_checkable
 class ModelLister(Protocol):
     async def list_models(self) -> list[str]: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Exact prompt token counts from the upstream itself (e.g. Anthropic's count_tokens).
+
+    `body` is the client's request when it is already in this provider's dialect (forwarded
+    as is); otherwise `request` is the canonical request to translate.
+    """
+
+    async def count_tokens(self, call: CallContext, *, request: ChatRequest | None = None,
+                           body: dict[str, Any] | None = None) -> int: ...

@@ -275,9 +275,15 @@ def _content_out(parts: list[Part]) -> Union[str, list[dict], None]:
 
 def from_canonical(req: ChatRequest, upstream_model: str, *, include_reasoning: bool = True) -> dict[str, Any]:
     msgs: list[dict[str, Any]] = []
-    if req.system:
-        msgs.append({"role": "system", "content": req.system_text()})
+    # System turns in mid-conversation (Anthropic's mid-conversation-system beta) join the
+    # leading system message: many chat templates refuse a system message anywhere else.
+    system = [req.system_text()] if req.system else []
+    system.extend(m.text() for m in req.messages if m.role == "system" and m.text())
+    if system:
+        msgs.append({"role": "system", "content": "\n\n".join(system)})
     for m in req.messages:
+        if m.role == "system":
+            continue
         if m.role == "tool" or any(isinstance(p, ToolResultPart) for p in m.content):
             # One canonical message may hold several results (Anthropic puts parallel
             # results in one user turn); OpenAI wants one tool message per call.
@@ -288,6 +294,8 @@ def from_canonical(req: ChatRequest, upstream_model: str, *, include_reasoning: 
                     if p.is_error:
                         text = f"Error: {text}" if text else "Error"
                     msgs.append({"role": "tool", "tool_call_id": p.tool_call_id, "content": text})
+                    # Tool messages carry text only; images a tool returned follow as user content.
+                    rest.extend(c for c in p.content if isinstance(c, ImagePart))
                 else:
                     rest.append(p)
             if rest:
@@ -387,6 +395,15 @@ class OAChoice(Struct, omit_defaults=True):
     message: OARespMessage | None = None
     text: str | None = None  # completions
     finish_reason: str | None = None
+    stop_reason: Union[str, int, None] = None  # vLLM: the stop string (or token id) that matched
+
+
+def stop_from_finish(finish: str | None, matched: Union[str, int, None]) -> tuple[StopReason, str | None]:
+    """OpenAI's `stop` covers both a natural end and a stop sequence; vLLM's `stop_reason`
+    names the sequence, which Anthropic clients get back as `stop_sequence`."""
+    if finish == "stop" and isinstance(matched, str) and matched:
+        return "stop_sequence", matched
+    return FINISH_TO_STOP.get(finish, "end"), None
 
 
 class OAResponse(Struct, omit_defaults=True):
@@ -425,7 +442,7 @@ def response_to_canonical(resp: OAResponse, fallback_model: str) -> ChatResponse
         parts.append(TextPart(msg.content))
     for tc in msg.tool_calls or ():
         parts.append(ToolCallPart(tc.id, tc.function.name, tc.function.arguments or "{}"))
-    stop = FINISH_TO_STOP.get(choice.finish_reason, "end")
+    stop, stop_sequence = stop_from_finish(choice.finish_reason, choice.stop_reason)
     if msg.tool_calls and stop == "end":
         stop = "tool_calls"
     return ChatResponse(
@@ -433,6 +450,7 @@ def response_to_canonical(resp: OAResponse, fallback_model: str) -> ChatResponse
         model=resp.model or fallback_model,
         content=parts,
         stop_reason=stop,
+        stop_sequence=stop_sequence,
         usage=resp.usage.canonical() if resp.usage else Usage(estimated=True),
         created=resp.created or int(time.time()),
     )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Union
 
 import msgspec
 from msgspec import Struct
@@ -20,7 +20,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.sse import iter_events, iter_frames
-from gatehouse.wire.openai import FINISH_TO_STOP, STOP_TO_FINISH, OAUsage, usage_out
+from gatehouse.wire.openai import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
 
 
 class OAFunctionDelta(Struct, omit_defaults=True):
@@ -48,6 +48,7 @@ class OAChunkChoice(Struct, omit_defaults=True):
     delta: OADelta | None = None
     text: str | None = None
     finish_reason: str | None = None
+    stop_reason: Union[str, int, None] = None  # vLLM names the matched stop string
 
 
 class OAErrorBody(Struct, omit_defaults=True):
@@ -72,6 +73,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
     chunk that follows the finish_reason chunk is included in it."""
     started = False
     finish: str | None = None
+    matched: Union[str, int, None] = None
     usage: Usage | None = None
     tool_index: dict[int, int] = {}
     async for ev in iter_events(chunks):
@@ -110,15 +112,16 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
                 yield TextDelta(choice.text)
             if choice.finish_reason:
                 finish = choice.finish_reason
+                matched = choice.stop_reason
     if not started:
         raise UpstreamError(f"The upstream for model '{model}' ended the stream without a response.")
     if finish is None:
         raise UpstreamError(f"The upstream for model '{model}' ended the stream early.",
                             code="upstream_disconnected")
-    stop = FINISH_TO_STOP.get(finish, "end")
+    stop, stop_sequence = stop_from_finish(finish, matched)
     if tool_index and stop == "end":
         stop = "tool_calls"
-    yield StreamEnd(stop, usage)
+    yield StreamEnd(stop, usage, stop_sequence)
 
 
 class ChunkEncoder:
