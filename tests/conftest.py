@@ -86,3 +86,11 @@ def postgres_server() -> Iterator[PostgresServer]:
     srv = PostgresServer().start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def anthropic_upstream() -> Iterator[ServerThread]:
+    from tests.upstreams import anthropic_wire
+
+    with ServerThread(anthropic_wire.make_app) as srv:
+        yield srv

@@ -147,7 +147,10 @@ class Runtime:
     def _alias(self, name: str) -> str | None:
         if name in self._alias_cache:
             return self._alias_cache[name]
-        target = next((t for pat, t in self.cfg.model_aliases.items() if fnmatchcase(name, pat)), None)
+        # The most specific pattern wins (most literal characters), so `claude-haiku-*` beats
+        # `claude-*` beats `*` whatever their order in the file; misses are cached below.
+        patterns = sorted(self.cfg.model_aliases.items(), key=lambda item: -sum(c not in "*?[]" for c in item[0]))
+        target = next((t for pat, t in patterns if fnmatchcase(name, pat)), None)
         if len(self._alias_cache) < 4096:
             self._alias_cache[name] = target
         return target

@@ -49,7 +49,7 @@ class _Parsed:
         self.obj = obj
         self.areq = areq
         self.raw_len = raw_len
-        self._extra = {k: v for k, v in obj.items() if k not in wire.CANONICAL_FIELDS or k == "thinking"}
+        self._extra = wire.extra_fields(obj)
 
     def canonical(self) -> ChatRequest:
         return wire.to_canonical(self.areq, self._extra)

@@ -118,6 +118,11 @@ _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "non
 CLIENT_TOOL_TYPES = (None, "custom")
 
 
+def extra_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The top-level fields an Anthropic upstream should get back verbatim."""
+    return {k: v for k, v in obj.items() if k not in CANONICAL_FIELDS}
+
+
 def parse_request(obj: dict[str, Any], *, counting: bool = False) -> ARequest:
     """Validate a Messages (or count_tokens) body; errors name the offending param."""
     req = convert(obj, ARequest)
@@ -161,8 +166,10 @@ def _document_text(b: ABlock, where: str) -> str:
         raise InvalidRequest(
             f"Document source type '{src.type}' can only be sent to Anthropic models; "
             "send the document as text (source type 'text').", param=f"{where}.source.type")
-    head = "\n".join(x for x in (b.title, b.context) if x)
-    return f"{head}\n\n{body}" if head else body
+    # Self-delimiting, since OpenAI-compatible servers glue adjacent text parts together.
+    title = f' title="{b.title}"' if b.title else ""
+    context = f"<context>{b.context}</context>\n" if b.context else ""
+    return f"<document{title}>\n{context}{body}\n</document>\n"
 
 
 def _image(b: ABlock, where: str) -> ImagePart:

@@ -2,9 +2,10 @@
 
 The event sequence Anthropic clients expect (and that we both produce and consume):
 
-    message_start, ping, then per content block: content_block_start,
-    content_block_delta* (text_delta | thinking_delta | signature_delta | input_json_delta),
-    content_block_stop; then message_delta (stop_reason, stop_sequence, usage), message_stop.
+    message_start, then per content block: content_block_start (the first one followed by
+    a ping), content_block_delta* (text_delta | thinking_delta | signature_delta |
+    input_json_delta), content_block_stop; then message_delta (stop_reason, stop_sequence,
+    usage), message_stop.
 
 A failure after the first byte is an `event: error` frame and the end of the stream: never
 a hang, never a made-up `end_turn`.
@@ -186,8 +187,11 @@ class MessageStreamEncoder:
         out = self._stop_block()
         self.open_kind, self.open_index = kind, self.next_index
         self.next_index += 1
-        return out + frame("content_block_start", {"type": "content_block_start", "index": self.open_index,
-                                                   "content_block": block})
+        out += frame("content_block_start", {"type": "content_block_start", "index": self.open_index,
+                                             "content_block": block})
+        if self.open_index == 0:  # where Anthropic sends its ping
+            out += frame("ping", {"type": "ping"})
+        return out
 
     def _stop_block(self) -> bytes:
         if self.open_kind is None:
@@ -204,8 +208,7 @@ class MessageStreamEncoder:
         usage["output_tokens"] = 0
         message = {"id": message_id(ev.id), "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
-        return frame("message_start", {"type": "message_start", "message": message}) + \
-            frame("ping", {"type": "ping"})
+        return frame("message_start", {"type": "message_start", "message": message})
 
     def encode(self, ev: StreamEvent) -> bytes:
         if isinstance(ev, TextDelta):

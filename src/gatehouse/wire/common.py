@@ -49,10 +49,11 @@ def invalid_from_validation(e: msgspec.ValidationError) -> InvalidRequest:
 
 # Fields by which a client could choose its own upstream or credentials. The upstream is
 # chosen by config only, so these are refused wherever they appear - except inside JSON
-# schemas, where a tool may legitimately have a parameter called `headers`.
+# schemas, where a tool may legitimately have a parameter called `headers`, and inside the
+# arguments of a tool call in the history (Anthropic `tool_use.input`), which the model wrote.
 FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "headers"})
 _FORBIDDEN_BYTES = tuple(f'"{f}"'.encode() for f in FORBIDDEN_FIELDS)
-_SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties"})
+_SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties", "input"})
 
 
 def refuse_upstream_overrides(raw: bytes, obj: dict[str, Any]) -> None:
