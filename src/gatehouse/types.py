@@ -172,7 +172,12 @@ class StreamEnd(Struct, tag="end"):
     stop_sequence: str | None = None
 
 
-StreamEvent = Union[StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, StreamEnd]
+class KeepAlive(Struct, tag="keepalive"):
+    """No output for a while: encoders that have a heartbeat (Anthropic's `ping`) send it;
+    the rest send nothing. Produced by the ingress, never by a provider."""
+
+
+StreamEvent = Union[StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, StreamEnd, KeepAlive]
 
 
 class EmbeddingRequest(Struct, omit_defaults=True):

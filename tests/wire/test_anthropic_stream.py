@@ -4,6 +4,7 @@ OpenAI SSE -> Anthropic SSE end to end; Anthropic SSE -> canonical events; the p
 relay's usage reading and its refusal to end a truncated stream quietly."""
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, AsyncIterator
 
@@ -14,7 +15,7 @@ from gatehouse.types import (
     StreamEnd, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStart, Usage,
 )
 from gatehouse.wire import openai_stream
-from gatehouse.wire.anthropic_stream import MessageStreamEncoder, MessageStreamRelay, decode_stream
+from gatehouse.wire.anthropic_stream import MessageStreamEncoder, MessageStreamRelay, decode_stream, with_keepalive
 
 
 def parse_sse(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
@@ -212,3 +213,45 @@ async def test_relay_never_ends_a_truncated_stream_quietly() -> None:
             got.append(c)
     assert b"text_delta" in b"".join(got), "what arrived was relayed before the error"
     assert relay.usage is not None and relay.usage.input_tokens == 12
+
+
+async def _slow_events(closed: list[str]) -> AsyncIterator:
+    try:
+        yield StreamStart("c", "up")
+        yield TextDelta("a")
+        await asyncio.sleep(0.5)  # silence, 50 keepalive intervals long
+        yield TextDelta("b")
+        await asyncio.sleep(30)  # only ever cut short by the client going away
+        yield TextDelta("never")
+    finally:
+        closed.append("inner")
+
+
+async def test_keepalive_pings_during_silence_and_closes_cleanly() -> None:
+    closed: list[str] = []
+    enc = MessageStreamEncoder("public")
+    wrapped = with_keepalive(_slow_events(closed), interval=0.01)
+    out = b""
+    async for ev in wrapped:
+        out += enc.encode(ev)
+        if isinstance(ev, TextDelta) and ev.text == "b":
+            break
+    await wrapped.aclose()  # the client went away while the upstream was silent
+    names = shape(parse_sse(out))
+    assert names[:4] == ["message_start", "start[0]:text", "ping", "delta[0]:text_delta"]
+    assert names.count("ping") > 1 and names[-1] == "delta[0]:text_delta", "pings between deltas, block stays open"
+    assert closed == ["inner"], "the upstream stream was closed"
+
+
+async def test_keepalive_waits_for_the_first_event_and_passes_errors() -> None:
+    async def failing():
+        await asyncio.sleep(0.05)
+        yield StreamStart("c", "up")
+        raise UpstreamError("upstream gone")
+        yield TextDelta("x")  # pragma: no cover
+
+    got = []
+    with pytest.raises(UpstreamError):
+        async for ev in with_keepalive(failing(), interval=0.001):
+            got.append(ev)
+    assert got[0] == StreamStart("c", "up"), "no keepalive before the first event (failover is still possible)"

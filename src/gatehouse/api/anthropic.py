@@ -17,7 +17,7 @@ from gatehouse.providers.base import CallContext, TokenCounter
 from gatehouse.runtime import ModelEntry, Runtime
 from gatehouse.types import ChatRequest, ChatResponse, json_encode
 from gatehouse.wire import anthropic as wire
-from gatehouse.wire.anthropic_stream import MessageStreamEncoder
+from gatehouse.wire.anthropic_stream import MessageStreamEncoder, with_keepalive
 from gatehouse.wire.common import decode_json_object, refuse_upstream_overrides
 
 DIALECT = "anthropic"
@@ -25,6 +25,8 @@ MESSAGES_PATH = "/v1/messages"
 # Client headers an Anthropic upstream may receive (each provider filters betas further).
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 TOKEN_COUNT_HEADER = "x-gatehouse-token-count"
+# Silence longer than this in a translated stream gets a `ping` (Anthropic's own keepalive).
+KEEPALIVE_SECONDS = 15.0
 
 
 class AnthropicRenderer:
@@ -87,8 +89,9 @@ async def messages(rt: Runtime, req: Request, ex: Exchange) -> None:
     await rt.pipeline.admit(ex)
     fast = (MESSAGES_PATH, parsed.obj)
     if parsed.areq.stream:
-        await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical, ctx), fast,  # type: ignore[arg-type]
-                              encoder=MessageStreamEncoder(entry.name, estimate))
+        await dispatch.stream(
+            lambda dep, ctx: with_keepalive(dep.provider.chat_stream(canonical, ctx), KEEPALIVE_SECONDS),  # type: ignore[arg-type]
+            fast, encoder=MessageStreamEncoder(entry.name, estimate))
     else:
         await dispatch.unary(lambda dep, ctx: dep.provider.chat(canonical, ctx), fast)  # type: ignore[arg-type]
 

@@ -12,6 +12,7 @@ a hang, never a made-up `end_turn`.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator
 
 import msgspec
@@ -19,6 +20,7 @@ from msgspec import Struct
 
 from gatehouse.errors import GatehouseError, UpstreamError, UpstreamStatus
 from gatehouse.types import (
+    KeepAlive,
     StreamEnd,
     StreamEvent,
     StreamStart,
@@ -235,6 +237,8 @@ class MessageStreamEncoder:
             return self._message_start(ev)
         if isinstance(ev, StreamEnd):
             return self._end(ev)
+        if isinstance(ev, KeepAlive):
+            return frame("ping", {"type": "ping"})
         return b""
 
     def _thinking(self, ev: ThinkingDelta) -> bytes:
@@ -263,6 +267,44 @@ class MessageStreamEncoder:
     def error(self, message: str, type_: str = "api_error") -> bytes:
         kind = type_ if type_ in _CLIENT_ERROR_TYPES else "api_error"
         return frame("error", {"type": "error", "error": {"type": kind, "message": message}})
+
+
+async def with_keepalive(events: AsyncIterator[StreamEvent], interval: float) -> AsyncIterator[StreamEvent]:
+    """Pass events through; after the first one, insert a KeepAlive whenever the upstream is
+    silent for `interval` seconds (a model building a long tool call without streaming it),
+    so clients with an idle timeout (Claude Code aborts after minutes of silence) stay put.
+    Before the first event nothing is inserted: the dispatcher may still fail over."""
+    it = events.__aiter__()
+    pending: asyncio.Future | None = None
+    started = False
+    try:
+        while True:
+            if not started:
+                ev = await it.__anext__()
+                started = True
+                yield ev
+                continue
+            if pending is None:
+                pending = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait((pending,), timeout=interval)
+            if not done:
+                yield KeepAlive()
+                continue
+            task, pending = pending, None
+            try:
+                ev = task.result()
+            except StopAsyncIteration:
+                return
+            yield ev
+    except StopAsyncIteration:
+        return
+    finally:
+        if pending is not None:  # let the cancelled step finish before closing its generator
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 # ---- pass-through relay -----------------------------------------------------------------------------
