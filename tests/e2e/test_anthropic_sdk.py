@@ -211,6 +211,20 @@ def test_claude_code_model_ids_map_through_aliases(client, requested, served):
     assert resp.model == served and resp.content[0].text == "echo: hi there"
 
 
+def test_count_tokens_of_a_whole_messages_body(gh):
+    """Clients often count the very body they are about to send; generation-only fields go."""
+    import urllib.request
+
+    body = {"model": "claude", "max_tokens": 100, "stream": True, "temperature": 0.5, "metadata": {"user_id": "u"},
+            "messages": user("three words here")}
+    req = urllib.request.Request(gh.url + "/v1/messages/count_tokens", json.dumps(body).encode(), method="POST",
+                                 headers={"x-api-key": ALICE_KEY, "content-type": "application/json",
+                                          "anthropic-version": "2023-06-01"})
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        assert json.loads(resp.read()) == {"input_tokens": 3}
+        assert resp.headers["x-gatehouse-token-count"] == "exact"
+
+
 async def test_async_client_streams_concurrently(aclient):
     async def one(model: str, i: int) -> str:
         async with aclient.messages.stream(model=model, max_tokens=50, messages=user(f"n{i} x")) as stream:

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from gatehouse.wire import anthropic as wa
+from gatehouse.wire import anthropic_response as wa
 from gatehouse.wire import openai as wo
 
 

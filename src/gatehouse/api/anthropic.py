@@ -17,6 +17,7 @@ from gatehouse.providers.base import CallContext, TokenCounter
 from gatehouse.runtime import ModelEntry, Runtime
 from gatehouse.types import ChatRequest, ChatResponse, json_encode
 from gatehouse.wire import anthropic as wire
+from gatehouse.wire.anthropic_response import render_response
 from gatehouse.wire.anthropic_stream import MessageStreamEncoder, with_keepalive
 from gatehouse.wire.common import decode_json_object, refuse_upstream_overrides
 
@@ -33,7 +34,7 @@ class AnthropicRenderer:
     dialect = DIALECT
 
     def response(self, resp: ChatResponse, public_model: str) -> bytes:
-        return json_encode(wire.render_response(resp, public_model))
+        return json_encode(render_response(resp, public_model))
 
     def stream_encoder(self, public_model: str) -> MessageStreamEncoder:
         return MessageStreamEncoder(public_model)

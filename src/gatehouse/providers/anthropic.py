@@ -22,6 +22,7 @@ from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
 from gatehouse.upstream.client import HttpPool, timeout, transport_errors
 from gatehouse.wire import anthropic as wire
+from gatehouse.wire import anthropic_response as response_wire
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -44,6 +45,10 @@ class _ErrorEnvelope(msgspec.Struct):
 class _Count(msgspec.Struct):
     input_tokens: int
 
+
+# Messages fields count_tokens refuses; clients often send a Messages body to count it.
+GENERATION_ONLY_FIELDS = frozenset({"max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences",
+                                    "metadata", "service_tier"})
 
 _error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 _count_decoder = msgspec.json.Decoder(_Count)
@@ -143,10 +148,10 @@ class AnthropicProvider(Provider):
         body.pop("stream", None)
         raw = await self._read(await self._post("/v1/messages", json_encode(body), call), call)
         try:
-            resp = wire.response_decoder.decode(raw)
+            resp = response_wire.response_decoder.decode(raw)
         except msgspec.DecodeError:
             raise self._malformed(call) from None
-        return wire.response_to_canonical(resp, call.public_model)
+        return response_wire.response_to_canonical(resp, call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         body = wire.from_canonical(req, call.upstream_model)
@@ -165,7 +170,7 @@ class AnthropicProvider(Provider):
         if not stream or not ctype.startswith("text/event-stream"):
             raw = await self._read(resp, call)
             try:
-                usage_obj = wire.usage_only_decoder.decode(raw).usage
+                usage_obj = response_wire.usage_only_decoder.decode(raw).usage
             except msgspec.DecodeError:
                 raise self._malformed(call) from None
             return Forwarded(resp.status, ctype, body=raw, usage=usage_obj.canonical() if usage_obj else None)
@@ -177,8 +182,9 @@ class AnthropicProvider(Provider):
 
     async def count_tokens(self, call: CallContext, *, request: ChatRequest | None = None,
                            body: dict[str, Any] | None = None) -> int:
-        if body is not None:  # the client's own count_tokens body: forwarded as sent
-            payload = {**body, "model": call.upstream_model}
+        if body is not None:  # the client's own body, minus what only generation takes
+            payload = {k: v for k, v in body.items() if k not in GENERATION_ONLY_FIELDS}
+            payload["model"] = call.upstream_model
         else:
             assert request is not None
             full = wire.from_canonical(request, call.upstream_model)

@@ -32,10 +32,10 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.sse import iter_events, iter_frames, parse_frame
-from gatehouse.wire.anthropic import (
+from gatehouse.wire.anthropic import ABlock
+from gatehouse.wire.anthropic_response import (
     STOP_FROM_ANTHROPIC,
     STOP_TO_ANTHROPIC,
-    ABlock,
     AUsage,
     message_id,
     tool_use_id,
