@@ -16,8 +16,9 @@ from tests.conftest import ALICE_KEY
 from tests.support import Gatehouse
 
 PDF = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}}
-# Generous bound for "no hang": the providers under test have read timeouts of 1-2 s.
-NO_HANG = aiohttp.ClientTimeout(total=20)
+# "No hang": the providers under test have read timeouts of 1-2 s, so the gateway must never
+# leave the client without a byte for longer than that (plus a margin for a busy machine).
+NO_HANG = aiohttp.ClientTimeout(total=30, sock_read=8)
 
 
 @pytest.fixture(scope="module")
