@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test install dev-install services bench check clean
+.PHONY: run test install dev-install services claude-code bench check clean
+
+# The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
+CLAUDE_CODE_VERSION ?= 2.1.197
+CLAUDE_CODE_BIN := .cache/claude-code/node_modules/@anthropic-ai/claude-code-linux-x64/claude
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,8 +35,16 @@ services:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || echo "warning: could not install redis-server; Redis tests will be skipped" )
 
-test: dev-install services
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+$(CLAUDE_CODE_BIN):
+	@command -v npm >/dev/null 2>&1 && npm install --silent --no-audit --no-fund --prefix .cache/claude-code \
+	  @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) >/dev/null 2>&1 \
+	  || echo "warning: could not install Claude Code; its tests will be skipped"
+
+claude-code: $(CLAUDE_CODE_BIN)
+
+test: dev-install services claude-code
+	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
+	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 check: install
 	$(BIN)/gatehouse check $(if $(CONFIG),--config $(CONFIG))
