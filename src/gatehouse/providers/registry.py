@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 from gatehouse.providers.base import Provider
+from gatehouse.providers.bedrock import BedrockProvider
 from gatehouse.providers.echo import EchoProvider
+from gatehouse.providers.gemini import GeminiProvider
+from gatehouse.providers.ollama import OllamaProvider
 from gatehouse.providers.openai import OpenAIProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
     "echo": EchoProvider,
+    "bedrock": BedrockProvider,
+    "gemini": GeminiProvider,
+    "ollama": OllamaProvider,
 }
