@@ -18,7 +18,7 @@ from gatehouse.errors import InvalidRequest
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.policy.auth import Principal
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.providers.base import CallContext, Completer, Embedder, Passthrough
+from gatehouse.providers.base import CallContext, Completer, Embedder
 from gatehouse.runtime import ModelEntry, Runtime
 from gatehouse.types import ChatResponse, json_encode
 from gatehouse.wire import ollama as wire
@@ -195,7 +195,7 @@ async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
     entry = rt.resolve(obj["model"], principal)
     ex.model = entry.name
     dep = entry.deployments[0]
-    if dep.provider.dialect == DIALECT and isinstance(dep.provider, Passthrough):
+    if dep.passthrough_dialect == DIALECT:
         ctx = CallContext(ex.request_id, entry.name, dep.upstream_model)
         fwd = await dep.provider.forward("/api/show", dict(obj), False, ctx, False)
         await send_bytes(req.send, fwd.status, fwd.body or b"", header_list(ex.request_id),
