@@ -182,6 +182,17 @@ async def test_streamed_pass_through_is_ndjson(gh, upstreams):
     assert upstreams["ollama"].last.json()["model"] == "qwen3:0.6b"
 
 
+async def test_translated_stream_is_ndjson_by_default(gh):
+    body = {"model": "claude", "messages": [{"role": "user", "content": "a b"}]}  # no "stream": Ollama streams
+    async with aiohttp.ClientSession() as s:
+        async with s.post(gh.url + "/api/chat", json=body, headers={"Authorization": f"Bearer {ALICE_KEY}"}) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "application/x-ndjson"
+            lines = [json.loads(line) for line in (await r.read()).splitlines()]
+    assert [x["done"] for x in lines] == [False] * (len(lines) - 1) + [True]
+    assert "".join(x["message"]["content"] for x in lines) == "echo: a b"
+    assert lines[-1]["done_reason"] == "stop" and lines[-1]["eval_count"] == 3
+
+
 def test_generate_and_embed_pass_through(client, upstreams):
     resp = client.generate(model="llama3.2", prompt="why")
     assert resp.response == "echo: why" and resp.context  # Ollama's own reply, context included

@@ -344,7 +344,9 @@ def test_eks_pod_identity_container_credentials(start_aws_gatehouse, bedrock_ups
                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token)}
         gh = start_aws_gatehouse(_one_model(bedrock_upstream.url), env)
         client = openai.OpenAI(base_url=gh.url + "/v1", api_key=KEY, max_retries=0)
-        resp = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "pod"}])
-        assert resp.choices[0].message.content == "echo: pod"
-        assert [r.path for r in agent.recorder.requests] == ["/v1/credentials"]
+        for i in range(3):
+            resp = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": f"pod {i}"}])
+            assert resp.choices[0].message.content == f"echo: pod {i}"
+        assert [r.path for r in agent.recorder.requests] == ["/v1/credentials"]  # fetched once, then cached
+        assert agent.recorder.last.headers["Authorization"] == aws_container_wire.TOKEN
         assert seen.last.headers["X-Amz-Security-Token"] == "sts-token"

@@ -71,12 +71,14 @@ class Timing:
         }
 
 
-def arguments_object(arguments: str) -> Any:
-    """Ollama tool arguments are objects; keep unparseable text (a cut-off reply) as text."""
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """Ollama tool arguments are objects (clients validate them as such); a cut-off reply's
+    unparseable text becomes an empty object rather than a client-side crash."""
     try:
-        return json_decode(arguments or "{}")
+        value = json_decode(arguments or "{}")
     except msgspec.DecodeError:
-        return arguments
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def tool_calls_out(calls: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
