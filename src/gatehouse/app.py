@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, anthropic, ops, openai
+from gatehouse.api import admin, anthropic, ollama, ops, openai
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.observability.safe import describe
@@ -43,6 +43,13 @@ ROUTES: list[Route] = [
     Route("DELETE", "/admin/keys/{key_id}", admin.revoke_key, "admin"),
     Route("POST", "/v1/messages", anthropic.messages, "messages", "anthropic"),
     Route("POST", "/v1/messages/count_tokens", anthropic.count_tokens, "count_tokens", "anthropic"),
+    Route("POST", "/api/chat", ollama.chat, "chat", "ollama"),
+    Route("POST", "/api/generate", ollama.generate, "completions", "ollama"),
+    Route("POST", "/api/embed", ollama.embed, "embeddings", "ollama"),
+    Route("POST", "/api/embeddings", ollama.embeddings, "embeddings", "ollama"),
+    Route("GET", "/api/tags", ollama.tags, "models", "ollama"),
+    Route("POST", "/api/show", ollama.show, "models", "ollama"),
+    Route("GET", "/api/version", ollama.version, "ops", "ollama"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",

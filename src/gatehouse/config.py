@@ -49,6 +49,15 @@ class AdminConfig(_Base):
     key: str | None = None  # None: every admin route is denied
 
 
+class GuardrailConfig(_Base):
+    """A Bedrock guardrail applied to every Converse call of a provider (guardrailConfig)."""
+
+    identifier: str
+    version: str
+    trace: Literal["enabled", "disabled", "enabled_full"] | None = None
+    stream_processing_mode: Literal["sync", "async"] | None = None
+
+
 class ProviderConfig(_Base):
     type: str
     base_url: str | None = None
@@ -66,7 +75,9 @@ class ProviderConfig(_Base):
     beta_allow: list[str] | None = None
     # ollama native
     keep_alive: str | int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # bedrock/gemini: model request fields
+    # bedrock
+    guardrail: GuardrailConfig | None = None
 
 
 class DeploymentConfig(_Base):

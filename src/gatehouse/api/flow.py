@@ -163,7 +163,9 @@ class Dispatch:
                 ex.status, ex.error_type = err.status, err.code
                 yield encoder.error(err.message, err.type)
 
-        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), SSE_HEADERS)
+        content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
+            [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
+        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type)
         tally = fwd.tally
         if not completed:
             ex.status, ex.error_type = 499, "client_closed"
@@ -206,7 +208,8 @@ class Dispatch:
                 if aclose is not None:
                     await aclose()
 
-        completed = await stream_out(self.req, 200, self._headers(), chunks())
+        # An encoder may stream another format than SSE (Ollama: NDJSON) and says so.
+        completed = await stream_out(self.req, 200, self._headers(), chunks(), getattr(encoder, "stream_headers", None))
         if not completed:
             ex.status, ex.error_type = 499, "client_closed"
         if ex.usage is None:

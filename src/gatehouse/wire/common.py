@@ -86,3 +86,15 @@ def _find_forbidden(node: Any, path: str) -> str | None:
             if hit:
                 return hit
     return None
+
+
+def tool_input(arguments: str) -> dict[str, Any]:
+    """Tool call arguments (JSON text) as the object that Bedrock, Gemini and Ollama want."""
+    try:
+        value = _json_decode(arguments or "{}")
+    except msgspec.DecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest("Tool call arguments must be a JSON object.", param="messages",
+                             code="invalid_tool_arguments")
+    return value

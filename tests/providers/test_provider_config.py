@@ -1,0 +1,41 @@
+"""Config checks of the bedrock, gemini and ollama provider types: errors name the field."""
+from __future__ import annotations
+
+import pytest
+
+from gatehouse.config import ConfigError, from_mapping
+
+
+def check(provider: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({"providers": {"p": provider}}, {})
+    return str(info.value)
+
+
+def test_bedrock_needs_a_region(monkeypatch):
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert check({"type": "bedrock"}).startswith("providers.p.region: required for bedrock")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    from_mapping({"providers": {"p": {"type": "bedrock"}}}, {})
+
+
+@pytest.mark.parametrize("provider,expected", [
+    ({"type": "bedrock", "region": "us-east-1", "endpoint_url": "bedrock.local"},
+     "providers.p.endpoint_url: must be an http(s) URL"),
+    ({"type": "bedrock", "region": "us-east-1", "base_url": "http://x"}, "providers.p.base_url: not used by bedrock"),
+    ({"type": "gemini"}, "providers.p.api_key: required for gemini"),
+    ({"type": "gemini", "api_key": "k", "base_url": "generativelanguage"}, "providers.p.base_url: must be an http(s) URL"),
+    ({"type": "ollama", "base_url": "http://ollama:11434/v1/"}, "providers.p.base_url: the native ollama provider"),
+])
+def test_provider_config_errors_name_the_field(provider, expected):
+    assert check(provider).startswith(expected)
+
+
+@pytest.mark.parametrize("guardrail,expected", [
+    ({"identifier": "g"}, "guardrail.version: required field is missing"),
+    ({"identifier": "g", "version": "1", "trace": "loud"}, "guardrail.trace: invalid enum value 'loud'"),
+])
+def test_guardrail_fields_are_typed(guardrail, expected):
+    # (msgspec names a dict entry `providers[...]`, not by its key: a config.py limitation)
+    assert check({"type": "bedrock", "region": "us-east-1", "guardrail": guardrail}).endswith(expected)
