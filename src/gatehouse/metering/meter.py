@@ -15,6 +15,7 @@ The background LedgerWriter moves journaled records into the store in batches.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -77,6 +78,12 @@ class Meter:
         self.unpriced_models = frozenset(name for (name, _), p in self.prices.items() if p is None)
         self.unpriced_policy = cfg.pricing.unpriced
         self._warned: set[tuple[str, str, str]] = set()
+        # Record ids: random per process, then a counter (unique without a syscall each).
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count(1)
+        # Labelled metric children, looked up once per label set rather than per request.
+        self._attempt_series: dict[tuple, tuple] = {}
+        self._request_series: dict[tuple, tuple] = {}
         self.step = MeteringStep(self)
 
     async def start(self) -> None:
@@ -104,7 +111,7 @@ class Meter:
         p = ex.principal
         prompt = ex.prompt_estimate
         record = LedgerRecord(
-            id=os.urandom(16).hex(), request_id=ex.request_id, attempt=number, ts=time.time(),
+            id=self._next_id(), request_id=ex.request_id, attempt=number, ts=time.time(),
             consumer=p.consumer if p else "", model=ex.model, surface=ex.surface,
             group=p.group if p else None, key_id=p.key_id if p else None,
             deployment=dep.upstream_model, provider=dep.provider_name, streamed=ex.stream,
@@ -112,6 +119,9 @@ class Meter:
             priced=price is not None, estimated=True, phase="begin",
         )
         ex.notes["_attempt"] = Attempt(record, self.journal.begin(record), time.monotonic(), price)
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):08x}"
 
     def fail_attempt(self, ex: "Exchange", err: GatehouseError) -> None:
         attempt = ex.notes.pop("_attempt", None)
@@ -166,7 +176,7 @@ class Meter:
         p = ex.principal
         u = ex.usage or Usage()
         rec = LedgerRecord(
-            id=os.urandom(16).hex(), request_id=ex.request_id, attempt=0,
+            id=self._next_id(), request_id=ex.request_id, attempt=0,
             ts=time.time() - (time.monotonic() - ex.started), consumer=p.consumer if p else "",
             model=ex.model, surface=ex.surface, group=p.group if p else None, key_id=p.key_id if p else None,
             status=ex.status, error_type=ex.error_type, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
@@ -177,17 +187,31 @@ class Meter:
         self._count(rec)
 
     def _count(self, rec: LedgerRecord) -> None:
-        m = self.metrics
-        model, group, provider = m.model(rec.model), m.group(rec.group), m.provider(rec.provider)
-        m.attempts.labels(model, provider, str(rec.status)).inc()
-        m.tokens_input.labels(model, group).inc(rec.input_tokens)
-        m.tokens_output.labels(model, group).inc(rec.output_tokens)
-        m.tokens_cached.labels(model, group).inc(rec.cached_tokens)
-        m.cost.labels(model, group).inc(rec.cost_usd)
+        key = (rec.model, rec.group, rec.provider, rec.status)
+        series = self._attempt_series.get(key)
+        if series is None:
+            m = self.metrics
+            model, group, provider = m.model(rec.model), m.group(rec.group), m.provider(rec.provider)
+            series = (m.attempts.labels(model, provider, str(rec.status)), m.tokens_input.labels(model, group),
+                      m.tokens_output.labels(model, group), m.tokens_cached.labels(model, group),
+                      m.cost.labels(model, group), m.upstream_duration.labels(model, provider),
+                      m.unpriced.labels(model, provider))
+            if len(self._attempt_series) < 10_000:
+                self._attempt_series[key] = series
+        attempts, tokens_in, tokens_out, tokens_cached, cost, duration, unpriced = series
+        attempts.inc()
+        if rec.input_tokens:  # (the series exist from labels(); skipping zeros saves a lock each)
+            tokens_in.inc(rec.input_tokens)
+        if rec.output_tokens:
+            tokens_out.inc(rec.output_tokens)
+        if rec.cached_tokens:
+            tokens_cached.inc(rec.cached_tokens)
+        if rec.cost_usd:
+            cost.inc(rec.cost_usd)
         if rec.attempt:
-            m.upstream_duration.labels(model, provider).observe(rec.latency_ms / 1000)
+            duration.observe(rec.latency_ms / 1000)
             if not rec.priced:
-                m.unpriced.labels(model, provider).inc()
+                unpriced.inc()
                 self._warn_unpriced(rec)
 
     def _warn_unpriced(self, rec: LedgerRecord) -> None:
@@ -203,17 +227,26 @@ class Meter:
         now = time.monotonic()
         finished = ex.finished_at or now
         p = ex.principal
-        m = self.metrics
         if ex.surface not in UNMETERED_SURFACES:
-            model = m.model(ex.model)
-            m.requests.labels(model, m.group(p.group if p else None), str(ex.status)).inc()
-            m.request_duration.labels(model).observe(finished - ex.started)
+            group = p.group if p else None
+            key = (ex.model, group, ex.status)
+            series = self._request_series.get(key)
+            if series is None:
+                m = self.metrics
+                model = m.model(ex.model)
+                series = (m.requests.labels(model, m.group(group), str(ex.status)), m.request_duration.labels(model),
+                          m.ttft.labels(model))
+                if len(self._request_series) < 10_000:
+                    self._request_series[key] = series
+            requests, duration, ttft = series
+            requests.inc()
+            duration.observe(finished - ex.started)
             if ex.stream and ex.first_token_at is not None:
-                m.ttft.labels(model).observe(ex.first_token_at - ex.started)
+                ttft.observe(ex.first_token_at - ex.started)
             if ex.status >= 400:
-                m.errors.labels(ex.error_type or f"http_{ex.status}").inc()
+                self.metrics.errors.labels(ex.error_type or f"http_{ex.status}").inc()
                 if ex.status == 429:
-                    m.rate_limited.inc()
+                    self.metrics.rate_limited.inc()
         if self.access_log.enabled and not (ex.surface == "ops" and ex.status < 400):  # not every probe
             u = ex.usage
             self.access_log.write({
