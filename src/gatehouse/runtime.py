@@ -110,11 +110,11 @@ class Runtime:
                     config_keys[hasher.hash(k)] = cname
         auth = KeyAuthenticator(hasher, store, config_keys, config_sha, principal_for)
         steps: list[Step] = []
-        # Metering goes last: it admits only what every other step admitted, and settles
-        # first, so later settles (budgets) find the request's cost in ex.notes["cost_usd"].
         meter = Meter(cfg, models, store, data_dir)
-        steps.append(meter.step)
-        rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline(steps),
+        # Metering goes last, whatever else is in `steps`: it admits only what every other
+        # step admitted, and settles first, so later settles (budgets) find the request's
+        # cost in ex.notes["cost_usd"].
+        rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None)
         rt.meter = meter
         await meter.start()

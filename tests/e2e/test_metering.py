@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import aiohttp
 import openai
@@ -196,10 +195,12 @@ def test_unpriced_traffic_is_allowed_with_warn_and_counted(gh, alice):
 
 def test_usage_reports_never_show_another_consumers_rows(gh, alice):
     bob = openai.OpenAI(base_url=gh.url + "/v1", api_key=BOB_KEY, max_retries=0)
-    bob_id = rid("bob")
+    bob_id, alice_id = rid("bob"), rid("alice")
     bob.chat.completions.create(model="chat", messages=[{"role": "user", "content": "bob here"}],
                                 extra_headers={"x-request-id": bob_id})
-    records(gh, bob_id)
+    alice.chat.completions.create(model="chat", messages=[{"role": "user", "content": "alice here"}],
+                                  extra_headers={"x-request-id": alice_id})
+    records(gh, bob_id), records(gh, alice_id)
     status, mine, _ = get(gh, "/v1/usage/me?by=model&since=1h", ALICE_KEY)
     assert status == 200 and {r["model"] for r in mine["data"]} >= {"chat"}
     status, bobs, _ = get(gh, "/v1/usage/me?since=1h", BOB_KEY)
@@ -222,7 +223,11 @@ def test_usage_reports_never_show_another_consumers_rows(gh, alice):
     assert text.splitlines()[0].startswith("model,requests,") and text.splitlines()[1].startswith("chat,1,")
 
 
-def test_usage_cli_prints_a_table_and_csv(gh):
+def test_usage_cli_prints_a_table_and_csv(gh, alice):
+    request_id = rid("cli")
+    alice.chat.completions.create(model="chat", messages=[{"role": "user", "content": "x"}],
+                                  extra_headers={"x-request-id": request_id})
+    records(gh, request_id)
     env = {**gh.env}
     cmd = [sys.executable, "-m", "gatehouse", "usage", "--config", str(gh.config_path), "--since", "1d"]
     table = subprocess.run(cmd + ["--by", "consumer"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -249,8 +254,11 @@ def _sum(samples: dict, name: str, **labels) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and labels.items() <= dict(ls).items())
 
 
-def test_metrics_parse_and_match_the_ledger(gh):
+def test_metrics_parse_and_match_the_ledger(gh, alice):
     assert get(gh, "/metrics", "nope")[0] == 401
+    for model in ("chat", "failover", "echo"):  # traffic of its own, besides the tests above
+        alice.chat.completions.create(model=model, messages=[{"role": "user", "content": "m e t"}])
+        list(alice.chat.completions.create(model=model, messages=[{"role": "user", "content": "s"}], stream=True))
     deadline = time.monotonic() + 10
     while True:  # wait until the writer has stored everything
         status, text, headers = get(gh, "/metrics", METRICS_TOKEN)
@@ -265,7 +273,11 @@ def test_metrics_parse_and_match_the_ledger(gh):
             "SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cost_usd), count(DISTINCT request_id) "
             "FROM usage_records").fetchone()
         per_model = dict(conn.execute("SELECT model, sum(output_tokens) FROM usage_records GROUP BY model"))
-    assert n > 10
+        final_status = conn.execute(  # each request's last attempt decides its status
+            "SELECT model, status, count(*) FROM usage_records r WHERE attempt = "
+            "(SELECT max(attempt) FROM usage_records WHERE request_id = r.request_id) GROUP BY model, status").fetchall()
+        client_closed = conn.execute("SELECT count(*) FROM usage_records WHERE error_type = 'client_closed'").fetchone()
+    assert n >= 8
     assert _sum(samples, "gatehouse_upstream_attempts_total") == n
     assert _sum(samples, "gatehouse_tokens_input_total") == tin
     assert _sum(samples, "gatehouse_tokens_output_total") == tout
@@ -275,12 +287,14 @@ def test_metrics_parse_and_match_the_ledger(gh):
     model_requests = sum(v for (name, ls), v in samples.items()
                          if name == "gatehouse_requests_total" and dict(ls)["model"])
     assert model_requests == requests
-    assert _sum(samples, "gatehouse_requests_total", model="chat", group="dev", status="499") == 1
-    assert _sum(samples, "gatehouse_errors_total", type="client_closed") == 1
+    for model, status, count in final_status:
+        assert _sum(samples, "gatehouse_requests_total", model=model, status=str(status)) == count
+    assert _sum(samples, "gatehouse_errors_total", type="client_closed") == client_closed[0]
     assert _sum(samples, "gatehouse_unpriced_requests_total", model="echo") >= 1
     assert _sum(samples, "gatehouse_request_duration_seconds_count") == model_requests
     assert _sum(samples, "gatehouse_time_to_first_token_seconds_count") >= 3
-    assert _sum(samples, "gatehouse_upstream_duration_seconds_count", provider="dead") == 1
+    assert _sum(samples, "gatehouse_upstream_duration_seconds_count", provider="dead") == \
+        sum(count for model, status, count in final_status if model == "failover")
     assert ("gatehouse_inflight_requests", ()) in samples and ("gatehouse_rate_limited_total", ()) in samples
     # labels come from configured names only, whatever the client asked for
     client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)

@@ -50,6 +50,7 @@ async def drain(journal_dir: Path, db: Path) -> int:
     await store.create_schema()
     journal = Journal(journal_dir)
     replayed = await asyncio.to_thread(journal.open)
+    journal.has_data.set()
     writer = LedgerWriter(journal, store, batch_size=7, flush_seconds=0.01)
     writer.start()
     await writer.stop(timeout=10)

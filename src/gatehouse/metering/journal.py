@@ -100,7 +100,8 @@ class Journal:
 
     def open(self) -> int:
         """Lock the directory, adopt old segments, journal `interrupted` records for attempts
-        a dead process left open, and start a new segment. Returns the records replayed."""
+        a dead process left open, and start a new segment. Returns the records to replay;
+        the caller sets `has_data` so the writer picks them up."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / "journal.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -125,13 +126,14 @@ class Journal:
             self._next_seq = seq + 1
         self._start_segment()
         lost = [interrupted(r) for rid, r in begun.items() if rid not in ended]
-        for r in lost:
-            self.end(r)
+        for r in lost:  # (not through end(): this runs in a thread, away from the loop's Event)
+            if self._write(encode_record(r) + b"\n"):
+                self.backlog += 1
+            else:
+                self.overflow.append(r)
         if lost:
             log.warning("journal: %d attempts were interrupted by the previous process's death", len(lost))
-        if self.backlog:
-            self.has_data.set()
-        return self.backlog
+        return self.backlog + len(self.overflow)
 
     def _start_segment(self) -> None:
         path = self.dir / _segment_name(self._next_seq)
