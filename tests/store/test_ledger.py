@@ -50,7 +50,7 @@ async def exercise(store: SqlStore, tag: str) -> None:
     assert by_group == {"dev": 4, None: 1}
     only_embed = await usage_report(store, "model", since, until, model="embed")
     assert [(r.key, r.requests, r.attempts) for r in only_embed] == [("embed", 1, 2)]
-    assert await usage_report(store, "model", DAY2 + 10, None) == []
+    assert await usage_report(store, "model", DAY2 + 10, DAY2 + 20) == []
     with pytest.raises(ValueError):
         await usage_report(store, "prompt", since)
 
