@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, anthropic, ollama, ops, openai
+from gatehouse.api import admin, anthropic, ollama, ops, openai, usage
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.observability.safe import describe
@@ -50,6 +50,9 @@ ROUTES: list[Route] = [
     Route("GET", "/api/tags", ollama.tags, "models", "ollama"),
     Route("POST", "/api/show", ollama.show, "models", "ollama"),
     Route("GET", "/api/version", ollama.version, "ops", "ollama"),
+    Route("GET", "/metrics", usage.metrics, "metrics"),
+    Route("GET", "/admin/usage", usage.admin_usage, "admin"),
+    Route("GET", "/v1/usage/me", usage.my_usage, "usage"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
@@ -113,6 +116,8 @@ class GatehouseApp:
                     log.error("startup failed: %s", describe(e))
                     await send({"type": "lifespan.startup.failed", "message": describe(e)})
                     return
+                if self.runtime.meter is not None:
+                    self.runtime.meter.metrics.track_inflight(lambda: self.inflight)
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 if self.runtime is not None:
@@ -130,7 +135,9 @@ class GatehouseApp:
 
         async def tracking_send(message: dict) -> None:
             nonlocal started
-            started = True
+            if not started:
+                started = True
+                ex.status = ex.status or message.get("status", 0)  # for metrics and the access log
             await send(message)
 
         req.send = tracking_send
@@ -163,6 +170,8 @@ class GatehouseApp:
             self.inflight -= 1
             if rt is not None and "_admitted" in ex.notes:
                 await rt.pipeline.settle(ex)
+            if rt is not None and rt.meter is not None:
+                rt.meter.observe(ex, req.method, req.path)
 
 
 def with_cors(app: GatehouseApp, origins: list[str]):
@@ -172,5 +181,6 @@ def with_cors(app: GatehouseApp, origins: list[str]):
 
     return CORSMiddleware(
         app, allow_origins=origins, allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["x-request-id", "retry-after"], allow_credentials=False, max_age=600,
+        expose_headers=["x-request-id", "retry-after", "x-gatehouse-tokens-input", "x-gatehouse-tokens-output",
+                        "x-gatehouse-cost-usd"], allow_credentials=False, max_age=600,
     )

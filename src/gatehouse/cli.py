@@ -221,7 +221,75 @@ def build_parser() -> argparse.ArgumentParser:
     kh.add_argument("key")
     k.set_defaults(func=cmd_keys)
     _add_client_env(sub)
+    add_metering_commands(sub, with_config)
     return p
+
+
+# ---- migrate and usage -----------------------------------------------------------------------
+
+
+def add_metering_commands(sub, with_config) -> None:
+    m = with_config(sub.add_parser("migrate", help="apply database schema migrations"))
+    m.set_defaults(func=cmd_migrate)
+    u = with_config(sub.add_parser("usage", help="usage and cost from the ledger"))
+    u.add_argument("--by", default="model", choices=["consumer", "group", "model", "deployment", "provider",
+                                                     "key", "day"])
+    u.add_argument("--since", default="7d", help="7d, 24h, 30m or an ISO date (default 7d)")
+    u.add_argument("--until", help="same forms as --since (default: now)")
+    u.add_argument("--consumer")
+    u.add_argument("--group")
+    u.add_argument("--model")
+    u.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    u.set_defaults(func=cmd_usage)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gatehouse.runtime import store_url
+    from gatehouse.store.migrate import current_revision, upgrade
+    from gatehouse.store.sql import SqlStore, redact_url
+
+    cfg = load_config(args.config)
+    url = store_url(cfg, data_dir_from_env())
+
+    async def run() -> tuple[str | None, str]:
+        store = SqlStore(url)
+        try:
+            return await current_revision(store), await upgrade(store)
+        finally:
+            await store.close()
+
+    before, after = asyncio.run(run())
+    if before == after:
+        print(f"{redact_url(url)}: schema is up to date (revision {after})")
+    else:
+        print(f"{redact_url(url)}: schema migrated from {before or 'empty'} to revision {after}")
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from gatehouse.metering.report import UsageQueryError, parse_query, render_csv, render_table
+    from gatehouse.store.ledger import usage_report
+
+    cfg = load_config(args.config)
+    params = {k: v for k, v in {"by": args.by, "since": args.since, "until": args.until,
+                                "consumer": args.consumer, "group": args.group, "model": args.model}.items() if v}
+    try:
+        query = parse_query(params)
+    except UsageQueryError as e:
+        print(f"usage: {e}", file=sys.stderr)
+        return 2
+
+    async def run():
+        store, _ = await _open_store(cfg)
+        try:
+            return await usage_report(store, query.by, query.since, query.until, consumer=query.consumer,
+                                      group=query.group, model=query.model)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(run())
+    print(render_csv(query.by, rows) if args.csv else render_table(query.by, rows), end="" if args.csv else "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

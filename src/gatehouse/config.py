@@ -43,6 +43,8 @@ class ServerConfig(_Base):
 class StoreConfig(_Base):
     url: str | None = None  # sqlite:///path.db | postgresql://...; None = data dir SQLite
     redis_url: str | None = None
+    pool_size: int = 10  # Postgres connections per process (bounded: no overflow)
+    migrate_on_start: bool = True  # apply schema migrations at start (else: `gatehouse migrate`)
 
 
 class AdminConfig(_Base):
@@ -84,6 +86,14 @@ class DeploymentConfig(_Base):
     provider: str
     model: str
     weight: int = 1
+    # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    # Self-hosted: the GPU's hourly cost amortised over its measured aggregate throughput.
+    gpu_cost_per_hour: float | None = None
+    gpu_output_tokens_per_second: float | None = None
+    gpu_input_tokens_per_second: float | None = None
 
 
 class ModelConfig(_Base):
@@ -110,6 +120,27 @@ class LoggingConfig(_Base):
     access_log: bool = True
 
 
+class PricingConfig(_Base):
+    # Traffic to a deployment without a price: allow (cost 0), warn (cost 0, logged once per
+    # deployment) or deny (403 before the upstream is called). Always counted in a metric.
+    unpriced: Literal["allow", "warn", "deny"] = "warn"
+
+
+class MeteringConfig(_Base):
+    journal_dir: str | None = None  # None: <data dir>/journal
+    # fsync the journal this often (seconds); 0 = after every record (slow, power-loss safe).
+    journal_fsync_seconds: float = 1.0
+    batch_size: int = 500  # ledger rows per store transaction
+    flush_seconds: float = 0.25  # longest a record waits in the journal when the store is up
+    shutdown_flush_seconds: float = 10.0  # on SIGTERM, how long to keep draining into the store
+
+
+class MetricsConfig(_Base):
+    enabled: bool = True
+    # GET /metrics accepts this bearer token or the admin key; with neither set it is denied.
+    token: str | None = None
+
+
 class Config(_Base):
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -121,6 +152,9 @@ class Config(_Base):
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     consumers: dict[str, ConsumerConfig] = field(default_factory=dict)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    metering: MeteringConfig = field(default_factory=MeteringConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 # ---- interpolation -------------------------------------------------------------------
@@ -250,3 +284,12 @@ def check_references(cfg: Config) -> None:
                 raise ConfigError(f"{path}.keys[{k}]: sha256 keys are 'sha256:' + 64 hex digits")
     if cfg.server.max_body_bytes <= 0:
         raise ConfigError("server.max_body_bytes: must be positive")
+    from gatehouse.metering.pricing import check_prices  # late: pricing imports config types
+
+    check_prices(cfg)
+    if cfg.metering.batch_size <= 0:
+        raise ConfigError("metering.batch_size: must be positive")
+    if cfg.metering.journal_fsync_seconds < 0:
+        raise ConfigError("metering.journal_fsync_seconds: must not be negative")
+    if cfg.store.pool_size <= 0:
+        raise ConfigError("store.pool_size: must be positive")

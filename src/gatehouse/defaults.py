@@ -32,7 +32,8 @@ def embedded_mapping(data_dir: Path, env: dict[str, str] | None = None) -> dict[
         "server": {"host": "127.0.0.1", "port": 8080},
         "store": {"url": f"sqlite:///{data_dir / 'gatehouse.db'}"},
         "providers": {"echo": {"type": "echo"}},
-        "models": [{"name": "echo", "deployments": [{"provider": "echo", "model": "echo"}],
+        "models": [{"name": "echo", "deployments": [{"provider": "echo", "model": "echo",
+                                                     "input_per_mtok": 0, "output_per_mtok": 0}],
                     "description": "built-in deterministic echo model"}],
     }
     if env.get("GATEHOUSE_ADMIN_KEY"):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gatehouse.config import Config
 from gatehouse.errors import NotFound, PermissionDenied
+from gatehouse.metering.meter import Meter
 from gatehouse.observability.safe import describe
 from gatehouse.policy import access
 from gatehouse.policy.auth import KeyAuthenticator, Principal
@@ -20,6 +21,7 @@ from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
+from gatehouse.store.migrate import require_current
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
 
@@ -74,14 +76,18 @@ class Runtime:
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
+    meter: Meter | None = None  # ledger, usage headers, metrics, access log
 
     # ---- building ---------------------------------------------------------------------------
 
     @classmethod
     async def build(cls, cfg: Config, data_dir: Path | None = None) -> "Runtime":
         data_dir = data_dir or data_dir_from_env()
-        store = SqlStore(store_url(cfg, data_dir))
-        await store.create_schema()
+        store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
+        if cfg.store.migrate_on_start:
+            await store.create_schema()
+        else:
+            await require_current(store)
         secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
             await get_or_create_setting(store, "key_hmac_secret", new_secret)
         hasher = KeyHasher(secret)
@@ -113,8 +119,14 @@ class Runtime:
                     config_keys[hasher.hash(k)] = cname
         auth = KeyAuthenticator(hasher, store, config_keys, config_sha, principal_for)
         steps: list[Step] = []
-        rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline(steps),
+        meter = Meter(cfg, models, store, data_dir)
+        # Metering goes last, whatever else is in `steps`: it admits only what every other
+        # step admitted, and settles first, so later settles (budgets) find the request's
+        # cost in ex.notes["cost_usd"].
+        rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None)
+        rt.meter = meter
+        await meter.start()
         for p in providers.values():
             await p.start()
         rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
@@ -129,6 +141,8 @@ class Runtime:
             except Exception as e:
                 log.error("closing provider %s: %s", p.name, describe(e))
         await self.http.close()
+        if self.meter is not None:
+            await self.meter.close()  # drains the journal into the store: before store.close
         await self.store.close()
 
     # ---- per request --------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Conventions (shared by every test upstream): the reply is `echo: <last user text
 in that text makes it call the first offered tool with {"city": "Paris"} (`TOOL2`: twice,
 Paris and Rome); `THINK` adds reasoning_content "thinking about it"; `FAIL500`/`FAIL429`
 answer with that error; `SLOW` waits 3 s; `CUTSTREAM` aborts a stream after two chunks;
-`NOUSAGE` omits usage. Usage counts whitespace-separated words. Requires
+`NOUSAGE` omits usage; `DRIP` streams one chunk every 50 ms (for clients that hang up
+mid-stream). Usage counts whitespace-separated words. Requires
 `Authorization: Bearer test-openai-key`.
 """
 from __future__ import annotations
@@ -124,6 +125,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     for piece in _pieces(p["text"] or ""):
         await send({"content": piece})
         sent += 1
+        if "DRIP" in trig:
+            await asyncio.sleep(0.05)
         if "CUTSTREAM" in trig and sent == 2:
             request.transport.close()
             return resp

@@ -4,6 +4,12 @@ A dialect hands over a canonical request (and, when it has one, the raw decoded 
 the same-dialect fast path) together with a `Renderer` for its wire format. This module
 walks the deployments of the model (failing over on upstream errors before the first byte
 is sent), relays or translates the reply, and settles the Exchange exactly once.
+
+Every upstream attempt is metered (metering/meter.py): `_attempt` opens its ledger record
+before the call, a failover closes it with the error, and a non-streamed answer closes it
+(and gets its x-gatehouse-* usage headers) just before it is sent; streams close it in the
+pipeline's settle, after `ex.usage` holds the reported usage or an estimate of what was
+generated before the stream was cut.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, stream_out
 from gatehouse.errors import GatehouseError, UpstreamError
-from gatehouse.metering.tokens import estimate_text
+from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Forwarded
 from gatehouse.runtime import Deployment, ModelEntry, Runtime
@@ -21,6 +27,7 @@ from gatehouse.types import (
     ChatResponse,
     StreamEnd,
     StreamEvent,
+    StreamStart,
     TextDelta,
     ThinkingDelta,
     ToolCallDelta,
@@ -72,6 +79,13 @@ class Dispatch:
     def _headers(self) -> list[tuple[bytes, bytes]]:
         return header_list(self.ex.request_id, self.ex.response_headers)
 
+    def _attempt(self, dep: Deployment) -> CallContext:
+        self.rt.meter.begin_attempt(self.ex, dep)
+        return _context(self.ex, dep, self.entry, self.forward_headers)
+
+    def _failover(self, err: GatehouseError) -> None:
+        self.rt.meter.fail_attempt(self.ex, err)
+
     # ---- unary ----------------------------------------------------------------------------
 
     async def unary(self, call: Unary, passthrough: tuple[str, dict[str, Any]] | None = None,
@@ -79,13 +93,15 @@ class Dispatch:
         """Non-streamed: forward raw when the deployment speaks our dialect, else translate."""
         last: GatehouseError | None = None
         for dep in self.entry.deployments:
-            ctx = _context(self.ex, dep, self.entry, self.forward_headers)
+            ctx = self._attempt(dep)
             try:
                 if passthrough is not None and self._can_forward(dep):
                     path, body = passthrough
                     fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
-                    self.ex.usage = fwd.usage or Usage(estimated=True)
+                    self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
+                                                      lambda: estimate_json_output(fwd.body or b""))
                     self.ex.status = fwd.status
+                    self.rt.meter.record_unary(self.ex)
                     await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
                                      fwd.content_type.encode("latin-1"))
                     return
@@ -94,12 +110,15 @@ class Dispatch:
                 if _is_retryable(err) and dep is not self.entry.deployments[-1]:
                     log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
                                 dep.upstream_model, err.code)
+                    self._failover(err)
                     last = err
                     continue
                 raise
-            self.ex.usage = getattr(result, "usage", None)
+            self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
+                                              lambda: estimate_result(result))
             self.ex.status = 200
             body = render(result) if render else self.renderer.response(result, self.entry.name)
+            self.rt.meter.record_unary(self.ex)
             await send_bytes(self.req.send, 200, body, self._headers())
             return
         assert last is not None
@@ -120,7 +139,7 @@ class Dispatch:
         self.ex.stream = True
         last: GatehouseError | None = None
         for dep in self.entry.deployments:
-            ctx = _context(self.ex, dep, self.entry, self.forward_headers)
+            ctx = self._attempt(dep)
             try:
                 if passthrough is not None and self._can_forward(dep):
                     path, body = passthrough
@@ -131,9 +150,11 @@ class Dispatch:
                 first = await events.__anext__()
             except StopAsyncIteration:
                 last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
+                self._failover(last)
                 continue
             except GatehouseError as err:
                 if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                    self._failover(err)
                     last = err
                     continue
                 raise
@@ -145,7 +166,7 @@ class Dispatch:
     async def _relay_forwarded(self, fwd: Forwarded) -> None:
         ex = self.ex
         if fwd.chunks is None:  # the upstream answered a stream request with plain JSON
-            ex.usage = fwd.usage or Usage(estimated=True)
+            ex.usage = usage_or_estimate(fwd.usage, ex.prompt_estimate, lambda: estimate_json_output(fwd.body or b""))
             ex.status = fwd.status
             await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
                              fwd.content_type.encode("latin-1"))
@@ -171,9 +192,9 @@ class Dispatch:
             ex.status, ex.error_type = 499, "client_closed"
         if tally is not None and tally.usage is not None:
             ex.usage = tally.usage
-        else:
+        else:  # cut by the client or the upstream, or no usage sent: ~one token per content frame
             frames = getattr(tally, "frames", 0)
-            ex.usage = Usage(output_tokens=frames, estimated=True)
+            ex.usage = Usage(input_tokens=ex.prompt_estimate, output_tokens=frames, estimated=True)
             if completed and ex.status == 200:
                 ex.status, ex.error_type = 502, "upstream_incomplete"
 
@@ -182,13 +203,16 @@ class Dispatch:
         ex = self.ex
         ex.status = 200
         seen_chars = 0
+        start_usage: Usage | None = None  # some upstreams report the prompt's tokens up front
 
         async def chunks() -> AsyncIterator[bytes]:
-            nonlocal seen_chars
+            nonlocal seen_chars, start_usage
             ev: StreamEvent | None = first
             try:
                 while ev is not None:
-                    if isinstance(ev, (TextDelta, ThinkingDelta)):
+                    if isinstance(ev, StreamStart):
+                        start_usage = ev.usage
+                    elif isinstance(ev, (TextDelta, ThinkingDelta)):
                         seen_chars += len(ev.text)
                         if ex.first_token_at is None:
                             ex.first_token_at = time.monotonic()
@@ -212,5 +236,7 @@ class Dispatch:
         completed = await stream_out(self.req, 200, self._headers(), chunks(), getattr(encoder, "stream_headers", None))
         if not completed:
             ex.status, ex.error_type = 499, "client_closed"
-        if ex.usage is None:
-            ex.usage = Usage(input_tokens=ex.prompt_estimate, output_tokens=(seen_chars + 3) // 4, estimated=True)
+        if ex.usage is None:  # cut by the client or the upstream before the end: estimate what was generated
+            input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens else ex.prompt_estimate
+            ex.usage = Usage(input_tokens=input_tokens, output_tokens=(seen_chars + 3) // 4, estimated=True,
+                             cache_read_tokens=start_usage.cache_read_tokens if start_usage else 0)

@@ -1,1 +1,1 @@
-"""Metrics, tracing and logs."""
+"""Metrics (Prometheus), structured access logs, safe descriptions of errors."""

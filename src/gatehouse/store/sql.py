@@ -61,8 +61,10 @@ class SqlStore:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Apply the Alembic migrations (store/migrations) up to the newest revision."""
+        from gatehouse.store.migrate import upgrade
+
+        await upgrade(self)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -1,0 +1,118 @@
+"""The usage ledger table, its idempotent batch insert and the usage report query.
+
+Inserts ignore rows whose id is already there, so replaying a journal after a crash, or a
+batch retried after a lost commit acknowledgement, never counts a record twice.
+"""
+from __future__ import annotations
+
+from msgspec import Struct
+
+import sqlalchemy as sa
+
+from gatehouse.store.sql import SqlStore, metadata
+
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(128), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("consumer", sa.String(200), nullable=False),
+    sa.Column("group_name", sa.String(200), nullable=True),
+    sa.Column("key_id", sa.String(64), nullable=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("deployment", sa.String(200), nullable=False),
+    sa.Column("provider", sa.String(200), nullable=False),
+    sa.Column("surface", sa.String(32), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.String(64), nullable=True),
+    sa.Column("input_tokens", sa.BigInteger, nullable=False),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Float, nullable=False),
+    sa.Column("priced", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("ttft_ms", sa.Float, nullable=True),
+    sa.Column("streamed", sa.Boolean, nullable=False),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("estimated", sa.Boolean, nullable=False),
+    sa.Index("ix_usage_records_consumer_ts", "consumer", "ts"),
+)
+
+
+def _insert_ignoring_duplicates(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(usage_records).on_conflict_do_nothing(index_elements=["id"])
+
+
+async def insert_records(store: SqlStore, rows: list[dict]) -> None:
+    if not rows:
+        return
+    stmt = _insert_ignoring_duplicates(store.engine.dialect.name)
+    async with store.engine.begin() as conn:
+        await conn.execute(stmt, rows)
+
+
+# ---- reports -----------------------------------------------------------------------------
+
+GROUPINGS = ("consumer", "group", "model", "deployment", "provider", "key", "day")
+
+
+class UsageRow(Struct):
+    key: str | None
+    requests: int  # distinct request ids
+    attempts: int  # ledger records (upstream attempts)
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    errors: int  # attempts with status >= 400
+    estimated: int  # attempts whose tokens are estimated
+
+
+def _grouping(by: str, dialect: str):
+    t = usage_records.c
+    if by == "day":
+        if dialect == "postgresql":
+            return sa.func.to_char(sa.func.to_timestamp(t.ts).op("AT TIME ZONE")("UTC"), "YYYY-MM-DD")
+        return sa.func.date(t.ts, "unixepoch")
+    return {"consumer": t.consumer, "group": t.group_name, "model": t.model, "deployment": t.deployment,
+            "provider": t.provider, "key": t.key_id}[by]
+
+
+async def usage_report(store: SqlStore, by: str, since: float, until: float | None = None, *,
+                       consumer: str | None = None, group: str | None = None,
+                       model: str | None = None) -> list[UsageRow]:
+    """Totals grouped by `by` for records in [since, until), most expensive first."""
+    if by not in GROUPINGS:
+        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
+    t = usage_records.c
+    key = _grouping(by, store.engine.dialect.name).label("key")
+    q = sa.select(
+        key,
+        sa.func.count(sa.distinct(t.request_id)),
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(t.input_tokens), 0),
+        sa.func.coalesce(sa.func.sum(t.output_tokens), 0),
+        sa.func.coalesce(sa.func.sum(t.cached_tokens), 0),
+        sa.func.coalesce(sa.func.sum(t.cost_usd), 0.0),
+        sa.func.sum(sa.case((t.status >= 400, 1), else_=0)),
+        sa.func.sum(sa.case((t.estimated, 1), else_=0)),
+    ).where(t.ts >= since)
+    if until is not None:
+        q = q.where(t.ts < until)
+    if consumer is not None:
+        q = q.where(t.consumer == consumer)
+    if group is not None:
+        q = q.where(t.group_name == group)
+    if model is not None:
+        q = q.where(t.model == model)
+    q = q.group_by(key).order_by(sa.desc(sa.func.coalesce(sa.func.sum(t.cost_usd), 0.0)), key)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(q)).all()
+    return [UsageRow(None if r[0] is None else str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]),
+                     int(r[5]), round(float(r[6]), 9), int(r[7] or 0), int(r[8] or 0)) for r in rows]

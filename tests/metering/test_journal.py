@@ -1,0 +1,147 @@
+"""The journal with a real SQLite store: replay after SIGKILL exactly once, interrupted
+attempts, segment rotation and removal, torn lines, one owner per directory."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gatehouse.metering.journal import Journal, JournalLocked
+from gatehouse.metering.record import LedgerRecord
+from gatehouse.metering.writer import LedgerWriter
+from gatehouse.store.sql import SqlStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A process that journals, then dies by SIGKILL without any cleanup.
+CRASHER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from msgspec.structs import replace
+    from gatehouse.metering.journal import Journal
+    from gatehouse.metering.record import LedgerRecord
+
+    j = Journal(Path(sys.argv[1]), fsync_seconds=1.0, max_segment_bytes=int(sys.argv[3]))
+    j.open()
+    for i in range(int(sys.argv[2])):
+        rec = LedgerRecord(id=f"r{i}", request_id=f"q{i}", attempt=1, ts=1.0 + i, consumer="alice",
+                           model="chat", surface="chat", input_tokens=5, estimated=True, phase="begin")
+        seg = j.begin(rec)
+        if i % 10 != 9:  # every tenth attempt is still running when the process dies
+            j.end(replace(rec, phase="end", status=200, output_tokens=7, estimated=False), seg)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def crash(journal_dir: Path, n: int, segment_bytes: int = 1 << 20) -> None:
+    proc = subprocess.run([sys.executable, "-c", CRASHER, str(journal_dir), str(n), str(segment_bytes)],
+                          cwd=ROOT, capture_output=True)
+    assert proc.returncode == -9, proc.stderr.decode()
+
+
+async def drain(journal_dir: Path, db: Path) -> int:
+    """Start like the gateway does (open, replay, drain), stop, return the records replayed."""
+    store = SqlStore(f"sqlite:///{db}")
+    await store.create_schema()
+    journal = Journal(journal_dir)
+    replayed = await asyncio.to_thread(journal.open)
+    journal.has_data.set()
+    writer = LedgerWriter(journal, store, batch_size=7, flush_seconds=0.01)
+    writer.start()
+    await writer.stop(timeout=10)
+    await store.close()
+    return replayed
+
+
+def rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, status, error_type, output_tokens, estimated FROM usage_records "
+                            "ORDER BY ts").fetchall()
+
+
+def test_sigkill_then_replay_writes_every_record_once_and_marks_interrupted_attempts(tmp_path):
+    jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
+    crash(jdir, 50)
+    assert asyncio.run(drain(jdir, db)) == 50
+    got = rows(db)
+    assert len(got) == 50 and len({r[0] for r in got}) == 50
+    interrupted = [r for r in got if r[2] == "interrupted"]
+    assert len(interrupted) == 5
+    assert all(r[1] == 500 and r[3] == 0 and r[4] == 1 for r in interrupted)
+    assert all(r[1] == 200 and r[3] == 7 and r[4] == 0 for r in got if r[2] is None)
+    # a second start finds nothing left to write, and nothing is written twice
+    assert asyncio.run(drain(jdir, db)) == 0
+    assert len(rows(db)) == 50
+    assert [p.name for p in jdir.glob("seg-*")] == []
+
+
+def test_replay_is_idempotent_when_the_store_already_has_the_records(tmp_path):
+    jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
+    crash(jdir, 30)
+    saved = {p.name: p.read_bytes() for p in jdir.glob("seg-*")}
+    asyncio.run(drain(jdir, db))
+    for name, data in saved.items():  # as if the process died after the insert, before cleanup
+        (jdir / name).write_bytes(data)
+    asyncio.run(drain(jdir, db))
+    assert len(rows(db)) == 30
+
+
+def test_small_segments_rotate_and_are_removed_once_committed(tmp_path):
+    jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
+    crash(jdir, 200, segment_bytes=2000)
+    assert len(list(jdir.glob("seg-*"))) > 10
+    asyncio.run(drain(jdir, db))
+    assert len(rows(db)) == 200
+    assert list(jdir.glob("seg-*")) == []
+
+
+def test_a_torn_last_line_is_skipped(tmp_path):
+    jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
+    crash(jdir, 9)
+    seg = sorted(jdir.glob("seg-*"))[0]
+    with open(seg, "ab") as f:
+        f.write(b'{"id":"torn","request_id":"q","attem')
+    asyncio.run(drain(jdir, db))
+    assert len(rows(db)) == 9
+
+
+async def test_records_wait_in_the_journal_while_the_store_is_unusable_then_drain(tmp_path):
+    jdir = tmp_path / "journal"
+    journal = Journal(jdir)
+    journal.open()
+    broken = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")  # no schema: every insert fails
+    writer = LedgerWriter(journal, broken, batch_size=10, flush_seconds=0.01)
+    writer.start()
+    for i in range(25):
+        rec = LedgerRecord(id=f"r{i}", request_id=f"q{i}", attempt=1, ts=float(i), consumer="c", model="m",
+                           surface="chat", status=200)
+        journal.end(rec)
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if writer.failing_since is not None:
+            break
+    assert writer.failing_since is not None and journal.backlog == 25
+    await writer.stop(timeout=0.2)  # gives up: the records stay journaled
+    await broken.close()
+    assert list(jdir.glob("seg-*")) != []
+    store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    await store.create_schema()
+    await store.close()
+    assert await drain(jdir, tmp_path / "ledger.db") == 25
+    assert len(rows(tmp_path / "ledger.db")) == 25
+
+
+def test_one_process_owns_a_journal_directory(tmp_path):
+    first = Journal(tmp_path / "j")
+    first.open()
+    with pytest.raises(JournalLocked, match="another gatehouse process"):
+        Journal(tmp_path / "j").open()
+    first.close()
+    second = Journal(tmp_path / "j")
+    second.open()
+    second.close()
