@@ -3,6 +3,8 @@
 Exception messages from HTTP and database drivers carry internal URLs, hosts and sometimes
 credentials, and tracebacks carry locals' reprs in some formatters; neither may reach a log.
 The exception's type and the innermost frame inside gatehouse are enough to find the bug.
+Our own exception types (defined in gatehouse modules) carry messages written for people
+and free of secrets, so theirs is kept.
 """
 from __future__ import annotations
 
@@ -16,4 +18,6 @@ def describe(exc: BaseException) -> str:
         if f"{os.sep}gatehouse{os.sep}" in frame.filename:
             where = f" at {frame.filename.rsplit(os.sep + 'gatehouse' + os.sep, 1)[1]}:{frame.lineno} in {frame.name}"
             break
-    return f"{type(exc).__name__}{where}"
+    own = type(exc).__module__.startswith("gatehouse")
+    message = f": {exc}" if own and str(exc) else ""
+    return f"{type(exc).__name__}{message}{where}"
