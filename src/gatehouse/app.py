@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, ops, openai
+from gatehouse.api import admin, admin_directory, ops, openai
 from gatehouse.api.errors import render
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
@@ -40,6 +40,19 @@ ROUTES: list[Route] = [
     Route("GET", "/admin/keys", admin.list_keys, "admin"),
     Route("POST", "/admin/keys/{key_id}/revoke", admin.revoke_key, "admin"),
     Route("DELETE", "/admin/keys/{key_id}", admin.revoke_key, "admin"),
+    Route("GET", "/admin/keys/{key_id}", admin.show_key, "admin"),
+    Route("POST", "/admin/keys/{key_id}/rotate", admin.rotate_key, "admin"),
+    Route("POST", "/admin/groups", admin_directory.create_group, "admin"),
+    Route("GET", "/admin/groups", admin_directory.list_groups, "admin"),
+    Route("GET", "/admin/groups/{name}", admin_directory.show_group, "admin"),
+    Route("PATCH", "/admin/groups/{name}", admin_directory.update_group, "admin"),
+    Route("DELETE", "/admin/groups/{name}", admin_directory.delete_group, "admin"),
+    Route("POST", "/admin/consumers", admin_directory.create_consumer, "admin"),
+    Route("GET", "/admin/consumers", admin_directory.list_consumers, "admin"),
+    Route("GET", "/admin/consumers/{name}", admin_directory.show_consumer, "admin"),
+    Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
+    Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
+    Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
