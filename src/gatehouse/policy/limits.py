@@ -62,7 +62,8 @@ class LimitsStep:
         self._headers(ex, meters, outcome)
         if not outcome.ok:
             self.limiter.stats.rejections += 1
-            raise self._refusal(meters[outcome.denied], outcome, outcome.denied)
+            i = outcome.denied
+            raise self._refusal(meters[i]._replace(limit=outcome.limits[i]), outcome, i)
         ex.notes["limits"] = (meters, outcome, member)
 
     def _meters(self, ex: Exchange, lim: Limits, out: int | None) -> list[Meter]:
@@ -103,7 +104,7 @@ class LimitsStep:
             suffix = _HEADER_DIMS.get(m.dim)
             if suffix is None:
                 continue
-            h[f"x-ratelimit-limit-{suffix}"] = str(m.limit)
+            h[f"x-ratelimit-limit-{suffix}"] = str(outcome.limits[i])
             h[f"x-ratelimit-remaining-{suffix}"] = str(max(0, outcome.remaining[i]))
             h[f"x-ratelimit-reset-{suffix}"] = go_duration(outcome.reset[i])
 
@@ -139,12 +140,12 @@ class LimitsStep:
         if usage is not None and any(m.kind in (DAY, MONTH) for m in meters):
             used_nusd = math.ceil(self.prices.cost(ex.model, ex.provider, ex.deployment, usage) * NANO)
         refunds: list[Refund] = []
-        for m, key in zip(meters, outcome.keys):
+        for m, key, limit in zip(meters, outcome.keys, outcome.limits):
             if m.dim == "tokens":
                 if m.cost != used_tokens:
-                    refunds.append(Refund(BUCKET, key, m.limit, m.cost - used_tokens))
+                    refunds.append(Refund(BUCKET, key, limit, m.cost - used_tokens))
             elif m.kind == LEASE:
-                refunds.append(Refund(LEASE, key, m.limit, 0))
+                refunds.append(Refund(LEASE, key, limit, 0))
             elif m.kind in (DAY, MONTH) and m.cost != used_nusd:
-                refunds.append(Refund(m.kind, key, m.limit, m.cost - used_nusd))
+                refunds.append(Refund(m.kind, key, limit, m.cost - used_nusd))
         await self.limiter.settle(outcome, refunds, member)

@@ -132,7 +132,7 @@ class DirectoryStore:
         """Insert (create) or replace (update) a row. Raises NameTaken on a duplicate create;
         returns None when updating a row that does not exist."""
         now = time.time()
-        body = _encode(spec)
+        body = _encode(spec).decode()
         async with self.engine.begin() as conn:
             if create:
                 try:

@@ -66,7 +66,8 @@ class MemoryLimiter:
             if wait > retry or (wait > 0 and denied < 0):
                 denied, retry = i, max(retry, wait)
         if denied >= 0:
-            return Outcome(False, denied, retry, [int(v) for v in levels], resets, keys, "local")
+            return Outcome(False, denied, retry, [int(v) for v in levels], resets, keys, "local",
+                           [m.limit for m in meters])
         if len(self.buckets) > _MAX_KEYS or len(self.windows) > _MAX_KEYS:
             self._sweep(mono)
         for i, m in enumerate(meters):
@@ -79,7 +80,7 @@ class MemoryLimiter:
             else:
                 wid = keys[i].rsplit(":", 1)[1]
                 self.windows[m.key] = (wid, self._spent(m.key, wid) + m.cost)
-        return Outcome(True, -1, 0.0, [int(v) for v in levels], resets, keys, "local")
+        return Outcome(True, -1, 0.0, [int(v) for v in levels], resets, keys, "local", [m.limit for m in meters])
 
     async def admit(self, meters: list[Meter], member: str, lease_seconds: float) -> Outcome:
         return self.admit_now(meters, member, lease_seconds)

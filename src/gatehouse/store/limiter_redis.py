@@ -38,7 +38,8 @@ class RedisLimiter:
         remaining = [int(raw[2 + 3 * i]) for i in range(n)]
         reset = [int(raw[3 + 3 * i]) / 1000.0 for i in range(n)]
         keys = [raw[4 + 3 * i][len(PREFIX):] for i in range(n)]
-        return Outcome(denied == 0, denied - 1, retry_ms / 1000.0, remaining, reset, keys, "redis")
+        return Outcome(denied == 0, denied - 1, retry_ms / 1000.0, remaining, reset, keys, "redis",
+                       [m.limit for m in meters])
 
     async def settle(self, refunds: list[Refund], member: str) -> None:
         args: list[str | int] = [member]

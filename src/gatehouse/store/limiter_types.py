@@ -36,6 +36,7 @@ class Outcome(NamedTuple):
     reset: list[float]  # per meter: seconds until full again / until the window ends
     keys: list[str]  # per meter: the key to settle against (window keys resolved)
     backend: str  # "redis" or "local": where the reservation lives
+    limits: list[int]  # per meter, the limit applied (a share of it while Redis is out)
 
 
 class Refund(NamedTuple):
