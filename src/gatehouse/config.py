@@ -238,9 +238,22 @@ def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:
     try:
         cfg = msgspec.convert(raw, Config, str_keys=True)
     except msgspec.ValidationError as e:
-        raise ConfigError(_msgspec_message(e)) from None
+        raise ConfigError(_name_map_key(_msgspec_message(e), raw)) from None
     check_references(cfg)
     return cfg
+
+
+def _name_map_key(message: str, raw: dict[str, Any]) -> str:
+    """msgspec says `groups[...]` for an entry of a map; find which entry and name it."""
+    section, sep, _ = message.partition("[...]")
+    if not sep or section not in raw or not isinstance(raw[section], dict):
+        return message
+    for key, value in raw[section].items():
+        try:
+            msgspec.convert({section: {key: value}}, Config, str_keys=True)
+        except msgspec.ValidationError:
+            return message.replace(f"{section}[...]", f"{section}.{key}", 1)
+    return message
 
 
 def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
