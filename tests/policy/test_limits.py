@@ -166,3 +166,11 @@ def test_nothing_a_consumer_sends_raises_its_group_or_limits(gh):
     assert r.headers["x-ratelimit-limit-requests"] == "2"
     models = httpx.get(gh.url + "/v1/models", headers=headers, timeout=10).json()["data"]
     assert [m["id"] for m in models] == ["chat"]
+
+
+def test_streams_settle_and_release_their_slot(gh):
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=KEYS["conc"], max_retries=0)
+    for _ in range(3):  # max_concurrent 1: each stream must give its slot back when it ends
+        stream = client.chat.completions.create(model="chat", stream=True,
+                                                messages=[{"role": "user", "content": "one two three"}])
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: one two three"

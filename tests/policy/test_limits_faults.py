@@ -98,3 +98,24 @@ def test_redis_outage_and_recovery(pair, redis):
     assert wait_for(lambda: status(opened)["store_up"])
     back = chat(opened)
     assert back.status_code == 200 and back.headers["x-ratelimit-limit-tokens"] == str(LIMIT)
+
+
+def test_starts_and_serves_without_redis_then_uses_it_when_it_appears(start_gatehouse, openai_upstream):
+    from tests.upstreams.harness import free_port
+
+    port = free_port()
+    cfg = base_config(openai_upstream.url)
+    cfg["store"] = {"redis_url": f"redis://127.0.0.1:{port}/0"}
+    cfg["limits"] = {"store_timeout_seconds": 0.2, "replicas": 2}
+    cfg["groups"]["metered"] = {"models": ["chat"], "tokens_per_minute": LIMIT, "max_tokens": 10}
+    cfg["consumers"]["faulty"] = {"group": "metered", "keys": [KEY]}
+    g = start_gatehouse(cfg)
+    r = chat(g)
+    assert r.status_code == 200 and r.headers["x-ratelimit-limit-tokens"] == str(LIMIT // 2), \
+        "no replica count seen yet: limits.replicas splits the limit"
+    late = RedisServer(port).start()
+    try:
+        assert wait_for(lambda: status(g)["store_up"] and status(g)["replicas"] == 1)
+        assert chat(g).headers["x-ratelimit-limit-tokens"] == str(LIMIT)
+    finally:
+        late.stop()
