@@ -31,7 +31,7 @@ def pair(openai_upstream, redis, tmp_path_factory):
         for policy in ("open", "closed"):
             cfg = base_config(openai_upstream.url)
             cfg["store"] = {"redis_url": redis.url}
-            cfg["limits"] = {"on_store_error": policy, "store_timeout_seconds": 0.2, "breaker_reset_seconds": 0.5}
+            cfg["limits"] = {"on_store_error": policy, "store_timeout_seconds": 1.0, "breaker_reset_seconds": 0.5}
             cfg["groups"]["metered"] = {"models": ["chat"], "tokens_per_minute": LIMIT, "max_tokens": 10}
             cfg["consumers"]["faulty"] = {"group": "metered", "keys": [KEY]}
             out[policy] = Gatehouse(cfg, home / policy).start()
@@ -106,7 +106,7 @@ def test_starts_and_serves_without_redis_then_uses_it_when_it_appears(start_gate
     port = free_port()
     cfg = base_config(openai_upstream.url)
     cfg["store"] = {"redis_url": f"redis://127.0.0.1:{port}/0"}
-    cfg["limits"] = {"store_timeout_seconds": 0.2, "replicas": 2}
+    cfg["limits"] = {"store_timeout_seconds": 1.0, "replicas": 2}
     cfg["groups"]["metered"] = {"models": ["chat"], "tokens_per_minute": LIMIT, "max_tokens": 10}
     cfg["consumers"]["faulty"] = {"group": "metered", "keys": [KEY]}
     g = start_gatehouse(cfg)
