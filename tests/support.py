@@ -95,8 +95,8 @@ class Gatehouse:
 
 
 class RedisServer:
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gh-redis-"))
         self.proc: subprocess.Popen | None = None
 
@@ -126,6 +126,11 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+    def restart(self) -> "RedisServer":
+        """Start again on the same port, empty (as after a crash without persistence)."""
+        self.stop()
+        return self.start()
 
 
 class PostgresServer:

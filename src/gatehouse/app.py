@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, anthropic, ollama, ops, openai, usage
+from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, usage
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.observability.safe import describe
@@ -53,6 +53,19 @@ ROUTES: list[Route] = [
     Route("GET", "/metrics", usage.metrics, "metrics"),
     Route("GET", "/admin/usage", usage.admin_usage, "admin"),
     Route("GET", "/v1/usage/me", usage.my_usage, "usage"),
+    Route("GET", "/admin/keys/{key_id}", admin.show_key, "admin"),
+    Route("POST", "/admin/keys/{key_id}/rotate", admin.rotate_key, "admin"),
+    Route("POST", "/admin/groups", admin_directory.create_group, "admin"),
+    Route("GET", "/admin/groups", admin_directory.list_groups, "admin"),
+    Route("GET", "/admin/groups/{name}", admin_directory.show_group, "admin"),
+    Route("PATCH", "/admin/groups/{name}", admin_directory.update_group, "admin"),
+    Route("DELETE", "/admin/groups/{name}", admin_directory.delete_group, "admin"),
+    Route("POST", "/admin/consumers", admin_directory.create_consumer, "admin"),
+    Route("GET", "/admin/consumers", admin_directory.list_consumers, "admin"),
+    Route("GET", "/admin/consumers/{name}", admin_directory.show_consumer, "admin"),
+    Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
+    Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
+    Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",

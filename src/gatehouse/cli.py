@@ -152,6 +152,10 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
                 state = "active" if r.usable(now) else "revoked" if r.revoked_at else "expired"
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at))
                 print(f"{r.id}  {r.consumer:<20} {r.prefix:<12} {state:<8} {when}  {r.description or ''}")
+        elif args.keys_cmd == "rotate":
+            from gatehouse.cli_admin import rotate_key
+
+            return await rotate_key(store, hasher, args)
         elif args.keys_cmd == "revoke":
             record = await store.revoke_key(args.key_id, time.time())
             if record is None:
@@ -222,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys)
     _add_client_env(sub)
     add_metering_commands(sub, with_config)
+
+    from gatehouse.cli_admin import add_admin_commands, add_rotate_command
+
+    add_rotate_command(ks, with_config)
+    add_admin_commands(sub, with_config)
     return p
 
 

@@ -104,15 +104,33 @@ class ModelConfig(_Base):
     embeddings: bool = False
 
 
-class GroupConfig(_Base):
+Unlimited = Literal["unlimited"]
+
+
+class LimitSettings(_Base):
+    """A group's allowance for each consumer (docs/access-control.md), or a consumer's own
+    overrides of it. None: no limit in a group, inherit the group's in a consumer."""
+
+    tokens_per_minute: int | Unlimited | None = None
+    requests_per_minute: int | Unlimited | None = None
+    max_concurrent: int | Unlimited | None = None
+    max_tokens: int | Unlimited | None = None  # caps each request's max_tokens
+    budget_usd_per_day: float | Unlimited | None = None  # UTC days
+    budget_usd_per_month: float | Unlimited | None = None  # UTC calendar months
+
+
+class GroupConfig(LimitSettings):
     models: list[str] = field(default_factory=lambda: ["*"])
     description: str | None = None
+    # consumer: every member gets the allowance; group: the members share one allowance.
+    limit_scope: Literal["consumer", "group"] = "consumer"
 
 
-class ConsumerConfig(_Base):
+class ConsumerConfig(LimitSettings):
     keys: list[str] = field(default_factory=list)  # plaintext (via ${VAR}) or sha256:<hex>
     group: str | None = None
     models: list[str] | None = None  # narrows the group's list
+    description: str | None = None
 
 
 class LoggingConfig(_Base):
@@ -139,6 +157,41 @@ class MetricsConfig(_Base):
     enabled: bool = True
     # GET /metrics accepts this bearer token or the admin key; with neither set it is denied.
     token: str | None = None
+class LimitsConfig(_Base):
+    """How limits are kept (docs/access-control.md#redis)."""
+
+    # Redis unreachable: open = keep limiting per replica (each limit divided by the replica
+    # count last seen in Redis, or `replicas` before any was seen); closed = answer 503.
+    on_store_error: Literal["open", "closed"] = "open"
+    store_timeout_seconds: float = 0.25
+    breaker_failures: int = 3  # consecutive Redis failures that open the circuit
+    breaker_reset_seconds: float = 2.0  # then one probe after this long
+    replicas: int = 1
+    # Output tokens reserved when neither the request nor the group sets max_tokens.
+    default_reserve_tokens: int = 1024
+    # A concurrency slot of a replica that died is freed after this long.
+    lease_seconds: float = 900.0
+
+
+class JwtConfig(_Base):
+    """Bearer JWTs from an OIDC provider for inference traffic (docs/access-control.md#jwt)."""
+
+    jwks_url: str
+    issuer: str
+    audience: str | list[str]
+    algorithms: list[str] = field(default_factory=lambda: ["RS256"])
+    group_claim: str = "groups"  # a string or a list of strings in the token
+    groups: dict[str, str] = field(default_factory=dict)  # claim value -> group (first match wins)
+    default_group: str | None = None  # None: tokens with no mapped group are refused
+    consumer_claim: str = "sub"
+    leeway_seconds: float = 30.0
+    jwks_refresh_seconds: float = 300.0
+    jwks_cooldown_seconds: float = 5.0  # least time between refetches for an unknown `kid`
+    jwks_timeout_seconds: float = 5.0
+
+
+class AuthConfig(_Base):
+    jwt: JwtConfig | None = None
 
 
 class Config(_Base):
@@ -155,6 +208,8 @@ class Config(_Base):
     pricing: PricingConfig = field(default_factory=PricingConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
 
 # ---- interpolation -------------------------------------------------------------------
@@ -222,9 +277,22 @@ def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:
     try:
         cfg = msgspec.convert(raw, Config, str_keys=True)
     except msgspec.ValidationError as e:
-        raise ConfigError(_msgspec_message(e)) from None
+        raise ConfigError(_name_map_key(_msgspec_message(e), raw)) from None
     check_references(cfg)
     return cfg
+
+
+def _name_map_key(message: str, raw: dict[str, Any]) -> str:
+    """msgspec says `groups[...]` for an entry of a map; find which entry and name it."""
+    section, sep, _ = message.partition("[...]")
+    if not sep or section not in raw or not isinstance(raw[section], dict):
+        return message
+    for key, value in raw[section].items():
+        try:
+            msgspec.convert({section: {key: value}}, Config, str_keys=True)
+        except msgspec.ValidationError:
+            return message.replace(f"{section}[...]", f"{section}.{key}", 1)
+    return message
 
 
 def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
@@ -293,3 +361,6 @@ def check_references(cfg: Config) -> None:
         raise ConfigError("metering.journal_fsync_seconds: must not be negative")
     if cfg.store.pool_size <= 0:
         raise ConfigError("store.pool_size: must be positive")
+    from gatehouse.policy.limits_config import check_access_config  # late: it imports config types
+
+    check_access_config(cfg)

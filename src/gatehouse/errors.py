@@ -7,6 +7,7 @@
     ├── PermissionDenied                403 model (or admin route) not allowed
     ├── NotFound                        404 unknown model or route
     ├── MethodNotAllowed                405
+    ├── Conflict                        409 admin: name taken, defined in config, still in use
     ├── PayloadTooLarge                 413 body over server.max_body_bytes
     ├── UnsupportedMediaType            415 not application/json
     ├── RateLimited                     429 limits and budgets (carries Retry-After)
@@ -73,6 +74,12 @@ class MethodNotAllowed(GatehouseError):
     status = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+
+
+class Conflict(GatehouseError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class PayloadTooLarge(GatehouseError):

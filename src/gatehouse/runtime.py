@@ -15,12 +15,17 @@ from gatehouse.config import Config
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
 from gatehouse.observability.safe import describe
-from gatehouse.policy import access
 from gatehouse.policy.auth import KeyAuthenticator, Principal
+from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
+from gatehouse.metering.pricing import PriceBook
+from gatehouse.policy.jwt_auth import BearerJwt
+from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
+from gatehouse.store.directory_sql import DirectoryStore
+from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.migrate import require_current
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
@@ -77,6 +82,8 @@ class Runtime:
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     meter: Meter | None = None  # ledger, usage headers, metrics, access log
+    access: AccessControl | None = None  # groups and consumers (config + store), hot-reloaded
+    limiter: SharedLimiter | None = None  # limits store; .stats are exported as metrics
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -102,13 +109,8 @@ class Runtime:
             )
             for m in cfg.models
         }
-        names = list(models)
-        grants = {c: access.consumer_allowed(cfg, c, names) for c in cfg.consumers}
-
-        def principal_for(consumer: str, key_id: str) -> Principal:
-            group, allowed = grants.get(consumer, (None, None))
-            return Principal(consumer, group, key_id, allowed)
-
+        directory = AccessControl(cfg, list(models), DirectoryStore(store))
+        await directory.reload()
         config_keys: dict[str, str] = {}
         config_sha: dict[str, str] = {}
         for cname, c in cfg.consumers.items():
@@ -117,8 +119,12 @@ class Runtime:
                     config_sha[k[7:]] = cname
                 else:
                     config_keys[hasher.hash(k)] = cname
-        auth = KeyAuthenticator(hasher, store, config_keys, config_sha, principal_for)
-        steps: list[Step] = []
+        auth = KeyAuthenticator(hasher, store, config_keys, config_sha, directory.principal)
+        directory.on_change.append(auth.forget)
+        if cfg.auth.jwt is not None:
+            auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
+        limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
+        steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
         meter = Meter(cfg, models, store, data_dir)
         # Metering goes last, whatever else is in `steps`: it admits only what every other
         # step admitted, and settles first, so later settles (budgets) find the request's
@@ -126,7 +132,10 @@ class Runtime:
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None)
         rt.meter = meter
+        rt.access, rt.limiter = directory, limiter
         await meter.start()
+        directory.start()
+        limiter.start()
         for p in providers.values():
             await p.start()
         rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
@@ -135,6 +144,10 @@ class Runtime:
 
     async def close(self) -> None:
         self.ready = False
+        if self.access is not None:
+            await self.access.close()
+        if self.limiter is not None:
+            await self.limiter.close()
         for p in self.providers.values():
             try:
                 await p.close()

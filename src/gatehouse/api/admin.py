@@ -8,8 +8,9 @@ from typing import Any
 import msgspec
 
 from gatehouse.api.http import Request, header_list, send_json
-from gatehouse.errors import AuthenticationFailed, NotFound, PermissionDenied
+from gatehouse.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
 from gatehouse.policy.auth import key_from_headers
+from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
@@ -65,3 +66,32 @@ async def revoke_key(rt: Runtime, req: Request, ex: Exchange) -> None:
         raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
     rt.auth.forget(record.key_hash)
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
+
+
+async def show_key(rt: Runtime, req: Request, ex: Exchange) -> None:
+    require_admin(rt, req)
+    record = await rt.store.key_by_id(req.path_params["key_id"])
+    if record is None:
+        raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
+    await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
+
+
+class RotateKey(msgspec.Struct, forbid_unknown_fields=True):
+    grace_seconds: float = 3600.0  # the old key keeps working this long (0: stops at once)
+    description: str | None = None
+
+
+async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
+    """A new key for the same consumer; the old one expires after the grace period."""
+    require_admin(rt, req)
+    body = RotateKey()
+    if req.headers.get("content-length", "0") != "0" or "transfer-encoding" in req.headers:
+        body = convert(decode_json_object(await req.json_body(rt.cfg.server.max_body_bytes)), RotateKey)
+    if body.grace_seconds < 0:
+        raise InvalidRequest("'grace_seconds' must not be negative.", param="grace_seconds")
+    new, key, old = await rotate(rt.store, rt.hasher, req.path_params["key_id"], body.grace_seconds,
+                                 body.description)
+    rt.auth.forget(old.key_hash)
+    await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,
+                                    "old_key_expires_at": old.expires_at}, header_list(ex.request_id))
+

@@ -41,11 +41,21 @@ async def _begin(rt: Runtime, req: Request, ex: Exchange) -> tuple[Principal, by
     return principal, raw, obj
 
 
-async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: int, max_tokens: int | None) -> None:
+async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: int,
+                 max_tokens: int | None) -> int | None:
+    """Run the pipeline's admission; returns max_tokens as the pipeline left it (a group's cap)."""
     ex.model = entry.name
     ex.prompt_estimate = prompt_estimate
     ex.max_tokens = max_tokens
     await rt.pipeline.admit(ex)
+    return ex.max_tokens
+
+
+def _cap_body(obj: dict[str, Any], max_tokens: int | None) -> None:
+    """Send the capped max_tokens upstream on the fast path too (in every field the client used)."""
+    present = [f for f in ("max_tokens", "max_completion_tokens") if f in obj]
+    for f in present or ["max_tokens"]:
+        obj[f] = max_tokens
 
 
 async def chat_completions(rt: Runtime, req: Request, ex: Exchange) -> None:
@@ -55,7 +65,10 @@ async def chat_completions(rt: Runtime, req: Request, ex: Exchange) -> None:
         raise InvalidRequest("Only n=1 is supported.", param="n")
     entry = rt.resolve(oreq.model, principal)
     canonical = wire.to_canonical(oreq, {k: v for k, v in obj.items() if k not in wire.CHAT_FIELDS})
-    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens)
+    capped = await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens)
+    if capped != canonical.max_tokens:
+        canonical.max_tokens = capped
+        _cap_body(obj, capped)
     dispatch = Dispatch(rt, req, ex, entry, RENDERER)
     fast = ("/chat/completions", obj)
     if oreq.stream:
@@ -76,8 +89,11 @@ async def completions(rt: Runtime, req: Request, ex: Exchange) -> None:
     for dep in entry.deployments:
         if not isinstance(dep.provider, Completer):
             raise InvalidRequest(f"The model '{entry.name}' does not support text completions.", param="model")
-    await _admit(rt, ex, entry, estimate_text(canonical.prompt) + estimate_text(canonical.suffix or ""),
-                 canonical.max_tokens)
+    capped = await _admit(rt, ex, entry, estimate_text(canonical.prompt) + estimate_text(canonical.suffix or ""),
+                          canonical.max_tokens)
+    if capped != canonical.max_tokens:
+        canonical.max_tokens = capped
+        _cap_body(obj, capped)
     dispatch = Dispatch(rt, req, ex, entry, RENDERER)
     fast = ("/completions", obj)
     if oreq.stream:

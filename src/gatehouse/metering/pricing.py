@@ -85,3 +85,31 @@ def check_prices(cfg: "Config") -> None:
                     and dep.output_per_mtok is None:
                 raise ConfigError(f"{path}.gpu_output_tokens_per_second: required with gpu_cost_per_hour "
                                   "(the measured aggregate output throughput of the backend)")
+
+
+FREE = Price()
+
+
+class PriceBook:
+    """Prices by (model, provider, upstream model) for settling budgets, and the dearest
+    deployment of each public model for reserving before the deployment is known. Unpriced
+    deployments count as free here; metering applies `pricing.unpriced` to them."""
+
+    def __init__(self, cfg: "Config"):
+        self.by_deployment: dict[tuple[str, str, str], Price] = {}
+        self.worst_by_model: dict[str, Price] = {}
+        for m in cfg.models:
+            prices = [price_of(d) or FREE for d in m.deployments]
+            for d, p in zip(m.deployments, prices):
+                self.by_deployment[(m.name, d.provider, d.model)] = p
+            self.worst_by_model[m.name] = Price(
+                max(p.input_per_mtok for p in prices), max(p.output_per_mtok for p in prices),
+                max(p.input_per_mtok if p.cached_input_per_mtok is None else p.cached_input_per_mtok
+                    for p in prices))
+
+    def estimate(self, model: str, input_tokens: int, output_tokens: int) -> float:
+        price = self.worst_by_model.get(model, FREE)
+        return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / MILLION
+
+    def cost(self, model: str, provider: str, upstream_model: str, usage: Usage) -> float:
+        return cost_usd(self.by_deployment.get((model, provider, upstream_model), FREE), usage)

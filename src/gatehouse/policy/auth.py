@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from msgspec import Struct
 
 from gatehouse.errors import AuthenticationFailed, ServiceUnavailable
 from gatehouse.policy.keys import KeyHasher, sha256_hex
+from gatehouse.policy.limits_config import Limits
 from gatehouse.store.protocols import KeyRecord, KeyStore
+
+if TYPE_CHECKING:
+    from gatehouse.policy.jwt_auth import BearerJwt
 
 CACHE_SECONDS = 0.5
 _CACHE_MAX = 100_000
@@ -30,6 +34,7 @@ class Principal(Struct, frozen=True):
     group: str | None
     key_id: str
     allowed: frozenset[str] | None  # None = every model
+    limits: Limits | None = None  # computed when the directory loads; None = unlimited
 
 
 def key_from_headers(headers: dict[str, str]) -> str | None:
@@ -56,6 +61,8 @@ class KeyAuthenticator:
         self.config_sha256 = config_sha256
         self.principal_for = principal_for
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
+        # Bearer JWTs (auth.jwt): checked before keys when the credential looks like a JWT.
+        self.jwt: "BearerJwt | None" = None
 
     def forget(self, key_hash: str | None = None) -> None:
         if key_hash is None:
@@ -68,6 +75,8 @@ class KeyAuthenticator:
         digest = self.hasher.hash(key or "")
         if key is None:
             raise AuthenticationFailed(INVALID_KEY)
+        if self.jwt is not None and key.startswith("eyJ") and key.count(".") == 2:
+            return await self.jwt.authenticate(key)
         consumer = self.config_keys.get(digest)
         if consumer is not None:
             return self.principal_for(consumer, "config:" + digest[:12])

@@ -148,3 +148,7 @@ async def get_or_create_setting(store: SqlStore, name: str, make_value) -> str:
         pass
     async with store.engine.begin() as conn:
         return (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one()
+
+
+# Tables of run-time groups and consumers share this schema (created by create_schema).
+from gatehouse.store import directory_sql as _directory_tables  # noqa: E402,F401
