@@ -66,6 +66,20 @@ def test_group_max_tokens_caps_what_reaches_the_upstream(gh, recorder):
     assert r.status_code == 200 and recorder.last.json()["max_tokens"] == 5
 
 
+def test_group_max_tokens_cap_applies_to_the_anthropic_and_ollama_dialects(gh, recorder):
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=gh.url, api_key=KEYS["capped"], max_retries=0)
+    msg = client.messages.create(model="chat", max_tokens=8000, messages=[{"role": "user", "content": "hi"}])
+    assert msg.content[0].text == "echo: hi"
+    assert recorder.last.json()["max_tokens"] == 5, "the group caps what the client asked for"
+    r = httpx.post(gh.url + "/api/chat", headers={"Authorization": f"Bearer {KEYS['capped']}"}, timeout=20,
+                   json={"model": "chat", "stream": False, "options": {"num_predict": 900, "temperature": 0},
+                         "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+    assert recorder.last.json()["max_tokens"] == 5
+
+
 LONG = "w " * 30  # the upstream counts 30 prompt tokens and answers with max_tokens words
 
 

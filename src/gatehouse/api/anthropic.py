@@ -88,6 +88,10 @@ async def messages(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.prompt_estimate = estimate
     ex.max_tokens = parsed.areq.max_tokens
     await rt.pipeline.admit(ex)
+    if ex.max_tokens != parsed.areq.max_tokens:  # the group's cap, on both paths
+        parsed.obj["max_tokens"] = ex.max_tokens
+        if canonical is not None:
+            canonical.max_tokens = ex.max_tokens
     fast = (MESSAGES_PATH, parsed.obj)
     if parsed.areq.stream:
         await dispatch.stream(

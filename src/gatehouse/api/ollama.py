@@ -60,11 +60,20 @@ async def _begin(rt: Runtime, req: Request, ex: Exchange) -> tuple[Principal, di
     return principal, obj
 
 
-async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: int, max_tokens: int | None) -> None:
+async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: int, max_tokens: int | None,
+                 obj: dict[str, Any] | None = None, capped: Any = None) -> None:
+    """Run the pipeline's admission; a group's max_tokens cap is applied to the canonical
+    request (`capped`) and, for the pass-through path, to the body's `options.num_predict`."""
     ex.model = entry.name
     ex.prompt_estimate = prompt_estimate
     ex.max_tokens = max_tokens
     await rt.pipeline.admit(ex)
+    if ex.max_tokens != max_tokens and ex.max_tokens is not None:
+        if capped is not None:
+            capped.max_tokens = ex.max_tokens
+        if obj is not None:
+            options = obj.get("options") if isinstance(obj.get("options"), dict) else {}
+            obj["options"] = {**options, "num_predict": ex.max_tokens}
 
 
 def _model_name(obj: dict[str, Any]) -> None:
@@ -80,7 +89,7 @@ async def chat(rt: Runtime, req: Request, ex: Exchange) -> None:
     oreq = wire.parse_chat(obj)
     entry = rt.resolve(oreq.model, principal)
     canonical = wire.chat_to_canonical(oreq, obj)
-    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens)
+    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens, obj, canonical)
     renderer = OllamaRenderer(Timing(ex.started))
     dispatch = Dispatch(rt, req, ex, entry, renderer)
     fast = ("/api/chat", obj)
@@ -113,7 +122,7 @@ async def generate(rt: Runtime, req: Request, ex: Exchange) -> None:
                 raise InvalidRequest(f"The model '{entry.name}' does not support raw or fill-in-the-middle "
                                      "completions.", param="suffix" if oreq.suffix is not None else "raw")
         await _admit(rt, ex, entry, estimate_text(oreq.prompt) + estimate_text(oreq.suffix or ""),
-                     completion.max_tokens)
+                     completion.max_tokens, obj, completion)
         if stream:
             await dispatch.stream(lambda dep, ctx: dep.provider.complete_stream(completion, ctx), fast,  # type: ignore[attr-defined]
                                   encoder=renderer.stream_encoder(entry.name))
@@ -121,7 +130,7 @@ async def generate(rt: Runtime, req: Request, ex: Exchange) -> None:
             await dispatch.unary(lambda dep, ctx: dep.provider.complete(completion, ctx), fast)  # type: ignore[attr-defined]
         return
     canonical = wire.generate_to_chat(oreq, obj)
-    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens)
+    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens, obj, canonical)
     if stream:
         await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical, ctx), fast,
                               encoder=renderer.stream_encoder(entry.name))
