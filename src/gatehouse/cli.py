@@ -12,7 +12,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from gatehouse import config as config_mod
 from gatehouse.config import Config, ConfigError

@@ -3,7 +3,6 @@ upstream when it should not have. Raw HTTP (aiohttp) so we control every byte se
 from __future__ import annotations
 
 import json
-import socket
 
 import aiohttp
 import pytest

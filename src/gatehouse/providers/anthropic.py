@@ -16,11 +16,11 @@ import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
-from gatehouse.errors import UpstreamError, UpstreamStatus
+from gatehouse.errors import UpstreamStatus
 from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
-from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import anthropic as wire
 from gatehouse.wire import anthropic_response as response_wire
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
@@ -123,41 +123,26 @@ class AnthropicProvider(Provider):
             raise upstream_error(resp.status, raw, call.public_model)
         return resp
 
-    async def _read(self, resp: aiohttp.ClientResponse, call: CallContext) -> bytes:
-        try:
-            async with transport_errors(call.public_model):
-                return await resp.read()
-        finally:
-            resp.release()
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
-        try:
-            async with transport_errors(model):
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        finally:
-            resp.release()
 
-    def _malformed(self, call: CallContext) -> UpstreamError:
-        return UpstreamError(f"The upstream for model '{call.public_model}' sent a malformed response.")
 
     # ---- canonical chat (OpenAI-dialect clients) ---------------------------------------------------
 
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
         body = wire.from_canonical(req, call.upstream_model)
         body.pop("stream", None)
-        raw = await self._read(await self._post("/v1/messages", json_encode(body), call), call)
+        raw = await read_body(await self._post("/v1/messages", json_encode(body), call), call.public_model)
         try:
             resp = response_wire.response_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise self._malformed(call) from None
+            raise malformed(call.public_model) from None
         return response_wire.response_to_canonical(resp, call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         body = wire.from_canonical(req, call.upstream_model)
         body["stream"] = True
         resp = await self._post("/v1/messages", json_encode(body), call)
-        async for ev in decode_stream(self._chunks(resp, call.public_model), call.public_model):
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.public_model):
             yield ev
 
     # ---- same-dialect pass-through ---------------------------------------------------------------
@@ -168,14 +153,14 @@ class AnthropicProvider(Provider):
         resp = await self._post(path, json_encode(body), call)
         ctype = resp.headers.get("Content-Type", "application/json")
         if not stream or not ctype.startswith("text/event-stream"):
-            raw = await self._read(resp, call)
+            raw = await read_body(resp, call.public_model)
             try:
                 usage_obj = response_wire.usage_only_decoder.decode(raw).usage
             except msgspec.DecodeError:
-                raise self._malformed(call) from None
+                raise malformed(call.public_model) from None
             return Forwarded(resp.status, ctype, body=raw, usage=usage_obj.canonical() if usage_obj else None)
         relay = MessageStreamRelay(call.public_model)
-        return Forwarded(resp.status, ctype, chunks=relay.relay(self._chunks(resp, call.public_model)),
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 
     # ---- token counting ------------------------------------------------------------------------------
@@ -189,8 +174,8 @@ class AnthropicProvider(Provider):
             assert request is not None
             full = wire.from_canonical(request, call.upstream_model)
             payload = {k: v for k, v in full.items() if k in COUNT_FIELDS}
-        raw = await self._read(await self._post("/v1/messages/count_tokens", json_encode(payload), call), call)
+        raw = await read_body(await self._post("/v1/messages/count_tokens", json_encode(payload), call), call.public_model)
         try:
             return _count_decoder.decode(raw).input_tokens
         except msgspec.DecodeError:
-            raise self._malformed(call) from None
+            raise malformed(call.public_model) from None

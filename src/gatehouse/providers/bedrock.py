@@ -30,7 +30,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import AwsCredentialsUnavailable, HeaderAuth, SigV4Auth
-from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import bedrock as wire
 from gatehouse.wire.bedrock_stream import decode_stream
 
@@ -109,19 +109,8 @@ class BedrockProvider(Provider):
 
     async def _json(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext) -> tuple[bytes, Any]:
         resp = await self._post(model_id, action, payload, call, INVOKE)
-        try:
-            async with transport_errors(call.public_model):
-                return await resp.read(), resp.headers
-        finally:
-            resp.release()
+        return await read_body(resp, call.public_model), resp.headers
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
-        try:
-            async with transport_errors(model):
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        finally:
-            resp.release()
 
     # ---- chat --------------------------------------------------------------------------------
 
@@ -133,7 +122,7 @@ class BedrockProvider(Provider):
         try:
             resp = wire.response_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise wire.malformed(call.public_model) from None
+            raise malformed(call.public_model) from None
         return wire.response_to_canonical(resp, headers.get("x-amzn-RequestId") or call.request_id,
                                           call.public_model)
 
@@ -141,7 +130,7 @@ class BedrockProvider(Provider):
         resp = await self._post(call.upstream_model, "converse-stream", self._body(req, call, True), call,
                                 INVOKE_STREAM, accept="application/vnd.amazon.eventstream")
         response_id = resp.headers.get("x-amzn-RequestId") or call.request_id
-        async for ev in decode_stream(self._chunks(resp, call.public_model), response_id, call.public_model,
+        async for ev in decode_stream(iter_body(resp, call.public_model), response_id, call.public_model,
                                       INVOKE_STREAM):
             yield ev
 
@@ -179,7 +168,7 @@ class BedrockProvider(Provider):
         try:
             return decoder.decode(raw)
         except msgspec.DecodeError:
-            raise wire.malformed(call.public_model) from None
+            raise malformed(call.public_model) from None
 
 
 def _token_header(headers: Any) -> int | None:

@@ -24,7 +24,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import HeaderAuth
-from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import gemini as wire
 from gatehouse.wire.gemini_stream import decode_stream
 
@@ -73,19 +73,8 @@ class GeminiProvider(Provider):
 
     async def _read(self, url: str, payload: dict[str, Any], call: CallContext) -> bytes:
         resp = await self._post(url, payload, call)
-        try:
-            async with transport_errors(call.public_model):
-                return await resp.read()
-        finally:
-            resp.release()
+        return await read_body(resp, call.public_model)
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
-        try:
-            async with transport_errors(model):
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        finally:
-            resp.release()
 
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
         raw = await self._read(self._url(call.upstream_model, "generateContent"),
@@ -93,13 +82,13 @@ class GeminiProvider(Provider):
         try:
             resp = wire.response_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise wire.malformed(call.public_model) from None
+            raise malformed(call.public_model) from None
         return wire.response_to_canonical(resp, call.request_id, call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         url = self._url(call.upstream_model, "streamGenerateContent") + "?alt=sse"
         resp = await self._post(url, wire.generate_body(req, self.cfg.options), call)
-        async for ev in decode_stream(self._chunks(resp, call.public_model), call.request_id, call.public_model):
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.request_id, call.public_model):
             yield ev
 
     async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
@@ -108,7 +97,7 @@ class GeminiProvider(Provider):
         try:
             resp = wire.embeddings_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise wire.malformed(call.public_model) from None
+            raise malformed(call.public_model) from None
         # Gemini reports no token counts for embeddings.
         usage = Usage(input_tokens=sum(estimate_text(t) for t in req.input), estimated=True)
         return EmbeddingResponse(call.public_model, [e.values for e in resp.embeddings], usage)

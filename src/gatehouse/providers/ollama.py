@@ -16,7 +16,6 @@ import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
-from gatehouse.errors import UpstreamError
 from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.providers.openai import raise_for_status
 from gatehouse.types import (
@@ -30,7 +29,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import bearer
-from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import ollama as wire
 from gatehouse.wire.ollama_stream import NDJSONRelay, decode_stream
 
@@ -89,25 +88,14 @@ class OllamaProvider(Provider):
 
     async def _read(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
         resp = await self._post(path, payload, call)
-        try:
-            async with transport_errors(call.public_model):
-                return await resp.read()
-        finally:
-            resp.release()
+        return await read_body(resp, call.public_model)
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
-        try:
-            async with transport_errors(model):
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        finally:
-            resp.release()
 
     def _reply(self, raw: bytes, call: CallContext) -> ChatResponse:
         try:
             resp = wire.response_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise UpstreamError(f"The upstream for model '{call.public_model}' sent a malformed response.") from None
+            raise malformed(call.public_model) from None
         return wire.response_to_canonical(resp, f"ollama-{uuid.uuid4().hex[:16]}", call.public_model)
 
     # ---- chat and completions ----------------------------------------------------------------
@@ -120,7 +108,7 @@ class OllamaProvider(Provider):
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         resp = await self._post("/api/chat", self._chat_body(req, call, True), call)
-        async for ev in decode_stream(self._chunks(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
+        async for ev in decode_stream(iter_body(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
                                       call.public_model):
             yield ev
 
@@ -132,7 +120,7 @@ class OllamaProvider(Provider):
 
     async def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         resp = await self._post("/api/generate", self._generate_body(req, call, True), call)
-        async for ev in decode_stream(self._chunks(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
+        async for ev in decode_stream(iter_body(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
                                       call.public_model):
             yield ev
 
@@ -150,7 +138,7 @@ class OllamaProvider(Provider):
         try:
             resp = wire.embed_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise UpstreamError(f"The upstream for model '{call.public_model}' sent a malformed response.") from None
+            raise malformed(call.public_model) from None
         return EmbeddingResponse(call.public_model, resp.embeddings, Usage(input_tokens=resp.prompt_eval_count))
 
     # ---- same-dialect pass-through -----------------------------------------------------------------
@@ -178,11 +166,10 @@ class OllamaProvider(Provider):
                 try:
                     usage = wire.response_decoder.decode(raw).usage()
                 except msgspec.DecodeError:
-                    raise UpstreamError(
-                        f"The upstream for model '{call.public_model}' sent a malformed response.") from None
+                    raise malformed(call.public_model) from None
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = NDJSONRelay()
-        return Forwarded(resp.status, ctype, chunks=relay.relay(self._chunks(resp, call.public_model)),
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 
     async def list_models(self) -> list[str]:

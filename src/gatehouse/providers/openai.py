@@ -8,7 +8,7 @@ import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
-from gatehouse.errors import UpstreamError, UpstreamStatus
+from gatehouse.errors import UpstreamStatus
 from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import (
     ChatRequest,
@@ -21,7 +21,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import bearer
-from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import openai as wire
 from gatehouse.wire.openai_stream import PassthroughRelay, decode_stream
 
@@ -124,19 +124,8 @@ class OpenAIProvider(Provider):
 
     async def _json(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
         resp = await self._post(path, json_encode(payload), call)
-        try:
-            async with transport_errors(call.public_model):
-                return await resp.read()
-        finally:
-            resp.release()
+        return await read_body(resp, call.public_model)
 
-    async def _chunks(self, resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
-        try:
-            async with transport_errors(model):
-                async for chunk in resp.content.iter_any():
-                    yield chunk
-        finally:
-            resp.release()
 
     # ---- canonical chat ----------------------------------------------------------------------
 
@@ -148,7 +137,7 @@ class OpenAIProvider(Provider):
         try:
             resp = wire.response_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise UpstreamError(f"The upstream for model '{call.public_model}' sent a malformed response.") from None
+            raise malformed(call.public_model) from None
         return wire.response_to_canonical(resp, call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
@@ -156,7 +145,7 @@ class OpenAIProvider(Provider):
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         resp = await self._post("/chat/completions", json_encode(body), call)
-        async for ev in decode_stream(self._chunks(resp, call.public_model), call.public_model):
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.public_model):
             yield ev
 
     # ---- completions (fill-in-the-middle) -----------------------------------------------------
@@ -179,7 +168,7 @@ class OpenAIProvider(Provider):
         body = self._completion_body(req, call)
         body.update(stream=True, stream_options={"include_usage": True})
         resp = await self._post("/completions", json_encode(body), call)
-        async for ev in decode_stream(self._chunks(resp, call.public_model), call.public_model):
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.public_model):
             yield ev
 
     # ---- embeddings ----------------------------------------------------------------------------
@@ -192,7 +181,7 @@ class OpenAIProvider(Provider):
         try:
             resp = _embedding_decoder.decode(raw)
         except msgspec.DecodeError:
-            raise UpstreamError(f"The upstream for model '{call.public_model}' sent a malformed response.") from None
+            raise malformed(call.public_model) from None
         vectors = [d.embedding for d in sorted(resp.data, key=lambda d: d.index)]
         usage = resp.usage.canonical() if resp.usage else Usage(estimated=True)
         return EmbeddingResponse(call.public_model, vectors, usage)
@@ -216,11 +205,11 @@ class OpenAIProvider(Provider):
             try:
                 usage_obj = wire.usage_only_decoder.decode(raw).usage
             except msgspec.DecodeError:
-                raise UpstreamError(f"The upstream for model '{call.public_model}' sent a malformed response.") from None
+                raise malformed(call.public_model) from None
             usage = usage_obj.canonical() if usage_obj else None
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = PassthroughRelay(client_wants_usage)
-        return Forwarded(resp.status, ctype, chunks=relay.relay(self._chunks(resp, call.public_model)),
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 
     async def list_models(self) -> list[str]:

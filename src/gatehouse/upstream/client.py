@@ -57,3 +57,26 @@ async def transport_errors(model: str) -> AsyncIterator[None]:
         ) from None
     except aiohttp.ClientError:
         raise UpstreamError(f"The upstream for model '{model}' failed.") from None
+
+
+async def read_body(resp: aiohttp.ClientResponse, model: str) -> bytes:
+    """The whole body of an upstream reply; the connection goes back to the pool either way."""
+    try:
+        async with transport_errors(model):
+            return await resp.read()
+    finally:
+        resp.release()
+
+
+async def iter_body(resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
+    """An upstream reply's body as it arrives, chunk by chunk, with no buffering."""
+    try:
+        async with transport_errors(model):
+            async for chunk in resp.content.iter_any():
+                yield chunk
+    finally:
+        resp.release()
+
+
+def malformed(model: str) -> UpstreamError:
+    return UpstreamError(f"The upstream for model '{model}' sent a malformed response.", code="upstream_malformed")

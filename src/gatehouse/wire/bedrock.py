@@ -16,7 +16,7 @@ import msgspec
 from msgspec import Struct
 
 from gatehouse.config import GuardrailConfig
-from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamError, UpstreamStatus, UpstreamTimeout
+from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamStatus, UpstreamTimeout
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -405,6 +405,3 @@ def error_from_response(status: int, error_type: str | None, raw: bytes, model: 
                         permission: str) -> GatehouseError:
     return bedrock_error(status, error_type or "", error_message(raw), model, permission)
 
-
-def malformed(model: str) -> UpstreamError:
-    return UpstreamError(f"The upstream for model '{model}' sent a malformed response.", code="upstream_malformed")

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Struct
 
 from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.upstream.client import malformed
 from gatehouse.types import (
     StreamEnd,
     StreamEvent,
@@ -24,7 +25,7 @@ from gatehouse.types import (
     Usage,
 )
 from gatehouse.upstream.eventstream import EventMessage, iter_messages
-from gatehouse.wire.bedrock import STOP_REASONS, BRUsage, bedrock_error, error_message, malformed
+from gatehouse.wire.bedrock import STOP_REASONS, BRUsage, bedrock_error, error_message
 
 
 class _ToolStart(Struct):

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamError, UpstreamStatus, UpstreamTimeout
+from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamStatus, UpstreamTimeout
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -375,6 +375,3 @@ def error_from_body(status: int, raw: bytes, model: str) -> GatehouseError:
         env = GErrorEnvelope()
     return gemini_error(status, env.error, model)
 
-
-def malformed(model: str) -> UpstreamError:
-    return UpstreamError(f"The upstream for model '{model}' sent a malformed response.", code="upstream_malformed")

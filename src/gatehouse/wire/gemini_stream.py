@@ -11,6 +11,7 @@ from typing import AsyncIterator
 import msgspec
 
 from gatehouse.errors import UpstreamError
+from gatehouse.upstream.client import malformed
 from gatehouse.types import (
     StreamEnd,
     StreamEvent,
@@ -24,7 +25,7 @@ from gatehouse.types import (
     Usage,
 )
 from gatehouse.upstream.sse import iter_events
-from gatehouse.wire.gemini import gemini_error, malformed, part_to_canonical, response_decoder, stop_reason
+from gatehouse.wire.gemini import gemini_error, part_to_canonical, response_decoder, stop_reason
 
 
 async def decode_stream(chunks: AsyncIterator[bytes], request_id: str, model: str) -> AsyncIterator[StreamEvent]:
