@@ -1,0 +1,1 @@
+"""The bench harness: processes, load generators, scenarios, report."""
