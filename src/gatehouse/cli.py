@@ -96,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = GatehouseApp(build)
     server_config = uvicorn.Config(
-        with_cors(app, cfg.server.cors_origins), host=host, port=port, loop="uvloop", http="httptools",
+        with_cors(app, cfg.server.cors_origins), host=host, port=port, loop="uvloop", http="httptools", ws="none",
         lifespan="on", access_log=False, proxy_headers=False, log_level="warning", server_header=False, date_header=False,
         timeout_graceful_shutdown=int(cfg.server.shutdown_grace_seconds), timeout_keep_alive=30,
     )

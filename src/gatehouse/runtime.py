@@ -19,7 +19,6 @@ from gatehouse.policy.auth import KeyAuthenticator, Principal
 from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
-from gatehouse.policy.jwt_auth import BearerJwt
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
@@ -122,6 +121,8 @@ class Runtime:
         auth = KeyAuthenticator(hasher, store, config_keys, config_sha, directory.principal)
         directory.on_change.append(auth.forget)
         if cfg.auth.jwt is not None:
+            from gatehouse.policy.jwt_auth import BearerJwt  # pyjwt/cryptography only when used
+
             auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
         limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]

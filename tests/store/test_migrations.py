@@ -76,3 +76,14 @@ def test_postgres_replicas_migrating_at_once_agree(fresh_postgres_db):
                 await s.close()
 
     asyncio.run(go())
+
+
+def test_head_read_from_the_scripts_is_alembics_head():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from gatehouse.store.migrate import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()

@@ -21,17 +21,20 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from gatehouse.config import LimitsConfig
 from gatehouse.errors import ServiceUnavailable
 from gatehouse.store.limiter_memory import MemoryLimiter
-from gatehouse.store.limiter_redis import RedisLimiter
 from gatehouse.store.limiter_types import BUCKET, LEASE, Meter, Outcome, Refund
 
 log = logging.getLogger("gatehouse.limits")
 
-STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError  # redis is imported only by gateways that use it
+
+    return (RedisError, OSError, asyncio.TimeoutError)
+
 HEARTBEAT_SECONDS = 1.0
 REPLICA_GONE_SECONDS = 10.0
 
@@ -90,7 +93,13 @@ class SharedLimiter:
     def __init__(self, cfg: LimitsConfig, redis_url: str | None):
         self.cfg = cfg
         self.local = MemoryLimiter()
-        self.redis = RedisLimiter(redis_url, cfg.store_timeout_seconds) if redis_url else None
+        self.redis = None
+        self._store_exceptions: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
+        if redis_url:
+            self._store_exceptions = _store_errors()
+            from gatehouse.store.limiter_redis import RedisLimiter
+
+            self.redis = RedisLimiter(redis_url, cfg.store_timeout_seconds)
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_reset_seconds)
         self.stats = LimitStats(backend="redis" if redis_url else "memory", replicas=cfg.replicas)
         self.replica_id = uuid.uuid4().hex[:16]
@@ -115,7 +124,7 @@ class SharedLimiter:
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
                     await self.redis.leave(self.replica_id)
-            except (*STORE_ERRORS, RuntimeError):
+            except (*self._store_exceptions, RuntimeError):
                 pass
             await self.redis.close()
 
@@ -129,7 +138,7 @@ class SharedLimiter:
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
                     out = await self.redis.admit(meters, member, lease)
-            except STORE_ERRORS as e:
+            except self._store_exceptions as e:
                 await self._failed(e)
             else:
                 if self.breaker.success():
@@ -158,7 +167,7 @@ class SharedLimiter:
         try:
             async with asyncio.timeout(self.cfg.store_timeout_seconds):
                 await self.redis.settle(refunds, member)
-        except STORE_ERRORS as e:
+        except self._store_exceptions as e:
             self._pending.append((refunds, member))  # retried when Redis answers again
             await self._failed(e)
         else:
@@ -211,7 +220,7 @@ class SharedLimiter:
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
                     self.stats.replicas = await self.redis.heartbeat(self.replica_id, REPLICA_GONE_SECONDS)
-            except STORE_ERRORS as e:
+            except self._store_exceptions as e:
                 await self._failed(e)
             except Exception:
                 log.exception("limits heartbeat failed")
@@ -228,7 +237,7 @@ class SharedLimiter:
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
                     await self.redis.settle(refunds, member)
-            except STORE_ERRORS as e:
+            except self._store_exceptions as e:
                 await self._failed(e)
                 return
             self._pending.popleft()

@@ -8,13 +8,11 @@ alembic_version) is stamped at revision 0001 first, then upgraded.
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from gatehouse.store.sql import SqlStore
 
@@ -30,24 +28,46 @@ class SchemaOutdated(RuntimeError):
     pass
 
 
-def _alembic_config(connection=None) -> AlembicConfig:
+def _alembic_config(connection=None):
+    # Alembic (12 MB of modules) is imported only when a schema really has to change: a
+    # gateway starting on a current schema compares two strings and goes on.
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
 
 
+_REVISION = re.compile(r'^revision = "([^"]+)"$', re.M)
+_DOWN = re.compile(r'^down_revision = (?:"([^"]+)"|None)$', re.M)
+
+
+@lru_cache(maxsize=1)
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    """The newest revision shipped, read from the scripts (the one no other revises)."""
+    revisions, revised = set(), set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        text = script.read_text()
+        rev, down = _REVISION.search(text), _DOWN.search(text)
+        if rev:
+            revisions.add(rev.group(1))
+            if down and down.group(1):
+                revised.add(down.group(1))
+    heads = revisions - revised
+    assert len(heads) == 1, f"migrations must form one line, found heads {sorted(heads)}"
+    return heads.pop()
 
 
 def _current(connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
 def _upgrade(connection) -> str:
+    from alembic import command
+
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})")
     inspector = sa.inspect(connection)
@@ -60,6 +80,8 @@ def _upgrade(connection) -> str:
 
 async def upgrade(store: SqlStore) -> str:
     """Bring the schema to the newest revision; returns it."""
+    if await current_revision(store) == head_revision():
+        return head_revision()
     async with store.engine.begin() as conn:
         return await conn.run_sync(_upgrade)
 
