@@ -64,7 +64,6 @@ class Response:
     def __init__(self, conn: _Conn, status: int, headers: CIMultiDict[str]):
         self.status = status
         self.headers = headers
-        self.content = self  # so `resp.content.iter_any()` reads as with aiohttp
         self._conn: _Conn | None = conn
         self._chunks: list[bytes] = []
         self._size = 0
@@ -74,6 +73,12 @@ class Response:
         self._body: bytes | None = None
         enc = headers.get("Content-Encoding", "").lower()  # only if an upstream sends it unasked
         self._inflate = zlib.decompressobj(47 if enc == "gzip" else 15) if enc in ("gzip", "deflate") else None
+
+    @property
+    def content(self) -> Response:
+        """So `resp.content.iter_any()` reads as with aiohttp (a property: an attribute would be a
+        reference cycle, leaving every response to the cyclic GC)."""
+        return self
 
     # -- fed by the connection -----------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
