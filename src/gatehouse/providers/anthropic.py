@@ -113,7 +113,7 @@ class AnthropicProvider(Provider):
         headers = self._headers(call)
         self.auth.apply(headers, "POST", url, body)
         async with transport_errors(call.public_model):
-            resp = await self.http.session.post(url, data=body, headers=headers, timeout=self.timeout)
+            resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
         if resp.status >= 400:
             try:
                 async with transport_errors(call.public_model):

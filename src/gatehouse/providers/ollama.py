@@ -77,7 +77,7 @@ class OllamaProvider(Provider):
         headers["x-request-id"] = call.request_id
         self.auth.apply(headers, "POST", url, body)
         async with transport_errors(call.public_model):
-            resp = await self.http.session.post(url, data=body, headers=headers, timeout=self.timeout)
+            resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
         if resp.status >= 400:
             try:
                 async with transport_errors(call.public_model):

@@ -1,4 +1,5 @@
-"""One pooled aiohttp session per Runtime, and the mapping of transport failures to errors.
+"""Pooled HTTP per Runtime (our lean HTTP/1.1 client for http://, aiohttp for https://), and
+the mapping of transport failures to errors.
 
 Error messages name the public model, never the upstream URL or host: those are internal.
 """
@@ -11,11 +12,13 @@ from typing import AsyncIterator
 import aiohttp
 
 from gatehouse.errors import UpstreamError, UpstreamTimeout
+from gatehouse.upstream import h1
 
 
 class HttpPool:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.h1 = h1.H1Pool()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -31,7 +34,18 @@ class HttpPool:
             )
         return self._session
 
+    async def request(self, method: str, url: str, data: bytes | None = None,
+                      headers: dict[str, str] | None = None,
+                      timeout: aiohttp.ClientTimeout | None = None) -> h1.Response | aiohttp.ClientResponse:
+        """Plain-http upstreams (in-cluster vLLM/Ollama/llama.cpp: the high-volume path) go through
+        the lean h1 client; https (managed providers) through aiohttp. Both answer with an object
+        offering .status, .headers, read(), content.iter_any() and release()."""
+        if url.startswith("http://"):
+            return await self.h1.request(method, url, data, headers, timeout)
+        return await self.session.request(method, url, data=data, headers=headers, timeout=timeout)
+
     async def close(self) -> None:
+        self.h1.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
@@ -47,15 +61,15 @@ async def transport_errors(model: str) -> AsyncIterator[None]:
         yield
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
         raise UpstreamTimeout(f"The upstream for model '{model}' timed out.") from None
-    except aiohttp.ClientConnectorError:
+    except (aiohttp.ClientConnectorError, h1.ConnectFailed):
         raise UpstreamError(f"The upstream for model '{model}' is unreachable.", code="upstream_unreachable") from None
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError,
-            ConnectionResetError):
+            ConnectionResetError, h1.Disconnected):
         raise UpstreamError(
             f"The upstream for model '{model}' closed the connection unexpectedly.",
             code="upstream_disconnected",
         ) from None
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, h1.H1Error):
         raise UpstreamError(f"The upstream for model '{model}' failed.") from None
 
 
