@@ -11,13 +11,14 @@ import pytest
 
 from gatehouse.wire import anthropic_response as wa
 from gatehouse.wire import openai as wo
+from gatehouse.wire import openai_response as wr
 
 
 def openai_reply_as_anthropic(choice: dict[str, Any], usage: dict[str, Any] | None = None) -> dict[str, Any]:
     body = {"id": "chatcmpl-1", "model": "up", "choices": [{"index": 0, **choice}]}
     if usage is not None:
         body["usage"] = usage
-    canonical = wo.response_to_canonical(wo.response_decoder.decode(json.dumps(body)), "m")
+    canonical = wr.response_to_canonical(wr.response_decoder.decode(json.dumps(body)), "m")
     return wa.render_response(canonical, "public")
 
 
@@ -25,7 +26,7 @@ def anthropic_reply_as_openai(message: dict[str, Any]) -> dict[str, Any]:
     body = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-up",
             "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 4}, **message}
     canonical = wa.response_to_canonical(wa.response_decoder.decode(json.dumps(body)), "m")
-    return wo.render_response(canonical, "public")
+    return wr.render_response(canonical, "public")
 
 
 # (case, OpenAI choice, expected stop_reason, expected stop_sequence)

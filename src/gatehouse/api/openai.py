@@ -13,6 +13,7 @@ from gatehouse.providers.base import Completer, Embedder
 from gatehouse.runtime import ModelEntry, Runtime
 from gatehouse.types import ChatResponse, json_encode
 from gatehouse.wire import openai as wire
+from gatehouse.wire import openai_response as wire_response
 from gatehouse.wire.common import convert, decode_json_object, refuse_upstream_overrides
 from gatehouse.wire.openai_stream import ChunkEncoder, CompletionChunkEncoder
 
@@ -23,7 +24,7 @@ class OpenAIRenderer:
     dialect = DIALECT
 
     def response(self, resp: ChatResponse, public_model: str) -> bytes:
-        return json_encode(wire.render_response(resp, public_model))
+        return json_encode(wire_response.render_response(resp, public_model))
 
     def stream_encoder(self, public_model: str) -> ChunkEncoder:
         return ChunkEncoder(public_model, include_usage=False)
@@ -105,7 +106,7 @@ async def completions(rt: Runtime, req: Request, ex: Exchange) -> None:
     else:
         await dispatch.unary(
             lambda dep, ctx: dep.provider.complete(canonical, ctx), fast,  # type: ignore[attr-defined]
-            render=lambda resp: json_encode(wire.render_completion(resp, entry.name)),
+            render=lambda resp: json_encode(wire_response.render_completion(resp, entry.name)),
         )
 
 
@@ -122,7 +123,7 @@ async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
         lambda dep, ctx: dep.provider.embed(canonical, ctx),  # type: ignore[attr-defined]
         ("/embeddings", obj),
         render=lambda resp: json_encode(
-            wire.render_embeddings(resp.vectors, entry.name, resp.usage, canonical.encoding_format)),
+            wire_response.render_embeddings(resp.vectors, entry.name, resp.usage, canonical.encoding_format)),
     )
 
 

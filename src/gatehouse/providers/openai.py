@@ -23,6 +23,7 @@ from gatehouse.types import (
 from gatehouse.upstream.auth import bearer
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import openai as wire
+from gatehouse.wire import openai_response as wire_response
 from gatehouse.wire.openai_stream import PassthroughRelay, decode_stream
 
 
@@ -33,7 +34,7 @@ class _EmbeddingItem(msgspec.Struct):
 
 class _EmbeddingResponse(msgspec.Struct):
     data: list[_EmbeddingItem]
-    usage: wire.OAUsage | None = None
+    usage: wire_response.OAUsage | None = None
 
 
 class _ModelItem(msgspec.Struct):
@@ -135,10 +136,10 @@ class OpenAIProvider(Provider):
 
     def _decode_response(self, raw: bytes, call: CallContext) -> ChatResponse:
         try:
-            resp = wire.response_decoder.decode(raw)
+            resp = wire_response.response_decoder.decode(raw)
         except msgspec.DecodeError:
             raise malformed(call.public_model) from None
-        return wire.response_to_canonical(resp, call.public_model)
+        return wire_response.response_to_canonical(resp, call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         body = wire.from_canonical(req, call.upstream_model)
@@ -203,7 +204,7 @@ class OpenAIProvider(Provider):
             finally:
                 resp.release()
             try:
-                usage_obj = wire.usage_only_decoder.decode(raw).usage
+                usage_obj = wire_response.usage_only_decoder.decode(raw).usage
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
             usage = usage_obj.canonical() if usage_obj else None

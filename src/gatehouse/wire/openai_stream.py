@@ -20,7 +20,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.sse import iter_events, iter_frames
-from gatehouse.wire.openai import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
+from gatehouse.wire.openai_response import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
 
 
 class OAFunctionDelta(Struct, omit_defaults=True):
