@@ -115,16 +115,9 @@ class AnthropicProvider(Provider):
         async with transport_errors(call.public_model):
             resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
         if resp.status >= 400:
-            try:
-                async with transport_errors(call.public_model):
-                    raw = await resp.read()
-            finally:
-                resp.release()
+            raw = await read_body(resp, call.public_model)
             raise upstream_error(resp.status, raw, call.public_model)
         return resp
-
-
-
 
     # ---- canonical chat (OpenAI-dialect clients) ---------------------------------------------------
 

@@ -11,6 +11,7 @@ Protocols, checked with isinstance at load time, never by provider name:
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
 
 from msgspec import Struct, field
@@ -64,8 +65,9 @@ class Forwarded:
         self.release = release
 
 
-class Provider:
-    """Base class with the constructor every provider shares."""
+class Provider(ABC):
+    """Base class with the constructor every provider shares; chat and chat_stream are the
+    two abilities every provider must have (a missing one fails at load, not per request)."""
 
     type_name: ClassVar[str] = ""
     dialect: ClassVar[str] = ""  # wire dialect spoken upstream, for the pass-through fast path
@@ -80,11 +82,11 @@ class Provider:
         """Return (field, message) when the config cannot work for this provider type."""
         return None
 
-    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
-        raise NotImplementedError
+    @abstractmethod
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse: ...
 
-    def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
-        raise NotImplementedError
+    @abstractmethod
+    def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]: ...
 
     async def start(self) -> None:
         """Called once when the Runtime starts (e.g. to warm credentials)."""

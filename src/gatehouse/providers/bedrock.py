@@ -98,11 +98,7 @@ class BedrockProvider(Provider):
             resp = await self.http.session.post(URL(url, encoded=True), data=body, headers=headers,
                                                 timeout=self.timeout)
         if resp.status >= 400:
-            try:
-                async with transport_errors(call.public_model):
-                    raw = await resp.read()
-            finally:
-                resp.release()
+            raw = await read_body(resp, call.public_model)
             raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,
                                            call.public_model, permission)
         return resp

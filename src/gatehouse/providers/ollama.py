@@ -156,11 +156,7 @@ class OllamaProvider(Provider):
         resp = await self._post(path, body, call)
         ctype = resp.headers.get("Content-Type", "application/json")
         if not stream or "ndjson" not in ctype:
-            try:
-                async with transport_errors(call.public_model):
-                    raw = await resp.read()
-            finally:
-                resp.release()
+            raw = await read_body(resp, call.public_model)
             usage = None
             if path in _GENERATING:
                 try:

@@ -198,11 +198,7 @@ class OpenAIProvider(Provider):
         resp = await self._post(path, json_encode(body), call)
         ctype = resp.headers.get("Content-Type", "application/json")
         if not stream or not ctype.startswith("text/event-stream"):
-            try:
-                async with transport_errors(call.public_model):
-                    raw = await resp.read()
-            finally:
-                resp.release()
+            raw = await read_body(resp, call.public_model)
             try:
                 usage_obj = wire_response.usage_only_decoder.decode(raw).usage
             except msgspec.DecodeError:
