@@ -43,13 +43,18 @@ async def _begin(rt: Runtime, req: Request, ex: Exchange) -> tuple[Principal, by
 
 
 async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: int,
-                 max_tokens: int | None) -> int | None:
-    """Run the pipeline's admission; returns max_tokens as the pipeline left it (a group's cap)."""
+                 request: Any = None, obj: dict[str, Any] | None = None, max_tokens: int | None = None) -> None:
+    """Run the pipeline's admission. A group's max_tokens cap, if it lowered the request's,
+    is written back to the canonical `request` and, for the fast path, to the body `obj`."""
     ex.model = entry.name
     ex.prompt_estimate = prompt_estimate
-    ex.max_tokens = max_tokens
+    asked = request.max_tokens if request is not None else max_tokens
+    ex.max_tokens = asked
     await rt.pipeline.admit(ex)
-    return ex.max_tokens
+    if request is not None and ex.max_tokens != asked:
+        request.max_tokens = ex.max_tokens
+        if obj is not None:
+            _cap_body(obj, ex.max_tokens)
 
 
 def _cap_body(obj: dict[str, Any], max_tokens: int | None) -> None:
@@ -66,10 +71,7 @@ async def chat_completions(rt: Runtime, req: Request, ex: Exchange) -> None:
         raise InvalidRequest("Only n=1 is supported.", param="n")
     entry = rt.resolve(oreq.model, principal)
     canonical = wire.to_canonical(oreq, {k: v for k, v in obj.items() if k not in wire.CHAT_FIELDS})
-    capped = await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens)
-    if capped != canonical.max_tokens:
-        canonical.max_tokens = capped
-        _cap_body(obj, capped)
+    await _admit(rt, ex, entry, estimate_request(canonical), canonical, obj)
     dispatch = Dispatch(rt, req, ex, entry, RENDERER)
     fast = ("/chat/completions", obj)
     if oreq.stream:
@@ -90,11 +92,8 @@ async def completions(rt: Runtime, req: Request, ex: Exchange) -> None:
     for dep in entry.deployments:
         if not isinstance(dep.provider, Completer):
             raise InvalidRequest(f"The model '{entry.name}' does not support text completions.", param="model")
-    capped = await _admit(rt, ex, entry, estimate_text(canonical.prompt) + estimate_text(canonical.suffix or ""),
-                          canonical.max_tokens)
-    if capped != canonical.max_tokens:
-        canonical.max_tokens = capped
-        _cap_body(obj, capped)
+    await _admit(rt, ex, entry, estimate_text(canonical.prompt) + estimate_text(canonical.suffix or ""),
+                 canonical, obj)
     dispatch = Dispatch(rt, req, ex, entry, RENDERER)
     fast = ("/completions", obj)
     if oreq.stream:
@@ -118,7 +117,7 @@ async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
     for dep in entry.deployments:
         if not isinstance(dep.provider, Embedder):
             raise InvalidRequest(f"The model '{entry.name}' does not support embeddings.", param="model")
-    await _admit(rt, ex, entry, sum(estimate_text(t) for t in canonical.input), 0)
+    await _admit(rt, ex, entry, sum(estimate_text(t) for t in canonical.input), max_tokens=0)  # no output
     await Dispatch(rt, req, ex, entry, RENDERER).unary(
         lambda dep, ctx: dep.provider.embed(canonical, ctx),  # type: ignore[attr-defined]
         ("/embeddings", obj),
