@@ -3,6 +3,7 @@ attempts, segment rotation and removal, torn lines, one owner per directory."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -145,3 +146,42 @@ def test_one_process_owns_a_journal_directory(tmp_path):
     second = Journal(tmp_path / "j")
     second.open()
     second.close()
+
+
+def _ledger_threads() -> dict[str, int]:
+    import threading
+    return {t.name.rsplit("_", 1)[0]: t.native_id for t in threading.enumerate() if t.name.startswith("gatehouse-ledger")}
+
+
+async def _write_through(tmp_path: Path, n: int, catch_up_records: int) -> dict[str, int]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    await store.create_schema()
+    journal = Journal(tmp_path / "journal")
+    journal.open()
+    writer = LedgerWriter(journal, store, batch_size=10, flush_seconds=0.01, catch_up_records=catch_up_records)
+    for i in range(n):  # journaled before the writer runs: the backlog is n at its first drain
+        journal.end(LedgerRecord(id=f"r{i}", request_id=f"q{i}", attempt=1, ts=float(i), consumer="c",
+                                 model="m", surface="chat", status=200, output_tokens=i))
+    writer.start()
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if writer.committed == n:
+            break
+    threads = _ledger_threads()
+    policies = {name: os.sched_getscheduler(tid) for name, tid in threads.items()}
+    await writer.stop(timeout=5)
+    await store.close()
+    assert writer.committed == n and len(rows(tmp_path / "ledger.db")) == n
+    return policies
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+async def test_sqlite_batches_run_in_an_idle_priority_thread(tmp_path):
+    policies = await _write_through(tmp_path, 25, catch_up_records=1000)
+    assert policies == {"gatehouse-ledger-idle": os.SCHED_IDLE}
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+async def test_a_backlog_past_the_catch_up_mark_drains_at_normal_priority(tmp_path):
+    policies = await _write_through(tmp_path, 25, catch_up_records=5)
+    assert policies.get("gatehouse-ledger") == os.SCHED_OTHER

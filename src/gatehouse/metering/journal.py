@@ -205,12 +205,17 @@ class Journal:
         return None
 
     async def read(self, seg: Segment, start: int, end: int) -> tuple[list[LedgerRecord], int]:
-        """The `end` records in [start, end) up to the last complete line, and where it stops."""
-        data = await asyncio.to_thread(_read_range, seg.path, start, end)
+        """`read_sync` in a worker thread."""
+        return await asyncio.to_thread(self.read_sync, seg, start, end)
+
+    def read_sync(self, seg: Segment, start: int, end: int) -> tuple[list[LedgerRecord], int]:
+        """The `end` records in [start, end) up to the last complete line, and where it stops.
+        Blocking (file I/O and decoding): called from the writer's thread, never the loop."""
+        data = _read_range(seg.path, start, end)
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             if end < seg.size:  # one line longer than a chunk: read it whole
-                return await self.read(seg, start, seg.size)
+                return self.read_sync(seg, start, seg.size)
             return [], end  # a torn tail left by a machine crash
         records = []
         for line in data[:cut].split(b"\n"):

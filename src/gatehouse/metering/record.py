@@ -51,6 +51,16 @@ class LedgerRecord(Struct, omit_defaults=True):
         }
 
 
+# The ledger table's columns in the record's field order (`group` is `group_name` there, and
+# `phase`, the last field, exists only in the journal): a record's row is `row_tuple(record)`.
+ROW_COLUMNS = tuple("group_name" if f == "group" else f for f in LedgerRecord.__struct_fields__[:-1])
+assert LedgerRecord.__struct_fields__[-1] == "phase"
+
+
+def row_tuple(record: LedgerRecord) -> tuple:
+    return msgspec.structs.astuple(record)[:-1]
+
+
 INTERRUPTED = "interrupted"
 
 

@@ -1,7 +1,10 @@
 """The background task that moves ledger records from the journal into the store in batches.
 
 It wakes when records are journaled, waits up to `flush_seconds` for a batch to fill, and
-inserts up to `batch_size` rows per transaction. When the store fails it backs off (0.5 s
+inserts up to `batch_size` rows per transaction. With a SQLite store, reading, decoding and
+inserting a range all happen in one dedicated thread over a plain `sqlite3` connection
+(store/ledger.SqliteLedgerSink), so the event loop only learns that a range is committed;
+with Postgres the rows go to asyncpg's executemany on the loop. When the store fails it backs off (0.5 s
 doubling to 15 s) and retries the same rows; records keep piling up in the journal, not in
 memory, and drain when the store is back. On shutdown it drains what it can within
 `shutdown_flush_seconds`; the rest stays journaled for the next start.
@@ -10,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from gatehouse.metering.journal import Journal
-from gatehouse.metering.record import LedgerRecord
-from gatehouse.store.ledger import insert_records
+from gatehouse.metering.journal import Journal, Segment
+from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, row_tuple
+from gatehouse.store.ledger import SqliteLedgerSink, insert_tuples, sqlite_path
 from gatehouse.store.sql import SqlStore, redact_url
 
 log = logging.getLogger("gatehouse.ledger")
@@ -22,12 +27,33 @@ log = logging.getLogger("gatehouse.ledger")
 MAX_BACKOFF = 15.0
 
 
+# SQLite batches run in a thread at the lowest CPU priority (SCHED_IDLE: any request work
+# preempts it at once). With the gateway on one core, SQLite's few milliseconds per batch at
+# normal priority waited out a whole scheduler slice in front of requests: that was the p99.
+# When the store falls this many records behind (the CPU is saturated and the idle thread
+# starves), batches go to a second thread at normal priority until it has caught up, so a
+# busy gateway trades some latency for a bounded journal. (Two threads rather than one that
+# changes class: an unprivileged thread cannot leave SCHED_IDLE.)
+CATCH_UP_RECORDS = 50_000
+
+
+def _lowest_priority() -> None:
+    """Put the calling thread in SCHED_IDLE (Linux; elsewhere it keeps its priority)."""
+    if hasattr(os, "SCHED_IDLE") and hasattr(os, "sched_setscheduler"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
+        except OSError:
+            pass
+
+
 class LedgerWriter:
-    def __init__(self, journal: Journal, store: SqlStore, batch_size: int = 500, flush_seconds: float = 0.25):
+    def __init__(self, journal: Journal, store: SqlStore, batch_size: int = 500, flush_seconds: float = 0.25,
+                 catch_up_records: int = CATCH_UP_RECORDS):
         self.journal = journal
         self.store = store
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
+        self.catch_up_records = catch_up_records
         self.committed = 0
         self.failing_since: float | None = None
         self._stopping = asyncio.Event()
@@ -35,6 +61,11 @@ class LedgerWriter:
         self._drain_lock = asyncio.Lock()  # one reader of the journal at a time
         self._task: asyncio.Task | None = None
         self._sync_task: asyncio.Task | None = None
+        path = sqlite_path(store)
+        self._sink = SqliteLedgerSink(path, ROW_COLUMNS) if path else None
+        self._idle_thread = ThreadPoolExecutor(1, thread_name_prefix="gatehouse-ledger-idle",
+                                               initializer=_lowest_priority) if path else None
+        self._busy_thread = ThreadPoolExecutor(1, thread_name_prefix="gatehouse-ledger") if path else None
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -82,17 +113,40 @@ class LedgerWriter:
             del j.overflow[: len(batch)]
         while (span := j.next_range()) is not None:
             seg, start, end = span
-            records, stop = await j.read(seg, start, end)
-            for i in range(0, len(records), self.batch_size):
-                await self._insert(records[i:i + self.batch_size])
-            j.committed(seg, stop, len(records))
+            if self._sink is not None:
+                count, stop = await self._in_thread(self._drain_range, seg, start, end)
+            else:
+                records, stop = await j.read(seg, start, end)
+                for i in range(0, len(records), self.batch_size):
+                    await insert_tuples(self.store, ROW_COLUMNS, [row_tuple(r) for r in records[i:i + self.batch_size]])
+                count = len(records)
+            self.committed += count
+            j.committed(seg, stop, count)
         if self.failing_since is not None:
             log.warning("ledger store is back after %.0f s; the journal backlog is drained",
                         time.monotonic() - self.failing_since)
             self.failing_since = None
 
+    def _drain_range(self, seg: Segment, start: int, end: int) -> tuple[int, int]:
+        """In the ledger thread: read, decode and insert one journal range (SQLite)."""
+        records, stop = self.journal.read_sync(seg, start, end)
+        assert self._sink is not None
+        for i in range(0, len(records), self.batch_size):
+            self._sink.insert([row_tuple(r) for r in records[i:i + self.batch_size]])
+        return len(records), stop
+
+    def _in_thread(self, fn, *args) -> asyncio.Future:
+        """Run `fn` in the idle-priority ledger thread, or the normal one when far behind."""
+        behind = self.journal.backlog > self.catch_up_records
+        return asyncio.get_running_loop().run_in_executor(self._busy_thread if behind else self._idle_thread,
+                                                          fn, *args)
+
     async def _insert(self, records: list[LedgerRecord]) -> None:
-        await insert_records(self.store, [r.row() for r in records])
+        rows = [row_tuple(r) for r in records]
+        if self._sink is not None:
+            await self._in_thread(self._sink.insert, rows)
+        else:
+            await insert_tuples(self.store, ROW_COLUMNS, rows)
         self.committed += len(records)
 
     def _failed(self, err: Exception) -> None:
@@ -124,4 +178,8 @@ class LedgerWriter:
         self._sync_stop.set()
         if self._sync_task is not None:
             await self._sync_task
+        if self._sink is not None:
+            await self._in_thread(self._sink.close)
+            for t in (self._idle_thread, self._busy_thread):
+                t.shutdown(wait=False)  # type: ignore[union-attr]
         self.journal.close()
