@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, usage
+from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.observability.safe import describe
@@ -107,8 +108,9 @@ class Router:
 class GatehouseApp:
     """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
 
-    def __init__(self, build: Callable[[], Awaitable[Runtime]]):
+    def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None):
         self._build = build
+        self.cors = Cors(cors_origins or [])
         self.runtime: Runtime | None = None
         self.router = Router(ROUTES)
         self.inflight = 0
@@ -148,6 +150,14 @@ class GatehouseApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = self.runtime
         req = Request(scope, receive, send)
+        if self.cors.enabled and (origin := req.headers.get("origin")) is not None:
+            if req.method == "OPTIONS" and "access-control-request-method" in req.headers:
+                status, headers, body = self.cors.preflight(origin, req.headers.get("access-control-request-headers"))
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            send = self.cors.wrap(origin, send)
         dialect = "anthropic" if req.path.startswith("/v1/messages") else \
             "ollama" if req.path.startswith("/api/") else "openai"
         ex = Exchange(req.request_id, "unknown", dialect)
@@ -158,6 +168,7 @@ class GatehouseApp:
             if not started:
                 started = True
                 ex.status = ex.status or message.get("status", 0)  # for metrics and the access log
+                req.send = send  # the rest of the response (stream chunks) goes straight out
             await send(message)
 
         req.send = tracking_send
@@ -192,15 +203,3 @@ class GatehouseApp:
                 await rt.pipeline.settle(ex)
             if rt is not None and rt.meter is not None:
                 rt.meter.observe(ex, req.method, req.path)
-
-
-def with_cors(app: GatehouseApp, origins: list[str]):
-    if not origins:
-        return app
-    from starlette.middleware.cors import CORSMiddleware
-
-    return CORSMiddleware(
-        app, allow_origins=origins, allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["x-request-id", "retry-after", "x-gatehouse-tokens-input", "x-gatehouse-tokens-output",
-                        "x-gatehouse-cost-usd"], allow_credentials=False, max_age=600,
-    )

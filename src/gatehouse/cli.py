@@ -80,7 +80,7 @@ Point OpenAI clients at it:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gatehouse.app import GatehouseApp, with_cors
+    from gatehouse.app import GatehouseApp
     from gatehouse.runtime import Runtime
 
     cfg = load_config(args.config)
@@ -94,9 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def build() -> Runtime:
         return await Runtime.build(cfg)
 
-    app = GatehouseApp(build)
+    app = GatehouseApp(build, cfg.server.cors_origins)
     server_config = uvicorn.Config(
-        with_cors(app, cfg.server.cors_origins), host=host, port=port, loop="uvloop", http="httptools", ws="none",
+        app, host=host, port=port, loop="uvloop", http="httptools", ws="none",
         lifespan="on", access_log=False, proxy_headers=False, log_level="warning", server_header=False, date_header=False,
         timeout_graceful_shutdown=int(cfg.server.shutdown_grace_seconds), timeout_keep_alive=30,
     )

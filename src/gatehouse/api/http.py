@@ -107,8 +107,8 @@ async def stream_out(req: Request, status: int, headers: list[tuple[bytes, bytes
                      chunks: AsyncIterator[bytes], content_type: list[tuple[bytes, bytes]] | None = None) -> bool:
     """Send a streaming response chunk by chunk. Returns False when the client went away
     (the upstream iteration is cancelled at once, so the upstream connection is closed)."""
-    send = req.send
-    await send({"type": "http.response.start", "status": status, "headers": [*(content_type or SSE_HEADERS), *headers]})
+    await req.send({"type": "http.response.start", "status": status, "headers": [*(content_type or SSE_HEADERS), *headers]})
+    send = req.send  # (after the start: app.py's status-tracking wrapper has stepped aside)
     task = asyncio.current_task()
     assert task is not None
     gone = False
