@@ -64,6 +64,15 @@ def test_cors_restricted_origins(start_gatehouse, openai_upstream):
     assert ok.headers.get("access-control-allow-origin") == "https://webui.internal"
     other = httpx.get(gh.url + "/healthz", headers={"Origin": "https://evil.example"}, timeout=5)
     assert "access-control-allow-origin" not in other.headers
+    assert ok.headers["vary"] == "Origin"
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    good = httpx.options(gh.url + "/v1/chat/completions", headers={"Origin": "https://webui.internal", **preflight},
+                         timeout=5)
+    assert good.status_code == 200 and good.headers["access-control-allow-origin"] == "https://webui.internal"
+    assert good.headers["access-control-allow-headers"] == "authorization"
+    bad = httpx.options(gh.url + "/v1/chat/completions", headers={"Origin": "https://evil.example", **preflight},
+                        timeout=5)
+    assert bad.status_code == 400 and "access-control-allow-origin" not in bad.headers
 
 
 def test_health_and_readiness(gatehouse):

@@ -95,6 +95,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return await Runtime.build(cfg)
 
     app = GatehouseApp(build, cfg.server.cors_origins)
+    # The event loop thread is the latency-critical one; helper threads (ledger, access log,
+    # fsync) only hold the GIL briefly. The default 5 ms switch interval let one of them keep
+    # the loop waiting for the GIL that long; 0.5 ms cut the streaming TTFT p99 by about a third.
+    sys.setswitchinterval(0.0005)
     server_config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop", http="httptools", ws="none",
         lifespan="on", access_log=False, proxy_headers=False, log_level="warning", server_header=False, date_header=False,

@@ -17,11 +17,13 @@ import logging
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
+from gatehouse.api.splice import Splice
 from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, stream_out
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Forwarded
+from gatehouse.upstream.client import upstream_error
 from gatehouse.runtime import Deployment, ModelEntry, Runtime
 from gatehouse.types import (
     ChatResponse,
@@ -184,9 +186,15 @@ class Dispatch:
                 ex.status, ex.error_type = err.status, err.code
                 yield encoder.error(err.message, err.type)
 
+        def fail(exc: BaseException) -> bytes:  # the upstream failed mid-stream (spliced relay)
+            err = upstream_error(exc, self.entry.name)
+            ex.status, ex.error_type = err.status, err.code
+            return encoder.error(err.message, err.type)
+
+        splice = Splice(*fwd.splice, fail, ex) if fwd.splice is not None else None
         content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
             [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
-        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type)
+        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type, splice)
         tally = fwd.tally
         if not completed:
             ex.status, ex.error_type = 499, "client_closed"

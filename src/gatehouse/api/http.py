@@ -10,6 +10,7 @@ import re
 import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+from gatehouse.api.splice import RawWriter, Splice, splice_body
 from gatehouse.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from gatehouse.types import json_encode
 
@@ -104,9 +105,13 @@ async def send_json(send: Send, status: int, obj: Any, headers: list[tuple[bytes
 
 
 async def stream_out(req: Request, status: int, headers: list[tuple[bytes, bytes]],
-                     chunks: AsyncIterator[bytes], content_type: list[tuple[bytes, bytes]] | None = None) -> bool:
+                     chunks: AsyncIterator[bytes], content_type: list[tuple[bytes, bytes]] | None = None,
+                     splice: Splice | None = None) -> bool:
     """Send a streaming response chunk by chunk. Returns False when the client went away
-    (the upstream iteration is cancelled at once, so the upstream connection is closed)."""
+    (the upstream iteration is cancelled at once, so the upstream connection is closed).
+
+    With `splice`, the body is relayed by api/splice instead of iterating `chunks` when the
+    server lets us write to the client's transport."""
     await req.send({"type": "http.response.start", "status": status, "headers": [*(content_type or SSE_HEADERS), *headers]})
     send = req.send  # (after the start: app.py's status-tracking wrapper has stepped aside)
     task = asyncio.current_task()
@@ -124,9 +129,15 @@ async def stream_out(req: Request, status: int, headers: list[tuple[bytes, bytes
 
     watcher = asyncio.ensure_future(watch())
     try:
-        async for chunk in chunks:
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        writer = RawWriter.of(send) if splice is not None else None
+        if writer is not None:
+            tail = await splice_body(writer, splice)  # type: ignore[arg-type]
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
+        else:
+            async for chunk in chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         watcher.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return True

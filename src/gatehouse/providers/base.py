@@ -49,13 +49,18 @@ class Forwarded:
 
     Non-stream: `body` holds the bytes and `usage` is read from them. Stream: iterate
     `chunks`; afterwards `tally` holds the usage seen. `release()` frees the connection.
+
+    `splice`, when the provider offers it, is the same stream for api/splice instead of
+    `chunks`: (the upstream response, which can hand its body to a callback as it arrives;
+    the function that turns arrived bytes into the bytes for the client; the one that
+    flushes at the end). Using it means not iterating `chunks`.
     """
 
-    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release")
+    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice")
 
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
-                 tally: StreamTally | None = None, release: Any = None):
+                 tally: StreamTally | None = None, release: Any = None, splice: tuple | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -63,6 +68,7 @@ class Forwarded:
         self.usage = usage
         self.tally = tally
         self.release = release
+        self.splice = splice
 
 
 class Provider(ABC):

@@ -206,8 +206,9 @@ class OpenAIProvider(Provider):
             usage = usage_obj.canonical() if usage_obj else None
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = PassthroughRelay(client_wants_usage)
+        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
-                         tally=relay, release=resp.release)
+                         tally=relay, release=resp.release, splice=splice)
 
     async def list_models(self) -> list[str]:
         headers: dict[str, str] = dict(self.cfg.headers)

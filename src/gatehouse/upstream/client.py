@@ -59,18 +59,24 @@ async def transport_errors(model: str) -> AsyncIterator[None]:
     """Turn aiohttp/asyncio transport failures into gateway errors that name only the model."""
     try:
         yield
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        raise UpstreamTimeout(f"The upstream for model '{model}' timed out.") from None
-    except (aiohttp.ClientConnectorError, h1.ConnectFailed):
-        raise UpstreamError(f"The upstream for model '{model}' is unreachable.", code="upstream_unreachable") from None
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError,
-            ConnectionResetError, h1.Disconnected):
-        raise UpstreamError(
-            f"The upstream for model '{model}' closed the connection unexpectedly.",
-            code="upstream_disconnected",
-        ) from None
-    except (aiohttp.ClientError, h1.H1Error):
-        raise UpstreamError(f"The upstream for model '{model}' failed.") from None
+    except TRANSPORT_ERRORS as e:
+        raise upstream_error(e, model) from None
+
+
+TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ClientError, h1.H1Error, ConnectionResetError)
+
+
+def upstream_error(exc: BaseException, model: str) -> UpstreamError:
+    """The gateway error for a transport failure (one of TRANSPORT_ERRORS)."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeout(f"The upstream for model '{model}' timed out.")
+    if isinstance(exc, (aiohttp.ClientConnectorError, h1.ConnectFailed)):
+        return UpstreamError(f"The upstream for model '{model}' is unreachable.", code="upstream_unreachable")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError,
+                        ConnectionResetError, h1.Disconnected)):
+        return UpstreamError(f"The upstream for model '{model}' closed the connection unexpectedly.",
+                             code="upstream_disconnected")
+    return UpstreamError(f"The upstream for model '{model}' failed.")
 
 
 async def read_body(resp: aiohttp.ClientResponse, model: str) -> bytes:

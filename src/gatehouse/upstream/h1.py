@@ -71,6 +71,7 @@ class Response:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._body: bytes | None = None
+        self._sink: Any = None  # see splice()
         enc = headers.get("Content-Encoding", "").lower()  # only if an upstream sends it unasked
         self._inflate = zlib.decompressobj(47 if enc == "gzip" else 15) if enc in ("gzip", "deflate") else None
 
@@ -84,6 +85,9 @@ class Response:
     def _feed(self, data: bytes) -> None:
         if self._inflate is not None:
             data = self._inflate.decompress(data)
+        if self._sink is not None:
+            self._sink.data(data)
+            return
         self._chunks.append(data)
         self._size += len(data)
         self._wake()
@@ -93,6 +97,8 @@ class Response:
             self._exc = exc
             self._done = exc is None
             self._wake()
+            if self._sink is not None:
+                self._sink.end(exc)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -131,7 +137,36 @@ class Response:
         while chunk := await self._next():
             yield chunk
 
+    # -- splice: the body handed on from the connection's data callback ---------------------------
+    def splice(self, sink: Any) -> None:
+        """Deliver the rest of the body to `sink` as it arrives, in the connection's data callback
+        (no task wake-up per chunk): `sink.data(bytes)` per chunk, then `sink.end(exc)` once with
+        None at the end of the body or the transport error. Bytes already buffered go first."""
+        self._sink = sink
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            sink.data(data)
+        if self._exc is not None or self._done:
+            sink.end(self._exc)
+        elif self._conn is not None and self._conn.paused:
+            self._conn.resume()
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (the consumer cannot take more for now)."""
+        conn = self._conn
+        if conn is not None and not conn.paused and not conn.complete and not conn.lost:
+            conn.paused = True
+            conn.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_reading(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.paused:
+            conn.resume()
+
     def release(self) -> None:
+        self._sink = None
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.done(reusable=self._done and self._exc is None)

@@ -12,7 +12,7 @@ class SSEEvent:
         self.data = data
 
 
-def _split_frames(buf: bytes) -> tuple[list[bytes], bytes]:
+def split_frames(buf: bytes) -> tuple[list[bytes], bytes]:
     if b"\r" in buf:
         buf = buf.replace(b"\r\n", b"\n")
     *frames, rest = buf.split(b"\n\n")
@@ -44,7 +44,7 @@ async def iter_frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]
         buf += chunk
         if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
             continue
-        frames, buf = _split_frames(buf)
+        frames, buf = split_frames(buf)
         if frames:
             yield frames
     if buf.strip():

@@ -1,6 +1,7 @@
 """OpenAI streaming: SSE chunks ⇄ canonical stream events, and the pass-through relay."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, AsyncIterator, Union
 
@@ -19,7 +20,7 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.sse import iter_events, iter_frames
+from gatehouse.upstream.sse import iter_events, split_frames
 from gatehouse.wire.openai_response import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
 
 
@@ -175,9 +176,8 @@ class ChunkEncoder:
 
 # Frames worth decoding: usage objects, the finish chunk, errors and [DONE]. Every other
 # frame is relayed without being parsed (`"usage":null` on ordinary chunks does not match).
-_INSPECT_MARKERS = (
-    b'"usage":{', b'"usage": {', b'"finish_reason":"', b'"finish_reason": "', b'"error"', b"[DONE]",
-)
+# (One compiled search per frame: it runs for every chunk of every relayed stream.)
+_INSPECT = re.compile(rb'"usage": ?\{|"finish_reason": ?"|"error"|\[DONE\]')
 
 
 class PassthroughRelay:
@@ -192,19 +192,42 @@ class PassthroughRelay:
         self.usage: Usage | None = None
         self.finished = False
         self.frames = 0  # content frames relayed: ~one token each, the estimate if usage never comes
+        self._buf = b""  # an incomplete frame waiting for the rest of its bytes
 
     async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for frames in iter_frames(chunks):
-            out: list[bytes] = []
-            for frame in frames:
-                if any(marker in frame for marker in _INSPECT_MARKERS):
-                    if not self._inspect(frame):
-                        continue
-                else:
-                    self.frames += 1
-                out.append(frame)
+        async for data in chunks:
+            out = self.feed(data)
             if out:
-                yield b"\n\n".join(out) + b"\n\n"
+                yield out
+        out = self.flush()
+        if out:
+            yield out
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete frames in what has arrived so far, as they go to the client (api/splice
+        calls this from the upstream connection's data callback)."""
+        buf = self._buf + data if self._buf else data
+        if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
+            self._buf = buf
+            return b""
+        frames, self._buf = split_frames(buf)
+        return self._relayed(frames)
+
+    def flush(self) -> bytes:
+        """At the end of the body: an unterminated last frame, if any."""
+        rest, self._buf = self._buf.strip(), b""
+        return self._relayed([rest]) if rest else b""
+
+    def _relayed(self, frames: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        for frame in frames:
+            if _INSPECT.search(frame) is not None:
+                if not self._inspect(frame):
+                    continue
+            else:
+                self.frames += 1
+            out.append(frame)
+        return b"\n\n".join(out) + b"\n\n" if out else b""
 
     def _inspect(self, frame: bytes) -> bool:
         """Read usage/finish from a frame; return False to drop it from the client stream."""
