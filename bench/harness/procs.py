@@ -94,6 +94,20 @@ class Proc:
     def rss_kb(self) -> int:
         return tree_rss_kb(self.pid) if self.alive() else 0
 
+    def pause(self) -> None:
+        """SIGSTOP the process group: it keeps its memory and sockets but takes no CPU."""
+        self._signal_group(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, sig: int) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, sig)  # type: ignore[union-attr]
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,14 @@ class Ctx:
     scenario: str = ""
     _scripts: int = 0
 
+    extra_gateways: list[Target] = field(default_factory=list)  # started by a scenario (f)
+
     @property
     def all_targets(self) -> list[Target]:
         return [self.mock, *self.gateways]
+
+    def all_gateways(self) -> list[Target]:
+        return [*self.gateways, *self.extra_gateways]
 
     def script(self, body: bytes, headers: dict[str, str], delay_ms: int | None = None) -> Path:
         self._scripts += 1
@@ -116,13 +122,29 @@ def revive(ctx: Ctx, t: Target) -> bool:
     return True
 
 
+@contextmanager
+def alone(ctx: Ctx, t: Target | None):
+    """While `t` is measured, every other gateway is stopped (SIGSTOP), so that the one under
+    load has the pinned gateway core to itself: an idle LiteLLM still runs background tasks
+    there, which showed up in Gatehouse's p99, and the other way round."""
+    others = [g for g in ctx.all_gateways() if g is not t and g.proc is not None and g.proc.alive()]
+    for g in others:
+        g.proc.pause()  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        for g in others:
+            g.proc.resume()  # type: ignore[union-attr]
+
+
 def interleaved(ctx: Ctx, targets: list[Target], run_one, label: str) -> dict[str, list[dict]]:
     """Warm up each target, then `ctx.rounds` rounds over all of them in rotating order."""
     check_mock(ctx)
     results: dict[str, list[dict]] = {t.name: [] for t in targets}
     for t in targets:
         try:
-            run_one(t, ctx.warmup)
+            with alone(ctx, t):
+                run_one(t, ctx.warmup)
         except Exception as e:  # noqa: BLE001 - reported per round below
             say(f"  {label}: warm-up on {t.name} failed: {e}")
         revive(ctx, t)
@@ -131,7 +153,8 @@ def interleaved(ctx: Ctx, targets: list[Target], run_one, label: str) -> dict[st
         order = targets[r % len(targets):] + targets[:r % len(targets)]
         for t in order:
             try:
-                res = run_one(t, ctx.duration)
+                with alone(ctx, t):
+                    res = run_one(t, ctx.duration)
             except Exception as e:  # noqa: BLE001
                 check_mock(ctx)
                 res = {"error": str(e)[:500]}

@@ -9,7 +9,7 @@ import time
 
 from . import load, stats, targets as tg
 from .procs import Proc
-from .rounds import (ANTHROPIC_VERSION, Ctx, added, anthropic_body, available, brief,
+from .rounds import (ANTHROPIC_VERSION, Ctx, added, alone, anthropic_body, available, brief,
                      errors, interleaved, openai_body, revive, say, settle, summaries, wrk_runner)
 from .targets import Target
 
@@ -76,8 +76,9 @@ def _paced_search(ctx: Ctx, t: Target, path: str, body: bytes, anthropic: bool, 
         if not revive(ctx, t):
             return None
         try:
-            res = load.run_wrk(ctx.wrk, f"{t.base}{path}", ctx.script(body, headers, delay), CONCURRENCY,
-                               ctx.duration)
+            with alone(ctx, t):
+                res = load.run_wrk(ctx.wrk, f"{t.base}{path}", ctx.script(body, headers, delay), CONCURRENCY,
+                                   ctx.duration)
         except Exception as e:  # noqa: BLE001
             say(f"  paced {t.name} at ~{rate:.0f} req/s: ERROR {str(e)[:200]}")
             revive(ctx, t)
@@ -201,7 +202,7 @@ def scenario_memory(ctx: Ctx) -> dict:
             continue
         headers = dict(t.openai_headers)
         try:
-            with load.RssSampler(t, interval=1.0) as sampler:
+            with alone(ctx, t), load.RssSampler(t, interval=1.0) as sampler:
                 res = load.run_wrk(ctx.wrk, f"{t.base}/v1/chat/completions", ctx.script(body, headers),
                                    CONCURRENCY, ctx.soak)
         except Exception as e:  # noqa: BLE001
@@ -258,6 +259,7 @@ def scenario_distributed(ctx: Ctx) -> dict:
             out["log_tail"] = str(e)[-2000:]
             say(f"  skipped: {out['skipped']}\n    " + str(e).strip().splitlines()[-1][:300])
             return out
+        ctx.extra_gateways.append(gh)
         res = _throughput(ctx, "f", out["title"], "/v1/chat/completions", openai_body(), False,
                           [ctx.mock, gh], sample_rss=False)
         res["params"]["store"] = "postgresql (initdb'd, loopback)"
@@ -268,6 +270,8 @@ def scenario_distributed(ctx: Ctx) -> dict:
         say(f"  skipped: {out['skipped']}")
         return out
     finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
         if gh is not None and gh.proc is not None:
             gh.proc.stop()
         for p in reversed(started):
