@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: wrote {args.out / (stem + '.json')} and {stem}.md in {results['elapsed_s']:.0f} s", flush=True)
     full = not args.quick and args.scenarios == ALL and not args.no_litellm and not args.no_gatehouse
     if full and not args.no_readme and args.out == tools.BENCH_DIR / "results":
-        if report.update_readme(tools.BENCH_DIR / "README.md", table):
-            print("bench: updated the latest table in bench/README.md", flush=True)
+        for readme in (tools.BENCH_DIR / "README.md", tools.BENCH_DIR.parent / "README.md"):
+            if report.update_readme(readme, table):
+                print(f"bench: updated the latest table in {readme.relative_to(tools.BENCH_DIR.parent)}", flush=True)
     return 0
 
 
