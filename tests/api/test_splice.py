@@ -49,3 +49,53 @@ def test_the_sdk_reads_a_spliced_stream_and_it_hides_the_usage_chunk_it_did_not_
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: one two three"
     assert all(c.usage is None for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def _read_chunked(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(response head, de-chunked body) read from a raw socket until the terminating chunk."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    body, pos = [], 0
+    while True:
+        while b"\r\n" not in rest[pos:]:
+            rest += sock.recv(65536)
+        eol = rest.index(b"\r\n", pos)
+        size = int(rest[pos:eol], 16)
+        while len(rest) < eol + 2 + size + 2:
+            rest += sock.recv(65536)
+        if size == 0:
+            return head, b"".join(body)
+        body.append(rest[eol + 2:eol + 2 + size])
+        pos = eol + 2 + size + 2
+
+
+def test_the_spliced_chunked_framing_is_exact_for_a_client_that_reads_late(start_gatehouse, openai_upstream):
+    """Raw HTTP/1.1: every chunk the relay writes itself is a well-formed chunk, the cycle's own
+    terminating chunk follows, and nothing is lost while the client is not reading (a 4 kB
+    receive window at first; here the kernel still absorbs the stream, so this does not reach
+    the pause-the-upstream path, which needs more than the 4 MB a send buffer grows to)."""
+    gatehouse = start_gatehouse(base_config(openai_upstream.url, server={"max_body_bytes": 1_000_000}))
+    prompt = " ".join(f"w{i}" for i in range(8_000))
+    body = json.dumps({"model": "chat", "stream": True, "messages": [{"role": "user", "content": prompt}]}).encode()
+    port = int(gatehouse.url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer " + ALICE_KEY.encode() + b"\r\nContent-Length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        time.sleep(1.5)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        head, data = _read_chunked(sock)
+    finally:
+        sock.close()
+    assert head.startswith(b"HTTP/1.1 200")
+    text = []
+    for frame in data.split(b"\n\n"):
+        if frame.startswith(b"data: {"):
+            text += [c["delta"].get("content") or "" for c in json.loads(frame[6:])["choices"]]
+    assert "".join(text) == "echo: " + prompt
