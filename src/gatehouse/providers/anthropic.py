@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
 from gatehouse.errors import UpstreamStatus
-from gatehouse.providers.base import CallContext, Forwarded, Provider
+from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
-from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
 from gatehouse.wire import anthropic as wire
 from gatehouse.wire import anthropic_response as response_wire
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
@@ -75,17 +74,11 @@ class AnthropicProvider(Provider):
         base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.base_url = base[:-3] if base.endswith("/v1") else base  # paths carry /v1
         self.auth: UpstreamAuth = HeaderAuth("x-api-key", cfg.api_key) if cfg.api_key else NoAuth()
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
-        self.static_headers = {"content-type": "application/json", **cfg.headers}
         self.beta_allow = cfg.beta_allow
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if cfg.base_url:
-            parts = urlsplit(cfg.base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                return "base_url", "must be an http(s) URL"
-        return None
+        return http_url_problem(cfg.base_url)
 
     # ---- headers and transport -----------------------------------------------------------------
 
@@ -105,15 +98,11 @@ class AnthropicProvider(Provider):
         beta = self.betas(call.forward_headers.get("anthropic-beta"))
         if beta:
             headers["anthropic-beta"] = beta
-        headers["x-request-id"] = call.request_id
         return headers
 
     async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
-        headers = self._headers(call)
-        self.auth.apply(headers, "POST", url, body)
-        async with transport_errors(call.public_model):
-            resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+        resp = await self._send(url, body, self._headers(call), call)
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
             raise upstream_error(resp.status, raw, call.public_model)

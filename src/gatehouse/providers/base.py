@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
@@ -26,7 +27,7 @@ from gatehouse.types import (
     StreamEvent,
     Usage,
 )
-from gatehouse.upstream.client import HttpPool
+from gatehouse.upstream.client import HttpPool, timeout, transport_errors
 
 
 class CallContext(Struct):
@@ -71,17 +72,37 @@ class Forwarded:
         self.splice = splice
 
 
+def http_url_problem(url: str | None, field_name: str = "base_url") -> tuple[str, str] | None:
+    """(field, message) for check_config when a configured upstream URL is not http(s)."""
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return field_name, "must be an http(s) URL"
+    return None
+
+
 class Provider(ABC):
     """Base class with the constructor every provider shares; chat and chat_stream are the
     two abilities every provider must have (a missing one fails at load, not per request)."""
 
     type_name: ClassVar[str] = ""
     dialect: ClassVar[str] = ""  # wire dialect spoken upstream, for the pass-through fast path
+    auth: Any  # the provider's upstream auth (upstream/auth.py), set by subclasses
 
     def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
         self.name = name
         self.cfg = cfg
         self.http = http
+        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
+        self.static_headers = {"Content-Type": "application/json", **cfg.headers}
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
+        """POST `body` with `headers` plus the request id and the upstream auth; transport
+        failures become gateway errors. The caller checks the status (its dialect's errors)."""
+        headers["x-request-id"] = call.request_id
+        self.auth.apply(headers, "POST", url, body)
+        async with transport_errors(call.public_model):
+            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:

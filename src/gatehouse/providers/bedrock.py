@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from typing import Any, AsyncIterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -19,7 +19,7 @@ from yarl import URL
 from gatehouse.config import ProviderConfig
 from gatehouse.errors import InvalidRequest, UpstreamError
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider
+from gatehouse.providers.base import CallContext, Provider, http_url_problem
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -30,7 +30,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import AwsCredentialsUnavailable, HeaderAuth, SigV4Auth
-from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, transport_errors
 from gatehouse.wire import bedrock as wire
 from gatehouse.wire.bedrock_stream import decode_stream
 
@@ -55,17 +55,14 @@ class BedrockProvider(Provider):
             self.auth: Any = HeaderAuth("Authorization", f"Bearer {cfg.api_key}")
         else:
             self.sigv4 = self.auth = SigV4Auth("bedrock", region, cfg.profile)
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
-        self.static_headers = {"Content-Type": "application/json", **cfg.headers}
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
         if not _region(cfg):
             return "region", "required for bedrock (or set AWS_REGION in the gateway's environment)"
-        if cfg.endpoint_url:
-            parts = urlsplit(cfg.endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                return "endpoint_url", "must be an http(s) URL"
+        problem = http_url_problem(cfg.endpoint_url, "endpoint_url")
+        if problem is not None:
+            return problem
         if cfg.base_url:
             return "base_url", "not used by bedrock; set region (and endpoint_url for a VPC endpoint)"
         return None

@@ -6,14 +6,14 @@ batchEmbedContents. `options` are generationConfig defaults (e.g. thinkingConfig
 from __future__ import annotations
 
 from typing import Any, AsyncIterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider
+from gatehouse.providers.base import CallContext, Provider, http_url_problem
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -24,7 +24,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import HeaderAuth
-from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
 from gatehouse.wire import gemini as wire
 from gatehouse.wire.gemini_stream import decode_stream
 
@@ -39,29 +39,19 @@ class GeminiProvider(Provider):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.auth = HeaderAuth("x-goog-api-key", cfg.api_key or "")
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
-        self.static_headers = {"Content-Type": "application/json", **cfg.headers}
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
         if not cfg.api_key:
             return "api_key", "required for gemini (a Google AI Studio API key)"
-        if cfg.base_url:
-            parts = urlsplit(cfg.base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                return "base_url", "must be an http(s) URL"
-        return None
+        return http_url_problem(cfg.base_url)
 
     def _url(self, model: str, method: str) -> str:
         return f"{self.base_url}/{quote(wire.model_path(model), safe='/')}:{method}"
 
     async def _post(self, url: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
         body = json_encode(payload)
-        headers = dict(self.static_headers)
-        headers["x-request-id"] = call.request_id
-        self.auth.apply(headers, "POST", url, body)
-        async with transport_errors(call.public_model):
-            resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+        resp = await self._send(url, body, dict(self.static_headers), call)
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
             raise wire.error_from_body(resp.status, raw, call.public_model)

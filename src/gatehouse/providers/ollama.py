@@ -16,7 +16,7 @@ import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider
+from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
 from gatehouse.providers.openai import raise_for_status
 from gatehouse.types import (
     ChatRequest,
@@ -54,16 +54,14 @@ class OllamaProvider(Provider):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.auth = bearer(cfg.api_key)  # for an Ollama behind an authenticating proxy
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
-        self.static_headers = {"Content-Type": "application/json", **cfg.headers}
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        problem = http_url_problem(cfg.base_url)
+        if problem is not None:
+            return problem
         if cfg.base_url:
-            parts = urlsplit(cfg.base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                return "base_url", "must be an http(s) URL"
-            if parts.path.rstrip("/").endswith("/v1"):
+            if urlsplit(cfg.base_url).path.rstrip("/").endswith("/v1"):
                 return "base_url", ("the native ollama provider takes the server root (http://host:11434); "
                                     "for Ollama's /v1 API use type: openai")
         return None
@@ -73,11 +71,7 @@ class OllamaProvider(Provider):
     async def _post(self, path: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
         body = json_encode(payload)
-        headers = dict(self.static_headers)
-        headers["x-request-id"] = call.request_id
-        self.auth.apply(headers, "POST", url, body)
-        async with transport_errors(call.public_model):
-            resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+        resp = await self._send(url, body, dict(self.static_headers), call)
         if resp.status >= 400:
             try:
                 async with transport_errors(call.public_model):

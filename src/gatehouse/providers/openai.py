@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
 from gatehouse.errors import UpstreamStatus
-from gatehouse.providers.base import CallContext, Forwarded, Provider
+from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -95,26 +94,16 @@ class OpenAIProvider(Provider):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or "https://api.openai.com/v1").rstrip("/")
         self.auth = bearer(cfg.api_key)
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
-        self.static_headers = {"Content-Type": "application/json", **cfg.headers}
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if cfg.base_url:
-            parts = urlsplit(cfg.base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                return "base_url", "must be an http(s) URL"
-        return None
+        return http_url_problem(cfg.base_url)
 
     # ---- transport -----------------------------------------------------------------------
 
     async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
-        headers = dict(self.static_headers)
-        headers["x-request-id"] = call.request_id
-        self.auth.apply(headers, "POST", url, body)
-        async with transport_errors(call.public_model):
-            resp = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+        resp = await self._send(url, body, dict(self.static_headers), call)
         if resp.status >= 400:
             try:
                 async with transport_errors(call.public_model):
