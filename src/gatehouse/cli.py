@@ -82,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gatehouse.app import GatehouseApp
     from gatehouse.runtime import Runtime
+    from gatehouse.server import H1Protocol
 
     cfg = load_config(args.config)
     host = args.host or cfg.server.host
@@ -100,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the loop waiting for the GIL that long; 0.5 ms cut the streaming TTFT p99 by about a third.
     sys.setswitchinterval(0.0005)
     server_config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", http="httptools", ws="none",
+        app, host=host, port=port, loop="uvloop", http=H1Protocol, ws="none",
         lifespan="on", access_log=False, proxy_headers=False, log_level="warning", server_header=False, date_header=False,
         timeout_graceful_shutdown=int(cfg.server.shutdown_grace_seconds), timeout_keep_alive=30,
     )

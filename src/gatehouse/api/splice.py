@@ -10,8 +10,8 @@ the frame filter (usage sniffing, see wire/openai_stream.PassthroughRelay) and o
 more (then it awaits the drain with the upstream paused), or the client goes away.
 
 It applies when the upstream answered through the lean HTTP/1.1 client (upstream/h1.py)
-and the server is uvicorn's httptools protocol, which framed the response as chunked:
-`RawWriter.of` checks that and otherwise the caller iterates the chunks as before.
+and our server (server/cycle.py) framed the response as chunked: `RawWriter.of` checks
+that and otherwise the caller iterates the chunks as before.
 """
 from __future__ import annotations
 
@@ -19,27 +19,26 @@ import asyncio
 import time
 from typing import Any, Callable
 
+from gatehouse.server.cycle import Cycle
+
 
 class RawWriter:
     """Chunked-encoding body writes straight to the client's transport, for a response whose
-    start went through uvicorn's httptools `send` (the bound method of its request cycle).
-    The cycle's own `send` still writes the terminating chunk."""
+    start went through our server's `send` (server/cycle.Cycle.send, the bound method). The
+    cycle's own `send` still writes the terminating chunk."""
 
     __slots__ = ("transport", "flow")
 
     def __init__(self, transport: Any, flow: Any):
         self.transport = transport
-        self.flow = flow
+        self.flow = flow  # has write_paused and drain()
 
     @staticmethod
     def of(send: Any) -> RawWriter | None:
         cycle = getattr(send, "__self__", None)
-        transport, flow = getattr(cycle, "transport", None), getattr(cycle, "flow", None)
-        if (transport is None or flow is None or getattr(cycle, "chunked_encoding", None) is not True
-                or getattr(cycle, "response_complete", True) or not hasattr(flow, "write_paused")
-                or not hasattr(flow, "drain")):
+        if type(cycle) is not Cycle or not cycle.chunked_open():
             return None
-        return RawWriter(transport, flow)
+        return RawWriter(cycle.transport, cycle)
 
     def write(self, data: bytes) -> None:
         self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
