@@ -6,8 +6,8 @@ inference routes speak ASGI directly through these few helpers.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-import uuid
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from gatehouse.api.splice import RawWriter, Splice, splice_body
@@ -42,7 +42,7 @@ class Request:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         rid = self.headers.get("x-request-id")
-        self.request_id = rid if rid and _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        self.request_id = rid if rid and _REQUEST_ID.match(rid) else os.urandom(16).hex()  # uuid4().hex: 4x the CPU
         self.path_params: dict[str, str] = {}
 
     @property

@@ -102,6 +102,8 @@ class H1Protocol(asyncio.Protocol):
         pass  # the transport closes; a request still running sees the disconnect
 
     def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused or shutting down: nothing more is read
         self.last_active = self.loop.time()
         try:
             self.parser.feed_data(data)
