@@ -10,10 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gatehouse.metering.journal import Journal, JournalLocked
-from gatehouse.metering.record import LedgerRecord
+from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, encode_record, row_tuple
 from gatehouse.metering.writer import LedgerWriter
 from gatehouse.store.sql import SqlStore
 
@@ -25,7 +26,7 @@ CRASHER = textwrap.dedent("""
     from pathlib import Path
     from msgspec.structs import replace
     from gatehouse.metering.journal import Journal
-    from gatehouse.metering.record import LedgerRecord
+    from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, encode_record, row_tuple
 
     j = Journal(Path(sys.argv[1]), fsync_seconds=1.0, max_segment_bytes=int(sys.argv[3]))
     j.open()
@@ -109,6 +110,45 @@ def test_a_torn_last_line_is_skipped(tmp_path):
         f.write(b'{"id":"torn","request_id":"q","attem')
     asyncio.run(drain(jdir, db))
     assert len(rows(db)) == 9
+
+
+def test_a_corrupt_line_inside_a_segment_is_skipped_and_the_rest_lands(tmp_path):
+    """SQLite takes a whole range of lines in one statement; a line it cannot parse sends that
+    range through the line-by-line decoder, which skips only the bad line."""
+    jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
+    crash(jdir, 9)
+    seg = sorted(jdir.glob("seg-*"))[0]
+    after = LedgerRecord(id="after", request_id="qa", attempt=1, ts=100.0, consumer="alice", model="chat",
+                         surface="chat", status=200)
+    with open(seg, "ab") as f:
+        f.write(b'{"id":"bad","request_id":"q","attem\n' + encode_record(after) + b"\n")
+    asyncio.run(drain(jdir, db))
+    ids = [r[0] for r in rows(db)]
+    assert len(ids) == 10 and "after" in ids and "bad" not in ids
+
+
+async def test_every_column_lands_as_the_record_has_it(tmp_path):
+    """The journal lines omit default fields; the insert fills them from the record's defaults."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    await store.create_schema()
+    journal = Journal(tmp_path / "journal")
+    journal.open()
+    full = LedgerRecord(id="full", request_id="q1", attempt=2, ts=1.5, consumer="c\"q", model="m", surface="chat",
+                        group="g", key_id="k", deployment="d", provider="p", status=429, error_type="rate_limited",
+                        input_tokens=11, output_tokens=22, cached_tokens=3, cost_usd=0.125, priced=False,
+                        latency_ms=9.5, ttft_ms=1.25, streamed=True, cache_hit=True, estimated=True)
+    sparse = LedgerRecord(id="sparse", request_id="q2", attempt=1, ts=2.5, consumer="c", model="m", surface="chat")
+    journal.begin(msgspec.structs.replace(sparse, phase="begin"))  # a begin line is not a row
+    for rec in (full, sparse):
+        journal.end(rec)
+    writer = LedgerWriter(journal, store, batch_size=10, flush_seconds=0.01)
+    writer.start()
+    await writer.stop(timeout=5)
+    await store.close()
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        got = conn.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM usage_records ORDER BY ts").fetchall()
+    want = [tuple(int(v) if isinstance(v, bool) else v for v in row_tuple(r)) for r in (full, sparse)]
+    assert got == want
 
 
 async def test_records_wait_in_the_journal_while_the_store_is_unusable_then_drain(tmp_path):

@@ -80,6 +80,28 @@ def _scan(path: Path) -> list[LedgerRecord]:
     return out
 
 
+def decode_end_records(lines: bytes, source: str) -> list[LedgerRecord]:
+    """The `end` records among journal lines; a line that does not decode is skipped."""
+    records = []
+    for line in lines.split(b"\n"):
+        if not line:
+            continue
+        try:
+            r = decode_record(line)
+        except msgspec.DecodeError:
+            log.warning("skipping a torn line in %s", source)
+            continue
+        if r.phase == "end":
+            records.append(r)
+    return records
+
+
+def count_end_records(lines: bytes) -> int:
+    """How many of these journal lines are `end` records (a `begin` line always carries its
+    phase, as `"phase":"begin"`, which JSON escaping keeps out of string values)."""
+    return lines.count(b"\n") - lines.count(b'"phase":"begin"')
+
+
 class Journal:
     def __init__(self, directory: Path, fsync_seconds: float = 1.0, max_segment_bytes: int = MAX_SEGMENT_BYTES):
         self.dir = directory
@@ -208,27 +230,21 @@ class Journal:
         """`read_sync` in a worker thread."""
         return await asyncio.to_thread(self.read_sync, seg, start, end)
 
-    def read_sync(self, seg: Segment, start: int, end: int) -> tuple[list[LedgerRecord], int]:
-        """The `end` records in [start, end) up to the last complete line, and where it stops.
-        Blocking (file I/O and decoding): called from the writer's thread, never the loop."""
+    def read_lines_sync(self, seg: Segment, start: int, end: int) -> tuple[bytes, int]:
+        """The complete lines in [start, end) as they are on disk, and where they stop.
+        Blocking file I/O: called from the writer's thread, never the loop."""
         data = _read_range(seg.path, start, end)
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             if end < seg.size:  # one line longer than a chunk: read it whole
-                return self.read_sync(seg, start, seg.size)
-            return [], end  # a torn tail left by a machine crash
-        records = []
-        for line in data[:cut].split(b"\n"):
-            if not line:
-                continue
-            try:
-                r = decode_record(line)
-            except msgspec.DecodeError:
-                log.warning("skipping a torn line in %s", seg.path.name)
-                continue
-            if r.phase == "end":
-                records.append(r)
-        return records, start + cut
+                return self.read_lines_sync(seg, start, seg.size)
+            return b"", end  # a torn tail left by a machine crash
+        return data[:cut], start + cut
+
+    def read_sync(self, seg: Segment, start: int, end: int) -> tuple[list[LedgerRecord], int]:
+        """The `end` records in [start, end) up to the last complete line, and where it stops."""
+        data, stop = self.read_lines_sync(seg, start, end)
+        return decode_end_records(data, seg.path.name), stop
 
     def committed(self, seg: Segment, pos: int, count: int) -> None:
         seg.read_pos = pos

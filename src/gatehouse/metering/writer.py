@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from gatehouse.metering.journal import Journal, Segment
+from gatehouse.metering.journal import Journal, Segment, count_end_records, decode_end_records
 from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, row_tuple
 from gatehouse.store.ledger import SqliteLedgerSink, insert_tuples, sqlite_path
 from gatehouse.store.sql import SqlStore, redact_url
@@ -44,6 +45,14 @@ def _lowest_priority() -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
         except OSError:
             pass
+
+
+def _bad_line(err: Exception) -> bool:
+    """A journal line SQLite could not take as a record (torn JSON, a missing field), as
+    opposed to the store failing (locked, disk full), which the caller must see."""
+    if isinstance(err, UnicodeDecodeError | sqlite3.IntegrityError):
+        return True
+    return "JSON" in str(err)
 
 
 class LedgerWriter:
@@ -128,9 +137,19 @@ class LedgerWriter:
             self.failing_since = None
 
     def _drain_range(self, seg: Segment, start: int, end: int) -> tuple[int, int]:
-        """In the ledger thread: read, decode and insert one journal range (SQLite)."""
-        records, stop = self.journal.read_sync(seg, start, end)
+        """In the ledger thread: read and insert one journal range (SQLite), in one statement
+        that parses the lines inside SQLite; line by line if a line does not parse."""
+        lines, stop = self.journal.read_lines_sync(seg, start, end)
         assert self._sink is not None
+        if not lines:
+            return 0, stop
+        try:
+            self._sink.insert_journal_lines(lines)
+            return count_end_records(lines), stop
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+            if not _bad_line(e):
+                raise
+        records = decode_end_records(lines, seg.path.name)
         for i in range(0, len(records), self.batch_size):
             self._sink.insert([row_tuple(r) for r in records[i:i + self.batch_size]])
         return len(records), stop

@@ -96,6 +96,8 @@ class H1Protocol(asyncio.Protocol):
                 cycle.disconnected = True
                 cycle.wake()
         self.waiting.clear()
+        if self.active is None:
+            self.cycle = None  # the cycle refers back to this protocol: let refcounting free both
         self.resume_writing()  # so nothing waits forever on a drain
 
     def eof_received(self) -> None:
@@ -214,6 +216,7 @@ class H1Protocol(asyncio.Protocol):
             return
         self.active = None
         if self.transport.is_closing():
+            self.cycle = None
             return
         if self.waiting:
             self._start(self.waiting.popleft())
