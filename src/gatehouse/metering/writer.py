@@ -143,12 +143,13 @@ class LedgerWriter:
         assert self._sink is not None
         if not lines:
             return 0, stop
-        try:
-            self._sink.insert_journal_lines(lines)
-            return count_end_records(lines), stop
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
-            if not _bad_line(e):
-                raise
+        if self._sink.json_ready():
+            try:
+                self._sink.insert_journal_lines(lines)
+                return count_end_records(lines), stop
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as e:
+                if not _bad_line(e):
+                    raise
         records = decode_end_records(lines, seg.path.name)
         for i in range(0, len(records), self.batch_size):
             self._sink.insert([row_tuple(r) for r in records[i:i + self.batch_size]])

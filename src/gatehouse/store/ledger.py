@@ -111,6 +111,7 @@ class SqliteLedgerSink:
         self.sql = insert_sql("qmark", columns)
         self.json_sql = json_insert_sql(columns)
         self._conn: sqlite3.Connection | None = None
+        self.takes_json = False  # SQLite has JSON1 (built in since 3.38): known once connected
 
     def _connection(self) -> sqlite3.Connection:
         conn = self._conn
@@ -118,8 +119,17 @@ class SqliteLedgerSink:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self.takes_json = conn.execute("SELECT count(*) FROM json_each('[1]')").fetchone()[0] == 1
+            except sqlite3.OperationalError:  # an SQLite built without JSON1: rows one by one
+                self.takes_json = False
             self._conn = conn
         return conn
+
+    def json_ready(self) -> bool:
+        """Connected, and this SQLite can parse JSON (JSON1)."""
+        self._connection()
+        return self.takes_json
 
     def insert(self, rows: list[tuple]) -> None:
         if rows:
