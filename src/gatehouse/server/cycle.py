@@ -99,7 +99,8 @@ class Cycle:
             self.expect_continue = False
             if self.more_body and not self.started and not self.transport.is_closing():
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        while not (self.disconnected or self.complete) and (self.final_read or not (self.body or not self.more_body)):
+        # wait while there is nothing to hand over: no body buffered yet, or the body all read
+        while not (self.disconnected or self.complete) and (self.final_read or (not self.body and self.more_body)):
             self.conn.want_body(self)
             self.waiter = self.conn.loop.create_future()
             try:
