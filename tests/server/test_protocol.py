@@ -38,6 +38,11 @@ async def app(scope, receive, send):  # noqa: ANN001 - ASGI
             await send({"type": "http.response.body", "body": b"part%d;" % i, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
+    if path == "/slow-first":  # a stream whose first token takes a while
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await asyncio.sleep(1.0)
+        await send({"type": "http.response.body", "body": b"late", "more_body": False})
+        return
     if path == "/big":
         size = int(scope["query_string"].decode().split("=")[1])
         block = b"x" * 65536
@@ -223,6 +228,20 @@ def test_streamed_response_is_chunked(port):
     assert headers["transfer-encoding"] == "chunked" and body == b"part0;part1;part2;"
     s.sendall(request("GET", "/again"))  # the connection is still usable after the last chunk
     assert json.loads(read_response(s, buf)[2])["path"] == "/again"
+
+
+def test_a_stream_head_waits_for_the_first_chunk_only_within_the_loop_turn(port):
+    """The head of a chunked response is held so it can leave with the first chunk, but not
+    while the app waits for that chunk: the client has the head long before the body."""
+    s, buf = connect(port), bytearray()
+    s.sendall(request("GET", "/slow-first"))
+    t0 = time.monotonic()
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    assert time.monotonic() - t0 < 0.8  # the body comes after 1 s
+    assert buf.startswith(b"HTTP/1.1 200 OK\r\n") and buf.endswith(b"\r\n\r\n")  # the head alone
+    status, headers, body = read_response(s, buf)
+    assert headers["transfer-encoding"] == "chunked" and body == b"late"
 
 
 def test_app_errors_become_500_without_details(port):

@@ -27,11 +27,12 @@ class RawWriter:
     start went through our server's `send` (server/cycle.Cycle.send, the bound method). The
     cycle's own `send` still writes the terminating chunk."""
 
-    __slots__ = ("transport", "flow")
+    __slots__ = ("transport", "flow", "first")
 
     def __init__(self, transport: Any, flow: Any):
         self.transport = transport
-        self.flow = flow  # has write_paused and drain()
+        self.flow = flow  # has write_paused, drain() and take_head()
+        self.first = True
 
     @staticmethod
     def of(send: Any) -> RawWriter | None:
@@ -41,7 +42,11 @@ class RawWriter:
         return RawWriter(cycle.transport, cycle)
 
     def write(self, data: bytes) -> None:
-        self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        if self.first:  # the response head may still be held back: both go in one write
+            self.first = False
+            self.transport.write(self.flow.take_head() + b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
 
     @property
     def paused(self) -> bool:

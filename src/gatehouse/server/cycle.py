@@ -2,8 +2,11 @@
 
 `receive` returns the body buffered by the parser (usually whole by the time the app asks,
 so it does not wait), then waits for the disconnect. `send` frames the response: a head
-with Content-Length waits for the body so both leave in one write; without a length the
-head goes at once and the body is chunked (HTTP/1.1) or delimited by closing (HTTP/1.0).
+with Content-Length waits for the body so both leave in one write; a chunked head (a
+stream) waits for its first chunk until the end of this turn of the event loop, so a
+stream whose first token is already there starts with one write, and one whose first token
+is slow still gets its head at once. Without a length on HTTP/1.0 the body is delimited by
+closing.
 """
 from __future__ import annotations
 
@@ -173,8 +176,18 @@ class Cycle:
         self.expect_continue = False
         if self.frame == _LENGTH and length:
             self.head = head  # sent with the body: one write, one syscall
+        elif self.frame == _CHUNKED:
+            self.head = head  # with the first chunk if it comes in this turn, else on its own
+            self.conn.loop.call_soon(self.flush_head)
         else:
             self.transport.write(head)
+
+    def flush_head(self) -> None:
+        head = self.head
+        if head is not None and self.frame == _CHUNKED:
+            self.head = None
+            if not self.transport.is_closing():
+                self.transport.write(head)
 
     def _body(self, body: bytes, more: bool) -> None:
         frame = self.frame
@@ -208,8 +221,14 @@ class Cycle:
 
     # -- for api/splice: body bytes straight to the transport ----------------------------------
     def chunked_open(self) -> bool:
-        """The head is out, the body is chunked and not finished: a raw chunk may be written."""
-        return self.frame == _CHUNKED and self.started and not self.complete and self.head is None
+        """The head is sent or held (`take_head`), the body is chunked and not finished: a raw
+        chunk may be written."""
+        return self.frame == _CHUNKED and self.started and not self.complete
+
+    def take_head(self) -> bytes:
+        """The held head, if it has not left yet, for the writer to put before its chunk."""
+        head, self.head = self.head, None
+        return head or b""
 
     @property
     def write_paused(self) -> bool:
