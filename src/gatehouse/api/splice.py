@@ -42,11 +42,11 @@ class RawWriter:
         return RawWriter(cycle.transport, cycle)
 
     def write(self, data: bytes) -> None:
+        out = b"%x\r\n%b\r\n" % (len(data), data)
         if self.first:  # the response head may still be held back: both go in one write
             self.first = False
-            self.transport.write(self.flow.take_head() + b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+            out = self.flow.take_head() + out
+        self.transport.write(out)
 
     @property
     def paused(self) -> bool:

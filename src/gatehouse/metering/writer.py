@@ -5,9 +5,9 @@ inserts up to `batch_size` rows per transaction. With a SQLite store, reading, d
 inserting a range all happen in one dedicated thread over a plain `sqlite3` connection
 (store/ledger.SqliteLedgerSink), so the event loop only learns that a range is committed;
 with Postgres the rows go to asyncpg's executemany on the loop. When the store fails it
-backs off (0.5 s doubling to 15 s) and retries the same rows; records keep piling up in the journal, not in
-memory, and drain when the store is back. On shutdown it drains what it can within
-`shutdown_flush_seconds`; the rest stays journaled for the next start.
+backs off (0.5 s doubling to 15 s) and retries the same rows; records keep piling up in the
+journal, not in memory, and drain when the store is back. On shutdown it drains what it can
+within `shutdown_flush_seconds`; the rest stays journaled for the next start.
 """
 from __future__ import annotations
 

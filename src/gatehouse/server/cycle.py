@@ -184,7 +184,7 @@ class Cycle:
 
     def flush_head(self) -> None:
         head = self.head
-        if head is not None and self.frame == _CHUNKED:
+        if head is not None:  # (not already taken by the first chunk)
             self.head = None
             if not self.transport.is_closing():
                 self.transport.write(head)

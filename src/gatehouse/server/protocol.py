@@ -100,9 +100,6 @@ class H1Protocol(asyncio.Protocol):
             self.cycle = None  # the cycle refers back to this protocol: let refcounting free both
         self.resume_writing()  # so nothing waits forever on a drain
 
-    def eof_received(self) -> None:
-        pass  # the transport closes; a request still running sees the disconnect
-
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return  # refused or shutting down: nothing more is read

@@ -173,8 +173,6 @@ class ChunkEncoder:
         return b"data: " + json_encode({"error": {"message": message, "type": type_, "param": None, "code": None}}) + b"\n\n"
 
 
-
-
 def _worth_decoding(frame: bytes) -> bool:
     """Frames worth decoding: usage objects, the finish chunk, errors and [DONE]. Every other
     frame is relayed without being parsed (`"usage":null` on ordinary chunks does not match).
