@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test install dev-install services claude-code bench check clean
+.PHONY: run test lint typecheck install dev-install services claude-code bench check clean
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -45,6 +45,13 @@ claude-code: $(CLAUDE_CODE_BIN)
 test: dev-install services claude-code
 	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.
+lint: dev-install
+	$(BIN)/ruff check src tests bench
+
+typecheck: dev-install
+	$(BIN)/mypy
 
 check: install
 	$(BIN)/gatehouse check $(if $(CONFIG),--config $(CONFIG))

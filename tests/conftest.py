@@ -10,6 +10,8 @@ from tests.support import Gatehouse, PostgresServer, RedisServer
 from tests.upstreams import openai_wire
 from tests.upstreams.harness import ServerThread
 
+pytest_plugins = ["tests.provider_fixtures"]
+
 ADMIN_KEY = "test-admin-key"
 ALICE_KEY = "alice-secret-key-1"
 BOB_KEY = "bob-secret-key-2"

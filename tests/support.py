@@ -71,7 +71,7 @@ class Gatehouse:
             wait_http(self.url + "/healthz", timeout, self.proc)
         except RuntimeError:
             self.stop()
-            raise RuntimeError(f"gatehouse failed to start:\n{self.logs()}")
+            raise RuntimeError(f"gatehouse failed to start:\n{self.logs()}") from None
         return self
 
     def logs(self) -> str:

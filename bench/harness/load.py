@@ -80,7 +80,7 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: float,
     argv = pinned([wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
                    f"--timeout={timeout_s}s", "-s", str(script), url], LOAD_CPU)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + timeout_s + 60)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result (exit {out.returncode}): {out.stderr[-500:]}")
     res = json.loads(line[len("WRKJSON "):])

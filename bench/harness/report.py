@@ -39,8 +39,8 @@ def machine() -> dict:
         pass
     distro = ""
     try:
-        distro = next(l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
-                      if l.startswith("PRETTY_NAME="))
+        distro = next(ln.split("=", 1)[1].strip().strip('"') for ln in open("/etc/os-release")
+                      if ln.startswith("PRETTY_NAME="))
     except (OSError, StopIteration):
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
@@ -184,13 +184,13 @@ def rows_memory(d: dict) -> list[list[str]]:
                               ("steady_kb", "RSS at steady load (max)", TARGETS["steady_mb"]),
                               ("growth", f"RSS growth over a {d['params']['soak_s']:g} s soak", TARGETS["growth_mb"]),
                               ("after_kb", "RSS after load", None)):
-        def val(e):
+        def val(e, key=key):
             if e is None:
                 return None
             return _get(e, "soak", "growth_kb") if key == "growth" else e.get(key)
-        g, l = val(gh), val(ll)
-        out.append([f"(d) {label}, MB", "—", _mbs(g) if gh else "not run", _mbs(l) if ll is not None else "—",
-                    fmt_ratio(stats.ratio(l, g)) if key != "growth" and ll is not None else "—",
+        g, lv = val(gh), val(ll)
+        out.append([f"(d) {label}, MB", "—", _mbs(g) if gh else "not run", _mbs(lv) if ll is not None else "—",
+                    fmt_ratio(stats.ratio(lv, g)) if key != "growth" and ll is not None else "—",
                     "—" if limit is None else f"≤ {limit:g}",
                     met(None if g is None or limit is None else g / 1024 <= limit)])
     return out

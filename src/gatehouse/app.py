@@ -195,8 +195,8 @@ class GatehouseApp:
             log.error("unhandled error in request %s: %s", ex.request_id, describe(e))
             ex.status, ex.error_type = 500, "internal"
             if not started:
-                err = GatehouseError(f"Internal gateway error (request id {ex.request_id}).")
-                await send_bytes(send, 500, render(ex.dialect, err), header_list(ex.request_id))
+                internal = GatehouseError(f"Internal gateway error (request id {ex.request_id}).")
+                await send_bytes(send, 500, render(ex.dialect, internal), header_list(ex.request_id))
         finally:
             self.inflight -= 1
             if rt is not None and "_admitted" in ex.notes:

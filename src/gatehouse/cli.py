@@ -12,10 +12,19 @@ import os
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from gatehouse import config as config_mod
 from gatehouse.config import Config, ConfigError
 from gatehouse.runtime import data_dir_from_env
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from gatehouse.cli_admin import Subparsers, WithConfig
+    from gatehouse.policy.keys import KeyHasher
+    from gatehouse.store.ledger import UsageRow
+    from gatehouse.store.sql import SqlStore
 
 EMBEDDED_CONSUMER = "local"
 
@@ -28,7 +37,7 @@ def load_config(path: str | None) -> Config:
     return embedded_config(data_dir_from_env())
 
 
-async def _open_store(cfg: Config):
+async def _open_store(cfg: Config) -> tuple[SqlStore, KeyHasher]:
     from gatehouse.policy.keys import KeyHasher, new_secret
     from gatehouse.runtime import store_url
     from gatehouse.store.sql import SqlStore, get_or_create_setting
@@ -107,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
     class Server(uvicorn.Server):
-        def handle_exit(self, sig, frame):  # noqa: ANN001 - uvicorn's signature
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             rt = app.runtime
             if rt is not None and not rt.draining:
                 rt.draining = True  # new requests get 503, /readyz goes red
@@ -161,11 +170,11 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
 
             return await rotate_key(store, hasher, args)
         elif args.keys_cmd == "revoke":
-            record = await store.revoke_key(args.key_id, time.time())
-            if record is None:
+            revoked = await store.revoke_key(args.key_id, time.time())
+            if revoked is None:
                 print(f"no key with id '{args.key_id}'", file=sys.stderr)
                 return 1
-            print(f"revoked {record.id} ({record.consumer})")
+            print(f"revoked {revoked.id} ({revoked.consumer})")
         return 0
     finally:
         await store.close()
@@ -184,7 +193,7 @@ def cmd_client_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_client_env(sub) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def _add_client_env(sub: Subparsers) -> None:
     from gatehouse.client_env import CLIENTS, SHELLS
 
     e = sub.add_parser("client-env", help="print the environment that points a client at the gateway",
@@ -241,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 # ---- migrate and usage -----------------------------------------------------------------------
 
 
-def add_metering_commands(sub, with_config) -> None:
+def add_metering_commands(sub: Subparsers, with_config: WithConfig) -> None:
     m = with_config(sub.add_parser("migrate", help="apply database schema migrations"))
     m.set_defaults(func=cmd_migrate)
     u = with_config(sub.add_parser("usage", help="usage and cost from the ledger"))
@@ -292,7 +301,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
         print(f"usage: {e}", file=sys.stderr)
         return 2
 
-    async def run():
+    async def run() -> list[UsageRow]:
         store, _ = await _open_store(cfg)
         try:
             return await usage_report(store, query.by, query.since, query.until, consumer=query.consumer,

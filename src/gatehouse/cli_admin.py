@@ -11,9 +11,18 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gatehouse.errors import GatehouseError
+
+if TYPE_CHECKING:
+    from gatehouse.config import Config
+    from gatehouse.policy.keys import KeyHasher
+    from gatehouse.store.sql import SqlStore
+
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+WithConfig = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
 LIMIT_FLAGS = {
     "tokens_per_minute": int, "requests_per_minute": int, "max_concurrent": int, "max_tokens": int,
@@ -54,7 +63,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def add_admin_commands(sub, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
+def add_admin_commands(sub: Subparsers, with_config: WithConfig) -> None:
     for what in ("groups", "consumers"):
         consumer = what == "consumers"
         p = sub.add_parser(what, help=f"create, list, show, update and delete {what}")
@@ -74,7 +83,7 @@ def add_admin_commands(sub, with_config: Callable[[argparse.ArgumentParser], arg
         p.set_defaults(func=cmd_directory, what=what)
 
 
-def add_rotate_command(keys_sub, with_config) -> None:
+def add_rotate_command(keys_sub: Subparsers, with_config: WithConfig) -> None:
     r = with_config(keys_sub.add_parser("rotate", help="a new key for the same consumer; the old one "
                                                        "keeps working for --grace seconds"))
     r.add_argument("key_id")
@@ -88,7 +97,7 @@ def cmd_directory(args: argparse.Namespace) -> int:
     return asyncio.run(_directory(load_config(args.config), args))
 
 
-async def _directory(cfg, args: argparse.Namespace) -> int:
+async def _directory(cfg: Config, args: argparse.Namespace) -> int:
     from gatehouse.cli import _open_store
     from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.store.directory_sql import DirectoryStore
@@ -122,7 +131,7 @@ async def _directory(cfg, args: argparse.Namespace) -> int:
         await store.close()
 
 
-async def rotate_key(store, hasher, args: argparse.Namespace) -> int:
+async def rotate_key(store: SqlStore, hasher: KeyHasher, args: argparse.Namespace) -> int:
     from gatehouse.policy.key_rotation import rotate
 
     try:

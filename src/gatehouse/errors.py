@@ -21,6 +21,8 @@ URL or a stack trace. Upstream error bodies are reduced to their message text.
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 class GatehouseError(Exception):
     status = 500
@@ -115,7 +117,7 @@ class UpstreamError(GatehouseError):
 class UpstreamStatus(UpstreamError):
     """The upstream answered with an error status; client errors keep their status."""
 
-    def __init__(self, status: int, message: str, *, error_type: str | None = None, **kw):
+    def __init__(self, status: int, message: str, *, error_type: str | None = None, **kw: Any):
         super().__init__(message, **kw)
         # 4xx from the upstream are the client's problem (bad params, rate limits); 5xx and
         # auth failures between us and the upstream are ours and become 502.

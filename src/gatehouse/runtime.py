@@ -75,14 +75,14 @@ class Runtime:
     hasher: KeyHasher
     pipeline: Pipeline
     admin_key: str | None
+    meter: Meter  # ledger, usage headers, metrics, access log
+    access: AccessControl  # groups and consumers (config + store), hot-reloaded
+    limiter: SharedLimiter  # limits store; .stats are exported as metrics
     draining: bool = False
     ready: bool = False
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
-    meter: Meter | None = None  # ledger, usage headers, metrics, access log
-    access: AccessControl | None = None  # groups and consumers (config + store), hot-reloaded
-    limiter: SharedLimiter | None = None  # limits store; .stats are exported as metrics
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -131,9 +131,7 @@ class Runtime:
         # step admitted, and settles first, so later settles (budgets) find the request's
         # cost in ex.notes["cost_usd"].
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
-                 cfg.admin.key or None)
-        rt.meter = meter
-        rt.access, rt.limiter = directory, limiter
+                 cfg.admin.key or None, meter, directory, limiter)
         await meter.start()
         directory.start()
         limiter.start()
@@ -145,18 +143,15 @@ class Runtime:
 
     async def close(self) -> None:
         self.ready = False
-        if self.access is not None:
-            await self.access.close()
-        if self.limiter is not None:
-            await self.limiter.close()
+        await self.access.close()
+        await self.limiter.close()
         for p in self.providers.values():
             try:
                 await p.close()
             except Exception as e:
                 log.error("closing provider %s: %s", p.name, describe(e))
         await self.http.close()
-        if self.meter is not None:
-            await self.meter.close()  # drains the journal into the store: before store.close
+        await self.meter.close()  # drains the journal into the store: before store.close
         await self.store.close()
 
     # ---- per request --------------------------------------------------------------------------

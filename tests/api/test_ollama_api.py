@@ -10,12 +10,9 @@ import ollama
 import pytest
 
 from tests.conftest import ALICE_KEY, BOB_KEY
-from tests.provider_fixtures import (  # noqa: F401 - fixtures
+from tests.provider_fixtures import (
     BEDROCK_ENV_KEYS,
     CLAUDE,
-    bedrock_upstream,
-    gemini_upstream,
-    ollama_upstream,
     start_aws_isolated,
 )
 from tests.upstreams import gemini_wire, openai_wire

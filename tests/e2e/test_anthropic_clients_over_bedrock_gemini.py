@@ -12,11 +12,9 @@ import urllib.request
 import anthropic
 import pytest
 
-from tests.provider_fixtures import (  # noqa: F401 - fixtures
+from tests.provider_fixtures import (
     BEDROCK_ENV_KEYS,
     CLAUDE,
-    bedrock_upstream,
-    gemini_upstream,
     start_aws_isolated,
 )
 from tests.upstreams import gemini_wire

@@ -10,12 +10,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.provider_fixtures import (  # noqa: F401 - fixtures
+from tests.provider_fixtures import (
     BEDROCK_ENV_KEYS,
     CLAUDE,
-    bedrock_upstream,
-    gemini_upstream,
-    start_aws_gatehouse,
     start_aws_isolated,
 )
 from tests.upstreams import aws_container_wire, bedrock_wire, gemini_wire, sts_wire

@@ -11,7 +11,6 @@ import pytest
 
 from gatehouse.types import ChatRequest, Message, TextPart, Tool, ToolCallPart, ToolResultPart
 from gatehouse.wire import gemini as wire
-from tests.provider_fixtures import gemini_upstream  # noqa: F401 - fixture
 from tests.support import Gatehouse
 from tests.upstreams import gemini_wire
 from tests.upstreams.conventions import embedding

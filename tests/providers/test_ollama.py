@@ -9,7 +9,6 @@ import openai
 import pytest
 
 from gatehouse.config import ConfigError, from_mapping
-from tests.provider_fixtures import ollama_upstream  # noqa: F401 - fixture
 from tests.support import Gatehouse
 from tests.upstreams.conventions import embedding
 

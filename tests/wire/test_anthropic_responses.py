@@ -10,7 +10,6 @@ import msgspec
 import pytest
 
 from gatehouse.wire import anthropic_response as wa
-from gatehouse.wire import openai as wo
 from gatehouse.wire import openai_response as wr
 
 

@@ -115,7 +115,7 @@ async def count_tokens(rt: Runtime, req: Request, ex: Exchange) -> None:
         ex.deployment, ex.provider = dep.upstream_model, dep.provider_name
         ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers)
         try:
-            if provider.dialect == DIALECT:  # type: ignore[attr-defined]
+            if provider.dialect == DIALECT:
                 n = await provider.count_tokens(ctx, body=dict(parsed.obj))
             else:
                 canonical = canonical or parsed.canonical()

@@ -101,7 +101,7 @@ class Dispatch:
                     path, body = passthrough
                     fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
                     self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
-                                                      lambda: estimate_json_output(fwd.body or b""))
+                                                      lambda: estimate_json_output(fwd.body or b""))  # noqa: B023 - called at once
                     self.ex.status = fwd.status
                     self.rt.meter.record_unary(self.ex)
                     await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
@@ -117,11 +117,11 @@ class Dispatch:
                     continue
                 raise
             self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
-                                              lambda: estimate_result(result))
+                                              lambda: estimate_result(result))  # noqa: B023 - called at once
             self.ex.status = 200
-            body = render(result) if render else self.renderer.response(result, self.entry.name)
+            out = render(result) if render else self.renderer.response(result, self.entry.name)
             self.rt.meter.record_unary(self.ex)
-            await send_bytes(self.req.send, 200, body, self._headers())
+            await send_bytes(self.req.send, 200, out, self._headers())
             return
         assert last is not None
         raise last
@@ -175,10 +175,11 @@ class Dispatch:
             return
         encoder = self.renderer.stream_encoder(self.entry.name)
         ex.status = fwd.status
+        upstream_chunks = fwd.chunks
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for chunk in fwd.chunks:
+                async for chunk in upstream_chunks:
                     if ex.first_token_at is None:
                         ex.first_token_at = time.monotonic()
                     yield chunk

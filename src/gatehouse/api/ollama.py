@@ -72,7 +72,8 @@ async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: 
         if capped is not None:
             capped.max_tokens = ex.max_tokens
         if obj is not None:
-            options = obj.get("options") if isinstance(obj.get("options"), dict) else {}
+            given = obj.get("options")
+            options: dict[str, Any] = given if isinstance(given, dict) else {}
             obj["options"] = {**options, "num_predict": ex.max_tokens}
 
 
@@ -206,7 +207,7 @@ async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
     dep = entry.deployments[0]
     if dep.passthrough_dialect == DIALECT:
         ctx = CallContext(ex.request_id, entry.name, dep.upstream_model)
-        fwd = await dep.provider.forward("/api/show", dict(obj), False, ctx, False)
+        fwd = await dep.provider.forward("/api/show", dict(obj), False, ctx, False)  # type: ignore[attr-defined]
         await send_bytes(req.send, fwd.status, fwd.body or b"", header_list(ex.request_id),
                          fwd.content_type.encode("latin-1"))
         return

@@ -17,6 +17,7 @@ import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from gatehouse.metering.journal import Journal, Segment, count_end_records, decode_end_records
 from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, row_tuple
@@ -155,7 +156,7 @@ class LedgerWriter:
             self._sink.insert([row_tuple(r) for r in records[i:i + self.batch_size]])
         return len(records), stop
 
-    def _in_thread(self, fn, *args) -> asyncio.Future:
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run `fn` in the idle-priority ledger thread, or the normal one when far behind."""
         behind = self.journal.backlog > self.catch_up_records
         return asyncio.get_running_loop().run_in_executor(self._busy_thread if behind else self._idle_thread,

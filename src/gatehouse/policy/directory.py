@@ -40,11 +40,11 @@ NOTHING = frozenset[str]()
 
 
 class Directory:
-    def __init__(self, cfg: Config, model_names: list[str], store_groups: dict[str, Row],
-                 store_consumers: dict[str, Row]):
-        self.groups: dict[str, GroupConfig] = {n: r.spec for n, r in store_groups.items()}  # type: ignore[misc]
+    def __init__(self, cfg: Config, model_names: list[str], store_groups: dict[str, Row[GroupConfig]],
+                 store_consumers: dict[str, Row[ConsumerConfig]]):
+        self.groups: dict[str, GroupConfig] = {n: r.spec for n, r in store_groups.items()}
         self.groups.update(cfg.groups)
-        self.consumers: dict[str, ConsumerConfig] = {n: r.spec for n, r in store_consumers.items()}  # type: ignore[misc]
+        self.consumers: dict[str, ConsumerConfig] = {n: r.spec for n, r in store_consumers.items()}
         self.consumers.update(cfg.consumers)
         self.config_groups = frozenset(cfg.groups)
         self.config_consumers = frozenset(cfg.consumers)

@@ -32,7 +32,7 @@ def _checked_name(name: Any) -> str:
     return name
 
 
-def _limits_view(spec) -> dict[str, Any]:
+def _limits_view(spec: GroupConfig | ConsumerConfig) -> dict[str, Any]:
     return {f: getattr(spec, f) for f in LIMIT_FIELDS}
 
 
@@ -197,7 +197,7 @@ class DirectoryAdmin:
     # ---- shared --------------------------------------------------------------------------------
 
     async def _all_groups(self) -> dict[str, GroupConfig]:
-        groups: dict[str, GroupConfig] = {n: r.spec for n, r in (await self.store.groups()).items()}  # type: ignore[misc]
+        groups: dict[str, GroupConfig] = {n: r.spec for n, r in (await self.store.groups()).items()}
         groups.update(self.cfg.groups)
         return groups
 

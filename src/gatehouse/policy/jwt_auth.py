@@ -54,7 +54,7 @@ class JwksCache:
             found = self._find(kid)
         return found
 
-    def _find(self, kid: str | None):
+    def _find(self, kid: str | None) -> Any:
         if kid is None:  # a token without kid is fine when the set has exactly one key
             return next(iter(self.keys.values())) if len(self.keys) == 1 else None
         return self.keys.get(kid)

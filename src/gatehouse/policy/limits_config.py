@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from msgspec import Struct
@@ -43,7 +44,7 @@ class Limits(Struct, frozen=True):
         return any(getattr(self, f) is not None for f in METERED)
 
 
-def _value(v):
+def _value(v: Any) -> Any:
     return None if v == "unlimited" else v
 
 

@@ -12,7 +12,7 @@ Protocols, checked with isinstance at load time, never by provider name:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Callable, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from msgspec import Struct, field
@@ -61,7 +61,8 @@ class Forwarded:
 
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
-                 tally: StreamTally | None = None, release: Any = None, splice: tuple | None = None):
+                 tally: StreamTally | None = None, release: Any = None,
+                 splice: tuple[Any, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body

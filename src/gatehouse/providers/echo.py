@@ -100,7 +100,8 @@ class EchoProvider(Provider):
     async def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
         resp = self._completion(req, call)
         yield StreamStart(resp.id, resp.model)
-        for word in _WORDS.findall(resp.content[0].text):  # type: ignore[union-attr]
+        first = resp.content[0]
+        for word in _WORDS.findall(first.text if isinstance(first, TextPart) else ""):
             yield TextDelta(word)
         yield StreamEnd(resp.stop_reason, resp.usage, resp.stop_sequence)
 

@@ -8,9 +8,11 @@ directory when it moves - that is how a change made on one replica reaches the o
 from __future__ import annotations
 
 import time
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatehouse.config import ConsumerConfig, GroupConfig
 from gatehouse.store.sql import SqlStore, api_keys, metadata
@@ -44,9 +46,12 @@ access_version = sa.Table(
 _encode = msgspec.json.Encoder().encode
 
 
-class Row(msgspec.Struct, frozen=True):
+SpecT = TypeVar("SpecT", GroupConfig, ConsumerConfig)
+
+
+class Row(msgspec.Struct, Generic[SpecT], frozen=True):
     name: str
-    spec: GroupConfig | ConsumerConfig
+    spec: SpecT
     created_at: float
     updated_at: float
 
@@ -64,7 +69,7 @@ class DirectoryStore:
             v = (await conn.execute(sa.select(access_version.c.version).where(access_version.c.id == 1))).scalar()
         return int(v or 0)
 
-    async def _bump(self, conn) -> None:
+    async def _bump(self, conn: AsyncConnection) -> None:
         done = await conn.execute(access_version.update().where(access_version.c.id == 1)
                                   .values(version=access_version.c.version + 1))
         if done.rowcount == 0:
@@ -77,13 +82,13 @@ class DirectoryStore:
 
     # ---- groups --------------------------------------------------------------------------------
 
-    async def groups(self) -> dict[str, Row]:
+    async def groups(self) -> dict[str, Row[GroupConfig]]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(access_groups).order_by(access_groups.c.name))).all()
         return {r.name: Row(r.name, msgspec.json.decode(r.spec, type=GroupConfig), r.created_at, r.updated_at)
                 for r in rows}
 
-    async def put_group(self, name: str, spec: GroupConfig, *, create: bool) -> Row | None:
+    async def put_group(self, name: str, spec: GroupConfig, *, create: bool) -> Row[GroupConfig] | None:
         return await self._put(access_groups, name, spec, create, {})
 
     async def delete_group(self, name: str) -> bool | None:
@@ -100,7 +105,7 @@ class DirectoryStore:
 
     # ---- consumers -----------------------------------------------------------------------------
 
-    async def consumers(self) -> dict[str, Row]:
+    async def consumers(self) -> dict[str, Row[ConsumerConfig]]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(access_consumers).order_by(access_consumers.c.name))).all()
         return {r.name: Row(r.name, _consumer(r.spec, r.group_name), r.created_at, r.updated_at) for r in rows}
@@ -110,7 +115,7 @@ class DirectoryStore:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(access_consumers)
                                            .where(access_consumers.c.group_name == group))).scalar() or 0)
 
-    async def put_consumer(self, name: str, spec: ConsumerConfig, *, create: bool) -> Row | None:
+    async def put_consumer(self, name: str, spec: ConsumerConfig, *, create: bool) -> Row[ConsumerConfig] | None:
         assert spec.group is not None
         return await self._put(access_consumers, name, spec, create, {"group_name": spec.group})
 
@@ -128,7 +133,8 @@ class DirectoryStore:
 
     # ---- shared --------------------------------------------------------------------------------
 
-    async def _put(self, table: sa.Table, name: str, spec, create: bool, extra: dict) -> Row | None:
+    async def _put(self, table: sa.Table, name: str, spec: SpecT, create: bool,
+                   extra: dict[str, Any]) -> Row[SpecT] | None:
         """Insert (create) or replace (update) a row. Raises NameTaken on a duplicate create;
         returns None when updating a row that does not exist."""
         now = time.time()
@@ -142,9 +148,10 @@ class DirectoryStore:
                     raise NameTaken(name) from None
                 created = now
             else:
-                created = (await conn.execute(sa.select(table.c.created_at).where(table.c.name == name))).scalar()
-                if created is None:
+                found = (await conn.execute(sa.select(table.c.created_at).where(table.c.name == name))).scalar()
+                if found is None:
                     return None
+                created = float(found)
                 await conn.execute(table.update().where(table.c.name == name)
                                    .values(spec=body, updated_at=now, **extra))
             await self._bump(conn)

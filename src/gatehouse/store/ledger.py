@@ -6,7 +6,7 @@ batch retried after a lost commit acknowledgement, never counts a record twice.
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 from msgspec import Struct
@@ -188,7 +188,7 @@ class UsageRow(Struct):
     estimated: int  # attempts whose tokens are estimated
 
 
-def _grouping(by: str, dialect: str):
+def _grouping(by: str, dialect: str) -> sa.ColumnElement[Any]:
     t = usage_records.c
     if by == "day":
         if dialect == "postgresql":

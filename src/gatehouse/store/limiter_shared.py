@@ -124,7 +124,7 @@ class SharedLimiter:
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
                     await self.redis.leave(self.replica_id)
-            except (*self._store_exceptions, RuntimeError):
+            except self._store_exceptions + (RuntimeError,):
                 pass
             await self.redis.close()
 

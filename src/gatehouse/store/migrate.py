@@ -11,8 +11,12 @@ import logging
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 from gatehouse.store.sql import SqlStore
 
@@ -28,7 +32,7 @@ class SchemaOutdated(RuntimeError):
     pass
 
 
-def _alembic_config(connection=None):
+def _alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
     # Alembic (12 MB of modules) is imported only when a schema really has to change: a
     # gateway starting on a current schema compares two strings and goes on.
     from alembic.config import Config as AlembicConfig
@@ -59,13 +63,13 @@ def head_revision() -> str:
     return heads.pop()
 
 
-def _current(connection) -> str | None:
+def _current(connection: sa.Connection) -> str | None:
     if not sa.inspect(connection).has_table("alembic_version"):
         return None
     return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
 
-def _upgrade(connection) -> str:
+def _upgrade(connection: sa.Connection) -> str:
     from alembic import command
 
     if connection.dialect.name == "postgresql":

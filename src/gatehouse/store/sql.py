@@ -5,6 +5,7 @@ One schema for both. The engine's pool is bounded so a burst cannot exhaust Post
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -105,14 +106,14 @@ class SqlStore:
     async def set_key_expiry(self, key_id: str, at: float) -> KeyRecord | None:
         return await self._update_key(key_id, expires_at=at)
 
-    async def _update_key(self, key_id: str, **values) -> KeyRecord | None:
+    async def _update_key(self, key_id: str, **values: Any) -> KeyRecord | None:
         async with self.engine.begin() as conn:
             await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))
             row = (await conn.execute(sa.select(*_KEY_COLUMNS).where(api_keys.c.id == key_id))).first()
         return _row_to_key(row) if row else None
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -123,7 +124,7 @@ def _record_values(r: KeyRecord) -> dict:
     return {c.name: getattr(r, c.name) for c in _KEY_COLUMNS}
 
 
-def _row_to_key(row) -> KeyRecord:
+def _row_to_key(row: sa.Row[Any]) -> KeyRecord:
     return KeyRecord(**row._mapping)
 
 
@@ -135,7 +136,7 @@ settings = sa.Table(
 )
 
 
-async def get_or_create_setting(store: SqlStore, name: str, make_value) -> str:
+async def get_or_create_setting(store: SqlStore, name: str, make_value: Callable[[], str]) -> str:
     """Read a setting, creating it once if absent (safe when replicas race: first insert wins)."""
     async with store.engine.begin() as conn:
         row = (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).first()

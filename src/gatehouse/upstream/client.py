@@ -30,7 +30,6 @@ class HttpPool:
                 connector=connector,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
-                json_serialize=None,  # we always send bytes
             )
         return self._session
 

@@ -208,7 +208,7 @@ class MessageStreamEncoder:
         self.started = True
         usage = usage_out(ev.usage) if ev.usage else usage_out(Usage(input_tokens=self.input_estimate))
         usage["output_tokens"] = 0
-        message = {"id": message_id(ev.id), "type": "message", "role": "assistant", "model": self.model,
+        message: dict[str, Any] = {"id": message_id(ev.id), "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}
         return frame("message_start", {"type": "message_start", "message": message})
 

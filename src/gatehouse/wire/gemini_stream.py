@@ -17,6 +17,7 @@ from gatehouse.types import (
     StreamEvent,
     StreamStart,
     TextDelta,
+    TextPart,
     ThinkingDelta,
     ThinkingPart,
     ToolCallDelta,
@@ -58,8 +59,8 @@ async def decode_stream(chunks: AsyncIterator[bytes], request_id: str, model: st
                 tools += 1
             elif isinstance(part, ThinkingPart):
                 yield ThinkingDelta(part.text, part.signature)
-            elif part is not None and part.text:  # type: ignore[union-attr]
-                yield TextDelta(part.text)  # type: ignore[union-attr]
+            elif isinstance(part, TextPart) and part.text:
+                yield TextDelta(part.text)
         if candidate.finishReason:
             finish = candidate.finishReason
     if not started:

@@ -161,7 +161,7 @@ def _media_type(data: str) -> str:
     return "image/png"
 
 
-def images_in(images: list[str] | None) -> list[Part]:
+def images_in(images: list[str] | None) -> list[ImagePart]:
     return [ImagePart(data=i, media_type=_media_type(i)) for i in images or ()]
 
 
@@ -222,7 +222,8 @@ def chat_to_canonical(req: OLChatRequest, obj: dict[str, Any]) -> ChatRequest:
         if m.role == "system":
             system.append(TextPart(text))
         elif m.role == "user":
-            messages.append(Message("user", ([TextPart(text)] if text else []) + images_in(m.images)))
+            user_content: list[Part] = [TextPart(text)] if text else []
+            messages.append(Message("user", [*user_content, *images_in(m.images)]))
         elif m.role == "assistant":
             parts: list[Part] = [ThinkingPart(m.thinking)] if m.thinking else []
             if text:
@@ -237,7 +238,8 @@ def chat_to_canonical(req: OLChatRequest, obj: dict[str, Any]) -> ChatRequest:
             messages.append(Message("assistant", parts))
         elif m.role == "tool":
             call_id = m.tool_call_id or _answer(pending, m.tool_name)
-            result = ToolResultPart(call_id, [TextPart(text)] + images_in(m.images))  # type: ignore[list-item]
+            tool_content: list[TextPart | ImagePart] = [TextPart(text), *images_in(m.images)]
+            result = ToolResultPart(call_id, tool_content)
             if messages and messages[-1].role == "tool":
                 messages[-1].content.append(result)
             else:
@@ -264,7 +266,7 @@ def _answer(pending: list[tuple[str, str]], name: str | None) -> str:
 
 
 def generate_to_chat(req: OLGenerateRequest, obj: dict[str, Any]) -> ChatRequest:
-    content: list[Part] = ([TextPart(req.prompt)] if req.prompt else []) + images_in(req.images)
+    content: list[Part] = [*([TextPart(req.prompt)] if req.prompt else []), *images_in(req.images)]
     return ChatRequest(
         model=req.model, messages=[Message("user", content)],
         system=[TextPart(req.system)] if req.system else [], stream=req.stream is not False,
@@ -312,7 +314,7 @@ def _message_out(m: Message, names: dict[str, str], out: list[dict[str, Any]]) -
                 if images:
                     msg["images"] = images
                 out.append(msg)
-        rest = [p for p in m.content if not isinstance(p, ToolResultPart)]
+        rest: list[Part] = [p for p in m.content if not isinstance(p, ToolResultPart)]
         if rest:
             _message_out(Message("user", rest), names, out)
         return

@@ -172,9 +172,10 @@ def to_canonical(req: OAChatRequest, extra: dict[str, Any]) -> ChatRequest:
         elif m.role in ("tool", "function"):
             if not m.tool_call_id and m.role == "tool":
                 raise InvalidRequest("Tool messages need 'tool_call_id'.", param=f"{where}.tool_call_id")
-            parts = [p for p in _parts(m.content, where) if isinstance(p, (TextPart, ImagePart))]
+            results: list[TextPart | ImagePart] = [
+                p for p in _parts(m.content, where) if isinstance(p, (TextPart, ImagePart))]
             messages.append(
-                Message("tool", [ToolResultPart(m.tool_call_id or m.name or "", parts)])
+                Message("tool", [ToolResultPart(m.tool_call_id or m.name or "", results)])
             )
         elif m.role == "assistant":
             parts: list[Part] = []
@@ -240,7 +241,7 @@ def embedding_to_canonical(req: OAEmbeddingRequest) -> EmbeddingRequest:
     if isinstance(inp, str):
         texts = [inp]
     elif all(isinstance(x, str) for x in inp):
-        texts = list(inp)  # type: ignore[arg-type]
+        texts = list(inp)
     else:
         raise InvalidRequest("Token-id input is not supported; send text.", param="input")
     if not texts:
