@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_metering_commands(sub: Subparsers, with_config: WithConfig) -> None:
+    from gatehouse.evals.cli import add_eval_command
+
+    add_eval_command(sub)
     m = with_config(sub.add_parser("migrate", help="apply database schema migrations"))
     m.set_defaults(func=cmd_migrate)
     u = with_config(sub.add_parser("usage", help="usage and cost from the ledger"))

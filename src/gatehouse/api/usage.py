@@ -69,4 +69,5 @@ async def metrics(rt: Runtime, req: Request, ex: Exchange) -> None:
         ok |= hmac.compare_digest(given, k)
     if not ok:
         raise AuthenticationFailed("Invalid metrics token.", code="invalid_metrics_token")
+    await rt.meter.metrics.evals.refresh(rt.store)
     await send_bytes(req.send, 200, rt.meter.metrics.render(), header_list(ex.request_id), CONTENT_TYPE.encode())

@@ -11,6 +11,8 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from gatehouse.evals.exported import EvalResults
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
@@ -52,6 +54,8 @@ class Metrics:
         self.backlog = Gauge("gatehouse_ledger_backlog", "Ledger records journaled but not yet in the store.",
                              registry=r)
         self.backlog.set_function(backlog)
+        self.evals = EvalResults()  # the last recorded `gatehouse eval` runs
+        r.register(self.evals)
 
     def model(self, name: str) -> str:
         return name if name in self.models else ""

@@ -1,0 +1,1 @@
+"""Evals: run suites of prompts with assertions through the gateway (`gatehouse eval`)."""
