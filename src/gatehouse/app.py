@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, usage
+from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -68,6 +68,13 @@ ROUTES: list[Route] = [
     Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
     Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
+    Route("GET", "/admin/models", ui.models, "admin"),
+    Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
+    Route("GET", "/ui", ui.page, "ui"),
+    Route("GET", "/ui/{asset}", ui.page, "ui"),
+    Route("POST", "/ui/login", ui.login, "ui"),
+    Route("POST", "/ui/logout", ui.logout, "ui"),
+    Route("GET", "/ui/session", ui.session, "ui"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
@@ -49,6 +49,14 @@ class StoreConfig(_Base):
 
 class AdminConfig(_Base):
     key: str | None = None  # None: every admin route is denied
+
+
+class UiConfig(_Base):
+    """The admin web UI at /ui (docs/admin-ui.md). Off whenever admin.key is not set."""
+
+    enabled: bool = True
+    session_minutes: Annotated[int, msgspec.Meta(gt=0, le=10080)] = 480
+    login_attempts_per_minute: Annotated[int, msgspec.Meta(gt=0)] = 10
 
 
 class GuardrailConfig(_Base):
@@ -198,6 +206,7 @@ class Config(_Base):
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: list[ModelConfig] = field(default_factory=list)
     # Requested model name pattern -> configured model (Claude Code asks for its own ids).

@@ -14,6 +14,7 @@ from pathlib import Path
 from gatehouse.config import Config
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
+from gatehouse.policy.ui_session import UiSessions
 from gatehouse.observability.safe import describe
 from gatehouse.policy.auth import KeyAuthenticator, Principal
 from gatehouse.policy.directory import AccessControl
@@ -81,6 +82,7 @@ class Runtime:
     draining: bool = False
     ready: bool = False
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
+    ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
 
@@ -137,6 +139,8 @@ class Runtime:
         limiter.start()
         for p in providers.values():
             await p.start()
+        if cfg.ui.enabled and cfg.admin.key:
+            rt.ui = UiSessions(secret, cfg.ui.session_minutes * 60.0, cfg.ui.login_attempts_per_minute)
         rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
         rt.ready = True
         return rt

@@ -13,6 +13,7 @@ from gatehouse.policy.auth import key_from_headers
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
+from gatehouse.policy.ui_session import SAFE_METHODS, cookie_value
 from gatehouse.runtime import Runtime
 from gatehouse.store.protocols import KeyRecord
 from gatehouse.wire.common import convert, decode_json_object
@@ -28,8 +29,14 @@ def require_admin(rt: Runtime, req: Request) -> None:
     if rt.admin_key is None:
         raise PermissionDenied("The admin API is disabled: set admin.key in the configuration.",
                                code="admin_disabled")
-    given = key_from_headers(req.headers) or ""
-    if not hmac.compare_digest(given.encode(), rt.admin_key.encode()):
+    given = key_from_headers(req.headers)
+    if given is None and rt.ui is not None and "cookie" in req.headers:
+        session = rt.ui.verify(cookie_value(req.headers["cookie"]))
+        if session is not None:  # the admin UI: a signed session, and a CSRF token to change anything
+            if req.method not in SAFE_METHODS and not rt.ui.csrf_ok(session, req.headers.get("x-csrf-token")):
+                raise PermissionDenied("Missing or invalid CSRF token.", code="csrf_failed")
+            return
+    if not hmac.compare_digest((given or "").encode(), rt.admin_key.encode()):
         raise AuthenticationFailed("Invalid admin key.", code="invalid_admin_key")
 
 

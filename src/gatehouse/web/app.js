@@ -1,0 +1,333 @@
+// Gatehouse admin UI: plain DOM, no framework, no build step, no inline script (see the CSP).
+// Text from the server is only ever set with textContent, never parsed as HTML.
+"use strict";
+
+const state = { csrf: null };
+
+// ---- DOM helpers ------------------------------------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "on") for (const [ev, fn] of Object.entries(v)) node.addEventListener(ev, fn);
+    else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+function field(id, label, attrs) {
+  return el("div", {}, el("label", { for: id }, label), el("input", { id, name: id, ...attrs }),
+    el("p", { class: "error", id: `${id}-error`, role: "alert" }));
+}
+
+function table(columns, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, columns.map(([, title]) => el("th", { scope: "col" }, title)))),
+    el("tbody", {}, rows.map((r) => el("tr", {}, columns.map(([key]) => el("td", {}, typeof key === "function" ? key(r) : fmt(r[key])))))));
+}
+
+function fmt(v) {
+  if (v === null || v === undefined) return "—";
+  if (typeof v === "number" && !Number.isInteger(v)) return v.toFixed(6).replace(/0+$/, "").replace(/\.$/, "");
+  if (Array.isArray(v)) return v.join(", ");
+  return String(v);
+}
+
+function when(ts) { return ts ? new Date(ts * 1000).toISOString().replace("T", " ").slice(0, 16) : "—"; }
+
+// A bar chart as SVG, drawn here: a few dozen lines instead of a vendored charting library.
+function barChart(rows, labelKey, valueKey, title) {
+  const ns = "http://www.w3.org/2000/svg";
+  const w = 320, barH = 18, pad = 96, h = Math.max(30, rows.length * (barH + 6) + 10);
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "chart"); svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("role", "img"); svg.setAttribute("aria-label", title);
+  const max = Math.max(1e-9, ...rows.map((r) => Number(r[valueKey]) || 0));
+  rows.forEach((r, i) => {
+    const y = 5 + i * (barH + 6), v = Number(r[valueKey]) || 0, bw = ((w - pad - 50) * v) / max;
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", 0); label.setAttribute("y", y + 13); label.textContent = String(r[labelKey] ?? "—").slice(0, 14);
+    const bar = document.createElementNS(ns, "rect");
+    bar.setAttribute("class", "bar"); bar.setAttribute("x", pad); bar.setAttribute("y", y);
+    bar.setAttribute("width", Math.max(1, bw)); bar.setAttribute("height", barH);
+    const num = document.createElementNS(ns, "text");
+    num.setAttribute("x", pad + bw + 6); num.setAttribute("y", y + 13); num.textContent = fmt(v);
+    svg.append(label, bar, num);
+  });
+  return svg;
+}
+
+// ---- API --------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status; this.param = e.param || null; this.code = e.code || null;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (method !== "GET") headers["x-csrf-token"] = state.csrf || "";
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const resp = await fetch(path, { method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await resp.text();
+  const data = text && (resp.headers.get("content-type") || "").includes("json") ? JSON.parse(text) : text;
+  if (resp.status === 401 && path !== "/ui/login") { showSignIn(); throw new ApiError(401, data); }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+function showError(where, err) {
+  where.replaceChildren(el("p", { class: "error", role: "alert" }, err.message));
+}
+
+// ---- sign in ----------------------------------------------------------------------------------
+
+function showSignIn() {
+  state.csrf = null;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("view").replaceChildren();
+  const form = document.getElementById("sign-in");
+  form.hidden = false;
+  document.getElementById("admin-key").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = document.getElementById("admin-key"), error = document.getElementById("sign-in-error");
+  try {
+    const session = await api("POST", "/ui/login", { key: input.value });
+    input.value = "";  // the key goes no further than this one request
+    error.textContent = "";
+    start(session);
+  } catch (err) { error.textContent = err.message; }
+}
+
+function start(session) {
+  state.csrf = session.csrf;
+  document.getElementById("sign-in").hidden = true;
+  document.getElementById("nav").hidden = false;
+  if (!location.hash) location.hash = "#/overview"; else route();
+}
+
+// ---- pages ------------------------------------------------------------------------------------
+
+async function overview(view) {
+  const range = new URLSearchParams(location.hash.split("?")[1] || "").get("since") || "1d";
+  const pick = el("select", { id: "range", "aria-label": "Time range", on: { change: (e) => { location.hash = `#/overview?since=${e.target.value}`; } } },
+    [["1h", "last hour"], ["1d", "last day"], ["30d", "last 30 days"]].map(([v, t]) => el("option", { value: v, selected: v === range }, t)));
+  view.append(el("h1", {}, "Overview"), el("div", { class: "row" }, el("div", {}, el("label", { for: "range" }, "Range"), pick)));
+  const [byModel, byGroup, byConsumer, byDay] = await Promise.all(["model", "group", "consumer", "day"].map(
+    (by) => api("GET", `/admin/usage?by=${by}&since=${range}`)));
+  const t = byModel.total;
+  view.append(el("div", { class: "grid" },
+    [["Requests", byModel.data.reduce((a, r) => a + r.requests, 0)], ["Tokens in", t.input_tokens],
+     ["Tokens out", t.output_tokens], ["Cost (USD)", fmt(t.cost_usd)], ["Errors", t.errors]].map(
+      ([k, v]) => el("div", { class: "card" }, el("div", { class: "muted" }, k), el("div", { class: "stat" }, fmt(v))))));
+  const chart = (title, data, key, value) => el("div", { class: "card" }, el("h2", {}, title), barChart(data, key, value, title));
+  view.append(el("div", { class: "grid" },
+    chart("Requests by model", byModel.data, "model", "requests"),
+    chart("Tokens by group", byGroup.data.map((r) => ({ ...r, tokens: r.input_tokens + r.output_tokens })), "group", "tokens"),
+    chart("Cost by day (USD)", byDay.data, "day", "cost_usd"),
+    chart("Top consumers by requests", byConsumer.data.slice().sort((a, b) => b.requests - a.requests).slice(0, 10), "consumer", "requests")));
+}
+
+function keySnippet(key) {
+  const base = location.origin;
+  return [`export ANTHROPIC_BASE_URL=${base} ANTHROPIC_AUTH_TOKEN=${key}   # Claude Code`,
+    `export OPENAI_BASE_URL=${base}/v1 OPENAI_API_KEY=${key}   # OpenAI SDK, Codex`].join("\n");
+}
+
+function showNewKey(where, created) {
+  const copy = el("button", { type: "button", class: "secondary", on: { click: () => navigator.clipboard.writeText(created.key).then(() => { copy.textContent = "Copied"; }) } }, "Copy");
+  where.replaceChildren(el("div", { class: "card", id: "new-key" },
+    el("h2", {}, `New key for ${created.consumer}`), el("p", {}, "Shown once. It cannot be shown again."),
+    el("div", { class: "secret", id: "new-key-value" }, created.key), copy, el("pre", {}, keySnippet(created.key))));
+}
+
+async function consumers(view) {
+  const [cons, keys, groups] = await Promise.all([api("GET", "/admin/consumers"), api("GET", "/admin/keys"), api("GET", "/admin/groups")]);
+  const fresh = el("div", {});
+  const search = el("input", { id: "consumer-search", type: "search", placeholder: "Filter by name" });
+  const createForm = el("form", { class: "card", id: "create-consumer" }, el("h2", {}, "New consumer"),
+    el("div", { class: "row" }, field("consumer-name", "Name", { required: true }),
+      el("div", {}, el("label", { for: "consumer-group" }, "Group"), el("select", { id: "consumer-group" }, groups.data.map((g) => el("option", { value: g.name }, g.name))),
+        el("p", { class: "error", id: "consumer-group-error" }))),
+    el("button", { type: "submit" }, "Create consumer"));
+  createForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const err = document.getElementById("consumer-name-error");
+    try {
+      await api("POST", "/admin/consumers", { name: document.getElementById("consumer-name").value, group: document.getElementById("consumer-group").value });
+      route();
+    } catch (x) { err.textContent = x.message; }
+  });
+  const keysOf = (name) => keys.data.filter((k) => k.consumer === name);
+  const rows = el("tbody", {});
+  const render = () => {
+    const q = search.value.toLowerCase();
+    rows.replaceChildren(...cons.data.filter((c) => c.name.toLowerCase().includes(q)).map((c) => el("tr", {},
+      el("td", {}, c.name), el("td", {}, fmt(c.group)), el("td", {}, c.source || "—"),
+      el("td", {}, keysOf(c.name).map((k) => el("div", {}, `${k.prefix}… ${k.active ? "active" : "inactive"} `,
+        k.active ? el("button", { type: "button", class: "secondary", "data-revoke": k.id, "data-consumer": c.name, on: { click: async () => { await api("POST", `/admin/keys/${k.id}/revoke`); route(); } } }, `Revoke ${k.prefix}`) : null,
+        k.active ? el("button", { type: "button", class: "secondary", on: { click: async () => { showNewKey(fresh, await api("POST", `/admin/keys/${k.id}/rotate`, { grace_seconds: 3600 })); } } }, "Rotate (1 h grace)") : null))),
+      el("td", {}, el("button", { type: "button", "data-new-key": c.name, on: { click: async () => {
+        try { const made = await api("POST", "/admin/keys", { consumer: c.name }); keys.data.push({ ...made, key: undefined }); render(); showNewKey(fresh, made); } catch (x) { showError(fresh, x); } } } }, "New key")))));
+  };
+  search.addEventListener("input", render);
+  render();
+  view.append(el("h1", {}, "Consumers & keys"), fresh, createForm,
+    el("div", { class: "card" }, el("label", { for: "consumer-search" }, "Search"), search,
+      el("table", {}, el("thead", {}, el("tr", {}, ["Consumer", "Group", "Defined in", "Keys", ""].map((h) => el("th", { scope: "col" }, h)))), rows)));
+}
+
+const LIMITS = [["tokens_per_minute", "Tokens per minute"], ["requests_per_minute", "Requests per minute"],
+  ["max_concurrent", "Max concurrent"], ["max_tokens", "max_tokens cap"], ["budget_usd_per_day", "Budget USD / day"],
+  ["budget_usd_per_month", "Budget USD / month"]];
+
+async function groups(view) {
+  const data = await api("GET", "/admin/groups");
+  const create = el("form", { class: "card", id: "create-group" }, el("h2", {}, "New group"),
+    el("div", { class: "row" }, field("group-name", "Name", { required: true }), field("group-models", "Models (comma-separated)", { value: "*" })),
+    el("button", { type: "submit" }, "Create group"));
+  create.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("POST", "/admin/groups", { name: document.getElementById("group-name").value,
+        models: document.getElementById("group-models").value.split(",").map((x) => x.trim()).filter(Boolean) });
+      route();
+    } catch (x) { document.getElementById(x.param === "models" ? "group-models-error" : "group-name-error").textContent = x.message; }
+  });
+  view.append(el("h1", {}, "Groups"), create);
+  for (const g of data.data) {
+    const id = (k) => `g-${g.name}-${k}`.replace(/[^A-Za-z0-9_-]/g, "_");
+    const form = el("form", { class: "card", "data-group": g.name }, el("h2", {}, g.name, g.source === "config" ? el("span", { class: "muted" }, " (config file: read-only)") : null),
+      field(id("models"), "Models (comma-separated, patterns allowed)", { value: (g.models || []).join(", "), readonly: g.source === "config" }),
+      el("div", { class: "row" }, LIMITS.map(([k, label]) => field(id(k), label, { value: g[k] ?? "", inputmode: "decimal", readonly: g.source === "config" }))),
+      g.source === "config" ? null : el("button", { type: "submit" }, "Save"),
+      el("p", { class: "ok", role: "status", id: id("saved") }));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      form.querySelectorAll(".error").forEach((p) => { p.textContent = ""; });
+      const body = { models: document.getElementById(id("models")).value.split(",").map((s) => s.trim()).filter(Boolean) };
+      for (const [k] of LIMITS) {
+        const v = document.getElementById(id(k)).value.trim();
+        body[k] = v === "" ? null : (v === "unlimited" ? v : Number.isNaN(Number(v)) ? v : Number(v));
+      }
+      try {
+        await api("PATCH", `/admin/groups/${encodeURIComponent(g.name)}`, body);
+        document.getElementById(id("saved")).textContent = "Saved.";
+      } catch (x) {
+        const target = x.param && document.getElementById(`${id(x.param.split(".").pop())}-error`);
+        (target || document.getElementById(id("saved"))).textContent = x.message;
+      }
+    });
+    view.append(form);
+  }
+}
+
+async function models(view) {
+  const data = await api("GET", "/admin/models");
+  view.append(el("h1", {}, "Models"), el("div", { class: "card" }, table([
+    ["name", "Model"], [(m) => (m.private ? "private" : "managed ok"), "Data"],
+    [(m) => m.deployments.map((d) => el("div", {}, `${d.provider} (${d.type}) → ${d.model}`)), "Deployments"],
+    [(m) => m.deployments.map((d) => el("div", {}, d.input_per_mtok !== null ? `$${d.input_per_mtok} / $${d.output_per_mtok} per Mtok` : d.gpu_cost_per_hour !== null ? `$${d.gpu_cost_per_hour}/h GPU` : "unpriced")), "Price"],
+  ], data.data)), el("p", { class: "muted" }, "Health, load and cold-start state appear here once load-aware routing lands."));
+}
+
+async function usage(view) {
+  const p = new URLSearchParams(location.hash.split("?")[1] || "");
+  const q = { by: p.get("by") || "model", since: p.get("since") || "7d", consumer: p.get("consumer") || "", group: p.get("group") || "", model: p.get("model") || "" };
+  const form = el("form", { class: "card row", id: "usage-filters" },
+    el("div", {}, el("label", { for: "u-by" }, "Group by"), el("select", { id: "u-by" }, ["model", "group", "consumer", "day", "deployment", "provider", "key"].map((v) => el("option", { value: v, selected: v === q.by }, v)))),
+    field("u-since", "Since (e.g. 1h, 7d, 2026-12-01)", { value: q.since }), field("u-consumer", "Consumer", { value: q.consumer }),
+    field("u-group", "Group", { value: q.group }), field("u-model", "Model", { value: q.model }),
+    el("button", { type: "submit" }, "Apply"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const next = new URLSearchParams();
+    for (const k of ["by", "since", "consumer", "group", "model"]) { const v = document.getElementById(`u-${k}`).value.trim(); if (v) next.set(k, v); }
+    const hash = `#/usage?${next}`;
+    if (location.hash === hash) route(); else location.hash = hash;  // Apply again re-reads the same filters
+  });
+  const params = new URLSearchParams(Object.entries(q).filter(([, v]) => v));
+  const out = el("div", {});
+  view.append(el("h1", {}, "Usage"), form, out);
+  try {
+    const data = await api("GET", `/admin/usage?${params}`);
+    const csv = el("a", { href: `/admin/usage?${params}&format=csv`, download: "usage.csv", id: "csv-export" }, "Export CSV");
+    out.append(el("div", { class: "card" }, barChart(data.data, q.by, "requests", "Requests")), el("div", { class: "card" }, csv,
+      table([[q.by, q.by], ["requests", "Requests"], ["input_tokens", "Tokens in"], ["output_tokens", "Tokens out"], ["cost_usd", "Cost USD"], ["errors", "Errors"]], data.data)));
+  } catch (x) { showError(out, x); }
+}
+
+async function playground(view) {
+  const data = await api("GET", "/admin/models");
+  const answer = el("pre", { id: "pg-answer", "aria-live": "polite" }), meta = el("p", { class: "muted", id: "pg-meta" });
+  const form = el("form", { class: "card", id: "playground" },
+    el("label", { for: "pg-model" }, "Model"), el("select", { id: "pg-model" }, data.data.filter((m) => !m.embeddings).map((m) => el("option", { value: m.name }, m.name))),
+    el("label", { for: "pg-prompt" }, "Message"), el("textarea", { id: "pg-prompt", rows: 4, required: true }),
+    el("button", { type: "submit" }, "Send (streamed)"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    answer.textContent = ""; meta.textContent = "";
+    try {
+      if (!state.playgroundKey) state.playgroundKey = (await api("POST", "/admin/playground/key")).key;  // memory only
+      const resp = await fetch("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${state.playgroundKey}` },
+        body: JSON.stringify({ model: document.getElementById("pg-model").value, stream: true, stream_options: { include_usage: true },
+          messages: [{ role: "user", content: document.getElementById("pg-prompt").value }] }) });
+      if (!resp.ok) { const body = await resp.json().catch(() => ({})); throw new ApiError(resp.status, body); }
+      const reader = resp.body.getReader(), decoder = new TextDecoder();
+      let buf = "", usage = null;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const frame = buf.slice(0, cut); buf = buf.slice(cut + 2);
+          const line = frame.split("\n").find((l) => l.startsWith("data: "));
+          if (!line || line === "data: [DONE]") continue;
+          const chunk = JSON.parse(line.slice(6));
+          if (chunk.error) throw new Error(chunk.error.message || "stream error");
+          const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+          if (delta && delta.content) answer.textContent += delta.content;
+          if (chunk.usage) usage = chunk.usage;
+        }
+      }
+      meta.textContent = usage ? `tokens: ${usage.prompt_tokens} in, ${usage.completion_tokens} out` : "done";
+    } catch (x) { meta.textContent = x.message; }
+  });
+  view.append(el("h1", {}, "Playground"), form, el("div", { class: "card" }, el("h2", {}, "Answer"), answer, meta));
+}
+
+async function audit(view) {
+  view.append(el("h1", {}, "Audit"));
+  try {
+    const data = await api("GET", "/admin/audit");
+    view.append(el("div", { class: "card" }, table([[(r) => when(r.at ?? r.ts), "When"], ["actor", "Who"], ["action", "Action"], ["target", "Target"]], data.data || [])));
+  } catch (x) { showError(view, x); }
+}
+
+const PAGES = { overview, consumers, groups, models, usage, playground, audit };
+
+async function route() {
+  if (!state.csrf) return;
+  const name = (location.hash.slice(2).split("?")[0]) || "overview";
+  const page = PAGES[name] || overview;
+  for (const a of document.querySelectorAll("#nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${name}`);
+  if (document.querySelector('#nav a[aria-current]')) document.querySelector('#nav a[aria-current]').setAttribute("aria-current", "page");
+  const view = document.getElementById("view");
+  view.replaceChildren();
+  try { await page(view); } catch (x) { if (x.status !== 401) showError(view, x); }
+}
+
+document.addEventListener("DOMContentLoaded", async () => {
+  document.getElementById("sign-in").addEventListener("submit", signIn);
+  document.getElementById("sign-out").addEventListener("click", async () => { await api("POST", "/ui/logout"); showSignIn(); });
+  window.addEventListener("hashchange", route);
+  try { start(await api("GET", "/ui/session")); } catch (x) { showSignIn(); }
+});
