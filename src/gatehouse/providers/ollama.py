@@ -75,7 +75,7 @@ class OllamaProvider(Provider):
         if resp.status >= 400:
             try:
                 async with transport_errors(call.public_model):
-                    await raise_for_status(resp, call.public_model)  # Ollama errors: {"error": "..."}
+                    await raise_for_status(resp, call.public_model, "ollama")  # Ollama errors: {"error": "..."}
             finally:
                 resp.release()
         return resp
@@ -157,8 +157,10 @@ class OllamaProvider(Provider):
                     usage = wire.response_decoder.decode(raw).usage()
                 except msgspec.DecodeError:
                     raise malformed(call.public_model) from None
+            if call.model_swap is not None:
+                raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
-        relay = NDJSONRelay()
+        relay = NDJSONRelay(call.public_model, call.model_swap)
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 

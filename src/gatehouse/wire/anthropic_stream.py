@@ -31,6 +31,7 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
+from gatehouse.upstream.error_text import client_message, note, safe_kind
 from gatehouse.upstream.sse import iter_events, iter_frames, parse_frame
 from gatehouse.wire.anthropic import ABlock
 from gatehouse.wire.anthropic_response import (
@@ -87,8 +88,12 @@ ERROR_STATUS = {
 
 
 def stream_error(err: _ErrorBody, model: str) -> GatehouseError:
+    """An upstream `error` event as a gateway error: its type kept when allow-listed, its text
+    only in the operator's log (scrubbed)."""
     status = ERROR_STATUS.get(err.type, 500)
-    return UpstreamStatus(status, f"Upstream error for model '{model}': {err.message}", error_type=err.type)
+    note("anthropic", model, 0, f"{err.type}: {err.message}")
+    kind = safe_kind("anthropic", err.type)
+    return UpstreamStatus(status, client_message(model, status, kind, in_stream=True), error_type=kind)
 
 
 def _merge_usage(total: AUsage, part: AUsage | None) -> None:
