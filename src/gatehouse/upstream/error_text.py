@@ -95,8 +95,9 @@ _TRACE = re.compile(r"Traceback \(most recent call last\)|^\s*File \"[^\"]*\", l
                     r"^\s+at [\w$.<>]+\(|^panic: |^Exception in thread ", re.MULTILINE)
 _SCRUB: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic|token)\s+[\w.~+/=-]{4,}"), r"\1 <redacted>"),
-    (re.compile(r"(?i)(api[_-]?key|x-api-key|x-goog-api-key|authorization|access[_-]?token|secret(?:[_-]?key)?|"
-                r"password|passwd|credential|signature|session[_-]?token|x-amz-security-token)"
+    (re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*"), "<redacted>"),  # JWTs
+    (re.compile(r"(?i)(api[_-]?key|x-api-key|x-goog-api-key|authorization|(?:access|refresh|session|id)?[_-]?token|"
+                r"secret(?:[_-]?key)?|password|passwd|credentials?|signature|x-amz-security-token)"
                 r"(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic|AWS4-HMAC-SHA256)\s+)?[^\s\"',;}]+"), r"\1\2<redacted>"),
     (re.compile(r"\b(?:sk|pk|rk|ak|key)-[\w-]{6,}"), "<redacted>"),
     (re.compile(r"\b(?:AKIA|ASIA|AIza)[\w-]{8,}"), "<redacted>"),
