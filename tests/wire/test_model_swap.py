@@ -73,3 +73,4 @@ def test_ndjson_relay_swaps_each_line():
     import asyncio
     out = asyncio.run(run())
     assert UPSTREAM.encode() not in out and out.count(b'"model":"coder"') == 2
+

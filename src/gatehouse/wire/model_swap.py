@@ -26,10 +26,17 @@ class ModelSwap:
         self.more = tuple(more)
 
     def apply(self, data: bytes) -> bytes:
-        data = data.replace(self.old, self.new).replace(self.old_spaced, self.new_spaced)
+        # One upstream writes its JSON one way: the first variant that matched is the only one
+        # (bytes.replace returns the very same object when nothing matched).
+        out = data.replace(self.old, self.new)
+        if out is not data:
+            return out
+        out = data.replace(self.old_spaced, self.new_spaced)
+        if out is not data or not self.more:
+            return out
         for old, new in self.more:
-            data = data.replace(old, new)
-        return data
+            out = out.replace(old, new)
+        return out
 
 
 def for_deployment(public_model: str, upstream_model: str) -> ModelSwap | None:

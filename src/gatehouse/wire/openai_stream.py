@@ -66,6 +66,15 @@ class OAChunk(Struct, omit_defaults=True):
     choices: list[OAChunkChoice] = []
     usage: OAUsage | None = None
     error: OAErrorBody | str | None = None
+    # vLLM's in-stream error is the error object itself: {"object":"error","message":...,"type":...}
+    object: Any = None
+    type: Any = None
+    code: Any = None
+
+    def failure(self) -> OAErrorBody | str | None:
+        if self.error is None and self.object == "error":
+            return OAErrorBody(type=self.type, code=self.code)
+        return self.error
 
 
 chunk_decoder = msgspec.json.Decoder(OAChunk)
@@ -86,8 +95,8 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
             chunk = chunk_decoder.decode(ev.data)
         except msgspec.DecodeError:
             raise UpstreamError(f"The upstream for model '{model}' sent a malformed stream chunk.") from None
-        if chunk.error is not None:
-            raise stream_failure(ev.data, chunk.error, model)
+        if (failure := chunk.failure()) is not None:
+            raise stream_failure(ev.data, failure, model)
         if not started:
             started = True
             yield StreamStart(chunk.id or "chatcmpl-gatehouse", chunk.model or model)
@@ -272,8 +281,8 @@ class PassthroughRelay:
             if b'"error"' in frame:  # an error frame we cannot read: never relayed as it came
                 return self._error_frame(stream_failure(frame, "", self.public_model))
             return frame
-        if chunk.error is not None:
-            return self._error_frame(stream_failure(data, chunk.error, self.public_model))
+        if (failure := chunk.failure()) is not None:
+            return self._error_frame(stream_failure(data, failure, self.public_model))
         if any(c.finish_reason for c in chunk.choices):
             self.finished = True
         if chunk.usage is not None:
