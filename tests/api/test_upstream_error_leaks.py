@@ -48,7 +48,7 @@ def _provider(ptype: str, url: str) -> dict:
 
 
 def _modes() -> list[str]:
-    return [f"fail-{s}" for s in STATUSES] + ["midstream"]
+    return [f"fail-{s}" for s in STATUSES] + ["midstream", "redirect", "error-200"]
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +147,18 @@ async def test_error_inside_a_stream_is_replaced_by_our_own(gateway, hostile, ro
     assert got == 200
     message = _assert_error_shape(route, _stream_error(route, text))
     assert f"'{provider}-midstream'" in message
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+@pytest.mark.parametrize("mode", ["redirect", "error-200"])
+@pytest.mark.parametrize("route", ["openai", "anthropic", "ollama"])
+async def test_odd_status_error_body_is_not_relayed_on_the_pass_through(gateway, hostile, route, mode, stream):
+    """Same dialect on both sides, where the body would be relayed as it came: an error body
+    with a 3xx or even a 200 status is an upstream error too."""
+    got, text, _ = await _call(gateway, route, f"{route}-{mode}", stream)
+    _assert_no_leak(text, hostile.port)
+    assert got == 502
+    assert f"'{route}-{mode}'" in _assert_error_shape(route, json.loads(text))
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -6,7 +6,9 @@ It answers on the paths of all five provider types: OpenAI `/v1/chat/completions
 configured model id (so in the path or the body): `fail-400`, `fail-401`, `fail-429`, `fail-500`
 answer with that status and the dialect's error body (Bedrock: `x-amzn-ErrorType`; Gemini:
 google.rpc status; 429s carry `Retry-After: 17`, Gemini's also RetryInfo `17s`); `midstream`
-starts a normal stream (one text delta) and then sends the dialect's in-stream error.
+starts a normal stream (one text delta) and then sends the dialect's in-stream error;
+`redirect` answers 302 with the leaking text in a JSON body; `error-200` sends the dialect's
+error body (as for 500) with status 200.
 
 Every error text echoes what a careless server would: the credential it received
 (Authorization, x-api-key, x-goog-api-key), its own URL, an internal host and IP, and a Python
@@ -28,7 +30,7 @@ CODE_IP = "10.9.8.7"
 RETRY_AFTER = "17"
 TRACEBACK = ('Traceback (most recent call last):\n  File "/srv/hostile/server.py", line 42, in handle\n'
              '    check(secret_locals)\nValueError: bad request')
-_MODE = re.compile(r"(fail-\d{3}|midstream)")
+_MODE = re.compile(r"(fail-\d{3}|midstream|redirect|error-200)")
 
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
                 500: "server_error"}
@@ -130,6 +132,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "no mode in the model id"}, status=404)
     mode = found.group(1)
     text = leak_text(request)
+    if mode == "redirect":  # a proxy's login page or a moved endpoint: not an answer
+        return web.json_response({"detail": text}, status=302, headers={"Location": f"http://{INTERNAL_HOST}/login"})
+    if mode == "error-200":  # the dialect's error body with a success status
+        response = error_response(dialect, 500, text)
+        response.set_status(200)
+        return response
     if mode == "midstream":
         model = (json.loads(raw).get("model") if raw.startswith(b"{") else None) or "hostile"
         return await _midstream(request, dialect, model, text)

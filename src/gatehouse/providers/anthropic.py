@@ -101,7 +101,7 @@ class AnthropicProvider(Provider):
     async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
         resp = await self._send(url, body, self._headers(call), call)
-        if resp.status >= 400:
+        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
             raw = await read_body(resp, call.public_model)
             raise upstream_error(resp.status, raw, call.public_model, resp.headers)
         return resp
@@ -135,10 +135,12 @@ class AnthropicProvider(Provider):
         if not stream or not ctype.startswith("text/event-stream"):
             raw = await read_body(resp, call.public_model)
             try:
-                usage_obj = response_wire.usage_only_decoder.decode(raw).usage
+                head = response_wire.usage_only_decoder.decode(raw)
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
-            return Forwarded(resp.status, ctype, body=raw, usage=usage_obj.canonical() if usage_obj else None)
+            if head.error is not None:
+                raise upstream_error(resp.status, raw, call.public_model)
+            return Forwarded(resp.status, ctype, body=raw, usage=head.usage.canonical() if head.usage else None)
         relay = MessageStreamRelay(call.public_model)
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)

@@ -73,7 +73,7 @@ def upstream_error_kinds(raw: bytes) -> tuple[str | None, ...]:
 
 
 async def raise_for_status(resp: aiohttp.ClientResponse, model: str, dialect: str = "openai") -> None:
-    if resp.status < 400:
+    if resp.status < 300:
         return
     raw = await resp.read()
     raise upstream_status(resp.status, model, dialect, raw, kinds=upstream_error_kinds(raw), headers=resp.headers)
@@ -97,7 +97,7 @@ class OpenAIProvider(Provider):
     async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
         resp = await self._send(url, body, dict(self.static_headers), call)
-        if resp.status >= 400:
+        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
             try:
                 async with transport_errors(call.public_model):
                     await raise_for_status(resp, call.public_model)
@@ -182,10 +182,12 @@ class OpenAIProvider(Provider):
         if not stream or not ctype.startswith("text/event-stream"):
             raw = await read_body(resp, call.public_model)
             try:
-                usage_obj = wire_response.usage_only_decoder.decode(raw).usage
+                head = wire_response.usage_only_decoder.decode(raw)
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
-            usage = usage_obj.canonical() if usage_obj else None
+            if head.error is not None:
+                raise upstream_status(resp.status, call.public_model, "openai", raw, kinds=upstream_error_kinds(raw))
+            usage = head.usage.canonical() if head.usage else None
             if call.model_swap is not None:
                 raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
