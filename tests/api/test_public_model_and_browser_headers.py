@@ -14,20 +14,28 @@ import pytest
 
 from tests.conftest import ADMIN_KEY, ALICE_KEY
 from tests.support import Gatehouse
-from tests.upstreams import openai_wire
+from tests.upstreams import anthropic_wire, openai_wire
+from tests.provider_fixtures import ollama_upstream  # noqa: F401 - a fixture
 from tests.upstreams.harness import ServerThread
 
 UPSTREAM_ID = "Qwen/Qwen3-Coder-32B-Instruct"
+CLAUDE_ID = "claude-internal-deployment-20261201"
 
 
 @pytest.fixture(scope="module")
-def gh(openai_upstream: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatehouse]:
+def gh(openai_upstream: ServerThread, anthropic_upstream: ServerThread, ollama_upstream: ServerThread,
+       tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatehouse]:
     cfg = {
         "admin": {"key": ADMIN_KEY},
         "providers": {"up": {"type": "openai", "base_url": f"{openai_upstream.url}/v1",
-                             "api_key": openai_wire.API_KEY}},
+                             "api_key": openai_wire.API_KEY},
+                      "anth": {"type": "anthropic", "base_url": anthropic_upstream.url,
+                               "api_key": anthropic_wire.API_KEY},
+                      "oll": {"type": "ollama", "base_url": ollama_upstream.url}},
         "models": [{"name": "coder", "deployments": [{"provider": "up", "model": UPSTREAM_ID}]},
-                   {"name": "up-chat", "deployments": [{"provider": "up", "model": "up-chat"}]}],
+                   {"name": "up-chat", "deployments": [{"provider": "up", "model": "up-chat"}]},
+                   {"name": "sonnet", "deployments": [{"provider": "anth", "model": CLAUDE_ID}]},
+                   {"name": "local", "deployments": [{"provider": "oll", "model": "qwen3:0.6b"}]}],
         "groups": {"dev": {"models": ["*"], "requests_per_minute": 1000, "tokens_per_minute": 1000000}},
         "consumers": {"alice": {"group": "dev", "keys": [ALICE_KEY]}},
     }
@@ -77,3 +85,23 @@ async def test_browser_can_read_rate_limit_and_usage_headers(gh):
     assert {"x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens", "x-gatehouse-tokens-output"} <= sent
     assert sent <= exposed, sent - exposed
     assert "retry-after" in exposed
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_anthropic_pass_through_names_the_public_model(gh, anthropic_upstream, stream):
+    body = {"model": "sonnet", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    hdrs = {"Authorization": f"Bearer {ALICE_KEY}"}
+    async with aiohttp.ClientSession() as s, s.post(gh.url + "/v1/messages", json=body, headers=hdrs) as r:
+        status, raw = r.status, await r.read()
+    assert status == 200 and anthropic_upstream.recorder.last.json()["model"] == CLAUDE_ID
+    assert CLAUDE_ID.encode() not in raw and b'"sonnet"' in raw
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_ollama_pass_through_names_the_public_model(gh, stream):
+    body = {"model": "local", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    hdrs = {"Authorization": f"Bearer {ALICE_KEY}"}
+    async with aiohttp.ClientSession() as s, s.post(gh.url + "/api/chat", json=body, headers=hdrs) as r:
+        status, raw = r.status, await r.read()
+    lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    assert status == 200 and lines and {line["model"] for line in lines} == {"local"}, raw

@@ -140,8 +140,10 @@ class AnthropicProvider(Provider):
                 raise malformed(call.public_model) from None
             if head.error is not None:
                 raise upstream_error(resp.status, raw, call.public_model)
+            if call.model_swap is not None:
+                raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=head.usage.canonical() if head.usage else None)
-        relay = MessageStreamRelay(call.public_model)
+        relay = MessageStreamRelay(call.public_model, call.model_swap)
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 
