@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from tests.conftest import ADMIN_KEY, ALICE_KEY
+from tests.provider_fixtures import ollama_upstream  # noqa: F401 - a fixture
 from tests.support import Gatehouse
 from tests.upstreams import anthropic_wire, openai_wire
-from tests.provider_fixtures import ollama_upstream  # noqa: F401 - a fixture
 from tests.upstreams.harness import ServerThread
 
 UPSTREAM_ID = "Qwen/Qwen3-Coder-32B-Instruct"
@@ -23,7 +23,8 @@ CLAUDE_ID = "claude-internal-deployment-20261201"
 
 
 @pytest.fixture(scope="module")
-def gh(openai_upstream: ServerThread, anthropic_upstream: ServerThread, ollama_upstream: ServerThread,
+def gh(openai_upstream: ServerThread, anthropic_upstream: ServerThread,
+       ollama_upstream: ServerThread,  # noqa: F811 - the fixture imported above
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatehouse]:
     cfg = {
         "admin": {"key": ADMIN_KEY},
