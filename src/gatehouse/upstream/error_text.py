@@ -101,13 +101,13 @@ _SCRUB: tuple[tuple[re.Pattern[str], str], ...] = (
                 r"(\"?\s*[:=]\s*\"?)(?:(?:bearer|basic|AWS4-HMAC-SHA256)\s+)?[^\s\"',;}]+"), r"\1\2<redacted>"),
     (re.compile(r"\b(?:sk|pk|rk|ak|key)-[\w-]{6,}"), "<redacted>"),
     (re.compile(r"\b(?:AKIA|ASIA|AIza)[\w-]{8,}"), "<redacted>"),
-    (re.compile(r"[A-Za-z][\w+.-]*://[^\s\"'<>]+"), "<url>"),
+    (re.compile(r"(?<![\w+.-])[A-Za-z][\w+.-]*+://[^\s\"'<>]+"), "<url>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
     (re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])|\[?[0-9A-Fa-f:]*::[0-9A-Fa-f:]*\]?"),
      "<ip>"),
-    (re.compile(r"(?i)\b(?:[a-z0-9-]+\.)+(?:internal|local|localdomain|svc|cluster|corp|lan|intranet|com|net|org|io|"
+    (re.compile(r"(?i)(?<![\w.-])(?:[a-z0-9-]+\.)++(?:internal|local|localdomain|svc|cluster|corp|lan|intranet|com|net|org|io|"
                 r"ai|cloud|dev)\b(?::\d+)?|\blocalhost(?::\d+)?\b"), "<host>"),
-    (re.compile(r"(?:/[\w.@-]+){2,}/?"), "<path>"),
+    (re.compile(r"(?<![\w./@-])(?:/[\w.@-]++){2,}/?"), "<path>"),
     (re.compile(r"[A-Za-z0-9+/_=-]{32,}"), "<redacted>"),  # long opaque runs: tokens, signatures, hashes
 )
 
