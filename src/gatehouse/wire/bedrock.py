@@ -354,34 +354,33 @@ def bedrock_error(status: int, error_type: str, message: str, model: str, permis
     note("bedrock", model, status, f"{kind}: {message}")
     safe = safe_kind("bedrock", kind)
     named = f" ({safe})" if safe else ""
-    upstream_type = safe or None
     wait = retry_after(headers)
     err: GatehouseError
     if kind in ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"):
         err = UpstreamStatus(429, f"Bedrock is throttling requests for model '{model}'{named}.",
-                             error_type=upstream_type, headers=wait)
+                             error_type=safe, headers=wait)
     elif kind == "ValidationException":
         err = UpstreamStatus(400, f"Bedrock rejected the request for model '{model}'{named}.",
-                             error_type=upstream_type)
+                             error_type=safe)
     elif kind == "AccessDeniedException":
         found = _ACTION.search(message)
         action = found.group(1) if found else permission
         err = UpstreamStatus(403, (
             f"AWS denied the gateway access to the Bedrock model behind '{model}': the gateway's AWS "
             f"identity needs the IAM permission {action} on that model (or inference profile), and "
-            "access to the model must be enabled in the Bedrock console."), error_type=upstream_type)
+            "access to the model must be enabled in the Bedrock console."), error_type=safe)
         err.code = "upstream_access_denied"
     elif kind in _CREDENTIAL_ERRORS:
         err = UpstreamStatus(403, (
             f"AWS did not accept the gateway's credentials for model '{model}'{named}; check the "
-            "gateway's AWS credential source and region."), error_type=upstream_type)
+            "gateway's AWS credential source and region."), error_type=safe)
         err.code = "upstream_auth_failed"
     elif kind in ("ModelNotReadyException", "ServiceUnavailableException"):
         err = UpstreamStatus(503, f"The Bedrock model behind '{model}' is not available right now{named}.",
-                             error_type=upstream_type, headers=wait)
+                             error_type=safe, headers=wait)
     elif kind == "ResourceNotFoundException":
         err = UpstreamStatus(502, f"Bedrock does not know the model configured for '{model}'{named}.",
-                             error_type=upstream_type)
+                             error_type=safe)
         err.code = "upstream_model_not_found"
     elif kind == "ModelTimeoutException":
         err = UpstreamTimeout(f"The Bedrock model behind '{model}' timed out{named}.")
@@ -389,7 +388,7 @@ def bedrock_error(status: int, error_type: str, message: str, model: str, permis
         err = UpstreamStatus(status if status >= 500 else 502,
                              f"Bedrock failed for model '{model}' ({f'HTTP {status}' if status else 'in the stream'}"
                              f"{', ' + safe if safe else ''}).",
-                             error_type=upstream_type)
+                             error_type=safe)
     return err
 
 

@@ -353,31 +353,30 @@ def gemini_error(status: int, err: GError | None, model: str, headers: Any = Non
     note("gemini", model, status, f"{kind}: {err.message}")
     safe = safe_kind("gemini", kind)
     named = f" ({safe})" if safe else ""
-    upstream_type = safe or None
     if any(d.reason == "API_KEY_INVALID" for d in err.details) or kind in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
         e = UpstreamStatus(403, f"Gemini did not accept the gateway's credentials for model '{model}'{named}.",
-                           error_type=upstream_type)
+                           error_type=safe)
         e.code = "upstream_auth_failed"
         return e
     if kind == "NOT_FOUND" or status == 404:
         e = UpstreamStatus(502, f"Gemini does not know the model configured for '{model}'{named}.",
-                           error_type=upstream_type)
+                           error_type=safe)
         e.code = "upstream_model_not_found"
         return e
     if kind == "DEADLINE_EXCEEDED" or status == 504:
         return UpstreamTimeout(f"Gemini timed out for model '{model}'{named}.")
     delay = next((d.retryDelay for d in err.details if d.retryDelay), None)
     if kind == "RESOURCE_EXHAUSTED" or status == 429:
-        return UpstreamStatus(429, f"Gemini is rate limiting model '{model}'{named}.", error_type=upstream_type,
+        return UpstreamStatus(429, f"Gemini is rate limiting model '{model}'{named}.", error_type=safe,
                               headers=retry_after(headers, delay))
     if kind == "UNAVAILABLE" or status == 503:
-        return UpstreamStatus(503, f"Gemini is unavailable for model '{model}'{named}.", error_type=upstream_type,
+        return UpstreamStatus(503, f"Gemini is unavailable for model '{model}'{named}.", error_type=safe,
                               headers=retry_after(headers, delay))
     if kind in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE") or status == 400:
         return UpstreamStatus(400, f"Gemini rejected the request for model '{model}'{named}.",
-                              error_type=upstream_type)
+                              error_type=safe)
     return UpstreamStatus(status if status >= 500 else 502, f"Gemini failed for model '{model}'{named}.",
-                          error_type=upstream_type)
+                          error_type=safe)
 
 
 def error_from_body(status: int, raw: bytes, model: str, headers: Any = None) -> GatehouseError:
