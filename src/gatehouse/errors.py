@@ -17,7 +17,8 @@
         └── UpstreamTimeout             504
 
 Messages are written for the client: they never contain a key, a credential, an internal
-URL or a stack trace. Upstream error bodies are reduced to their message text.
+URL or a stack trace. Upstream error bodies never reach the client: it gets the status and an
+allow-listed error type/code (upstream/error_text.py); their text goes to the log, scrubbed.
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.migrate import require_current
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
+from gatehouse.wire.model_swap import ModelSwap, for_deployment as model_swap_for
 
 log = logging.getLogger("gatehouse")
 
@@ -42,6 +43,8 @@ class Deployment:
     # The wire dialect this deployment can take a client body in unchanged ("" = none);
     # decided once here because Protocol isinstance checks are slow on the hot path.
     passthrough_dialect: str = ""
+    # Puts the public name back into replies relayed untranslated (None: the names match).
+    model_swap: ModelSwap | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,8 @@ class Runtime:
             m.name: ModelEntry(
                 m.name,
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
-                                 _passthrough_dialect(providers[d.provider])) for d in m.deployments),
+                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model))
+                      for d in m.deployments),
                 m.private,
             )
             for m in cfg.models

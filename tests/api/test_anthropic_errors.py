@@ -80,7 +80,7 @@ CASES = [
     ("upstream 500 (Anthropic wire)", dict(payload=body("claude", "FAIL500")), 502, "api_error", "500"),
     ("upstream overloaded is 529", dict(payload=body("claude", "FAIL529")), 529, "overloaded_error", "Overloaded"),
     ("upstream refuses the request", dict(payload=body("claude", temperature=7)), 400, "invalid_request_error",
-     "temperature"),
+     "rejected the request (HTTP 400, invalid_request_error)"),
     ("upstream too slow", dict(payload=body("chat-timeout", "SLOW", stream=True)), 504, "timeout_error", "timed out"),
 ]
 

@@ -13,7 +13,15 @@ from typing import Any
 from gatehouse.api.http import Send
 
 ALLOW_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
-EXPOSE_HEADERS = b"x-request-id, retry-after, x-gatehouse-tokens-input, x-gatehouse-tokens-output, x-gatehouse-cost-usd"
+# Response headers a browser script may read: correlation, rate limits (policy/limits.py) and
+# usage (metering/meter.py, the token-count header of /v1/messages/count_tokens).
+EXPOSE_HEADERS = b", ".join((
+    b"x-request-id", b"retry-after",
+    b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests", b"x-ratelimit-reset-requests",
+    b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens",
+    b"x-gatehouse-tokens-input", b"x-gatehouse-tokens-output", b"x-gatehouse-cost-usd",
+    b"x-gatehouse-token-count",
+))
 MAX_AGE = b"600"
 
 

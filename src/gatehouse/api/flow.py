@@ -63,7 +63,7 @@ def _is_retryable(err: GatehouseError) -> bool:
 def _context(ex: Exchange, dep: Deployment, entry: ModelEntry, forward_headers: dict[str, str]) -> CallContext:
     ex.deployment = dep.upstream_model
     ex.provider = dep.provider_name
-    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers)
+    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap)
 
 
 class Dispatch:

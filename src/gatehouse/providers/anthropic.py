@@ -20,6 +20,7 @@ from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
+from gatehouse.upstream.error_text import upstream_status
 from gatehouse.wire import anthropic as wire
 from gatehouse.wire import anthropic_response as response_wire
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
@@ -32,13 +33,11 @@ COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking
 
 
 class _ErrorDetail(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
+    type: Any = None
 
 
 class _ErrorEnvelope(msgspec.Struct):
     error: _ErrorDetail | str | None = None
-    message: str | None = None
 
 
 class _Count(msgspec.Struct):
@@ -53,16 +52,15 @@ _error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 _count_decoder = msgspec.json.Decoder(_Count)
 
 
-def upstream_error(status: int, raw: bytes, model: str) -> UpstreamStatus:
+def upstream_error(status: int, raw: bytes, model: str, headers: Any = None) -> UpstreamStatus:
+    """The gateway error for an Anthropic error answer: its type kept when allow-listed, its text
+    only in the operator's log (scrubbed)."""
     try:
         env = _error_decoder.decode(raw)
-        if isinstance(env.error, _ErrorDetail):
-            message, etype = env.error.message or "no details", env.error.type
-        else:
-            message, etype = (env.error or env.message or "no details"), None
-    except msgspec.DecodeError:
-        message, etype = raw.decode(errors="replace").strip()[:300] or "no details", None
-    return UpstreamStatus(status, f"Upstream error for model '{model}' ({status}): {message}", error_type=etype)
+        kinds = (env.error.type,) if isinstance(env.error, _ErrorDetail) else ()
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        kinds = ()
+    return upstream_status(status, model, "anthropic", raw, kinds=kinds, headers=headers)
 
 
 class AnthropicProvider(Provider):
@@ -103,9 +101,9 @@ class AnthropicProvider(Provider):
     async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
         resp = await self._send(url, body, self._headers(call), call)
-        if resp.status >= 400:
+        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
             raw = await read_body(resp, call.public_model)
-            raise upstream_error(resp.status, raw, call.public_model)
+            raise upstream_error(resp.status, raw, call.public_model, resp.headers)
         return resp
 
     # ---- canonical chat (OpenAI-dialect clients) ---------------------------------------------------
@@ -137,11 +135,15 @@ class AnthropicProvider(Provider):
         if not stream or not ctype.startswith("text/event-stream"):
             raw = await read_body(resp, call.public_model)
             try:
-                usage_obj = response_wire.usage_only_decoder.decode(raw).usage
+                head = response_wire.usage_only_decoder.decode(raw)
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
-            return Forwarded(resp.status, ctype, body=raw, usage=usage_obj.canonical() if usage_obj else None)
-        relay = MessageStreamRelay(call.public_model)
+            if head.error is not None:
+                raise upstream_error(resp.status, raw, call.public_model)
+            if call.model_swap is not None:
+                raw = call.model_swap.apply(raw)
+            return Forwarded(resp.status, ctype, body=raw, usage=head.usage.canonical() if head.usage else None)
+        relay = MessageStreamRelay(call.public_model, call.model_swap)
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 

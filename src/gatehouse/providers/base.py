@@ -28,6 +28,7 @@ from gatehouse.types import (
     Usage,
 )
 from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.wire.model_swap import ModelSwap
 
 
 class CallContext(Struct):
@@ -36,6 +37,8 @@ class CallContext(Struct):
     upstream_model: str
     # Client headers a provider may forward (e.g. anthropic-beta), already filtered.
     forward_headers: dict[str, str] = field(default_factory=dict)
+    # For replies relayed untranslated: the deployment's upstream id -> the public name.
+    model_swap: ModelSwap | None = None
 
 
 class StreamTally(Protocol):

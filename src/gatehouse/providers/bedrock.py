@@ -97,7 +97,7 @@ class BedrockProvider(Provider):
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
             raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,
-                                           call.public_model, permission)
+                                           call.public_model, permission, resp.headers)
         return resp
 
     async def _json(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext) -> tuple[bytes, Any]:

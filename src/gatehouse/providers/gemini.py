@@ -54,7 +54,7 @@ class GeminiProvider(Provider):
         resp = await self._send(url, body, dict(self.static_headers), call)
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
-            raise wire.error_from_body(resp.status, raw, call.public_model)
+            raise wire.error_from_body(resp.status, raw, call.public_model, resp.headers)
         return resp
 
     async def _read(self, url: str, payload: dict[str, Any], call: CallContext) -> bytes:

@@ -30,6 +30,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import bearer
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.error_text import upstream_status
 from gatehouse.wire import ollama as wire
 from gatehouse.wire.ollama_stream import NDJSONRelay, decode_stream
 
@@ -72,10 +73,10 @@ class OllamaProvider(Provider):
         url = self.base_url + path
         body = json_encode(payload)
         resp = await self._send(url, body, dict(self.static_headers), call)
-        if resp.status >= 400:
+        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
             try:
                 async with transport_errors(call.public_model):
-                    await raise_for_status(resp, call.public_model)  # Ollama errors: {"error": "..."}
+                    await raise_for_status(resp, call.public_model, "ollama")  # Ollama errors: {"error": "..."}
             finally:
                 resp.release()
         return resp
@@ -154,11 +155,16 @@ class OllamaProvider(Provider):
             usage = None
             if path in _GENERATING:
                 try:
-                    usage = wire.response_decoder.decode(raw).usage()
+                    reply = wire.response_decoder.decode(raw)
                 except msgspec.DecodeError:
                     raise malformed(call.public_model) from None
+                if reply.error is not None:  # an error body sent with a 2xx status: never relayed
+                    raise upstream_status(resp.status, call.public_model, "ollama", raw)
+                usage = reply.usage()
+            if call.model_swap is not None:
+                raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
-        relay = NDJSONRelay()
+        relay = NDJSONRelay(call.public_model, call.model_swap)
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release)
 

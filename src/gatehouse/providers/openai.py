@@ -7,7 +7,6 @@ import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
-from gatehouse.errors import UpstreamStatus
 from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
 from gatehouse.types import (
     ChatRequest,
@@ -20,6 +19,7 @@ from gatehouse.types import (
     json_encode,
 )
 from gatehouse.upstream.auth import bearer
+from gatehouse.upstream.error_text import upstream_status
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
@@ -49,41 +49,34 @@ _models_decoder = msgspec.json.Decoder(_ModelList)
 
 
 class _ErrorDetail(msgspec.Struct):
-    message: str = ""
-    type: str | None = None
+    type: Any = None
+    code: Any = None
 
 
 class _ErrorEnvelope(msgspec.Struct):
     error: _ErrorDetail | str | None = None
-    message: str | None = None
-    detail: Any = None
+    type: Any = None  # TGI: {"error": "...", "error_type": "..."}; some servers put it at the top
+    error_type: Any = None
 
 
-def upstream_error_message(raw: bytes) -> tuple[str, str | None]:
-    """The message text of an upstream error body (OpenAI, vLLM, FastAPI or plain text)."""
+def upstream_error_kinds(raw: bytes) -> tuple[str | None, ...]:
+    """The error type and code an upstream error body names (OpenAI, vLLM, TGI, FastAPI), to be
+    checked against the allow-list; the message text itself is never shown to the client."""
     try:
         env = msgspec.json.decode(raw, type=_ErrorEnvelope)
-    except msgspec.DecodeError:
-        text = raw.decode(errors="replace").strip()
-        return (text[:300] or "no details"), None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ()
+    names = [env.type, env.error_type]
     if isinstance(env.error, _ErrorDetail):
-        return env.error.message or "no details", env.error.type
-    if isinstance(env.error, str):
-        return env.error, None
-    if env.message:
-        return env.message, None
-    if env.detail:
-        return str(env.detail)[:300], None
-    return "no details", None
+        names += [env.error.type, env.error.code]
+    return tuple(n for n in names if isinstance(n, str))
 
 
-async def raise_for_status(resp: aiohttp.ClientResponse, model: str) -> None:
-    if resp.status < 400:
+async def raise_for_status(resp: aiohttp.ClientResponse, model: str, dialect: str = "openai") -> None:
+    if resp.status < 300:
         return
     raw = await resp.read()
-    message, etype = upstream_error_message(raw)
-    raise UpstreamStatus(resp.status, f"Upstream error for model '{model}' ({resp.status}): {message}",
-                         error_type=etype)
+    raise upstream_status(resp.status, model, dialect, raw, kinds=upstream_error_kinds(raw), headers=resp.headers)
 
 
 class OpenAIProvider(Provider):
@@ -104,7 +97,7 @@ class OpenAIProvider(Provider):
     async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
         url = self.base_url + path
         resp = await self._send(url, body, dict(self.static_headers), call)
-        if resp.status >= 400:
+        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
             try:
                 async with transport_errors(call.public_model):
                     await raise_for_status(resp, call.public_model)
@@ -189,12 +182,16 @@ class OpenAIProvider(Provider):
         if not stream or not ctype.startswith("text/event-stream"):
             raw = await read_body(resp, call.public_model)
             try:
-                usage_obj = wire_response.usage_only_decoder.decode(raw).usage
+                head = wire_response.usage_only_decoder.decode(raw)
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
-            usage = usage_obj.canonical() if usage_obj else None
+            if head.error is not None:
+                raise upstream_status(resp.status, call.public_model, "openai", raw, kinds=upstream_error_kinds(raw))
+            usage = head.usage.canonical() if head.usage else None
+            if call.model_swap is not None:
+                raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
-        relay = PassthroughRelay(client_wants_usage)
+        relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
         splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)

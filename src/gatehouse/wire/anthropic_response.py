@@ -53,6 +53,7 @@ class AResponse(Struct, omit_defaults=True):
 
 class AUsageOnly(Struct):
     usage: AUsage | None = None
+    error: Any = None  # an error body sent with a 2xx status: never relayed
 
 
 response_decoder = msgspec.json.Decoder(AResponse)

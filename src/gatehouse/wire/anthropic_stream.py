@@ -31,7 +31,9 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
+from gatehouse.upstream.error_text import client_message, note, safe_kind
 from gatehouse.upstream.sse import iter_events, iter_frames, parse_frame
+from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.anthropic import ABlock
 from gatehouse.wire.anthropic_response import (
     STOP_FROM_ANTHROPIC,
@@ -87,8 +89,12 @@ ERROR_STATUS = {
 
 
 def stream_error(err: _ErrorBody, model: str) -> GatehouseError:
+    """An upstream `error` event as a gateway error: its type kept when allow-listed, its text
+    only in the operator's log (scrubbed)."""
     status = ERROR_STATUS.get(err.type, 500)
-    return UpstreamStatus(status, f"Upstream error for model '{model}': {err.message}", error_type=err.type)
+    note("anthropic", model, 0, f"{err.type}: {err.message}")
+    kind = safe_kind("anthropic", err.type)
+    return UpstreamStatus(status, client_message(model, status, kind, in_stream=True), error_type=kind)
 
 
 def _merge_usage(total: AUsage, part: AUsage | None) -> None:
@@ -318,8 +324,9 @@ class MessageStreamRelay:
     message_delta on the way. An upstream `error` event or a stream that ends without
     message_stop becomes a gateway error, which the dispatcher renders as an `error` event."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, model_swap: ModelSwap | None = None):
         self.model = model
+        self.swap = model_swap.apply if model_swap is not None else None  # upstream id -> public name
         self.usage: Usage | None = None
         self.finished = False
         self.frames = 0
@@ -335,6 +342,8 @@ class MessageStreamRelay:
                         if out:
                             yield b"\n\n".join(out) + b"\n\n"
                         raise problem
+                    if self.swap is not None:  # message_start names the model
+                        raw = self.swap(raw)
                 else:
                     self.frames += 1
                 out.append(raw)

@@ -17,6 +17,7 @@ from msgspec import Struct
 
 from gatehouse.config import GuardrailConfig
 from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamStatus, UpstreamTimeout
+from gatehouse.upstream.error_text import note, retry_after, safe_kind
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -334,57 +335,60 @@ def cohere_vectors(resp: CohereEmbeddings) -> list[list[float]]:
 
 # ---- errors ------------------------------------------------------------------------------------
 
-_ARN = re.compile(r"arn:aws[\w-]*:[^\s\"',]+")
 _ACTION = re.compile(r"perform:\s*([a-z0-9-]+:[A-Za-z]+)")
 _CREDENTIAL_ERRORS = {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
                       "IncompleteSignatureException", "MissingAuthenticationTokenException",
                       "InvalidClientTokenId", "SignatureDoesNotMatch"}
 
 
-def clean_message(message: str) -> str:
-    """An AWS message fit for the client: ARNs (which name accounts and roles) removed, capped."""
-    return _ARN.sub("<arn>", message).strip()[:300] or "no details"
-
-
-def bedrock_error(status: int, error_type: str, message: str, model: str, permission: str) -> GatehouseError:
+def bedrock_error(status: int, error_type: str, message: str, model: str, permission: str,
+                  headers: Any = None) -> GatehouseError:
     """Map a Bedrock error type (header `x-amzn-ErrorType`, or a stream exception) to ours.
 
-    `permission` is the IAM action the call needs, named when AWS denies access.
+    `permission` is the IAM action the call needs, named when AWS denies access. AWS's message
+    text goes to the operator's log only (scrubbed: it names accounts, roles and ARNs); the
+    client sees the error type when it is a known one.
     """
     kind = error_type.split(":", 1)[0].strip()
     kind = kind[:1].upper() + kind[1:]  # stream exceptions are camelCase: throttlingException
-    text = clean_message(message)
+    note("bedrock", model, status, f"{kind}: {message}")
+    safe = safe_kind("bedrock", kind)
+    named = f" ({safe})" if safe else ""
+    wait = retry_after(headers)
     err: GatehouseError
     if kind in ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"):
-        err = UpstreamStatus(429, f"Bedrock is throttling requests for model '{model}': {text}",
-                             error_type=kind)
+        err = UpstreamStatus(429, f"Bedrock is throttling requests for model '{model}'{named}.",
+                             error_type=safe, headers=wait)
     elif kind == "ValidationException":
-        err = UpstreamStatus(400, f"Bedrock rejected the request for model '{model}': {text}", error_type=kind)
+        err = UpstreamStatus(400, f"Bedrock rejected the request for model '{model}'{named}.",
+                             error_type=safe)
     elif kind == "AccessDeniedException":
         found = _ACTION.search(message)
         action = found.group(1) if found else permission
         err = UpstreamStatus(403, (
             f"AWS denied the gateway access to the Bedrock model behind '{model}': the gateway's AWS "
             f"identity needs the IAM permission {action} on that model (or inference profile), and "
-            "access to the model must be enabled in the Bedrock console."), error_type=kind)
+            "access to the model must be enabled in the Bedrock console."), error_type=safe)
         err.code = "upstream_access_denied"
     elif kind in _CREDENTIAL_ERRORS:
         err = UpstreamStatus(403, (
-            f"AWS did not accept the gateway's credentials for model '{model}' ({kind}); check the "
-            "gateway's AWS credential source and region."), error_type=kind)
+            f"AWS did not accept the gateway's credentials for model '{model}'{named}; check the "
+            "gateway's AWS credential source and region."), error_type=safe)
         err.code = "upstream_auth_failed"
     elif kind in ("ModelNotReadyException", "ServiceUnavailableException"):
-        err = UpstreamStatus(503, f"The Bedrock model behind '{model}' is not available right now: {text}",
-                             error_type=kind)
+        err = UpstreamStatus(503, f"The Bedrock model behind '{model}' is not available right now{named}.",
+                             error_type=safe, headers=wait)
     elif kind == "ResourceNotFoundException":
-        err = UpstreamStatus(502, f"Bedrock does not know the model configured for '{model}': {text}",
-                             error_type=kind)
+        err = UpstreamStatus(502, f"Bedrock does not know the model configured for '{model}'{named}.",
+                             error_type=safe)
         err.code = "upstream_model_not_found"
     elif kind == "ModelTimeoutException":
-        err = UpstreamTimeout(f"The Bedrock model behind '{model}' timed out: {text}")
+        err = UpstreamTimeout(f"The Bedrock model behind '{model}' timed out{named}.")
     else:
         err = UpstreamStatus(status if status >= 500 else 502,
-                             f"Bedrock failed for model '{model}' ({kind or status}): {text}", error_type=kind)
+                             f"Bedrock failed for model '{model}' ({f'HTTP {status}' if status else 'in the stream'}"
+                             f"{', ' + safe if safe else ''}).",
+                             error_type=safe)
     return err
 
 
@@ -402,6 +406,6 @@ def error_message(raw: bytes) -> str:
 
 
 def error_from_response(status: int, error_type: str | None, raw: bytes, model: str,
-                        permission: str) -> GatehouseError:
-    return bedrock_error(status, error_type or "", error_message(raw), model, permission)
+                        permission: str, headers: Any = None) -> GatehouseError:
+    return bedrock_error(status, error_type or "", error_message(raw), model, permission, headers)
 

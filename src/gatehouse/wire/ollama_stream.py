@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import msgspec
 
-from gatehouse.errors import UpstreamError
+from gatehouse.errors import UpstreamError, UpstreamStatus
 from gatehouse.types import (
     StreamEnd,
     StreamEvent,
@@ -20,8 +20,11 @@ from gatehouse.types import (
     ToolCallDelta,
     ToolCallStart,
     Usage,
+    json_encode,
 )
+from gatehouse.upstream.error_text import client_message, note
 from gatehouse.upstream.ndjson import iter_lines
+from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.ollama import response_decoder, stop_reason, tool_call_parts
 
 
@@ -38,7 +41,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], response_id: str, model: s
         except msgspec.DecodeError:
             raise _malformed(model) from None
         if resp.error is not None:
-            raise UpstreamError(f"Upstream error for model '{model}': {resp.error[:300]}")
+            raise stream_failure(line, model)
         if not started:
             started = True
             yield StreamStart(response_id, model)
@@ -61,13 +64,30 @@ async def decode_stream(chunks: AsyncIterator[bytes], response_id: str, model: s
     raise UpstreamError(f"The upstream for model '{model}' ended the stream early.", code="upstream_disconnected")
 
 
+def stream_failure(line: bytes, model: str) -> UpstreamStatus:
+    """An upstream's `{"error": ...}` line as a gateway error: its text only in the operator's
+    log (scrubbed); Ollama errors carry no type to keep."""
+    note("ollama", model, 0, line)
+    return UpstreamStatus(500, client_message(model, 500, None, in_stream=True))
+
+
+def _names_error(line: bytes) -> bool:
+    try:
+        return response_decoder.decode(line).error is not None
+    except msgspec.DecodeError:
+        return True  # an unreadable line naming an error is not relayed as it came
+
+
 _DONE_MARKERS = (b'"done":true', b'"done": true')
 
 
 class NDJSONRelay:
-    """Relay an Ollama NDJSON stream line by line, reading the usage from the final line."""
+    """Relay an Ollama NDJSON stream line by line, reading the usage from the final line. An
+    `{"error": ...}` line is replaced by our own; with a `model_swap`, lines carry the public name."""
 
-    def __init__(self) -> None:
+    def __init__(self, public_model: str = "", model_swap: ModelSwap | None = None) -> None:
+        self.public_model = public_model
+        self.swap = model_swap.apply if model_swap is not None else None
         self.usage: Usage | None = None
         self.finished = False
         self.frames = 0  # content lines relayed: ~one token each, the estimate if no final line
@@ -82,6 +102,8 @@ class NDJSONRelay:
                 else:
                     self.usage = final.usage()
                     self.finished = True
+            elif b'"error"' in line and _names_error(line):
+                line = json_encode({"error": stream_failure(line, self.public_model).message})
             else:
                 self.frames += 1
-            yield line + b"\n"
+            yield line + b"\n" if self.swap is None else self.swap(line) + b"\n"

@@ -82,6 +82,7 @@ class OAResponse(Struct, omit_defaults=True):
 
 class OAUsageOnly(Struct):
     usage: OAUsage | None = None
+    error: Any = None  # an error body sent with a 2xx status: never relayed
 
 
 FINISH_TO_STOP: dict[str | None, StopReason] = {

@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator, Union
 import msgspec
 from msgspec import Struct
 
-from gatehouse.errors import UpstreamError
+from gatehouse.errors import UpstreamError, UpstreamStatus
 from gatehouse.types import (
     StreamEnd,
     StreamEvent,
@@ -19,7 +19,9 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
+from gatehouse.upstream.error_text import client_message, first_kind, note, safe_kind
 from gatehouse.upstream.sse import iter_events, split_frames
+from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.openai_response import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
 
 
@@ -52,8 +54,9 @@ class OAChunkChoice(Struct, omit_defaults=True):
 
 
 class OAErrorBody(Struct, omit_defaults=True):
-    message: str = "upstream error"
-    type: str | None = None
+    message: Any = None
+    type: Any = None
+    code: Any = None
 
 
 class OAChunk(Struct, omit_defaults=True):
@@ -62,7 +65,16 @@ class OAChunk(Struct, omit_defaults=True):
     created: int = 0
     choices: list[OAChunkChoice] = []
     usage: OAUsage | None = None
-    error: OAErrorBody | None = None
+    error: OAErrorBody | str | None = None
+    # vLLM's in-stream error is the error object itself: {"object":"error","message":...,"type":...}
+    object: Any = None
+    type: Any = None
+    code: Any = None
+
+    def failure(self) -> OAErrorBody | str | None:
+        if self.error is None and self.object == "error":
+            return OAErrorBody(type=self.type, code=self.code)
+        return self.error
 
 
 chunk_decoder = msgspec.json.Decoder(OAChunk)
@@ -83,8 +95,8 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
             chunk = chunk_decoder.decode(ev.data)
         except msgspec.DecodeError:
             raise UpstreamError(f"The upstream for model '{model}' sent a malformed stream chunk.") from None
-        if chunk.error is not None:
-            raise UpstreamError(f"Upstream error: {chunk.error.message}")
+        if (failure := chunk.failure()) is not None:
+            raise stream_failure(ev.data, failure, model)
         if not started:
             started = True
             yield StreamStart(chunk.id or "chatcmpl-gatehouse", chunk.model or model)
@@ -122,6 +134,15 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
     if tool_index and stop == "end":
         stop = "tool_calls"
     yield StreamEnd(stop, usage, stop_sequence)
+
+
+def stream_failure(data: bytes, error: OAErrorBody | str, model: str) -> UpstreamStatus:
+    """An upstream's in-stream error as a gateway error: its type/code kept when allow-listed,
+    its text only in the operator's log (scrubbed)."""
+    note("openai", model, 0, data)
+    kinds = (error.type, error.code) if isinstance(error, OAErrorBody) else ()
+    return UpstreamStatus(500, client_message(model, 500, safe_kind("openai", *kinds), in_stream=True),
+                          error_type=first_kind("openai", kinds))
 
 
 class ChunkEncoder:
@@ -189,8 +210,10 @@ class PassthroughRelay:
     the usage-only chunk (empty `choices`) is dropped so the client sees what it asked for.
     """
 
-    def __init__(self, client_wants_usage: bool):
+    def __init__(self, client_wants_usage: bool, public_model: str = "", model_swap: ModelSwap | None = None):
         self.client_wants_usage = client_wants_usage
+        self.public_model = public_model
+        self.swap = model_swap.apply if model_swap is not None else None  # upstream id -> public name
         self.usage: Usage | None = None
         self.finished = False
         self.frames = 0  # content frames relayed: ~one token each, the estimate if usage never comes
@@ -216,7 +239,7 @@ class PassthroughRelay:
             n = data.count(b"\n\n")
             if data.count(b'"finish_reason":null') == n and b'"usage":{' not in data:
                 self.frames += n
-                return data
+                return data if self.swap is None else self.swap(data)
         buf = self._buf + data if self._buf else data
         if b"\n\n" not in buf and b"\r\n\r\n" not in buf:
             self._buf = buf
@@ -233,32 +256,45 @@ class PassthroughRelay:
         out: list[bytes] = []
         for frame in frames:
             if _worth_decoding(frame):
-                if not self._inspect(frame):
+                kept = self._inspect(frame)
+                if kept is None:
                     continue
+                frame = kept
             else:
                 self.frames += 1
             out.append(frame)
-        return b"\n\n".join(out) + b"\n\n" if out else b""
+        if not out:
+            return b""
+        joined = b"\n\n".join(out) + b"\n\n"
+        return joined if self.swap is None else self.swap(joined)
 
-    def _inspect(self, frame: bytes) -> bool:
-        """Read usage/finish from a frame; return False to drop it from the client stream."""
+    def _inspect(self, frame: bytes) -> bytes | None:
+        """Read usage/finish from a frame; return the frame for the client (an upstream error
+        replaced by our own), or None to drop it from the client stream."""
         data = frame[5:].strip() if frame.startswith(b"data:") else b""
         if data == b"[DONE]":
             self.finished = True
-            return True
+            return frame
         try:
             chunk = chunk_decoder.decode(data)
         except msgspec.DecodeError:
-            return True
-        if chunk.error is not None:
-            return True
+            if b'"error"' in frame:  # an error frame we cannot read: never relayed as it came
+                return self._error_frame(stream_failure(frame, "", self.public_model))
+            return frame
+        if (failure := chunk.failure()) is not None:
+            return self._error_frame(stream_failure(data, failure, self.public_model))
         if any(c.finish_reason for c in chunk.choices):
             self.finished = True
         if chunk.usage is not None:
             self.usage = chunk.usage.canonical()
             if not chunk.choices and not self.client_wants_usage:
-                return False
-        return True
+                return None
+        return frame
+
+    @staticmethod
+    def _error_frame(err: UpstreamStatus) -> bytes:
+        body = {"error": {"message": err.message, "type": err.type, "param": None, "code": err.code}}
+        return b"data: " + json_encode(body)
 
 
 class CompletionChunkEncoder(ChunkEncoder):
