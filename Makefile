@@ -5,11 +5,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck install dev-install services claude-code bench check clean
+.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
 CLAUDE_CODE_BIN := .cache/claude-code/node_modules/@anthropic-ai/claude-code-linux-x64/claude
+# The real Codex CLI, as a client of the Responses API (npm registry).
+CODEX_VERSION ?= 0.171.0
+CODEX_BIN := .cache/codex/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,8 +49,16 @@ $(CLAUDE_CODE_BIN):
 
 claude-code: $(CLAUDE_CODE_BIN)
 
-test: dev-install services claude-code
+$(CODEX_BIN):
+	@command -v npm >/dev/null 2>&1 && npm install --silent --no-audit --no-fund --prefix .cache/codex \
+	  @openai/codex@$(CODEX_VERSION) >/dev/null 2>&1 \
+	  || echo "warning: could not install Codex; its test will be skipped"
+
+codex: $(CODEX_BIN)
+
+test: dev-install services claude-code codex
 	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
+	  $(if $(wildcard $(CODEX_BIN)),GATEHOUSE_CODEX_BIN=$(abspath $(CODEX_BIN))) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.

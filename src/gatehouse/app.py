@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, ui, usage
+from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, responses, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -36,6 +36,7 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/completions", openai.completions, "completions"),
     Route("POST", "/v1/embeddings", openai.embeddings, "embeddings"),
     Route("GET", "/v1/models", openai.list_models, "models"),
+    Route("POST", "/v1/responses", responses.create, "responses"),
     Route("GET", "/v1/models/{model}", openai.get_model, "models"),
     Route("GET", "/healthz", ops.healthz, "ops"),
     Route("GET", "/readyz", ops.readyz, "ops"),
@@ -77,7 +78,7 @@ ROUTES: list[Route] = [
     Route("GET", "/ui/session", ui.session, "ui"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
-ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
+ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
            "/embeddings": "/v1/embeddings", "/models": "/v1/models"}
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
 

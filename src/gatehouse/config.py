@@ -51,6 +51,14 @@ class AdminConfig(_Base):
     key: str | None = None  # None: every admin route is denied
 
 
+class ResponsesConfig(_Base):
+    """POST /v1/responses (docs/responses-api.md)."""
+
+    # OpenAI-hosted tools (web_search, file_search, code_interpreter, ...) cannot run elsewhere:
+    # drop them from the request (named in x-gatehouse-dropped-tools), or refuse it with a 400.
+    hosted_tools: Literal["drop", "refuse"] = "drop"
+
+
 class UiConfig(_Base):
     """The admin web UI at /ui (docs/admin-ui.md). Off whenever admin.key is not set."""
 
@@ -207,6 +215,7 @@ class Config(_Base):
     store: StoreConfig = field(default_factory=StoreConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    responses: ResponsesConfig = field(default_factory=ResponsesConfig)
     providers: dict[str, ProviderConfig] = field(default_factory=dict)
     models: list[ModelConfig] = field(default_factory=list)
     # Requested model name pattern -> configured model (Claude Code asks for its own ids).
