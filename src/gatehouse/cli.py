@@ -15,9 +15,8 @@ import time
 
 from gatehouse import config as config_mod
 from gatehouse.config import Config, ConfigError
+from gatehouse.defaults import EMBEDDED_CONSUMER, OPEN_NOTICE
 from gatehouse.runtime import data_dir_from_env
-
-EMBEDDED_CONSUMER = "local"
 
 
 def load_config(path: str | None) -> Config:
@@ -62,6 +61,7 @@ async def _first_start_key(cfg: Config, base: str) -> None:
     model = cfg.models[0].name
     print(f"""
 Gatehouse created an API key for consumer '{EMBEDDED_CONSUMER}'. It is shown only this once:
+(Note: {OPEN_NOTICE}.)
 
     {key}
 
@@ -116,6 +116,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     return
             super().handle_exit(sig, frame)
 
+    if not args.config:
+        print(f"gatehouse: {OPEN_NOTICE}", file=sys.stderr, flush=True)
     print(f"gatehouse listening on http://{host}:{port} ({len(cfg.models)} models)", file=sys.stderr, flush=True)
     Server(server_config).run()
     return 0
@@ -139,11 +141,21 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 async def _keys(cfg: Config, args: argparse.Namespace) -> int:
+    from gatehouse.errors import GatehouseError
+    from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.policy.keys import new_key
+    from gatehouse.store.directory_sql import DirectoryStore
 
     store, hasher = await _open_store(cfg)
+    directory = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models])
     try:
         if args.keys_cmd == "create":
+            try:
+                await directory.require_consumer(args.consumer)
+            except GatehouseError as e:
+                print(f"error: {e.message.replace('POST /admin/consumers', 'gatehouse consumers create')}",
+                      file=sys.stderr)
+                return 1
             key = new_key()
             expires = time.time() + args.expires_in if args.expires_in else None
             record = hasher.record(args.consumer, key, args.description, expires)
@@ -159,7 +171,7 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
         elif args.keys_cmd == "rotate":
             from gatehouse.cli_admin import rotate_key
 
-            return await rotate_key(store, hasher, args)
+            return await rotate_key(store, hasher, args, directory.require_consumer)
         elif args.keys_cmd == "revoke":
             record = await store.revoke_key(args.key_id, time.time())
             if record is None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from gatehouse.errors import GatehouseError
 
@@ -122,11 +122,12 @@ async def _directory(cfg, args: argparse.Namespace) -> int:
         await store.close()
 
 
-async def rotate_key(store, hasher, args: argparse.Namespace) -> int:
+async def rotate_key(store, hasher, args: argparse.Namespace,
+                     require_consumer: Callable[[Any], Awaitable[str]] | None = None) -> int:
     from gatehouse.policy.key_rotation import rotate
 
     try:
-        new, key, old = await rotate(store, hasher, args.key_id, args.grace, args.description)
+        new, key, old = await rotate(store, hasher, args.key_id, args.grace, args.description, require_consumer)
     except GatehouseError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import msgspec
 from gatehouse.api.http import Request, header_list, send_json
 from gatehouse.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
 from gatehouse.policy.auth import key_from_headers
+from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
@@ -41,9 +42,15 @@ def key_view(r: KeyRecord) -> dict[str, Any]:
     }
 
 
+def directory_admin(rt: Runtime) -> DirectoryAdmin:
+    assert rt.access is not None
+    return DirectoryAdmin(rt.cfg, rt.access.store, rt.access.model_names)
+
+
 async def create_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
     body = convert(decode_json_object(await req.json_body(rt.cfg.server.max_body_bytes)), CreateKey)
+    await directory_admin(rt).require_consumer(body.consumer)
     key = new_key()
     expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
     record = rt.hasher.record(body.consumer, key, body.description, expires)
@@ -90,7 +97,7 @@ async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     if body.grace_seconds < 0:
         raise InvalidRequest("'grace_seconds' must not be negative.", param="grace_seconds")
     new, key, old = await rotate(rt.store, rt.hasher, req.path_params["key_id"], body.grace_seconds,
-                                 body.description)
+                                 body.description, directory_admin(rt).require_consumer)
     rt.auth.forget(old.key_hash)
     await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,
                                     "old_key_expires_at": old.expires_at}, header_list(ex.request_id))
