@@ -184,6 +184,10 @@ class JwtConfig(_Base):
     groups: dict[str, str] = field(default_factory=dict)  # claim value -> group (first match wins)
     default_group: str | None = None  # None: tokens with no mapped group are refused
     consumer_claim: str = "sub"
+    # A token's consumer is this prefix + its subject, so JWT users and key consumers are
+    # distinct identities (own limits, own usage) even when the names are equal. "" maps a
+    # subject onto the key consumer of the same name on purpose (shared limits and usage).
+    consumer_prefix: str = "jwt:"
     leeway_seconds: float = 30.0
     jwks_refresh_seconds: float = 300.0
     jwks_cooldown_seconds: float = 5.0  # least time between refetches for an unknown `kid`

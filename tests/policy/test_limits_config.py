@@ -69,6 +69,8 @@ def test_limits_and_prices_load():
     (config(auth={"jwt": {"jwks_url": "file:///etc/keys", "issuer": "i", "audience": "a"}}),
      "auth.jwt.jwks_url: must be an http(s) URL"),
     (config(auth={"jwt": {"issuer": "i", "audience": "a"}}), "auth.jwt.jwks_url: required field is missing"),
+    (config(auth={"jwt": {"jwks_url": "https://i/j", "issuer": "i", "audience": "a", "consumer_prefix": "sso"}}),
+     "auth.jwt.consumer_prefix: must be ''"),
 ])
 def test_errors_name_the_field(raw, expected):
     assert error_of(raw).startswith(expected)

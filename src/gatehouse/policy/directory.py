@@ -98,8 +98,8 @@ class Directory:
         raise AuthenticationFailed(INVALID_KEY)
 
     def principal_in_group(self, subject: str, group: str, key_id: str) -> Principal | None:
-        """A JWT subject: the group's models and allowance, counted per subject. None when the
-        group does not exist."""
+        """A JWT identity (consumer_prefix + subject): the group's models and allowance,
+        counted per identity. None when the group does not exist."""
         g = self._subjects.get((subject, group))
         if g is None:
             spec = self.groups.get(group)

@@ -32,6 +32,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 NAME_RULE = ("1-64 characters: letters, digits and . _ @ -, starting with a letter or digit "
              f"(pattern {NAME_PATTERN})")
 _NAME = re.compile(NAME_PATTERN)
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}:")  # ends in ':', which no made name has
 
 
 class Limits(Struct, frozen=True):
@@ -135,3 +136,6 @@ def check_access_config(cfg: Config) -> None:
             raise ConfigError("auth.jwt.issuer: must not be empty")
         if not jwt.audience:
             raise ConfigError("auth.jwt.audience: must not be empty")
+        if jwt.consumer_prefix and not _PREFIX.fullmatch(jwt.consumer_prefix):
+            raise ConfigError("auth.jwt.consumer_prefix: must be '' (subjects are key consumers' names, on purpose) "
+                              "or 1-32 letters, digits, . _ @ - ending in ':' (default 'jwt:')")
