@@ -160,7 +160,7 @@ class GatehouseApp:
             send = self.cors.wrap(origin, send)
         dialect = "anthropic" if req.path.startswith("/v1/messages") else \
             "ollama" if req.path.startswith("/api/") else "openai"
-        ex = Exchange(req.request_id, "unknown", dialect)
+        ex = Exchange(req.request_id, "unknown", dialect, req.gateway_id, req.client_request_id)
         started = False
 
         async def tracking_send(message: dict) -> None:
