@@ -68,6 +68,7 @@ ROUTES: list[Route] = [
     Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
     Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
+    Route("GET", "/admin/audit", admin.audit_log, "admin"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",

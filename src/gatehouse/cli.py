@@ -142,12 +142,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 async def _keys(cfg: Config, args: argparse.Namespace) -> int:
     from gatehouse.errors import GatehouseError
+    from gatehouse.policy.audit import AuditTrail
     from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.policy.keys import new_key
     from gatehouse.store.directory_sql import DirectoryStore
 
     store, hasher = await _open_store(cfg)
-    directory = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models])
+    trail = AuditTrail.for_cli(store)
+    directory = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models], trail)
     try:
         if args.keys_cmd == "create":
             try:
@@ -160,6 +162,8 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
             expires = time.time() + args.expires_in if args.expires_in else None
             record = hasher.record(args.consumer, key, args.description, expires)
             await store.add_key(record)
+            await trail.record("key.create", record.id, {"consumer": record.consumer,
+                                                         "description": record.description, "expires_at": expires})
             print(f"created key {record.id} for consumer '{args.consumer}' (shown only once):")
             print(key)
         elif args.keys_cmd == "list":
@@ -171,12 +175,13 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
         elif args.keys_cmd == "rotate":
             from gatehouse.cli_admin import rotate_key
 
-            return await rotate_key(store, hasher, args, directory.require_consumer)
+            return await rotate_key(store, hasher, args, directory)
         elif args.keys_cmd == "revoke":
             record = await store.revoke_key(args.key_id, time.time())
             if record is None:
                 print(f"no key with id '{args.key_id}'", file=sys.stderr)
                 return 1
+            await trail.record("key.revoke", record.id, {"consumer": record.consumer})
             print(f"revoked {record.id} ({record.consumer})")
         return 0
     finally:
@@ -243,10 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_env(sub)
     add_metering_commands(sub, with_config)
 
-    from gatehouse.cli_admin import add_admin_commands, add_rotate_command
+    from gatehouse.cli_admin import add_admin_commands, add_audit_command, add_rotate_command
 
     add_rotate_command(ks, with_config)
     add_admin_commands(sub, with_config)
+    add_audit_command(sub, with_config)
     return p
 
 

@@ -3,6 +3,7 @@ config entries read-only, literal storage of awkward input, key rotation, and th
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -242,3 +243,59 @@ def test_cli_manages_groups_consumers_and_rotation_and_the_server_follows(gh):
     assert cli(gh, "groups", "delete", "cli-team").returncode == 0
     err = cli(gh, "groups", "update", "limited", "--max-tokens", "1")
     assert err.returncode == 1 and "config file" in err.stderr
+
+
+def test_admin_actions_are_audited_and_queryable_without_any_key(gh):
+    group, consumer = "audited-team", "audited-user"
+    assert admin(gh, "POST", "/admin/groups", json={"name": group, "models": ["chat"]}).status_code == 201
+    assert admin(gh, "POST", "/admin/consumers", json={"name": consumer, "group": group}).status_code == 201
+    created = admin(gh, "POST", "/admin/keys", json={"consumer": consumer, "description": "ci"}).json()
+    rotated = admin(gh, "POST", f"/admin/keys/{created['id']}/rotate", json={"grace_seconds": 0}).json()
+    assert admin(gh, "POST", f"/admin/keys/{rotated['id']}/revoke").status_code == 200
+    assert admin(gh, "PATCH", f"/admin/consumers/{consumer}", json={"max_tokens": 9}).status_code == 200
+    assert admin(gh, "DELETE", f"/admin/consumers/{consumer}").status_code == 200
+    assert admin(gh, "DELETE", f"/admin/groups/{group}").status_code == 200
+    assert admin(gh, "POST", "/admin/keys", json={"consumer": "ghost"}).status_code == 404  # refused: no record
+
+    r = admin(gh, "GET", "/admin/audit", params={"since": "1h", "limit": "1000"})
+    assert r.status_code == 200, r.text
+    mine = [e for e in r.json()["data"] if e["target"] in (group, consumer, created["id"], rotated["id"])]
+    assert [(e["action"], e["target"]) for e in reversed(mine)] == [
+        ("group.create", group), ("consumer.create", consumer), ("key.create", created["id"]),
+        ("key.rotate", created["id"]), ("key.revoke", rotated["id"]), ("consumer.update", consumer),
+        ("consumer.delete", consumer), ("group.delete", group)]
+    assert all(e["actor"] == "admin-key" and e["source"] == "127.0.0.1" and e["ts"] > time.time() - 600
+               for e in mine)
+    assert mine[-1]["detail"] == {"models": ["chat"]}
+    rotate = next(e for e in mine if e["action"] == "key.rotate")
+    assert rotate["detail"]["consumer"] == consumer and rotate["detail"]["new_key_id"] == rotated["id"]
+    assert "ghost" not in {e["target"] for e in r.json()["data"]}
+
+    keys = admin(gh, "GET", "/admin/audit", params={"action": "key.*", "since": "1h"}).json()["data"]
+    assert {e["action"] for e in keys} <= {"key.create", "key.rotate", "key.revoke"} and len(keys) >= 3
+    only = admin(gh, "GET", "/admin/audit", params={"target": consumer, "action": "consumer.delete"}).json()
+    assert [e["detail"] for e in only["data"]] == [{"keys_revoked": True}]
+
+    with sqlite3.connect(gh.home / "gatehouse.db") as db:
+        hashes = [h for (h,) in db.execute("SELECT key_hash FROM api_keys")]
+    for text in (r.text, gh.logs()):
+        for secret in (created["key"], rotated["key"], ADMIN_KEY, *hashes):
+            assert secret not in text
+    assert f'"action": "key.revoke", "target": "{rotated["id"]}"' in gh.logs(), "one log line per action"
+
+    for params in ({"colour": "red"}, {"limit": "0"}, {"limit": "1001"}, {"since": "yesterday"}):
+        bad = admin(gh, "GET", "/admin/audit", params=params)
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error", params
+
+
+def test_cli_changes_are_audited_and_the_cli_reads_the_log(gh):
+    assert cli(gh, "groups", "create", "cli-audited", "--models", "chat").returncode == 0
+    out = cli(gh, "audit", "--target", "cli-audited", "--json")
+    assert out.returncode == 0, out.stderr
+    [entry] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert entry["action"] == "group.create" and entry["actor"].startswith("cli:")
+    table = cli(gh, "audit", "--action", "group.*", "--since", "1h")
+    assert table.returncode == 0 and "group.create" in table.stdout and "'cli-audited'" in table.stdout
+    seen = admin(gh, "GET", "/admin/audit", params={"target": "cli-audited"}).json()["data"]
+    assert [e["actor"] for e in seen] == [entry["actor"]]
+    assert cli(gh, "audit", "--since", "soon").returncode == 2

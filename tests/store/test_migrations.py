@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import gatehouse.store.audit_sql  # noqa: F401 - registers audit_log on the shared metadata
 import gatehouse.store.directory_sql  # noqa: F401 - registers the access_* tables on the shared metadata
 import gatehouse.store.ledger  # noqa: F401 - registers usage_records on the shared metadata
 from gatehouse.store.migrate import current_revision, head_revision, upgrade

@@ -13,6 +13,7 @@ import msgspec
 from gatehouse.config import Config, ConfigError, ConsumerConfig, GroupConfig
 from gatehouse.errors import Conflict, InvalidRequest, NotFound
 from gatehouse.policy.access import expand
+from gatehouse.policy.audit import AuditTrail
 from gatehouse.policy.limits_config import LIMIT_FIELDS, check_limit_settings, check_name, effective_limits
 from gatehouse.store.directory_sql import DirectoryStore, NameTaken, Row
 from gatehouse.wire.common import convert
@@ -40,10 +41,15 @@ def _limits_view(spec) -> dict[str, Any]:
 
 
 class DirectoryAdmin:
-    def __init__(self, cfg: Config, store: DirectoryStore, model_names: list[str]):
+    def __init__(self, cfg: Config, store: DirectoryStore, model_names: list[str], audit: AuditTrail | None = None):
         self.cfg = cfg
         self.store = store
         self.model_names = model_names
+        self.audit = audit  # every change is recorded here once it is made
+
+    async def record(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        if self.audit is not None:
+            await self.audit.record(action, target, detail)
 
     # ---- groups --------------------------------------------------------------------------------
 
@@ -72,6 +78,7 @@ class DirectoryAdmin:
         except NameTaken:
             raise Conflict(f"Group '{name}' already exists.", code="name_taken") from None
         assert row is not None
+        await self.record("group.create", name, body)
         return self._group_view(name, spec, "store", row)
 
     async def update_group(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +90,7 @@ class DirectoryAdmin:
         new = await self.store.put_group(name, spec, create=False)
         if new is None:
             raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        await self.record("group.update", name, changes)
         return self._group_view(name, spec, "store", new)
 
     async def delete_group(self, name: str) -> None:
@@ -93,6 +101,7 @@ class DirectoryAdmin:
             raise Conflict(f"Group '{name}' still has consumers; move or delete them first.", code="group_in_use")
         if not done:
             raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        await self.record("group.delete", name)
 
     def _group_spec(self, body: dict[str, Any]) -> GroupConfig:
         spec = convert(body, GroupConfig)
@@ -142,6 +151,7 @@ class DirectoryAdmin:
         except NameTaken:
             raise Conflict(f"Consumer '{name}' already exists.", code="name_taken") from None
         assert row is not None
+        await self.record("consumer.create", name, {**body, "group": spec.group})
         return self._consumer_view(name, spec, "store", groups, row)
 
     async def update_consumer(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +166,7 @@ class DirectoryAdmin:
         new = await self.store.put_consumer(name, spec, create=False)
         if new is None:
             raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        await self.record("consumer.update", name, changes)
         return self._consumer_view(name, spec, "store", groups, new)
 
     async def require_consumer(self, name: Any, param: str = "consumer") -> str:
@@ -171,6 +182,7 @@ class DirectoryAdmin:
         self._writable(name, self.cfg.consumers, "Consumer")
         if not await self.store.delete_consumer(name):
             raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        await self.record("consumer.delete", name, {"keys_revoked": True})
 
     def _consumer_spec(self, body: dict[str, Any], groups: dict[str, GroupConfig]) -> ConsumerConfig:
         if "keys" in body:
