@@ -54,6 +54,10 @@ def test_removing_a_consumer_from_the_config_disables_its_keys(start_gatehouse, 
     assert ollama.status_code == 401 and isinstance(ollama.json()["error"], str)
     assert httpx.get(after.url + "/v1/usage/me", headers={"Authorization": f"Bearer {key}"}, timeout=10) \
         .status_code == 401
+    rotated = admin(after.url, "POST", f"/admin/keys/{created['id']}/rotate", json={"grace_seconds": 0})
+    assert rotated.status_code == 404 and rotated.json()["error"]["code"] == "consumer_not_found", \
+        "rotation never mints a key for a consumer defined nowhere"
+    assert admin(after.url, "POST", "/admin/keys", json={"consumer": "leaver"}).status_code == 404
     logs = after.logs()
     assert f"refused key {created['id']}" in logs and "'leaver'" in logs and key not in logs
     after.stop()
