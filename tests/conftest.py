@@ -43,10 +43,10 @@ def base_config(upstream_url: str, **overrides: Any) -> dict[str, Any]:
             {"name": "echo", "deployments": [{"provider": "echo", "model": "echo"}]},
             {"name": "restricted", "deployments": [{"provider": "up", "model": "up-chat"}]},
         ],
-        "groups": {"dev": {"models": ["chat", "embed", "echo"]}},
+        "groups": {"dev": {"models": ["chat", "embed", "echo"]}, "open": {"models": ["*"]}},
         "consumers": {
             "alice": {"group": "dev", "keys": [ALICE_KEY]},
-            "bob": {"keys": [BOB_KEY]},
+            "bob": {"group": "open", "keys": [BOB_KEY]},
         },
     }
     cfg.update(overrides)

@@ -33,7 +33,8 @@ def test_valid_config_loads_with_defaults():
 
 
 def test_interpolation_with_defaults_and_escapes():
-    raw = minimal(admin={"key": "${ADMIN:-fallback}"}, consumers={"a": {"keys": ["${A_KEY}", "$${literal}"]}})
+    raw = minimal(admin={"key": "${ADMIN:-fallback}"}, consumers={"a": {"keys": ["${A_KEY}", "$${literal}"]}},
+                  access={"default_group": "g"}, groups={"g": {}})
     cfg = from_mapping(raw, {"A_KEY": "secret-a"})
     assert cfg.admin.key == "fallback"
     assert cfg.consumers["a"].keys == ["secret-a", "${literal}"]

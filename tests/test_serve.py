@@ -33,6 +33,9 @@ def test_embedded_default_first_start_prints_key_once_and_detects_ollama(start_g
         key = re.search(r"^\s+(gh-\S+)$", out, re.M).group(1)
         assert f"export OPENAI_BASE_URL={gh.url}/v1 OPENAI_API_KEY={key}" in out
         assert "curl" in out
+        # The laptop default is open, and says so where its key is printed and on every start.
+        assert "consumer 'local' in group 'open': every model, no limits" in out
+        assert "group 'open': every model, no limits" in gh.logs()
         client = openai.OpenAI(base_url=gh.url + "/v1", api_key=key, max_retries=0)
         assert {m.id for m in client.models.list()} == {"echo", "qwen3-coder:32b", "llama3.2:1b"}
         reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])

@@ -122,7 +122,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
         "models": [
             {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]},
         ],
-        "consumers": {"bench": {"keys": [BENCH_KEY]}},
+        "groups": {"bench": {"models": ["*"]}},  # every model, no limits: the whole default pipeline
+        "consumers": {"bench": {"group": "bench", "keys": [BENCH_KEY]}},
     }
 
 

@@ -69,6 +69,7 @@ ROUTES: list[Route] = [
     Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
     Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
+    Route("GET", "/admin/audit", admin.audit_log, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
     Route("GET", "/ui", ui.page, "ui"),
@@ -168,7 +169,7 @@ class GatehouseApp:
             send = self.cors.wrap(origin, send)
         dialect = "anthropic" if req.path.startswith("/v1/messages") else \
             "ollama" if req.path.startswith("/api/") else "openai"
-        ex = Exchange(req.request_id, "unknown", dialect)
+        ex = Exchange(req.request_id, "unknown", dialect, req.gateway_id, req.client_request_id)
         started = False
 
         async def tracking_send(message: dict) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from gatehouse import config as config_mod
 from gatehouse.config import Config, ConfigError
+from gatehouse.defaults import EMBEDDED_CONSUMER, OPEN_NOTICE
 from gatehouse.runtime import data_dir_from_env
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from gatehouse.policy.keys import KeyHasher
     from gatehouse.store.ledger import UsageRow
     from gatehouse.store.sql import SqlStore
-
-EMBEDDED_CONSUMER = "local"
 
 
 def load_config(path: str | None) -> Config:
@@ -71,6 +70,7 @@ async def _first_start_key(cfg: Config, base: str) -> None:
     model = cfg.models[0].name
     print(f"""
 Gatehouse created an API key for consumer '{EMBEDDED_CONSUMER}'. It is shown only this once:
+(Note: {OPEN_NOTICE}.)
 
     {key}
 
@@ -125,6 +125,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     return
             super().handle_exit(sig, frame)
 
+    if not args.config:
+        print(f"gatehouse: {OPEN_NOTICE}", file=sys.stderr, flush=True)
     print(f"gatehouse listening on http://{host}:{port} ({len(cfg.models)} models)", file=sys.stderr, flush=True)
     Server(server_config).run()
     return 0
@@ -148,15 +150,29 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 async def _keys(cfg: Config, args: argparse.Namespace) -> int:
+    from gatehouse.errors import GatehouseError
+    from gatehouse.policy.audit import AuditTrail
+    from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.policy.keys import new_key
+    from gatehouse.store.directory_sql import DirectoryStore
 
     store, hasher = await _open_store(cfg)
+    trail = AuditTrail.for_cli(store)
+    directory = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models], trail)
     try:
         if args.keys_cmd == "create":
+            try:
+                await directory.require_consumer(args.consumer)
+            except GatehouseError as e:
+                print(f"error: {e.message.replace('POST /admin/consumers', 'gatehouse consumers create')}",
+                      file=sys.stderr)
+                return 1
             key = new_key()
             expires = time.time() + args.expires_in if args.expires_in else None
             record = hasher.record(args.consumer, key, args.description, expires)
             await store.add_key(record)
+            await trail.record("key.create", record.id, {"consumer": record.consumer,
+                                                         "description": record.description, "expires_at": expires})
             print(f"created key {record.id} for consumer '{args.consumer}' (shown only once):")
             print(key)
         elif args.keys_cmd == "list":
@@ -168,12 +184,13 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
         elif args.keys_cmd == "rotate":
             from gatehouse.cli_admin import rotate_key
 
-            return await rotate_key(store, hasher, args)
+            return await rotate_key(store, hasher, args, directory)
         elif args.keys_cmd == "revoke":
             revoked = await store.revoke_key(args.key_id, time.time())
             if revoked is None:
                 print(f"no key with id '{args.key_id}'", file=sys.stderr)
                 return 1
+            await trail.record("key.revoke", revoked.id, {"consumer": revoked.consumer})
             print(f"revoked {revoked.id} ({revoked.consumer})")
         return 0
     finally:
@@ -240,10 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_env(sub)
     add_metering_commands(sub, with_config)
 
-    from gatehouse.cli_admin import add_admin_commands, add_rotate_command
+    from gatehouse.cli_admin import add_admin_commands, add_audit_command, add_rotate_command
 
     add_rotate_command(ks, with_config)
     add_admin_commands(sub, with_config)
+    add_audit_command(sub, with_config)
     return p
 
 

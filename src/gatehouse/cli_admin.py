@@ -1,8 +1,8 @@
-"""`gatehouse groups ...`, `gatehouse consumers ...` and `gatehouse keys rotate`.
+"""`gatehouse groups ...`, `gatehouse consumers ...`, `gatehouse keys rotate` and `gatehouse audit`.
 
 Like `gatehouse keys`, these work on the store directly (no running server needed); running
 replicas pick a change up within half a second. Config-file entries are shown but can only
-be changed in the file.
+be changed in the file. Every change is recorded in the audit log, by `cli:<user>`.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from gatehouse.errors import GatehouseError
 if TYPE_CHECKING:
     from gatehouse.config import Config
     from gatehouse.policy.keys import KeyHasher
+    from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.store.sql import SqlStore
 
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -99,11 +100,12 @@ def cmd_directory(args: argparse.Namespace) -> int:
 
 async def _directory(cfg: Config, args: argparse.Namespace) -> int:
     from gatehouse.cli import _open_store
+    from gatehouse.policy.audit import AuditTrail
     from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.store.directory_sql import DirectoryStore
 
     store, _ = await _open_store(cfg)
-    admin = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models])
+    admin = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models], AuditTrail.for_cli(store))
     groups = args.what == "groups"
     try:
         cmd = args.admin_cmd
@@ -131,17 +133,69 @@ async def _directory(cfg: Config, args: argparse.Namespace) -> int:
         await store.close()
 
 
-async def rotate_key(store: SqlStore, hasher: KeyHasher, args: argparse.Namespace) -> int:
+async def rotate_key(store: SqlStore, hasher: KeyHasher, args: argparse.Namespace, admin: DirectoryAdmin) -> int:
     from gatehouse.policy.key_rotation import rotate
 
     try:
-        new, key, old = await rotate(store, hasher, args.key_id, args.grace, args.description)
+        new, key, old = await rotate(store, hasher, args.key_id, args.grace, args.description,
+                                     admin.require_consumer)
     except GatehouseError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1
+    await admin.record("key.rotate", old.id, {"consumer": old.consumer, "new_key_id": new.id,
+                                              "old_key_expires_at": old.expires_at})
     until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old.expires_at)) if old.expires_at else "-"
     print(f"created key {new.id} for consumer '{new.consumer}' (shown only once); {old.id} stays valid until {until}:")
     print(key)
+    return 0
+
+
+def add_audit_command(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
+    a = with_config(sub.add_parser("audit", help="admin actions (who changed keys, groups, consumers), newest first"))
+    a.add_argument("--since", default="7d", help="7d, 24h, 30m or an ISO date (default 7d)")
+    a.add_argument("--until", help="same forms as --since (default: now)")
+    a.add_argument("--actor", help="admin-key, or cli:<user>")
+    a.add_argument("--action", help="key.create, consumer.delete, ... or a family: key.*")
+    a.add_argument("--target", help="a key id, group or consumer name")
+    a.add_argument("--limit", type=int, default=100, help="at most this many (1-1000, default 100)")
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from gatehouse.cli import load_config
+    from gatehouse.metering.report import UsageQueryError, parse_time
+
+    now = time.time()
+    try:
+        since = parse_time(args.since, "since", now)
+        until = parse_time(args.until, "until", now) if args.until else None
+    except UsageQueryError as e:
+        print(f"audit: {e}", file=sys.stderr)
+        return 2
+    if not 1 <= args.limit <= 1000:
+        print("audit: --limit must be from 1 to 1000", file=sys.stderr)
+        return 2
+    return asyncio.run(_audit(load_config(args.config), args, since, until))
+
+
+async def _audit(cfg: Any, args: argparse.Namespace, since: float, until: float | None) -> int:
+    from gatehouse.cli import _open_store
+    from gatehouse.store.audit_sql import AuditStore
+
+    store, _ = await _open_store(cfg)
+    try:
+        entries = await AuditStore(store).query(since=since, until=until, actor=args.actor, action=args.action,
+                                                target=args.target, limit=args.limit)
+    finally:
+        await store.close()
+    for e in entries:
+        if args.json:
+            print(json.dumps(e.view(), ensure_ascii=False))
+        else:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.ts))
+            detail = json.dumps(e.detail, ensure_ascii=True, sort_keys=True)
+            print(f"{when}  {e.actor:<16} {e.action:<16} {e.target!r:<24} {detail}")
     return 0
 
 

@@ -200,6 +200,10 @@ class JwtConfig(_Base):
     groups: dict[str, str] = field(default_factory=dict)  # claim value -> group (first match wins)
     default_group: str | None = None  # None: tokens with no mapped group are refused
     consumer_claim: str = "sub"
+    # A token's consumer is this prefix + its subject, so JWT users and key consumers are
+    # distinct identities (own limits, own usage) even when the names are equal. "" maps a
+    # subject onto the key consumer of the same name on purpose (shared limits and usage).
+    consumer_prefix: str = "jwt:"
     leeway_seconds: float = 30.0
     jwks_refresh_seconds: float = 300.0
     jwks_cooldown_seconds: float = 5.0  # least time between refetches for an unknown `kid`
@@ -208,6 +212,19 @@ class JwtConfig(_Base):
 
 class AuthConfig(_Base):
     jwt: JwtConfig | None = None
+
+
+class AccessConfig(_Base):
+    """Who gets what when a consumer names no group, or a key's consumer is defined nowhere
+    (docs/access-control.md#identity-and-offboarding)."""
+
+    # A consumer (config file or store) that names no group is in this group. None: every
+    # consumer must name one (`gatehouse check` refuses the file otherwise).
+    default_group: str | None = None
+    # A key whose consumer is defined neither in the config file nor in the store (a consumer
+    # removed from the file, say): deny = refused (401); default_group = served in
+    # `default_group`, only where the operator opts in.
+    unknown_consumers: Literal["deny", "default_group"] = "deny"
 
 
 class Config(_Base):
@@ -228,6 +245,7 @@ class Config(_Base):
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
 
 # ---- interpolation -------------------------------------------------------------------
@@ -359,6 +377,14 @@ def check_references(cfg: Config) -> None:
     for pattern, target in cfg.model_aliases.items():
         if target not in seen:
             raise ConfigError(f"model_aliases.{pattern}: unknown model '{target}'")
+    from gatehouse.policy.limits_config import check_access_config  # late: it imports config types
+
+    check_access_config(cfg)  # names first: later messages quote them
+    default = cfg.access.default_group
+    if default is not None and default not in cfg.groups:
+        raise ConfigError(f"access.default_group: unknown group '{default}' (it must be defined in groups)")
+    if cfg.access.unknown_consumers == "default_group" and default is None:
+        raise ConfigError("access.unknown_consumers: 'default_group' needs access.default_group set")
     for name, consumer in cfg.consumers.items():
         path = f"consumers.{name}"
         if consumer.group is not None and consumer.group not in cfg.groups:
@@ -368,6 +394,9 @@ def check_references(cfg: Config) -> None:
                 raise ConfigError(f"{path}.keys[{k}]: empty key")
             if key.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
                 raise ConfigError(f"{path}.keys[{k}]: sha256 keys are 'sha256:' + 64 hex digits")
+        if consumer.group is None and default is None:
+            raise ConfigError(f"{path}.group: required: name the consumer's group, or set access.default_group "
+                              "(a consumer without a group gets nothing else)")
     if cfg.server.max_body_bytes <= 0:
         raise ConfigError("server.max_body_bytes: must be positive")
     from gatehouse.metering.pricing import check_prices  # late: pricing imports config types
@@ -379,6 +408,3 @@ def check_references(cfg: Config) -> None:
         raise ConfigError("metering.journal_fsync_seconds: must not be negative")
     if cfg.store.pool_size <= 0:
         raise ConfigError("store.pool_size: must be positive")
-    from gatehouse.policy.limits_config import check_access_config  # late: it imports config types
-
-    check_access_config(cfg)

@@ -1,5 +1,9 @@
 """The embedded default configuration: SQLite in the data dir, the echo model, and any
-models a local Ollama serves (detected at start from its /api/tags)."""
+models a local Ollama serves (detected at start from its /api/tags).
+
+It is for one person on a laptop, so its one consumer (`local`, whose key is made on first
+start) is in an open group: every model, no limits. That is stated when it starts; a shared
+gateway gets its own config file, where nothing is open unless a group says so."""
 from __future__ import annotations
 
 import json
@@ -14,6 +18,10 @@ from gatehouse.config import Config, from_mapping
 log = logging.getLogger("gatehouse")
 
 OLLAMA_URL = "http://127.0.0.1:11434"
+EMBEDDED_CONSUMER = "local"
+OPEN_GROUP = "open"
+OPEN_NOTICE = (f"the embedded default config puts consumer '{EMBEDDED_CONSUMER}' in group '{OPEN_GROUP}': every "
+               "model, no limits (fine on a laptop; give a shared gateway its own --config)")
 
 
 def detect_ollama(url: str, timeout: float = 0.5) -> list[str]:
@@ -35,6 +43,10 @@ def embedded_mapping(data_dir: Path, env: dict[str, str] | None = None) -> dict[
         "models": [{"name": "echo", "deployments": [{"provider": "echo", "model": "echo",
                                                      "input_per_mtok": 0, "output_per_mtok": 0}],
                     "description": "built-in deterministic echo model"}],
+        "groups": {OPEN_GROUP: {"models": ["*"], "description": "laptop default: every model, no limits"}},
+        "consumers": {EMBEDDED_CONSUMER: {"group": OPEN_GROUP, "description": "the key made on first start"}},
+        # Consumers made later with `gatehouse consumers create NAME` join the open group too.
+        "access": {"default_group": OPEN_GROUP},
     }
     if env.get("GATEHOUSE_ADMIN_KEY"):
         raw["admin"] = {"key": env["GATEHOUSE_ADMIN_KEY"]}

@@ -3,6 +3,7 @@ config entries read-only, literal storage of awkward input, key rotation, and th
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -129,21 +130,60 @@ def test_config_entries_are_listed_and_shown(gh):
 
 
 AWKWARD = "o'brien\"; DROP TABLE access_consumers;-- {{7*7}} ${HOME} %s <b>"
+# Names: 1-64 of letters, digits and . _ @ -, starting with a letter or digit (no ':', '/',
+# spaces or control characters); the issue's cases first.
+BAD_NAMES = ["line\nbreak", "a/b", "", "x" * 129, "x" * 65, " lead", "tab\t", "jwt:alice", "-dash", "o'brien",
+             "semi;colon", "{{7*7}}", "caf\u00e9", 7, None]
 
 
-def test_sql_and_template_metacharacters_are_stored_and_shown_literally(gh):
-    desc = "{{ config.admin.key }} ${GATEHOUSE_ADMIN_KEY} {% raw %} '); DELETE FROM api_keys; --"
-    r = admin(gh, "POST", "/admin/groups", json={"name": AWKWARD, "models": ["chat"], "description": desc})
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_bad_names_are_refused_wherever_a_name_is_made(gh, name):
+    for path, body, param in (("/admin/groups", {"name": name, "models": ["chat"]}, "name"),
+                              ("/admin/consumers", {"name": name, "group": "dev"}, "name"),
+                              ("/admin/keys", {"consumer": name}, "consumer")):
+        r = admin(gh, "POST", path, json=body)
+        assert r.status_code == 400, (path, r.text)
+        err = r.json()["error"]
+        if name is not None:
+            assert err["code"] == "invalid_value" and err["param"] == param, r.text
+        if isinstance(name, str):  # (a missing or non-string field is refused by its type first)
+            assert "letters, digits and . _ @ -" in err["message"], r.text
+    names = {c["name"] for c in admin(gh, "GET", "/admin/consumers").json()["data"]}
+    names |= {g["name"] for g in admin(gh, "GET", "/admin/groups").json()["data"]}
+    assert name not in names
+
+
+def test_longest_allowed_name_is_accepted(gh):
+    name = "a" + "b.c_d@e-f" * 7  # 64 characters
+    assert len(name) == 64
+    assert admin(gh, "POST", "/admin/groups", json={"name": name, "models": ["chat"]}).status_code == 201
+    assert admin(gh, "POST", "/admin/consumers", json={"name": name, "group": name}).status_code == 201
+    assert admin(gh, "POST", "/admin/keys", json={"consumer": name}).status_code == 201
+
+
+def test_descriptions_with_sql_and_template_metacharacters_are_stored_and_shown_literally(gh):
+    desc = "{{ config.admin.key }} ${GATEHOUSE_ADMIN_KEY} {% raw %} '); DELETE FROM api_keys; -- " + AWKWARD
+    r = admin(gh, "POST", "/admin/groups", json={"name": "odd-group", "models": ["chat"], "description": desc})
     assert r.status_code == 201, r.text
-    r = admin(gh, "POST", "/admin/consumers", json={"name": AWKWARD, "group": AWKWARD, "description": desc})
+    r = admin(gh, "POST", "/admin/consumers", json={"name": "odd.one@x", "group": "odd-group", "description": desc})
     assert r.status_code == 201, r.text
-    shown = admin(gh, "GET", "/admin/consumers/" + quote(AWKWARD, safe="")).json()
-    assert shown["name"] == AWKWARD and shown["group"] == AWKWARD and shown["description"] == desc
-    assert AWKWARD in [c["name"] for c in admin(gh, "GET", "/admin/consumers").json()["data"]]
-    created = admin(gh, "POST", "/admin/keys", json={"consumer": AWKWARD, "description": desc}).json()
+    shown = admin(gh, "GET", "/admin/consumers/" + quote("odd.one@x", safe="")).json()
+    assert shown["name"] == "odd.one@x" and shown["group"] == "odd-group" and shown["description"] == desc
+    created = admin(gh, "POST", "/admin/keys", json={"consumer": "odd.one@x", "description": desc}).json()
     assert created["description"] == desc
     assert chat(gh, created["key"]).status_code == 200
-    assert admin(gh, "GET", "/admin/groups/" + quote(AWKWARD, safe="")).json()["description"] == desc
+    assert admin(gh, "GET", "/admin/groups/odd-group").json()["description"] == desc
+
+
+def test_keys_are_made_only_for_consumers_that_exist(gh):
+    r = admin(gh, "POST", "/admin/keys", json={"consumer": "ghost"})
+    assert r.status_code == 404, r.text
+    err = r.json()["error"]
+    assert err["code"] == "consumer_not_found" and err["param"] == "consumer"
+    assert admin(gh, "GET", "/admin/keys", params={"consumer": "ghost"}).json()["data"] == []
+    out = cli(gh, "keys", "create", "ghost")
+    assert out.returncode == 1 and "No consumer named 'ghost'" in out.stderr and "gh-" not in out.stdout
+    assert admin(gh, "POST", "/admin/keys", json={"consumer": "alice"}).status_code == 201, "config consumer"
 
 
 def test_key_rotation_keeps_the_old_key_for_the_grace_period(gh):
@@ -174,6 +214,8 @@ def cli(gh, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_manages_groups_consumers_and_rotation_and_the_server_follows(gh):
+    bad = cli(gh, "consumers", "create", "bad/name", "--group", "dev")
+    assert bad.returncode == 1 and "invalid name 'bad/name'" in bad.stderr
     out = cli(gh, "groups", "create", "cli-team", "--models", "chat,echo", "--tokens-per-minute", "4000",
               "--description", AWKWARD)
     assert out.returncode == 0, out.stderr
@@ -201,3 +243,59 @@ def test_cli_manages_groups_consumers_and_rotation_and_the_server_follows(gh):
     assert cli(gh, "groups", "delete", "cli-team").returncode == 0
     err = cli(gh, "groups", "update", "limited", "--max-tokens", "1")
     assert err.returncode == 1 and "config file" in err.stderr
+
+
+def test_admin_actions_are_audited_and_queryable_without_any_key(gh):
+    group, consumer = "audited-team", "audited-user"
+    assert admin(gh, "POST", "/admin/groups", json={"name": group, "models": ["chat"]}).status_code == 201
+    assert admin(gh, "POST", "/admin/consumers", json={"name": consumer, "group": group}).status_code == 201
+    created = admin(gh, "POST", "/admin/keys", json={"consumer": consumer, "description": "ci"}).json()
+    rotated = admin(gh, "POST", f"/admin/keys/{created['id']}/rotate", json={"grace_seconds": 0}).json()
+    assert admin(gh, "POST", f"/admin/keys/{rotated['id']}/revoke").status_code == 200
+    assert admin(gh, "PATCH", f"/admin/consumers/{consumer}", json={"max_tokens": 9}).status_code == 200
+    assert admin(gh, "DELETE", f"/admin/consumers/{consumer}").status_code == 200
+    assert admin(gh, "DELETE", f"/admin/groups/{group}").status_code == 200
+    assert admin(gh, "POST", "/admin/keys", json={"consumer": "ghost"}).status_code == 404  # refused: no record
+
+    r = admin(gh, "GET", "/admin/audit", params={"since": "1h", "limit": "1000"})
+    assert r.status_code == 200, r.text
+    mine = [e for e in r.json()["data"] if e["target"] in (group, consumer, created["id"], rotated["id"])]
+    assert [(e["action"], e["target"]) for e in reversed(mine)] == [
+        ("group.create", group), ("consumer.create", consumer), ("key.create", created["id"]),
+        ("key.rotate", created["id"]), ("key.revoke", rotated["id"]), ("consumer.update", consumer),
+        ("consumer.delete", consumer), ("group.delete", group)]
+    assert all(e["actor"] == "admin-key" and e["source"] == "127.0.0.1" and e["ts"] > time.time() - 600
+               for e in mine)
+    assert mine[-1]["detail"] == {"models": ["chat"]}
+    rotate = next(e for e in mine if e["action"] == "key.rotate")
+    assert rotate["detail"]["consumer"] == consumer and rotate["detail"]["new_key_id"] == rotated["id"]
+    assert "ghost" not in {e["target"] for e in r.json()["data"]}
+
+    keys = admin(gh, "GET", "/admin/audit", params={"action": "key.*", "since": "1h"}).json()["data"]
+    assert {e["action"] for e in keys} <= {"key.create", "key.rotate", "key.revoke"} and len(keys) >= 3
+    only = admin(gh, "GET", "/admin/audit", params={"target": consumer, "action": "consumer.delete"}).json()
+    assert [e["detail"] for e in only["data"]] == [{"keys_revoked": True}]
+
+    with sqlite3.connect(gh.home / "gatehouse.db") as db:
+        hashes = [h for (h,) in db.execute("SELECT key_hash FROM api_keys")]
+    for text in (r.text, gh.logs()):
+        for secret in (created["key"], rotated["key"], ADMIN_KEY, *hashes):
+            assert secret not in text
+    assert f'"action": "key.revoke", "target": "{rotated["id"]}"' in gh.logs(), "one log line per action"
+
+    for params in ({"colour": "red"}, {"limit": "0"}, {"limit": "1001"}, {"since": "yesterday"}):
+        bad = admin(gh, "GET", "/admin/audit", params=params)
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error", params
+
+
+def test_cli_changes_are_audited_and_the_cli_reads_the_log(gh):
+    assert cli(gh, "groups", "create", "cli-audited", "--models", "chat").returncode == 0
+    out = cli(gh, "audit", "--target", "cli-audited", "--json")
+    assert out.returncode == 0, out.stderr
+    [entry] = [json.loads(line) for line in out.stdout.splitlines()]
+    assert entry["action"] == "group.create" and entry["actor"].startswith("cli:")
+    table = cli(gh, "audit", "--action", "group.*", "--since", "1h")
+    assert table.returncode == 0 and "group.create" in table.stdout and "'cli-audited'" in table.stdout
+    seen = admin(gh, "GET", "/admin/audit", params={"target": "cli-audited"}).json()["data"]
+    assert [e["actor"] for e in seen] == [entry["actor"]]
+    assert cli(gh, "audit", "--since", "soon").returncode == 2

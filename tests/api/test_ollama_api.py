@@ -42,8 +42,9 @@ def gh(openai_upstream, ollama_upstream, bedrock_upstream, gemini_upstream, tmp_
             {"name": "flash", "deployments": [{"provider": "gem", "model": "gemini-2.5-flash"}]},
             {"name": "restricted", "deployments": [{"provider": "oa", "model": "up-chat"}]},
         ],
-        "groups": {"dev": {"models": ["chat", "embed", "llama3.2", "qwen3", "nomic", "claude", "flash"]}},
-        "consumers": {"alice": {"group": "dev", "keys": [ALICE_KEY]}, "bob": {"keys": [BOB_KEY]}},
+        "groups": {"dev": {"models": ["chat", "embed", "llama3.2", "qwen3", "nomic", "claude", "flash"]},
+                   "open": {"models": ["*"]}},
+        "consumers": {"alice": {"group": "dev", "keys": [ALICE_KEY]}, "bob": {"group": "open", "keys": [BOB_KEY]}},
     }
     gh = start_aws_isolated(cfg, tmp_path_factory.mktemp("gh-ollama-api"), BEDROCK_ENV_KEYS)
     yield gh

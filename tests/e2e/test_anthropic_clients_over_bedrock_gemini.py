@@ -37,7 +37,7 @@ def gh(bedrock_upstream, gemini_upstream, tmp_path_factory):
             {"name": "denied", "deployments": [{"provider": "br", "model": "anthropic.claude-denied-v1:0"}]},
             {"name": "flash", "deployments": [{"provider": "gem", "model": "gemini-2.5-flash"}]},
         ],
-        "consumers": {"dev": {"keys": [KEY]}},
+        "groups": {"all": {"models": ["*"]}}, "consumers": {"dev": {"group": "all", "keys": [KEY]}},
     }
     gh = start_aws_isolated(cfg, tmp_path_factory.mktemp("gh-anthropic-e2e"), BEDROCK_ENV_KEYS)
     yield gh

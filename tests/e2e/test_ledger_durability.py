@@ -91,14 +91,14 @@ def upstream_ids(recorder, prefix: str) -> Counter:
 def sqlite_rows(gh: Gatehouse, prefix: str) -> list[dict]:
     with sqlite3.connect(gh.home / "gatehouse.db") as conn:
         conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM usage_records WHERE request_id LIKE ?", (prefix + "%",))]
+        return [dict(r) for r in conn.execute("SELECT * FROM usage_records WHERE client_request_id LIKE ?", (prefix + "%",))]
 
 
 def postgres_rows(url: str, prefix: str) -> list[dict]:
     async def go():
         conn = await asyncpg.connect(url)
         try:
-            return [dict(r) for r in await conn.fetch("SELECT * FROM usage_records WHERE request_id LIKE $1",
+            return [dict(r) for r in await conn.fetch("SELECT * FROM usage_records WHERE client_request_id LIKE $1",
                                                       prefix + "%")]
         finally:
             await conn.close()
@@ -106,7 +106,7 @@ def postgres_rows(url: str, prefix: str) -> list[dict]:
 
 
 def check_exactly_once(rows: list[dict], upstream: Counter, load: Load) -> None:
-    per_request = Counter(r["request_id"] for r in rows)
+    per_request = Counter(r["client_request_id"] for r in rows)
     assert set(upstream.values()) == {1}, "each HTTP request reached the upstream once"
     missing = [rid for rid in upstream if per_request[rid] == 0]
     twice = [rid for rid, n in per_request.items() if n > 1]
@@ -114,7 +114,7 @@ def check_exactly_once(rows: list[dict], upstream: Counter, load: Load) -> None:
     assert not twice, f"{len(twice)} requests were recorded more than once"
     # A record the upstream never saw can only be an attempt journaled a moment before the
     # kill, before its bytes left the process: it is marked interrupted, never a success.
-    by_id = {r["request_id"]: r for r in rows}
+    by_id = {r["client_request_id"]: r for r in rows}
     extra = [by_id[rid] for rid in per_request if rid not in upstream]
     assert all(r["error_type"] == "interrupted" for r in extra)
     # A client holding a complete non-streamed answer implies an exact record, not an estimate.
@@ -218,5 +218,5 @@ def test_sigterm_flushes_the_journal_before_exit(openai_upstream, recorder, star
     assert sqlite_rows(gh, prefix) == []  # still in the journal
     gh.stop()
     rows = sqlite_rows(gh, prefix)
-    assert sorted(r["request_id"] for r in rows) == sorted(f"{prefix}-{i}" for i in range(20))
+    assert sorted(r["client_request_id"] for r in rows) == sorted(f"{prefix}-{i}" for i in range(20))
     assert all(r["status"] == 200 and not r["estimated"] for r in rows)

@@ -25,6 +25,9 @@ CHAT_PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0, "cached_input_per_m
 GPU_PRICE = {"gpu_cost_per_hour": 3.6, "gpu_output_tokens_per_second": 1000, "gpu_input_tokens_per_second": 10000}
 
 
+REUSER_KEY = "reuser-key-0123456789"
+
+
 def metering_config(upstream_url: str) -> dict:
     cfg = base_config(upstream_url, metrics={"token": METRICS_TOKEN}, metering={"flush_seconds": 0.05})
     cfg["providers"]["dead"] = {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
@@ -39,6 +42,7 @@ def metering_config(upstream_url: str) -> dict:
     ]
     cfg["groups"] = {"dev": {"models": ["*"]}}
     cfg["consumers"]["bob"]["group"] = "dev"
+    cfg["consumers"]["reuser"] = {"group": "dev", "keys": [REUSER_KEY]}
     return cfg
 
 
@@ -59,13 +63,14 @@ def rid(tag: str) -> str:
 
 
 def records(gh: Gatehouse, request_id: str, count: int = 1, timeout: float = 10.0) -> list[dict]:
-    """The ledger rows of a request, once the writer has stored `count` of them."""
+    """The ledger rows of the requests a client sent with this x-request-id, once the writer
+    has stored `count` of them."""
     deadline = time.monotonic() + timeout
     while True:
         with sqlite3.connect(gh.home / "gatehouse.db") as conn:
             conn.row_factory = sqlite3.Row
             got = [dict(r) for r in conn.execute(
-                "SELECT * FROM usage_records WHERE request_id = ? ORDER BY attempt", (request_id,))]
+                "SELECT * FROM usage_records WHERE client_request_id = ? ORDER BY ts, attempt", (request_id,))]
         if len(got) >= count or time.monotonic() > deadline:
             return got
         time.sleep(0.05)
@@ -313,7 +318,8 @@ def test_access_log_is_json_per_request_without_bodies(gh, alice):
     while request_id not in gh.logs() and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = [json.loads(line) for line in gh.logs().splitlines() if line.startswith("{")]
-    [entry] = [e for e in lines if e["request_id"] == request_id]
+    [entry] = [e for e in lines if e["client_request_id"] == request_id]
+    assert len(entry["request_id"]) == 32 and entry["request_id"] != request_id, "the gateway's own id"
     assert entry["consumer"] == "alice" and entry["model"] == "chat" and entry["status"] == 200
     assert (entry["tokens_in"], entry["tokens_out"]) == (1, 2) and entry["latency_ms"] > 0
     assert entry["cost_usd"] == pytest.approx(5e-6)
@@ -340,7 +346,7 @@ def test_migrate_command_and_no_migrate_on_start(tmp_path):
     cfg = {"store": {"url": f"sqlite:///{db}", "migrate_on_start": False},
            "providers": {"echo": {"type": "echo"}},
            "models": [{"name": "echo", "deployments": [{"provider": "echo", "model": "echo"}]}],
-           "consumers": {"alice": {"keys": [ALICE_KEY]}}}
+           "groups": {"all": {}}, "consumers": {"alice": {"group": "all", "keys": [ALICE_KEY]}}}
     cfg_path.write_text(yaml.safe_dump(cfg))
     g = Gatehouse(None, tmp_path / "home")
     g.config_path = cfg_path
@@ -356,3 +362,24 @@ def test_migrate_command_and_no_migrate_on_start(tmp_path):
     client = openai.OpenAI(base_url=g.url + "/v1", api_key=ALICE_KEY, max_retries=0)
     assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}]).usage
     g.stop()
+
+
+def test_a_reused_client_request_id_still_counts_every_request(gh):
+    shared = rid("reused")
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=REUSER_KEY, max_retries=0)
+    for word in ("one", "two", "three"):
+        raw = client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": word}], extra_headers={"x-request-id": shared})
+        assert raw.headers["x-request-id"] == shared, "the client's id is kept for correlation"
+    rows = records(gh, shared, 3)
+    assert len(rows) == 3 and {r["client_request_id"] for r in rows} == {shared}
+    assert len({r["request_id"] for r in rows}) == 3 and shared not in {r["request_id"] for r in rows}
+    status, report, _ = get(gh, "/admin/usage?by=consumer&since=1h&consumer=reuser", ADMIN_KEY)
+    assert status == 200 and report["data"][0]["requests"] == 3 and report["data"][0]["attempts"] == 3
+    status, mine, _ = get(gh, "/v1/usage/me?since=1h", REUSER_KEY)
+    assert status == 200 and mine["data"][0]["requests"] == 3
+    deadline = time.monotonic() + 5
+    while gh.logs().count(f'"client_request_id":"{shared}"') < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [json.loads(line) for line in gh.logs().splitlines() if f'"client_request_id":"{shared}"' in line]
+    assert len(lines) == 3 and len({line["request_id"] for line in lines}) == 3

@@ -3,13 +3,14 @@ per-subject limits and key rotation at the identity provider."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import ALICE_KEY, base_config
+from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
 from tests.support import Gatehouse
 from tests.upstreams.harness import ServerThread
 from tests.upstreams.jwks import AUDIENCE, ISSUER, KeyServer, hmac_token, unsigned_token
@@ -112,3 +113,84 @@ def test_key_rotation_at_the_identity_provider(gh, idp):
     while chat(gh, old).status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert chat(gh, old).status_code == 401, "a key the IdP no longer publishes stops working"
+
+
+# ---- JWT users and key consumers are distinct identities ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_names(openai_upstream, idp, redis_server, tmp_path_factory):
+    """A key consumer and JWT subjects with the same name, limits kept in a real Redis."""
+    run = uuid.uuid4().hex[:8]  # the Redis server outlives this module
+    name = f"alice-{run}"
+    made = []
+    if "ns" not in idp.served:  # (an earlier test rotated the IdP's keys)
+        idp.new_key("ns")
+
+    def start(prefix: str | None) -> Gatehouse:
+        cfg = base_config(openai_upstream.url, metering={"flush_seconds": 0.05})
+        cfg["store"] = {"redis_url": redis_server.url}
+        cfg["groups"]["engineers"] = {"models": ["chat"], "requests_per_minute": 3}
+        cfg["consumers"][name] = {"group": "engineers", "keys": [f"key-of-{name}"]}
+        jwt_cfg = {"jwks_url": idp.url + "/jwks", "issuer": ISSUER, "audience": AUDIENCE, "group_claim": "roles",
+                   "groups": {"eng": "engineers"}}
+        if prefix is not None:
+            jwt_cfg["consumer_prefix"] = prefix
+        cfg["auth"] = {"jwt": jwt_cfg}
+        g = Gatehouse(cfg, tmp_path_factory.mktemp(f"jwt-ns-{len(made)}")).start()
+        made.append(g)
+        return g
+
+    yield name, start
+    for g in made:
+        g.stop()
+
+
+def usage_of(gh, credential: str, minimum: int) -> dict:
+    deadline = time.monotonic() + 10
+    while True:
+        r = httpx.get(gh.url + "/v1/usage/me?by=model&since=1h", headers={"Authorization": f"Bearer {credential}"},
+                      timeout=10)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if body["total"]["attempts"] >= minimum or time.monotonic() > deadline:
+            return body
+        time.sleep(0.1)
+
+
+def test_a_token_subject_is_not_the_key_consumer_of_the_same_name(shared_names, idp):
+    name, start = shared_names
+    gh = start(None)
+    token, key = idp.token("ns", sub=name, roles=["eng"]), f"key-of-{name}"
+    for i in range(3):  # the token's identity uses up its own 3 requests a minute...
+        r = chat(gh, token)
+        assert r.status_code == 200 and r.headers["x-ratelimit-remaining-requests"] == str(2 - i)
+    assert chat(gh, token).status_code == 429
+    first = chat(gh, key)  # ...and the key consumer of the same name still has all of hers
+    assert first.status_code == 200 and first.headers["x-ratelimit-remaining-requests"] == "2"
+
+    mine, theirs = usage_of(gh, key, 1), usage_of(gh, token, 4)
+    assert mine["total"]["attempts"] == 1, "the key consumer sees only her own request"
+    assert theirs["total"]["attempts"] == 3, "the token user sees only its own (the 429 called no upstream)"
+    by_consumer = httpx.get(gh.url + "/admin/usage?by=consumer&since=1h", timeout=10,
+                            headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["data"]
+    counts = {row["consumer"]: row["requests"] for row in by_consumer}
+    assert counts[name] == 1 and counts[f"jwt:{name}"] == 3
+
+
+def test_an_operator_may_map_subjects_onto_key_consumers_on_purpose(shared_names, idp):
+    name, start = shared_names
+    gh = start("")  # consumer_prefix: "" - the documented, explicit mapping
+    token = idp.token("ns", sub=name, roles=["eng"])
+    before = chat(gh, f"key-of-{name}")
+    after = chat(gh, token)
+    assert before.status_code == after.status_code == 200
+    assert int(after.headers["x-ratelimit-remaining-requests"]) < int(before.headers["x-ratelimit-remaining-requests"])
+
+
+def test_an_unusable_subject_is_refused(shared_names, idp):
+    _, start = shared_names
+    gh = start(None)
+    for sub in ("line\nbreak", "x" * 129):
+        r = chat(gh, idp.token("ns", sub=sub, roles=["eng"]))
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_token"

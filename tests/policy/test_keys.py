@@ -31,7 +31,9 @@ def gh(openai_upstream, tmp_path_factory):
     from tests.support import Gatehouse
 
     cfg = base_config(openai_upstream.url)
-    cfg["consumers"]["carol"] = {"keys": ["sha256:" + hashlib.sha256(b"carol-plain-key").hexdigest()]}
+    cfg["consumers"]["carol"] = {"group": "open",
+                                 "keys": ["sha256:" + hashlib.sha256(b"carol-plain-key").hexdigest()]}
+    cfg["consumers"].update({name: {"group": "open"} for name in ("dave", "erin", "frank", "gina")})
     g = Gatehouse(cfg, tmp_path_factory.mktemp("keys")).start()
     yield g
     g.stop()

@@ -42,7 +42,17 @@ def test_limits_and_prices_load():
     (config(groups={"g": {"tokens_per_minute": "lots"}}), "groups.g.tokens_per_minute: invalid enum value"),
     (config(groups={"g": {"rate": 5}}), "groups.g: unknown field 'rate'"),
     (config(groups={"g": {"limit_scope": "team"}}), "groups.g.limit_scope"),
-    (config(groups={"a/b": {}}), "groups.a/b: names are 1-128 characters"),
+    (config(groups={"a/b": {}}), "groups: invalid name 'a/b': names are 1-64 characters"),
+    (config(groups={"line\nbreak": {}}), "groups: invalid name 'line\\nbreak'"),
+    (config(groups={"": {}}), "groups: invalid name '': names are"),
+    (config(groups={"g" * 129: {}}), "groups: invalid name 'ggg"),
+    (config(groups={"g": {}}, consumers={"jwt:alice": {"group": "g"}}), "consumers: invalid name 'jwt:alice'"),
+    (config(groups={"g": {}}, consumers={"x" * 65: {"group": "g"}}), "consumers: invalid name 'xxx"),
+    (config(groups={"g": {}}, consumers={"c": {"keys": ["k"]}}),
+     "consumers.c.group: required: name the consumer's group, or set access.default_group"),
+    (config(groups={"g": {}}, access={"default_group": "nope"}), "access.default_group: unknown group 'nope'"),
+    (config(groups={"g": {}}, access={"unknown_consumers": "default_group"}),
+     "access.unknown_consumers: 'default_group' needs access.default_group"),
     (config(groups={"g": {}}, consumers={"c": {"group": "g", "max_concurrent": -2}}),
      "consumers.c.max_concurrent: must be positive"),
     (config(admin={"key": "same"}, consumers={"c": {"keys": ["same"]}}),
@@ -59,6 +69,8 @@ def test_limits_and_prices_load():
     (config(auth={"jwt": {"jwks_url": "file:///etc/keys", "issuer": "i", "audience": "a"}}),
      "auth.jwt.jwks_url: must be an http(s) URL"),
     (config(auth={"jwt": {"issuer": "i", "audience": "a"}}), "auth.jwt.jwks_url: required field is missing"),
+    (config(auth={"jwt": {"jwks_url": "https://i/j", "issuer": "i", "audience": "a", "consumer_prefix": "sso"}}),
+     "auth.jwt.consumer_prefix: must be ''"),
 ])
 def test_errors_name_the_field(raw, expected):
     assert error_of(raw).startswith(expected)

@@ -41,7 +41,7 @@ def replicas(openai_upstream, redis_server, postgres_server, tmp_path_factory):
         "payers": {"models": ["chat"], "budget_usd_per_day": BUDGET, "max_tokens": MAX_TOKENS},
     })
     cfg["consumers"].update({burst: {"group": "shared", "keys": [BURST_KEY]},
-                             payer: {"group": "payers", "keys": [PAYER_KEY]}})
+                             payer: {"group": "payers", "keys": [PAYER_KEY]}, "revokee": {"group": "dev"}})
     home = tmp_path_factory.mktemp("replicas")
     started = []
     try:

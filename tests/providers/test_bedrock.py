@@ -72,7 +72,7 @@ def gh(bedrock_upstream, gemini_upstream, tmp_path_factory):
             {"name": "claude-with-fallback", "deployments": [{"provider": "br", "model": CLAUDE},
                                                              {"provider": "gem", "model": "gemini-2.5-flash"}]},
         ],
-        "consumers": {"dev": {"keys": [KEY]}},
+        "groups": {"all": {"models": ["*"]}}, "consumers": {"dev": {"group": "all", "keys": [KEY]}},
     }
     env = {**BEDROCK_ENV_KEYS, "AWS_SHARED_CREDENTIALS_FILE": str(creds), "AWS_CONFIG_FILE": str(config_file)}
     gh = start_aws_isolated(cfg, home, env)
@@ -302,7 +302,7 @@ def test_bedrock_api_key_instead_of_sigv4(client, seen):
 
 def _one_model(url: str) -> dict:
     return {"providers": {"br": bedrock(url)}, "models": [{"name": "claude", "deployments": [{"provider": "br", "model": CLAUDE}]}],
-            "consumers": {"dev": {"keys": [KEY]}}}
+            "groups": {"all": {"models": ["*"]}}, "consumers": {"dev": {"group": "all", "keys": [KEY]}}}
 
 
 def test_web_identity_credentials_from_local_sts(start_aws_gatehouse, bedrock_upstream, seen, tmp_path: Path):

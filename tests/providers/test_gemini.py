@@ -41,7 +41,7 @@ def gh(gemini_upstream, tmp_path_factory):
             {"name": "gemini-embed", "embeddings": True,
              "deployments": [{"provider": "gem", "model": "text-embedding-004"}]},
         ],
-        "consumers": {"dev": {"keys": [KEY]}},
+        "groups": {"all": {"models": ["*"]}}, "consumers": {"dev": {"group": "all", "keys": [KEY]}},
     }
     gh = Gatehouse(cfg, tmp_path_factory.mktemp("gh-gemini")).start()
     yield gh

@@ -28,7 +28,7 @@ def gh(ollama_upstream, tmp_path_factory):
             {"name": "ghost", "deployments": [{"provider": "ol", "model": "ghost-model"}]},
             {"name": "nomic", "embeddings": True, "deployments": [{"provider": "ol", "model": "nomic-embed-text"}]},
         ],
-        "consumers": {"dev": {"keys": [KEY]}},
+        "groups": {"all": {"models": ["*"]}}, "consumers": {"dev": {"group": "all", "keys": [KEY]}},
     }
     gh = Gatehouse(cfg, tmp_path_factory.mktemp("gh-ollama")).start()
     yield gh

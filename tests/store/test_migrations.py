@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+import gatehouse.store.audit_sql  # noqa: F401 - registers audit_log on the shared metadata
 import gatehouse.store.directory_sql  # noqa: F401 - registers the access_* tables on the shared metadata
 import gatehouse.store.ledger  # noqa: F401 - registers usage_records on the shared metadata
 from gatehouse.store.migrate import current_revision, head_revision, upgrade
@@ -87,3 +88,46 @@ def test_head_read_from_the_scripts_is_alembics_head():
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+
+
+OLD_ROW = {"id": "r1", "request_id": "client-chosen-id", "attempt": 1, "ts": 1.0, "consumer": "alice",
+           "group_name": None, "key_id": None, "model": "m", "deployment": "d", "provider": "p", "surface": "chat",
+           "status": 200, "error_type": None, "input_tokens": 1, "output_tokens": 2, "cached_tokens": 0,
+           "cost_usd": 0.0, "priced": True, "latency_ms": 1.0, "ttft_ms": None, "streamed": False,
+           "cache_hit": False, "estimated": False}
+
+
+async def upgrade_from_0003_with_a_ledger_row(url: str) -> None:
+    """A ledger from before client ids had a column keeps its rows; new rows fill both ids."""
+    from alembic import command
+
+    from gatehouse.store.ledger import usage_records
+    from gatehouse.store.migrate import _alembic_config
+
+    store = SqlStore(url, pool_size=2)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_alembic_config(c), "0003"))
+            await conn.execute(sa.text(f"INSERT INTO usage_records ({', '.join(OLD_ROW)}) VALUES "
+                                       f"({', '.join(':' + k for k in OLD_ROW)})"), OLD_ROW)
+        assert await current_revision(store) == "0003"
+        assert await upgrade(store) == head_revision()
+        assert await schema_drift(store) == []
+        async with store.engine.begin() as conn:
+            old = (await conn.execute(sa.select(usage_records).where(usage_records.c.id == "r1"))).one()
+            assert old.request_id == "client-chosen-id" and old.client_request_id is None and old.input_tokens == 1
+            await conn.execute(usage_records.insert().values(
+                {**OLD_ROW, "id": "r2", "request_id": "gateway-id", "client_request_id": "client-chosen-id"}))
+            both = (await conn.execute(sa.select(sa.func.count()).select_from(usage_records)
+                                       .where(usage_records.c.client_request_id == "client-chosen-id"))).scalar()
+            assert both == 1
+    finally:
+        await store.close()
+
+
+async def test_sqlite_upgrade_keeps_ledger_rows(tmp_path):
+    await upgrade_from_0003_with_a_ledger_row(f"sqlite:///{tmp_path / 'old-ledger.db'}")
+
+
+def test_postgres_upgrade_keeps_ledger_rows(fresh_postgres_db):
+    asyncio.run(upgrade_from_0003_with_a_ledger_row(fresh_postgres_db))

@@ -1,4 +1,5 @@
-"""Admin API. Every route requires the admin key; without `admin.key` configured, all are denied."""
+"""Admin API. Every route requires the admin key; without `admin.key` configured, all are denied.
+Every change is recorded in the audit log (policy/audit.py); GET /admin/audit reads it."""
 from __future__ import annotations
 
 import hmac
@@ -9,12 +10,16 @@ import msgspec
 
 from gatehouse.api.http import Request, header_list, send_json
 from gatehouse.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from gatehouse.metering.report import UsageQueryError, parse_time
+from gatehouse.policy.audit import ADMIN_API_ACTOR, AuditTrail
 from gatehouse.policy.auth import key_from_headers
+from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.policy.ui_session import SAFE_METHODS, cookie_value
 from gatehouse.runtime import Runtime
+from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
 from gatehouse.wire.common import convert, decode_json_object
 
@@ -48,14 +53,30 @@ def key_view(r: KeyRecord) -> dict[str, Any]:
     }
 
 
+def audit_trail(rt: Runtime, req: Request, ex: Exchange) -> AuditTrail:
+    """Who is acting: the admin key's holder, from the client's address, in this request
+    (the gateway's request id, as in the access log)."""
+    client = req.scope.get("client")
+    return AuditTrail(rt.store, ADMIN_API_ACTOR, str(client[0]) if client else None, ex.gateway_id)
+
+
+def directory_admin(rt: Runtime, req: Request, ex: Exchange) -> DirectoryAdmin:
+    assert rt.access is not None
+    return DirectoryAdmin(rt.cfg, rt.access.store, rt.access.model_names, audit_trail(rt, req, ex))
+
+
 async def create_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
     body = convert(decode_json_object(await req.json_body(rt.cfg.server.max_body_bytes)), CreateKey)
+    admin = directory_admin(rt, req, ex)
+    await admin.require_consumer(body.consumer)
     key = new_key()
     expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
     record = rt.hasher.record(body.consumer, key, body.description, expires)
     await rt.store.add_key(record)
     rt.auth.forget(record.key_hash)
+    await admin.record("key.create", record.id, {"consumer": record.consumer, "description": record.description,
+                                                  "expires_at": record.expires_at})
     await send_json(req.send, 201, {**key_view(record), "key": key}, header_list(ex.request_id))
 
 
@@ -72,6 +93,7 @@ async def revoke_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     if record is None:
         raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
     rt.auth.forget(record.key_hash)
+    await audit_trail(rt, req, ex).record("key.revoke", record.id, {"consumer": record.consumer})
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
 
 
@@ -81,6 +103,33 @@ async def show_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     if record is None:
         raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
+
+
+AUDIT_FILTERS = ("since", "until", "actor", "action", "target", "limit")
+
+
+async def audit_log(rt: Runtime, req: Request, ex: Exchange) -> None:
+    """GET /admin/audit: admin actions, newest first, filtered by time, actor, action
+    (`key.revoke`, or a family: `key.*`) and target."""
+    require_admin(rt, req)
+    params = req.query
+    unknown = sorted(set(params) - set(AUDIT_FILTERS))
+    if unknown:
+        raise InvalidRequest(f"Unknown filter '{unknown[0][:40]}' (known: {', '.join(AUDIT_FILTERS)}).",
+                             param=unknown[0][:40])
+    now = time.time()
+    try:
+        since = parse_time(params.get("since") or "7d", "since", now)
+        until = parse_time(params["until"], "until", now) if params.get("until") else None
+    except UsageQueryError as e:
+        raise InvalidRequest(str(e) + ".", param=str(e).split(":", 1)[0]) from None
+    raw_limit = params.get("limit") or "100"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit")
+    entries = await AuditStore(rt.store).query(since=since, until=until, actor=params.get("actor") or None,
+                                               action=params.get("action") or None,
+                                               target=params.get("target") or None, limit=int(raw_limit))
+    await send_json(req.send, 200, {"data": [e.view() for e in entries]}, header_list(ex.request_id))
 
 
 class RotateKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,9 +145,12 @@ async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
         body = convert(decode_json_object(await req.json_body(rt.cfg.server.max_body_bytes)), RotateKey)
     if body.grace_seconds < 0:
         raise InvalidRequest("'grace_seconds' must not be negative.", param="grace_seconds")
+    admin = directory_admin(rt, req, ex)
     new, key, old = await rotate(rt.store, rt.hasher, req.path_params["key_id"], body.grace_seconds,
-                                 body.description)
+                                 body.description, admin.require_consumer)
     rt.auth.forget(old.key_hash)
+    await admin.record("key.rotate", old.id, {"consumer": old.consumer, "new_key_id": new.id,
+                                               "old_key_expires_at": old.expires_at})
     await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,
                                     "old_key_expires_at": old.expires_at}, header_list(ex.request_id))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatehouse.api.admin import require_admin
+from gatehouse.api.admin import directory_admin, require_admin
 from gatehouse.api.http import Request, header_list, send_json
 from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.pipeline import Exchange
@@ -15,9 +15,8 @@ from gatehouse.runtime import Runtime
 from gatehouse.wire.common import decode_json_object
 
 
-def _admin(rt: Runtime) -> DirectoryAdmin:
-    assert rt.access is not None
-    return DirectoryAdmin(rt.cfg, rt.access.store, rt.access.model_names)
+def _admin(rt: Runtime, req: Request, ex: Exchange) -> DirectoryAdmin:
+    return directory_admin(rt, req, ex)
 
 
 async def _body(rt: Runtime, req: Request) -> dict[str, Any]:
@@ -38,24 +37,24 @@ async def _reply(req: Request, ex: Exchange, status: int, obj: Any) -> None:
 
 async def create_group(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    view = await _admin(rt).create_group(await _body(rt, req))
+    view = await _admin(rt, req, ex).create_group(await _body(rt, req))
     await _changed(rt)
     await _reply(req, ex, 201, view)
 
 
 async def list_groups(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    await _reply(req, ex, 200, {"data": await _admin(rt).list_groups()})
+    await _reply(req, ex, 200, {"data": await _admin(rt, req, ex).list_groups()})
 
 
 async def show_group(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    await _reply(req, ex, 200, await _admin(rt).get_group(req.path_params["name"]))
+    await _reply(req, ex, 200, await _admin(rt, req, ex).get_group(req.path_params["name"]))
 
 
 async def update_group(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    view = await _admin(rt).update_group(req.path_params["name"], await _body(rt, req))
+    view = await _admin(rt, req, ex).update_group(req.path_params["name"], await _body(rt, req))
     await _changed(rt)
     await _reply(req, ex, 200, view)
 
@@ -63,7 +62,7 @@ async def update_group(rt: Runtime, req: Request, ex: Exchange) -> None:
 async def delete_group(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
     name = req.path_params["name"]
-    await _admin(rt).delete_group(name)
+    await _admin(rt, req, ex).delete_group(name)
     await _changed(rt)
     await _reply(req, ex, 200, {"name": name, "deleted": True})
 
@@ -73,24 +72,24 @@ async def delete_group(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 async def create_consumer(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    view = await _admin(rt).create_consumer(await _body(rt, req))
+    view = await _admin(rt, req, ex).create_consumer(await _body(rt, req))
     await _changed(rt)
     await _reply(req, ex, 201, view)
 
 
 async def list_consumers(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    await _reply(req, ex, 200, {"data": await _admin(rt).list_consumers(req.query.get("group"))})
+    await _reply(req, ex, 200, {"data": await _admin(rt, req, ex).list_consumers(req.query.get("group"))})
 
 
 async def show_consumer(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    await _reply(req, ex, 200, await _admin(rt).get_consumer(req.path_params["name"]))
+    await _reply(req, ex, 200, await _admin(rt, req, ex).get_consumer(req.path_params["name"]))
 
 
 async def update_consumer(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
-    view = await _admin(rt).update_consumer(req.path_params["name"], await _body(rt, req))
+    view = await _admin(rt, req, ex).update_consumer(req.path_params["name"], await _body(rt, req))
     await _changed(rt)
     await _reply(req, ex, 200, view)
 
@@ -99,7 +98,7 @@ async def delete_consumer(rt: Runtime, req: Request, ex: Exchange) -> None:
     """Delete a consumer and revoke all its keys."""
     require_admin(rt, req)
     name = req.path_params["name"]
-    await _admin(rt).delete_consumer(name)
+    await _admin(rt, req, ex).delete_consumer(name)
     await _changed(rt)
     rt.auth.forget()
     await _reply(req, ex, 200, {"name": name, "deleted": True, "keys_revoked": True})

@@ -111,7 +111,8 @@ class Meter:
         p = ex.principal
         prompt = ex.prompt_estimate
         record = LedgerRecord(
-            id=self._next_id(), request_id=ex.request_id, attempt=number, ts=time.time(),
+            id=self._next_id(), request_id=ex.gateway_id, client_request_id=ex.client_request_id,
+            attempt=number, ts=time.time(),
             consumer=p.consumer if p else "", model=ex.model, surface=ex.surface,
             group=p.group if p else None, key_id=p.key_id if p else None,
             deployment=dep.upstream_model, provider=dep.provider_name, streamed=ex.stream,
@@ -176,7 +177,7 @@ class Meter:
         p = ex.principal
         u = ex.usage or Usage()
         rec = LedgerRecord(
-            id=self._next_id(), request_id=ex.request_id, attempt=0,
+            id=self._next_id(), request_id=ex.gateway_id, client_request_id=ex.client_request_id, attempt=0,
             ts=time.time() - (time.monotonic() - ex.started), consumer=p.consumer if p else "",
             model=ex.model, surface=ex.surface, group=p.group if p else None, key_id=p.key_id if p else None,
             status=ex.status, error_type=ex.error_type, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
@@ -251,7 +252,7 @@ class Meter:
             u = ex.usage
             self.access_log.write({
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "request_id": ex.request_id, "method": method, "path": path, "surface": ex.surface,
+                "request_id": ex.gateway_id, "client_request_id": ex.client_request_id, "method": method, "path": path, "surface": ex.surface,
                 "consumer": p.consumer if p else None, "group": p.group if p else None,
                 "key_id": p.key_id if p else None, "model": ex.model or None,
                 "provider": ex.provider or None, "deployment": ex.deployment or None,

@@ -11,7 +11,7 @@ Phase = Literal["begin", "end"]
 
 class LedgerRecord(Struct, omit_defaults=True):
     id: str  # made by the gateway per attempt: the idempotency key of the ledger
-    request_id: str
+    request_id: str  # made by the gateway per request: reports count requests by it
     attempt: int  # 1, 2, ... in failover order; 0 when no upstream was called (cache hit)
     ts: float  # wall-clock time the attempt started (epoch seconds)
     consumer: str
@@ -33,6 +33,7 @@ class LedgerRecord(Struct, omit_defaults=True):
     streamed: bool = False
     cache_hit: bool = False
     estimated: bool = False
+    client_request_id: str | None = None  # the client's x-request-id, for correlation; counts nothing
     # Journal only: `begin` is written before the upstream is called, `end` when the attempt
     # is over. A `begin` without its `end` after a crash becomes an `interrupted` record.
     phase: Phase = "end"
@@ -48,6 +49,7 @@ class LedgerRecord(Struct, omit_defaults=True):
             "cached_tokens": self.cached_tokens, "cost_usd": self.cost_usd, "priced": self.priced,
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "streamed": self.streamed,
             "cache_hit": self.cache_hit, "estimated": self.estimated,
+            "client_request_id": self.client_request_id,
         }
 
 

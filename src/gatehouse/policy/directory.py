@@ -8,6 +8,10 @@ poll interval (0.5 s).
 
 Config entries win over store entries of the same name (the admin API refuses to create
 such names, and refuses to change config entries: the file is their source of truth).
+
+A consumer that names no group is in `access.default_group`. A key whose consumer is defined
+nowhere - its consumer was removed from the config file, say - gets nothing (401, as for an
+unknown key), unless the operator opted into `access.unknown_consumers: default_group`.
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from typing import Callable
 from msgspec import Struct
 
 from gatehouse.config import Config, ConsumerConfig, GroupConfig
+from gatehouse.errors import AuthenticationFailed
 from gatehouse.policy.access import expand
-from gatehouse.policy.auth import Principal
+from gatehouse.policy.auth import INVALID_KEY, Principal
 from gatehouse.policy.limits_config import Limits, effective_limits
 from gatehouse.store.directory_sql import DirectoryStore, Row
 
@@ -35,8 +40,8 @@ class Grant(Struct, frozen=True):
     limits: Limits | None
 
 
-OPEN = Grant(None, None, None)  # a consumer known to neither config nor store (laptop keys)
 NOTHING = frozenset[str]()
+_WARNED_MAX = 10_000
 
 
 class Directory:
@@ -48,29 +53,53 @@ class Directory:
         self.consumers.update(cfg.consumers)
         self.config_groups = frozenset(cfg.groups)
         self.config_consumers = frozenset(cfg.consumers)
+        self.default_group = cfg.access.default_group
+        self.unknown_get_default = cfg.access.unknown_consumers == "default_group"
         self._names = model_names
         self._group_models = {n: expand(g.models, model_names) for n, g in self.groups.items()}
         self.grants = {n: self._grant(n, c) for n, c in self.consumers.items()}
         self._subjects: dict[tuple[str, str], Grant] = {}
+        self._unknown: dict[str, Grant] = {}  # consumers defined nowhere, under unknown_consumers: default_group
+        self._warned: set[str] = set()
 
     def _grant(self, name: str, c: ConsumerConfig) -> Grant:
-        group = self.groups.get(c.group) if c.group else None
-        if c.group is not None and group is None:
-            log.warning("consumer '%s' is in group '%s', which does not exist: it may use no model", name, c.group)
-            return Grant(c.group, NOTHING, None)
-        allowed = self._group_models[c.group] if c.group else None
+        group_name = c.group or self.default_group
+        group = self.groups.get(group_name) if group_name else None
+        if group_name is None or group is None:  # never "every model": without a usable group, nothing
+            log.warning("consumer %r is in group %r, which does not exist: it may use no model", name, group_name)
+            return Grant(group_name, NOTHING, None)
+        allowed = self._group_models[group_name]
         if c.models is not None:
             own = expand(c.models, self._names)
             allowed = own if allowed is None else (allowed if own is None else allowed & own)
-        return Grant(c.group, allowed, effective_limits(name, c.group, group, c))
+        return Grant(group_name, allowed, effective_limits(name, group_name, group, c))
 
     def principal(self, consumer: str, key_id: str) -> Principal:
-        g = self.grants.get(consumer, OPEN)
+        g = self.grants.get(consumer)
+        if g is None:
+            g = self._unknown_consumer(consumer, key_id)
         return Principal(consumer, g.group, key_id, g.allowed, g.limits)
 
+    def _unknown_consumer(self, consumer: str, key_id: str) -> Grant:
+        """A key whose consumer is defined nowhere: refused like an unknown key, unless the
+        operator opted into serving such keys in the default group."""
+        if self.unknown_get_default and self.default_group in self.groups:
+            g = self._unknown.get(consumer)
+            if g is None:
+                g = self._grant(consumer, ConsumerConfig(group=self.default_group))
+                if len(self._unknown) >= _SUBJECT_CACHE_MAX:
+                    self._unknown.clear()
+                self._unknown[consumer] = g
+            return g
+        if key_id not in self._warned and len(self._warned) < _WARNED_MAX:
+            self._warned.add(key_id)
+            log.warning("refused key %s: its consumer %r is defined neither in the config file nor in the store "
+                        "(revoke the key, or define the consumer again)", key_id, consumer)
+        raise AuthenticationFailed(INVALID_KEY)
+
     def principal_in_group(self, subject: str, group: str, key_id: str) -> Principal | None:
-        """A JWT subject: the group's models and allowance, counted per subject. None when the
-        group does not exist."""
+        """A JWT identity (consumer_prefix + subject): the group's models and allowance,
+        counted per identity. None when the group does not exist."""
         g = self._subjects.get((subject, group))
         if g is None:
             spec = self.groups.get(group)

@@ -1,7 +1,8 @@
 """Create, show, update and delete groups and consumers: the rules shared by the admin API and
 the CLI. Inputs go through the same structs and validators as the config file; config
-entries are read-only here (the file is their source of truth). Names and descriptions are
-stored and returned exactly as given: SQL is parameterised and nothing is ever templated.
+entries are read-only here (the file is their source of truth). Names follow one pattern
+(limits_config.NAME_PATTERN) wherever they are made; descriptions are stored and returned
+exactly as given: SQL is parameterised and nothing is ever templated.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import msgspec
 from gatehouse.config import Config, ConfigError, ConsumerConfig, GroupConfig
 from gatehouse.errors import Conflict, InvalidRequest, NotFound
 from gatehouse.policy.access import expand
+from gatehouse.policy.audit import AuditTrail
 from gatehouse.policy.limits_config import LIMIT_FIELDS, check_limit_settings, check_name, effective_limits
 from gatehouse.store.directory_sql import DirectoryStore, NameTaken, Row
 from gatehouse.wire.common import convert
@@ -24,11 +26,13 @@ def _invalid(e: ConfigError) -> InvalidRequest:
                           param=param, code="invalid_value")
 
 
-def _checked_name(name: Any) -> str:
+def checked_name(name: Any, param: str = "name") -> str:
+    """The name, or 400 invalid_value naming the rule."""
     try:
-        check_name(name, "name")
+        check_name(name, param)
     except ConfigError as e:
         raise _invalid(e) from None
+    assert isinstance(name, str)
     return name
 
 
@@ -37,10 +41,15 @@ def _limits_view(spec: GroupConfig | ConsumerConfig) -> dict[str, Any]:
 
 
 class DirectoryAdmin:
-    def __init__(self, cfg: Config, store: DirectoryStore, model_names: list[str]):
+    def __init__(self, cfg: Config, store: DirectoryStore, model_names: list[str], audit: AuditTrail | None = None):
         self.cfg = cfg
         self.store = store
         self.model_names = model_names
+        self.audit = audit  # every change is recorded here once it is made
+
+    async def record(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        if self.audit is not None:
+            await self.audit.record(action, target, detail)
 
     # ---- groups --------------------------------------------------------------------------------
 
@@ -60,7 +69,7 @@ class DirectoryAdmin:
 
     async def create_group(self, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
-        name = _checked_name(body.pop("name", None))
+        name = checked_name(body.pop("name", None))
         if name in self.cfg.groups:
             raise Conflict(f"Group '{name}' is defined in the config file.", code="defined_in_config")
         spec = self._group_spec(body)
@@ -69,6 +78,7 @@ class DirectoryAdmin:
         except NameTaken:
             raise Conflict(f"Group '{name}' already exists.", code="name_taken") from None
         assert row is not None
+        await self.record("group.create", name, body)
         return self._group_view(name, spec, "store", row)
 
     async def update_group(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -80,6 +90,7 @@ class DirectoryAdmin:
         new = await self.store.put_group(name, spec, create=False)
         if new is None:
             raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        await self.record("group.update", name, changes)
         return self._group_view(name, spec, "store", new)
 
     async def delete_group(self, name: str) -> None:
@@ -90,6 +101,7 @@ class DirectoryAdmin:
             raise Conflict(f"Group '{name}' still has consumers; move or delete them first.", code="group_in_use")
         if not done:
             raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        await self.record("group.delete", name)
 
     def _group_spec(self, body: dict[str, Any]) -> GroupConfig:
         spec = convert(body, GroupConfig)
@@ -129,7 +141,7 @@ class DirectoryAdmin:
 
     async def create_consumer(self, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
-        name = _checked_name(body.pop("name", None))
+        name = checked_name(body.pop("name", None))
         if name in self.cfg.consumers:
             raise Conflict(f"Consumer '{name}' is defined in the config file.", code="defined_in_config")
         groups = await self._all_groups()
@@ -139,6 +151,7 @@ class DirectoryAdmin:
         except NameTaken:
             raise Conflict(f"Consumer '{name}' already exists.", code="name_taken") from None
         assert row is not None
+        await self.record("consumer.create", name, {**body, "group": spec.group})
         return self._consumer_view(name, spec, "store", groups, row)
 
     async def update_consumer(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -153,20 +166,33 @@ class DirectoryAdmin:
         new = await self.store.put_consumer(name, spec, create=False)
         if new is None:
             raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        await self.record("consumer.update", name, changes)
         return self._consumer_view(name, spec, "store", groups, new)
+
+    async def require_consumer(self, name: Any, param: str = "consumer") -> str:
+        """A consumer that exists (config file or store), for making keys: 400 for a malformed
+        name, 404 for one defined nowhere - a key never gets access by naming a stranger."""
+        name = checked_name(name, param)
+        if name not in self.cfg.consumers and not await self.store.consumer_exists(name):
+            raise NotFound(f"No consumer named '{name}': create it first (POST /admin/consumers, in a group).",
+                           param=param, code="consumer_not_found")
+        return name
 
     async def delete_consumer(self, name: str) -> None:
         self._writable(name, self.cfg.consumers, "Consumer")
         if not await self.store.delete_consumer(name):
             raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        await self.record("consumer.delete", name, {"keys_revoked": True})
 
     def _consumer_spec(self, body: dict[str, Any], groups: dict[str, GroupConfig]) -> ConsumerConfig:
         if "keys" in body:
             raise InvalidRequest("Keys are not part of a consumer: create them with POST /admin/keys.",
                                  param="keys", code="invalid_value")
         if body.get("group") is None:
-            raise InvalidRequest("Every consumer belongs to a group: 'group' is required.", param="group",
-                                 code="invalid_value")
+            if self.cfg.access.default_group is None:
+                raise InvalidRequest("Every consumer belongs to a group: 'group' is required.", param="group",
+                                     code="invalid_value")
+            body = {**body, "group": self.cfg.access.default_group}
         spec = convert(body, ConsumerConfig)
         if spec.group not in groups:
             raise InvalidRequest(f"Unknown group '{spec.group}'.", param="group", code="invalid_value")
@@ -178,16 +204,15 @@ class DirectoryAdmin:
 
     def _consumer_view(self, name: str, c: ConsumerConfig, source: str, groups: dict[str, GroupConfig],
                        row: Row | None = None) -> dict[str, Any]:
-        group = groups.get(c.group) if c.group else None
-        allowed = expand(group.models, self.model_names) if group else None
-        if c.group and group is None:
-            allowed = frozenset()
+        group_name = c.group or self.cfg.access.default_group
+        group = groups.get(group_name) if group_name else None
+        allowed = expand(group.models, self.model_names) if group else frozenset()
         if c.models is not None:
             own = expand(c.models, self.model_names)
             allowed = own if allowed is None else (allowed if own is None else allowed & own)
-        eff = effective_limits(name, c.group, group, c)
+        eff = effective_limits(name, group_name, group, c)
         return {
-            "name": name, "source": source, "group": c.group, "description": c.description,
+            "name": name, "source": source, "group": group_name, "description": c.description,
             "models": c.models, "overrides": {k: v for k, v in _limits_view(c).items() if v is not None},
             "allowed_models": "*" if allowed is None else sorted(allowed),
             "limits": {f: getattr(eff, f) for f in LIMIT_FIELDS} if eff else {},

@@ -3,7 +3,11 @@
 A token is accepted when its signature verifies with a key from the JWKS URL under an
 algorithm on the allow-list (never `none`, never HMAC: a JWKS is public), and its issuer,
 audience and expiry are right. A claim (`group_claim`, dotted paths allowed) maps to the
-group; the subject (`consumer_claim`) becomes the consumer, counted in its own pools.
+group; the subject (`consumer_claim`) names the consumer, counted in its own pools.
+
+The consumer is `consumer_prefix` + subject (`jwt:alice`): a token whose subject is `alice`
+is not the key consumer `alice` - it neither spends her limits nor sees her usage - since
+made names cannot contain ':'. Only `consumer_prefix: ""` maps the two on purpose.
 
 Keys are cached. Stale keys (older than `jwks_refresh_seconds`) are refreshed in the
 background while the cached ones keep serving; a token with an unknown `kid` triggers a
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -31,6 +36,9 @@ log = logging.getLogger("gatehouse.jwt")
 
 INVALID_TOKEN = "Invalid bearer token: its signature, algorithm, issuer or audience is not accepted."
 EXPIRED_TOKEN = "The bearer token has expired."
+# A subject becomes part of the consumer's identity (ledger, limit keys, logs): bounded, and
+# without control characters.
+_SUBJECT = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
 class JwksCache:
@@ -118,6 +126,7 @@ class BearerJwt:
         self.jwks = JwksCache(cfg, http)
         self.algorithms = frozenset(cfg.algorithms)
         self.audience = cfg.audience
+        self.prefix = cfg.consumer_prefix
 
     async def authenticate(self, token: str) -> Principal:
         try:
@@ -151,8 +160,12 @@ class BearerJwt:
         if not isinstance(subject, str) or not subject:
             raise AuthenticationFailed(f"The bearer token has no '{self.cfg.consumer_claim}' claim.",
                                        code="invalid_token")
+        if not _SUBJECT.fullmatch(subject):
+            raise AuthenticationFailed(f"The bearer token's '{self.cfg.consumer_claim}' claim is longer than 128 "
+                                       "characters or holds control characters.", code="invalid_token")
         group = self._group(claims)
-        principal = self.access.current.principal_in_group(subject, group, f"jwt:{kid or '-'}") if group else None
+        identity = self.prefix + subject
+        principal = self.access.current.principal_in_group(identity, group, f"jwt:{kid or '-'}") if group else None
         if principal is None:
             raise PermissionDenied("The bearer token maps to no group of this gateway.", code="no_group")
         return principal

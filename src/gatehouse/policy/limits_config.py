@@ -25,7 +25,15 @@ METERED = ("requests_per_minute", "tokens_per_minute", "max_concurrent", "budget
 # Asymmetric algorithms only: a JWKS is public, so an HMAC secret cannot come from one.
 JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
                             "ES512", "EdDSA"})
-_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,128}$")
+# Group and consumer names: a letter or digit, then letters, digits and . _ @ - (64 at most).
+# No ':' - identities from other authenticators carry one (`jwt:<subject>`), so no name
+# made here can ever be one of them; no '/', spaces or control characters - names appear in
+# URLs, log lines, metric labels and limit keys.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+NAME_RULE = ("1-64 characters: letters, digits and . _ @ -, starting with a letter or digit "
+             f"(pattern {NAME_PATTERN})")
+_NAME = re.compile(NAME_PATTERN)
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}:")  # ends in ':', which no made name has
 
 
 class Limits(Struct, frozen=True):
@@ -71,10 +79,18 @@ def effective_limits(consumer_name: str, group_name: str | None, group: GroupCon
 # ---- validation ---------------------------------------------------------------------------
 
 
-def check_name(name: str, path: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name) or name != name.strip():
-        raise ConfigError(f"{path}: names are 1-128 characters, without '/', control characters "
-                          "or surrounding spaces")
+def valid_name(name: object) -> bool:
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
+def check_name(name: object, path: str) -> None:
+    if not valid_name(name):
+        raise ConfigError(f"{path}: invalid name {_shown(name)}: names are {NAME_RULE}")
+
+
+def _shown(name: object) -> str:
+    text = repr(name) if isinstance(name, str) else type(name).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_limit_settings(s: LimitSettings, path: str) -> None:
@@ -88,12 +104,12 @@ def check_limit_settings(s: LimitSettings, path: str) -> None:
 
 def check_access_config(cfg: Config) -> None:
     for name, g in cfg.groups.items():
-        check_name(name, f"groups.{name}")
+        check_name(name, "groups")
         check_limit_settings(g, f"groups.{name}")
     admin = cfg.admin.key or None
     admin_sha = hashlib.sha256(admin.encode()).hexdigest() if admin else None
     for name, c in cfg.consumers.items():
-        check_name(name, f"consumers.{name}")
+        check_name(name, "consumers")
         check_limit_settings(c, f"consumers.{name}")
         for k, key in enumerate(c.keys):
             if admin and (key == admin or key == f"sha256:{admin_sha}"):
@@ -121,3 +137,6 @@ def check_access_config(cfg: Config) -> None:
             raise ConfigError("auth.jwt.issuer: must not be empty")
         if not jwt.audience:
             raise ConfigError("auth.jwt.audience: must not be empty")
+        if jwt.consumer_prefix and not _PREFIX.fullmatch(jwt.consumer_prefix):
+            raise ConfigError("auth.jwt.consumer_prefix: must be '' (subjects are key consumers' names, on purpose) "
+                              "or 1-32 letters, digits, . _ @ - ending in ':' (default 'jwt:')")

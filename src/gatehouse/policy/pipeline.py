@@ -26,10 +26,14 @@ class Exchange:
         "request_id", "surface", "dialect", "principal", "model", "deployment", "provider",
         "stream", "status", "usage", "started", "first_token_at", "finished_at",
         "prompt_estimate", "max_tokens", "response_headers", "notes", "error_type",
+        "gateway_id", "client_request_id",
     )
 
-    def __init__(self, request_id: str, surface: str, dialect: str):
-        self.request_id = request_id
+    def __init__(self, request_id: str, surface: str, dialect: str, gateway_id: str | None = None,
+                 client_request_id: str | None = None):
+        self.request_id = request_id  # the id the client sees (its own x-request-id when it sent one)
+        self.gateway_id = gateway_id or request_id  # ours, unique per request: what the ledger counts
+        self.client_request_id = client_request_id  # the client's x-request-id, for correlation only
         self.surface = surface  # chat | completions | embeddings | messages | ...
         self.dialect = dialect
         self.principal: Principal | None = None

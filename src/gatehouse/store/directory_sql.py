@@ -110,6 +110,12 @@ class DirectoryStore:
             rows = (await conn.execute(sa.select(access_consumers).order_by(access_consumers.c.name))).all()
         return {r.name: Row(r.name, _consumer(r.spec, r.group_name), r.created_at, r.updated_at) for r in rows}
 
+    async def consumer_exists(self, name: str) -> bool:
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(sa.select(access_consumers.c.name)
+                                        .where(access_consumers.c.name == name))).first()
+        return found is not None
+
     async def consumers_in(self, group: str) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(access_consumers)

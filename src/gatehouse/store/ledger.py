@@ -41,6 +41,7 @@ usage_records = sa.Table(
     sa.Column("streamed", sa.Boolean, nullable=False),
     sa.Column("cache_hit", sa.Boolean, nullable=False),
     sa.Column("estimated", sa.Boolean, nullable=False),
+    sa.Column("client_request_id", sa.String(128), nullable=True, index=True),
     sa.Index("ix_usage_records_consumer_ts", "consumer", "ts"),
 )
 
@@ -178,7 +179,7 @@ GROUPINGS = ("consumer", "group", "model", "deployment", "provider", "key", "day
 
 class UsageRow(Struct):
     key: str | None
-    requests: int  # distinct request ids
+    requests: int  # distinct gateway request ids (never the client's x-request-id)
     attempts: int  # ledger records (upstream attempts)
     input_tokens: int
     output_tokens: int
