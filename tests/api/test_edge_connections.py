@@ -50,7 +50,7 @@ def test_stalled_bodies_and_heads_get_408_and_hold_no_slot(start_gatehouse, open
     slow_head.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n")
     t0 = time.monotonic()
     for s in [slow_head, *stalled]:
-        status, headers, body = read_response(s, bytearray())
+        status, headers, _ = read_response(s, bytearray())
         assert status.startswith(b"HTTP/1.1 408") and headers["connection"] == "close"
         assert s.recv(10) == b""
     assert time.monotonic() - t0 < 4

@@ -21,7 +21,7 @@ HEADER_TIMEOUT, BODY_TIMEOUT = 0.5, 1.0
 seen: dict[str, object] = {}
 
 
-async def app(scope, receive, send):  # noqa: ANN001 - ASGI
+async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})

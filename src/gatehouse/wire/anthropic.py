@@ -327,7 +327,7 @@ def _image_block(p: ImagePart) -> dict[str, Any]:
 def tool_input(arguments: str) -> dict[str, Any]:
     try:
         value = msgspec.json.decode(arguments or "{}")
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

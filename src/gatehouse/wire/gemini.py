@@ -371,7 +371,7 @@ def gemini_error(status: int, err: GError | None, model: str) -> GatehouseError:
 def error_from_body(status: int, raw: bytes, model: str) -> GatehouseError:
     try:
         env = msgspec.json.decode(raw, type=GErrorEnvelope)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         env = GErrorEnvelope()
     return gemini_error(status, env.error, model)
 

@@ -81,7 +81,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
             break
         try:
             chunk = chunk_decoder.decode(ev.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise UpstreamError(f"The upstream for model '{model}' sent a malformed stream chunk.") from None
         if chunk.error is not None:
             raise UpstreamError(f"Upstream error: {chunk.error.message}")
@@ -248,7 +248,7 @@ class PassthroughRelay:
             return True
         try:
             chunk = chunk_decoder.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return True
         if chunk.error is not None:
             return True
