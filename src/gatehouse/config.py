@@ -29,6 +29,10 @@ class ServerConfig(_Base):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 10 * 1024 * 1024
+    # Read deadlines (seconds): a request's head must arrive within header_timeout of its first
+    # byte, its body within body_timeout of the head; else 408 and the connection is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     # Secret for HMAC-hashing keys. Replicas sharing a store must share it; without it a
     # random one is generated once and kept in the data dir.
@@ -399,6 +403,9 @@ def check_references(cfg: Config) -> None:
                               "(a consumer without a group gets nothing else)")
     if cfg.server.max_body_bytes <= 0:
         raise ConfigError("server.max_body_bytes: must be positive")
+    for name in ("header_timeout", "body_timeout"):
+        if not 0 < getattr(cfg.server, name) <= 3600:
+            raise ConfigError(f"server.{name}: must be more than 0 and at most 3600 seconds")
     from gatehouse.metering.pricing import check_prices  # late: pricing imports config types
 
     check_prices(cfg)

@@ -19,7 +19,8 @@ from gatehouse.types import ChatRequest, ChatResponse, json_encode
 from gatehouse.wire import anthropic as wire
 from gatehouse.wire.anthropic_response import render_response
 from gatehouse.wire.anthropic_stream import MessageStreamEncoder, with_keepalive
-from gatehouse.wire.common import decode_json_object, refuse_upstream_overrides
+from gatehouse.wire.common import decode_json_object
+from gatehouse.wire.screen import screen_body
 
 DIALECT = "anthropic"
 MESSAGES_PATH = "/v1/messages"
@@ -63,7 +64,7 @@ async def _begin(rt: Runtime, req: Request, ex: Exchange, counting: bool) -> tup
     ex.principal = principal
     raw = await req.json_body(rt.cfg.server.max_body_bytes)
     obj = decode_json_object(raw)
-    refuse_upstream_overrides(raw, obj)
+    screen_body(obj, wire.BODY)
     parsed = _Parsed(obj, wire.parse_request(obj, counting=counting), len(raw))
     return parsed, rt.resolve(parsed.areq.model, principal)
 

@@ -22,7 +22,7 @@ from gatehouse.providers.base import CallContext, Completer, Embedder
 from gatehouse.runtime import ModelEntry, Runtime
 from gatehouse.types import ChatResponse, json_encode
 from gatehouse.wire import ollama as wire
-from gatehouse.wire.common import convert, decode_json_object, refuse_upstream_overrides
+from gatehouse.wire.common import convert, decode_json_object
 from gatehouse.wire.ollama_render import (
     NDJSONEncoder,
     Timing,
@@ -31,6 +31,7 @@ from gatehouse.wire.ollama_render import (
     render_embed,
     render_generate,
 )
+from gatehouse.wire.screen import BodySpec, screen_body
 
 DIALECT = "ollama"
 VERSION = "0.12.6"  # the Ollama API version this surface follows; clients gate features on it
@@ -51,12 +52,12 @@ class OllamaRenderer:
         return NDJSONEncoder(public_model, self.kind, self.timing)
 
 
-async def _begin(rt: Runtime, req: Request, ex: Exchange) -> tuple[Principal, dict[str, Any]]:
+async def _begin(rt: Runtime, req: Request, ex: Exchange, spec: BodySpec) -> tuple[Principal, dict[str, Any]]:
     principal = await rt.auth.authenticate(req.headers)
     ex.principal = principal
     raw = await req.json_body(rt.cfg.server.max_body_bytes)
     obj = decode_json_object(raw)
-    refuse_upstream_overrides(raw, obj)
+    screen_body(obj, spec)
     return principal, obj
 
 
@@ -85,7 +86,7 @@ def _model_name(obj: dict[str, Any]) -> None:
 
 
 async def chat(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, obj = await _begin(rt, req, ex)
+    principal, obj = await _begin(rt, req, ex, wire.CHAT_BODY)
     _model_name(obj)
     oreq = wire.parse_chat(obj)
     entry = rt.resolve(oreq.model, principal)
@@ -102,7 +103,7 @@ async def chat(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 
 async def generate(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, obj = await _begin(rt, req, ex)
+    principal, obj = await _begin(rt, req, ex, wire.GENERATE_BODY)
     _model_name(obj)
     oreq = convert(obj, wire.OLGenerateRequest)
     entry = rt.resolve(oreq.model, principal)
@@ -140,7 +141,7 @@ async def generate(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 
 async def _embed(rt: Runtime, req: Request, ex: Exchange, legacy: bool) -> None:
-    principal, obj = await _begin(rt, req, ex)
+    principal, obj = await _begin(rt, req, ex, wire.LEGACY_EMBED_BODY if legacy else wire.EMBED_BODY)
     _model_name(obj)
     if legacy:
         old = convert(obj, wire.OLLegacyEmbedRequest)
@@ -200,7 +201,7 @@ def _is_embedding_model(rt: Runtime, name: str) -> bool:
 
 
 async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, obj = await _begin(rt, req, ex)
+    principal, obj = await _begin(rt, req, ex, wire.SHOW_BODY)
     _model_name(obj)
     entry = rt.resolve(obj["model"], principal)
     ex.model = entry.name

@@ -14,8 +14,9 @@ from gatehouse.runtime import ModelEntry, Runtime
 from gatehouse.types import ChatResponse, json_encode
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
-from gatehouse.wire.common import convert, decode_json_object, refuse_upstream_overrides
+from gatehouse.wire.common import convert, decode_json_object
 from gatehouse.wire.openai_stream import ChunkEncoder, CompletionChunkEncoder
+from gatehouse.wire.screen import BodySpec, screen_body
 
 DIALECT = "openai"
 
@@ -33,12 +34,12 @@ class OpenAIRenderer:
 RENDERER = OpenAIRenderer()
 
 
-async def _begin(rt: Runtime, req: Request, ex: Exchange) -> tuple[Principal, bytes, dict[str, Any]]:
+async def _begin(rt: Runtime, req: Request, ex: Exchange, spec: BodySpec) -> tuple[Principal, bytes, dict[str, Any]]:
     principal = await rt.auth.authenticate(req.headers)
     ex.principal = principal
     raw = await req.json_body(rt.cfg.server.max_body_bytes)
     obj = decode_json_object(raw)
-    refuse_upstream_overrides(raw, obj)
+    screen_body(obj, spec)
     return principal, raw, obj
 
 
@@ -65,7 +66,7 @@ def _cap_body(obj: dict[str, Any], max_tokens: int | None) -> None:
 
 
 async def chat_completions(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, raw, obj = await _begin(rt, req, ex)
+    principal, raw, obj = await _begin(rt, req, ex, wire.CHAT_BODY)
     oreq = wire.parse_chat(obj)
     if oreq.n not in (None, 1):
         raise InvalidRequest("Only n=1 is supported.", param="n")
@@ -85,7 +86,7 @@ async def chat_completions(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 
 async def completions(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, raw, obj = await _begin(rt, req, ex)
+    principal, raw, obj = await _begin(rt, req, ex, wire.COMPLETION_BODY)
     oreq = convert(obj, wire.OACompletionRequest)
     entry = rt.resolve(oreq.model, principal)
     canonical = wire.completion_to_canonical(oreq)
@@ -110,7 +111,7 @@ async def completions(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 
 async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, raw, obj = await _begin(rt, req, ex)
+    principal, raw, obj = await _begin(rt, req, ex, wire.EMBEDDING_BODY)
     oreq = convert(obj, wire.OAEmbeddingRequest)
     entry = rt.resolve(oreq.model, principal)
     canonical = wire.embedding_to_canonical(oreq)

@@ -13,8 +13,9 @@ from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.types import ChatResponse, json_encode
 from gatehouse.wire import responses as wire
-from gatehouse.wire.common import decode_json_object, refuse_upstream_overrides
+from gatehouse.wire.common import decode_json_object
 from gatehouse.wire.responses_render import ResponsesStreamEncoder, render_response
+from gatehouse.wire.screen import screen_body
 
 DIALECT = "openai-responses"  # no deployment speaks it yet: always translated
 
@@ -38,7 +39,7 @@ async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.principal = principal
     raw = await req.json_body(rt.cfg.server.max_body_bytes)
     obj = decode_json_object(raw)
-    refuse_upstream_overrides(raw, obj)
+    screen_body(obj, wire.RESPONSES_BODY)
     parsed = wire.parse_request(obj)
     entry = rt.resolve(parsed.model, principal)
     translated = wire.to_canonical(parsed, rt.cfg.responses.hosted_tools)

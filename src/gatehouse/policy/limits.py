@@ -74,6 +74,7 @@ class LimitsStep:
             out = self.default_reserve
             if lim.tokens_per_minute is not None:
                 out = max(0, min(out, lim.tokens_per_minute - prompt))
+        out = max(out, 0)  # (refused at the edge already) a negative reservation would credit the allowance
         if lim.requests_per_minute is not None:
             meters.append(Meter("requests", BUCKET, "rpm:" + pools[0], lim.requests_per_minute, 1))
         if lim.tokens_per_minute is not None:

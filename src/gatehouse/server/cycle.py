@@ -215,7 +215,7 @@ class Cycle:
     def _finish(self) -> None:
         self.complete = True
         if not self.keep_alive:
-            self.transport.close()
+            self.conn.close_after(self)
         self.wake()
         self.conn.cycle_done(self)
 

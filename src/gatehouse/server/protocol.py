@@ -8,7 +8,15 @@ What uvicorn's protocol did per request and this one does per connection or not 
 - the URL: split at `?` directly for origin-form targets; httptools.parse_url only for the
   rare absolute-form one.
 Limits it adds: a request line plus headers over MAX_HEAD_BYTES gets 431, not unbounded
-memory.
+memory; the head must arrive within `header_timeout` and the body within `body_timeout` of its
+head (else 408 and a close), and bad framing (e.g. broken chunked encoding) gets 400 and a
+close. Those deadlines ride on the same per-connection timer, armed only when a request is
+still partly read after a read (a request that arrives whole costs one attribute test).
+A response that closes the connection while the client is still sending its body (a 413 to a
+client that writes the whole body before reading) is followed by a lingering close, as
+nginx does: the write side is shut, the rest of the body is read and dropped (bounded by the
+body deadline and LINGER_MAX_BYTES), then the connection closes - so the client reads the
+answer instead of a connection reset.
 """
 from __future__ import annotations
 
@@ -23,6 +31,8 @@ from gatehouse.server.cycle import Cycle
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HIGH_WATER = 64 * 1024  # request body buffered before reading pauses until the app takes it
+LINGER_MAX_BYTES = 64 * 1024 * 1024  # request body read and dropped after an early answer, at most
+_IDLE, _HEAD, _BODY = range(3)  # what the parser is reading
 
 
 class _HeadTooLarge(Exception):
@@ -38,10 +48,19 @@ def _plain_error(status: bytes, message: str) -> bytes:
 _BAD_REQUEST = _plain_error(b"400 Bad Request", "Malformed HTTP request.")
 _HEAD_TOO_LARGE = _plain_error(b"431 Request Header Fields Too Large",
                                f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.")
+_TIMEOUT = _plain_error(b"408 Request Timeout", "The request did not arrive in time.")
 
 
 class H1Protocol(asyncio.Protocol):
     """uvicorn's `http` protocol interface: built with (config, server_state, app_state)."""
+
+    header_timeout = 10.0  # seconds from a request's first byte to the end of its head
+    body_timeout = 30.0  # seconds from the end of the head to the end of the body
+
+    @classmethod
+    def configured(cls, header_timeout: float, body_timeout: float) -> type[H1Protocol]:
+        """The protocol class with the server config's read deadlines, for uvicorn's `http`."""
+        return type(cls.__name__, (cls,), {"header_timeout": header_timeout, "body_timeout": body_timeout})
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None):
@@ -73,6 +92,11 @@ class H1Protocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
         self.expect_continue = False
+        self.reading = _IDLE  # the parser's place in the current request
+        self.began = 0.0  # when that part of the request began to arrive
+        self.deadline = 0.0  # the read deadline the timer is armed for (0: none)
+        self.lingering = False  # answered and closing: the rest of the request body is dropped
+        self.lingered = 0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,12 +128,20 @@ class H1Protocol(asyncio.Protocol):
         if self.transport.is_closing():
             return  # refused or shutting down: nothing more is read
         self.last_active = self.loop.time()
+        if self.lingering:
+            self.lingered += len(data)
+            if self.lingered > LINGER_MAX_BYTES:
+                self.transport.close()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             pass  # no WebSocket or h2c here: the request is served as plain HTTP/1.1
         except httptools.HttpParserError as e:
             self._reject(_HEAD_TOO_LARGE if isinstance(e.__context__, _HeadTooLarge) else _BAD_REQUEST)
+            return
+        if self.reading:  # a request is partly here: its deadline must be armed
+            self._arm_deadline()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -130,6 +162,7 @@ class H1Protocol(asyncio.Protocol):
 
     # -- parser callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.reading, self.began = _HEAD, self.last_active
         self.url = b""
         self.headers = []
         self.head_bytes = 0
@@ -151,6 +184,9 @@ class H1Protocol(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.reading, self.began = _BODY, self.last_active
+        if self.lingering:
+            return  # (a request pipelined behind the refused one: it is not served)
         parser = self.parser
         url = self.url
         if url[:1] == b"/":
@@ -188,6 +224,10 @@ class H1Protocol(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
+        self.reading = _IDLE
+        if self.lingering:
+            self.transport.close()
+            return
         cycle = self.cycle
         if cycle is not None:
             cycle.more_body = False
@@ -226,27 +266,76 @@ class H1Protocol(asyncio.Protocol):
             self.read_paused = True
             self.transport.pause_reading()
 
-    def _reject(self, response: bytes) -> None:
-        """A request the parser refuses: answered and closed, unless a response is still being
-        written (pipelining), which then closes the connection when it is done."""
-        if self.active is None:
-            self.transport.write(response)
-            self.transport.close()
+    def close_after(self, cycle: Cycle) -> None:
+        """The response that ends the connection is written. If the client may still be sending
+        the request body, closing now would reset the connection and the client could lose the
+        answer: shut the write side, read and drop the rest of the body, then close (when it
+        ends, at the body deadline, or past LINGER_MAX_BYTES)."""
+        if self.reading == _BODY and cycle is self.cycle and cycle.more_body and not self.lingering:
+            self.lingering = True
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
         else:
-            self.active.keep_alive = False
+            self.transport.close()
+
+    def _reject(self, response: bytes) -> None:
+        """A request that is malformed or did not arrive in time: answered (unless something
+        already answered it) and closed. If the response to an earlier request is still being
+        written (pipelining), the connection closes when that is done instead."""
+        active = self.active
+        cycle = self.cycle if self.reading == _BODY and self.cycle is not None and self.cycle.more_body else None
+        self.reading, self.deadline = _IDLE, 0.0
+        if self.lingering or (cycle is not None and cycle.complete):
+            self.transport.close()  # answered already (e.g. a 413 before the body was read)
+            return
+        if active is not None and cycle is not active:
+            active.keep_alive = False
             self.waiting.clear()
             self._pause_reading()
+            return
+        if active is not None:  # the app has this request and waits for its body: it never comes
+            active.keep_alive = False
+            active.disconnected = True
+            active.wake()
+            if active.started:
+                self.transport.close()
+                return
+        self.transport.write(response)
+        self.transport.close()
+
+    def _arm_deadline(self) -> None:
+        deadline = self.began + (self.header_timeout if self.reading == _HEAD else self.body_timeout)
+        if deadline != self.deadline:
+            self.deadline = deadline
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = self.loop.call_at(deadline, self._idle_check)
 
     def _idle_check(self) -> None:
+        """The connection's one timer: idle keep-alive connections close, and a request that is
+        partly read past its deadline gets 408 (not while the server itself paused reading)."""
         self._timer = None
         if self.transport.is_closing():
             return
-        idle = self.loop.time() - self.last_active
-        if self.active is None and not self.waiting and idle >= self.keep_alive_timeout:
+        now = self.loop.time()
+        if self.reading and self.deadline and now >= self.deadline:
+            if not self.read_paused or self.lingering:
+                self._reject(_TIMEOUT)
+                return
+            self.began, self.deadline = now, 0.0  # the app has not taken the body yet: not the client's delay
+            self._arm_deadline()
+            return
+        idle = now - self.last_active
+        if self.active is None and not self.waiting and not self.reading and idle >= self.keep_alive_timeout:
             self.transport.close()
             return
         delay = self.keep_alive_timeout - idle if self.active is None else self.keep_alive_timeout
-        self._timer = self.loop.call_later(max(delay, 0.05), self._idle_check)
+        when = now + max(delay, 0.05)
+        if self.reading and self.deadline:
+            when = min(when, self.deadline)
+        self._timer = self.loop.call_at(when, self._idle_check)
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: close when idle, else after the current response."""

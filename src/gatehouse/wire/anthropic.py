@@ -28,7 +28,8 @@ from gatehouse.types import (
     ToolChoice,
     ToolResultPart,
 )
-from gatehouse.wire.common import convert
+from gatehouse.wire.common import Count, NonNegative, Unit, convert
+from gatehouse.wire.screen import DATA, SCHEMA, BodySpec
 
 # ---- request structs -------------------------------------------------------------------------
 
@@ -83,19 +84,19 @@ class AToolChoice(Struct, omit_defaults=True):
 
 class AThinking(Struct, omit_defaults=True):
     type: str
-    budget_tokens: int | None = None
+    budget_tokens: Count | None = None
 
 
 class ARequest(Struct, omit_defaults=True):
     model: str
     messages: list[AMessage]
-    max_tokens: int | None = None
+    max_tokens: Count | None = None
     system: Union[str, list[ABlock], None] = None
     stop_sequences: list[str] | None = None
     stream: bool = False
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
+    temperature: Unit | None = None
+    top_p: Unit | None = None
+    top_k: NonNegative | None = None
     tools: list[ATool] | None = None
     tool_choice: AToolChoice | None = None
     thinking: AThinking | None = None
@@ -107,6 +108,16 @@ CANONICAL_FIELDS = frozenset({
     "model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
     "top_p", "top_k", "tools", "tool_choice",
 })
+# The top-level fields of the Messages API (and count_tokens); nothing else is forwarded.
+_BLOCKS: dict[str, Any] = {"*": {"input": DATA, "content": {"*": {"input": DATA}}}}
+BODY = BodySpec(
+    frozenset(ARequest.__struct_fields__) | {
+        "metadata", "service_tier", "container", "context_management", "mcp_servers", "output_format",
+        "output_config", "cache_control", "inference_geo",
+    },
+    {"tools": {"*": {"input_schema": SCHEMA}}, "messages": {"*": {"content": _BLOCKS}},
+     "output_format": {"schema": SCHEMA}, "output_config": {"format": {"schema": SCHEMA}}},
+)
 _ROLES = ("user", "assistant", "system")  # "system" turns: the mid-conversation-system beta
 _TOOL_CHOICES = {"auto": "auto", "any": "required", "tool": "tool", "none": "none"}
 CLIENT_TOOL_TYPES = (None, "custom")
@@ -316,7 +327,7 @@ def _image_block(p: ImagePart) -> dict[str, Any]:
 def tool_input(arguments: str) -> dict[str, Any]:
     try:
         value = msgspec.json.decode(arguments or "{}")
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -118,7 +118,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
             continue
         try:
             ev = event_decoder.decode(sse.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise UpstreamError(f"The upstream for model '{model}' sent a malformed stream event.") from None
         t = ev.type
         if t == "error":
@@ -359,7 +359,7 @@ class MessageStreamRelay:
             return None
         try:
             ev = event_decoder.decode(sse.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
         if ev.type == "message_start" and ev.message is not None:
             _merge_usage(self._usage, ev.message.usage)

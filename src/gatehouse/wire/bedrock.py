@@ -400,7 +400,7 @@ class _AwsMessage(Struct):
 def error_message(raw: bytes) -> str:
     try:
         body = msgspec.json.decode(raw, type=_AwsMessage)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return raw.decode(errors="replace")[:300]
     return body.message or body.Message or ""
 

@@ -126,7 +126,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], response_id: str, model: s
                 meta = _metadata.decode(msg.payload)
                 if meta.usage is not None:
                     usage = meta.usage.canonical()
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise malformed(model) from None
     if not started:
         raise UpstreamError(f"The upstream for model '{model}' ended the stream without a response.")

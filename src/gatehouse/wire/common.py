@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 from gatehouse.errors import InvalidRequest
 
@@ -13,12 +14,27 @@ T = TypeVar("T")
 _AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
 _json_decode = msgspec.json.Decoder().decode
 
+# Numeric request fields, checked at the edge on every route (sign and range): a negative
+# max_tokens must never reach an upstream or an admission estimate.
+_INT_MAX = 2**31 - 1
+Count = Annotated[int, Meta(ge=1, le=_INT_MAX)]  # max_tokens, n, dimensions, ...
+NonNegative = Annotated[int, Meta(ge=0, le=_INT_MAX)]
+TopK = Annotated[int, Meta(ge=-1, le=_INT_MAX)]  # -1: no top-k (vLLM)
+Unit = Annotated[float, Meta(ge=0, le=1)]  # top_p, min_p, ...
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]  # presence_penalty, frequency_penalty
+Positive = Annotated[float, Meta(gt=0, le=1e6)]  # repetition_penalty
+Seed = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+LogitBias = dict[str, Annotated[float, Meta(ge=-100, le=100)]]
+
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
     try:
         obj = _json_decode(body)
     except msgspec.DecodeError as e:
         raise InvalidRequest(f"Request body is not valid JSON: {e}", code="invalid_json") from None
+    except RecursionError:  # msgspec's decoder stops at the interpreter's recursion limit
+        raise InvalidRequest("Request body is nested too deeply.", code="invalid_json") from None
     if not isinstance(obj, dict):
         raise InvalidRequest("Request body must be a JSON object.", code="invalid_json")
     return obj
@@ -47,52 +63,11 @@ def invalid_from_validation(e: msgspec.ValidationError) -> InvalidRequest:
     return InvalidRequest(text, param=param, code="invalid_value")
 
 
-# Fields by which a client could choose its own upstream or credentials. The upstream is
-# chosen by config only, so these are refused wherever they appear - except inside JSON
-# schemas, where a tool may legitimately have a parameter called `headers`, and inside the
-# arguments of a tool call in the history (Anthropic `tool_use.input`), which the model wrote.
-FORBIDDEN_FIELDS = frozenset({"api_base", "base_url", "api_key", "headers"})
-_FORBIDDEN_BYTES = tuple(f'"{f}"'.encode() for f in FORBIDDEN_FIELDS)
-_SCHEMA_KEYS = frozenset({"parameters", "input_schema", "schema", "json_schema", "properties", "input"})
-
-
-def refuse_upstream_overrides(raw: bytes, obj: dict[str, Any]) -> None:
-    # Fast pre-check on the bytes: most bodies never mention these names at all.
-    if not any(b in raw for b in _FORBIDDEN_BYTES):
-        return
-    found = _find_forbidden(obj, "")
-    if found:
-        raise InvalidRequest(
-            f"Field '{found}' is not allowed: the upstream is chosen by the gateway's configuration.",
-            param=found,
-            code="forbidden_field",
-        )
-
-
-def _find_forbidden(node: Any, path: str) -> str | None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            here = f"{path}.{k}" if path else str(k)
-            if k in FORBIDDEN_FIELDS:
-                return here
-            if k in _SCHEMA_KEYS:
-                continue
-            hit = _find_forbidden(v, here)
-            if hit:
-                return hit
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            hit = _find_forbidden(v, f"{path}[{i}]")
-            if hit:
-                return hit
-    return None
-
-
 def tool_input(arguments: str) -> dict[str, Any]:
     """Tool call arguments (JSON text) as the object that Bedrock, Gemini and Ollama want."""
     try:
         value = _json_decode(arguments or "{}")
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise InvalidRequest("Tool call arguments must be a JSON object.", param="messages",

@@ -382,7 +382,7 @@ def gemini_error(status: int, err: GError | None, model: str, headers: Any = Non
 def error_from_body(status: int, raw: bytes, model: str, headers: Any = None) -> GatehouseError:
     try:
         env = msgspec.json.decode(raw, type=GErrorEnvelope)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         env = GErrorEnvelope()
     if env.error is None:
         note("gemini", model, status, raw)

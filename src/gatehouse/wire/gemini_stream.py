@@ -38,7 +38,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], request_id: str, model: st
     async for ev in iter_events(chunks):
         try:
             resp = response_decoder.decode(ev.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise malformed(model) from None
         if resp.error is not None:
             raise gemini_error(resp.error.code, resp.error, model)

@@ -10,10 +10,10 @@ matched to calls by position and `tool_name` because most clients send no call i
 from __future__ import annotations
 
 import uuid
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from gatehouse.errors import InvalidRequest
 from gatehouse.types import (
@@ -34,7 +34,8 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.wire.common import convert, tool_input
+from gatehouse.wire.common import Count, NonNegative, Seed, Unit, convert, tool_input
+from gatehouse.wire.screen import DATA, SCHEMA, BodySpec
 
 # ---- structs (requests both ways, responses from upstream) -----------------------------------
 
@@ -71,6 +72,43 @@ class OLTool(Struct, omit_defaults=True):
     type: str = "function"
 
 
+_Scale = Annotated[float, Meta(ge=-1e6, le=1e6)]
+
+
+class OLOptions(Struct):
+    """The numeric `options` Ollama knows, checked for sign and range; others pass as they are."""
+
+    num_predict: Annotated[int, Meta(ge=-2, le=2**31 - 1)] | None = None  # -1: until done, -2: fill context
+    num_ctx: Count | None = None
+    num_keep: Annotated[int, Meta(ge=-1, le=2**31 - 1)] | None = None
+    num_batch: Count | None = None
+    num_gpu: Annotated[int, Meta(ge=-1, le=2**31 - 1)] | None = None
+    main_gpu: NonNegative | None = None
+    num_thread: NonNegative | None = None
+    seed: Seed | None = None
+    temperature: Annotated[float, Meta(ge=0, le=100)] | None = None
+    top_k: NonNegative | None = None
+    top_p: Unit | None = None
+    min_p: Unit | None = None
+    typical_p: Unit | None = None
+    repeat_last_n: Annotated[int, Meta(ge=-1, le=2**31 - 1)] | None = None
+    repeat_penalty: Annotated[float, Meta(ge=0, le=1e6)] | None = None
+    presence_penalty: _Scale | None = None
+    frequency_penalty: _Scale | None = None
+    mirostat: Annotated[int, Meta(ge=0, le=2)] | None = None
+    mirostat_tau: Annotated[float, Meta(ge=0, le=1e6)] | None = None
+    mirostat_eta: Annotated[float, Meta(ge=0, le=1e6)] | None = None
+
+
+class _WithOptions(Struct):
+    options: OLOptions
+
+
+def _check_options(options: dict[str, Any] | None) -> None:
+    if options:
+        convert({"options": options}, _WithOptions)
+
+
 class OLChatRequest(Struct, omit_defaults=True):
     model: str
     messages: list[OLMessage] = []
@@ -80,6 +118,9 @@ class OLChatRequest(Struct, omit_defaults=True):
     stream: bool | None = None  # Ollama streams unless told not to
     keep_alive: Union[str, int, float, None] = None
     think: Union[bool, str, None] = None
+
+    def __post_init__(self) -> None:
+        _check_options(self.options)
 
 
 class OLGenerateRequest(Struct, omit_defaults=True):
@@ -97,14 +138,20 @@ class OLGenerateRequest(Struct, omit_defaults=True):
     context: list[int] | None = None  # a previous reply's state: meaningless across backends
     template: str | None = None
 
+    def __post_init__(self) -> None:
+        _check_options(self.options)
+
 
 class OLEmbedRequest(Struct, omit_defaults=True):
     model: str
     input: Union[str, list[str]] = ""
     truncate: bool | None = None
-    dimensions: int | None = None
+    dimensions: Count | None = None
     options: dict[str, Any] | None = None
     keep_alive: Union[str, int, float, None] = None
+
+    def __post_init__(self) -> None:
+        _check_options(self.options)
 
 
 class OLLegacyEmbedRequest(Struct, omit_defaults=True):
@@ -112,6 +159,9 @@ class OLLegacyEmbedRequest(Struct, omit_defaults=True):
     prompt: str = ""
     options: dict[str, Any] | None = None
     keep_alive: Union[str, int, float, None] = None
+
+    def __post_init__(self) -> None:
+        _check_options(self.options)
 
 
 class OLResponseMessage(Struct, omit_defaults=True):
@@ -147,6 +197,16 @@ response_decoder = msgspec.json.Decoder(OLResponse)
 embed_decoder = msgspec.json.Decoder(OLEmbedResponse)
 KNOWN_CHAT_FIELDS = frozenset(OLChatRequest.__struct_fields__)
 KNOWN_GENERATE_FIELDS = frozenset(OLGenerateRequest.__struct_fields__)
+
+# The top-level fields of each endpoint (plus `name`, older clients' `model`); nothing else
+# is forwarded.
+_TOOLS: dict[str, Any] = {"*": {"function": {"parameters": SCHEMA}}}
+CHAT_BODY = BodySpec(KNOWN_CHAT_FIELDS | {"name"}, {
+    "tools": _TOOLS, "format": SCHEMA, "messages": {"*": {"tool_calls": {"*": {"function": {"arguments": DATA}}}}}})
+GENERATE_BODY = BodySpec(KNOWN_GENERATE_FIELDS | {"name"}, {"format": SCHEMA})
+EMBED_BODY = BodySpec(frozenset(OLEmbedRequest.__struct_fields__) | {"name"})
+LEGACY_EMBED_BODY = BodySpec(frozenset(OLLegacyEmbedRequest.__struct_fields__) | {"name"})
+SHOW_BODY = BodySpec({"model", "name", "verbose"})
 
 
 # ---- client request -> canonical (ingress) ----------------------------------------------------

@@ -76,7 +76,7 @@ def arguments_object(arguments: str) -> dict[str, Any]:
     unparseable text becomes an empty object rather than a client-side crash."""
     try:
         value = json_decode(arguments or "{}")
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

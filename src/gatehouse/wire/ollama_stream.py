@@ -38,7 +38,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], response_id: str, model: s
     async for line in iter_lines(chunks):
         try:
             resp = response_decoder.decode(line)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise _malformed(model) from None
         if resp.error is not None:
             raise stream_failure(line, model)
@@ -97,7 +97,7 @@ class NDJSONRelay:
             if any(marker in line for marker in _DONE_MARKERS):
                 try:
                     final = response_decoder.decode(line)
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     pass
                 else:
                     self.usage = final.usage()

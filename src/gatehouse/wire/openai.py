@@ -1,9 +1,9 @@
 """OpenAI Chat Completions / Completions / Embeddings wire format ⇄ canonical types."""
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from gatehouse.errors import InvalidRequest
 from gatehouse.types import (
@@ -20,7 +20,19 @@ from gatehouse.types import (
     ToolChoice,
     ToolResultPart,
 )
-from gatehouse.wire.common import convert
+from gatehouse.wire.common import (
+    Count,
+    LogitBias,
+    NonNegative,
+    Penalty,
+    Positive,
+    Seed,
+    Temperature,
+    TopK,
+    Unit,
+    convert,
+)
+from gatehouse.wire.screen import SCHEMA, BodySpec
 
 # ---- request structs ---------------------------------------------------------------------
 
@@ -71,56 +83,103 @@ class OAStreamOptions(Struct, omit_defaults=True):
     include_usage: bool = False
 
 
-class OAChatRequest(Struct, omit_defaults=True):
+class _Sampling(Struct, omit_defaults=True):
+    """Numeric fields the canonical request does not carry: validated here, forwarded as sent."""
+
+    frequency_penalty: Penalty | None = None
+    presence_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    min_p: Unit | None = None
+    typical_p: Unit | None = None
+    repetition_penalty: Positive | None = None
+    length_penalty: Annotated[float, Meta(ge=-1e6, le=1e6)] | None = None
+    min_tokens: NonNegative | None = None
+    best_of: Count | None = None
+    truncate_prompt_tokens: Count | None = None
+
+
+class OAChatRequest(_Sampling, omit_defaults=True, kw_only=True):
     model: str
     messages: list[OAMessage]
     stream: bool = False
     stream_options: OAStreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    n: int | None = None
+    max_tokens: Count | None = None
+    max_completion_tokens: Count | None = None
+    temperature: Temperature | None = None
+    top_p: Unit | None = None
+    top_k: TopK | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] | None = None
     stop: Union[str, list[str], None] = None
     tools: list[OATool] | None = None
     tool_choice: Union[str, dict[str, Any], None] = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     user: str | None = None
 
 
-class OACompletionRequest(Struct, omit_defaults=True):
+class OACompletionRequest(_Sampling, omit_defaults=True, kw_only=True):
     model: str
     prompt: Union[str, list[str]]
     suffix: str | None = None
     stream: bool = False
     stream_options: OAStreamOptions | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    max_tokens: Count | None = None
+    temperature: Temperature | None = None
+    top_p: Unit | None = None
+    top_k: TopK | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] | None = None
+    logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    seed: Seed | None = None
     stop: Union[str, list[str], None] = None
 
 
 class OAEmbeddingRequest(Struct, omit_defaults=True):
     model: str
     input: Union[str, list[Any]]
-    dimensions: int | None = None
+    dimensions: Count | None = None
     encoding_format: str | None = None
     user: str | None = None
 
 
-CHAT_FIELDS = frozenset(OAChatRequest.__struct_fields__)
+# What the canonical chat request carries; every other defined field is forwarded as sent.
+CHAT_FIELDS = frozenset(OAChatRequest.__struct_fields__) - frozenset(_Sampling.__struct_fields__)
+
+# The top-level fields each endpoint defines (OpenAI's, and the sampling extensions of the
+# OpenAI-compatible servers behind the gateway: vLLM, llama.cpp, TGI); nothing else is forwarded.
+_COMPATIBLE_EXTRAS = frozenset(_Sampling.__struct_fields__) | {
+    "ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output",
+    "stop_token_ids", "bad_words", "allowed_token_ids", "guided_json", "guided_regex", "guided_choice",
+    "guided_grammar", "guided_decoding_backend", "guided_whitespace_pattern", "structured_outputs",
+    "priority", "return_tokens_as_token_ids", "prompt_logprobs", "grammar", "json_schema", "cache_prompt",
+    "mirostat", "mirostat_tau", "mirostat_eta", "dynatemp_range", "dynatemp_exponent", "n_probs",
+    "repeat_penalty", "repeat_last_n", "tfs_z", "use_beam_search",
+}
+_SCHEMAS: dict[str, Any] = {"guided_json": SCHEMA, "json_schema": SCHEMA, "structured_outputs": {"json": SCHEMA}}
+CHAT_BODY = BodySpec(
+    frozenset(OAChatRequest.__struct_fields__) | _COMPATIBLE_EXTRAS | {
+        "audio", "function_call", "functions", "logprobs", "metadata", "modalities", "prediction",
+        "prompt_cache_key", "safety_identifier", "service_tier", "store", "verbosity", "web_search_options",
+        "chat_template", "chat_template_kwargs", "add_generation_prompt", "continue_final_message",
+        "documents", "mm_processor_kwargs", "reasoning",
+    },
+    {"tools": {"*": {"function": {"parameters": SCHEMA}}}, "functions": {"*": {"parameters": SCHEMA}},
+     "response_format": {"json_schema": {"schema": SCHEMA}}, **_SCHEMAS},
+)
+COMPLETION_BODY = BodySpec(
+    frozenset(OACompletionRequest.__struct_fields__) | _COMPATIBLE_EXTRAS | {"echo", "user", "response_format"},
+    {"response_format": {"json_schema": {"schema": SCHEMA}}, **_SCHEMAS},
+)
+EMBEDDING_BODY = BodySpec(
+    frozenset(OAEmbeddingRequest.__struct_fields__) | {"truncate_prompt_tokens", "priority", "input_type"})
 
 
 def parse_chat(obj: dict[str, Any]) -> OAChatRequest:
     req = convert(obj, OAChatRequest)
     if not req.messages:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
-    if (req.max_tokens or 0) < 0 or (req.max_completion_tokens or 0) < 0:
-        raise InvalidRequest("'max_tokens' must be positive.", param="max_tokens")
     return req
 
 

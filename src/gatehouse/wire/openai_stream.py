@@ -93,7 +93,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
             break
         try:
             chunk = chunk_decoder.decode(ev.data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise UpstreamError(f"The upstream for model '{model}' sent a malformed stream chunk.") from None
         if (failure := chunk.failure()) is not None:
             raise stream_failure(ev.data, failure, model)
@@ -277,7 +277,7 @@ class PassthroughRelay:
             return frame
         try:
             chunk = chunk_decoder.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             if b'"error"' in frame:  # an error frame we cannot read: never relayed as it came
                 return self._error_frame(stream_failure(frame, "", self.public_model))
             return frame

@@ -27,7 +27,8 @@ from gatehouse.types import (
     ToolChoice,
     ToolResultPart,
 )
-from gatehouse.wire.common import convert
+from gatehouse.wire.common import Count, Temperature, Unit, convert
+from gatehouse.wire.screen import SCHEMA, BodySpec, Shape
 
 HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "file_search", "code_interpreter", "computer_use_preview",
                           "computer_use", "image_generation", "mcp", "local_shell", "shell", "apply_patch"})
@@ -43,9 +44,9 @@ class ResponsesRequest(msgspec.Struct, omit_defaults=True):
     parallel_tool_calls: bool | None = None
     reasoning: dict[str, Any] | None = None
     text: dict[str, Any] | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    max_output_tokens: Count | None = None
+    temperature: Temperature | None = None
+    top_p: Unit | None = None
     stream: bool = False
     store: bool | None = None
     previous_response_id: str | None = None
@@ -60,6 +61,11 @@ class ResponsesRequest(msgspec.Struct, omit_defaults=True):
     safety_identifier: str | None = None
 
 
+_TOOL_SHAPE: Shape = {"parameters": SCHEMA, "tools": {"*": {"parameters": SCHEMA}}}  # namespace groups nest functions
+RESPONSES_BODY = BodySpec(ResponsesRequest.__struct_fields__, {
+    "tools": {"*": _TOOL_SHAPE}, "text": {"format": {"schema": SCHEMA}}})
+
+
 class Translated(msgspec.Struct):
     request: ChatRequest
     custom_tools: frozenset[str]  # function names that stand for custom (free-form) tools
@@ -71,8 +77,6 @@ def parse_request(obj: dict[str, Any]) -> ResponsesRequest:
     if req.previous_response_id is not None:
         raise InvalidRequest("'previous_response_id' needs stored responses, which this gateway does not keep yet; "
                              "send the whole conversation in 'input' (store: false).", param="previous_response_id")
-    if req.max_output_tokens is not None and req.max_output_tokens < 1:
-        raise InvalidRequest("'max_output_tokens' must be at least 1.", param="max_output_tokens")
     return req
 
 
