@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from gatehouse.config import Config
+from gatehouse.config import Config, DeploymentConfig
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
 from gatehouse.observability.safe import describe
@@ -23,6 +23,7 @@ from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
+from gatehouse.routing.health import Breaker, Health
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.migrate import require_current
@@ -41,6 +42,8 @@ class Deployment:
     # The wire dialect this deployment can take a client body in unchanged ("" = none);
     # decided once here because Protocol isinstance checks are slow on the hot path.
     passthrough_dialect: str = ""
+    # Circuit breaker (routing/health.py), shared by every model using this provider + model.
+    breaker: Breaker = field(default_factory=Breaker, compare=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Runtime:
     meter: Meter | None = None  # ledger, usage headers, metrics, access log
     access: AccessControl | None = None  # groups and consumers (config + store), hot-reloaded
     limiter: SharedLimiter | None = None  # limits store; .stats are exported as metrics
+    health: Health = field(default_factory=Health)  # circuit breakers of the deployments
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -99,11 +103,18 @@ class Runtime:
         hasher = KeyHasher(secret)
         http = HttpPool()
         providers = {name: PROVIDERS[p.type](name, p, http) for name, p in cfg.providers.items()}
+        health = Health()
+
+        def breaker(d: DeploymentConfig) -> Breaker:
+            p = cfg.providers[d.provider]
+            return health.breaker(d.provider, d.model, p.failure_threshold, p.ejection_seconds,
+                                  p.max_ejection_seconds)
+
         models = {
             m.name: ModelEntry(
                 m.name,
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
-                                 _passthrough_dialect(providers[d.provider])) for d in m.deployments),
+                                 _passthrough_dialect(providers[d.provider]), breaker(d)) for d in m.deployments),
                 m.private,
             )
             for m in cfg.models
@@ -133,7 +144,8 @@ class Runtime:
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None)
         rt.meter = meter
-        rt.access, rt.limiter = directory, limiter
+        rt.access, rt.limiter, rt.health = directory, limiter, health
+        meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
         await meter.start()
         directory.start()
         limiter.start()

@@ -28,6 +28,7 @@ from gatehouse.types import (
     Usage,
 )
 from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.pool import ConnectionLimit
 
 
 class CallContext(Struct):
@@ -36,6 +37,7 @@ class CallContext(Struct):
     upstream_model: str
     # Client headers a provider may forward (e.g. anthropic-beta), already filtered.
     forward_headers: dict[str, str] = field(default_factory=dict)
+    stream: bool = False  # a streamed call: the provider's first_byte_timeout applies
 
 
 class StreamTally(Protocol):
@@ -93,7 +95,8 @@ class Provider(ABC):
         self.name = name
         self.cfg = cfg
         self.http = http
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
+        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout, cfg.pool_timeout)
+        self.connections = ConnectionLimit(cfg.max_connections, cfg.pool_timeout)
         self.static_headers = {"Content-Type": "application/json", **cfg.headers}
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
@@ -102,7 +105,9 @@ class Provider(ABC):
         headers["x-request-id"] = call.request_id
         self.auth.apply(headers, "POST", url, body)
         async with transport_errors(call.public_model):
-            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout,
+                                           limit=self.connections,
+                                           first_byte=self.cfg.first_byte_timeout if call.stream else None)
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
