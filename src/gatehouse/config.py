@@ -161,6 +161,9 @@ class MeteringConfig(_Base):
     batch_size: int = 500  # ledger rows per store transaction
     flush_seconds: float = 0.25  # longest a record waits in the journal when the store is up
     shutdown_flush_seconds: float = 10.0  # on SIGTERM, how long to keep draining into the store
+    # The journal's disk refuses writes (full): records held in memory, at most this many; then
+    # metered requests get 503 ledger_unavailable (docs/operations.md#disk-full).
+    journal_memory_records: int = 10_000
 
 
 class MetricsConfig(_Base):
@@ -382,6 +385,8 @@ def check_references(cfg: Config) -> None:
     from gatehouse.metering.pricing import check_prices  # late: pricing imports config types
 
     check_prices(cfg)
+    if cfg.metering.journal_memory_records <= 0:
+        raise ConfigError("metering.journal_memory_records: must be positive")
     if cfg.metering.batch_size <= 0:
         raise ConfigError("metering.batch_size: must be positive")
     if cfg.metering.journal_fsync_seconds < 0:

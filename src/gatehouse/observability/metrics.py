@@ -6,10 +6,11 @@ is not configured is reported as "".
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -21,6 +22,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from gatehouse.metering.journal import Journal
+    from gatehouse.metering.writer import LedgerWriter
     from gatehouse.routing.health import Health
     from gatehouse.upstream.pool import ConnectionLimit
 
@@ -81,6 +84,18 @@ class Metrics:
     def provider(self, name: str) -> str:
         return name if name in self.providers else ""
 
+    def track_ledger(self, journal: Journal, writer: LedgerWriter) -> None:
+        """The journal's disk and the ledger store, as the operator's alarms need them."""
+        r = self.registry
+        Gauge("gatehouse_journal_writable", "0 while the journal's disk refuses writes (records held in memory).",
+              registry=r).set_function(_reader(lambda j: 0.0 if j.failing_since is not None else 1.0, journal))
+        Gauge("gatehouse_journal_memory_records", "Ledger records held in memory because the disk refused them.",
+              registry=r).set_function(_reader(lambda j: len(j.overflow), journal))
+        r.register(_CounterOf("gatehouse_journal_write_errors", "Journal writes the disk refused.",
+                              _reader(lambda j: j.write_errors, journal)))
+        Gauge("gatehouse_ledger_store_up", "0 while the ledger store refuses writes (records wait in the journal).",
+              registry=r).set_function(_reader(lambda w: 0.0 if w.failing_since is not None else 1.0, writer))
+
     def track_upstreams(self, limits: Mapping[str, ConnectionLimit], health: Health) -> None:
         for name, limit in limits.items():
             provider = self.provider(name)
@@ -101,3 +116,13 @@ class Metrics:
 def _reader(read: Callable[[T], float], obj: T) -> Callable[[], float]:
     """A gauge callback reading `obj` (bound here: a lambda in a loop would see the last one)."""
     return lambda: read(obj)
+
+
+class _CounterOf:
+    """A counter whose value another object keeps (read at scrape time)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], float]):
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
