@@ -82,7 +82,7 @@ async def test_pool_timeout_answers_503_upstream_busy(start_gatehouse):
 
 
 async def test_h1_pool_slot_is_released_on_every_ending():
-    """Complete bodies, errors and dead connections all give the slot back."""
+    """Complete bodies, errors, dead connections and releases all give the slot back."""
     limit = ConnectionLimit(1, 0.5)
     pool = h1.H1Pool()
 
@@ -92,6 +92,10 @@ async def test_h1_pool_slot_is_released_on_every_ending():
             if b"/die" in head:
                 writer.transport.abort()
                 return
+            if b"/hold" in head:  # a response still coming
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                await writer.drain()
+                await asyncio.sleep(5)
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             await writer.drain()
 
@@ -106,8 +110,8 @@ async def test_h1_pool_slot_is_released_on_every_ending():
                     resp = await pool.request("GET", url + path, timeout=timeout(1, 1), limit=limit)
                     assert await resp.read() == b"ok"
                 assert limit.active == 0
-            held = await pool.request("GET", url + "/c", timeout=timeout(1, 1), limit=limit)
-            assert limit.active == 1  # held until the response is released
+            held = await pool.request("GET", url + "/hold", timeout=timeout(1, 5), limit=limit)
+            assert limit.active == 1  # held while the response is still coming
             with pytest.raises(PoolTimeout):
                 await pool.request("GET", url + "/d", timeout=timeout(1, 1), limit=limit)
             assert not limit.waiters

@@ -282,6 +282,7 @@ class _Conn(asyncio.Protocol):
             self.keep_alive = False
             return
         self.complete = True
+        self._free_slot()  # the upstream's part is done (see upstream/pool.py)
         self.keep_alive = self.parser.should_keep_alive()  # type: ignore[union-attr]
         if self.paused:  # no more body will come: read again so an idle close is noticed
             self.paused = False
@@ -389,7 +390,7 @@ class H1Pool:
                         fresh: bool = False) -> tuple[_Conn, bool]:
         """A connection for one request (idle if one is pooled: reused=True), holding a slot of
         `limit` (queueing for one) until its response is released or it is lost."""
-        if limit is not None:
+        if limit is not None and not limit.try_acquire():
             await limit.acquire()
         try:
             conn = None if fresh else self._idle_conn(key)

@@ -3,7 +3,9 @@
 Why: 2,000 concurrent slow requests opened 2,000 connections to one upstream. Each request
 in flight holds one connection from before it is sent until its response is released (or
 the connection dies), so holding at most `size` slots bounds the connections: a new one is
-opened only when no idle one is pooled. Requests beyond the cap wait in FIFO order, at most
+opened only when no idle one is pooled. (A slot is also freed once the whole response has
+arrived: the upstream's work is done, and a response its reader never releases must not hold
+a slot for ever.) Requests beyond the cap wait in FIFO order, at most
 `timeout` seconds, then fail with PoolTimeout (503 `upstream_busy`, tried on the next
 deployment). The fast path (a slot free, nobody waiting) is two comparisons and an add.
 """
@@ -29,9 +31,15 @@ class ConnectionLimit:
         self.observe_wait: Callable[[float], None] | None = None  # pool wait metric (set by the Runtime)
         self.waits = 0  # acquisitions that had to queue
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a free slot without waiting (nobody queued before us)."""
         if self.active < self.size and not self.waiters:
             self.active += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
