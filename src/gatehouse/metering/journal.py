@@ -350,7 +350,10 @@ class Journal:
         fd = active.fd if active is not None and self._dirty else None
         self._dirty = False
         if closing or fd is not None:
-            await asyncio.to_thread(_fsync_all, closing, fd)
+            try:
+                await asyncio.to_thread(_fsync_all, closing, fd)
+            except OSError as e:  # the disk failed to persist what it took: as a refused write
+                self._refused(e)
 
     def close(self) -> None:
         for fd in self._to_close:
@@ -374,8 +377,14 @@ def _fsync_close(fd: int) -> None:
 
 
 def _fsync_all(closing: list[int], fd: int | None) -> None:
+    failed: OSError | None = None
     for c in closing:
-        _fsync_close(c)
+        try:
+            _fsync_close(c)  # (closes it either way)
+        except OSError as e:
+            failed = failed or e
+    if failed is not None:
+        raise failed
     if fd is not None:
         try:
             os.fdatasync(fd)
