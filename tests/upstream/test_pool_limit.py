@@ -119,3 +119,30 @@ async def test_h1_pool_slot_is_released_on_every_ending():
             assert limit.active == 0
     finally:
         pool.close()
+
+
+async def test_aiohttp_sessions_per_provider_cap_connections_and_report_waits():
+    """https upstreams (and Bedrock) go through aiohttp: a provider's own session whose
+    connector holds at most max_connections, its queue time observed as the pool wait."""
+    from gatehouse.upstream.client import HttpPool
+
+    state: dict = {}
+    waits: list[float] = []
+    limit = ConnectionLimit(2, 5.0)
+    limit.observe_wait = waits.append
+    pool = HttpPool()
+    try:
+        async with raw_server(slow_upstream(0.2, state)) as (url, _):
+            session = pool.session_for(limit)
+            assert pool.session_for(limit) is session
+
+            async def one() -> bytes:
+                async with session.post(url + "/v1/chat/completions", data=b"{}",
+                                        timeout=timeout(1, 5, limit.timeout)) as r:
+                    return await r.read()
+
+            assert await asyncio.gather(*(one() for _ in range(8))) == [ANSWER] * 8
+        assert state["most"] == 2
+        assert len(waits) >= 5 and max(waits) >= 0.15
+    finally:
+        await pool.close()
