@@ -328,7 +328,7 @@ def _check_upstream_limits(path: str, prov: ProviderConfig) -> None:
         raise ConfigError(f"{path}.max_connections: must be positive")
     if prov.failure_threshold < 0:
         raise ConfigError(f"{path}.failure_threshold: must not be negative (0 = never eject)")
-    for name in ("connect_timeout", "read_timeout", "first_byte_timeout", "pool_timeout"):
+    for name in ("first_byte_timeout", "pool_timeout"):
         if getattr(prov, name) <= 0:
             raise ConfigError(f"{path}.{name}: must be positive")
     if prov.ejection_seconds <= 0 or prov.max_ejection_seconds <= 0:
