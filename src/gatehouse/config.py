@@ -70,7 +70,7 @@ class ProviderConfig(_Base):
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
     # Streamed requests: seconds until the upstream's response head; then 504 and failover.
-    first_byte_timeout: float = 60.0
+    first_byte_timeout: float = 120.0
     max_connections: int = 256  # requests in flight (each holds a connection) to this upstream
     pool_timeout: float = 30.0  # longest wait for one of those connections; then 503 upstream_busy
     # Circuit breaker: this many consecutive failures (connect errors, timeouts, 5xx) eject a
