@@ -81,7 +81,8 @@ def test_cors_restricted_origins(start_gatehouse, openai_upstream):
 def test_health_and_readiness(gatehouse):
     assert httpx.get(gatehouse.url + "/healthz", timeout=5).json() == {"status": "ok"}
     ready = httpx.get(gatehouse.url + "/readyz", timeout=5)
-    assert ready.status_code == 200 and ready.json()["checks"] == {"config": "loaded", "store": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"config": "loaded", "store": "ok", "journal": "ok",
+                                                                   "ledger_backlog": 0, "ledger_in_memory": 0}
 
 
 def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gatehouse, openai_upstream):

@@ -82,6 +82,7 @@ ROUTES: list[Route] = [
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
            "/embeddings": "/v1/embeddings", "/models": "/v1/models"}
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+UNCAPPED = ALWAYS_SERVED | {"/metrics"}  # probes and scrapes still answer at server.max_in_flight
 
 
 class Router:
@@ -189,6 +190,9 @@ class GatehouseApp:
             if rt is None or (rt.draining and req.path not in ALWAYS_SERVED):
                 raise ServiceUnavailable("The gateway is shutting down; retry on another instance.",
                                          code="draining", headers={"connection": "close"})
+            if self.inflight > rt.cfg.server.max_in_flight > 0 and req.path not in UNCAPPED:
+                raise ServiceUnavailable("The gateway is at capacity; retry shortly.", code="overloaded",
+                                         headers={"retry-after": "1"})
             await route.handler(rt, req, ex)
         except GatehouseError as err:
             ex.status, ex.error_type = err.status, err.code

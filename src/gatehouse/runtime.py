@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from gatehouse.config import Config
+from gatehouse.config import Config, DeploymentConfig
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
 from gatehouse.policy.ui_session import UiSessions
@@ -24,6 +24,7 @@ from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
+from gatehouse.routing.health import Breaker, Health
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.migrate import require_current
@@ -45,6 +46,8 @@ class Deployment:
     passthrough_dialect: str = ""
     # Puts the public name back into replies relayed untranslated (None: the names match).
     model_swap: ModelSwap | None = None
+    # Circuit breaker (routing/health.py), shared by every model using this provider + model.
+    breaker: Breaker = field(default_factory=Breaker, compare=False)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class Runtime:
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)  # circuit breakers of the deployments
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -104,11 +108,18 @@ class Runtime:
         hasher = KeyHasher(secret)
         http = HttpPool()
         providers = {name: PROVIDERS[p.type](name, p, http) for name, p in cfg.providers.items()}
+        health = Health()
+
+        def breaker(d: DeploymentConfig) -> Breaker:
+            p = cfg.providers[d.provider]
+            return health.breaker(d.provider, d.model, p.failure_threshold, p.ejection_seconds,
+                                  p.max_ejection_seconds)
+
         models = {
             m.name: ModelEntry(
                 m.name,
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
-                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model))
+                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model), breaker(d))
                       for d in m.deployments),
                 m.private,
             )
@@ -138,6 +149,8 @@ class Runtime:
         # cost in ex.notes["cost_usd"].
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None, meter, directory, limiter)
+        rt.health = health
+        meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
         await meter.start()
         directory.start()
         limiter.start()

@@ -14,12 +14,13 @@ generated before the stream was cut.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from gatehouse.api.splice import Splice
 from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, stream_out
-from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.errors import GatehouseError, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Forwarded
@@ -60,10 +61,27 @@ def _is_retryable(err: GatehouseError) -> bool:
     return isinstance(err, UpstreamError) and err.status >= 500
 
 
+def _record_health(dep: Deployment, err: GatehouseError) -> None:
+    """Connect errors, timeouts and 5xx count against the deployment's breaker; an answer
+    (even a 4xx) shows it alive; our own connection cap says nothing about it."""
+    if _is_retryable(err):
+        if not isinstance(err, UpstreamBusy):
+            dep.breaker.record_failure()
+    elif isinstance(err, UpstreamError):
+        dep.breaker.record_success()
+
+
+def all_ejected(entry: ModelEntry) -> UpstreamUnavailable:
+    """Every deployment of the model is ejected: fail fast, saying when one takes a probe."""
+    wait = min(dep.breaker.retry_after() for dep in entry.deployments)
+    return UpstreamUnavailable(f"Every upstream for model '{entry.name}' is failing; retry later.",
+                               headers={"retry-after": str(max(1, math.ceil(wait)))})
+
+
 def _context(ex: Exchange, dep: Deployment, entry: ModelEntry, forward_headers: dict[str, str]) -> CallContext:
     ex.deployment = dep.upstream_model
     ex.provider = dep.provider_name
-    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap)
+    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap, ex.stream)
 
 
 class Dispatch:
@@ -95,11 +113,14 @@ class Dispatch:
         """Non-streamed: forward raw when the deployment speaks our dialect, else translate."""
         last: GatehouseError | None = None
         for dep in self.entry.deployments:
+            if not dep.breaker.allow():
+                continue
             ctx = self._attempt(dep)
             try:
                 if passthrough is not None and self._can_forward(dep):
                     path, body = passthrough
                     fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
+                    dep.breaker.record_success()
                     self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
                                                       lambda: estimate_json_output(fwd.body or b""))  # noqa: B023 - called at once
                     self.ex.status = fwd.status
@@ -109,6 +130,7 @@ class Dispatch:
                     return
                 result = await call(dep, ctx)
             except GatehouseError as err:
+                _record_health(dep, err)
                 if _is_retryable(err) and dep is not self.entry.deployments[-1]:
                     log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
                                 dep.upstream_model, err.code)
@@ -116,6 +138,7 @@ class Dispatch:
                     last = err
                     continue
                 raise
+            dep.breaker.record_success()
             self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
                                               lambda: estimate_result(result))  # noqa: B023 - called at once
             self.ex.status = 200
@@ -123,8 +146,7 @@ class Dispatch:
             self.rt.meter.record_unary(self.ex)
             await send_bytes(self.req.send, 200, out, self._headers())
             return
-        assert last is not None
-        raise last
+        raise last or all_ejected(self.entry)
 
     def needs_translation(self) -> bool:
         """Whether some deployment cannot take the client's body as is, so the dialect must
@@ -141,29 +163,34 @@ class Dispatch:
         self.ex.stream = True
         last: GatehouseError | None = None
         for dep in self.entry.deployments:
+            if not dep.breaker.allow():
+                continue
             ctx = self._attempt(dep)
             try:
                 if passthrough is not None and self._can_forward(dep):
                     path, body = passthrough
                     fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
+                    dep.breaker.record_success()
                     await self._relay_forwarded(fwd)
                     return
                 events = call(dep, ctx)
                 first = await events.__anext__()
             except StopAsyncIteration:
                 last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
+                dep.breaker.record_failure()
                 self._failover(last)
                 continue
             except GatehouseError as err:
+                _record_health(dep, err)
                 if _is_retryable(err) and dep is not self.entry.deployments[-1]:
                     self._failover(err)
                     last = err
                     continue
                 raise
+            dep.breaker.record_success()
             await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
             return
-        assert last is not None
-        raise last
+        raise last or all_ejected(self.entry)
 
     async def _relay_forwarded(self, fwd: Forwarded) -> None:
         ex = self.ex
