@@ -81,11 +81,12 @@ def test_usage_on_content_chunks_is_read_even_when_every_frame_looks_ordinary():
 def test_a_finish_in_a_batch_of_ordinary_frames_is_seen():
     relay = PassthroughRelay(client_wants_usage=False)
     two = _frame(_chunk("x"), True) + _frame(_chunk("y"), True)
-    assert relay.feed(two) == two and relay.frames == 2 and not relay.finished
+    assert relay.feed(two) == two and relay.frames == 2 and relay.finish_reason is None
     relay = PassthroughRelay(client_wants_usage=False)
     data = _frame(_chunk("a"), True) + _frame(_chunk("b"), True) + _frame(_chunk(finish="length"), True)
     assert relay.feed(data) == data
-    assert relay.finished and relay.frames == 2
+    assert relay.finish_reason == "length" and relay.frames == 2
+    assert not relay.finished, "only data: [DONE] ends an OpenAI stream"
 
 
 def test_an_escaped_marker_inside_content_text_is_just_text():

@@ -18,7 +18,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from gatehouse.api.splice import Splice
-from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, stream_out
+from gatehouse.api.http import HangUp, Request, SSE_HEADERS, header_list, send_bytes, stream_out
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.policy.pipeline import Exchange
@@ -92,37 +92,42 @@ class Dispatch:
 
     async def unary(self, call: Unary, passthrough: tuple[str, dict[str, Any]] | None = None,
                     render: Callable[[Any], bytes] | None = None) -> None:
-        """Non-streamed: forward raw when the deployment speaks our dialect, else translate."""
+        """Non-streamed: forward raw when the deployment speaks our dialect, else translate.
+        A client that hangs up while the upstream works cancels the call (HangUp): the
+        attempt settles as 499 with the prompt's estimate."""
         last: GatehouseError | None = None
-        for dep in self.entry.deployments:
-            ctx = self._attempt(dep)
-            try:
-                if passthrough is not None and self._can_forward(dep):
-                    path, body = passthrough
-                    fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
-                    self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
-                                                      lambda: estimate_json_output(fwd.body or b""))
-                    self.ex.status = fwd.status
-                    self.rt.meter.record_unary(self.ex)
-                    await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
-                                     fwd.content_type.encode("latin-1"))
-                    return
-                result = await call(dep, ctx)
-            except GatehouseError as err:
-                if _is_retryable(err) and dep is not self.entry.deployments[-1]:
-                    log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
-                                dep.upstream_model, err.code)
-                    self._failover(err)
-                    last = err
-                    continue
-                raise
-            self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
-                                              lambda: estimate_result(result))
-            self.ex.status = 200
-            body = render(result) if render else self.renderer.response(result, self.entry.name)
-            self.rt.meter.record_unary(self.ex)
-            await send_bytes(self.req.send, 200, body, self._headers())
-            return
+        with HangUp(self.req) as hangup:
+            for dep in self.entry.deployments:
+                ctx = self._attempt(dep)
+                try:
+                    if passthrough is not None and self._can_forward(dep):
+                        path, body = passthrough
+                        fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
+                        hangup.off()
+                        self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
+                                                          lambda: estimate_json_output(fwd.body or b""))
+                        self.ex.status = fwd.status
+                        self.rt.meter.record_unary(self.ex)
+                        await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
+                                         fwd.content_type.encode("latin-1"))
+                        return
+                    result = await call(dep, ctx)
+                except GatehouseError as err:
+                    if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                        log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
+                                    dep.upstream_model, err.code)
+                        self._failover(err)
+                        last = err
+                        continue
+                    raise
+                hangup.off()
+                self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
+                                                  lambda: estimate_result(result))
+                self.ex.status = 200
+                body = render(result) if render else self.renderer.response(result, self.entry.name)
+                self.rt.meter.record_unary(self.ex)
+                await send_bytes(self.req.send, 200, body, self._headers())
+                return
         assert last is not None
         raise last
 
@@ -140,30 +145,41 @@ class Dispatch:
                      client_wants_usage: bool = False, encoder: StreamEncoder | None = None) -> None:
         self.ex.stream = True
         last: GatehouseError | None = None
-        for dep in self.entry.deployments:
-            ctx = self._attempt(dep)
-            try:
-                if passthrough is not None and self._can_forward(dep):
-                    path, body = passthrough
-                    fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
-                    await self._relay_forwarded(fwd)
-                    return
-                events = call(dep, ctx)
-                first = await events.__anext__()
-            except StopAsyncIteration:
-                last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
-                self._failover(last)
-                continue
-            except GatehouseError as err:
-                if _is_retryable(err) and dep is not self.entry.deployments[-1]:
-                    self._failover(err)
-                    last = err
+        with HangUp(self.req) as hangup:  # until the first byte; then stream_out watches
+            for dep in self.entry.deployments:
+                ctx = self._attempt(dep)
+                try:
+                    if passthrough is not None and self._can_forward(dep):
+                        path, body = passthrough
+                        fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
+                        hangup.off()
+                        await self._relay_forwarded(fwd)
+                        return
+                    events = call(dep, ctx)
+                    first = await events.__anext__()
+                except StopAsyncIteration:
+                    last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
+                    self._failover(last)
                     continue
-                raise
-            await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
-            return
+                except GatehouseError as err:
+                    if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                        self._failover(err)
+                        last = err
+                        continue
+                    raise
+                hangup.off()
+                await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
+                return
         assert last is not None
         raise last
+
+    def _cut(self, encoder: StreamEncoder) -> bytes:
+        """The error frame for a stream whose upstream body ended without its dialect's
+        terminator (a close-delimited body cut short reads as a normal end to the transport)."""
+        err = UpstreamError(f"The upstream for model '{self.entry.name}' ended the stream early.",
+                            code="upstream_disconnected")
+        self.ex.status, self.ex.error_type = err.status, err.code
+        return encoder.error(err.message, err.type)
 
     async def _relay_forwarded(self, fwd: Forwarded) -> None:
         ex = self.ex
@@ -175,36 +191,47 @@ class Dispatch:
             return
         encoder = self.renderer.stream_encoder(self.entry.name)
         ex.status = fwd.status
+        tally = fwd.tally
+        source = fwd.chunks
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for chunk in fwd.chunks:
+                async for chunk in source:
                     if ex.first_token_at is None:
                         ex.first_token_at = time.monotonic()
                     yield chunk
             except GatehouseError as err:
                 ex.status, ex.error_type = err.status, err.code
                 yield encoder.error(err.message, err.type)
+                return
+            if tally is not None and not tally.finished:
+                yield self._cut(encoder)
 
         def fail(exc: BaseException) -> bytes:  # the upstream failed mid-stream (spliced relay)
             err = upstream_error(exc, self.entry.name)
             ex.status, ex.error_type = err.status, err.code
             return encoder.error(err.message, err.type)
 
-        splice = Splice(*fwd.splice, fail, ex) if fwd.splice is not None else None
+        splice = None
+        if fwd.splice is not None:
+            resp, feed, flush = fwd.splice
+
+            def end() -> bytes:  # the upstream body ended: its tail, and an error frame if it was cut
+                tail: bytes = flush()
+                return tail if tally is None or tally.finished else tail + self._cut(encoder)
+
+            splice = Splice(resp, feed, end, fail, ex)
         content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
             [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
-        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type, splice)
-        tally = fwd.tally
-        if not completed:
-            ex.status, ex.error_type = 499, "client_closed"
-        if tally is not None and tally.usage is not None:
-            ex.usage = tally.usage
-        else:  # cut by the client or the upstream, or no usage sent: ~one token per content frame
-            frames = getattr(tally, "frames", 0)
-            ex.usage = Usage(input_tokens=ex.prompt_estimate, output_tokens=frames, estimated=True)
-            if completed and ex.status == 200:
-                ex.status, ex.error_type = 502, "upstream_incomplete"
+        try:
+            completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type, splice)
+            if not completed:
+                ex.status, ex.error_type = 499, "client_closed"
+        finally:  # also when cancelled (shutdown grace over): bill what was relayed
+            if tally is not None:
+                ex.usage = tally.final_usage(ex.prompt_estimate)
+            else:
+                ex.usage = Usage(input_tokens=ex.prompt_estimate, estimated=True)
 
     async def _relay_events(self, first: StreamEvent, events: AsyncIterator[StreamEvent],
                             encoder: StreamEncoder) -> None:
@@ -212,9 +239,10 @@ class Dispatch:
         ex.status = 200
         seen_chars = 0
         start_usage: Usage | None = None  # some upstreams report the prompt's tokens up front
+        ended = False
 
         async def chunks() -> AsyncIterator[bytes]:
-            nonlocal seen_chars, start_usage
+            nonlocal seen_chars, start_usage, ended
             ev: StreamEvent | None = first
             try:
                 while ev is not None:
@@ -228,9 +256,12 @@ class Dispatch:
                         seen_chars += len(ev.arguments)
                     elif isinstance(ev, StreamEnd):
                         ex.usage = ev.usage
+                        ended = True
                     yield encoder.encode(ev)
                     ev = await events.__anext__()
             except StopAsyncIteration:
+                if not ended:  # (decoders raise on a cut; this is for one that just stops)
+                    yield self._cut(encoder)
                 return
             except GatehouseError as err:
                 ex.status, ex.error_type = err.status, err.code
@@ -241,10 +272,14 @@ class Dispatch:
                     await aclose()
 
         # An encoder may stream another format than SSE (Ollama: NDJSON) and says so.
-        completed = await stream_out(self.req, 200, self._headers(), chunks(), getattr(encoder, "stream_headers", None))
-        if not completed:
-            ex.status, ex.error_type = 499, "client_closed"
-        if ex.usage is None:  # cut by the client or the upstream before the end: estimate what was generated
-            input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens else ex.prompt_estimate
-            ex.usage = Usage(input_tokens=input_tokens, output_tokens=(seen_chars + 3) // 4, estimated=True,
-                             cache_read_tokens=start_usage.cache_read_tokens if start_usage else 0)
+        try:
+            completed = await stream_out(self.req, 200, self._headers(), chunks(),
+                                         getattr(encoder, "stream_headers", None))
+            if not completed:
+                ex.status, ex.error_type = 499, "client_closed"
+        finally:  # also when cancelled (shutdown grace over)
+            if ex.usage is None:  # cut by the client, the upstream or shutdown: estimate what was generated
+                input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens \
+                    else ex.prompt_estimate
+                ex.usage = Usage(input_tokens=input_tokens, output_tokens=(seen_chars + 3) // 4, estimated=True,
+                                 cache_read_tokens=start_usage.cache_read_tokens if start_usage else 0)

@@ -187,12 +187,15 @@ class PassthroughRelay:
 
     We always ask the upstream for `stream_options.include_usage`; when the client did not,
     the usage-only chunk (empty `choices`) is dropped so the client sees what it asked for.
+    `finished` means `data: [DONE]` came: a body that ends without it was cut (api/flow then
+    ends the client's stream with an error frame).
     """
 
     def __init__(self, client_wants_usage: bool):
         self.client_wants_usage = client_wants_usage
         self.usage: Usage | None = None
-        self.finished = False
+        self.finished = False  # [DONE] seen
+        self.finish_reason: str | None = None  # the answer is complete (usage may still follow)
         self.frames = 0  # content frames relayed: ~one token each, the estimate if usage never comes
         self._buf = b""  # an incomplete frame waiting for the rest of its bytes
 
@@ -229,6 +232,12 @@ class PassthroughRelay:
         rest, self._buf = self._buf.strip(), b""
         return self._relayed([rest]) if rest else b""
 
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The usage to bill: the upstream's, else ~one output token per content frame relayed."""
+        if self.usage is not None:
+            return self.usage
+        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)
+
     def _relayed(self, frames: list[bytes]) -> bytes:
         out: list[bytes] = []
         for frame in frames:
@@ -252,8 +261,9 @@ class PassthroughRelay:
             return True
         if chunk.error is not None:
             return True
-        if any(c.finish_reason for c in chunk.choices):
-            self.finished = True
+        for c in chunk.choices:
+            if c.finish_reason:
+                self.finish_reason = c.finish_reason
         if chunk.usage is not None:
             self.usage = chunk.usage.canonical()
             if not chunk.choices and not self.client_wants_usage:
