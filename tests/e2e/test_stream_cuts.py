@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import sqlite3
 import time
@@ -62,12 +63,16 @@ def rid(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:12]}"
 
 
+def _rows(home, request_id: str) -> list[dict]:
+    with sqlite3.connect(home / "gatehouse.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,))]
+
+
 def record(home, request_id: str, timeout: float = 10.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        with sqlite3.connect(home / "gatehouse.db") as conn:
-            conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,))]
+        rows = _rows(home, request_id)
         if rows or time.monotonic() > deadline:
             assert len(rows) == 1, rows
             return rows[0]
@@ -232,3 +237,69 @@ def test_a_hang_up_on_a_unary_request_cancels_the_upstream_call_and_frees_the_sl
     bob = openai.OpenAI(base_url=gh.url + "/v1", api_key=BOB_KEY, max_retries=0)
     reply = bob.chat.completions.create(model="raw-chat", messages=[{"role": "user", "content": "next"}])
     assert reply.choices[0].message.content == "ok", "the slot was given back"
+
+
+# ---- SIGTERM: streams cut when the grace runs out; the exit code -----------------------------------
+
+
+def _dechunk(raw_body: bytes) -> bytes:
+    out, rest = b"", raw_body
+    while rest:
+        size, _, rest = rest.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            break
+        out, rest = out + rest[:n], rest[n + 2:]
+    return out
+
+
+@pytest.mark.parametrize(("model", "path"), [("raw-chat", "/v1/chat/completions"), ("claude-raw", "/v1/messages")],
+                         ids=["openai-spliced", "anthropic"])
+def test_streams_cut_when_the_shutdown_grace_runs_out_are_billed_and_end_with_an_error(
+        start_gatehouse, raw, openai_upstream, tmp_path, model, path):
+    home = tmp_path / "home"
+    gh = start_gatehouse(cuts_config(raw.url, openai_upstream.url, shutdown_grace_seconds=1), home=home)
+    request_id = rid("shutdown")
+    data = json.dumps({"model": model, "stream": True, "max_tokens": 5000,
+                       "messages": [{"role": "user", "content": "DRIP"}]}).encode()
+    marker = b"content_block_delta" if path == "/v1/messages" else b'"content"'
+    buf = b""
+    with socket.create_connection(("127.0.0.1", gh.port), timeout=10) as s:
+        s.sendall(b"POST %b HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %b\r\nx-request-id: %b\r\n"
+                  b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+                  % (path.encode(), ALICE_KEY.encode(), request_id.encode(), len(data), data))
+        while buf.count(marker) < DELTAS:
+            buf += s.recv(65536)
+        gh.proc.send_signal(signal.SIGTERM)  # the stream drips on for 60 s: the 1 s grace cuts it
+        while chunk := s.recv(65536):
+            buf += chunk
+    gh.proc.wait(15)
+    body = _dechunk(buf.partition(b"\r\n\r\n")[2])
+    frames = body.rstrip().split(b"\n\n")
+    content = [json.loads(d) for f in frames for d in sse_data(f) if b'"error"' not in d]
+    if path == "/v1/messages":
+        texts = [c["delta"]["text"] for c in content if c["type"] == "content_block_delta"]
+        expected = (sum(map(len, texts)) + 3) // 4
+    else:
+        texts = [c["choices"][0]["delta"]["content"] for c in content]
+        expected = len(texts)  # relayed without usage: one token per content frame
+    assert len(texts) > DELTAS + 10  # it kept streaming through the grace
+    if not _rows(home, request_id):  # not drained into the store before the exit: replayed on the next start
+        start_gatehouse(gh.config, home=home)
+    rec = record(home, request_id)
+    assert rec["estimated"] and rec["output_tokens"] == expected, "billed for what was delivered"
+    assert (rec["status"], rec["error_type"]) == (499, "cancelled")
+    error = json.loads(sse_data(frames[-1])[0])  # the client learns that the stream was cut
+    assert "shutting down" in error["error"]["message"]
+    if path == "/v1/messages":
+        assert frames[-1].startswith(b"event: error\n") and error["error"]["type"] == "overloaded_error"
+    assert gh.proc.returncode == 0, "a graceful shutdown exits 0"
+
+
+def test_a_graceful_shutdown_exits_0(start_gatehouse, openai_upstream):
+    gh = start_gatehouse(base_config(openai_upstream.url))
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
+    assert gh.stop(signal.SIGTERM) == 0
+    gh2 = start_gatehouse(base_config(openai_upstream.url))
+    assert gh2.stop(signal.SIGINT) == 0

@@ -13,14 +13,16 @@ generated before the stream was cut.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from gatehouse.api.splice import Splice
 from gatehouse.api.http import HangUp, Request, SSE_HEADERS, header_list, send_bytes, stream_out
-from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
+from gatehouse.observability.safe import describe
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Forwarded
 from gatehouse.upstream.client import upstream_error
@@ -173,6 +175,23 @@ class Dispatch:
         assert last is not None
         raise last
 
+    async def _stream_out(self, status: int, chunks: AsyncIterator[bytes],
+                          content_type: list[tuple[bytes, bytes]] | None, splice: Splice | None,
+                          encoder: StreamEncoder) -> None:
+        try:
+            completed = await stream_out(self.req, status, self._headers(), chunks, content_type, splice)
+        except asyncio.CancelledError:  # not the client (stream_out returns then): the shutdown grace is over
+            err = ServiceUnavailable("The gateway is shutting down and cut the stream; retry on another instance.",
+                                     code="shutting_down")
+            try:  # so the client sees an error, not a quiet end (the connection closes after it)
+                await self.req.send({"type": "http.response.body", "body": encoder.error(err.message, err.type),
+                                     "more_body": False})
+            except Exception as e:  # noqa: BLE001 - the stream is being cut either way
+                log.debug("could not end the cut stream of request %s: %s", self.ex.request_id, describe(e))
+            raise
+        if not completed:
+            self.ex.status, self.ex.error_type = 499, "client_closed"
+
     def _cut(self, encoder: StreamEncoder) -> bytes:
         """The error frame for a stream whose upstream body ended without its dialect's
         terminator (a close-delimited body cut short reads as a normal end to the transport)."""
@@ -224,9 +243,7 @@ class Dispatch:
         content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
             [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
         try:
-            completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type, splice)
-            if not completed:
-                ex.status, ex.error_type = 499, "client_closed"
+            await self._stream_out(fwd.status, chunks(), content_type, splice, encoder)
         finally:  # also when cancelled (shutdown grace over): bill what was relayed
             if tally is not None:
                 ex.usage = tally.final_usage(ex.prompt_estimate)
@@ -273,10 +290,7 @@ class Dispatch:
 
         # An encoder may stream another format than SSE (Ollama: NDJSON) and says so.
         try:
-            completed = await stream_out(self.req, 200, self._headers(), chunks(),
-                                         getattr(encoder, "stream_headers", None))
-            if not completed:
-                ex.status, ex.error_type = 499, "client_closed"
+            await self._stream_out(200, chunks(), getattr(encoder, "stream_headers", None), None, encoder)
         finally:  # also when cancelled (shutdown grace over)
             if ex.usage is None:  # cut by the client, the upstream or shutdown: estimate what was generated
                 input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens \
