@@ -123,6 +123,15 @@ def test_openai_relay_ends_an_early_closed_body_with_an_error_frame(gh, http10):
         (502, "upstream_disconnected", 1, 3)
 
 
+def test_an_upstream_error_frame_before_the_close_is_the_only_error_frame(gh):
+    request_id = rid("oa-uperror")
+    body = {"model": "raw-chat", "stream": True, "messages": [{"role": "user", "content": "EARLYCLOSE UPERROR"}]}
+    data = sse_data(post_raw(gh.url, "/v1/chat/completions", body, request_id))
+    assert len(data) == 4 and json.loads(data[-1])["error"]["message"] == "model crashed"
+    rec = record(gh.home, request_id)
+    assert (rec["status"], rec["error_type"]) == (502, "upstream_error")
+
+
 def test_the_openai_sdk_raises_on_an_early_closed_stream_instead_of_returning_partial_text(gh):
     client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
     got: list[str] = []
@@ -212,10 +221,12 @@ def test_a_finished_anthropic_stream_keeps_the_reported_usage(gh):
 # ---- a client that hangs up on a non-streamed request ---------------------------------------------
 
 
-def test_a_hang_up_on_a_unary_request_cancels_the_upstream_call_and_frees_the_slot(gh, raw):
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream-before-its-first-byte"])
+def test_a_hang_up_on_a_unary_request_cancels_the_upstream_call_and_frees_the_slot(gh, raw, stream):
     """bob's group allows one request at a time: the hung-up request must give its slot back."""
     request_id = rid("unary-hangup")
-    data = json.dumps({"model": "raw-chat", "messages": [{"role": "user", "content": "HANG"}]}).encode()
+    data = json.dumps({"model": "raw-chat", "stream": stream,
+                       "messages": [{"role": "user", "content": "HANG"}]}).encode()
     port = int(gh.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %b\r\n"
@@ -233,6 +244,7 @@ def test_a_hang_up_on_a_unary_request_cancels_the_upstream_call_and_frees_the_sl
     assert raw.closed[request_id] - hung_up < 1.0
     rec = record(gh.home, request_id)
     assert (rec["status"], rec["error_type"], rec["estimated"], rec["output_tokens"]) == (499, "client_closed", 1, 0)
+    assert rec["streamed"] == stream
     assert rec["input_tokens"] > 0  # the prompt was processed upstream: billed at its estimate
     bob = openai.OpenAI(base_url=gh.url + "/v1", api_key=BOB_KEY, max_retries=0)
     reply = bob.chat.completions.create(model="raw-chat", messages=[{"role": "user", "content": "next"}])

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from gatehouse.types import Usage
 from gatehouse.wire.openai_stream import PassthroughRelay
 
 
@@ -95,3 +96,13 @@ def test_an_escaped_marker_inside_content_text_is_just_text():
     f = _frame(_chunk('{"finish_reason":null,"usage":{"x":1}}'), compact=True)
     assert relay.feed(f) == f
     assert relay.usage is None and not relay.finished and relay.frames == 1
+
+
+def test_final_usage_is_the_reported_one_or_one_token_per_content_frame():
+    relay = PassthroughRelay(client_wants_usage=False)
+    frames = _stream(compact=True)
+    relay.feed(b"".join(frames[:3]))  # cut after three content frames
+    assert not relay.finished
+    assert relay.final_usage(11) == Usage(input_tokens=11, output_tokens=3, estimated=True)
+    relay.feed(b"".join(frames[3:]))
+    assert relay.finished and relay.final_usage(11) == Usage(input_tokens=7, output_tokens=3)

@@ -24,7 +24,7 @@ from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.observability.safe import describe
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.providers.base import CallContext, Forwarded
+from gatehouse.providers.base import CallContext, Forwarded, StreamTally
 from gatehouse.upstream.client import upstream_error
 from gatehouse.runtime import Deployment, ModelEntry, Runtime
 from gatehouse.types import (
@@ -200,6 +200,16 @@ class Dispatch:
         self.ex.status, self.ex.error_type = err.status, err.code
         return encoder.error(err.message, err.type)
 
+    def _unterminated(self, tally: StreamTally | None, encoder: StreamEncoder) -> bytes:
+        """At the end of a relayed body: nothing if it ended properly, else the error frame
+        (none of ours when the upstream's own error frame was relayed: the client has one)."""
+        if tally is None or tally.finished:
+            return b""
+        if getattr(tally, "errored", False):
+            self.ex.status, self.ex.error_type = 502, "upstream_error"
+            return b""
+        return self._cut(encoder)
+
     async def _relay_forwarded(self, fwd: Forwarded) -> None:
         ex = self.ex
         if fwd.chunks is None:  # the upstream answered a stream request with plain JSON
@@ -223,8 +233,9 @@ class Dispatch:
                 ex.status, ex.error_type = err.status, err.code
                 yield encoder.error(err.message, err.type)
                 return
-            if tally is not None and not tally.finished:
-                yield self._cut(encoder)
+            end = self._unterminated(tally, encoder)
+            if end:
+                yield end
 
         def fail(exc: BaseException) -> bytes:  # the upstream failed mid-stream (spliced relay)
             err = upstream_error(exc, self.entry.name)
@@ -237,7 +248,7 @@ class Dispatch:
 
             def end() -> bytes:  # the upstream body ended: its tail, and an error frame if it was cut
                 tail: bytes = flush()
-                return tail if tally is None or tally.finished else tail + self._cut(encoder)
+                return tail + self._unterminated(tally, encoder)
 
             splice = Splice(resp, feed, end, fail, ex)
         content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \

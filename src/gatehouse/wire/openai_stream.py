@@ -196,6 +196,7 @@ class PassthroughRelay:
         self.usage: Usage | None = None
         self.finished = False  # [DONE] seen
         self.finish_reason: str | None = None  # the answer is complete (usage may still follow)
+        self.errored = False  # the upstream sent an error frame (relayed: the client has it)
         self.frames = 0  # content frames relayed: ~one token each, the estimate if usage never comes
         self._buf = b""  # an incomplete frame waiting for the rest of its bytes
 
@@ -260,6 +261,7 @@ class PassthroughRelay:
         except msgspec.DecodeError:
             return True
         if chunk.error is not None:
+            self.errored = True
             return True
         for c in chunk.choices:
             if c.finish_reason:
