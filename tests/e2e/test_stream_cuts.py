@@ -132,12 +132,13 @@ def test_an_upstream_error_frame_before_the_close_is_the_only_error_frame(gh):
     assert (rec["status"], rec["error_type"]) == (502, "upstream_error")
 
 
-def test_the_openai_sdk_raises_on_an_early_closed_stream_instead_of_returning_partial_text(gh):
+@pytest.mark.parametrize("prompt", ["EARLYCLOSE", "EARLYCLOSE MIDFRAME"], ids=["between-frames", "mid-frame"])
+def test_the_openai_sdk_raises_on_an_early_closed_stream_instead_of_returning_partial_text(gh, prompt):
     client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
     got: list[str] = []
     with pytest.raises(openai.APIError, match="ended the stream early"):
         for chunk in client.chat.completions.create(model="raw-chat", stream=True,
-                                                    messages=[{"role": "user", "content": "EARLYCLOSE"}]):
+                                                    messages=[{"role": "user", "content": prompt}]):
             got.append(chunk.choices[0].delta.content or "")
     assert "".join(got) == "".join(DELTA_TEXT % i for i in range(3))
 

@@ -12,6 +12,7 @@ Magic words in the request body choose the behaviour:
   RESET       chunked body: DELTAS content frames, then the connection is reset (RST)
   DRIP        chunked body: DELTAS content frames 20 ms apart, then one every 20 ms for a
               minute (for clients that hang up and for shutdown)
+  MIDFRAME    with EARLYCLOSE: half of a fourth frame before the close
   UPERROR     with EARLYCLOSE, OpenAI: the upstream's own error frame before the close
   HANG        no answer at all; the connection's close is recorded (`closed`) with the time
   (none)      a whole, well-terminated stream or JSON answer
@@ -174,6 +175,8 @@ class RawUpstream:
         if b"EARLYCLOSE" in body:  # close-delimited: the transport cannot tell a cut from the end
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: %b\r\nconnection: close\r\n\r\n" % ctype)
             writer.write(_head(path) + b"".join(_frames(path, i) for i in range(3)))
+            if b"MIDFRAME" in body:  # the last frame cut in the middle of its JSON
+                writer.write(_frames(path, 3)[:30])
             if b"UPERROR" in body and path.endswith("/completions"):
                 writer.write(b'data: {"error":{"message":"model crashed","type":"server_error"}}\n\n')
             await writer.drain()

@@ -229,9 +229,19 @@ class PassthroughRelay:
         return self._relayed(frames)
 
     def flush(self) -> bytes:
-        """At the end of the body: an unterminated last frame, if any."""
+        """At the end of the body: an unterminated last frame, if any, when it is whole (a
+        frame cut in the middle would only break the client's parser before the error frame
+        that api/flow sends after it)."""
         rest, self._buf = self._buf.strip(), b""
-        return self._relayed([rest]) if rest else b""
+        if not rest:
+            return b""
+        data = rest[5:].strip() if rest.startswith(b"data:") else b""
+        if data != b"[DONE]":
+            try:
+                msgspec.json.decode(data)
+            except msgspec.DecodeError:
+                return b""
+        return self._relayed([rest])
 
     def final_usage(self, prompt_estimate: int) -> Usage:
         """The usage to bill: the upstream's, else ~one output token per content frame relayed."""
