@@ -71,6 +71,8 @@ def _context(ex: Exchange, dep: Deployment, entry: ModelEntry, forward_headers: 
 class Dispatch:
     """One request's trip to the upstream and back."""
 
+    hangup: HangUp  # watches for the client hanging up until the response starts
+
     def __init__(self, rt: Runtime, req: Request, ex: Exchange, entry: ModelEntry, renderer: Renderer,
                  forward_headers: dict[str, str] | None = None):
         self.rt = rt
@@ -97,39 +99,43 @@ class Dispatch:
         """Non-streamed: forward raw when the deployment speaks our dialect, else translate.
         A client that hangs up while the upstream works cancels the call (HangUp): the
         attempt settles as 499 with the prompt's estimate."""
+        with HangUp(self.req) as self.hangup:
+            await self._unary(call, passthrough, render)
+
+    async def _unary(self, call: Unary, passthrough: tuple[str, dict[str, Any]] | None,
+                     render: Callable[[Any], bytes] | None) -> None:
         last: GatehouseError | None = None
-        with HangUp(self.req) as hangup:
-            for dep in self.entry.deployments:
-                ctx = self._attempt(dep)
-                try:
-                    if passthrough is not None and self._can_forward(dep):
-                        path, body = passthrough
-                        fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
-                        hangup.off()
-                        self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
-                                                          lambda: estimate_json_output(fwd.body or b""))
-                        self.ex.status = fwd.status
-                        self.rt.meter.record_unary(self.ex)
-                        await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
-                                         fwd.content_type.encode("latin-1"))
-                        return
-                    result = await call(dep, ctx)
-                except GatehouseError as err:
-                    if _is_retryable(err) and dep is not self.entry.deployments[-1]:
-                        log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
-                                    dep.upstream_model, err.code)
-                        self._failover(err)
-                        last = err
-                        continue
-                    raise
-                hangup.off()
-                self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
-                                                  lambda: estimate_result(result))
-                self.ex.status = 200
-                body = render(result) if render else self.renderer.response(result, self.entry.name)
-                self.rt.meter.record_unary(self.ex)
-                await send_bytes(self.req.send, 200, body, self._headers())
-                return
+        for dep in self.entry.deployments:
+            ctx = self._attempt(dep)
+            try:
+                if passthrough is not None and self._can_forward(dep):
+                    path, body = passthrough
+                    fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
+                    self.hangup.off()
+                    self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
+                                                      lambda: estimate_json_output(fwd.body or b""))
+                    self.ex.status = fwd.status
+                    self.rt.meter.record_unary(self.ex)
+                    await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
+                                     fwd.content_type.encode("latin-1"))
+                    return
+                result = await call(dep, ctx)
+            except GatehouseError as err:
+                if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                    log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
+                                dep.upstream_model, err.code)
+                    self._failover(err)
+                    last = err
+                    continue
+                raise
+            self.hangup.off()
+            self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
+                                              lambda: estimate_result(result))
+            self.ex.status = 200
+            body = render(result) if render else self.renderer.response(result, self.entry.name)
+            self.rt.meter.record_unary(self.ex)
+            await send_bytes(self.req.send, 200, body, self._headers())
+            return
         assert last is not None
         raise last
 
@@ -145,33 +151,37 @@ class Dispatch:
 
     async def stream(self, call: Streaming, passthrough: tuple[str, dict[str, Any]] | None = None,
                      client_wants_usage: bool = False, encoder: StreamEncoder | None = None) -> None:
+        with HangUp(self.req) as self.hangup:  # until the first byte; then stream_out watches
+            await self._stream(call, passthrough, client_wants_usage, encoder)
+
+    async def _stream(self, call: Streaming, passthrough: tuple[str, dict[str, Any]] | None,
+                      client_wants_usage: bool, encoder: StreamEncoder | None) -> None:
         self.ex.stream = True
         last: GatehouseError | None = None
-        with HangUp(self.req) as hangup:  # until the first byte; then stream_out watches
-            for dep in self.entry.deployments:
-                ctx = self._attempt(dep)
-                try:
-                    if passthrough is not None and self._can_forward(dep):
-                        path, body = passthrough
-                        fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
-                        hangup.off()
-                        await self._relay_forwarded(fwd)
-                        return
-                    events = call(dep, ctx)
-                    first = await events.__anext__()
-                except StopAsyncIteration:
-                    last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
-                    self._failover(last)
+        for dep in self.entry.deployments:
+            ctx = self._attempt(dep)
+            try:
+                if passthrough is not None and self._can_forward(dep):
+                    path, body = passthrough
+                    fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
+                    self.hangup.off()
+                    await self._relay_forwarded(fwd)
+                    return
+                events = call(dep, ctx)
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
+                self._failover(last)
+                continue
+            except GatehouseError as err:
+                if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                    self._failover(err)
+                    last = err
                     continue
-                except GatehouseError as err:
-                    if _is_retryable(err) and dep is not self.entry.deployments[-1]:
-                        self._failover(err)
-                        last = err
-                        continue
-                    raise
-                hangup.off()
-                await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
-                return
+                raise
+            self.hangup.off()
+            await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
+            return
         assert last is not None
         raise last
 
