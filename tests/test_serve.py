@@ -107,5 +107,4 @@ def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gateh
     assert httpx.get(gh.url + "/readyz", timeout=5).status_code == 503
     t.join(15)
     assert result.get("text") == "echo: SLOW finish me"
-    # uvicorn re-raises the captured SIGTERM after a clean shutdown, as a signal-terminated process
-    assert gh.proc.wait(15) in (0, -signal.SIGTERM)
+    assert gh.proc.wait(15) == 0, "a graceful shutdown exits 0 (uvicorn would re-raise the SIGTERM: 143)"

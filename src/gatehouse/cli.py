@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from gatehouse import config as config_mod
@@ -125,6 +127,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     threading.Timer(cfg.server.drain_seconds, super().handle_exit, (sig, frame)).start()
                     return
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the captured SIGTERM/SIGINT once it has shut down, so a clean,
+            # graceful stop would exit 143 (or 130): to supervisors, a crash. It exits 0.
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
 
     if not args.config:
         print(f"gatehouse: {OPEN_NOTICE}", file=sys.stderr, flush=True)

@@ -44,10 +44,16 @@ class CallContext(Struct):
 
 
 class StreamTally(Protocol):
-    """What a relayed stream learned on the way: usage, and whether it ended properly."""
+    """What a relayed stream learned on the way: usage, and whether it ended with its
+    dialect's terminator (a stream that did not was cut, whatever the transport said)."""
 
     usage: Usage | None
     finished: bool
+
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The usage to bill: the upstream's report, or an estimate (flagged) of what was
+        relayed when the stream was cut before it."""
+        ...
 
 
 class Forwarded:
