@@ -41,6 +41,7 @@ locals {
         max_size       = var.system_node_group.max_size
         desired_size   = var.system_node_group.desired_size
         disk_size_gib  = var.system_node_group.disk_size_gib
+        subnet_ids     = var.subnet_ids
         labels         = { "gatehouse.dev/pool" = "system" }
         taints         = var.system_node_group.taint ? [{ key = "CriticalAddonsOnly", value = "true", effect = "NO_SCHEDULE" }] : []
       }
@@ -54,6 +55,7 @@ locals {
         max_size       = var.general_node_group.max_size
         desired_size   = var.general_node_group.desired_size
         disk_size_gib  = var.general_node_group.disk_size_gib
+        subnet_ids     = var.subnet_ids
         labels         = { "gatehouse.dev/pool" = "general" }
         taints         = []
       }
@@ -67,6 +69,7 @@ locals {
         max_size       = var.gpu_node_group.max_size
         desired_size   = var.gpu_node_group.desired_size
         disk_size_gib  = var.gpu_node_group.disk_size_gib
+        subnet_ids     = coalesce(var.gpu_node_group.subnet_ids, var.subnet_ids)
         labels         = { "gatehouse.dev/pool" = "gpu", "nvidia.com/gpu.present" = "true" }
         taints         = [{ key = "nvidia.com/gpu", value = "true", effect = "NO_SCHEDULE" }]
       }
@@ -120,7 +123,7 @@ resource "aws_eks_node_group" "this" {
   cluster_name    = aws_eks_cluster.this.name
   node_group_name = each.key
   node_role_arn   = aws_iam_role.node.arn
-  subnet_ids      = var.subnet_ids
+  subnet_ids      = each.value.subnet_ids
   version         = var.kubernetes_version
   ami_type        = each.value.ami_type
   capacity_type   = each.value.capacity_type

@@ -104,8 +104,9 @@ variable "gpu_node_group" {
     max_size       = optional(number, 1)
     desired_size   = optional(number, 1)
     disk_size_gib  = optional(number, 200)
+    subnet_ids     = optional(list(string))
   })
-  description = "Optional managed GPU node group, tainted nvidia.com/gpu=true:NoSchedule and labelled gatehouse.dev/pool=gpu. desired_size = 0 scales it to zero (docs/runbooks/scale-gpu-to-zero.md)."
+  description = "Optional managed GPU node group, tainted nvidia.com/gpu=true:NoSchedule and labelled gatehouse.dev/pool=gpu. desired_size = 0 scales it to zero (docs/runbooks/scale-gpu-to-zero.md). subnet_ids (default: all of subnet_ids) pins it to one AZ so a node that comes back after scale-to-zero can attach the EBS volume holding the models."
   default     = {}
 
   validation {

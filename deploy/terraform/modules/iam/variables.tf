@@ -51,7 +51,7 @@ variable "bedrock_model_arns" {
   validation {
     condition = alltrue([
       for arn in var.bedrock_model_arns :
-      can(regex("^arn:aws[a-z-]*:bedrock:[a-z0-9*-]*:[0-9]*:(foundation-model|inference-profile|application-inference-profile|provisioned-model|imported-model|custom-model)/[^*]+$", arn))
+      can(regex("^arn:aws[a-z-]*:bedrock:[a-z0-9*-]*:[0-9*]*:(foundation-model|inference-profile|application-inference-profile|provisioned-model|imported-model|custom-model)/[^*]+$", arn))
     ])
     error_message = "Each bedrock_model_arns entry must be a Bedrock model or inference-profile ARN naming one model (no * in the resource id)."
   }

@@ -49,8 +49,9 @@ resource "random_password" "database" {
 }
 
 locals {
+  # asyncpg (through SQLAlchemy) takes ssl=require in the URL, not libpq's sslmode=.
   database_url = var.database == null ? null : format(
-    "postgresql://%s:%s@%s:%d/%s?sslmode=require",
+    "postgresql://%s:%s@%s:%d/%s?ssl=require",
     var.database.username, random_password.database[0].result, var.database.host, var.database.port, var.database.name,
   )
   secrets = merge(
