@@ -26,7 +26,7 @@ output "database_bootstrap_command" {
     "kubectl -n ${local.namespace} run gatehouse-db-bootstrap --rm -i --restart=Never --image=postgres:16-alpine",
     "--env=PGPASSWORD=\"$(${local.get_secret} ${module.rds.master_user_secret_arn} | jq -r .password)\"",
     "-- psql \"host=${module.rds.address} port=${module.rds.port} dbname=${module.rds.database_name} user=${module.rds.master_username} sslmode=require\"",
-    "-v ON_ERROR_STOP=1 -v app_password=\"$(terraform output -raw database_role_password)\"",
+    "-v app_role=gatehouse -v db_name=${module.rds.database_name} -v app_password=\"$(terraform output -raw database_role_password)\"",
     "< ../../bootstrap-db.sql",
   ])
 }

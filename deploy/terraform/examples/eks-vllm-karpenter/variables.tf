@@ -60,12 +60,13 @@ variable "vllm_models" {
     max_replicas  = optional(number, 2)
     cache_gib     = optional(number, 100)
     # Memory of one GPU the model needs (weights + KV cache): Karpenter picks an instance type
-    # whose GPUs have at least this much (docs/runbooks/gpu-instances-and-cost.md).
-    min_gpu_memory_gib = optional(number, 24)
+    # whose GPUs have more than this. EC2 reports a little under the nominal size: use 20 for
+    # 24 GB cards (A10G, L4), 40 for 48 GB (L40S), 75 for 80 GB (A100, H100).
+    min_gpu_memory_gib = optional(number, 20)
   }))
   description = "One vLLM deployment per model: name is what clients ask for, model the Hugging Face id vLLM loads, gpus the tensor-parallel size, min_gpu_memory_gib the per-GPU memory it needs."
   default = [
-    { name = "qwen3-coder:30b", model = "Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", min_gpu_memory_gib = 48 },
+    { name = "qwen3-coder:30b", model = "Qwen/Qwen3-Coder-30B-A3B-Instruct-FP8", min_gpu_memory_gib = 40 },
   ]
 }
 

@@ -3,6 +3,8 @@
 # resources the controller tags as its own (elbv2.k8s.aws/cluster); describe calls cannot be scoped.
 
 data "aws_iam_policy_document" "load_balancer_controller" {
+  #checkov:skip=CKV_AWS_111:upstream AWS Load Balancer Controller policy; creation is conditioned on the elbv2.k8s.aws/cluster tag
+  #checkov:skip=CKV_AWS_356:upstream AWS Load Balancer Controller policy; describe and create calls cannot be scoped to ARNs
   statement {
     sid       = "CreateServiceLinkedRole"
     actions   = ["iam:CreateServiceLinkedRole"]

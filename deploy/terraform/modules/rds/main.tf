@@ -16,6 +16,9 @@ resource "aws_kms_key" "this" {
 }
 
 data "aws_iam_policy_document" "kms" {
+  #checkov:skip=CKV_AWS_109:standard key policy: the account root administers the key, IAM policies grant its use
+  #checkov:skip=CKV_AWS_111:standard key policy: the account root administers the key, IAM policies grant its use
+  #checkov:skip=CKV_AWS_356:a key policy's resource "*" means this key
   statement {
     sid       = "AccountAdministers"
     actions   = ["kms:*"]
@@ -87,7 +90,31 @@ resource "aws_db_parameter_group" "this" {
   }
 }
 
+data "aws_iam_policy_document" "monitoring_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "monitoring" {
+  name_prefix        = "${substr(var.name, 0, 24)}-rds-mon-"
+  assume_role_policy = data.aws_iam_policy_document.monitoring_assume.json
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "monitoring" {
+  role       = aws_iam_role.monitoring.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+}
+
 resource "aws_db_instance" "this" {
+  #checkov:skip=CKV_AWS_157:Multi-AZ is the multi_az variable (default true); the examples turn it off for non-prod only
+  #checkov:skip=CKV_AWS_293:deletion_protection is a variable (default true); non-prod examples turn it off so destroy works
   identifier     = var.name
   engine         = "postgres"
   engine_version = var.engine_version
@@ -124,6 +151,8 @@ resource "aws_db_instance" "this" {
   performance_insights_enabled          = true
   performance_insights_kms_key_id       = local.kms_key_arn
   performance_insights_retention_period = 7
+  monitoring_interval                   = 60
+  monitoring_role_arn                   = aws_iam_role.monitoring.arn
 
   tags = var.tags
 }

@@ -161,6 +161,7 @@ resource "aws_vpc_endpoint" "s3" {
 
 # Flow logs (rejected and accepted traffic) into CloudWatch Logs.
 resource "aws_cloudwatch_log_group" "flow" {
+  #checkov:skip=CKV_AWS_338:retention is flow_log_retention_days (30 by default); raise it where policy asks for a year
   count = var.flow_log_retention_days > 0 ? 1 : 0
 
   name              = "/aws/vpc/${var.name}/flow-logs"
