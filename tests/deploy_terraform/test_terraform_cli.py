@@ -210,3 +210,34 @@ def test_checkov_has_no_unreviewed_findings(tmp_path: Path) -> None:
               for f in r["results"]["failed_checks"]]
     assert failed == []
     assert all(r["summary"]["parsing_errors"] == 0 for r in reports)
+
+
+@pytest.mark.parametrize("azs", [2, 3])
+def test_vpc_address_plan_has_no_overlaps(tmp_path: Path, azs: int) -> None:
+    """The vpc module's own locals block (copied verbatim), evaluated by terraform for 2 and 3 AZs."""
+    import ipaddress
+    import re
+
+    if TERRAFORM is None:
+        pytest.skip("terraform is not on PATH")
+    main = (TF / "modules" / "vpc" / "main.tf").read_text()
+    block = re.search(r"^locals \{\n.*?^\}\n", main, re.S | re.M)
+    assert block, "no locals block in modules/vpc/main.tf"
+    (tmp_path / "main.tf").write_text(textwrap.dedent("""
+        variable "cidr_block" { default = "10.40.0.0/16" }
+        variable "azs" { type = list(string) }
+        variable "single_nat_gateway" { default = false }
+        output "plan" {
+          value = { public = local.public_cidrs, private = local.private_cidrs, database = local.database_cidrs }
+        }
+    """) + block.group(0))
+    names = json.dumps([f"us-west-2{c}" for c in "abc"[:azs]])
+    terraform("init", "-input=false", "-backend=false", cwd=tmp_path, home=tmp_path)
+    terraform("apply", "-auto-approve", "-input=false", f"-var=azs={names}", cwd=tmp_path, home=tmp_path)
+    plan = json.loads(terraform("output", "-json", "plan", cwd=tmp_path, home=tmp_path).stdout)
+    vpc = ipaddress.ip_network("10.40.0.0/16")
+    nets = [ipaddress.ip_network(c) for tier in ("public", "private", "database") for c in plan[tier]]
+    assert all(len(plan[tier]) == azs for tier in plan)
+    assert all(n.subnet_of(vpc) for n in nets)
+    assert not [(a, b) for i, a in enumerate(nets) for b in nets[i + 1:] if a.overlaps(b)]
+    assert all(ipaddress.ip_network(c).prefixlen == 18 for c in plan["private"])  # room for pod IPs

@@ -62,6 +62,7 @@ module "rds" {
   subnet_ids              = module.vpc.database_subnet_ids
   allowed_security_groups = { eks = module.eks.cluster_security_group_id }
   instance_class          = "db.t4g.micro"
+  performance_insights    = false
   multi_az                = false
   deletion_protection     = var.deletion_protection
   skip_final_snapshot     = !var.deletion_protection

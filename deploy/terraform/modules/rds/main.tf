@@ -115,6 +115,7 @@ resource "aws_iam_role_policy_attachment" "monitoring" {
 resource "aws_db_instance" "this" {
   #checkov:skip=CKV_AWS_157:Multi-AZ is the multi_az variable (default true); the examples turn it off for non-prod only
   #checkov:skip=CKV_AWS_293:deletion_protection is a variable (default true); non-prod examples turn it off so destroy works
+  #checkov:skip=CKV_AWS_353:Performance Insights is the performance_insights variable (default true); off only where the class lacks it
   identifier     = var.name
   engine         = "postgres"
   engine_version = var.engine_version
@@ -148,9 +149,9 @@ resource "aws_db_instance" "this" {
   final_snapshot_identifier           = "${var.name}-final"
   enabled_cloudwatch_logs_exports     = ["postgresql", "upgrade"]
 
-  performance_insights_enabled          = true
-  performance_insights_kms_key_id       = local.kms_key_arn
-  performance_insights_retention_period = 7
+  performance_insights_enabled          = var.performance_insights
+  performance_insights_kms_key_id       = var.performance_insights ? local.kms_key_arn : null
+  performance_insights_retention_period = var.performance_insights ? 7 : null
   monitoring_interval                   = 60
   monitoring_role_arn                   = aws_iam_role.monitoring.arn
 

@@ -60,6 +60,12 @@ variable "master_username" {
   default     = "gatehouse_admin"
 }
 
+variable "performance_insights" {
+  type        = bool
+  description = "Performance Insights (7 days, free tier). Not every small instance class supports it: turn it off for db.t4g.micro if the API refuses."
+  default     = true
+}
+
 variable "backup_retention_days" {
   type        = number
   description = "Days of automated backups and point-in-time recovery."

@@ -3,10 +3,11 @@
 
 locals {
   az_count = length(var.azs)
-  # /16 -> /20 public (4k addresses), /18 private (16k, pods take VPC IPs with the VPC CNI), /22 database.
+  # For a /16: public /20s in the first quarter (x.x.0.0-47.255), database /22s after them
+  # (x.x.48.0-59.255), private /18s in the other three quarters (pods take VPC IPs with the VPC CNI).
   public_cidrs   = [for i in range(local.az_count) : cidrsubnet(var.cidr_block, 4, i)]
+  database_cidrs = [for i in range(local.az_count) : cidrsubnet(var.cidr_block, 6, i + 12)]
   private_cidrs  = [for i in range(local.az_count) : cidrsubnet(var.cidr_block, 2, i + 1)]
-  database_cidrs = [for i in range(local.az_count) : cidrsubnet(var.cidr_block, 6, i + 8)]
   nat_count      = var.single_nat_gateway ? 1 : local.az_count
 }
 

@@ -9,18 +9,18 @@ variable "cidr_block" {
   default     = "10.40.0.0/16"
 
   validation {
-    condition     = can(cidrhost(var.cidr_block, 0))
-    error_message = "cidr_block must be a valid IPv4 CIDR, e.g. 10.40.0.0/16."
+    condition     = can(cidrhost(var.cidr_block, 0)) && tonumber(split("/", var.cidr_block)[1]) <= 16
+    error_message = "cidr_block must be an IPv4 CIDR of /16 or larger, e.g. 10.40.0.0/16."
   }
 }
 
 variable "azs" {
   type        = list(string)
-  description = "Availability zones to spread subnets across (2 for the smallest setup, 3 for production)."
+  description = "Availability zones to spread subnets across: 2 for the smallest setup, 3 for production (the address plan has room for 3)."
 
   validation {
-    condition     = length(var.azs) >= 2 && length(var.azs) <= 6
-    error_message = "Give between 2 and 6 availability zones (EKS and RDS subnet groups need at least 2)."
+    condition     = length(var.azs) >= 2 && length(var.azs) <= 3
+    error_message = "Give 2 or 3 availability zones (EKS and RDS subnet groups need at least 2; the address plan holds 3)."
   }
 }
 
