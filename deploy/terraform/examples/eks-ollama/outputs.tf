@@ -23,7 +23,7 @@ output "kubernetes_secret_command" {
 output "database_bootstrap_command" {
   description = "Creates the gateway's own PostgreSQL role and hands it the database (once, before the first install); the RDS-managed master password is read from Secrets Manager."
   value = join(" ", [
-    "kubectl -n ${local.namespace} run gatehouse-db-bootstrap --rm -i --restart=Never --image=postgres:16-alpine",
+    "kubectl -n ${local.namespace} run gatehouse-db-bootstrap --rm -i --restart=Never --pod-running-timeout=5m --image=postgres:16-alpine",
     "--env=PGPASSWORD=\"$(${local.get_secret} ${module.rds.master_user_secret_arn} | jq -r .password)\"",
     "-- psql \"host=${module.rds.address} port=${module.rds.port} dbname=${module.rds.database_name} user=${module.rds.master_username} sslmode=require\"",
     "-v app_role=gatehouse -v db_name=${module.rds.database_name} -v app_password=\"$(terraform output -raw database_role_password)\"",
