@@ -141,7 +141,7 @@ resource "aws_db_instance" "this" {
 
   iam_database_authentication_enabled = true
   auto_minor_version_upgrade          = true
-  allow_major_version_upgrade         = false
+  allow_major_version_upgrade         = var.allow_major_version_upgrade
   backup_retention_period             = var.backup_retention_days
   copy_tags_to_snapshot               = true
   deletion_protection                 = var.deletion_protection

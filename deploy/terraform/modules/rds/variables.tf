@@ -42,6 +42,12 @@ variable "max_allocated_storage_gib" {
   default     = 200
 }
 
+variable "allow_major_version_upgrade" {
+  type        = bool
+  description = "Allow a change of engine_version to a new major (docs/runbooks/upgrade.md); false refuses it."
+  default     = false
+}
+
 variable "multi_az" {
   type        = bool
   description = "Synchronous standby in a second AZ (production). False: single AZ (non-prod, half the price)."
