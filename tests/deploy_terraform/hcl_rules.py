@@ -45,7 +45,8 @@ UPPER_BOUND = re.compile(r"(~>|<|^=?\s*\d+\.\d+\.\d+$)")
 
 
 def unquote(value: Any) -> Any:
-    """python-hcl2 keeps the quotes of string literals; drop them (recursively)."""
+    """python-hcl2 keeps the quotes of string literals; drop them (recursively), and its own
+    bookkeeping keys (__is_block__, __comments__, ...)."""
     if isinstance(value, str):
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             return value[1:-1]
@@ -53,7 +54,7 @@ def unquote(value: Any) -> Any:
     if isinstance(value, list):
         return [unquote(v) for v in value]
     if isinstance(value, dict):
-        return {unquote(k): unquote(v) for k, v in value.items() if k != "__is_block__"}
+        return {unquote(k): unquote(v) for k, v in value.items() if not (k.startswith("__") and k.endswith("__"))}
     return value
 
 

@@ -148,3 +148,16 @@ def test_open_port_rule_allows_https_and_security_group_sources(tmp_path: Path) 
 def test_bedrock_statements(tmp_path: Path, statement: str, ok: bool) -> None:
     (tmp_path / "main.tf").write_text(f'data "aws_iam_policy_document" "p" {{\n  statement {{\n{statement}\n  }}\n}}\n')
     assert (hcl_rules.bedrock_least_privilege([hcl_rules.load_module(tmp_path)]) == []) is ok
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_tfvars_example_sets_declared_variables_and_every_required_one(tree: list[Module], example: str) -> None:
+    import hcl2
+
+    module = next(m for m in tree if m.path == TF / "examples" / example)
+    with (TF / "examples" / example / "terraform.tfvars.example").open() as fh:
+        tfvars = hcl_rules.unquote(hcl2.load(fh))
+    unknown = set(tfvars) - set(module.variables)
+    assert not unknown, f"terraform.tfvars.example sets undeclared variables {unknown}"
+    required = {name for name, body in module.variables.items() if "default" not in body}
+    assert required <= set(tfvars), f"terraform.tfvars.example misses required {required - set(tfvars)}"
