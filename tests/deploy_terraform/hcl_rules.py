@@ -70,6 +70,7 @@ class Module:
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     terraform: list[dict[str, Any]] = field(default_factory=list)
     providers: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    locals: dict[str, Any] = field(default_factory=dict)
 
 
 def _blocks(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -96,6 +97,8 @@ def load_module(directory: Path) -> Module:
                 for name, body in named.items():
                     mod.data.append((dtype, name, body, tf.name))
         mod.terraform += _blocks(doc, "terraform")
+        for block in _blocks(doc, "locals"):
+            mod.locals.update(block)
         for block in _blocks(doc, "provider"):
             mod.providers += list(block.items())
     return mod
@@ -293,6 +296,60 @@ def bedrock_least_privilege(tree: list[Module]) -> list[str]:
     return out
 
 
+def _expressions(value: Any) -> list[str]:
+    """Every string holding an interpolation, anywhere in a parsed value."""
+    if isinstance(value, str):
+        return [value] if "${" in value else []
+    if isinstance(value, list):
+        return [e for v in value for e in _expressions(v)]
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in _expressions(k) + _expressions(v)]
+    return []
+
+
+def _module_bodies(mod: Module) -> list[Any]:
+    return [mod.variables, mod.outputs, mod.locals, mod.modules, [b for _, b in mod.providers],
+            [b for *_, b, _ in mod.resources], [b for *_, b, _ in mod.data]]
+
+
+def references_resolve(tree: list[Module]) -> list[str]:
+    """What `terraform validate` would catch first, without a provider: every var., local., module.,
+    data. and resource reference names something declared in the module; every module call passes
+    only declared variables and all required ones, and reads only declared outputs."""
+    out = []
+    for mod in tree:
+        resources = {(t, n) for t, n, *_ in mod.resources}
+        data = {(t, n) for t, n, *_ in mod.data}
+        text = "\n".join(_expressions(_module_bodies(mod)))
+        for name in sorted(set(re.findall(r"\bvar\.(\w+)", text)) - set(mod.variables)):
+            out.append(f"{mod.path}: var.{name} is not declared")
+        for name in sorted(set(re.findall(r"\blocal\.(\w+)", text)) - set(mod.locals)):
+            out.append(f"{mod.path}: local.{name} is not defined")
+        for t, n in sorted(set(re.findall(r"\bdata\.(\w+)\.(\w+)", text)) - data):
+            out.append(f"{mod.path}: data.{t}.{n} is not declared")
+        for t, n in sorted(set(re.findall(r"(?<![\w.])((?:aws|random|tls)_\w+)\.(\w+)", text)) - resources):
+            out.append(f"{mod.path}: {t}.{n} is not declared")
+        called = {}
+        for name, body in mod.modules.items():
+            source = str(body.get("source", ""))
+            if not source.startswith(("./", "../")):
+                continue
+            target = load_module((mod.path / source).resolve())
+            called[name] = target
+            args = set(body) - {"source", "count", "for_each", "depends_on", "providers", "version"}
+            for arg in sorted(args - set(target.variables)):
+                out.append(f"{mod.path}: module {name}: {arg} is not a variable of {source}")
+            required = {v for v, b in target.variables.items() if "default" not in b}
+            for arg in sorted(required - args):
+                out.append(f"{mod.path}: module {name}: required variable {arg} not passed")
+        for name, attr in sorted(set(re.findall(r"\bmodule\.(\w+)(?:\[\d+\])?\.(\w+)", text))):
+            if name not in called:
+                out.append(f"{mod.path}: module.{name} is not declared")
+            elif attr not in called[name].outputs:
+                out.append(f"{mod.path}: module.{name}.{attr} is not an output of {mod.modules[name]['source']}")
+    return out
+
+
 ALL_RULES = (
     variables_typed_and_described,
     outputs_described,
@@ -303,4 +360,5 @@ ALL_RULES = (
     no_open_database_ports,
     policies_from_documents,
     bedrock_least_privilege,
+    references_resolve,
 )

@@ -84,6 +84,16 @@ BAD = {
           policy = jsonencode({ Statement = [{ Effect = "Allow", Action = "bedrock:*", Resource = "*" }] })
         }
     """,
+    "references_resolve": """
+        variable "a" {
+          type        = string
+          description = "a"
+        }
+        output "o" {
+          description = "o"
+          value       = "${var.a}-${var.b}-${local.c}-${aws_vpc.missing.id}"
+        }
+    """,
     "bedrock_least_privilege": """
         data "aws_iam_policy_document" "p" {
           statement {
