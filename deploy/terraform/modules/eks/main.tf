@@ -86,6 +86,20 @@ resource "aws_iam_role_policy_attachment" "cluster" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonEKSClusterPolicy"
 }
 
+# The cluster role uses the key for envelope encryption of secrets (the key policy delegates to IAM).
+data "aws_iam_policy_document" "cluster_encryption" {
+  statement {
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]
+    resources = [aws_kms_key.eks.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_encryption" {
+  name   = "secrets-encryption"
+  role   = aws_iam_role.cluster.id
+  policy = data.aws_iam_policy_document.cluster_encryption.json
+}
+
 resource "aws_eks_cluster" "this" {
   #checkov:skip=CKV_AWS_38:the public endpoint takes public_access_cidrs only, and a validation refuses 0.0.0.0/0
   #checkov:skip=CKV_AWS_39:the public endpoint is optional (endpoint_public_access); with it off, reach the API through the VPC
@@ -125,6 +139,7 @@ resource "aws_eks_cluster" "this" {
 
   depends_on = [
     aws_iam_role_policy_attachment.cluster,
+    aws_iam_role_policy.cluster_encryption,
     aws_cloudwatch_log_group.cluster,
   ]
 }
