@@ -171,3 +171,28 @@ def test_tfvars_example_sets_declared_variables_and_every_required_one(tree: lis
     assert not unknown, f"terraform.tfvars.example sets undeclared variables {unknown}"
     required = {name for name, body in module.variables.items() if "default" not in body}
     assert required <= set(tfvars), f"terraform.tfvars.example misses required {required - set(tfvars)}"
+
+
+def test_ollama_manifests_keep_models_on_a_volume_on_the_gpu_node() -> None:
+    import yaml
+
+    k8s = TF / "examples" / "eks-ollama" / "k8s"
+    docs = {d["kind"]: d for d in yaml.safe_load_all((k8s / "ollama.yaml").read_text())}
+    storage = yaml.safe_load((k8s / "storageclass-gp3.yaml").read_text())
+    assert storage["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert storage["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert docs["PersistentVolumeClaim"]["spec"]["storageClassName"] == storage["metadata"]["name"]
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"  # one RWO volume
+    assert pod["nodeSelector"] == {"gatehouse.dev/pool": "gpu"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    models = {e["name"]: e["value"] for e in container["env"]}["OLLAMA_MODELS"]
+    assert any(m["mountPath"] == models for m in container["volumeMounts"])
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == docs["PersistentVolumeClaim"]["metadata"]["name"]
+    # The gateway config in the example points at this Service.
+    service = docs["Service"]
+    url = f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local:" \
+          f"{service['spec']['ports'][0]['port']}/v1"
+    assert url in (TF / "examples" / "eks-ollama" / "main.tf").read_text()
