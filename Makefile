@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean
+.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -56,9 +56,31 @@ $(CODEX_BIN):
 
 codex: $(CODEX_BIN)
 
-test: dev-install services claude-code codex
+## checkov in its own venv (its pins clash with ours); tests/deploy_terraform runs it over deploy/terraform.
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_BIN := .cache/checkov/bin/checkov
+
+$(CHECKOV_BIN):
+	@($(PY) -m venv .cache/checkov && .cache/checkov/bin/pip install -q checkov==$(CHECKOV_VERSION)) >/dev/null 2>&1 \
+	  || (rm -rf .cache/checkov; echo "warning: could not install checkov; its test will be skipped")
+
+tf-checkov: $(CHECKOV_BIN)
+	BC_SKIP_MAPPING=TRUE $(CHECKOV_BIN) -d deploy/terraform --framework terraform --quiet --compact
+
+## terraform init + validate of every module and example. Needs the AWS, TLS and random providers from the
+## Terraform registry, which these machines cannot reach: run it where they can (docs/runbooks/deploy-eks.md).
+TF_DIRS := $(sort $(dir $(wildcard deploy/terraform/modules/*/versions.tf deploy/terraform/examples/*/versions.tf)))
+
+tf-validate:
+	@command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH"; exit 1; }
+	terraform fmt -check -recursive deploy/terraform
+	@set -e; for d in $(TF_DIRS); do echo "== $$d"; \
+	  terraform -chdir=$$d init -backend=false -input=false >/dev/null; terraform -chdir=$$d validate; done
+
+test: dev-install services claude-code codex $(CHECKOV_BIN)
 	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
 	  $(if $(wildcard $(CODEX_BIN)),GATEHOUSE_CODEX_BIN=$(abspath $(CODEX_BIN))) \
+	  $(if $(wildcard $(CHECKOV_BIN)),GATEHOUSE_CHECKOV_BIN=$(abspath $(CHECKOV_BIN))) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.
