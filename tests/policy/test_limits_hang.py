@@ -99,11 +99,11 @@ def test_a_redis_hang_leaves_no_slot_held(openai_upstream, redis, tmp_path):
 
 
 def test_a_long_request_keeps_its_slot_past_the_lease(openai_upstream, redis, tmp_path):
-    g = start(openai_upstream, redis, tmp_path / "lease", "single", lease_seconds=1.0)
+    g = start(openai_upstream, redis, tmp_path / "lease", "single", lease_seconds=1.5)
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(chat, g, "single", "SLOW")  # 3 s, three leases long
-            time.sleep(2.0)
+            slow = pool.submit(chat, g, "single", "SLOW")  # 3 s, two leases long
+            time.sleep(2.2)
             second = chat(g, "single")
             assert second.status_code == 429, "the lease was renewed while the first request ran"
             assert second.json()["error"]["message"].startswith("Too many concurrent requests")
