@@ -136,14 +136,14 @@ class LimitsStep:
         return RateLimited(msg, headers=headers)
 
     async def settle(self, ex: Exchange) -> None:
+        state = ex.notes.pop("limits", None)
+        if state is None:  # unmetered: nothing to settle, nothing to learn (keeps that path lean)
+            return
+        meters, outcome, member = state
         usage = ex.usage
         if usage is not None and not usage.estimated and usage.input_tokens:
             self.calibration.observe(ex.model, ex.provider + "/" + ex.deployment, ex.prompt_estimate,
                                      usage.input_tokens)
-        state = ex.notes.pop("limits", None)
-        if state is None:
-            return
-        meters, outcome, member = state
         used_tokens = usage.total_tokens if usage is not None else 0
         used_nusd = 0
         if usage is not None and any(m.kind in (DAY, MONTH) for m in meters):
