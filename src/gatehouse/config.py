@@ -202,8 +202,9 @@ class LimitsConfig(_Base):
     replicas: int = 1
     # Output tokens reserved when neither the request nor the group sets max_tokens.
     default_reserve_tokens: int = 1024
-    # A concurrency slot of a replica that died is freed after this long.
-    lease_seconds: float = 900.0
+    # A concurrency slot kept in Redis is a lease of this long, renewed every third of it
+    # while its request runs: the slot of a replica that died or hung frees after this long.
+    lease_seconds: float = 30.0
 
 
 class JwtConfig(_Base):
