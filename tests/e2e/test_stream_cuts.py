@@ -66,7 +66,7 @@ def rid(tag: str) -> str:
 def _rows(home, request_id: str) -> list[dict]:
     with sqlite3.connect(home / "gatehouse.db") as conn:
         conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM usage_records WHERE request_id = ?", (request_id,))]
+        return [dict(r) for r in conn.execute("SELECT * FROM usage_records WHERE client_request_id = ?", (request_id,))]
 
 
 def record(home, request_id: str, timeout: float = 10.0) -> dict:
@@ -127,7 +127,9 @@ def test_an_upstream_error_frame_before_the_close_is_the_only_error_frame(gh):
     request_id = rid("oa-uperror")
     body = {"model": "raw-chat", "stream": True, "messages": [{"role": "user", "content": "EARLYCLOSE UPERROR"}]}
     data = sse_data(post_raw(gh.url, "/v1/chat/completions", body, request_id))
-    assert len(data) == 4 and json.loads(data[-1])["error"]["message"] == "model crashed"
+    # The upstream's own error frame is the last frame, in the gateway's words (docs/errors.md).
+    assert len(data) == 4
+    assert json.loads(data[-1])["error"]["message"].startswith("The upstream for model 'raw-chat' failed")
     rec = record(gh.home, request_id)
     assert (rec["status"], rec["error_type"]) == (502, "upstream_error")
 
