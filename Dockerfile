@@ -5,9 +5,7 @@
 #   podman build --format docker -t gatehouse:dev .      (or: docker build -t gatehouse:dev .)
 #   docker run -p 8080:8080 -v $PWD/config.yaml:/etc/gatehouse/config.yaml:ro \
 #     -e GATEHOUSE_ADMIN_KEY=... gatehouse:dev
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/gatehouse
@@ -18,7 +16,7 @@ COPY src ./src
 RUN /opt/gatehouse/bin/pip install --no-compile . \
  && /opt/gatehouse/bin/python -m compileall -q /opt/gatehouse/lib
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 LABEL org.opencontainers.image.title="gatehouse" \
       org.opencontainers.image.description="A private LLM gateway" \
       org.opencontainers.image.licenses="Apache-2.0"
