@@ -46,11 +46,11 @@ def tools_python() -> Path:
     return python
 
 
-def run(cmd: list[str | Path], **kw: Any) -> subprocess.CompletedProcess[str]:
+def run(cmd: list[str | Path], env_extra: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HELM_CACHE_HOME": str(TOOLS / "helm-home" / "cache"),
            "HELM_CONFIG_HOME": str(TOOLS / "helm-home" / "config"),
            "HELM_DATA_HOME": str(TOOLS / "helm-home" / "data"), "KUBECONFIG": "/dev/null",
-           "BC_SKIP_MAPPING": "TRUE"}
+           "BC_SKIP_MAPPING": "TRUE", **(env_extra or {})}
     return subprocess.run([str(c) for c in cmd], check=False, capture_output=True, text=True, env=env, timeout=300, **kw)
 
 
