@@ -158,9 +158,9 @@ def _gpu_nodes(values: str, docs: list[dict[str, Any]]) -> tuple[dict[str, str],
 
 def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
     for t in tolerations:
-        if t.get("key") == taint["key"] and t.get("effect") in (None, taint["effect"]):
-            if t.get("operator") == "Exists" or t.get("value") == taint.get("value"):
-                return True
+        same = t.get("key") == taint["key"] and t.get("effect") in (None, taint["effect"])
+        if same and (t.get("operator") == "Exists" or t.get("value") == taint.get("value")):
+            return True
     return False
 
 

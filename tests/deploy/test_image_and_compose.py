@@ -32,15 +32,15 @@ def test_hadolint_finds_nothing() -> None:
 def test_the_dockerfile_contract() -> None:
     lines = DOCKERFILE.splitlines()
     assert not any(line.startswith("# syntax=") for line in lines)  # fetches a frontend: fails offline
-    assert len(re.findall(r"^FROM ", DOCKERFILE, re.M)) == 2        # build stage, runtime stage
-    assert re.search(r"^COPY --from=build /opt/gatehouse /opt/gatehouse$", DOCKERFILE, re.M)
-    users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
+    assert len(re.findall(r"^FROM ", DOCKERFILE, re.MULTILINE)) == 2        # build stage, runtime stage
+    assert re.search(r"^COPY --from=build /opt/gatehouse /opt/gatehouse$", DOCKERFILE, re.MULTILINE)
+    users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert int(users[-1].split(":")[0]) >= 10000
-    assert re.search(r'^VOLUME \["/var/lib/gatehouse"\]$', DOCKERFILE, re.M)
+    assert re.search(r'^VOLUME \["/var/lib/gatehouse"\]$', DOCKERFILE, re.MULTILINE)
     assert "GATEHOUSE_HOME=/var/lib/gatehouse" in DOCKERFILE   # the journal is <home>/journal
-    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", DOCKERFILE, re.M)
-    cmd = json.loads(re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M).group(1))  # type: ignore[union-attr]
+    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", DOCKERFILE, re.MULTILINE)
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert cmd[:3] == ["serve", "--config", "/etc/gatehouse/config.yaml"]
 
 

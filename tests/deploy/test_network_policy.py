@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.manifests import VALUES_FILES, merged_values, of_kind, pod_labels, rendered, selects, workloads
+from tests.deploy.manifests import (
+    VALUES_FILES,
+    merged_values,
+    of_kind,
+    pod_labels,
+    rendered,
+    selects,
+    workloads,
+)
 
 Flow = tuple[str, str, str]  # (from, to, port/protocol)
 
