@@ -133,3 +133,9 @@ def test_promtool_accepts_the_rendered_prometheus_rule(tmp_path: Path) -> None:
     proc = run([promtool, "check", "rules", path])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS: 8 rules found" in proc.stdout
+
+
+def test_the_alert_rules_fire_as_promtool_unit_tests_expect() -> None:
+    proc = run([tool("promtool"), "test", "rules", Path(__file__).with_name("prometheus-rules.test.yaml")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout + proc.stderr

@@ -20,6 +20,8 @@ from tests.deploy.manifests import REPO, TOOLS, run, tool
 from tests.support import Gatehouse, PostgresServer, RedisServer
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
+RULES = REPO / "deploy/helm/gatehouse/files/prometheus-rules.yaml"
+DASHBOARDS = REPO / "deploy/helm/gatehouse/files/dashboards"
 ENV = {"GATEHOUSE_ADMIN_KEY": "admin-k", "GATEHOUSE_SECRET": "hmac-s", "GATEHOUSE_METRICS_TOKEN": "metrics-t",
        "OPENWEBUI_API_KEY": "gh-ui", "POSTGRES_PASSWORD": "pg-p", "GRAFANA_ADMIN_PASSWORD": "gf-p"}
 
@@ -132,6 +134,26 @@ def test_the_gateway_runs_the_compose_config_with_secrets_from_env(
     assert status == 200 and b"gatehouse_ledger_backlog" in body
     status, body = _get(gh.url + "/v1/models", "gh-ui")   # Open WebUI's key lists the models
     assert status == 200 and {m["id"] for m in json.loads(body)["data"]} >= {"echo", "qwen2.5:0.5b"}
+    for stream in (False, True):
+        assert _post_chat(gh.url, "gh-ui", stream) == 200
+    status, body = _get(gh.url + "/metrics", "metrics-t")
+    exposed = set(re.findall(r"^(gatehouse_[a-z_]+)", body.decode(), re.MULTILINE))
+    # every gateway series the alert rules and the dashboards use is one the gateway exports
+    used = set(re.findall(r"gatehouse_[a-z_]+", RULES.read_text()))
+    for dashboard in DASHBOARDS.glob("*.json"):
+        used |= set(re.findall(r"gatehouse_[a-z_]+", dashboard.read_text()))
+    assert used and used <= exposed, sorted(used - exposed)
+    lint = run([tool("promtool"), "check", "metrics"], input=body.decode())
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def _post_chat(url: str, key: str, stream: bool) -> int:
+    body = json.dumps({"model": "echo", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    req = urllib.request.Request(url + "/v1/chat/completions", data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+        return int(resp.status)
 
 
 @pytest.mark.parametrize("path", ["deploy/compose/gatehouse.yaml", "deploy/compose/prometheus.yml",
