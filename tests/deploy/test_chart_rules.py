@@ -298,3 +298,31 @@ def test_open_webui_calls_the_gateway_with_its_own_key() -> None:
     assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "OPENWEBUI_API_KEY"
     cm = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "gh-gatehouse")
     assert "${OPENWEBUI_API_KEY}" in cm["data"]["config.yaml"]
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_the_gateway_asks_model_servers_for_models_they_serve(values: str) -> None:
+    """A deployment's `model` on an in-cluster provider is a name that server answers to: vLLM's
+    --served-model-name or one of its LoRA adapters, or a model the Ollama pull Job pulls."""
+    docs = rendered(values)
+    cm = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "gh-gatehouse")
+    raw = yaml.safe_load(cm["data"]["config.yaml"])
+    served: dict[str, set[str]] = {}
+    for d in of_kind(docs, "Deployment"):
+        if pod_labels(d)["app.kubernetes.io/component"] == "vllm":
+            args = pod_spec(d)["containers"][0]["args"]
+            names = {a.split("=", 1)[1] for a in args if a.startswith("--served-model-name=")}
+            if "--lora-modules" in args:
+                after = args[args.index("--lora-modules") + 1:]
+                adapters = after[:next((i for i, a in enumerate(after) if a.startswith("--")), len(after))]
+                names |= {a.split("=", 1)[0] for a in adapters}
+            served[f"vllm-{pod_labels(d)['gatehouse.io/model']}"] = names
+    pulls = [j for j in of_kind(docs, "Job") if pod_labels(j)["app.kubernetes.io/component"] == "model-pull"]
+    if pulls:
+        env = {e["name"]: e.get("value") for e in pod_spec(pulls[0])["containers"][0]["env"]}
+        served["ollama"] = set(env["MODELS"].split())
+    asked = [(dep["provider"], dep["model"]) for m in raw["models"] for dep in m["deployments"]
+             if dep["provider"] in served]
+    assert asked
+    for provider, model in asked:
+        assert model in served[provider], (provider, model, served[provider])
