@@ -7,12 +7,14 @@
 #     -e GATEHOUSE_ADMIN_KEY=... gatehouse:dev
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+# Offline builds install from a wheelhouse mounted into the build (docs/deploy-compose.md#the-image):
+#   podman build -v $PWD/.cache/wheels:/wheels:ro --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels .
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
 WORKDIR /src
-RUN python -m venv /opt/gatehouse
+RUN python3 -m venv /opt/gatehouse
 COPY pyproject.toml README.md ./
 COPY src ./src
-# PIP_INDEX_URL / PIP_FIND_LINKS can point at a local wheelhouse for offline builds
-# (pip install --no-index --find-links=/wheels), see docs/deploy-compose.md.
 RUN /opt/gatehouse/bin/pip install --no-compile . \
  && /opt/gatehouse/bin/python -m compileall -q /opt/gatehouse/lib
 
@@ -39,7 +41,7 @@ WORKDIR /var/lib/gatehouse
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEHOUSE_PORT', '8080'), timeout=2)"]
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEHOUSE_PORT', '8080'), timeout=2)"]
 # Config from a mounted file (GATEHOUSE_CONFIG); secrets from the environment through the
 # config's ${VAR} references (GATEHOUSE_ADMIN_KEY, GATEHOUSE_SECRET, GATEHOUSE_DATABASE_URL, ...).
 ENTRYPOINT ["gatehouse"]

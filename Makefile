@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test install dev-install services claude-code bench check clean deploy-tools deploy-check local-up local-down image
+.PHONY: run test install dev-install services claude-code bench check clean deploy-tools deploy-check local-up local-down image image-offline image-check
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -102,8 +102,20 @@ local-up: .env
 local-down:
 	$(COMPOSE) down
 
+ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+
 image:
-	$(shell command -v podman >/dev/null 2>&1 && echo podman build --format docker || echo docker build) -t gatehouse:dev .
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) -t gatehouse:dev .
+
+## Offline: wheels made on the host, mounted into the build (the base image must already be there:
+## pulled, or imported from debootstrap as docs/deploy-compose.md#the-image shows).
+image-offline:
+	$(BIN)/pip wheel -q -w .cache/wheels . "setuptools>=68" wheel "async-timeout>=4.0.3"
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --pull=never -v $(CURDIR)/.cache/wheels:/wheels:ro \
+	  --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels -t gatehouse:dev .
+
+image-check: image-offline
+	ENGINE=$(ENGINE) deploy/docker/smoke.sh
 
 clean:
 	rm -rf $(VENV) .gatehouse .pytest_cache
