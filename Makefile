@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test install dev-install services claude-code bench check clean deploy-tools deploy-check local-up local-down image image-offline image-check
+.PHONY: run test install dev-install services claude-code bench check clean promtool deploy-tools deploy-check local-up local-down image image-offline image-check
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
