@@ -97,7 +97,7 @@ def test_the_config_map_is_a_config_the_gateway_accepts(values: str) -> None:
     # what an External Secret would hold; a chart-made Secret's own values win
     env = {"GATEHOUSE_ADMIN_KEY": "admin-key", "GATEHOUSE_SECRET": "hmac", "GATEHOUSE_METRICS_TOKEN": "metrics",
            "GATEHOUSE_DATABASE_URL": "postgresql://u:p@db.example:5432/g", "GATEHOUSE_REDIS_URL": "redis://r:6379/0",
-           "OPENWEBUI_API_KEY": "gh-open-webui"}
+           "OPENWEBUI_API_KEY": "gh-open-webui", "GATEHOUSE_EVAL_KEY": "gh-eval"}
     for secret in of_kind(docs, "Secret"):
         env.update(secret["stringData"])
     cfg = from_mapping(raw, env=env)

@@ -132,7 +132,7 @@ def test_promtool_accepts_the_rendered_prometheus_rule(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(rules[0]["spec"]))
     proc = run([promtool, "check", "rules", path])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout
+    assert "SUCCESS: 9 rules found" in proc.stdout
 
 
 def test_the_alert_rules_fire_as_promtool_unit_tests_expect() -> None:

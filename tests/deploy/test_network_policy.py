@@ -16,6 +16,7 @@ from tests.deploy.manifests import (
     merged_values,
     of_kind,
     pod_labels,
+    render,
     rendered,
     selects,
     workloads,
@@ -54,9 +55,9 @@ def _ports(rule: dict[str, Any]) -> list[str]:
     return [f"{p['port']}/{p.get('protocol', 'TCP')}" for p in rule.get("ports", [])] or ["any"]
 
 
-def flows(values: str) -> tuple[set[Flow], set[Flow]]:
-    """(ingress flows, egress flows) the rendered policies allow."""
-    docs = rendered(values)
+def flows(values: str, *extra: str) -> tuple[set[Flow], set[Flow]]:
+    """(ingress flows, egress flows) the rendered policies allow (`extra`: --set flags)."""
+    docs = render(values, *extra) if extra else rendered(values)
     vals = merged_values(values)
     pods = _components(docs)
     ingress: set[Flow] = set()
@@ -83,27 +84,30 @@ def _dns(components: set[str]) -> set[Flow]:
 
 GATEWAY_IN = {("clients", "gateway", "8080/TCP"), ("prometheus", "gateway", "8080/TCP")}
 UI = {("clients", "open-webui", "8080/TCP"), ("open-webui", "gateway", "8080/TCP")}
+EVAL = {("eval", "gateway", "8080/TCP")}     # the nightly eval CronJob; Postgres below (evals.record)
 
 MATRIX: dict[str, set[Flow]] = {
-    "laptop-kind": GATEWAY_IN | UI | {
+    "laptop-kind": GATEWAY_IN | UI | EVAL | {
         ("gateway", "ollama", "11434/TCP"), ("model-pull", "ollama", "11434/TCP"),
         ("gateway", "postgresql", "5432/TCP"), ("gateway", "redis", "6379/TCP"),
-        ("ollama", "internet-https", "443/TCP"),
-    } | _dns({"gateway", "ollama", "model-pull", "open-webui", "postgresql", "redis"}),
-    "eks-ollama": GATEWAY_IN | UI | {
+        ("ollama", "internet-https", "443/TCP"), ("eval", "postgresql", "5432/TCP"),
+    } | _dns({"gateway", "ollama", "model-pull", "open-webui", "postgresql", "redis", "eval"}),
+    "eks-ollama": GATEWAY_IN | UI | EVAL | {
         ("gateway", "ollama", "11434/TCP"), ("model-pull", "ollama", "11434/TCP"),
         ("gateway", "database-subnets", "5432/TCP"), ("gateway", "database-subnets", "6379/TCP"),
         ("migrations", "database-subnets", "5432/TCP"), ("ollama", "internet-https", "443/TCP"),
-    } | _dns({"gateway", "migrations", "ollama", "model-pull", "open-webui"}),
-    "eks-vllm": GATEWAY_IN | UI | {
+        ("eval", "database-subnets", "5432/TCP"),
+    } | _dns({"gateway", "migrations", "ollama", "model-pull", "open-webui", "eval"}),
+    "eks-vllm": GATEWAY_IN | UI | EVAL | {
         ("gateway", "vllm", "8000/TCP"), ("prometheus", "vllm", "8000/TCP"),
         ("gateway", "database-subnets", "5432/TCP"), ("gateway", "database-subnets", "6379/TCP"),
         ("gateway", "internet-https", "443/TCP"),          # Bedrock, STS
         ("migrations", "database-subnets", "5432/TCP"), ("model-preload", "internet-https", "443/TCP"),
-    } | _dns({"gateway", "migrations", "vllm", "model-preload", "open-webui"}),
+        ("eval", "database-subnets", "5432/TCP"),
+    } | _dns({"gateway", "migrations", "vllm", "model-preload", "open-webui", "eval"}),
 }
 IN_RELEASE = {"gateway", "migrations", "vllm", "model-preload", "ollama", "model-pull", "open-webui", "postgresql",
-              "redis"}
+              "redis", "eval"}
 
 
 @pytest.mark.parametrize("values", VALUES_FILES)
