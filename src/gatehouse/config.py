@@ -61,6 +61,12 @@ class ResponsesConfig(_Base):
     # OpenAI-hosted tools (web_search, file_search, code_interpreter, ...) cannot run elsewhere:
     # drop them from the request (named in x-gatehouse-dropped-tools), or refuse it with a 400.
     hosted_tools: Literal["drop", "refuse"] = "drop"
+    # Responses kept with `store: true` (for previous_response_id, item_reference, GET/DELETE
+    # /v1/responses/{id}) are deleted this long after they were made.
+    store_ttl_seconds: Annotated[int, msgspec.Meta(gt=0)] = 30 * 86400
+    # Whether a request that does not say `store` is kept. OpenAI keeps it; the gateway keeps
+    # prompts only when asked, unless this is true.
+    store_default: bool = False
 
 
 class UiConfig(_Base):

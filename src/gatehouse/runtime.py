@@ -27,6 +27,7 @@ from gatehouse.providers.registry import PROVIDERS
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.migrate import require_current
+from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
 from gatehouse.wire.model_swap import ModelSwap, for_deployment as model_swap_for
@@ -86,6 +87,7 @@ class Runtime:
     ready: bool = False
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
+    responses: ResponseStore | None = None  # stored Responses API responses (set by build)
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
 
@@ -138,6 +140,7 @@ class Runtime:
         # cost in ex.notes["cost_usd"].
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None, meter, directory, limiter)
+        rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
         directory.start()
         limiter.start()
@@ -160,6 +163,8 @@ class Runtime:
                 log.error("closing provider %s: %s", p.name, describe(e))
         await self.http.close()
         await self.meter.close()  # drains the journal into the store: before store.close
+        if self.responses is not None:
+            await self.responses.flush()  # stored responses still being written
         await self.store.close()
 
     # ---- per request --------------------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 Every model is reached by translation: the request becomes the canonical chat request, and the
 answer or stream is rendered back as Responses objects and events. Keys, access, limits and
-metering apply as on /v1/chat/completions (surface `responses`).
+metering apply as on /v1/chat/completions (surface `responses`). Stored responses
+(`store: true`, `previous_response_id`, `item_reference`) are in api/responses_state.py.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from gatehouse.api import responses_state as state
 from gatehouse.api.flow import Dispatch, StreamEncoder
 from gatehouse.api.http import Request
 from gatehouse.metering.tokens import estimate_request
@@ -22,16 +26,22 @@ DIALECT = "openai-responses"  # no deployment speaks it yet: always translated
 
 class ResponsesRenderer:
     dialect = DIALECT
-    __slots__ = ("custom",)
+    __slots__ = ("custom", "extra", "on_final")
 
-    def __init__(self, custom: frozenset[str]):
+    def __init__(self, custom: frozenset[str], extra: dict[str, Any] | None = None,
+                 on_final: Callable[[dict[str, Any]], None] | None = None):
         self.custom = custom  # function names standing for custom (free-form) tools
+        self.extra = extra  # more fields of the response object
+        self.on_final = on_final  # keeps the finished response (store: true)
 
     def response(self, resp: ChatResponse, public_model: str) -> bytes:
-        return json_encode(render_response(resp, public_model, self.custom))
+        body = render_response(resp, public_model, self.custom, self.extra)
+        if self.on_final is not None:
+            self.on_final(body)
+        return json_encode(body)
 
     def stream_encoder(self, public_model: str) -> StreamEncoder:
-        return ResponsesStreamEncoder(public_model, self.custom)
+        return ResponsesStreamEncoder(public_model, self.custom, self.extra, self.on_final)
 
 
 async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
@@ -42,6 +52,16 @@ async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
     screen_body(obj, wire.RESPONSES_BODY)
     parsed = wire.parse_request(obj)
     entry = rt.resolve(parsed.model, principal)
+    store = rt.cfg.responses.store_default if parsed.store is None else parsed.store
+    extra: dict[str, Any] | None = None
+    on_final: Callable[[dict[str, Any]], None] | None = None
+    if store or parsed.previous_response_id is not None or wire.references(parsed.input):
+        items = await state.expand_input(rt, principal.consumer, parsed)
+        parsed.input = items
+        extra = {"store": store, "previous_response_id": parsed.previous_response_id}
+        if store:
+            responses, consumer = state.store_of(rt), principal.consumer
+            on_final = lambda body: responses.save(consumer, body, items)  # noqa: E731
     translated = wire.to_canonical(parsed, rt.cfg.responses.hosted_tools)
     canonical = translated.request
     if translated.dropped_tools:
@@ -51,7 +71,7 @@ async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.max_tokens = canonical.max_tokens
     await rt.pipeline.admit(ex)
     canonical.max_tokens = ex.max_tokens  # the group's cap, if it lowered the request's
-    renderer = ResponsesRenderer(translated.custom_tools)
+    renderer = ResponsesRenderer(translated.custom_tools, extra, on_final)
     dispatch = Dispatch(rt, req, ex, entry, renderer)
     if parsed.stream:
         await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical, ctx),
