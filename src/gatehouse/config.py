@@ -128,6 +128,9 @@ class ModelConfig(_Base):
     private: bool = False  # may receive sensitive data
     description: str | None = None
     embeddings: bool = False
+    # Tokens the model can take in (prompt + output), shown in GET /v1/models for clients that
+    # size their context by it (Codex: `gatehouse client-env codex`).
+    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
 
 
 Unlimited = Literal["unlimited"]

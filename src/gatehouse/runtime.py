@@ -54,6 +54,7 @@ class ModelEntry:
     deployments: tuple[Deployment, ...]
     private: bool = False
     created: int = 0
+    context_window: int | None = None
 
 
 def _passthrough_dialect(provider: Provider) -> str:
@@ -113,6 +114,7 @@ class Runtime:
                                  _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model))
                       for d in m.deployments),
                 m.private,
+                context_window=m.context_window,
             )
             for m in cfg.models
         }
