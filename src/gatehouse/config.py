@@ -101,6 +101,9 @@ class ProviderConfig(_Base):
     # anthropic
     anthropic_version: str | None = None
     beta_allow: list[str] | None = None
+    # openai: the deployments speak the Responses API themselves (OpenAI), so POST /v1/responses
+    # is forwarded to them untouched (model swapped) instead of translated onto chat completions.
+    responses_api: bool = False
     # ollama native
     keep_alive: str | int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # bedrock/gemini: model request fields
@@ -368,6 +371,8 @@ def check_references(cfg: Config) -> None:
         if cls is None:
             known = ", ".join(sorted(registry.PROVIDERS))
             raise ConfigError(f"{path}.type: unknown provider type '{prov.type}' (known: {known})")
+        if prov.responses_api and prov.type != "openai":
+            raise ConfigError(f"{path}.responses_api: only an openai provider can speak the Responses API")
         problem = cls.check_config(prov)
         if problem:
             field_name, message = problem

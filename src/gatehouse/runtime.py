@@ -46,6 +46,8 @@ class Deployment:
     passthrough_dialect: str = ""
     # Puts the public name back into replies relayed untranslated (None: the names match).
     model_swap: ModelSwap | None = None
+    # More dialects it takes unchanged (openai-responses for `responses_api: true` providers).
+    also_forwards: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,9 @@ class ModelEntry:
     private: bool = False
     created: int = 0
     context_window: int | None = None
+
+
+RESPONSES_DIALECT = frozenset({"openai-responses"})
 
 
 def _passthrough_dialect(provider: Provider) -> str:
@@ -111,7 +116,8 @@ class Runtime:
             m.name: ModelEntry(
                 m.name,
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
-                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model))
+                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model),
+                                 RESPONSES_DIALECT if cfg.providers[d.provider].responses_api else frozenset())
                       for d in m.deployments),
                 m.private,
                 context_window=m.context_window,
