@@ -73,6 +73,18 @@ def test_the_body_is_forwarded_untouched_but_the_model(client: openai.OpenAI, up
     assert next(o for o in again.output if o.type == "reasoning").encrypted_content == "enc-1"  # it arrived
 
 
+def test_what_only_the_upstream_understands_is_forwarded(client: openai.OpenAI, upstream: ServerThread) -> None:
+    upstream.recorder.clear()
+    turn = [{"role": "user", "content": [{"type": "input_text", "text": "read it"},
+                                          {"type": "input_file", "file_id": "file-123"}]},
+            {"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"type": "search"}},
+            {"role": "user", "content": "and now?"}]
+    answer = client.responses.create(model="gpt", input=turn, store=False)  # type: ignore[arg-type]
+    assert answer.output_text == "echo: and now?" and upstream.recorder.last.json()["input"] == turn
+    with pytest.raises(openai.BadRequestError):  # where it is translated, the same input cannot be sent
+        client.responses.create(model="translated", input=turn, store=False)  # type: ignore[arg-type]
+
+
 def metered(gh: Gatehouse) -> dict[str, Any]:
     time.sleep(0.6)  # the ledger is written within metering.flush_seconds
     usage = httpx.get(gh.url + "/admin/usage?by=model&since=1h", headers={"authorization": f"Bearer {ADMIN_KEY}"},

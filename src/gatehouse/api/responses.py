@@ -17,7 +17,7 @@ from gatehouse.api.http import Request
 from gatehouse.metering.tokens import estimate_request
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
-from gatehouse.types import ChatResponse, json_encode
+from gatehouse.types import ChatRequest, ChatResponse, json_encode
 from gatehouse.wire import responses as wire
 from gatehouse.wire.common import decode_json_object
 from gatehouse.wire.responses_render import ResponsesStreamEncoder, render_response
@@ -77,22 +77,28 @@ async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
     forward = None if stateful else ("/responses", obj)
     forward_only = forward is not None and not rt.pipeline_needs_body and \
         all(DIALECT in dep.also_forwards for dep in entry.deployments)
-    # Hosted tools run where the body is forwarded: refused or dropped only where translated.
-    translated = wire.to_canonical(parsed, "drop" if forward_only else rt.cfg.responses.hosted_tools)
-    canonical = translated.request
-    if translated.dropped_tools and not forward_only:
+    # Only translation needs the canonical request: a body that is only forwarded may hold what
+    # only the upstream understands (input_file, hosted tools and their call items, ...).
+    translated = None if forward_only else wire.to_canonical(parsed, rt.cfg.responses.hosted_tools)
+    if translated is not None and translated.dropped_tools:
         ex.response_headers["x-gatehouse-dropped-tools"] = ",".join(sorted(set(translated.dropped_tools)))
     ex.model = entry.name
-    ex.prompt_estimate = estimate_request(canonical)
-    ex.max_tokens = asked = canonical.max_tokens
+    ex.prompt_estimate = estimate_request(translated.request) if translated else (len(raw) + 3) // 4
+    ex.max_tokens = asked = parsed.max_output_tokens
     await rt.pipeline.admit(ex)
-    canonical.max_tokens = ex.max_tokens  # the group's cap, if it lowered the request's
+    if translated is not None:
+        translated.request.max_tokens = ex.max_tokens  # the group's cap, if it lowered the request's
     if forward is not None and ex.max_tokens != asked:
         obj["max_output_tokens"] = ex.max_tokens
-    renderer = ResponsesRenderer(translated.custom_tools, extra, on_final)
+    renderer = ResponsesRenderer(translated.custom_tools if translated else frozenset(), extra, on_final)
     dispatch = Dispatch(rt, req, ex, entry, renderer)
+
+    def canonical() -> ChatRequest:  # asked for only by deployments that translate
+        assert translated is not None
+        return translated.request
+
     if parsed.stream:
-        await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical, ctx), forward,
+        await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical(), ctx), forward,
                               encoder=renderer.translating_encoder(entry.name))
     else:
-        await dispatch.unary(lambda dep, ctx: dep.provider.chat(canonical, ctx), forward)
+        await dispatch.unary(lambda dep, ctx: dep.provider.chat(canonical(), ctx), forward)
