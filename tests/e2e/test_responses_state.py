@@ -163,3 +163,21 @@ def test_tool_call_round_trip_over_previous_response_id(alice: openai.OpenAI, re
     sent = recorder.last.json()["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
     assert sent[1]["tool_calls"][0]["id"] == call.call_id
+
+
+def test_store_default_and_ttl_from_the_config(start_gatehouse: Any, openai_upstream: ServerThread) -> None:
+    import time
+
+    g: Gatehouse = start_gatehouse(base_config(openai_upstream.url, responses={
+        "store_default": True, "store_ttl_seconds": 1}))
+    client = openai.OpenAI(base_url=g.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    kept = client.responses.create(model="chat", input="not saying store")  # kept: store_default
+    assert client.responses.retrieve(kept.id).output_text == "echo: not saying store"
+    not_kept = client.responses.create(model="chat", input="private", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(not_kept.id)
+    time.sleep(1.2)  # past store_ttl_seconds
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(kept.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="chat", input="again", previous_response_id=kept.id)
