@@ -97,6 +97,7 @@ async def test_a_failed_write_is_logged_not_raised(tmp_path: Any, caplog: pytest
             kept.save("alice", RESPONSE, INPUT)  # the same id again: the insert fails
             await kept.flush()
         assert "storing response resp_1 failed" in caplog.text
+        assert "hello" not in caplog.text and "INSERT" not in caplog.text  # neither content nor SQL
         assert await kept.get("resp_1", "alice") == RESPONSE
     finally:
         await store.close()
