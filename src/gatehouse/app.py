@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, responses, ui, usage
+from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -37,6 +37,9 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/embeddings", openai.embeddings, "embeddings"),
     Route("GET", "/v1/models", openai.list_models, "models"),
     Route("POST", "/v1/responses", responses.create, "responses"),
+    Route("GET", "/v1/responses/{response_id}", responses_state.retrieve, "stored_responses"),
+    Route("DELETE", "/v1/responses/{response_id}", responses_state.delete, "stored_responses"),
+    Route("GET", "/v1/responses/{response_id}/input_items", responses_state.input_items, "stored_responses"),
     Route("GET", "/v1/models/{model}", openai.get_model, "models"),
     Route("GET", "/healthz", ops.healthz, "ops"),
     Route("GET", "/readyz", ops.readyz, "ops"),

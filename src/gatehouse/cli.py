@@ -211,6 +211,8 @@ async def _keys(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_client_env(args: argparse.Namespace) -> int:
     from gatehouse import client_env
 
+    if args.client == "codex":
+        return _client_env_codex(args)
     if args.client == "status":
         sys.stdout.write(client_env.status(os.environ))
         return 0
@@ -240,6 +242,22 @@ def cmd_client_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client_env_codex(args: argparse.Namespace) -> int:
+    from gatehouse.client_env_codex import ClientEnvError, generate
+
+    cfg = load_config(args.config) if args.config or not args.url or not args.key else None
+    url: str = args.url
+    if not url:
+        assert cfg is not None
+        url = _base_url(cfg, cfg.server.host, cfg.server.port)
+    try:
+        sys.stdout.write(generate(url, args.key, cfg, args.model, args.catalog, args.codex_bin))
+    except ClientEnvError as e:
+        print(f"gatehouse client-env codex: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _add_client_env(sub: Subparsers) -> None:
     from gatehouse.client_env import CLIENTS, SHELLS
 
@@ -256,9 +274,12 @@ def _add_client_env(sub: Subparsers) -> None:
     e.add_argument("--config", "-c", help="YAML config file (for server.public_url or host/port)")
     e.add_argument("--url", help="the gateway URL clients use (default: server.public_url, else host:port)")
     e.add_argument("--key", help="the gateway key to export (default: a placeholder to replace)")
-    e.add_argument("--model", help="claude-code: the model for ANTHROPIC_MODEL")
+    e.add_argument("--model", help="claude-code: the model for ANTHROPIC_MODEL; codex: the default model")
     e.add_argument("--small-model", help="claude-code: the quick side-task model (default: --model)")
     e.add_argument("--shell", choices=SHELLS, default="bash", help="bash (also zsh), fish or powershell")
+    e.add_argument("--catalog", metavar="PATH", help="codex: write a model_catalog_json of the key's models here "
+                   "(with --key: the models the gateway lets that key use)")
+    e.add_argument("--codex-bin", help="codex: the Codex binary whose catalog entries are cloned (default: codex on PATH)")
     e.set_defaults(func=cmd_client_env)
 
 

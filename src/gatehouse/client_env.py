@@ -8,7 +8,7 @@ from typing import Callable, Mapping
 from gatehouse.config import Config
 
 KEY_PLACEHOLDER = "REPLACE_WITH_YOUR_GATEHOUSE_KEY"
-CLIENTS = ("claude-code", "openai")
+CLIENTS = ("claude-code", "openai", "codex")  # codex: client_env_codex.py
 SHELLS = ("bash", "fish", "powershell")
 
 

@@ -63,6 +63,12 @@ class ResponsesConfig(_Base):
     # OpenAI-hosted tools (web_search, file_search, code_interpreter, ...) cannot run elsewhere:
     # drop them from the request (named in x-gatehouse-dropped-tools), or refuse it with a 400.
     hosted_tools: Literal["drop", "refuse"] = "drop"
+    # Responses kept with `store: true` (for previous_response_id, item_reference, GET/DELETE
+    # /v1/responses/{id}) are deleted this long after they were made.
+    store_ttl_seconds: Annotated[int, msgspec.Meta(gt=0)] = 30 * 86400
+    # Whether a request that does not say `store` is kept. OpenAI keeps it; the gateway keeps
+    # prompts only when asked, unless this is true.
+    store_default: bool = False
 
 
 class UiConfig(_Base):
@@ -105,6 +111,9 @@ class ProviderConfig(_Base):
     # anthropic
     anthropic_version: str | None = None
     beta_allow: list[str] | None = None
+    # openai: the deployments speak the Responses API themselves (OpenAI), so POST /v1/responses
+    # is forwarded to them untouched (model swapped) instead of translated onto chat completions.
+    responses_api: bool = False
     # ollama native
     keep_alive: str | int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # bedrock/gemini: model request fields
@@ -132,6 +141,9 @@ class ModelConfig(_Base):
     private: bool = False  # may receive sensitive data
     description: str | None = None
     embeddings: bool = False
+    # Tokens the model can take in (prompt + output), shown in GET /v1/models for clients that
+    # size their context by it (Codex: `gatehouse client-env codex`).
+    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
 
 
 Unlimited = Literal["unlimited"]
@@ -386,6 +398,8 @@ def check_references(cfg: Config) -> None:
         if cls is None:
             known = ", ".join(sorted(registry.PROVIDERS))
             raise ConfigError(f"{path}.type: unknown provider type '{prov.type}' (known: {known})")
+        if prov.responses_api and prov.type != "openai":
+            raise ConfigError(f"{path}.responses_api: only an openai provider can speak the Responses API")
         problem = cls.check_config(prov)
         if problem:
             field_name, message = problem

@@ -167,7 +167,8 @@ class Dispatch:
         return not all(self._can_forward(dep) for dep in self.entry.deployments)
 
     def _can_forward(self, dep: Deployment) -> bool:
-        return dep.passthrough_dialect == self.renderer.dialect and not self.rt.pipeline_needs_body
+        return (dep.passthrough_dialect == self.renderer.dialect or self.renderer.dialect in dep.also_forwards) \
+            and not self.rt.pipeline_needs_body
 
     # ---- streaming ---------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatehouse.metering")
 
 # Routes that are not model traffic: no request metrics (the access log still has them).
-UNMETERED_SURFACES = frozenset({"ops", "admin", "metrics", "usage", "models", "unknown"})
+UNMETERED_SURFACES = frozenset({"ops", "admin", "metrics", "usage", "models", "unknown", "stored_responses"})
 # The attempt ended without usage because the client or the gateway stopped it: the
 # prompt was processed upstream, so it is billed at its estimate.
 _STOPPED = frozenset({"client_closed", "cancelled", "internal"})
