@@ -93,7 +93,7 @@ class BedrockProvider(Provider):
         headers["x-request-id"] = call.request_id  # unsigned: proxies may rewrite it
         async with transport_errors(call.public_model):
             resp = await self.http.session.post(URL(url, encoded=True), data=body, headers=headers,
-                                                timeout=self.timeout)
+                                                timeout=self.timeout, ssl=self.ssl)
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
             raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,

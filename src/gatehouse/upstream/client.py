@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_mod
 from typing import AsyncIterator
 
 import aiohttp
@@ -35,13 +36,15 @@ class HttpPool:
 
     async def request(self, method: str, url: str, data: bytes | None = None,
                       headers: dict[str, str] | None = None,
-                      timeout: aiohttp.ClientTimeout | None = None) -> h1.Response | aiohttp.ClientResponse:
+                      timeout: aiohttp.ClientTimeout | None = None,
+                      ssl: ssl_mod.SSLContext | bool = True) -> h1.Response | aiohttp.ClientResponse:
         """Plain-http upstreams (in-cluster vLLM/Ollama/llama.cpp: the high-volume path) go through
         the lean h1 client; https (managed providers) through aiohttp. Both answer with an object
-        offering .status, .headers, read(), content.iter_any() and release()."""
+        offering .status, .headers, read(), content.iter_any() and release().
+        `ssl`: a provider's own TLS context for https (gatehouse/tls.py), else the system's."""
         if url.startswith("http://"):
             return await self.h1.request(method, url, data, headers, timeout)
-        return await self.session.request(method, url, data=data, headers=headers, timeout=timeout)
+        return await self.session.request(method, url, data=data, headers=headers, timeout=timeout, ssl=ssl)
 
     async def close(self) -> None:
         self.h1.close()
