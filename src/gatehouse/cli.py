@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rotate_command(ks, with_config)
     add_admin_commands(sub, with_config)
     add_audit_command(sub, with_config)
+    from gatehouse.importers.cli import add_import_command
+
+    add_import_command(sub)
     return p
 
 
