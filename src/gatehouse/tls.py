@@ -73,7 +73,7 @@ def check_tls(cfg: Config) -> None:
             raise ConfigError(f"{path}.client_key_file: needs client_cert_file")
         if not (prov.ca_file or prov.client_cert_file):
             continue
-        url = prov.base_url or prov.endpoint_url or ""
+        url = prov.base_url or prov.endpoint_url or ("http://" if prov.type == "ollama" else "")  # (ollama: local default)
         if url.startswith("http://") or prov.type == "echo":
             raise ConfigError(f"{path}.ca_file: TLS settings apply to https upstreams only "
                               f"(this provider's URL is not https)")

@@ -149,6 +149,12 @@ def test_https_with_the_openai_sdk_curl_and_a_raw_tls_socket(pki, tls_gatehouse)
     stream = client.chat.completions.create(model="echo", stream=True,
                                             messages=[{"role": "user", "content": "streamed"}])
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: streamed"
+    # A pass-through stream from a plain-http upstream: relayed by the splice onto the TLS transport.
+    stream = client.chat.completions.create(model="chat", stream=True, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "spliced over tls"}])
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: spliced over tls"
+    assert chunks[-1].usage is not None
     # Without the CA the server's certificate is not trusted.
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0).models.list()

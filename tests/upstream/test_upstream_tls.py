@@ -83,6 +83,8 @@ def test_provider_tls_fields_are_checked(pki, tmp_path: Path):
     from_mapping(cfg(ca_file=ca, client_cert_file=str(cert), client_key_file=str(key)))
     with pytest.raises(ConfigError, match=r"providers\.p\.ca_file: TLS settings apply to https upstreams only"):
         from_mapping(cfg(base_url="http://vllm:8000/v1", ca_file=ca))
+    with pytest.raises(ConfigError, match=r"providers\.o\.ca_file: TLS settings apply to https upstreams only"):
+        from_mapping({"providers": {"o": {"type": "ollama", "ca_file": ca}}})  # its default URL is http
     with pytest.raises(ConfigError, match=r"providers\.p\.ca_file: no such file"):
         from_mapping(cfg(ca_file=str(tmp_path / "nope.pem")))
     with pytest.raises(ConfigError, match=r"providers\.p\.client_key_file: needs client_cert_file"):
