@@ -6,9 +6,10 @@ short closed loop, not part of `make bench`.
 Starts `gatehouse serve` twice (plain, then server.tls with a throwaway CA), pinned to core 0
 when the machine has two or more cores; the client (asyncio + uvloop, raw sockets, one
 keep-alive connection per client, request then response) runs on the other cores. Each
-connection does its TLS handshake once, before the clock starts. Prints requests/s per round
-and the median ratio for `GET /healthz` and `POST /v1/chat/completions` to the built-in echo
-model (key auth, limits, metering: the whole default pipeline).
+connection does its TLS handshake once, before the clock starts. Prints requests/s and the
+gateway's CPU time per request (user + system, from /proc: steadier than throughput on a
+shared machine) per round, and the medians, for `GET /healthz` and `POST /v1/chat/completions`
+to the built-in echo model (key auth, limits, metering: the whole default pipeline).
 """
 from __future__ import annotations
 
@@ -88,6 +89,11 @@ async def measure(port: int, ctx: ssl.SSLContext | None, request: bytes, connect
     return sum(counts) / seconds
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
@@ -112,21 +118,28 @@ def main() -> None:
         cert, key = ca.issue("gateway")
         ctx = ssl.create_default_context(cafile=str(ca.pem))
         results: dict[str, dict[str, list[float]]] = {name: {"http": [], "https": []} for name in requests}
+        cpu: dict[str, dict[str, list[float]]] = {name: {"http": [], "https": []} for name in requests}
         for _ in range(args.rounds):
             for scheme in ("http", "https"):
                 proc, port = start(home, {"cert_file": str(cert), "key_file": str(key)} if scheme == "https" else None)
                 try:
                     for name, req in requests.items():
+                        before = cpu_seconds(proc.pid)
                         rps = uvloop.run(measure(port, ctx if scheme == "https" else None, req, args.connections,
                                                  args.seconds))
+                        us = (cpu_seconds(proc.pid) - before) / (rps * args.seconds) * 1e6
                         results[name][scheme].append(rps)
-                        print(f"{name:36} {scheme:5} {rps:8.0f} req/s", flush=True)
+                        cpu[name][scheme].append(us)
+                        print(f"{name:36} {scheme:5} {rps:8.0f} req/s {us:7.1f} us CPU/request", flush=True)
                 finally:
                     proc.terminate()
                     proc.wait(20)
         for name, r in results.items():
             plain, tls = statistics.median(r["http"]), statistics.median(r["https"])
             print(f"median {name:36} http {plain:7.0f}  https {tls:7.0f}  https/http {tls / plain:.2f}")
+            c_plain, c_tls = statistics.median(cpu[name]["http"]), statistics.median(cpu[name]["https"])
+            print(f"median {name:36} CPU/request http {c_plain:.1f} us  https {c_tls:.1f} us  "
+                  f"(https throughput at equal CPU: {c_plain / c_tls:.2f} of http)")
 
 
 if __name__ == "__main__":
