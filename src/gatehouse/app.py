@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import admin, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -80,11 +80,19 @@ ROUTES: list[Route] = [
     Route("POST", "/ui/login", ui.login, "ui"),
     Route("POST", "/ui/logout", ui.logout, "ui"),
     Route("GET", "/ui/session", ui.session, "ui"),
+    # Routes other gateways' users call (docs/migration.md); more are ALIASES below.
+    Route("POST", "/chat", migration.simple_chat, "chat"),
+    Route("GET", "/providers", migration.providers, "admin"),
+    Route("GET", "/config", migration.effective_config, "admin"),
+    Route("GET", "/api/ps", ollama.ps, "models", "ollama"),
+    Route("POST", "/api/pull", ollama.pull, "models", "ollama"),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
-           "/embeddings": "/v1/embeddings", "/models": "/v1/models"}
-ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+           "/embeddings": "/v1/embeddings", "/models": "/v1/models",
+           # migration (docs/migration.md): Kong AI Gateway-style routes, a FastAPI gateway's /health
+           "/ai/chat": "/v1/chat/completions", "/ai/completions": "/v1/completions", "/health": "/healthz"}
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/health"})
 UNCAPPED = ALWAYS_SERVED | {"/metrics"}  # probes and scrapes still answer at server.max_in_flight
 
 

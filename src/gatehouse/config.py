@@ -25,6 +25,15 @@ class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True):
     pass
 
 
+class TlsConfig(_Base):
+    """HTTPS on the listener (docs/operations.md#tls). PEM files; re-read when they change."""
+
+    cert_file: str  # the certificate chain, leaf first
+    key_file: str
+    client_ca_file: str | None = None  # set: mutual TLS, clients without a certificate it signed are refused
+    reload_seconds: float = 10.0  # how often the files are checked for a change (0: never)
+
+
 class ServerConfig(_Base):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -44,6 +53,7 @@ class ServerConfig(_Base):
     public_url: str | None = None  # shown in client-env and first-start hints
     # Requests in flight per process beyond which new ones get 503 + Retry-After (0 = no cap).
     max_in_flight: int = 1024
+    tls: TlsConfig | None = None
 
 
 class StoreConfig(_Base):
@@ -104,6 +114,11 @@ class ProviderConfig(_Base):
     failure_threshold: int = 3  # 0 = never eject
     ejection_seconds: float = 5.0
     max_ejection_seconds: float = 120.0
+    # https upstreams: a CA bundle to verify the upstream with (instead of the system's), and a
+    # client certificate for upstreams that require mutual TLS (PEM; key in the cert file or apart)
+    ca_file: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
     # bedrock
     region: str | None = None
     endpoint_url: str | None = None
@@ -442,6 +457,9 @@ def check_references(cfg: Config) -> None:
         if consumer.group is None and default is None:
             raise ConfigError(f"{path}.group: required: name the consumer's group, or set access.default_group "
                               "(a consumer without a group gets nothing else)")
+    from gatehouse.tls import check_tls  # late: it imports config types
+
+    check_tls(cfg)
     if cfg.server.max_body_bytes <= 0:
         raise ConfigError("server.max_body_bytes: must be positive")
     for name in ("header_timeout", "body_timeout"):

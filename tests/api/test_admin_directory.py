@@ -41,7 +41,8 @@ ADMIN_ROUTES = [r for r in ROUTES if r.surface == "admin"]
 
 def test_every_admin_route_is_covered_below():
     assert len(ADMIN_ROUTES) >= 17
-    assert all(r.path.startswith("/admin/") for r in ADMIN_ROUTES)
+    # (GET /providers and /config: admin views at the paths migrating teams call, docs/migration.md)
+    assert all(r.path.startswith("/admin/") or r.path in ("/providers", "/config") for r in ADMIN_ROUTES)
 
 
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=lambda r: f"{r.method} {r.path}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -62,8 +63,9 @@ def recording_middleware(recorder: Recorder):
 class ServerThread:
     """Serve `make_app(recorder)` on 127.0.0.1:<free port> until stop()."""
 
-    def __init__(self, make_app: Callable[[Recorder], web.Application]):
+    def __init__(self, make_app: Callable[[Recorder], web.Application], ssl_context: ssl.SSLContext | None = None):
         self.recorder = Recorder()
+        self.ssl_context = ssl_context  # set: served over https
         self._make_app = make_app
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
@@ -73,7 +75,7 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -81,7 +83,7 @@ class ServerThread:
         app.middlewares.insert(0, recording_middleware(self.recorder))
         self._runner = web.AppRunner(app, access_log=None)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()

@@ -59,11 +59,12 @@ class Request:
 
         return dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
 
-    async def json_body(self, limit: int) -> bytes:
-        """Read a JSON body: 415 for another content type, 413 past `limit` (checked on the
-        declared length before reading, and on the bytes as they arrive for chunked bodies)."""
+    async def json_body(self, limit: int, any_content_type: bool = False) -> bytes:
+        """Read a JSON body: 415 for another content type (unless `any_content_type`: Ollama's
+        routes, whose own curl examples send JSON as curl's default form type), 413 past `limit`
+        (checked on the declared length before reading, and on the bytes as they arrive)."""
         ctype = self.headers.get("content-type", "")
-        if ctype and not ctype.split(";", 1)[0].strip().lower().endswith("json"):
+        if ctype and not any_content_type and not ctype.split(";", 1)[0].strip().lower().endswith("json"):
             raise UnsupportedMediaType(f"Content-Type must be application/json, got '{ctype[:60]}'.")
         declared = self.headers.get("content-length")
         if declared is not None:

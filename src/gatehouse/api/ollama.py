@@ -1,5 +1,6 @@
 """Ollama-compatible ingress: /api/chat, /api/generate, /api/embed(dings), /api/tags, /api/show,
-/api/version.
+/api/version, /api/ps and /api/pull (docs/migration.md). Bodies are read as JSON whatever their
+Content-Type says, as Ollama does (its curl examples send curl's default form type).
 
 Tools that only speak Ollama reach every model behind the gateway with a gateway key
 (`Authorization: Bearer KEY`). When a model's deployment is itself an `ollama` provider,
@@ -14,7 +15,7 @@ from typing import Any
 
 from gatehouse.api.flow import Dispatch
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
-from gatehouse.errors import InvalidRequest
+from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.policy.auth import Principal
 from gatehouse.policy.pipeline import Exchange
@@ -55,7 +56,7 @@ class OllamaRenderer:
 async def _begin(rt: Runtime, req: Request, ex: Exchange, spec: BodySpec) -> tuple[Principal, dict[str, Any]]:
     principal = await rt.auth.authenticate(req.headers)
     ex.principal = principal
-    raw = await req.json_body(rt.cfg.server.max_body_bytes)
+    raw = await req.json_body(rt.cfg.server.max_body_bytes, any_content_type=True)
     obj = decode_json_object(raw)
     screen_body(obj, spec)
     return principal, obj
@@ -224,3 +225,34 @@ async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 async def version(rt: Runtime, req: Request, ex: Exchange) -> None:
     await send_json(req.send, 200, {"version": VERSION}, header_list(ex.request_id))
+
+
+async def ps(rt: Runtime, req: Request, ex: Exchange) -> None:
+    """GET /api/ps: Ollama's "running models". Behind the gateway every model the caller may use
+    is ready to serve (backends load on demand), so those are listed; no sizes are claimed."""
+    principal = await rt.auth.authenticate(req.headers)
+    ex.principal = principal
+    models = [{"name": m.name, "model": m.name, "size": 0, "size_vram": 0, "context_length": 0,
+               "digest": hashlib.sha256(m.name.encode()).hexdigest(), "details": _details(),
+               "expires_at": "0001-01-01T00:00:00Z"}
+              for m in rt.visible_models(principal)]
+    await send_json(req.send, 200, {"models": models}, header_list(ex.request_id))
+
+
+async def pull(rt: Runtime, req: Request, ex: Exchange) -> None:
+    """POST /api/pull: the gateway serves configured models and never downloads one. A model the
+    caller may already use answers success (so `ollama pull` in a setup script is a no-op); any
+    other gets a 404 saying why, never a fake download."""
+    principal, obj = await _begin(rt, req, ex, wire.PULL_BODY)
+    _model_name(obj)
+    try:
+        entry = rt.resolve(obj["model"], principal)
+    except NotFound:
+        raise NotFound(f"The model '{obj['model']}' is not served by this gateway, and the gateway does not pull "
+                       "models: ask its operator to add it to the configuration.", code="pull_not_supported",
+                       param="model") from None
+    ex.model = entry.name
+    if obj.get("stream") is False:
+        await send_json(req.send, 200, {"status": "success"}, header_list(ex.request_id))
+        return
+    await send_bytes(req.send, 200, b'{"status":"success"}\n', header_list(ex.request_id), b"application/x-ndjson")

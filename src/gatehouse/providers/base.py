@@ -11,6 +11,7 @@ Protocols, checked with isinstance at load time, never by provider name:
 """
 from __future__ import annotations
 
+import ssl
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 from msgspec import Struct, field
 
 from gatehouse.config import ProviderConfig
+from gatehouse.tls import client_context
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -108,6 +110,8 @@ class Provider(ABC):
         self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout, cfg.pool_timeout)
         self.connections = ConnectionLimit(cfg.max_connections, cfg.pool_timeout)
         self.static_headers = {"Content-Type": "application/json", **cfg.headers}
+        # https upstreams: the provider's CA bundle / client certificate, else the system trust
+        self.ssl: ssl.SSLContext | bool = client_context(cfg) or True
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
         """POST `body` with `headers` plus the request id and the upstream auth; transport
@@ -117,7 +121,8 @@ class Provider(ABC):
         async with transport_errors(call.public_model):
             return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout,
                                            limit=self.connections,
-                                           first_byte=self.cfg.first_byte_timeout if call.stream else None)
+                                           first_byte=self.cfg.first_byte_timeout if call.stream else None,
+                                           ssl=self.ssl)
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:

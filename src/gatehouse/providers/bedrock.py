@@ -94,7 +94,8 @@ class BedrockProvider(Provider):
         async with transport_errors(call.public_model), asyncio.timeout(
                 self.cfg.first_byte_timeout if call.stream else None):
             resp = await self.http.session_for(self.connections).post(URL(url, encoded=True), data=body,
-                                                                      headers=headers, timeout=self.timeout)
+                                                                      headers=headers, timeout=self.timeout,
+                                                                      ssl=self.ssl)
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
             raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,

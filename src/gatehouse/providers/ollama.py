@@ -172,7 +172,7 @@ class OllamaProvider(Provider):
         headers: dict[str, str] = dict(self.cfg.headers)
         url = self.base_url + "/api/tags"
         self.auth.apply(headers, "GET", url, b"")
-        async with self.http.session.get(url, headers=headers, timeout=timeout(1.0, 2.0)) as resp:
+        async with self.http.session.get(url, headers=headers, timeout=timeout(1.0, 2.0), ssl=self.ssl) as resp:
             if resp.status != 200:
                 return []
             return [m.name for m in msgspec.json.decode(await resp.read(), type=_Tags).models]

@@ -218,7 +218,7 @@ class OpenAIProvider(Provider):
         headers: dict[str, str] = dict(self.cfg.headers)
         url = self.base_url + "/models"
         self.auth.apply(headers, "GET", url, b"")
-        async with self.http.session.get(url, headers=headers, timeout=timeout(1.0, 2.0)) as resp:
+        async with self.http.session.get(url, headers=headers, timeout=timeout(1.0, 2.0), ssl=self.ssl) as resp:
             if resp.status != 200:
                 return []
             return [m.id for m in _models_decoder.decode(await resp.read()).data]

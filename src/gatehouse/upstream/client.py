@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl as ssl_mod
 from types import SimpleNamespace
 from typing import AsyncIterator
 
@@ -73,18 +74,20 @@ class HttpPool:
     async def request(self, method: str, url: str, data: bytes | None = None,
                       headers: dict[str, str] | None = None,
                       timeout: aiohttp.ClientTimeout | None = None, limit: ConnectionLimit | None = None,
-                      first_byte: float | None = None) -> h1.Response | aiohttp.ClientResponse:
+                      first_byte: float | None = None,
+                      ssl: ssl_mod.SSLContext | bool = True) -> h1.Response | aiohttp.ClientResponse:
         """Plain-http upstreams (in-cluster vLLM/Ollama/llama.cpp: the high-volume path) go through
         the lean h1 client; https (managed providers) through aiohttp. Both answer with an object
         offering .status, .headers, read(), content.iter_any() and release().
 
         `limit`: the provider's connection cap (queueing up to its timeout); `first_byte`:
-        seconds until the response head, apart from the read timeout between bytes."""
+        seconds until the response head, apart from the read timeout between bytes; `ssl`: a
+        provider's own TLS context for https (gatehouse/tls.py), else the system's."""
         if url.startswith("http://"):
             return await self.h1.request(method, url, data, headers, timeout, limit, first_byte)
         session = self.session if limit is None else self.session_for(limit)
         async with asyncio.timeout(first_byte):
-            return await session.request(method, url, data=data, headers=headers, timeout=timeout)
+            return await session.request(method, url, data=data, headers=headers, timeout=timeout, ssl=ssl)
 
     async def close(self) -> None:
         self.h1.close()

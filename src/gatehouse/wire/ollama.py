@@ -207,6 +207,7 @@ GENERATE_BODY = BodySpec(KNOWN_GENERATE_FIELDS | {"name"}, {"format": SCHEMA})
 EMBED_BODY = BodySpec(frozenset(OLEmbedRequest.__struct_fields__) | {"name"})
 LEGACY_EMBED_BODY = BodySpec(frozenset(OLLegacyEmbedRequest.__struct_fields__) | {"name"})
 SHOW_BODY = BodySpec({"model", "name", "verbose"})
+PULL_BODY = BodySpec({"model", "name", "insecure", "stream"})
 
 
 # ---- client request -> canonical (ingress) ----------------------------------------------------
