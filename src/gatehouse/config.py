@@ -177,6 +177,12 @@ class MetricsConfig(_Base):
     enabled: bool = True
     # GET /metrics accepts this bearer token or the admin key; with neither set it is denied.
     token: str | None = None
+    # Label usage, request and rate-limit metrics with the consumer too (gatehouse_consumer_*,
+    # gatehouse_limit_rejections{consumer}). Off by default: one series per consumer and model
+    # (capped at 1000 consumers, the rest as "_other"); docs/observability.md.
+    consumer_label: bool = False
+
+
 class LimitsConfig(_Base):
     """How limits are kept (docs/access-control.md#redis)."""
 

@@ -69,7 +69,8 @@ class Meter:
         self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
         self.shutdown_flush_seconds = m.shutdown_flush_seconds
         self.metrics = Metrics(models, cfg.groups, cfg.providers,
-                               lambda: self.journal.backlog + len(self.journal.overflow))
+                               lambda: self.journal.backlog + len(self.journal.overflow),
+                               consumer_label=cfg.metrics.consumer_label)
         self.access_log = AccessLog(cfg.logging.access_log)
         self.prices: dict[tuple[str, Deployment], Price | None] = {}
         for model_cfg in cfg.models:
@@ -211,6 +212,7 @@ class Meter:
             cost.inc(rec.cost_usd)
         if rec.attempt:
             duration.observe(rec.latency_ms / 1000)
+            self.metrics.count_attempt(rec.provider, rec.deployment, rec.status, rec.error_type, rec.latency_ms / 1000)
             if not rec.priced:
                 unpriced.inc()
                 self._warn_unpriced(rec)
@@ -248,6 +250,7 @@ class Meter:
                 self.metrics.errors.labels(ex.error_type or f"http_{ex.status}").inc()
                 if ex.status == 429:
                     self.metrics.rate_limited.inc()
+            self._detail(ex, group, finished)
         if self.access_log.enabled and not (ex.surface == "ops" and ex.status < 400):  # not every probe
             u = ex.usage
             self.access_log.write({
@@ -263,6 +266,16 @@ class Meter:
                 "latency_ms": round((finished - ex.started) * 1000, 3),
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
             })
+
+    def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:
+        """Inter-token latency, rate-limit reasons and the opt-in per-consumer series."""
+        u = ex.usage
+        out = u.output_tokens if u else 0
+        first = ex.first_token_at
+        itl = (finished - first) / (out - 1) if ex.stream and first is not None and out > 1 else None
+        p = ex.principal
+        self.metrics.count_request(ex.model, group, p.consumer if p else None, ex.status, ex.error_type, itl,
+                                   u.input_tokens if u else 0, out, ex.notes.get("cost_usd", 0.0))
 
 
 class MeteringStep:
