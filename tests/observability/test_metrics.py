@@ -30,6 +30,8 @@ def test_rate_limit_refusals_carry_group_consumer_and_reason(after):
                  reason="rate_limit_exceeded") == outcome["refused"]
     assert total(s, "gatehouse_limit_rejections_total", group="dev", consumer="alice",
                  reason="upstream_rate_limited") == 1
+    assert total(s, "gatehouse_limit_rejections_total", group="broke", consumer="dave",
+                 reason="budget_exceeded") == outcome["over_budget"] == 1
     assert total(s, "gatehouse_limit_rejections_total") == total(s, "gatehouse_rate_limited_total")
 
 

@@ -43,7 +43,7 @@ def test_promtool_unit_tests_pass():
 
 def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_is_quiet():
     tests = yaml.safe_load((HERE / "rules_test.yaml").read_text())["tests"]
-    cases = [c for t in tests for c in t["alert_rule_test"]]
+    cases = [c for t in tests for c in t.get("alert_rule_test", [])]
     fires = {c["alertname"] for c in cases if c.get("exp_alerts")}
     quiet = {c["alertname"] for c in cases if not c.get("exp_alerts")}
     names = {a["alert"] for a in alerts()}

@@ -15,6 +15,7 @@ from tests.upstreams.harness import free_port
 
 METRICS_TOKEN = "obs-metrics-token"
 CAROL_KEY = "carol-secret-key-3"
+DAVE_KEY = "dave-secret-key-4"
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
 STREAMS = 3
 
@@ -29,9 +30,11 @@ def observed_config(upstream_url: str, consumer_label: bool = True) -> dict[str,
         {"name": "failover", "deployments": [{"provider": "dead", "model": "gone", **PRICE},
                                              {"provider": "up", "model": "up-chat", **PRICE}]},
     ]
-    cfg["groups"] = {"dev": {"models": ["*"]}, "tight": {"models": ["*"], "requests_per_minute": 2}}
+    cfg["groups"] = {"dev": {"models": ["*"]}, "tight": {"models": ["*"], "requests_per_minute": 2},
+                     "broke": {"models": ["*"], "budget_usd_per_day": 0.0000001}}
     cfg["consumers"] = {"alice": {"group": "dev", "keys": [ALICE_KEY]},
-                        "carol": {"group": "tight", "keys": [CAROL_KEY]}}
+                        "carol": {"group": "tight", "keys": [CAROL_KEY]},
+                        "dave": {"group": "broke", "keys": [DAVE_KEY]}}
     return cfg
 
 
@@ -60,7 +63,18 @@ def send_traffic(url: str) -> dict[str, int]:
             carol.chat.completions.create(model="chat", messages=said)
         except openai.RateLimitError:
             refused += 1
-    return {"failed": failed, "upstream_429": limited, "refused": refused}
+    over_budget = 0
+    try:
+        openai.OpenAI(base_url=url + "/v1", api_key=DAVE_KEY, max_retries=0).chat.completions.create(
+            model="chat", messages=said)
+    except openai.RateLimitError:
+        over_budget += 1
+    try:
+        openai.OpenAI(base_url=url + "/v1", api_key="not-a-key-0000000000", max_retries=0).chat.completions.create(
+            model="chat", messages=said)
+    except openai.AuthenticationError:
+        pass
+    return {"failed": failed, "upstream_429": limited, "refused": refused, "over_budget": over_budget}
 
 
 async def _get(url: str, token: str) -> str:
