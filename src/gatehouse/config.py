@@ -156,6 +156,9 @@ class ConsumerConfig(LimitSettings):
 class LoggingConfig(_Base):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    # Where the JSON access log goes: stderr (with the gateway's own log) or stdout (a stream
+    # of access lines only, for Fluent Bit / CloudWatch / Datadog agents; docs/observability.md).
+    access_log_stream: Literal["stderr", "stdout"] = "stderr"
 
 
 class PricingConfig(_Base):

@@ -87,3 +87,24 @@ def test_consumer_label_is_opt_in_and_capped():
     text = on.render().decode()
     assert 'gatehouse_consumer_tokens_output_total{consumer="c0",group="",model="m"} 5.0' in text
     assert 'gatehouse_inter_token_latency_seconds_count{model="m"} 1.0' in text
+
+
+def test_access_log_can_go_to_stdout_alone(openai_upstream, start_gatehouse):
+    import json
+
+    import openai
+
+    from tests.conftest import ALICE_KEY
+    from tests.observability.traffic import observed_config
+
+    cfg = observed_config(openai_upstream.url)
+    cfg["logging"] = {"access_log_stream": "stdout"}
+    gh = start_gatehouse(cfg)
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "secret words"}])
+    gh.stop()
+    lines = [json.loads(line) for line in gh.output().splitlines() if line.startswith("{")]
+    chat = [line for line in lines if line.get("path") == "/v1/chat/completions"]
+    assert len(chat) == 1 and chat[0]["consumer"] == "alice" and chat[0]["group"] == "dev"
+    assert chat[0]["tokens_out"] > 0 and chat[0]["deployment"] == "up-chat"
+    assert "/v1/chat/completions" not in gh.logs() and "secret words" not in gh.output()

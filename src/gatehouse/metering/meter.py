@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,7 +72,8 @@ class Meter:
         self.metrics = Metrics(models, cfg.groups, cfg.providers,
                                lambda: self.journal.backlog + len(self.journal.overflow),
                                consumer_label=cfg.metrics.consumer_label)
-        self.access_log = AccessLog(cfg.logging.access_log)
+        self.access_log = AccessLog(cfg.logging.access_log,
+                                    sys.stdout.buffer if cfg.logging.access_log_stream == "stdout" else None)
         self.prices: dict[tuple[str, Deployment], Price | None] = {}
         for model_cfg in cfg.models:
             for dep_cfg, dep in zip(model_cfg.deployments, models[model_cfg.name].deployments):
