@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_rotate_command(ks, with_config)
     add_admin_commands(sub, with_config)
     add_audit_command(sub, with_config)
+    from gatehouse.observability.top import add_top_command
+
+    add_top_command(sub)
     return p
 
 
