@@ -186,6 +186,20 @@ class MetricsConfig(_Base):
     consumer_label: bool = False
 
 
+class TracingConfig(_Base):
+    """OpenTelemetry traces (docs/observability.md#tracing); needs the `[otel]` extra."""
+
+    enabled: bool = False
+    # OTLP over HTTP (protobuf). None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
+    # OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, then http://localhost:4318/v1/traces.
+    endpoint: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. an API key of the collector
+    # Share of new traces kept (parent-based: a client's sampled trace is always kept).
+    # None: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else every trace.
+    sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    service_name: str = "gatehouse"  # OTEL_SERVICE_NAME wins when set
+
+
 class LimitsConfig(_Base):
     """How limits are kept (docs/access-control.md#redis)."""
 
@@ -256,6 +270,7 @@ class Config(_Base):
     pricing: PricingConfig = field(default_factory=PricingConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     access: AccessConfig = field(default_factory=AccessConfig)

@@ -33,6 +33,7 @@ from gatehouse.metering.record import LedgerRecord
 from gatehouse.metering.writer import LedgerWriter
 from gatehouse.observability.access_log import AccessLog
 from gatehouse.observability.metrics import Metrics
+from gatehouse.observability.tracing import Tracing
 from gatehouse.store.sql import SqlStore
 from gatehouse.types import Usage
 
@@ -72,6 +73,7 @@ class Meter:
         self.metrics = Metrics(models, cfg.groups, cfg.providers,
                                lambda: self.journal.backlog + len(self.journal.overflow),
                                consumer_label=cfg.metrics.consumer_label)
+        self.tracing: Tracing | None = Tracing(cfg.tracing) if cfg.tracing.enabled else None
         self.access_log = AccessLog(cfg.logging.access_log,
                                     sys.stdout.buffer if cfg.logging.access_log_stream == "stdout" else None)
         self.prices: dict[tuple[str, Deployment], Price | None] = {}
@@ -101,6 +103,10 @@ class Meter:
     async def close(self) -> None:
         await self.writer.stop(self.shutdown_flush_seconds)
         self.access_log.close()
+        if self.tracing is not None:
+            import asyncio
+
+            await asyncio.to_thread(self.tracing.close)
 
     # ---- attempts (api/flow.py) -------------------------------------------------------------
 
@@ -123,6 +129,8 @@ class Meter:
             priced=price is not None, estimated=True, phase="begin",
         )
         ex.notes["_attempt"] = Attempt(record, self.journal.begin(record), time.monotonic(), price)
+        if self.tracing is not None:
+            self.tracing.begin_attempt(ex, dep, number)
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):08x}"
@@ -174,6 +182,8 @@ class Meter:
         ex.notes["cost_usd"] = ex.notes.get("cost_usd", 0.0) + rec.cost_usd
         self.journal.end(rec, attempt.segment)
         self._count(rec)
+        if self.tracing is not None:
+            self.tracing.end_attempt(ex, rec, attempt.started)
         return rec
 
     def _cache_hit(self, ex: "Exchange") -> None:
@@ -232,6 +242,8 @@ class Meter:
         now = time.monotonic()
         finished = ex.finished_at or now
         p = ex.principal
+        if self.tracing is not None:
+            self.tracing.end_request(ex)
         if ex.surface not in UNMETERED_SURFACES:
             group = p.group if p else None
             key = (ex.model, group, ex.status)
