@@ -106,3 +106,15 @@ def test_tracing_off_sends_no_trace_context_upstream(openai_upstream, recorder, 
     gh.stop()
     assert len(collector.recorder.requests) == before
     assert "opentelemetry" not in (gh.logs() + gh.output())
+
+
+@pytest.mark.parametrize("bad", ["garbage", f"00-{'0' * 32}-{PARENT}-01", f"ff-{TRACE}-{PARENT}-01",
+                                 f"00-{TRACE.upper()}-{PARENT}-01"])
+def test_a_malformed_traceparent_starts_a_new_trace(traced, collector, bad):
+    c = openai.OpenAI(base_url=traced.url + "/v1", api_key=ALICE_KEY, max_retries=0,
+                      default_headers={"traceparent": bad, "x-request-id": f"bad-tp-{len(bad)}-{bad[:2]}"})
+    before = {s["span_id"] for s in wait_for(collector, lambda s: True, 0)}
+    c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    got = wait_for(collector, lambda s: any(x["kind"] == SERVER and x["span_id"] not in before for x in s))
+    new = [s for s in got if s["kind"] == SERVER and s["span_id"] not in before]
+    assert len(new) == 1 and new[0]["parent_span_id"] == "" and new[0]["trace_id"] != TRACE

@@ -13,6 +13,7 @@ own thread (OTLP over HTTP), never on the event loop.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
 OPERATIONS = {"embeddings": "embeddings", "completions": "text_completion", "embed": "embeddings"}
 PROVIDER_NAMES = {"bedrock": "aws.bedrock", "gemini": "gcp.gemini"}
 _REQUEST, _ATTEMPT, _WALL = "_otel_request", "_otel_attempt", "_otel_wall"
-TRACEPARENT = "_traceparent"  # ex.notes key read by api/flow.py for the upstream header
+TRACEPARENT = "_traceparent"
+# W3C trace context: version-traceid-parentid-flags (a later version may append fields).
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")  # ex.notes key read by api/flow.py for the upstream header
 
 
 class Tracing:
@@ -40,8 +43,15 @@ class Tracing:
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
             from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-            from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+            from opentelemetry.trace import (
+                NonRecordingSpan,
+                SpanContext,
+                SpanKind,
+                Status,
+                StatusCode,
+                TraceFlags,
+                set_span_in_context,
+            )
         except ImportError:
             raise ConfigError("tracing.enabled: the OpenTelemetry packages are not installed "
                               "(pip install 'llm-gatehouse[otel]')") from None
@@ -51,8 +61,9 @@ class Tracing:
         self.provider.add_span_processor(BatchSpanProcessor(
             OTLPSpanExporter(endpoint=cfg.endpoint, headers=cfg.headers or None)))
         self.tracer: Tracer = self.provider.get_tracer("gatehouse")
-        self._propagator = TraceContextTextMapPropagator()
         self._set_span_in_context = set_span_in_context
+        self._remote = lambda trace_id, span_id, flags: set_span_in_context(NonRecordingSpan(SpanContext(
+            trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))))
         self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
         self._error = Status(StatusCode.ERROR)
 
@@ -61,7 +72,11 @@ class Tracing:
     def start(self, ex: Exchange, traceparent: str | None, method: str, path: str) -> None:
         """The request arrived (app.py): its span, under the client's trace when it sent one."""
         wall = time.time_ns()
-        parent = self._propagator.extract({"traceparent": traceparent}) if traceparent else None
+        parent = None
+        if traceparent:
+            m = _TRACEPARENT.fullmatch(traceparent.strip())
+            if m is not None and m.group(2) != "0" * 32 and m.group(3) != "0" * 16 and m.group(1) != "ff":
+                parent = self._remote(int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16) & 1)
         ex.notes[_WALL] = (wall, ex.started, method)
         ex.notes[_REQUEST] = self.tracer.start_span(
             method, context=parent, kind=self._server, start_time=wall,
@@ -79,9 +94,8 @@ class Tracing:
                         "gatehouse.provider": dep.provider_name, "gatehouse.deployment": dep.upstream_model,
                         "gatehouse.attempt": number, "gatehouse.streamed": ex.stream})
         ex.notes[_ATTEMPT] = span
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier, context=self._set_span_in_context(span))
-        ex.notes[TRACEPARENT] = carrier.get("traceparent")
+        c = span.get_span_context()
+        ex.notes[TRACEPARENT] = f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}"
 
     def end_attempt(self, ex: Exchange, rec: LedgerRecord, started: float) -> None:
         span: Span | None = ex.notes.pop(_ATTEMPT, None)
