@@ -63,11 +63,11 @@ class Metrics:
                                            ["model", "provider"], buckets=LATENCY_BUCKETS, registry=r)
         self.errors = Counter("gatehouse_errors", "Failed requests by error type.", ["type"], registry=r)
         self.rate_limited = Counter("gatehouse_rate_limited", "Requests refused with 429.", registry=r)
+        self._add_detail(consumer_label)  # observability issue (20): a block of its own, below
         self.inflight = Gauge("gatehouse_inflight_requests", "Requests being served now.", registry=r)
         self.backlog = Gauge("gatehouse_ledger_backlog", "Ledger records journaled but not yet in the store.",
                              registry=r)
         self.backlog.set_function(backlog)
-        self._add_detail(consumer_label)  # observability issue (20): a block of its own, below
         self.evals = EvalResults()  # the last recorded `gatehouse eval` runs
         r.register(self.evals)
 
