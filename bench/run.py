@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import procs, report, rounds, scenarios, targets as tg, tools  # noqa: E402
 
-ALL = "abcdef"
+ALL = "abcdefg"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         results["mock_capacity"] = scenarios.mock_capacity(ctx)
         plan = [("a", scenarios.scenario_latency), ("b", scenarios.scenario_throughput),
                 ("c", scenarios.scenario_streaming), ("e", scenarios.scenario_translation),
-                ("d", scenarios.scenario_memory), ("f", scenarios.scenario_distributed)]
+                ("g", scenarios.scenario_responses), ("d", scenarios.scenario_memory),
+                ("f", scenarios.scenario_distributed)]
         for sid, fn in plan:
             if sid not in args.scenarios:
                 continue

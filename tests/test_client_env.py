@@ -83,3 +83,67 @@ def test_unknown_client_is_refused(tmp_path):
     done = subprocess.run([sys.executable, "-m", "gatehouse", "client-env", "emacs"], capture_output=True, text=True,
                           env={**os.environ, "GATEHOUSE_HOME": str(tmp_path)}, timeout=60)
     assert done.returncode == 2 and "claude-code" in done.stderr
+
+
+def run_client_env(*args: str, home: Path, env: dict[str, str] | None = None) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_", "CLAUDE_CODE_"))}
+    done = subprocess.run([sys.executable, "-m", "gatehouse", "client-env", *args], capture_output=True, text=True,
+                          env={**clean, "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off", **(env or {})},
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_remote_undoes_the_gateway_switch_in_bash(tmp_path):
+    on = run_client_env("claude-code", "--url", "https://gw.test", "--key", "k1", "--model", "m", home=tmp_path)
+    off = run_client_env("claude-code", "--remote", home=tmp_path)
+    probe = "; ".join(f'echo "{n}=${{{n}+set}}"' for n in (*CLAUDE_VARS, "ANTHROPIC_API_KEY"))
+    out = subprocess.run(["bash", "-c", f"export ANTHROPIC_API_KEY=sk-own\n{on}\n{off}\n{probe}"], capture_output=True,
+                         text=True, check=True, env={"PATH": os.environ["PATH"]}).stdout.split()
+    # Every variable the switch set is gone; the user's own Anthropic key is left alone.
+    assert out == [f"{n}=" for n in CLAUDE_VARS] + ["ANTHROPIC_API_KEY=set"]
+    assert "Anthropic directly" in off.splitlines()[0]
+
+
+@pytest.mark.parametrize("client,shell,expected", [
+    ("claude-code", "fish", ["set -e ANTHROPIC_BASE_URL", "set -e ANTHROPIC_AUTH_TOKEN"]),
+    ("claude-code", "powershell", ["Remove-Item Env:ANTHROPIC_BASE_URL -ErrorAction SilentlyContinue"]),
+    ("openai", "bash", ["unset OPENAI_BASE_URL", "unset OPENAI_API_KEY"]),
+])
+def test_remote_other_shells_and_openai(tmp_path, client, shell, expected):
+    lines = run_client_env(client, "--remote", "--shell", shell, home=tmp_path).splitlines()
+    for line in expected:
+        assert line in lines
+
+
+def test_status_says_where_the_shell_points_without_printing_keys(tmp_path):
+    out = run_client_env("status", home=tmp_path, env={
+        "ANTHROPIC_BASE_URL": "https://gw.test", "ANTHROPIC_AUTH_TOKEN": "gh-secret-token-123",
+        "ANTHROPIC_MODEL": "qwen3-coder:30b", "OPENAI_BASE_URL": "https://gw.test/v1", "OPENAI_API_KEY": KEY_PLACEHOLDER})
+    assert "gh-secret-token-123" not in out
+    assert out.splitlines() == [
+        "claude-code: gateway https://gw.test (token set, ANTHROPIC_MODEL=qwen3-coder:30b)",
+        "openai: gateway https://gw.test/v1 (key the placeholder (replace it))",
+    ]
+    assert run_client_env("status", home=tmp_path).splitlines() == [
+        "claude-code: Anthropic directly (ANTHROPIC_BASE_URL not set)",
+        "openai: OpenAI directly (OPENAI_BASE_URL not set)",
+    ]
+
+
+def test_port_forward_points_at_localhost_and_prints_the_kubectl_command(tmp_path):
+    out = run_client_env("claude-code", "--port-forward", "--model", "m", "--key", "k", home=tmp_path)
+    assert "# Run in another terminal: kubectl -n gatehouse port-forward svc/gatehouse 8080:http" in out.splitlines()
+    assert bash_env(out, "ANTHROPIC_BASE_URL")["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8080"
+    out = run_client_env("openai", "--port-forward", "llm/gw", "--local-port", "18080", home=tmp_path)
+    assert "# Run in another terminal: kubectl -n llm port-forward svc/gw 18080:http" in out.splitlines()
+    assert bash_env(out, "OPENAI_BASE_URL")["OPENAI_BASE_URL"] == "http://127.0.0.1:18080/v1"
+
+
+def test_local_default_url_comes_with_a_port_forward_hint(tmp_path):
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(yaml.safe_dump({"providers": {"e": {"type": "echo"}},
+                                   "models": [{"name": "first", "deployments": [{"provider": "e", "model": "e"}]}]}))
+    out = run_client_env("openai", "--config", str(cfg), home=tmp_path)
+    assert "--port-forward" in out and "kubectl -n gatehouse port-forward svc/gatehouse 8080:http" in out
+    assert bash_env(out, "OPENAI_BASE_URL")["OPENAI_BASE_URL"] == "http://127.0.0.1:8080/v1"

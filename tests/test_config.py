@@ -57,6 +57,12 @@ def test_missing_variable_names_the_field():
     (lambda c: c.update(consumers={"a": {"keys": ["sha256:abc"]}}), "consumers.a.keys[0]: sha256 keys are"),
     (lambda c: c["providers"]["ollama"].update(base_url="ftp://x"), "providers.ollama.base_url: must be an http(s) URL"),
     (lambda c: c.update(model_aliases={"claude-*": "missing"}), "model_aliases.claude-*: unknown model 'missing'"),
+    (lambda c: c["providers"]["ollama"].update(max_connections=0), "providers.ollama.max_connections: must be positive"),
+    (lambda c: c["providers"]["ollama"].update(pool_timeout=0), "providers.ollama.pool_timeout: must be positive"),
+    (lambda c: c["providers"]["ollama"].update(failure_threshold=-1), "providers.ollama.failure_threshold: must not"),
+    (lambda c: c["providers"]["ollama"].update(ejection_seconds=0), "providers.ollama.ejection_seconds: must be"),
+    (lambda c: c.update(server={"max_in_flight": -1}), "server.max_in_flight: must not be negative"),
+    (lambda c: c.update(metering={"journal_memory_records": 0}), "metering.journal_memory_records: must be"),
 ])
 def test_errors_name_the_field_path(mutate, expected):
     raw = minimal()

@@ -81,7 +81,8 @@ def test_cors_restricted_origins(start_gatehouse, openai_upstream):
 def test_health_and_readiness(gatehouse):
     assert httpx.get(gatehouse.url + "/healthz", timeout=5).json() == {"status": "ok"}
     ready = httpx.get(gatehouse.url + "/readyz", timeout=5)
-    assert ready.status_code == 200 and ready.json()["checks"] == {"config": "loaded", "store": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"config": "loaded", "store": "ok", "journal": "ok",
+                                                                   "ledger_backlog": 0, "ledger_in_memory": 0}
 
 
 def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gatehouse, openai_upstream):
@@ -106,5 +107,4 @@ def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gateh
     assert httpx.get(gh.url + "/readyz", timeout=5).status_code == 503
     t.join(15)
     assert result.get("text") == "echo: SLOW finish me"
-    # uvicorn re-raises the captured SIGTERM after a clean shutdown, as a signal-terminated process
-    assert gh.proc.wait(15) in (0, -signal.SIGTERM)
+    assert gh.proc.wait(15) == 0, "a graceful shutdown exits 0 (uvicorn would re-raise the SIGTERM: 143)"

@@ -74,6 +74,10 @@ def anthropic_body(stream: bool = False) -> bytes:
     return json.dumps(body).encode()
 
 
+def responses_body() -> bytes:
+    return json.dumps({"model": tg.MODEL, "input": PROMPT, "max_output_tokens": 128, "store": False}).encode()
+
+
 ANTHROPIC_VERSION = {"anthropic-version": "2023-06-01"}
 
 

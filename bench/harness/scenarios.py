@@ -1,4 +1,4 @@
-"""The scenarios (a)-(f). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(g). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
@@ -10,7 +10,8 @@ import time
 from . import load, stats, targets as tg
 from .procs import Proc
 from .rounds import (ANTHROPIC_VERSION, Ctx, added, alone, anthropic_body, available, brief,
-                     errors, interleaved, openai_body, revive, say, settle, summaries, wrk_runner)
+                     errors, interleaved, openai_body, responses_body, revive, say, settle, summaries,
+                     wrk_runner)
 from .targets import Target
 
 P99_LIMIT_US = 50_000  # scenario (b): throughput counts only while p99 stays under 50 ms
@@ -152,6 +153,12 @@ def scenario_translation(ctx: Ctx) -> dict:
     say("(e) translation path: Anthropic client, OpenAI upstream")
     return _throughput(ctx, "e", "Anthropic client over an OpenAI upstream (translation)", "/v1/messages",
                        anthropic_body(), True, ctx.all_targets, sample_rss=False)
+
+
+def scenario_responses(ctx: Ctx) -> dict:
+    say("(g) Responses API client (Codex, the AI SDK), OpenAI chat upstream (translation)")
+    return _throughput(ctx, "g", "Responses client over an OpenAI chat upstream (translation)", "/v1/responses",
+                       responses_body(), False, ctx.all_targets, sample_rss=False)
 
 
 # ---- (c) streaming ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, responses, ui, usage
+from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -37,6 +37,9 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/embeddings", openai.embeddings, "embeddings"),
     Route("GET", "/v1/models", openai.list_models, "models"),
     Route("POST", "/v1/responses", responses.create, "responses"),
+    Route("GET", "/v1/responses/{response_id}", responses_state.retrieve, "stored_responses"),
+    Route("DELETE", "/v1/responses/{response_id}", responses_state.delete, "stored_responses"),
+    Route("GET", "/v1/responses/{response_id}/input_items", responses_state.input_items, "stored_responses"),
     Route("GET", "/v1/models/{model}", openai.get_model, "models"),
     Route("GET", "/healthz", ops.healthz, "ops"),
     Route("GET", "/readyz", ops.readyz, "ops"),
@@ -82,6 +85,7 @@ ROUTES: list[Route] = [
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
            "/embeddings": "/v1/embeddings", "/models": "/v1/models"}
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+UNCAPPED = ALWAYS_SERVED | {"/metrics"}  # probes and scrapes still answer at server.max_in_flight
 
 
 class Router:
@@ -191,6 +195,9 @@ class GatehouseApp:
             if rt is None or (rt.draining and req.path not in ALWAYS_SERVED):
                 raise ServiceUnavailable("The gateway is shutting down; retry on another instance.",
                                          code="draining", headers={"connection": "close"})
+            if self.inflight > rt.cfg.server.max_in_flight > 0 and req.path not in UNCAPPED:
+                raise ServiceUnavailable("The gateway is at capacity; retry shortly.", code="overloaded",
+                                         headers={"retry-after": "1"})
             await route.handler(rt, req, ex)
         except GatehouseError as err:
             ex.status, ex.error_type = err.status, err.code

@@ -3,12 +3,12 @@ tools) at this gateway, printed as bash/zsh, fish or PowerShell statements."""
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Callable
+from typing import Callable, Mapping
 
 from gatehouse.config import Config
 
 KEY_PLACEHOLDER = "REPLACE_WITH_YOUR_GATEHOUSE_KEY"
-CLIENTS = ("claude-code", "openai")
+CLIENTS = ("claude-code", "openai", "codex")  # codex: client_env_codex.py
 SHELLS = ("bash", "fish", "powershell")
 
 
@@ -25,6 +25,18 @@ def _powershell(name: str, value: str) -> str:
 
 
 _SETTERS: dict[str, Callable[[str, str], str]] = {"bash": _bash, "fish": _fish, "powershell": _powershell}
+_UNSETTERS: dict[str, Callable[[str], str]] = {
+    "bash": lambda name: f"unset {name}",
+    "fish": lambda name: f"set -e {name}",
+    "powershell": lambda name: f"Remove-Item Env:{name} -ErrorAction SilentlyContinue",
+}
+
+# Every variable `client-env` sets per client: what --remote removes and status reports on.
+GATEWAY_VARIABLES = {
+    "claude-code": ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL",
+                    "ANTHROPIC_DEFAULT_HAIKU_MODEL", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"),
+    "openai": ("OPENAI_BASE_URL", "OPENAI_API_KEY"),
+}
 
 
 def variables(client: str, base_url: str, key: str | None, model: str | None,
@@ -69,4 +81,47 @@ def render(client: str, shell: str, base_url: str, key: str | None = None, model
     if not key:
         lines.append(f"{comment} Replace {KEY_PLACEHOLDER}: create a key with `gatehouse keys create <your-name>`.")
     lines += [setter(name, value) for name, value in variables(client, base_url, key, model, small_model)]
+    return "\n".join(lines) + "\n"
+
+
+def render_remote(client: str, shell: str) -> str:
+    """Statements that undo `client-env CLIENT`: the client talks to its vendor directly again
+    (Claude Code with its own login or ANTHROPIC_API_KEY, which is left alone)."""
+    unset = _UNSETTERS[shell]
+    target = "Anthropic directly (your Claude login or ANTHROPIC_API_KEY)" if client == "claude-code" \
+        else "OpenAI directly (set OPENAI_API_KEY to your OpenAI key)"
+    lines = [f"# {'Claude Code' if client == 'claude-code' else 'OpenAI clients'} -> {target}"]
+    lines += [unset(name) for name in GATEWAY_VARIABLES[client]]
+    return "\n".join(lines) + "\n"
+
+
+def port_forward_hint(namespace: str, service: str, local_port: int) -> str:
+    """The kubectl command that makes an in-cluster gateway reachable at 127.0.0.1:local_port
+    (the chart's Service port is named http)."""
+    return f"kubectl -n {namespace} port-forward svc/{service} {local_port}:http"
+
+
+def _masked(value: str | None) -> str:
+    if not value:
+        return "not set"
+    if value == KEY_PLACEHOLDER:
+        return "the placeholder (replace it)"
+    return "set"
+
+
+def status(env: Mapping[str, str]) -> str:
+    """What the current shell points each client at, without printing any key."""
+    lines = []
+    base = env.get("ANTHROPIC_BASE_URL")
+    if base:
+        extra = [f"token {_masked(env.get('ANTHROPIC_AUTH_TOKEN'))}"]
+        extra += [f"{name}={env[name]}" for name in GATEWAY_VARIABLES["claude-code"][2:5] if env.get(name)]
+        lines.append(f"claude-code: gateway {base} ({', '.join(extra)})")
+    else:
+        lines.append("claude-code: Anthropic directly (ANTHROPIC_BASE_URL not set)")
+    base = env.get("OPENAI_BASE_URL")
+    if base:
+        lines.append(f"openai: gateway {base} (key {_masked(env.get('OPENAI_API_KEY'))})")
+    else:
+        lines.append("openai: OpenAI directly (OPENAI_BASE_URL not set)")
     return "\n".join(lines) + "\n"

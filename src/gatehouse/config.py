@@ -42,6 +42,8 @@ class ServerConfig(_Base):
     # move traffic away first.
     drain_seconds: float = 0.0
     public_url: str | None = None  # shown in client-env and first-start hints
+    # Requests in flight per process beyond which new ones get 503 + Retry-After (0 = no cap).
+    max_in_flight: int = 1024
 
 
 class StoreConfig(_Base):
@@ -61,6 +63,12 @@ class ResponsesConfig(_Base):
     # OpenAI-hosted tools (web_search, file_search, code_interpreter, ...) cannot run elsewhere:
     # drop them from the request (named in x-gatehouse-dropped-tools), or refuse it with a 400.
     hosted_tools: Literal["drop", "refuse"] = "drop"
+    # Responses kept with `store: true` (for previous_response_id, item_reference, GET/DELETE
+    # /v1/responses/{id}) are deleted this long after they were made.
+    store_ttl_seconds: Annotated[int, msgspec.Meta(gt=0)] = 30 * 86400
+    # Whether a request that does not say `store` is kept. OpenAI keeps it; the gateway keeps
+    # prompts only when asked, unless this is true.
+    store_default: bool = False
 
 
 class UiConfig(_Base):
@@ -87,7 +95,15 @@ class ProviderConfig(_Base):
     headers: dict[str, str] = field(default_factory=dict)
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
-    max_connections: int = 256
+    # Streamed requests: seconds until the upstream's response head; then 504 and failover.
+    first_byte_timeout: float = 120.0
+    max_connections: int = 256  # requests in flight (each holds a connection) to this upstream
+    pool_timeout: float = 30.0  # longest wait for one of those connections; then 503 upstream_busy
+    # Circuit breaker: this many consecutive failures (connect errors, timeouts, 5xx) eject a
+    # deployment for ejection_seconds, doubled after each failed probe up to max_ejection_seconds.
+    failure_threshold: int = 3  # 0 = never eject
+    ejection_seconds: float = 5.0
+    max_ejection_seconds: float = 120.0
     # bedrock
     region: str | None = None
     endpoint_url: str | None = None
@@ -95,6 +111,9 @@ class ProviderConfig(_Base):
     # anthropic
     anthropic_version: str | None = None
     beta_allow: list[str] | None = None
+    # openai: the deployments speak the Responses API themselves (OpenAI), so POST /v1/responses
+    # is forwarded to them untouched (model swapped) instead of translated onto chat completions.
+    responses_api: bool = False
     # ollama native
     keep_alive: str | int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # bedrock/gemini: model request fields
@@ -122,6 +141,9 @@ class ModelConfig(_Base):
     private: bool = False  # may receive sensitive data
     description: str | None = None
     embeddings: bool = False
+    # Tokens the model can take in (prompt + output), shown in GET /v1/models for clients that
+    # size their context by it (Codex: `gatehouse client-env codex`).
+    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
 
 
 Unlimited = Literal["unlimited"]
@@ -174,6 +196,9 @@ class MeteringConfig(_Base):
     batch_size: int = 500  # ledger rows per store transaction
     flush_seconds: float = 0.25  # longest a record waits in the journal when the store is up
     shutdown_flush_seconds: float = 10.0  # on SIGTERM, how long to keep draining into the store
+    # The journal's disk refuses writes (full): records held in memory, at most this many; then
+    # metered requests get 503 ledger_unavailable (docs/operations.md#disk-full).
+    journal_memory_records: int = 10_000
 
 
 class MetricsConfig(_Base):
@@ -212,8 +237,9 @@ class LimitsConfig(_Base):
     replicas: int = 1
     # Output tokens reserved when neither the request nor the group sets max_tokens.
     default_reserve_tokens: int = 1024
-    # A concurrency slot of a replica that died is freed after this long.
-    lease_seconds: float = 900.0
+    # A concurrency slot kept in Redis is a lease of this long, renewed every third of it
+    # while its request runs: the slot of a replica that died or hung frees after this long.
+    lease_seconds: float = 30.0
 
 
 class JwtConfig(_Base):
@@ -374,6 +400,19 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
     return from_mapping(raw, env)
 
 
+def _check_upstream_limits(path: str, prov: ProviderConfig) -> None:
+    if prov.max_connections <= 0:
+        raise ConfigError(f"{path}.max_connections: must be positive")
+    if prov.failure_threshold < 0:
+        raise ConfigError(f"{path}.failure_threshold: must not be negative (0 = never eject)")
+    for name in ("first_byte_timeout", "pool_timeout"):
+        if getattr(prov, name) <= 0:
+            raise ConfigError(f"{path}.{name}: must be positive")
+    if prov.ejection_seconds <= 0 or prov.max_ejection_seconds <= 0:
+        field_name = "ejection_seconds" if prov.ejection_seconds <= 0 else "max_ejection_seconds"
+        raise ConfigError(f"{path}.{field_name}: must be positive")
+
+
 def check_references(cfg: Config) -> None:
     from gatehouse.providers import registry  # late: providers import config types
 
@@ -383,6 +422,8 @@ def check_references(cfg: Config) -> None:
         if cls is None:
             known = ", ".join(sorted(registry.PROVIDERS))
             raise ConfigError(f"{path}.type: unknown provider type '{prov.type}' (known: {known})")
+        if prov.responses_api and prov.type != "openai":
+            raise ConfigError(f"{path}.responses_api: only an openai provider can speak the Responses API")
         problem = cls.check_config(prov)
         if problem:
             field_name, message = problem
@@ -430,9 +471,15 @@ def check_references(cfg: Config) -> None:
     for name in ("header_timeout", "body_timeout"):
         if not 0 < getattr(cfg.server, name) <= 3600:
             raise ConfigError(f"server.{name}: must be more than 0 and at most 3600 seconds")
+    if cfg.server.max_in_flight < 0:
+        raise ConfigError("server.max_in_flight: must not be negative (0 = no cap)")
+    for name, prov in cfg.providers.items():
+        _check_upstream_limits(f"providers.{name}", prov)
     from gatehouse.metering.pricing import check_prices  # late: pricing imports config types
 
     check_prices(cfg)
+    if cfg.metering.journal_memory_records <= 0:
+        raise ConfigError("metering.journal_memory_records: must be positive")
     if cfg.metering.batch_size <= 0:
         raise ConfigError("metering.batch_size: must be positive")
     if cfg.metering.journal_fsync_seconds < 0:

@@ -11,10 +11,12 @@
     ├── PayloadTooLarge                 413 body over server.max_body_bytes
     ├── UnsupportedMediaType            415 not application/json
     ├── RateLimited                     429 limits and budgets (carries Retry-After)
-    ├── ServiceUnavailable              503 draining, store down with limits closed
+    ├── ServiceUnavailable              503 draining, overloaded, store down with limits closed
     └── UpstreamError                   502 upstream unreachable, refused or malformed
         ├── UpstreamStatus              the upstream answered with an error status
-        └── UpstreamTimeout             504
+        ├── UpstreamTimeout             504
+        └── UpstreamUnavailable         503 every deployment ejected by its circuit breaker
+            └── UpstreamBusy            503 no connection free within the provider's pool_timeout
 
 Messages are written for the client: they never contain a key, a credential, an internal
 URL or a stack trace. Upstream error bodies never reach the client: it gets the status and an
@@ -144,3 +146,15 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     type = "timeout_error"
     code = "upstream_timeout"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    type = "overloaded_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamBusy(UpstreamUnavailable):
+    """Our own connection cap, not an upstream failure: it does not count against its health."""
+
+    code = "upstream_busy"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from gatehouse.config import Config
+from gatehouse.config import Config, DeploymentConfig
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
 from gatehouse.policy.ui_session import UiSessions
@@ -24,9 +24,11 @@ from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
+from gatehouse.routing.health import Breaker, Health
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.migrate import require_current
+from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
 from gatehouse.wire.model_swap import ModelSwap, for_deployment as model_swap_for
@@ -45,6 +47,10 @@ class Deployment:
     passthrough_dialect: str = ""
     # Puts the public name back into replies relayed untranslated (None: the names match).
     model_swap: ModelSwap | None = None
+    # Circuit breaker (routing/health.py), shared by every model using this provider + model.
+    breaker: Breaker = field(default_factory=Breaker, compare=False)
+    # More dialects it takes unchanged (openai-responses for `responses_api: true` providers).
+    also_forwards: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class ModelEntry:
     deployments: tuple[Deployment, ...]
     private: bool = False
     created: int = 0
+    context_window: int | None = None
+
+
+RESPONSES_DIALECT = frozenset({"openai-responses"})
 
 
 def _passthrough_dialect(provider: Provider) -> str:
@@ -86,8 +96,10 @@ class Runtime:
     ready: bool = False
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
+    responses: ResponseStore | None = None  # stored Responses API responses (set by build)
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)  # circuit breakers of the deployments
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -104,13 +116,23 @@ class Runtime:
         hasher = KeyHasher(secret)
         http = HttpPool()
         providers = {name: PROVIDERS[p.type](name, p, http) for name, p in cfg.providers.items()}
+        health = Health()
+
+        def breaker(d: DeploymentConfig) -> Breaker:
+            p = cfg.providers[d.provider]
+            return health.breaker(d.provider, d.model, p.failure_threshold, p.ejection_seconds,
+                                  p.max_ejection_seconds)
+
         models = {
             m.name: ModelEntry(
                 m.name,
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
-                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model))
+                                 _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model),
+                                 breaker(d),
+                                 RESPONSES_DIALECT if cfg.providers[d.provider].responses_api else frozenset())
                       for d in m.deployments),
                 m.private,
+                context_window=m.context_window,
             )
             for m in cfg.models
         }
@@ -139,6 +161,9 @@ class Runtime:
         # cost in ex.notes["cost_usd"].
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None, meter, directory, limiter)
+        rt.health = health
+        meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
+        rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
         directory.start()
         limiter.start()
@@ -161,6 +186,8 @@ class Runtime:
                 log.error("closing provider %s: %s", p.name, describe(e))
         await self.http.close()
         await self.meter.close()  # drains the journal into the store: before store.close
+        if self.responses is not None:
+            await self.responses.flush()  # stored responses still being written
         await self.store.close()
 
     # ---- per request --------------------------------------------------------------------------

@@ -79,7 +79,8 @@ CASES = [
     ("upstream 500 (OpenAI wire)", dict(payload=body("chat", "FAIL500")), 502, "api_error", "500"),
     ("upstream 500 (Anthropic wire)", dict(payload=body("claude", "FAIL500")), 502, "api_error", "500"),
     ("upstream overloaded is 529", dict(payload=body("claude", "FAIL529")), 529, "overloaded_error", "Overloaded"),
-    ("upstream refuses the request", dict(payload=body("claude", temperature=7)), 400, "invalid_request_error",
+    ("upstream refuses the request", dict(payload=body("claude", thinking={"type": "enabled", "budget_tokens": 500})),
+     400, "invalid_request_error",
      "rejected the request (HTTP 400, invalid_request_error)"),
     ("upstream too slow", dict(payload=body("chat-timeout", "SLOW", stream=True)), 504, "timeout_error", "timed out"),
 ]

@@ -38,13 +38,16 @@ CLIENT_STATUS = {400: 400, 401: 502, 429: 429, 500: 502}
 
 
 def _provider(ptype: str, url: str) -> dict:
+    # The same deployments fail on purpose over and over: no circuit breaker, so every case
+    # reaches the hostile upstream instead of the breaker's fast 503.
     if ptype == "openai":
-        return {"type": "openai", "base_url": f"{url}/v1", "api_key": KEYS[ptype]}
+        return {"type": "openai", "base_url": f"{url}/v1", "api_key": KEYS[ptype], "failure_threshold": 0}
     if ptype == "bedrock":
-        return {"type": "bedrock", "region": "us-east-1", "endpoint_url": url, "api_key": KEYS[ptype]}
+        return {"type": "bedrock", "region": "us-east-1", "endpoint_url": url, "api_key": KEYS[ptype],
+                "failure_threshold": 0}
     if ptype == "gemini":
-        return {"type": "gemini", "base_url": f"{url}/v1beta", "api_key": KEYS[ptype]}
-    return {"type": ptype, "base_url": url, "api_key": KEYS[ptype]}
+        return {"type": "gemini", "base_url": f"{url}/v1beta", "api_key": KEYS[ptype], "failure_threshold": 0}
+    return {"type": ptype, "base_url": url, "api_key": KEYS[ptype], "failure_threshold": 0}
 
 
 def _modes() -> list[str]:

@@ -1,10 +1,12 @@
 """The real Codex CLI (`codex exec`) through the gateway's Responses API to a chat-completions
 upstream: a one-tool-step task (the model asks for a shell command, Codex runs it, the model
-finishes). Set GATEHOUSE_CODEX_BIN to a codex binary (`make test` installs one from npm)."""
+finishes), configured by what `gatehouse client-env codex` generates. Set GATEHOUSE_CODEX_BIN to a codex binary (`make test` installs one from npm)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +33,13 @@ def test_codex_exec_completes_a_tool_step_through_the_gateway(tmp_path: Path, st
         home, work = tmp_path / "codex-home", tmp_path / "work"
         home.mkdir()
         work.mkdir()
-        (home / "config.toml").write_text(
-            'model = "coder"\nmodel_provider = "gatehouse"\n\n[model_providers.gatehouse]\nname = "Gatehouse"\n'
-            f'base_url = "{gh.url}/v1"\nenv_key = "GATEHOUSE_API_KEY"\nwire_api = "responses"\n')
+        # The config `gatehouse client-env codex` prints, with the catalog it generates for alice's models.
+        generated = subprocess.run(
+            [sys.executable, "-m", "gatehouse", "client-env", "codex", "--url", gh.url, "--key", ALICE_KEY,
+             "--catalog", str(home / "gatehouse-models.json"), "--codex-bin", CODEX],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "GATEHOUSE_HOME": str(tmp_path)})
+        assert generated.returncode == 0, generated.stderr
+        (home / "config.toml").write_text(generated.stdout)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "CODEX_HOME": str(home),
                "GATEHOUSE_API_KEY": ALICE_KEY, "NO_COLOR": "1"}
         proc = subprocess.run([CODEX, "exec", "--skip-git-repo-check", "--sandbox", "workspace-write",
@@ -41,6 +47,11 @@ def test_codex_exec_completes_a_tool_step_through_the_gateway(tmp_path: Path, st
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert (work / "proof.txt").read_text().strip() == "gatehouse-ok"
         assert "Done." in proc.stdout + proc.stderr
+        assert "metadata" not in proc.stderr  # the catalog knows the model (no "Model metadata ... not found")
         turns = [r.json() for r in upstream.recorder.requests]
         assert len(turns) == 2 and any(m["role"] == "tool" for m in turns[1]["messages"])
         assert all(t["model"] == "Qwen/Qwen3-Coder" for t in turns)
+        catalog = json.loads((home / "gatehouse-models.json").read_text())["models"]
+        assert [m["slug"] for m in catalog] == ["coder"]  # alice's models
+        system = json.dumps(turns[0]["messages"][0])
+        assert json.dumps(catalog[0]["base_instructions"][:300])[1:-1] in system  # Codex's own instructions, kept

@@ -118,7 +118,7 @@ def test_errors(client):
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "FAIL429"}])
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], temperature=5)
+        client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}], temperature=1.5)
     # Anthropic's own text stays out (docs/errors.md); its documented error type is named.
     assert "rejected the request" in info.value.message and "invalid_request_error" in info.value.message
     stream = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "a b STREAMERR"}],

@@ -59,6 +59,11 @@ def exported_names() -> set[str]:
         suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"],
                     "summary": ["_count", "_sum", ""]}.get(family.type, [""])
         names.update(family.name + s for s in suffixes)
+    # metrics registered by track_*() calls that need the runtime's objects (journal, pools, breakers)
+    src = (ROOT / "src" / "gatehouse" / "observability" / "metrics.py").read_text()
+    for kind, name in re.findall(r'\b(Counter|Gauge|Histogram|_CounterOf)\(\s*"(gatehouse_\w+)"', src):
+        suffixes = {"Counter": ["_total"], "_CounterOf": ["_total"], "Histogram": ["_bucket", "_count", "_sum"]}
+        names.update(name + s for s in suffixes.get(kind, [""]))
     return names
 
 

@@ -5,8 +5,7 @@ strong check, every query over the gateway's metrics returns data from a real Pr
 loaded (their recording rules feed the SLO panels).
 
 Panels over vLLM's own metrics (vllm:*) cannot return data here (no vLLM); they are only
-parsed. Panels over metrics of the upstream-reliability change are allowed to be empty until
-that change defines them in observability/metrics.py (promql.PENDING)."""
+parsed."""
 from __future__ import annotations
 
 import importlib.util

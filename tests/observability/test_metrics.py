@@ -48,6 +48,11 @@ def test_upstream_latency_and_errors_per_deployment(after):
                  type="upstream_rate_limited") == 1
 
 
+def test_a_burst_over_max_connections_shows_in_the_pool_metrics(after):
+    _, s = after
+    assert total(s, "gatehouse_upstream_pool_wait_seconds_count", provider="up") >= 1
+
+
 def test_inter_token_latency_per_model_for_streams(after):
     _, s = after
     assert total(s, "gatehouse_inter_token_latency_seconds_count", model="chat") == STREAMS

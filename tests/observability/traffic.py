@@ -4,6 +4,7 @@ successes (unary and streamed), limit refusals (429), an upstream failure (500),
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -17,12 +18,14 @@ METRICS_TOKEN = "obs-metrics-token"
 CAROL_KEY = "carol-secret-key-3"
 DAVE_KEY = "dave-secret-key-4"
 PRICE = {"input_per_mtok": 1.0, "output_per_mtok": 2.0}
-STREAMS = 3
+PLAIN_STREAMS, SLOW_STREAMS = 3, 4
+STREAMS = PLAIN_STREAMS + SLOW_STREAMS
 
 
 def observed_config(upstream_url: str, consumer_label: bool = True) -> dict[str, Any]:
     cfg = base_config(upstream_url, metrics={"token": METRICS_TOKEN, "consumer_label": consumer_label},
                       metering={"flush_seconds": 0.05})
+    cfg["providers"]["up"]["max_connections"] = 2  # a burst below queues: pool-wait metrics
     cfg["providers"]["dead"] = {"type": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
                                 "connect_timeout": 2}
     cfg["models"] = [
@@ -45,9 +48,12 @@ def send_traffic(url: str) -> dict[str, int]:
     said = [{"role": "user", "content": "one two three four five six"}]
     for _ in range(2):
         alice.chat.completions.create(model="chat", messages=said)
-    for _ in range(STREAMS):
+    for _ in range(PLAIN_STREAMS):
         list(alice.chat.completions.create(model="chat", messages=said, stream=True))
     alice.chat.completions.create(model="failover", messages=said)
+    with ThreadPoolExecutor(SLOW_STREAMS) as pool:  # slow streams over 2 connections: some queue
+        list(pool.map(lambda _: list(alice.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "DRIP a b c"}], stream=True)), range(SLOW_STREAMS)))
     failed = limited = 0
     try:
         alice.chat.completions.create(model="chat", messages=[{"role": "user", "content": "FAIL500"}])

@@ -19,10 +19,12 @@ LIMIT = 600  # tokens per minute, refilling at 10 per second
 BUDGET = 1.0  # USD per day
 PRICE_IN, PRICE_OUT = 1000.0, 2000.0  # USD per million tokens
 # 30 words of 6 characters: the upstream counts 30 prompt tokens, the gateway estimates
-# 49 (4 characters a token + 4 for the message), so usage never exceeds the reservation.
+# 55 (4 characters a token + 5 for the message + 5 for the request), so usage never exceeds
+# the reservation.
 TEXT = "wordy " * 30
+ESTIMATE = 55
 MAX_TOKENS = 20
-RESERVATION = 49 + MAX_TOKENS
+RESERVATION = ESTIMATE + MAX_TOKENS
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ def test_usd_budget_is_exact_across_three_replicas(replicas):
     ok = [r for r in responses if r.status_code == 200]
     spent = sum((r.json()["usage"]["prompt_tokens"] * PRICE_IN + r.json()["usage"]["completion_tokens"] * PRICE_OUT)
                 / 1e6 for r in ok)
-    one_reservation = (49 * PRICE_IN + MAX_TOKENS * PRICE_OUT) / 1e6
+    one_reservation = (ESTIMATE * PRICE_IN + MAX_TOKENS * PRICE_OUT) / 1e6
     print(f"budget: {len(ok)}/50 admitted, ${spent:.4f} spent of ${BUDGET}, one reservation ${one_reservation}")
     assert spent <= BUDGET + one_reservation, (spent, len(ok))
     assert spent >= BUDGET - 2 * one_reservation

@@ -26,7 +26,9 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 
 def bedrock(url: str, **extra) -> dict:
-    return {"type": "bedrock", "region": "us-west-2", "endpoint_url": url, **extra}
+    # These tests provoke upstream 5xx on purpose, one after another, against one shared
+    # gateway: no circuit breaking here (it is tested in tests/routing).
+    return {"type": "bedrock", "region": "us-west-2", "endpoint_url": url, "failure_threshold": 0, **extra}
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,34 @@ from gatehouse.store.limiter_lua import WINDOW
 from gatehouse.store.limiter_memory import MemoryLimiter
 from gatehouse.store.limiter_redis import RedisLimiter
 from gatehouse.store.limiter_shared import SharedLimiter
-from gatehouse.store.limiter_types import BUCKET, DAY, LEASE, MONTH, Meter, Refund, window
+from gatehouse.store.limiter_types import BUCKET, DAY, LEASE, MONTH, Meter, Outcome, Refund, window
 from tests.upstreams.harness import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
+class Fresh:
+    """A limiter whose admission ids are new to the (session-wide) Redis: an id seen before is
+    the same admission again (idempotent), so each test run needs its own."""
+
+    def __init__(self, lim: MemoryLimiter | RedisLimiter) -> None:
+        self.lim = lim
+        self.run = uuid.uuid4().hex + ":"
+
+    async def admit(self, meters: list[Meter], member: str, lease_seconds: float) -> Outcome:
+        return await self.lim.admit(meters, self.run + member, lease_seconds)
+
+    async def settle(self, refunds: list[Refund], member: str) -> None:
+        await self.lim.settle(refunds, self.run + member)
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def limiter(request, redis_server):
     if request.param == "memory":
-        yield MemoryLimiter()
+        yield Fresh(MemoryLimiter())
         return
     lim = RedisLimiter(redis_server.url, 2.0)
-    yield lim
+    yield Fresh(lim)
     await lim.close()
 
 
@@ -121,7 +136,7 @@ async def test_redis_admission_is_exact_under_concurrency(redis_server):
     key = "tpm:" + pool()
     try:
         started = time.monotonic()
-        outs = await asyncio.gather(*(lim.admit([Meter("tokens", BUCKET, key, 600, 10)], str(i), 60)
+        outs = await asyncio.gather(*(lim.admit([Meter("tokens", BUCKET, key, 600, 10)], f"{key}:{i}", 60)
                                       for i in range(200)))
         elapsed = time.monotonic() - started
     finally:
@@ -154,3 +169,68 @@ async def test_unreachable_redis_closed_policy_refuses_with_503():
         assert "127.0.0.1" not in e.value.message
     finally:
         await lim.close()
+
+
+# ---- admission ids: retried, settled, cancelled and renewed once per id (Redis) -------------
+
+
+@pytest.fixture
+async def redis_limiter(redis_server):
+    lim = RedisLimiter(redis_server.url, 2.0)
+    yield lim
+    await lim.close()
+
+
+def meters_of(p: str) -> list[Meter]:
+    return [Meter("tokens", BUCKET, "tpm:" + p, 100, 70), Meter("concurrent", LEASE, "conc:" + p, 1, 1),
+            Meter("usd_day", DAY, "usd:" + p, 1000, 600)]
+
+
+async def test_an_admission_sent_twice_reserves_once(redis_limiter):
+    p = pool()
+    first = await redis_limiter.admit(meters_of(p), p, 60)
+    again = await redis_limiter.admit(meters_of(p), p, 60)  # e.g. the client's retry after a broken connection
+    assert first.ok and again.ok and again.remaining == [30, 0, 400]
+    assert not (await redis_limiter.admit(meters_of(p), p + "other", 60)).ok
+
+
+async def test_a_settlement_replayed_acts_once(redis_limiter):
+    p = pool()
+    out = await redis_limiter.admit(meters_of(p), p, 60)
+    refunds = [Refund(BUCKET, out.keys[0], 100, 60), Refund(LEASE, out.keys[1], 1, 0), Refund(DAY, out.keys[2], 1000, 500)]
+    await redis_limiter.settle(refunds, p)
+    await redis_limiter.settle(refunds, p)  # replayed after a timeout although it had run
+    after = await redis_limiter.admit(meters_of(p)[:1] + meters_of(p)[2:], p + "next", 60)
+    # 100 - 70 + 60 - 70 tokens; 1000 - (600 - 500) - 600 USD: given back once, not twice
+    assert 20 <= after.remaining[0] <= 21 and after.remaining[1] == 300
+
+
+async def test_cancelling_an_admission_that_ran_gives_everything_back(redis_limiter):
+    p = pool()
+    assert (await redis_limiter.admit(meters_of(p), p, 60)).ok  # ran although nobody got the answer
+    assert await redis_limiter.cancel(meters_of(p), p, 60_000) is True
+    assert await redis_limiter.cancel(meters_of(p), p, 60_000) is False, "once"
+    fresh = await redis_limiter.admit(meters_of(p), p + "next", 60)
+    assert fresh.ok and fresh.remaining[1:] == [0, 400] and fresh.remaining[0] >= 30
+
+
+async def test_an_admission_cancelled_before_it_arrives_takes_nothing(redis_limiter):
+    p = pool()
+    assert await redis_limiter.cancel(meters_of(p), p, 60_000) is False
+    with pytest.raises(TimeoutError):
+        await redis_limiter.admit(meters_of(p), p, 60)  # the late arrival is a no-op
+    fresh = await redis_limiter.admit(meters_of(p), p + "next", 60)
+    assert fresh.ok and fresh.remaining[1:] == [0, 400]
+
+
+async def test_renewal_keeps_a_running_slot_until_it_settles(redis_limiter):
+    p = pool()
+    conc = [Meter("concurrent", LEASE, "conc:" + p, 1, 1)]
+    out = await redis_limiter.admit(conc, p, 0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        assert await redis_limiter.renew([(p, ("conc:" + p,))], 0.3, 60_000) == 1
+    assert not (await redis_limiter.admit(conc, p + "b", 0.3)).ok, "0.6 s on a 0.3 s lease: still held"
+    await redis_limiter.settle([Refund(LEASE, out.keys[0], 1, 0)], p)
+    assert await redis_limiter.renew([(p, ("conc:" + p,))], 0.3, 60_000) == 0, "settled: not renewed back"
+    assert (await redis_limiter.admit(conc, p + "c", 0.3)).ok

@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 import gatehouse.store.audit_sql  # noqa: F401 - registers audit_log on the shared metadata
 import gatehouse.store.directory_sql  # noqa: F401 - registers the access_* tables on the shared metadata
 import gatehouse.store.ledger  # noqa: F401 - registers usage_records on the shared metadata
+import gatehouse.store.responses_sql  # noqa: F401 - registers the stored_responses tables on the shared metadata
 from gatehouse.store.migrate import current_revision, head_revision, upgrade
 from gatehouse.store.sql import SqlStore, api_keys, metadata, settings
 

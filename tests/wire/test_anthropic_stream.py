@@ -215,6 +215,44 @@ async def test_relay_never_ends_a_truncated_stream_quietly() -> None:
     assert relay.usage is not None and relay.usage.input_tokens == 12
 
 
+async def test_a_cut_relay_bills_the_relayed_delta_text_not_the_placeholder_output() -> None:
+    """message_start says output_tokens 1; a stream cut before message_delta is billed for the
+    text, thinking and tool-call JSON relayed (~4 characters a token), flagged estimated."""
+    relay = MessageStreamRelay("m")
+    with pytest.raises(UpstreamError):
+        async for _ in relay.relay(_chunks(*anthropic_sse(*FULL[:12]))):
+            pass
+    assert relay.usage is not None and relay.usage.output_tokens == 1  # what message_start said
+    chars = len("hm") + len("hi") + len('{"a":1}')  # (a signature is not generated text)
+    assert relay.final_usage(99) == Usage(input_tokens=12, output_tokens=(chars + 3) // 4, cache_read_tokens=7,
+                                          estimated=True)
+
+
+async def test_a_whole_relay_bills_the_reported_usage() -> None:
+    relay = MessageStreamRelay("m")
+    async for _ in relay.relay(_chunks(*anthropic_sse(*FULL))):
+        pass
+    assert relay.final_usage(99) == Usage(input_tokens=12, output_tokens=12, cache_read_tokens=7)
+
+
+async def test_a_relay_cut_before_message_start_bills_the_prompt_estimate() -> None:
+    relay = MessageStreamRelay("m")
+    with pytest.raises(UpstreamError):
+        async for _ in relay.relay(_chunks(b"event: ping\ndata: {}\n\n")):
+            pass
+    assert relay.final_usage(99) == Usage(input_tokens=99, estimated=True)
+
+
+async def test_delta_text_that_contains_a_marker_is_still_counted() -> None:
+    text = 'say "message_delta" and "type":"error"'
+    delta = {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": text}}
+    relay = MessageStreamRelay("m")
+    with pytest.raises(UpstreamError):
+        async for _ in relay.relay(_chunks(*anthropic_sse(MESSAGE_START, FULL[6], delta))):
+            pass
+    assert relay.delta_chars == len(text)
+
+
 async def _slow_events(closed: list[str]) -> AsyncIterator:
     try:
         yield StreamStart("c", "up")

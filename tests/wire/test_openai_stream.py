@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from gatehouse.types import Usage
 from gatehouse.wire.openai_stream import PassthroughRelay
 
 
@@ -81,11 +82,12 @@ def test_usage_on_content_chunks_is_read_even_when_every_frame_looks_ordinary():
 def test_a_finish_in_a_batch_of_ordinary_frames_is_seen():
     relay = PassthroughRelay(client_wants_usage=False)
     two = _frame(_chunk("x"), True) + _frame(_chunk("y"), True)
-    assert relay.feed(two) == two and relay.frames == 2 and not relay.finished
+    assert relay.feed(two) == two and relay.frames == 2 and relay.finish_reason is None
     relay = PassthroughRelay(client_wants_usage=False)
     data = _frame(_chunk("a"), True) + _frame(_chunk("b"), True) + _frame(_chunk(finish="length"), True)
     assert relay.feed(data) == data
-    assert relay.finished and relay.frames == 2
+    assert relay.finish_reason == "length" and relay.frames == 2
+    assert not relay.finished, "only data: [DONE] ends an OpenAI stream"
 
 
 def test_an_escaped_marker_inside_content_text_is_just_text():
@@ -94,3 +96,13 @@ def test_an_escaped_marker_inside_content_text_is_just_text():
     f = _frame(_chunk('{"finish_reason":null,"usage":{"x":1}}'), compact=True)
     assert relay.feed(f) == f
     assert relay.usage is None and not relay.finished and relay.frames == 1
+
+
+def test_final_usage_is_the_reported_one_or_one_token_per_content_frame():
+    relay = PassthroughRelay(client_wants_usage=False)
+    frames = _stream(compact=True)
+    relay.feed(b"".join(frames[:3]))  # cut after three content frames
+    assert not relay.finished
+    assert relay.final_usage(11) == Usage(input_tokens=11, output_tokens=3, estimated=True)
+    relay.feed(b"".join(frames[3:]))
+    assert relay.finished and relay.final_usage(11) == Usage(input_tokens=7, output_tokens=3)

@@ -82,8 +82,7 @@ def test_items_parts_custom_tools_and_formats() -> None:
 
 
 @pytest.mark.parametrize(("body", "param"), [
-    ({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
-    ({"model": "m", "input": "hi", "previous_response_id": "resp_1"}, "previous_response_id"),
+    ({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}, "input[0].id"),  # unresolved
     ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input[0].content[0]"),
     ({"model": "m", "input": [{"type": "mystery"}]}, "input[0].type"),
@@ -101,3 +100,20 @@ def test_hosted_tools_can_be_refused_by_config() -> None:
     with pytest.raises(InvalidRequest, match="web_search"):
         to_canonical(parse_request(body), "refuse")
     assert to_canonical(parse_request(body), "drop").dropped_tools == ["web_search"]
+
+
+def test_item_list_is_the_stored_form_of_an_input() -> None:
+    from gatehouse.wire.responses import item_list, references
+
+    assert references("hi") == [] and references([{"type": "item_reference", "id": "msg_1"}, {"role": "user"}]) == [
+        "msg_1"]
+    (only,) = item_list("hi")
+    assert only["type"] == "message" and only["role"] == "user" and only["id"].startswith("msg_")
+    assert only["content"] == [{"type": "input_text", "text": "hi"}]
+    given = [{"role": "assistant", "content": "ok"}, {"type": "function_call_output", "call_id": "c", "output": "x",
+                                                      "id": "fco_kept"}, {"type": "message", "role": "user",
+                                                                          "content": "y", "id": "m" * 300}]
+    items = item_list(given)
+    assert items[0]["content"] == [{"type": "output_text", "text": "ok"}] and items[1]["id"] == "fco_kept"
+    assert items[2]["id"].startswith("msg_") and len(items[2]["id"]) < 40  # too long to keep: replaced
+    assert given[0] == {"role": "assistant", "content": "ok"}  # the request's own items are not changed

@@ -115,5 +115,6 @@ async def limits_status(rt: Runtime, req: Request, ex: Exchange) -> None:
         "backend": s.backend, "store_up": s.store_up, "on_store_error": rt.cfg.limits.on_store_error,
         "replicas": s.replicas, "store_errors": s.store_errors, "outages": s.outages,
         "fallback_admissions": s.fallback_admissions,
+        "abandoned_admissions": s.abandoned_admissions, "compensated_admissions": s.compensated_admissions,
         "store_unavailable_rejections": s.store_unavailable_rejections, "rejections": s.rejections,
     })

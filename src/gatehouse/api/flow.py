@@ -13,17 +13,20 @@ generated before the stream was cut.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from gatehouse.api.splice import Splice
 from gatehouse.observability.tracing import TRACEPARENT
-from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, stream_out
-from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.api.http import HangUp, Request, SSE_HEADERS, header_list, send_bytes, stream_out
+from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
+from gatehouse.observability.safe import describe
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.providers.base import CallContext, Forwarded
+from gatehouse.providers.base import CallContext, Forwarded, StreamTally
 from gatehouse.upstream.client import upstream_error
 from gatehouse.runtime import Deployment, ModelEntry, Runtime
 from gatehouse.types import (
@@ -61,15 +64,34 @@ def _is_retryable(err: GatehouseError) -> bool:
     return isinstance(err, UpstreamError) and err.status >= 500
 
 
+def _record_health(dep: Deployment, err: GatehouseError) -> None:
+    """Connect errors, timeouts and 5xx count against the deployment's breaker; an answer
+    (even a 4xx) shows it alive; our own connection cap says nothing about it."""
+    if _is_retryable(err):
+        if not isinstance(err, UpstreamBusy):
+            dep.breaker.record_failure()
+    elif isinstance(err, UpstreamError):
+        dep.breaker.record_success()
+
+
+def all_ejected(entry: ModelEntry) -> UpstreamUnavailable:
+    """Every deployment of the model is ejected: fail fast, saying when one takes a probe."""
+    wait = min(dep.breaker.retry_after() for dep in entry.deployments)
+    return UpstreamUnavailable(f"Every upstream for model '{entry.name}' is failing; retry later.",
+                               headers={"retry-after": str(max(1, math.ceil(wait)))})
+
+
 def _context(ex: Exchange, dep: Deployment, entry: ModelEntry, forward_headers: dict[str, str]) -> CallContext:
     ex.deployment = dep.upstream_model
     ex.provider = dep.provider_name
-    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap,
+    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap, ex.stream,
                        ex.notes.get(TRACEPARENT))
 
 
 class Dispatch:
     """One request's trip to the upstream and back."""
+
+    hangup: HangUp  # watches for the client hanging up until the response starts
 
     def __init__(self, rt: Runtime, req: Request, ex: Exchange, entry: ModelEntry, renderer: Renderer,
                  forward_headers: dict[str, str] | None = None):
@@ -94,14 +116,25 @@ class Dispatch:
 
     async def unary(self, call: Unary, passthrough: tuple[str, dict[str, Any]] | None = None,
                     render: Callable[[Any], bytes] | None = None) -> None:
-        """Non-streamed: forward raw when the deployment speaks our dialect, else translate."""
+        """Non-streamed: forward raw when the deployment speaks our dialect, else translate.
+        A client that hangs up while the upstream works cancels the call (HangUp): the
+        attempt settles as 499 with the prompt's estimate."""
+        with HangUp(self.req) as self.hangup:
+            await self._unary(call, passthrough, render)
+
+    async def _unary(self, call: Unary, passthrough: tuple[str, dict[str, Any]] | None,
+                     render: Callable[[Any], bytes] | None) -> None:
         last: GatehouseError | None = None
         for dep in self.entry.deployments:
+            if not dep.breaker.allow():
+                continue
             ctx = self._attempt(dep)
             try:
                 if passthrough is not None and self._can_forward(dep):
                     path, body = passthrough
                     fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
+                    self.hangup.off()
+                    dep.breaker.record_success()
                     self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
                                                       lambda: estimate_json_output(fwd.body or b""))  # noqa: B023 - called at once
                     self.ex.status = fwd.status
@@ -111,6 +144,7 @@ class Dispatch:
                     return
                 result = await call(dep, ctx)
             except GatehouseError as err:
+                _record_health(dep, err)
                 if _is_retryable(err) and dep is not self.entry.deployments[-1]:
                     log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
                                 dep.upstream_model, err.code)
@@ -118,6 +152,8 @@ class Dispatch:
                     last = err
                     continue
                 raise
+            self.hangup.off()
+            dep.breaker.record_success()
             self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
                                               lambda: estimate_result(result))  # noqa: B023 - called at once
             self.ex.status = 200
@@ -125,8 +161,7 @@ class Dispatch:
             self.rt.meter.record_unary(self.ex)
             await send_bytes(self.req.send, 200, out, self._headers())
             return
-        assert last is not None
-        raise last
+        raise last or all_ejected(self.entry)
 
     def needs_translation(self) -> bool:
         """Whether some deployment cannot take the client's body as is, so the dialect must
@@ -134,38 +169,86 @@ class Dispatch:
         return not all(self._can_forward(dep) for dep in self.entry.deployments)
 
     def _can_forward(self, dep: Deployment) -> bool:
-        return dep.passthrough_dialect == self.renderer.dialect and not self.rt.pipeline_needs_body
+        return (dep.passthrough_dialect == self.renderer.dialect or self.renderer.dialect in dep.also_forwards) \
+            and not self.rt.pipeline_needs_body
 
     # ---- streaming ---------------------------------------------------------------------------
 
     async def stream(self, call: Streaming, passthrough: tuple[str, dict[str, Any]] | None = None,
                      client_wants_usage: bool = False, encoder: StreamEncoder | None = None) -> None:
+        with HangUp(self.req) as self.hangup:  # until the first byte; then stream_out watches
+            await self._stream(call, passthrough, client_wants_usage, encoder)
+
+    async def _stream(self, call: Streaming, passthrough: tuple[str, dict[str, Any]] | None,
+                      client_wants_usage: bool, encoder: StreamEncoder | None) -> None:
         self.ex.stream = True
         last: GatehouseError | None = None
         for dep in self.entry.deployments:
+            if not dep.breaker.allow():
+                continue
             ctx = self._attempt(dep)
             try:
                 if passthrough is not None and self._can_forward(dep):
                     path, body = passthrough
                     fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
+                    self.hangup.off()
+                    dep.breaker.record_success()
                     await self._relay_forwarded(fwd)
                     return
                 events = call(dep, ctx)
                 first = await events.__anext__()
             except StopAsyncIteration:
                 last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
+                dep.breaker.record_failure()
                 self._failover(last)
                 continue
             except GatehouseError as err:
+                _record_health(dep, err)
                 if _is_retryable(err) and dep is not self.entry.deployments[-1]:
                     self._failover(err)
                     last = err
                     continue
                 raise
+            self.hangup.off()
+            dep.breaker.record_success()
             await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
             return
-        assert last is not None
-        raise last
+        raise last or all_ejected(self.entry)
+
+    async def _stream_out(self, status: int, chunks: AsyncIterator[bytes],
+                          content_type: list[tuple[bytes, bytes]] | None, splice: Splice | None,
+                          encoder: StreamEncoder) -> None:
+        try:
+            completed = await stream_out(self.req, status, self._headers(), chunks, content_type, splice)
+        except asyncio.CancelledError:  # not the client (stream_out returns then): the shutdown grace is over
+            err = ServiceUnavailable("The gateway is shutting down and cut the stream; retry on another instance.",
+                                     code="shutting_down")
+            try:  # so the client sees an error, not a quiet end (the connection closes after it)
+                await self.req.send({"type": "http.response.body", "body": encoder.error(err.message, err.type),
+                                     "more_body": False})
+            except Exception as e:  # noqa: BLE001 - the stream is being cut either way
+                log.debug("could not end the cut stream of request %s: %s", self.ex.request_id, describe(e))
+            raise
+        if not completed:
+            self.ex.status, self.ex.error_type = 499, "client_closed"
+
+    def _cut(self, encoder: StreamEncoder) -> bytes:
+        """The error frame for a stream whose upstream body ended without its dialect's
+        terminator (a close-delimited body cut short reads as a normal end to the transport)."""
+        err = UpstreamError(f"The upstream for model '{self.entry.name}' ended the stream early.",
+                            code="upstream_disconnected")
+        self.ex.status, self.ex.error_type = err.status, err.code
+        return encoder.error(err.message, err.type)
+
+    def _unterminated(self, tally: StreamTally | None, encoder: StreamEncoder) -> bytes:
+        """At the end of a relayed body: nothing if it ended properly, else the error frame
+        (none of ours when the upstream's own error frame was relayed: the client has one)."""
+        if tally is None or tally.finished:
+            return b""
+        if getattr(tally, "errored", False):
+            self.ex.status, self.ex.error_type = 502, "upstream_error"
+            return b""
+        return self._cut(encoder)
 
     async def _relay_forwarded(self, fwd: Forwarded) -> None:
         ex = self.ex
@@ -177,37 +260,46 @@ class Dispatch:
             return
         encoder = self.renderer.stream_encoder(self.entry.name)
         ex.status = fwd.status
-        upstream_chunks = fwd.chunks
+        tally = fwd.tally
+        source = fwd.chunks
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for chunk in upstream_chunks:
+                async for chunk in source:
                     if ex.first_token_at is None:
                         ex.first_token_at = time.monotonic()
                     yield chunk
             except GatehouseError as err:
                 ex.status, ex.error_type = err.status, err.code
                 yield encoder.error(err.message, err.type)
+                return
+            end = self._unterminated(tally, encoder)
+            if end:
+                yield end
 
         def fail(exc: BaseException) -> bytes:  # the upstream failed mid-stream (spliced relay)
             err = upstream_error(exc, self.entry.name)
             ex.status, ex.error_type = err.status, err.code
             return encoder.error(err.message, err.type)
 
-        splice = Splice(*fwd.splice, fail, ex) if fwd.splice is not None else None
+        splice = None
+        if fwd.splice is not None:
+            resp, feed, flush = fwd.splice
+
+            def end() -> bytes:  # the upstream body ended: its tail, and an error frame if it was cut
+                tail: bytes = flush()
+                return tail + self._unterminated(tally, encoder)
+
+            splice = Splice(resp, feed, end, fail, ex)
         content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
             [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
-        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type, splice)
-        tally = fwd.tally
-        if not completed:
-            ex.status, ex.error_type = 499, "client_closed"
-        if tally is not None and tally.usage is not None:
-            ex.usage = tally.usage
-        else:  # cut by the client or the upstream, or no usage sent: ~one token per content frame
-            frames = getattr(tally, "frames", 0)
-            ex.usage = Usage(input_tokens=ex.prompt_estimate, output_tokens=frames, estimated=True)
-            if completed and ex.status == 200:
-                ex.status, ex.error_type = 502, "upstream_incomplete"
+        try:
+            await self._stream_out(fwd.status, chunks(), content_type, splice, encoder)
+        finally:  # also when cancelled (shutdown grace over): bill what was relayed
+            if tally is not None:
+                ex.usage = tally.final_usage(ex.prompt_estimate)
+            else:
+                ex.usage = Usage(input_tokens=ex.prompt_estimate, estimated=True)
 
     async def _relay_events(self, first: StreamEvent, events: AsyncIterator[StreamEvent],
                             encoder: StreamEncoder) -> None:
@@ -215,9 +307,10 @@ class Dispatch:
         ex.status = 200
         seen_chars = 0
         start_usage: Usage | None = None  # some upstreams report the prompt's tokens up front
+        ended = False
 
         async def chunks() -> AsyncIterator[bytes]:
-            nonlocal seen_chars, start_usage
+            nonlocal seen_chars, start_usage, ended
             ev: StreamEvent | None = first
             try:
                 while ev is not None:
@@ -231,9 +324,12 @@ class Dispatch:
                         seen_chars += len(ev.arguments)
                     elif isinstance(ev, StreamEnd):
                         ex.usage = ev.usage
+                        ended = True
                     yield encoder.encode(ev)
                     ev = await events.__anext__()
             except StopAsyncIteration:
+                if not ended:  # (decoders raise on a cut; this is for one that just stops)
+                    yield self._cut(encoder)
                 return
             except GatehouseError as err:
                 ex.status, ex.error_type = err.status, err.code
@@ -244,10 +340,11 @@ class Dispatch:
                     await aclose()
 
         # An encoder may stream another format than SSE (Ollama: NDJSON) and says so.
-        completed = await stream_out(self.req, 200, self._headers(), chunks(), getattr(encoder, "stream_headers", None))
-        if not completed:
-            ex.status, ex.error_type = 499, "client_closed"
-        if ex.usage is None:  # cut by the client or the upstream before the end: estimate what was generated
-            input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens else ex.prompt_estimate
-            ex.usage = Usage(input_tokens=input_tokens, output_tokens=(seen_chars + 3) // 4, estimated=True,
-                             cache_read_tokens=start_usage.cache_read_tokens if start_usage else 0)
+        try:
+            await self._stream_out(200, chunks(), getattr(encoder, "stream_headers", None), None, encoder)
+        finally:  # also when cancelled (shutdown grace over)
+            if ex.usage is None:  # cut by the client, the upstream or shutdown: estimate what was generated
+                input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens \
+                    else ex.prompt_estimate
+                ex.usage = Usage(input_tokens=input_tokens, output_tokens=(seen_chars + 3) // 4, estimated=True,
+                                 cache_read_tokens=start_usage.cache_read_tokens if start_usage else 0)

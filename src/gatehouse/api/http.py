@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from typing import Any, AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, AsyncIterator, Awaitable, Callable, Self
 
 from gatehouse.api.splice import RawWriter, Splice, splice_body
 from gatehouse.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from gatehouse.server.cycle import Cycle
 from gatehouse.types import json_encode
 
 Scope = dict[str, Any]
@@ -87,6 +89,51 @@ class Request:
         if not size:
             raise InvalidRequest("Request body is empty; send a JSON object.", code="invalid_json")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class HangUp:
+    """`with HangUp(req):` around work that does not read `receive` (an upstream call before
+    any response byte): if the client's connection is lost meanwhile, the request's task is
+    cancelled at once and the block raises ClientGone, so the upstream call is closed (the
+    upstream stops generating) and the request settles as 499 (its concurrency slot freed).
+
+    The cost is a callback slot set and cleared on our server's Cycle (server/cycle.py); no
+    task, no read. Under another ASGI server it does nothing: a hang-up is then noticed only
+    when the response is written."""
+
+    __slots__ = ("cycle", "fired", "task")
+
+    def __init__(self, req: Request):
+        cycle = getattr(req.receive, "__self__", None)
+        self.cycle = cycle if type(cycle) is Cycle else None
+        self.task: asyncio.Task[Any] | None = None
+        self.fired = False
+
+    def __enter__(self) -> Self:
+        cycle = self.cycle
+        if cycle is not None:
+            if cycle.disconnected:  # gone already (while the request was admitted)
+                raise ClientGone()
+            self.task = asyncio.current_task()
+            cycle.on_disconnect = self._fire
+        return self
+
+    def _fire(self) -> None:
+        if self.task is not None:
+            self.fired = True
+            self.task.cancel()
+
+    def off(self) -> None:
+        """Stop watching (the response is about to start: from then on the writes notice)."""
+        if self.cycle is not None:
+            self.cycle.on_disconnect = None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.off()
+        if self.fired and self.task is not None:
+            self.task.uncancel()
+            raise ClientGone() from None  # whatever the cancellation became on its way out
 
 
 def header_list(request_id: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:

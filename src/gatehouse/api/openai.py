@@ -128,7 +128,10 @@ async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 
 def _model_card(entry: ModelEntry) -> dict[str, Any]:
-    return {"id": entry.name, "object": "model", "created": entry.created, "owned_by": "gatehouse"}
+    card: dict[str, Any] = {"id": entry.name, "object": "model", "created": entry.created, "owned_by": "gatehouse"}
+    if entry.context_window is not None:
+        card["context_window"] = entry.context_window
+    return card
 
 
 async def list_models(rt: Runtime, req: Request, ex: Exchange) -> None:

@@ -18,6 +18,15 @@ every line, on the event loop: safest, slowest). The write is one small syscall 
 Replay at start: `end` lines of old segments are inserted like new ones (duplicates are
 ignored by the store); a `begin` with no `end` in any segment means the process died during
 that attempt, and an `interrupted` record is written for it (see record.interrupted).
+
+When the disk refuses a write (full, read-only, I/O error), the policy (docs/operations.md):
+records go to a bounded in-memory buffer (`overflow`, drained into the store like journaled
+ones), `failing_since` is set (so /readyz answers 503 and the metrics show it) and the error is
+logged; once the buffer holds `memory_limit` records, new metered requests are refused with
+503 (metering.MeteringStep) rather than served unrecorded. The writer probes the disk while
+it fails, moves buffered records back into the journal when it can write again, and then
+readiness returns. A torn line left by a partial write is cut off, so the offsets the writer
+reads by stay true.
 """
 from __future__ import annotations
 
@@ -103,8 +112,10 @@ def count_end_records(lines: bytes) -> int:
 
 
 class Journal:
-    def __init__(self, directory: Path, fsync_seconds: float = 1.0, max_segment_bytes: int = MAX_SEGMENT_BYTES):
+    def __init__(self, directory: Path, fsync_seconds: float = 1.0, max_segment_bytes: int = MAX_SEGMENT_BYTES,
+                 memory_limit: int = 10_000):
         self.dir = directory
+        self.memory_limit = memory_limit  # records the buffer may hold before metered requests are refused
         self.fsync_seconds = fsync_seconds
         self.max_segment_bytes = max_segment_bytes
         self.segments: list[Segment] = []
@@ -117,6 +128,8 @@ class Journal:
         self._dirty = False
         self._next_seq = 1
         self._last_write_error = 0.0
+        self.failing_since: float | None = None  # monotonic time of the first refused write of an outage
+        self.write_errors = 0
 
     # ---- opening and replay --------------------------------------------------------------
 
@@ -167,13 +180,22 @@ class Journal:
     def _rotate(self) -> None:
         old = self.active
         assert old is not None and old.fd is not None
+        try:
+            self._start_segment()  # first: if the new segment cannot be made, the old one stays active
+        except OSError as e:
+            self._refused(e)
+            return
         old.sealed = True
         if self.fsync_seconds > 0:
             self._to_close.append(old.fd)  # the sync loop fsyncs and closes it off the loop
         else:
             os.close(old.fd)
         old.fd = None
-        self._start_segment()
+
+    @property
+    def full(self) -> bool:
+        """The disk refuses records and the memory buffer is full: take no more metered work."""
+        return self.failing_since is not None and len(self.overflow) >= self.memory_limit
 
     # ---- the hot path: one write per line ----------------------------------------------------
 
@@ -205,16 +227,64 @@ class Journal:
             if self.fsync_seconds <= 0:
                 os.fdatasync(seg.fd)
         except OSError as e:
-            now = time.monotonic()
-            if now - self._last_write_error > 10:
-                self._last_write_error = now
-                log.error("journal write failed (%s); keeping records in memory until the store takes them",
-                          e.strerror)
+            if len(view) < len(line):  # part of the line went in: cut it off again
+                try:
+                    os.ftruncate(seg.fd, seg.size)
+                except OSError:
+                    pass
+            self._refused(e)
             return False
         seg.size += len(line)
         self._dirty = True
+        if self.failing_since is not None:
+            self.recovered()
         if seg.size >= self.max_segment_bytes:
             self._rotate()
+        return True
+
+    def _refused(self, e: OSError) -> None:
+        self.write_errors += 1
+        now = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = now
+        if now - self._last_write_error > 10:
+            self._last_write_error = now
+            log.error("journal write failed in %s (%s): ledger records are held in memory (%d of at most %d; "
+                      "then metered requests get 503) and /readyz reports not ready until the disk takes "
+                      "writes again", self.dir, e.strerror, len(self.overflow), self.memory_limit)
+
+    def requeue_overflow(self) -> None:
+        """While the disk refuses writes: move records held in memory back into the journal,
+        oldest first, as far as it takes them (the writer calls this under its drain lock)."""
+        if self.failing_since is None and not self.overflow:
+            return
+        moved = 0
+        for r in self.overflow:
+            if not self._write(encode_record(r) + b"\n"):
+                break
+            moved += 1
+        if moved:
+            del self.overflow[:moved]
+            self.backlog += moved
+
+    def recovered(self) -> None:
+        if self.failing_since is not None:
+            log.warning("journal: the disk takes writes again after %.0f s; /readyz is green again",
+                        time.monotonic() - self.failing_since)
+            self.failing_since = None
+
+    def probe_sync(self) -> bool:
+        """Whether the journal's disk takes a write now (blocking: run it in a thread)."""
+        path = self.dir / "write.probe"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"\0" * 4096)
+            finally:
+                os.close(fd)
+                path.unlink()
+        except OSError:
+            return False
         return True
 
     # ---- the writer's side ------------------------------------------------------------------
@@ -280,7 +350,10 @@ class Journal:
         fd = active.fd if active is not None and self._dirty else None
         self._dirty = False
         if closing or fd is not None:
-            await asyncio.to_thread(_fsync_all, closing, fd)
+            try:
+                await asyncio.to_thread(_fsync_all, closing, fd)
+            except OSError as e:  # the disk failed to persist what it took: as a refused write
+                self._refused(e)
 
     def close(self) -> None:
         for fd in self._to_close:
@@ -304,8 +377,14 @@ def _fsync_close(fd: int) -> None:
 
 
 def _fsync_all(closing: list[int], fd: int | None) -> None:
+    failed: OSError | None = None
     for c in closing:
-        _fsync_close(c)
+        try:
+            _fsync_close(c)  # (closes it either way)
+        except OSError as e:
+            failed = failed or e
+    if failed is not None:
+        raise failed
     if fd is not None:
         try:
             os.fdatasync(fd)

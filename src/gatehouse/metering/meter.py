@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from gatehouse.config import Config
-from gatehouse.errors import GatehouseError, PermissionDenied
+from gatehouse.errors import GatehouseError, PermissionDenied, ServiceUnavailable
 from gatehouse.metering.journal import Journal, Segment
 from gatehouse.metering.pricing import Price, cost_usd, price_of
 from gatehouse.metering.record import LedgerRecord
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatehouse.metering")
 
 # Routes that are not model traffic: no request metrics (the access log still has them).
-UNMETERED_SURFACES = frozenset({"ops", "admin", "metrics", "usage", "models", "unknown"})
+UNMETERED_SURFACES = frozenset({"ops", "admin", "metrics", "usage", "models", "unknown", "stored_responses"})
 # The attempt ended without usage because the client or the gateway stopped it: the
 # prompt was processed upstream, so it is billed at its estimate.
 _STOPPED = frozenset({"client_closed", "cancelled", "internal"})
@@ -67,12 +67,14 @@ def _money(cost: float) -> str:
 class Meter:
     def __init__(self, cfg: Config, models: dict[str, "ModelEntry"], store: SqlStore, data_dir: Path):
         m = cfg.metering
-        self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal", m.journal_fsync_seconds)
+        self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal", m.journal_fsync_seconds,
+                               memory_limit=m.journal_memory_records)
         self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
         self.shutdown_flush_seconds = m.shutdown_flush_seconds
         self.metrics = Metrics(models, cfg.groups, cfg.providers,
                                lambda: self.journal.backlog + len(self.journal.overflow),
                                consumer_label=cfg.metrics.consumer_label)
+        self.metrics.track_ledger(self.journal, self.writer)
         self.tracing: Tracing | None = Tracing(cfg.tracing) if cfg.tracing.enabled else None
         self.access_log = AccessLog(cfg.logging.access_log,
                                     sys.stdout.buffer if cfg.logging.access_log_stream == "stdout" else None)
@@ -303,6 +305,9 @@ class MeteringStep:
         self.deny_unpriced = meter.unpriced_policy == "deny"
 
     async def admit(self, ex: "Exchange") -> None:
+        if self.meter.journal.full:  # the disk refuses the journal and the memory buffer is full
+            raise ServiceUnavailable("The gateway cannot record usage right now; retry on another instance.",
+                                     code="ledger_unavailable", headers={"retry-after": "5"})
         if self.deny_unpriced and ex.model in self.meter.unpriced_models:
             raise PermissionDenied(f"The model '{ex.model}' has no price configured and unpriced use is not "
                                    "allowed here.", param="model", code="model_unpriced")

@@ -1,10 +1,16 @@
-"""Token estimates for when an upstream reports none.
+"""Token estimates: for admission (reserving tokens before the upstream answers) and for
+when an upstream reports no usage.
 
 The estimate is ~4 characters per token (the usual rule of thumb for English text and
 code with BPE tokenizers), at least one token per non-empty text; an image counts
-IMAGE_TOKENS. Every record built from it is flagged `estimated`. Streams relayed without
-translation that end without usage count one output token per content frame (servers send
-about one token per frame).
+IMAGE_TOKENS. A chat prompt also pays for its chat template: MESSAGE_TOKENS per message
+(turn markers, role, separators) and REQUEST_TOKENS per request (begin-of-text and the
+assistant turn the model answers in): "hi" is 11 tokens, as Llama 3, Gemma and ChatML
+templates bill it. Every record built from an estimate is flagged `estimated`. Streams
+relayed without translation that end without usage count one output token per content
+frame (servers send about one token per frame).
+
+`Calibration` corrects the admission estimate per deployment from what upstreams report.
 """
 from __future__ import annotations
 
@@ -24,6 +30,9 @@ from gatehouse.types import (
 )
 
 IMAGE_TOKENS = 768  # a mid-size image for most vision models
+MESSAGE_TOKENS = 5  # <|start|> role <|sep|> ... <|end|> newline, per message
+REQUEST_TOKENS = 5  # begin-of-text, and the assistant header the answer starts from
+TOOL_TOKENS = 10  # the {"type": "function", "function": {...}} wrapper around each tool
 
 
 def estimate_text(text: str) -> int:
@@ -31,9 +40,10 @@ def estimate_text(text: str) -> int:
 
 
 def estimate_request(req: ChatRequest) -> int:
-    n = estimate_text(req.system_text())
+    system = req.system_text()
+    n = REQUEST_TOKENS + (MESSAGE_TOKENS + estimate_text(system) if system else 0)
     for m in req.messages:
-        n += 4  # role and separators
+        n += MESSAGE_TOKENS
         for p in m.content:
             if isinstance(p, TextPart):
                 n += estimate_text(p.text)
@@ -46,7 +56,7 @@ def estimate_request(req: ChatRequest) -> int:
             elif isinstance(p, ThinkingPart):
                 n += estimate_text(p.text)
     for t in req.tools:
-        n += estimate_text(t.name) + estimate_text(t.description or "") + estimate_text(str(t.parameters))
+        n += TOOL_TOKENS + estimate_text(t.name) + estimate_text(t.description or "") + estimate_text(str(t.parameters))
     return n
 
 
@@ -94,3 +104,40 @@ def estimate_json_output(body: bytes) -> int:
         elif generated and isinstance(node, str):
             chars += len(node)
     return (chars + 3) // 4 if chars else 0
+
+
+class Calibration:
+    """How far the prompt estimate falls short of what each deployment really bills, learnt
+    from the usage upstreams report (in memory, per process).
+
+    Per deployment it keeps a decaying maximum of reported / estimated prompt tokens: a higher
+    ratio is taken at once, a lower one pulls it down by DECAY of the gap, so it follows a
+    high quantile of recent requests rather than their mean. Admission happens before routing,
+    so a model's factor is the largest of the deployments it was served by; it is never below
+    1 (the estimate stays the floor) nor above MAX_FACTOR (one odd answer cannot lock a
+    consumer out)."""
+
+    DECAY = 0.05
+    MAX_FACTOR = 8.0
+
+    def __init__(self) -> None:
+        self._deployments: dict[str, float] = {}
+        self._served_by: dict[str, set[str]] = {}  # model -> deployments seen answering it
+        self._models: dict[str, float] = {}
+
+    def factor(self, model: str) -> float:
+        return self._models.get(model, 1.0)
+
+    def observe(self, model: str, deployment: str, estimated: int, reported: int) -> None:
+        if estimated <= 0 or reported <= 0:
+            return
+        ratio = min(self.MAX_FACTOR, reported / estimated)
+        seen = self._deployments.get(deployment)
+        if seen is None or ratio >= seen:
+            seen = ratio
+        else:
+            seen -= (seen - ratio) * self.DECAY
+        self._deployments[deployment] = seen
+        served_by = self._served_by.setdefault(model, set())
+        served_by.add(deployment)
+        self._models[model] = max(1.0, max(self._deployments[d] for d in served_by))

@@ -27,6 +27,7 @@ from gatehouse.store.sql import SqlStore, redact_url
 log = logging.getLogger("gatehouse.ledger")
 
 MAX_BACKOFF = 15.0
+PROBE_SECONDS = 1.0
 
 
 # SQLite batches run in a thread at the lowest CPU priority (SCHED_IDLE: any request work
@@ -85,8 +86,10 @@ class LedgerWriter:
     async def _run(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
-            await self._wait(self.journal.has_data, None)
+            # while the disk refuses the journal, wake every second to probe it
+            await self._wait(self.journal.has_data, PROBE_SECONDS if self.journal.failing_since is not None else None)
             self.journal.has_data.clear()
+            await self._mind_journal()
             if self.journal.backlog < self.batch_size:
                 await self._wait(self._stopping, self.flush_seconds)  # let a batch gather
             try:
@@ -109,6 +112,17 @@ class LedgerWriter:
         finally:
             for w in waits:
                 w.cancel()
+
+    async def _mind_journal(self) -> None:
+        """Records held in memory go back into the journal once the disk takes them (and with
+        none held, a probe write finds out whether it would)."""
+        j = self.journal
+        if j.failing_since is None and not j.overflow:
+            return
+        async with self._drain_lock:
+            j.requeue_overflow()
+            if j.failing_since is not None and not j.overflow and await asyncio.to_thread(j.probe_sync):
+                j.recovered()
 
     async def drain(self) -> None:
         """Insert everything journaled so far; raises when the store fails."""

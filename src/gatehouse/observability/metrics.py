@@ -6,7 +6,8 @@ is not configured is reported as "".
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,13 +24,20 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gatehouse.evals.exported import EvalResults
 
-if TYPE_CHECKING:
-    from gatehouse.store.limiter_shared import LimitStats
-
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
+POOL_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from gatehouse.metering.journal import Journal
+    from gatehouse.metering.writer import LedgerWriter
+    from gatehouse.routing.health import Health
+    from gatehouse.store.limiter_shared import LimitStats
+    from gatehouse.upstream.pool import ConnectionLimit
 
 
 class Metrics:
@@ -70,6 +78,17 @@ class Metrics:
         self.backlog.set_function(backlog)
         self.evals = EvalResults()  # the last recorded `gatehouse eval` runs
         r.register(self.evals)
+        self.pool_wait = Histogram("gatehouse_upstream_pool_wait_seconds",
+                                   "Time a request queued for a connection under the provider's max_connections.",
+                                   ["provider"], buckets=POOL_WAIT_BUCKETS, registry=r)
+        self.pool_in_use = Gauge("gatehouse_upstream_connections_in_use",
+                                 "Requests holding a connection to the provider (plain-http upstreams).",
+                                 ["provider"], registry=r)
+        self.pool_waiting = Gauge("gatehouse_upstream_pool_waiting", "Requests queued for a connection now.",
+                                  ["provider"], registry=r)
+        self.ejected = Gauge("gatehouse_upstream_ejected",
+                             "1 while the deployment is ejected by its circuit breaker.",
+                             ["provider", "deployment"], registry=r)
 
     def model(self, name: str) -> str:
         return name if name in self.models else ""
@@ -79,6 +98,28 @@ class Metrics:
 
     def provider(self, name: str) -> str:
         return name if name in self.providers else ""
+
+    def track_ledger(self, journal: Journal, writer: LedgerWriter) -> None:
+        """The journal's disk and the ledger store, as the operator's alarms need them."""
+        r = self.registry
+        Gauge("gatehouse_journal_writable", "0 while the journal's disk refuses writes (records held in memory).",
+              registry=r).set_function(_reader(lambda j: 0.0 if j.failing_since is not None else 1.0, journal))
+        Gauge("gatehouse_journal_memory_records", "Ledger records held in memory because the disk refused them.",
+              registry=r).set_function(_reader(lambda j: len(j.overflow), journal))
+        r.register(_CounterOf("gatehouse_journal_write_errors", "Journal writes the disk refused.",
+                              _reader(lambda j: j.write_errors, journal)))
+        Gauge("gatehouse_ledger_store_up", "0 while the ledger store refuses writes (records wait in the journal).",
+              registry=r).set_function(_reader(lambda w: 0.0 if w.failing_since is not None else 1.0, writer))
+
+    def track_upstreams(self, limits: Mapping[str, ConnectionLimit], health: Health) -> None:
+        for name, limit in limits.items():
+            provider = self.provider(name)
+            limit.observe_wait = self.pool_wait.labels(provider).observe
+            self.pool_in_use.labels(provider).set_function(_reader(lambda lim: lim.active, limit))
+            self.pool_waiting.labels(provider).set_function(_reader(lambda lim: len(lim.waiters), limit))
+        for (provider, deployment), breaker in health.breakers.items():
+            self.ejected.labels(self.provider(provider), deployment).set_function(
+                _reader(lambda b: 0.0 if b.is_available() else 1.0, breaker))
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         self.inflight.set_function(read)
@@ -139,9 +180,9 @@ class Metrics:
         r = self.registry
         Gauge("gatehouse_limits_store_up", "0 while the limits store (Redis) is unreachable; 1 otherwise "
               "(always 1 for the in-process store).", registry=r).set_function(lambda: 1.0 if stats.store_up else 0.0)
-        r.register(_Read("gatehouse_limits_store_errors", "Errors talking to the limits store (Redis).",
+        r.register(_CounterOf("gatehouse_limits_store_errors", "Errors talking to the limits store (Redis).",
                          lambda: stats.store_errors))
-        r.register(_Read("gatehouse_limits_fallback_admissions",
+        r.register(_CounterOf("gatehouse_limits_fallback_admissions",
                          "Requests admitted by the per-replica fallback while Redis was unreachable.",
                          lambda: stats.fallback_admissions))
 
@@ -187,7 +228,12 @@ CONSUMER_LABEL_LIMIT = 1000
 NOT_UPSTREAM_FAILURES = frozenset({"client_closed", "cancelled", "internal"})
 
 
-class _Read:
+def _reader(read: Callable[[T], float], obj: T) -> Callable[[], float]:
+    """A gauge callback reading `obj` (bound here: a lambda in a loop would see the last one)."""
+    return lambda: read(obj)
+
+
+class _CounterOf:
     """A counter whose value another object keeps (read at scrape time)."""
 
     def __init__(self, name: str, documentation: str, read: Callable[[], float]):

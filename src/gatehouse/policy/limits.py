@@ -3,6 +3,8 @@
 At admission it reserves, in one atomic limiter call, one request, the token estimate
 (prompt estimate + the request's max_tokens, capped by the group's) and its worst-case
 price; after the response it settles to the real usage and cost and gives the rest back.
+The prompt estimate is scaled by what the model's deployments were seen to bill
+(metering/tokens.Calibration), so the reservation stays an upper bound of the real usage.
 Every response of an admitted or refused request carries OpenAI's rate-limit headers
 (`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`) for the limits that apply.
 """
@@ -14,6 +16,7 @@ import math
 from gatehouse.config import LimitsConfig
 from gatehouse.errors import RateLimited
 from gatehouse.metering.pricing import PriceBook
+from gatehouse.metering.tokens import Calibration
 from gatehouse.policy.limits_config import Limits
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.store.limiter_shared import SharedLimiter
@@ -46,6 +49,7 @@ class LimitsStep:
         self.default_reserve = cfg.default_reserve_tokens
         self._ids = itertools.count()
         self._member_prefix = limiter.replica_id + ":"
+        self.calibration = Calibration()
 
     async def admit(self, ex: Exchange) -> None:
         lim = ex.principal.limits if ex.principal is not None else None
@@ -69,7 +73,9 @@ class LimitsStep:
     def _meters(self, ex: Exchange, lim: Limits, out: int | None) -> list[Meter]:
         meters: list[Meter] = []
         pools = lim.pools
-        prompt = ex.prompt_estimate
+        estimate = ex.prompt_estimate
+        factor = self.calibration.factor(ex.model)
+        prompt = estimate if factor == 1.0 else math.ceil(estimate * factor)
         if out is None:  # nothing bounds the answer: reserve a default, within the bucket
             out = self.default_reserve
             if lim.tokens_per_minute is not None:
@@ -78,13 +84,13 @@ class LimitsStep:
         if lim.requests_per_minute is not None:
             meters.append(Meter("requests", BUCKET, "rpm:" + pools[0], lim.requests_per_minute, 1))
         if lim.tokens_per_minute is not None:
-            tokens = prompt + out
-            if tokens > lim.tokens_per_minute:
+            if estimate + out > lim.tokens_per_minute:  # judged on the plain estimate, not a guess
                 raise RateLimited(
-                    f"Request too large for {_who(pools[1])}: it may use {tokens} tokens (prompt "
-                    f"estimate {prompt} + max_tokens {out}) but the limit is {lim.tokens_per_minute} "
+                    f"Request too large for {_who(pools[1])}: it may use {estimate + out} tokens (prompt "
+                    f"estimate {estimate} + max_tokens {out}) but the limit is {lim.tokens_per_minute} "
                     "tokens per minute. Lower max_tokens or shorten the prompt.",
                     param="max_tokens", code="request_too_large")
+            tokens = min(prompt + out, lim.tokens_per_minute)
             meters.append(Meter("tokens", BUCKET, "tpm:" + pools[1], lim.tokens_per_minute, tokens))
         if lim.max_concurrent is not None:
             meters.append(Meter("concurrent", LEASE, "conc:" + pools[2], lim.max_concurrent, 1))
@@ -132,10 +138,13 @@ class LimitsStep:
 
     async def settle(self, ex: Exchange) -> None:
         state = ex.notes.pop("limits", None)
-        if state is None:
+        if state is None:  # unmetered: nothing to settle, nothing to learn (keeps that path lean)
             return
         meters, outcome, member = state
         usage = ex.usage
+        if usage is not None and not usage.estimated and usage.input_tokens:
+            self.calibration.observe(ex.model, ex.provider + "/" + ex.deployment, ex.prompt_estimate,
+                                     usage.input_tokens)
         used_tokens = usage.total_tokens if usage is not None else 0
         used_nusd = 0
         if usage is not None and any(m.kind in (DAY, MONTH) for m in meters):

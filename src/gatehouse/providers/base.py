@@ -29,6 +29,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.client import HttpPool, timeout, transport_errors
 from gatehouse.wire.model_swap import ModelSwap
+from gatehouse.upstream.pool import ConnectionLimit
 
 
 class CallContext(Struct):
@@ -39,15 +40,22 @@ class CallContext(Struct):
     forward_headers: dict[str, str] = field(default_factory=dict)
     # For replies relayed untranslated: the deployment's upstream id -> the public name.
     model_swap: ModelSwap | None = None
+    stream: bool = False  # a streamed call: the provider's first_byte_timeout applies
     # W3C trace context of this upstream attempt (observability/tracing.py), when tracing is on.
     traceparent: str | None = None
 
 
 class StreamTally(Protocol):
-    """What a relayed stream learned on the way: usage, and whether it ended properly."""
+    """What a relayed stream learned on the way: usage, and whether it ended with its
+    dialect's terminator (a stream that did not was cut, whatever the transport said)."""
 
     usage: Usage | None
     finished: bool
+
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The usage to bill: the upstream's report, or an estimate (flagged) of what was
+        relayed when the stream was cut before it."""
+        ...
 
 
 class Forwarded:
@@ -99,7 +107,8 @@ class Provider(ABC):
         self.name = name
         self.cfg = cfg
         self.http = http
-        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
+        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout, cfg.pool_timeout)
+        self.connections = ConnectionLimit(cfg.max_connections, cfg.pool_timeout)
         self.static_headers = {"Content-Type": "application/json", **cfg.headers}
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
@@ -110,7 +119,9 @@ class Provider(ABC):
             headers["traceparent"] = call.traceparent
         self.auth.apply(headers, "POST", url, body)
         async with transport_errors(call.public_model):
-            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout,
+                                           limit=self.connections,
+                                           first_byte=self.cfg.first_byte_timeout if call.stream else None)
 
     @classmethod
     def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:

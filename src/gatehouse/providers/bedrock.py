@@ -93,9 +93,10 @@ class BedrockProvider(Provider):
         headers["x-request-id"] = call.request_id  # unsigned: proxies may rewrite it
         if call.traceparent is not None:
             headers["traceparent"] = call.traceparent
-        async with transport_errors(call.public_model):
-            resp = await self.http.session.post(URL(url, encoded=True), data=body, headers=headers,
-                                                timeout=self.timeout)
+        async with transport_errors(call.public_model), asyncio.timeout(
+                self.cfg.first_byte_timeout if call.stream else None):
+            resp = await self.http.session_for(self.connections).post(URL(url, encoded=True), data=body,
+                                                                      headers=headers, timeout=self.timeout)
         if resp.status >= 400:
             raw = await read_body(resp, call.public_model)
             raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,

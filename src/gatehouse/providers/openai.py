@@ -23,6 +23,7 @@ from gatehouse.upstream.error_text import upstream_status
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
+from gatehouse.wire import responses_passthrough
 from gatehouse.wire.openai_stream import PassthroughRelay, decode_stream
 
 
@@ -173,6 +174,8 @@ class OpenAIProvider(Provider):
 
     async def forward(self, path: str, body: dict[str, Any], stream: bool, call: CallContext,
                       client_wants_usage: bool) -> Forwarded:
+        if path == "/responses":
+            return await self._forward_responses(body, stream, call)
         body["model"] = call.upstream_model
         if stream:
             opts = body.get("stream_options")
@@ -193,6 +196,21 @@ class OpenAIProvider(Provider):
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
         splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
+                         tally=relay, release=resp.release, splice=splice)
+
+    async def _forward_responses(self, body: dict[str, Any], stream: bool, call: CallContext) -> Forwarded:
+        """POST /v1/responses to a deployment that speaks it (`responses_api: true`)."""
+        body["model"] = call.upstream_model
+        resp = await self._post("/responses", json_encode(body), call)
+        ctype = resp.headers.get("Content-Type", "application/json")
+        if not stream or not ctype.startswith("text/event-stream"):
+            raw = await read_body(resp, call.public_model)
+            usage = responses_passthrough.body_usage(raw)
+            return Forwarded(resp.status, ctype, body=call.model_swap.apply(raw) if call.model_swap else raw,
+                             usage=usage)
+        relay = responses_passthrough.ResponsesRelay(call.model_swap)
+        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 

@@ -14,6 +14,7 @@ import asyncio
 import http
 import logging
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.observability.safe import describe
@@ -47,7 +48,7 @@ _INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: applica
 class Cycle:
     __slots__ = ("conn", "transport", "scope", "body", "buffered", "more_body", "final_read", "waiter",
                  "disconnected", "keep_alive", "expect_continue", "started", "complete", "frame",
-                 "remaining", "head", "head_only")
+                 "remaining", "head", "head_only", "on_disconnect")
 
     def __init__(self, conn: H1Protocol, scope: dict[str, Any], keep_alive: bool, expect_continue: bool):
         self.conn = conn
@@ -66,8 +67,19 @@ class Cycle:
         self.remaining = 0  # Content-Length bytes still to send
         self.head: bytes | None = None  # a head held back to leave with the first body bytes
         self.head_only = scope["method"] == "HEAD"
+        # Set by the app while it waits on something other than `receive` (an upstream call):
+        # called once when the client's connection is lost (api/http.HangUp cancels the work).
+        self.on_disconnect: Callable[[], None] | None = None
 
     # -- fed by the protocol ---------------------------------------------------------------------
+    def lost(self) -> None:
+        """The client's connection is gone before this response completed."""
+        self.disconnected = True
+        self.wake()
+        callback, self.on_disconnect = self.on_disconnect, None
+        if callback is not None:
+            callback()
+
     def wake(self) -> None:
         w = self.waiter
         if w is not None and not w.done():

@@ -117,8 +117,7 @@ class H1Protocol(asyncio.Protocol):
             self._timer = None
         for cycle in (self.active, *self.waiting):
             if cycle is not None and not cycle.complete:
-                cycle.disconnected = True
-                cycle.wake()
+                cycle.lost()
         self.waiting.clear()
         if self.active is None:
             self.cycle = None  # the cycle refers back to this protocol: let refcounting free both

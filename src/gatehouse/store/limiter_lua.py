@@ -36,17 +36,50 @@ local function window(kind, now)
 end
 """
 
-# KEYS: one per meter. ARGV: member, lease seconds, then kind, limit, cost per meter.
-# Returns {denied meter (1-based, 0 = admitted), retry ms, then per meter: remaining, reset ms, key}.
+# Every admission carries an id (its `member`), unique across replicas. Admitted, it leaves a
+# marker key holding its Redis time: settlement deletes the marker and acts only if it was
+# there, so a settlement replayed after a timeout cannot give back twice; the gateway renews
+# the marker (and the admission's concurrency slots) while the request runs. An admission the
+# gateway gave up on is cancelled: its reservation is given back if it ran, and if it has not
+# run yet the marker becomes a tombstone ('x') that makes it a no-op when it arrives late.
+
+# Give back `amount` (reserved - used; positive gives back) of one meter, or free its slot.
+GIVE_BACK = r"""
+local function give_back(kind, key, limit, amount, raw_amount, member, now)
+  if kind == 'b' then
+    local v = redis.call('HMGET', key, 'l', 't')
+    local level = limit
+    if v[1] then level = math.min(limit, tonumber(v[1]) + (now - tonumber(v[2])) * limit / 60) end
+    level = math.min(limit, level + amount)
+    if level >= limit then
+      redis.call('DEL', key)
+    else
+      redis.call('HSET', key, 'l', level, 't', now)
+      redis.call('PEXPIRE', key, math.ceil((limit - level) * 60000 / limit) + 1000)
+    end
+  elseif kind == 'c' then
+    redis.call('ZREM', key, member)
+  elseif amount ~= 0 and redis.call('EXISTS', key) == 1 then
+    redis.call('DECRBY', key, raw_amount)
+  end
+end
+"""
+
+# KEYS: one per meter, then the admission's marker. ARGV: member, lease seconds, marker
+# milliseconds, then kind, limit, cost per meter. Returns {denied meter (1-based, 0 =
+# admitted), retry ms, then per meter: remaining, reset ms, key}; {-1, 0} when cancelled.
 ADMIT = WINDOW + r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local member, lease = ARGV[1], tonumber(ARGV[2])
-local n = #KEYS
+local n = #KEYS - 1
+local marker = KEYS[n + 1]
+local seen = redis.call('GET', marker)
+if seen == 'x' then return {-1, 0} end
 local kinds, limits, costs, levels, keys, resets = {}, {}, {}, {}, {}, {}
 local denied, retry = 0, 0
 for i = 1, n do
-  local kind, limit, cost = ARGV[3 * i], tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+  local kind, limit, cost = ARGV[3 * i + 1], tonumber(ARGV[3 * i + 2]), tonumber(ARGV[3 * i + 3])
   kinds[i], limits[i], costs[i], keys[i], resets[i] = kind, limit, cost, KEYS[i], 0
   local level, wait = 0, 0
   if kind == 'b' then
@@ -74,7 +107,10 @@ for i = 1, n do
     if wait > retry then retry = wait end
   end
 end
-if denied == 0 then
+if seen then
+  denied, retry = 0, 0  -- the same admission again (a retried call): already reserved
+elseif denied == 0 then
+  redis.call('SET', marker, string.format('%.6f', now), 'PX', ARGV[3])
   for i = 1, n do
     local kind, limit = kinds[i], limits[i]
     levels[i] = levels[i] - costs[i]
@@ -86,7 +122,7 @@ if denied == 0 then
       redis.call('ZADD', KEYS[i], now + lease, member)
       redis.call('PEXPIRE', KEYS[i], math.ceil(lease * 1000) + 1000)
     else
-      redis.call('INCRBY', keys[i], ARGV[3 * i + 2])
+      redis.call('INCRBY', keys[i], ARGV[3 * i + 3])
       redis.call('EXPIRE', keys[i], math.ceil(resets[i]) + 86400)
     end
   end
@@ -100,31 +136,64 @@ end
 return out
 """
 
-# KEYS: the keys admission returned. ARGV: member, then kind, limit, amount per meter
-# (amount = reserved - used: positive gives back).
-SETTLE = r"""
+# KEYS: the keys admission returned, then the marker. ARGV: member, then kind, limit, amount
+# per meter. Acts once: only while the marker is there.
+SETTLE = GIVE_BACK + r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-for i = 1, #KEYS do
-  local kind, limit, amount = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  if kind == 'b' then
-    local v = redis.call('HMGET', KEYS[i], 'l', 't')
-    local level = limit
-    if v[1] then level = math.min(limit, tonumber(v[1]) + (now - tonumber(v[2])) * limit / 60) end
-    level = math.min(limit, level + amount)
-    if level >= limit then
-      redis.call('DEL', KEYS[i])
-    else
-      redis.call('HSET', KEYS[i], 'l', level, 't', now)
-      redis.call('PEXPIRE', KEYS[i], math.ceil((limit - level) * 60000 / limit) + 1000)
-    end
-  elseif kind == 'c' then
-    redis.call('ZREM', KEYS[i], ARGV[1])
-  elseif amount ~= 0 and redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('DECRBY', KEYS[i], ARGV[3 * i + 1])
-  end
+local n = #KEYS - 1
+if redis.call('DEL', KEYS[n + 1]) == 0 then return 0 end
+for i = 1, n do
+  give_back(ARGV[3 * i - 1], KEYS[i], tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]), ARGV[3 * i + 1],
+            ARGV[1], now)
 end
 return 1
+"""
+
+# An admission whose answer never came back. KEYS: the meters' keys (as given to ADMIT), then
+# the marker. ARGV: member, marker milliseconds, then kind, limit, cost per meter. Gives the
+# whole reservation back if it ran (budget windows: the ones current when it ran); leaves a
+# tombstone either way.
+CANCEL = WINDOW + GIVE_BACK + r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = #KEYS - 1
+local marker = KEYS[n + 1]
+local at = redis.call('GET', marker)
+redis.call('SET', marker, 'x', 'PX', ARGV[2])
+if not at or at == 'x' then return 0 end
+at = tonumber(at)
+for i = 1, n do
+  local kind, key = ARGV[3 * i], KEYS[i]
+  if kind == 'd' or kind == 'm' then key = key .. ':' .. (window(kind, at)) end
+  give_back(kind, key, tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2]), ARGV[3 * i + 2], ARGV[1], now)
+end
+return 1
+"""
+
+# Renew the leases of admissions still running. KEYS: per admission its marker, then its
+# concurrency keys. ARGV: lease seconds, marker milliseconds, then per admission: member,
+# number of concurrency keys. An admission whose marker is gone (settled, cancelled) is left
+# alone; one whose slot expired while Redis was away gets it back (it is still running).
+RENEW = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(ARGV[1])
+local k, renewed = 1, 0
+for a = 3, #ARGV, 2 do
+  local member, count = ARGV[a], tonumber(ARGV[a + 1])
+  local at = redis.call('GET', KEYS[k])
+  if at and at ~= 'x' then
+    redis.call('PEXPIRE', KEYS[k], ARGV[2])
+    for j = 1, count do
+      redis.call('ZADD', KEYS[k + j], now + lease, member)
+      redis.call('PEXPIRE', KEYS[k + j], math.ceil(lease * 1000) + 1000)
+    end
+    renewed = renewed + 1
+  end
+  k = k + 1 + count
+end
+return renewed
 """
 
 # KEYS[1]: the replica set. ARGV: replica id, seconds after which a silent replica is gone.

@@ -1,7 +1,8 @@
 """Redis limiter: every admission and settlement is one EVALSHA of an atomic Lua script.
 
-The client never retries on its own and times out fast (`limits.store_timeout_seconds`):
-what to do when Redis does not answer is decided one level up (limiter_shared.py).
+The client times out fast (`limits.store_timeout_seconds`) and retries once at most, which
+is safe: each admission has an id, and the scripts act once per id (limiter_lua.py). What to
+do when Redis does not answer is decided one level up (limiter_shared.py).
 """
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gatehouse.store.limiter_lua import ADMIT, HEARTBEAT, SETTLE
+from gatehouse.store.limiter_lua import ADMIT, CANCEL, HEARTBEAT, RENEW, SETTLE
 from gatehouse.store.limiter_types import Meter, Outcome, Refund
 
 PREFIX = "gh:lim:"
+MARKER = PREFIX + "adm:"  # + admission id: the admission's marker (limiter_lua.py)
 REPLICAS_KEY = "gh:replicas"
 
 
@@ -26,14 +28,19 @@ class RedisLimiter:
         )
         self._admit = self.client.register_script(ADMIT)
         self._settle = self.client.register_script(SETTLE)
+        self._cancel = self.client.register_script(CANCEL)
+        self._renew = self.client.register_script(RENEW)
         self._heartbeat = self.client.register_script(HEARTBEAT)
 
-    async def admit(self, meters: list[Meter], member: str, lease_seconds: float) -> Outcome:
-        args: list[str | int | float] = [member, lease_seconds]
+    async def admit(self, meters: list[Meter], member: str, lease_seconds: float,
+                    marker_ms: int = 120_000) -> Outcome:
+        args: list[str | int | float] = [member, lease_seconds, marker_ms]
         for m in meters:
             args += (m.kind, m.limit, m.cost)
-        raw = await self._admit(keys=[PREFIX + m.key for m in meters], args=args)
+        raw = await self._admit(keys=[*(PREFIX + m.key for m in meters), MARKER + member], args=args)
         denied, retry_ms = int(raw[0]), int(raw[1])
+        if denied < 0:  # cancelled: only a call nobody waits for any more can see this
+            raise TimeoutError("admission cancelled")
         n = len(meters)
         remaining = [int(raw[2 + 3 * i]) for i in range(n)]
         reset = [int(raw[3 + 3 * i]) / 1000.0 for i in range(n)]
@@ -45,7 +52,24 @@ class RedisLimiter:
         args: list[str | int] = [member]
         for r in refunds:
             args += (r.kind, r.limit, r.amount)
-        await self._settle(keys=[PREFIX + r.key for r in refunds], args=args)
+        await self._settle(keys=[*(PREFIX + r.key for r in refunds), MARKER + member], args=args)
+
+    async def cancel(self, meters: list[Meter], member: str, marker_ms: int) -> bool:
+        """Undo an admission whose answer never came; True when it had run."""
+        args: list[str | int] = [member, marker_ms]
+        for m in meters:
+            args += (m.kind, m.limit, m.cost)
+        return bool(await self._cancel(keys=[*(PREFIX + m.key for m in meters), MARKER + member], args=args))
+
+    async def renew(self, running: list[tuple[str, tuple[str, ...]]], lease_seconds: float, marker_ms: int) -> int:
+        """Extend the markers and concurrency leases of (admission id, concurrency keys)."""
+        keys: list[str] = []
+        args: list[str | int | float] = [lease_seconds, marker_ms]
+        for member, slots in running:
+            keys.append(MARKER + member)
+            keys += (PREFIX + k for k in slots)
+            args += (member, len(slots))
+        return int(await self._renew(keys=keys, args=args))
 
     async def heartbeat(self, replica_id: str, gone_after: float) -> int:
         return int(await self._heartbeat(keys=[REPLICAS_KEY], args=[replica_id, gone_after]))

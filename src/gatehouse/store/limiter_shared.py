@@ -10,6 +10,13 @@ a row open a circuit breaker, after which Redis is not called at all until a pro
 - `on_store_error: closed` - refuse with 503 `limits_unavailable`.
 
 Without `store.redis_url` the in-process limiter is used directly: exact for one replica.
+
+A Redis call that times out may still run later (Redis was hung, not gone). So each admission
+has an id (`member`), and an admission the gateway gave up on is cancelled by id once Redis
+answers again: what it took is given back, or it is made a no-op if it has not arrived yet.
+Concurrency slots are short leases (`lease_seconds`) that one timer per process renews, in
+batches, for every request still running; a slot whose replica died or hung frees itself when
+its lease runs out. In-process slots are held until their request settles.
 """
 from __future__ import annotations
 
@@ -37,6 +44,9 @@ def _store_errors() -> tuple[type[BaseException], ...]:
 
 HEARTBEAT_SECONDS = 1.0
 REPLICA_GONE_SECONDS = 10.0
+# An admission's marker outlives a few missed renewals and a short outage (limiter_lua.py).
+MARKER_MIN_SECONDS = 120.0
+RENEW_BATCH = 256  # admissions renewed per Redis call
 
 
 @dataclass
@@ -51,6 +61,8 @@ class LimitStats:
     rejections: int = 0  # 429s from limits and budgets
     replicas: int = 1  # replica count last seen in Redis (or limits.replicas)
     outages: int = 0
+    abandoned_admissions: int = 0  # Redis admissions given up on (timeout, error, hang-up): cancelled
+    compensated_admissions: int = 0  # of those, the ones that had run in Redis and were given back
 
 
 class Breaker:
@@ -105,45 +117,57 @@ class SharedLimiter:
         self.replica_id = uuid.uuid4().hex[:16]
         self._last_spent: dict[str, tuple[str, int]] = {}  # budget pool -> (window, spent) from Redis
         self._pending: deque[tuple[list[Refund], str]] = deque(maxlen=10_000)
-        self._task: asyncio.Task | None = None
+        self._cancels: deque[tuple[list[Meter], str]] = deque(maxlen=10_000)
+        # Redis admissions still running: id -> (their concurrency keys, monotonic admission time)
+        self._running: dict[str, tuple[tuple[str, ...], float]] = {}
+        self.marker_seconds = max(MARKER_MIN_SECONDS, 4 * cfg.lease_seconds)
+        self._marker_ms = int(self.marker_seconds * 1000)
+        self._tasks: list[asyncio.Task[None]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.redis is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+        if self.redis is not None and not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._heartbeat_loop()), loop.create_task(self._renew_loop())]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
         if self.redis is not None:
+            ignored: tuple[type[BaseException], ...] = (*self._store_exceptions, RuntimeError)
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
                     await self.redis.leave(self.replica_id)
-            except self._store_exceptions + (RuntimeError,):
+            except ignored:
                 pass
             await self.redis.close()
 
     # ---- admission and settlement ------------------------------------------------------------
 
     async def admit(self, meters: list[Meter], member: str) -> Outcome:
-        lease = self.cfg.lease_seconds
         if self.redis is None:
-            return self.local.admit_now(meters, member, lease)
+            return self.local.admit_now(meters, member, math.inf)
         if self.breaker.allow():
             try:
                 async with asyncio.timeout(self.cfg.store_timeout_seconds):
-                    out = await self.redis.admit(meters, member, lease)
+                    out = await self.redis.admit(meters, member, self.cfg.lease_seconds, self._marker_ms)
             except self._store_exceptions as e:
+                self._abandon(meters, member)
                 await self._failed(e)
+            except asyncio.CancelledError:  # the client went away: the call may still run
+                self._abandon(meters, member)
+                raise
             else:
                 if self.breaker.success():
                     self._recovered()
                 self._remember_spend(meters, out)
+                if out.ok:
+                    self._running[member] = (tuple(m.key for m in meters if m.kind == LEASE), time.monotonic())
                 return out
         if self.cfg.on_store_error == "closed":
             self.stats.store_unavailable_rejections += 1
@@ -152,15 +176,20 @@ class SharedLimiter:
                 "limits.on_store_error is 'closed'); retry shortly.",
                 code="limits_unavailable", headers={"retry-after": "1"})
         self.stats.fallback_admissions += 1
-        return self.local.admit_now(self._share(meters), member, lease)
+        return self.local.admit_now(self._share(meters), member, math.inf)
+
+    def _abandon(self, meters: list[Meter], member: str) -> None:
+        """Cancel an admission whose answer never came, as soon as Redis answers again."""
+        self.stats.abandoned_admissions += 1
+        self._cancels.append((meters, member))
 
     async def settle(self, outcome: Outcome, refunds: list[Refund], member: str) -> None:
-        if not refunds:
-            return
         if outcome.backend == "local":
-            self.local.settle_now(refunds, member)
+            if refunds:
+                self.local.settle_now(refunds, member)
             return
         assert self.redis is not None
+        self._running.pop(member, None)  # settled even with nothing to give back: its marker goes
         if not self.breaker.allow():
             self._pending.append((refunds, member))
             return
@@ -168,8 +197,11 @@ class SharedLimiter:
             async with asyncio.timeout(self.cfg.store_timeout_seconds):
                 await self.redis.settle(refunds, member)
         except self._store_exceptions as e:
-            self._pending.append((refunds, member))  # retried when Redis answers again
+            self._pending.append((refunds, member))  # replayed when Redis answers; acts once
             await self._failed(e)
+        except asyncio.CancelledError:
+            self._pending.append((refunds, member))
+            raise
         else:
             if self.breaker.success():
                 self._recovered()
@@ -230,8 +262,41 @@ class SharedLimiter:
                 await self._replay()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
+    async def _renew_loop(self) -> None:
+        """Renew the leases (and markers) of the Redis admissions still running: one timer and
+        one Redis call per RENEW_BATCH admissions, every third of a lease. An admission without
+        a concurrency slot only needs its marker kept, which lives far longer: renewed late."""
+        assert self.redis is not None
+        lease = self.cfg.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            if not self._running or self.breaker.is_open:
+                continue
+            old = time.monotonic() - self.marker_seconds / 4
+            running = [(member, slots) for member, (slots, at) in self._running.items() if slots or at < old]
+            for i in range(0, len(running), RENEW_BATCH):
+                try:
+                    async with asyncio.timeout(self.cfg.store_timeout_seconds):
+                        await self.redis.renew(running[i:i + RENEW_BATCH], lease, self._marker_ms)
+                except self._store_exceptions as e:
+                    await self._failed(e)
+                    break
+                except Exception:
+                    log.exception("renewing limit leases failed")
+                    break
+
     async def _replay(self) -> None:
         assert self.redis is not None
+        while self._cancels and not self.breaker.is_open:
+            meters, member = self._cancels[0]
+            try:
+                async with asyncio.timeout(self.cfg.store_timeout_seconds):
+                    if await self.redis.cancel(meters, member, self._marker_ms):
+                        self.stats.compensated_admissions += 1
+            except self._store_exceptions as e:
+                await self._failed(e)
+                return
+            self._cancels.popleft()
         while self._pending and not self.breaker.is_open:
             refunds, member = self._pending[0]
             try:

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict
 
+from gatehouse.upstream.pool import ConnectionLimit
+
 HIGH_WATER = 256 * 1024  # buffered body bytes at which we stop reading the socket
 LOW_WATER = 64 * 1024  # ...and resume once the consumer has taken it
 
@@ -191,20 +193,24 @@ class _Conn(asyncio.Protocol):
         self.lost = self.paused = self.complete = self.until_close = self.keep_alive = False
         self.reused = self.got_bytes = False
         self.read_timeout: float | None = None
+        self.head_deadline = 0.0  # first-byte timeout: when the response head must have come (0: none)
         self.last_data = self.idle_since = 0.0
+        self.limit: ConnectionLimit | None = None  # the provider slot this connection holds while in use
         self.timer: asyncio.TimerHandle | None = None
         self.idle: deque[_Conn] | None = None  # the pool list this connection waits in, if idle
 
-    async def send(self, head: bytes, body: bytes | None, read_timeout: float | None, reused: bool) -> Response:
+    async def send(self, head: bytes, body: bytes | None, read_timeout: float | None, reused: bool,
+                   first_byte: float | None = None) -> Response:
         self.parser = httptools.HttpResponseParser(self)
         self.raw_headers, self.resp = [], None
         self.complete = self.until_close = self.keep_alive = self.got_bytes = False
         self.reused, self.read_timeout = reused, read_timeout
         self.head_fut = self.loop.create_future()
         self.transport.write(head + body if body else head)  # type: ignore[union-attr]
-        self.last_data = self.loop.time()
-        if read_timeout:
-            self.timer = self.loop.call_at(self.last_data + read_timeout, self._on_timer)
+        self.last_data = now = self.loop.time()
+        self.head_deadline = now + first_byte if first_byte else 0.0
+        if read_timeout or first_byte:
+            self.timer = self.loop.call_at(self._deadline(), self._on_timer)
         try:
             return await self.head_fut
         except BaseException:  # includes cancellation: the connection's state is unknown
@@ -231,6 +237,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._free_slot()
         self.pool.conns.discard(self)
         if self.timer is not None:
             self.timer.cancel()
@@ -255,6 +262,7 @@ class _Conn(asyncio.Protocol):
         chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
         self.until_close = not chunked and "Content-Length" not in headers and status not in (204, 304)
         self.resp = Response(self, status, headers)
+        self.head_deadline = 0.0
         if self.head_fut is not None and not self.head_fut.done():
             self.head_fut.set_result(self.resp)
 
@@ -274,6 +282,7 @@ class _Conn(asyncio.Protocol):
             self.keep_alive = False
             return
         self.complete = True
+        self._free_slot()  # the upstream's part is done (see upstream/pool.py)
         self.keep_alive = self.parser.should_keep_alive()  # type: ignore[union-attr]
         if self.paused:  # no more body will come: read again so an idle close is noticed
             self.paused = False
@@ -290,14 +299,20 @@ class _Conn(asyncio.Protocol):
             self.transport.resume_reading()  # type: ignore[union-attr]
             self.last_data = self.loop.time()  # the read timeout counts from when we asked again
             if self.read_timeout and self.timer is None and not self.complete:
-                self.timer = self.loop.call_at(self.last_data + self.read_timeout, self._on_timer)
+                self.timer = self.loop.call_at(self._deadline(), self._on_timer)
+
+    def _deadline(self) -> float:
+        """When the connection times out: `read_timeout` after the last byte, or earlier at
+        the first-byte deadline while the response head has not come."""
+        deadline = self.last_data + self.read_timeout if self.read_timeout else float("inf")
+        return min(deadline, self.head_deadline) if self.head_deadline else deadline
 
     def _on_timer(self) -> None:
         """One timer per read-timeout period, not one per chunk: re-armed from the last byte."""
         self.timer = None
-        if self.lost or self.complete or self.paused or not self.read_timeout:
+        if self.lost or self.complete or self.paused or not (self.read_timeout or self.head_deadline):
             return
-        deadline = self.last_data + self.read_timeout
+        deadline = self._deadline()
         if self.loop.time() >= deadline - 0.001:
             self._fail(asyncio.TimeoutError())
         else:
@@ -310,8 +325,14 @@ class _Conn(asyncio.Protocol):
             self.resp._finish(exc)
         self.close()
 
+    def _free_slot(self) -> None:
+        limit, self.limit = self.limit, None
+        if limit is not None:
+            limit.release()
+
     def done(self, reusable: bool) -> None:
         """The response was released: pool the connection if it can serve another request."""
+        self._free_slot()
         self.parser = self.resp = self.head_fut = None
         if reusable and self.keep_alive and not self.lost:
             self.pool.put(self)
@@ -335,8 +356,12 @@ class H1Pool:
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(self, method: str, url: str, data: bytes | None = None,
-                      headers: dict[str, str] | None = None, timeout: Any = None) -> Response:
-        """`timeout` is an aiohttp.ClientTimeout (or anything with sock_connect/sock_read)."""
+                      headers: dict[str, str] | None = None, timeout: Any = None,
+                      limit: ConnectionLimit | None = None, first_byte: float | None = None) -> Response:
+        """`timeout` is an aiohttp.ClientTimeout (or anything with sock_connect/sock_read).
+        `limit`: a slot is held from before the request is sent until its response is
+        released or its connection dies (see upstream/pool.py). `first_byte`: seconds until
+        the response head, separately from the read timeout between bytes."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         host, port, tail = _split(url)
@@ -354,14 +379,32 @@ class H1Pool:
         connect_to = getattr(timeout, "sock_connect", None)
         read_to = getattr(timeout, "sock_read", None)
         key = (host, port)
-        conn, reused = self._idle_conn(key), True
-        if conn is None:
-            conn, reused = await self._connect(key, connect_to), False
+        conn, reused = await self._checkout(key, connect_to, limit)
         try:
-            return await conn.send(head, data, read_to, reused)
-        except _Stale:
-            conn = await self._connect(key, connect_to)
-            return await conn.send(head, data, read_to, False)
+            return await conn.send(head, data, read_to, reused, first_byte)
+        except _Stale:  # (the stale connection gave its slot back when it was lost)
+            conn, _ = await self._checkout(key, connect_to, limit, fresh=True)
+            return await conn.send(head, data, read_to, False, first_byte)
+
+    async def _checkout(self, key: tuple[str, int], connect_timeout: float | None, limit: ConnectionLimit | None,
+                        fresh: bool = False) -> tuple[_Conn, bool]:
+        """A connection for one request (idle if one is pooled: reused=True), holding a slot of
+        `limit` (queueing for one) until its response is released or it is lost."""
+        if limit is not None and not limit.try_acquire():
+            await limit.acquire()
+        try:
+            conn = None if fresh else self._idle_conn(key)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(key, connect_timeout)
+                if conn.lost:  # closed by the peer before we could use it
+                    raise Disconnected()
+        except BaseException:
+            if limit is not None:
+                limit.release()
+            raise
+        conn.limit = limit
+        return conn, reused
 
     def _idle_conn(self, key: tuple[str, int]) -> _Conn | None:
         idle = self.idle.get(key)

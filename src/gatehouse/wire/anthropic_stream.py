@@ -319,10 +319,37 @@ _INSPECT = (b"message_start", b"message_delta", b"message_stop", b"event: error"
             b'"type": "error"')
 
 
+class _DeltaFrame(Struct):
+    delta: _Delta | None = None
+
+
+_delta_decoder = msgspec.json.Decoder(_DeltaFrame)
+
+
+def _delta_chars(raw: bytes) -> int:
+    """Characters of generated text (text, thinking, tool-call JSON) in a content_block_delta
+    frame; the estimate of a stream cut before its final usage is built from them."""
+    at = raw.find(b"data:")
+    if at < 0:
+        return 0
+    try:
+        d = _delta_decoder.decode(raw[at + 5:]).delta
+    except msgspec.DecodeError:
+        return 0
+    if d is None:
+        return 0
+    return len(d.text or "") + len(d.thinking or "") + len(d.partial_json or "")
+
+
 class MessageStreamRelay:
     """Relay an Anthropic SSE stream byte for byte, reading usage from message_start and
     message_delta on the way. An upstream `error` event or a stream that ends without
-    message_stop becomes a gateway error, which the dispatcher renders as an `error` event."""
+    message_stop becomes a gateway error, which the dispatcher renders as an `error` event.
+
+    `usage` is what the upstream reported so far; it is final only once message_delta came
+    (message_start carries the prompt's tokens and a placeholder output count of 1). A stream
+    cut before that is billed by `final_usage`: the reported input and the relayed deltas'
+    text at ~4 characters per token, flagged estimated."""
 
     def __init__(self, model: str, model_swap: ModelSwap | None = None):
         self.model = model
@@ -330,7 +357,9 @@ class MessageStreamRelay:
         self.usage: Usage | None = None
         self.finished = False
         self.frames = 0
+        self.delta_chars = 0  # generated text relayed, for the estimate of a cut stream
         self._usage = AUsage()
+        self._final = False  # message_delta seen: `usage` holds the final output count
 
     async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for frames in iter_frames(chunks):
@@ -346,6 +375,8 @@ class MessageStreamRelay:
                         raw = self.swap(raw)
                 else:
                     self.frames += 1
+                    if b"content_block_delta" in raw:
+                        self.delta_chars += _delta_chars(raw)
                 out.append(raw)
             if out:
                 yield b"\n\n".join(out) + b"\n\n"
@@ -365,12 +396,29 @@ class MessageStreamRelay:
             _merge_usage(self._usage, ev.message.usage)
         elif ev.type == "message_delta":
             _merge_usage(self._usage, ev.usage)
+            self._final = True
         elif ev.type == "message_stop":
             self.finished = True
         elif ev.type == "error":
             self.usage = self._usage.canonical()
             return stream_error(ev.error or _ErrorBody(), self.model)
         else:
+            d = ev.delta  # (a delta whose text happens to contain one of the markers)
+            if ev.type == "content_block_delta" and d is not None:
+                self.delta_chars += len(d.text or "") + len(d.thinking or "") + len(d.partial_json or "")
             return None
         self.usage = self._usage.canonical()
         return None
+
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The usage to bill: the upstream's final report, or for a stream cut before it the
+        reported input (else `prompt_estimate`) and an estimate of the output relayed."""
+        if self._final and self.usage is not None:
+            return self.usage
+        start = self.usage
+        output = (self.delta_chars + 3) // 4
+        if start is None:
+            return Usage(input_tokens=prompt_estimate, output_tokens=output, estimated=True)
+        return Usage(input_tokens=start.input_tokens or prompt_estimate, output_tokens=output,
+                     cache_read_tokens=start.cache_read_tokens, cache_write_tokens=start.cache_write_tokens,
+                     estimated=True)

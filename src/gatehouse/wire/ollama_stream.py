@@ -107,3 +107,9 @@ class NDJSONRelay:
             else:
                 self.frames += 1
             yield line + b"\n" if self.swap is None else self.swap(line) + b"\n"
+
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The usage to bill: the final line's, else ~one output token per content line relayed."""
+        if self.usage is not None:
+            return self.usage
+        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)

@@ -208,6 +208,8 @@ class PassthroughRelay:
 
     We always ask the upstream for `stream_options.include_usage`; when the client did not,
     the usage-only chunk (empty `choices`) is dropped so the client sees what it asked for.
+    `finished` means `data: [DONE]` came: a body that ends without it was cut (api/flow then
+    ends the client's stream with an error frame).
     """
 
     def __init__(self, client_wants_usage: bool, public_model: str = "", model_swap: ModelSwap | None = None):
@@ -215,7 +217,9 @@ class PassthroughRelay:
         self.public_model = public_model
         self.swap = model_swap.apply if model_swap is not None else None  # upstream id -> public name
         self.usage: Usage | None = None
-        self.finished = False
+        self.finished = False  # [DONE] seen
+        self.finish_reason: str | None = None  # the answer is complete (usage may still follow)
+        self.errored = False  # the upstream sent an error frame (relayed: the client has it)
         self.frames = 0  # content frames relayed: ~one token each, the estimate if usage never comes
         self._buf = b""  # an incomplete frame waiting for the rest of its bytes
 
@@ -248,9 +252,25 @@ class PassthroughRelay:
         return self._relayed(frames)
 
     def flush(self) -> bytes:
-        """At the end of the body: an unterminated last frame, if any."""
+        """At the end of the body: an unterminated last frame, if any, when it is whole (a
+        frame cut in the middle would only break the client's parser before the error frame
+        that api/flow sends after it)."""
         rest, self._buf = self._buf.strip(), b""
-        return self._relayed([rest]) if rest else b""
+        if not rest:
+            return b""
+        data = rest[5:].strip() if rest.startswith(b"data:") else b""
+        if data != b"[DONE]":
+            try:
+                msgspec.json.decode(data)
+            except msgspec.DecodeError:
+                return b""
+        return self._relayed([rest])
+
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The usage to bill: the upstream's, else ~one output token per content frame relayed."""
+        if self.usage is not None:
+            return self.usage
+        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)
 
     def _relayed(self, frames: list[bytes]) -> bytes:
         out: list[bytes] = []
@@ -279,12 +299,15 @@ class PassthroughRelay:
             chunk = chunk_decoder.decode(data)
         except (msgspec.DecodeError, RecursionError):
             if b'"error"' in frame:  # an error frame we cannot read: never relayed as it came
+                self.errored = True
                 return self._error_frame(stream_failure(frame, "", self.public_model))
             return frame
         if (failure := chunk.failure()) is not None:
+            self.errored = True
             return self._error_frame(stream_failure(data, failure, self.public_model))
-        if any(c.finish_reason for c in chunk.choices):
-            self.finished = True
+        for c in chunk.choices:
+            if c.finish_reason:
+                self.finish_reason = c.finish_reason
         if chunk.usage is not None:
             self.usage = chunk.usage.canonical()
             if not chunk.choices and not self.client_wants_usage:

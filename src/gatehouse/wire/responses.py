@@ -11,6 +11,7 @@ function with one string argument `input`, `namespace` groups flattened. Hosted 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Literal
 
 import msgspec
@@ -73,11 +74,41 @@ class Translated(msgspec.Struct):
 
 
 def parse_request(obj: dict[str, Any]) -> ResponsesRequest:
-    req = convert(obj, ResponsesRequest)
-    if req.previous_response_id is not None:
-        raise InvalidRequest("'previous_response_id' needs stored responses, which this gateway does not keep yet; "
-                             "send the whole conversation in 'input' (store: false).", param="previous_response_id")
-    return req
+    return convert(obj, ResponsesRequest)
+
+
+# ---- stored form of input items --------------------------------------------------------------
+
+_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "custom_tool_call": "ctc",
+              "custom_tool_call_output": "ctco", "reasoning": "rs"}
+MAX_ITEM_ID = 255  # longer client ids are replaced when the items are stored
+
+
+def references(items: str | list[dict[str, Any]]) -> list[str]:
+    """The ids of the `item_reference` items of an input (empty for most requests)."""
+    if isinstance(items, str):
+        return []
+    return [str(i.get("id", "")) for i in items if isinstance(i, dict) and i.get("type") == "item_reference"]
+
+
+def item_list(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An input as the items OpenAI lists for it: typed, every one with an id, message content as parts."""
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    out: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidRequest("Each input item must be an object.", param=f"input[{i}]")
+        item = {**item, "type": item.get("type", "message")}
+        content = item.get("content")
+        if item["type"] == "message" and isinstance(content, str):
+            kind = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": kind, "text": content}] if content else []
+        rid = item.get("id")
+        if not isinstance(rid, str) or not rid or len(rid) > MAX_ITEM_ID:
+            item["id"] = f"{_ID_PREFIX.get(str(item['type']), 'item')}_{os.urandom(12).hex()}"
+        out.append(item)
+    return out
 
 
 # ---- input items -------------------------------------------------------------------------------
@@ -164,9 +195,8 @@ def _items(items: list[dict[str, Any]], system: list[TextPart]) -> list[Message]
             _tool_result(messages, ToolResultPart(str(item.get("call_id", "")), _output_text(item.get("output", ""))))
         elif kind == "reasoning":
             continue  # encrypted or summarised reasoning: only OpenAI can use it
-        elif kind == "item_reference":
-            raise InvalidRequest("'item_reference' needs stored responses, which this gateway does not keep yet.",
-                                 param=f"{where}.type")
+        elif kind == "item_reference":  # resolved against the stored items before translation
+            raise InvalidRequest("Unresolved item_reference.", param=f"{where}.id")
         else:
             raise InvalidRequest(f"Unknown input item type '{str(kind)[:40]}'.", param=f"{where}.type")
     return messages

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from gatehouse.types import (
     ChatResponse,
@@ -71,18 +71,20 @@ def _reasoning_item(item_id: str, text: str) -> dict[str, Any]:
 
 
 def response_object(rid: str, model: str, created: float, output: list[dict[str, Any]], stop: StopReason | None,
-                    usage: Usage | None, error: dict[str, Any] | None = None) -> dict[str, Any]:
+                    usage: Usage | None, error: dict[str, Any] | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     status = "failed" if error else "in_progress" if stop is None else \
         "incomplete" if stop in _INCOMPLETE else "completed"
     return {
         "id": rid, "object": "response", "created_at": int(created), "status": status, "error": error,
         "incomplete_details": {"reason": _INCOMPLETE[stop]} if stop in _INCOMPLETE else None,
         "model": model, "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-        "usage": usage_out(usage) if stop is not None or error else None,
+        "usage": usage_out(usage) if stop is not None or error else None, **(extra or {}),
     }
 
 
-def render_response(resp: ChatResponse, public_model: str, custom: frozenset[str]) -> dict[str, Any]:
+def render_response(resp: ChatResponse, public_model: str, custom: frozenset[str],
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     output: list[dict[str, Any]] = []
     text: list[str] = []
     for part in resp.content:
@@ -94,7 +96,8 @@ def render_response(resp: ChatResponse, public_model: str, custom: frozenset[str
             output.append(_call_item(part.id, part.name, part.arguments, custom, _id("fc")))
     if text:
         output.insert(sum(1 for o in output if o["type"] == "reasoning"), _message_item(_id("msg"), "".join(text)))
-    return response_object(_id("resp"), public_model, resp.created or time.time(), output, resp.stop_reason, resp.usage)
+    return response_object(_id("resp"), public_model, resp.created or time.time(), output, resp.stop_reason, resp.usage,
+                           extra=extra)
 
 
 class _Item:
@@ -107,9 +110,12 @@ class _Item:
 class ResponsesStreamEncoder:
     """Canonical stream events -> Responses SSE events, with one terminal event guaranteed."""
 
-    def __init__(self, public_model: str, custom: frozenset[str] = frozenset()):
+    def __init__(self, public_model: str, custom: frozenset[str] = frozenset(), extra: dict[str, Any] | None = None,
+                 on_final: Callable[[dict[str, Any]], None] | None = None):
         self.model = public_model
         self.custom = custom
+        self.extra = extra  # more fields of the response object (store, previous_response_id)
+        self.on_final = on_final  # given the final response of a stream that completed (to store it)
         self.rid = _id("resp")
         self.created = time.time()
         self.seq = 0
@@ -127,7 +133,7 @@ class ResponsesStreamEncoder:
 
     def _response(self, stop: StopReason | None, usage: Usage | None = None,
                   error: dict[str, Any] | None = None) -> dict[str, Any]:
-        return response_object(self.rid, self.model, self.created, self.output, stop, usage, error)
+        return response_object(self.rid, self.model, self.created, self.output, stop, usage, error, self.extra)
 
     def _start(self) -> bytes:
         self.started = True
@@ -229,7 +235,10 @@ class ResponsesStreamEncoder:
         out += self._close_open() + self._close_calls()
         self.finished = True
         kind = "response.incomplete" if ev.stop_reason in _INCOMPLETE else "response.completed"
-        return out + self._event(kind, {"response": self._response(ev.stop_reason, ev.usage)})
+        final = self._response(ev.stop_reason, ev.usage)
+        if self.on_final is not None:
+            self.on_final(final)
+        return out + self._event(kind, {"response": final})
 
     def error(self, message: str, type_: str = "api_error") -> bytes:
         """The stream failed: `response.failed` (the one terminal event), unless one was sent."""

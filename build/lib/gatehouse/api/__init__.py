@@ -1,0 +1,1 @@
+"""Ingress dialects: OpenAI, Anthropic, Ollama, plus the admin and ops routes."""

@@ -1,0 +1,250 @@
+"""The request path shared by every ingress dialect, after parsing and before rendering.
+
+A dialect hands over a canonical request (and, when it has one, the raw decoded body for
+the same-dialect fast path) together with a `Renderer` for its wire format. This module
+walks the deployments of the model (failing over on upstream errors before the first byte
+is sent), relays or translates the reply, and settles the Exchange exactly once.
+
+Every upstream attempt is metered (metering/meter.py): `_attempt` opens its ledger record
+before the call, a failover closes it with the error, and a non-streamed answer closes it
+(and gets its x-gatehouse-* usage headers) just before it is sent; streams close it in the
+pipeline's settle, after `ex.usage` holds the reported usage or an estimate of what was
+generated before the stream was cut.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, AsyncIterator, Callable, Protocol
+
+from gatehouse.api.splice import Splice
+from gatehouse.api.http import Request, SSE_HEADERS, header_list, send_bytes, stream_out
+from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
+from gatehouse.policy.pipeline import Exchange
+from gatehouse.providers.base import CallContext, Forwarded
+from gatehouse.upstream.client import upstream_error
+from gatehouse.runtime import Deployment, ModelEntry, Runtime
+from gatehouse.types import (
+    ChatResponse,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+log = logging.getLogger("gatehouse.flow")
+
+
+class StreamEncoder(Protocol):
+    def encode(self, ev: StreamEvent) -> bytes: ...
+    def error(self, message: str, type_: str = "api_error") -> bytes: ...
+
+
+class Renderer(Protocol):
+    dialect: str
+
+    def response(self, resp: ChatResponse, public_model: str) -> bytes: ...
+    def stream_encoder(self, public_model: str) -> StreamEncoder: ...
+
+
+# How a canonical call is made for one deployment: chat, completion, ... (bound by the caller)
+Unary = Callable[[Deployment, CallContext], Any]
+Streaming = Callable[[Deployment, CallContext], AsyncIterator[StreamEvent]]
+
+
+def _is_retryable(err: GatehouseError) -> bool:
+    return isinstance(err, UpstreamError) and err.status >= 500
+
+
+def _context(ex: Exchange, dep: Deployment, entry: ModelEntry, forward_headers: dict[str, str]) -> CallContext:
+    ex.deployment = dep.upstream_model
+    ex.provider = dep.provider_name
+    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers)
+
+
+class Dispatch:
+    """One request's trip to the upstream and back."""
+
+    def __init__(self, rt: Runtime, req: Request, ex: Exchange, entry: ModelEntry, renderer: Renderer,
+                 forward_headers: dict[str, str] | None = None):
+        self.rt = rt
+        self.req = req
+        self.ex = ex
+        self.entry = entry
+        self.renderer = renderer
+        self.forward_headers = forward_headers or {}
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        return header_list(self.ex.request_id, self.ex.response_headers)
+
+    def _attempt(self, dep: Deployment) -> CallContext:
+        self.rt.meter.begin_attempt(self.ex, dep)
+        return _context(self.ex, dep, self.entry, self.forward_headers)
+
+    def _failover(self, err: GatehouseError) -> None:
+        self.rt.meter.fail_attempt(self.ex, err)
+
+    # ---- unary ----------------------------------------------------------------------------
+
+    async def unary(self, call: Unary, passthrough: tuple[str, dict[str, Any]] | None = None,
+                    render: Callable[[Any], bytes] | None = None) -> None:
+        """Non-streamed: forward raw when the deployment speaks our dialect, else translate."""
+        last: GatehouseError | None = None
+        for dep in self.entry.deployments:
+            ctx = self._attempt(dep)
+            try:
+                if passthrough is not None and self._can_forward(dep):
+                    path, body = passthrough
+                    fwd: Forwarded = await dep.provider.forward(path, dict(body), False, ctx, False)  # type: ignore[attr-defined]
+                    self.ex.usage = usage_or_estimate(fwd.usage, self.ex.prompt_estimate,
+                                                      lambda: estimate_json_output(fwd.body or b""))
+                    self.ex.status = fwd.status
+                    self.rt.meter.record_unary(self.ex)
+                    await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
+                                     fwd.content_type.encode("latin-1"))
+                    return
+                result = await call(dep, ctx)
+            except GatehouseError as err:
+                if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                    log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
+                                dep.upstream_model, err.code)
+                    self._failover(err)
+                    last = err
+                    continue
+                raise
+            self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
+                                              lambda: estimate_result(result))
+            self.ex.status = 200
+            body = render(result) if render else self.renderer.response(result, self.entry.name)
+            self.rt.meter.record_unary(self.ex)
+            await send_bytes(self.req.send, 200, body, self._headers())
+            return
+        assert last is not None
+        raise last
+
+    def needs_translation(self) -> bool:
+        """Whether some deployment cannot take the client's body as is, so the dialect must
+        build a canonical request (a pure pass-through model never needs one)."""
+        return not all(self._can_forward(dep) for dep in self.entry.deployments)
+
+    def _can_forward(self, dep: Deployment) -> bool:
+        return dep.passthrough_dialect == self.renderer.dialect and not self.rt.pipeline_needs_body
+
+    # ---- streaming ---------------------------------------------------------------------------
+
+    async def stream(self, call: Streaming, passthrough: tuple[str, dict[str, Any]] | None = None,
+                     client_wants_usage: bool = False, encoder: StreamEncoder | None = None) -> None:
+        self.ex.stream = True
+        last: GatehouseError | None = None
+        for dep in self.entry.deployments:
+            ctx = self._attempt(dep)
+            try:
+                if passthrough is not None and self._can_forward(dep):
+                    path, body = passthrough
+                    fwd = await dep.provider.forward(path, dict(body), True, ctx, client_wants_usage)  # type: ignore[attr-defined]
+                    await self._relay_forwarded(fwd)
+                    return
+                events = call(dep, ctx)
+                first = await events.__anext__()
+            except StopAsyncIteration:
+                last = UpstreamError(f"The upstream for model '{self.entry.name}' sent an empty stream.")
+                self._failover(last)
+                continue
+            except GatehouseError as err:
+                if _is_retryable(err) and dep is not self.entry.deployments[-1]:
+                    self._failover(err)
+                    last = err
+                    continue
+                raise
+            await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
+            return
+        assert last is not None
+        raise last
+
+    async def _relay_forwarded(self, fwd: Forwarded) -> None:
+        ex = self.ex
+        if fwd.chunks is None:  # the upstream answered a stream request with plain JSON
+            ex.usage = usage_or_estimate(fwd.usage, ex.prompt_estimate, lambda: estimate_json_output(fwd.body or b""))
+            ex.status = fwd.status
+            await send_bytes(self.req.send, fwd.status, fwd.body or b"", self._headers(),
+                             fwd.content_type.encode("latin-1"))
+            return
+        encoder = self.renderer.stream_encoder(self.entry.name)
+        ex.status = fwd.status
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in fwd.chunks:
+                    if ex.first_token_at is None:
+                        ex.first_token_at = time.monotonic()
+                    yield chunk
+            except GatehouseError as err:
+                ex.status, ex.error_type = err.status, err.code
+                yield encoder.error(err.message, err.type)
+
+        def fail(exc: BaseException) -> bytes:  # the upstream failed mid-stream (spliced relay)
+            err = upstream_error(exc, self.entry.name)
+            ex.status, ex.error_type = err.status, err.code
+            return encoder.error(err.message, err.type)
+
+        splice = Splice(*fwd.splice, fail, ex) if fwd.splice is not None else None
+        content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
+            [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
+        completed = await stream_out(self.req, fwd.status, self._headers(), chunks(), content_type, splice)
+        tally = fwd.tally
+        if not completed:
+            ex.status, ex.error_type = 499, "client_closed"
+        if tally is not None and tally.usage is not None:
+            ex.usage = tally.usage
+        else:  # cut by the client or the upstream, or no usage sent: ~one token per content frame
+            frames = getattr(tally, "frames", 0)
+            ex.usage = Usage(input_tokens=ex.prompt_estimate, output_tokens=frames, estimated=True)
+            if completed and ex.status == 200:
+                ex.status, ex.error_type = 502, "upstream_incomplete"
+
+    async def _relay_events(self, first: StreamEvent, events: AsyncIterator[StreamEvent],
+                            encoder: StreamEncoder) -> None:
+        ex = self.ex
+        ex.status = 200
+        seen_chars = 0
+        start_usage: Usage | None = None  # some upstreams report the prompt's tokens up front
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal seen_chars, start_usage
+            ev: StreamEvent | None = first
+            try:
+                while ev is not None:
+                    if isinstance(ev, StreamStart):
+                        start_usage = ev.usage
+                    elif isinstance(ev, (TextDelta, ThinkingDelta)):
+                        seen_chars += len(ev.text)
+                        if ex.first_token_at is None:
+                            ex.first_token_at = time.monotonic()
+                    elif isinstance(ev, ToolCallDelta):
+                        seen_chars += len(ev.arguments)
+                    elif isinstance(ev, StreamEnd):
+                        ex.usage = ev.usage
+                    yield encoder.encode(ev)
+                    ev = await events.__anext__()
+            except StopAsyncIteration:
+                return
+            except GatehouseError as err:
+                ex.status, ex.error_type = err.status, err.code
+                yield encoder.error(err.message, err.type)
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        # An encoder may stream another format than SSE (Ollama: NDJSON) and says so.
+        completed = await stream_out(self.req, 200, self._headers(), chunks(), getattr(encoder, "stream_headers", None))
+        if not completed:
+            ex.status, ex.error_type = 499, "client_closed"
+        if ex.usage is None:  # cut by the client or the upstream before the end: estimate what was generated
+            input_tokens = start_usage.input_tokens if start_usage and start_usage.input_tokens else ex.prompt_estimate
+            ex.usage = Usage(input_tokens=input_tokens, output_tokens=(seen_chars + 3) // 4, estimated=True,
+                             cache_read_tokens=start_usage.cache_read_tokens if start_usage else 0)

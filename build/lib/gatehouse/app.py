@@ -1,0 +1,205 @@
+"""ASGI wiring: the route table, error rendering at the edge, draining, CORS and lifespan."""
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import re
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from gatehouse.api import admin, admin_directory, anthropic, ollama, ops, openai, usage
+from gatehouse.api.cors import Cors
+from gatehouse.api.errors import render, status_for
+from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
+from gatehouse.observability.safe import describe
+from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
+from gatehouse.policy.pipeline import Exchange
+from gatehouse.runtime import Runtime
+
+log = logging.getLogger("gatehouse.app")
+
+Handler = Callable[[Runtime, Request, Exchange], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # may hold {name} parameters
+    handler: Handler
+    surface: str
+    dialect: str = "openai"
+
+
+ROUTES: list[Route] = [
+    Route("POST", "/v1/chat/completions", openai.chat_completions, "chat"),
+    Route("POST", "/v1/completions", openai.completions, "completions"),
+    Route("POST", "/v1/embeddings", openai.embeddings, "embeddings"),
+    Route("GET", "/v1/models", openai.list_models, "models"),
+    Route("GET", "/v1/models/{model}", openai.get_model, "models"),
+    Route("GET", "/healthz", ops.healthz, "ops"),
+    Route("GET", "/readyz", ops.readyz, "ops"),
+    Route("POST", "/admin/keys", admin.create_key, "admin"),
+    Route("GET", "/admin/keys", admin.list_keys, "admin"),
+    Route("POST", "/admin/keys/{key_id}/revoke", admin.revoke_key, "admin"),
+    Route("DELETE", "/admin/keys/{key_id}", admin.revoke_key, "admin"),
+    Route("POST", "/v1/messages", anthropic.messages, "messages", "anthropic"),
+    Route("POST", "/v1/messages/count_tokens", anthropic.count_tokens, "count_tokens", "anthropic"),
+    Route("POST", "/api/chat", ollama.chat, "chat", "ollama"),
+    Route("POST", "/api/generate", ollama.generate, "completions", "ollama"),
+    Route("POST", "/api/embed", ollama.embed, "embeddings", "ollama"),
+    Route("POST", "/api/embeddings", ollama.embeddings, "embeddings", "ollama"),
+    Route("GET", "/api/tags", ollama.tags, "models", "ollama"),
+    Route("POST", "/api/show", ollama.show, "models", "ollama"),
+    Route("GET", "/api/version", ollama.version, "ops", "ollama"),
+    Route("GET", "/metrics", usage.metrics, "metrics"),
+    Route("GET", "/admin/usage", usage.admin_usage, "admin"),
+    Route("GET", "/v1/usage/me", usage.my_usage, "usage"),
+    Route("GET", "/admin/keys/{key_id}", admin.show_key, "admin"),
+    Route("POST", "/admin/keys/{key_id}/rotate", admin.rotate_key, "admin"),
+    Route("POST", "/admin/groups", admin_directory.create_group, "admin"),
+    Route("GET", "/admin/groups", admin_directory.list_groups, "admin"),
+    Route("GET", "/admin/groups/{name}", admin_directory.show_group, "admin"),
+    Route("PATCH", "/admin/groups/{name}", admin_directory.update_group, "admin"),
+    Route("DELETE", "/admin/groups/{name}", admin_directory.delete_group, "admin"),
+    Route("POST", "/admin/consumers", admin_directory.create_consumer, "admin"),
+    Route("GET", "/admin/consumers", admin_directory.list_consumers, "admin"),
+    Route("GET", "/admin/consumers/{name}", admin_directory.show_consumer, "admin"),
+    Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
+    Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
+    Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
+]
+# Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
+ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
+           "/embeddings": "/v1/embeddings", "/models": "/v1/models"}
+ALWAYS_SERVED = frozenset({"/healthz", "/readyz"})
+
+
+class Router:
+    def __init__(self, routes: list[Route]):
+        self.exact: dict[tuple[str, str], Route] = {}
+        self.paths: set[str] = set()
+        self.patterns: list[tuple[re.Pattern[str], Route]] = []
+        for r in routes:
+            if "{" in r.path:
+                rx = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(r.path))
+                self.patterns.append((re.compile(f"^{rx}$"), r))
+            else:
+                self.exact[(r.method, r.path)] = r
+                self.paths.add(r.path)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        path = ALIASES.get(path, path)
+        route = self.exact.get((method, path))
+        if route is not None:
+            return route, {}
+        known_path = path in self.paths
+        for rx, r in self.patterns:
+            m = rx.match(path)
+            if m:
+                if r.method == method:
+                    return r, m.groupdict()
+                known_path = True
+        if known_path:
+            raise MethodNotAllowed(f"Method {method} is not allowed on {path}.")
+        raise NotFound(f"Unknown route {method} {path}.", code="unknown_route")
+
+
+class GatehouseApp:
+    """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
+
+    def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None):
+        self._build = build
+        self.cors = Cors(cors_origins or [])
+        self.runtime: Runtime | None = None
+        self.router = Router(ROUTES)
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.runtime = await self._build()
+                except Exception as e:  # startup errors must not print secrets or traces
+                    log.error("startup failed: %s", describe(e))
+                    await send({"type": "lifespan.startup.failed", "message": describe(e)})
+                    return
+                if self.runtime.meter is not None:
+                    self.runtime.meter.metrics.track_inflight(lambda: self.inflight)
+                # Everything built so far lives as long as the process: move it out of the
+                # cyclic GC's sight, so collections only walk per-request garbage (full
+                # collections over the loaded libraries were the multi-ms pauses at p99).
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                if self.runtime is not None:
+                    await self.runtime.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = self.runtime
+        req = Request(scope, receive, send)
+        if self.cors.enabled and (origin := req.headers.get("origin")) is not None:
+            if req.method == "OPTIONS" and "access-control-request-method" in req.headers:
+                status, headers, body = self.cors.preflight(origin, req.headers.get("access-control-request-headers"))
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            send = self.cors.wrap(origin, send)
+        dialect = "anthropic" if req.path.startswith("/v1/messages") else \
+            "ollama" if req.path.startswith("/api/") else "openai"
+        ex = Exchange(req.request_id, "unknown", dialect)
+        started = False
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                ex.status = ex.status or message.get("status", 0)  # for metrics and the access log
+                req.send = send  # the rest of the response (stream chunks) goes straight out
+            await send(message)
+
+        req.send = tracking_send
+        self.inflight += 1
+        try:
+            route, params = self.router.match(req.method, req.path)
+            ex.surface, ex.dialect = route.surface, route.dialect
+            req.path_params = params
+            if rt is None or (rt.draining and req.path not in ALWAYS_SERVED):
+                raise ServiceUnavailable("The gateway is shutting down; retry on another instance.",
+                                         code="draining", headers={"connection": "close"})
+            await route.handler(rt, req, ex)
+        except GatehouseError as err:
+            ex.status, ex.error_type = err.status, err.code
+            if not started:
+                await send_bytes(send, status_for(ex.dialect, err), render(ex.dialect, err),
+                                 header_list(ex.request_id, {**ex.response_headers, **err.headers}))
+        except ClientGone:
+            ex.status, ex.error_type = 499, "client_closed"
+        except asyncio.CancelledError:
+            ex.status, ex.error_type = 499, "cancelled"
+            raise
+        except Exception as e:
+            log.error("unhandled error in request %s: %s", ex.request_id, describe(e))
+            ex.status, ex.error_type = 500, "internal"
+            if not started:
+                err = GatehouseError(f"Internal gateway error (request id {ex.request_id}).")
+                await send_bytes(send, 500, render(ex.dialect, err), header_list(ex.request_id))
+        finally:
+            self.inflight -= 1
+            if rt is not None and "_admitted" in ex.notes:
+                await rt.pipeline.settle(ex)
+            if rt is not None and rt.meter is not None:
+                rt.meter.observe(ex, req.method, req.path)

@@ -1,0 +1,366 @@
+"""Typed configuration: YAML, ${VAR} interpolation, and errors that name the field path.
+
+Loading is three steps, each of which can fail with a ConfigError naming the field:
+interpolate environment variables into the raw YAML tree, convert the tree into the typed
+structs below (msgspec, unknown fields refused so typos surface), then check the references
+between sections (a deployment's provider, a consumer's group, ...).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+from msgspec import Struct, field
+
+
+class ConfigError(Exception):
+    """A config problem, message prefixed with the field path (`models[2].deployments[0]`)."""
+
+
+class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class ServerConfig(_Base):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 10 * 1024 * 1024
+    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Secret for HMAC-hashing keys. Replicas sharing a store must share it; without it a
+    # random one is generated once and kept in the data dir.
+    secret: str | None = None
+    shutdown_grace_seconds: float = 30.0
+    # Before stopping, keep answering 503 (and /readyz 503) this long so load balancers
+    # move traffic away first.
+    drain_seconds: float = 0.0
+    public_url: str | None = None  # shown in client-env and first-start hints
+
+
+class StoreConfig(_Base):
+    url: str | None = None  # sqlite:///path.db | postgresql://...; None = data dir SQLite
+    redis_url: str | None = None
+    pool_size: int = 10  # Postgres connections per process (bounded: no overflow)
+    migrate_on_start: bool = True  # apply schema migrations at start (else: `gatehouse migrate`)
+
+
+class AdminConfig(_Base):
+    key: str | None = None  # None: every admin route is denied
+
+
+class GuardrailConfig(_Base):
+    """A Bedrock guardrail applied to every Converse call of a provider (guardrailConfig)."""
+
+    identifier: str
+    version: str
+    trace: Literal["enabled", "disabled", "enabled_full"] | None = None
+    stream_processing_mode: Literal["sync", "async"] | None = None
+
+
+class ProviderConfig(_Base):
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    connect_timeout: float = 5.0
+    read_timeout: float = 600.0
+    max_connections: int = 256
+    # bedrock
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    # anthropic
+    anthropic_version: str | None = None
+    beta_allow: list[str] | None = None
+    # ollama native
+    keep_alive: str | int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # bedrock/gemini: model request fields
+    # bedrock
+    guardrail: GuardrailConfig | None = None
+
+
+class DeploymentConfig(_Base):
+    provider: str
+    model: str
+    weight: int = 1
+    # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
+    input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    # Self-hosted: the GPU's hourly cost amortised over its measured aggregate throughput.
+    gpu_cost_per_hour: float | None = None
+    gpu_output_tokens_per_second: float | None = None
+    gpu_input_tokens_per_second: float | None = None
+
+
+class ModelConfig(_Base):
+    name: str
+    deployments: list[DeploymentConfig]
+    private: bool = False  # may receive sensitive data
+    description: str | None = None
+    embeddings: bool = False
+
+
+Unlimited = Literal["unlimited"]
+
+
+class LimitSettings(_Base):
+    """A group's allowance for each consumer (docs/access-control.md), or a consumer's own
+    overrides of it. None: no limit in a group, inherit the group's in a consumer."""
+
+    tokens_per_minute: int | Unlimited | None = None
+    requests_per_minute: int | Unlimited | None = None
+    max_concurrent: int | Unlimited | None = None
+    max_tokens: int | Unlimited | None = None  # caps each request's max_tokens
+    budget_usd_per_day: float | Unlimited | None = None  # UTC days
+    budget_usd_per_month: float | Unlimited | None = None  # UTC calendar months
+
+
+class GroupConfig(LimitSettings):
+    models: list[str] = field(default_factory=lambda: ["*"])
+    description: str | None = None
+    # consumer: every member gets the allowance; group: the members share one allowance.
+    limit_scope: Literal["consumer", "group"] = "consumer"
+
+
+class ConsumerConfig(LimitSettings):
+    keys: list[str] = field(default_factory=list)  # plaintext (via ${VAR}) or sha256:<hex>
+    group: str | None = None
+    models: list[str] | None = None  # narrows the group's list
+    description: str | None = None
+
+
+class LoggingConfig(_Base):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True
+
+
+class PricingConfig(_Base):
+    # Traffic to a deployment without a price: allow (cost 0), warn (cost 0, logged once per
+    # deployment) or deny (403 before the upstream is called). Always counted in a metric.
+    unpriced: Literal["allow", "warn", "deny"] = "warn"
+
+
+class MeteringConfig(_Base):
+    journal_dir: str | None = None  # None: <data dir>/journal
+    # fsync the journal this often (seconds); 0 = after every record (slow, power-loss safe).
+    journal_fsync_seconds: float = 1.0
+    batch_size: int = 500  # ledger rows per store transaction
+    flush_seconds: float = 0.25  # longest a record waits in the journal when the store is up
+    shutdown_flush_seconds: float = 10.0  # on SIGTERM, how long to keep draining into the store
+
+
+class MetricsConfig(_Base):
+    enabled: bool = True
+    # GET /metrics accepts this bearer token or the admin key; with neither set it is denied.
+    token: str | None = None
+class LimitsConfig(_Base):
+    """How limits are kept (docs/access-control.md#redis)."""
+
+    # Redis unreachable: open = keep limiting per replica (each limit divided by the replica
+    # count last seen in Redis, or `replicas` before any was seen); closed = answer 503.
+    on_store_error: Literal["open", "closed"] = "open"
+    store_timeout_seconds: float = 0.25
+    breaker_failures: int = 3  # consecutive Redis failures that open the circuit
+    breaker_reset_seconds: float = 2.0  # then one probe after this long
+    replicas: int = 1
+    # Output tokens reserved when neither the request nor the group sets max_tokens.
+    default_reserve_tokens: int = 1024
+    # A concurrency slot of a replica that died is freed after this long.
+    lease_seconds: float = 900.0
+
+
+class JwtConfig(_Base):
+    """Bearer JWTs from an OIDC provider for inference traffic (docs/access-control.md#jwt)."""
+
+    jwks_url: str
+    issuer: str
+    audience: str | list[str]
+    algorithms: list[str] = field(default_factory=lambda: ["RS256"])
+    group_claim: str = "groups"  # a string or a list of strings in the token
+    groups: dict[str, str] = field(default_factory=dict)  # claim value -> group (first match wins)
+    default_group: str | None = None  # None: tokens with no mapped group are refused
+    consumer_claim: str = "sub"
+    leeway_seconds: float = 30.0
+    jwks_refresh_seconds: float = 300.0
+    jwks_cooldown_seconds: float = 5.0  # least time between refetches for an unknown `kid`
+    jwks_timeout_seconds: float = 5.0
+
+
+class AuthConfig(_Base):
+    jwt: JwtConfig | None = None
+
+
+class Config(_Base):
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    providers: dict[str, ProviderConfig] = field(default_factory=dict)
+    models: list[ModelConfig] = field(default_factory=list)
+    # Requested model name pattern -> configured model (Claude Code asks for its own ids).
+    model_aliases: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+    consumers: dict[str, ConsumerConfig] = field(default_factory=dict)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    pricing: PricingConfig = field(default_factory=PricingConfig)
+    metering: MeteringConfig = field(default_factory=MeteringConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+
+
+# ---- interpolation -------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _interpolate_str(value: str, path: str, env: dict[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        got = env.get(name)
+        if got is None or (got == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return default
+        return got
+
+    return _VAR.sub(sub, value)
+
+
+def interpolate(node: Any, env: dict[str, str], path: str = "") -> Any:
+    if isinstance(node, str):
+        return _interpolate_str(node, path or "<root>", env)
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# ---- typed conversion with readable paths ------------------------------------------------
+
+_MSGSPEC_PATH = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
+
+
+def _msgspec_message(err: msgspec.ValidationError) -> str:
+    m = _MSGSPEC_PATH.match(str(err))
+    assert m is not None
+    message, where = m.group(1), (m.group(2) or "")
+    where = where.lstrip(".")
+    message = message.replace("`", "'")
+    if message.startswith("Object contains unknown field"):
+        message = "unknown field " + message.split("field", 1)[1].strip()
+    elif message.startswith("Object missing required field"):
+        name = message.split("field", 1)[1].strip().strip("'")
+        where = _join(where, name)
+        message = "required field is missing"
+    else:
+        message = message[0].lower() + message[1:]
+    return f"{where}: {message}" if where else message
+
+
+def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the config file must be a mapping at the top level")
+    raw = interpolate(raw, dict(os.environ) if env is None else env)
+    try:
+        cfg = msgspec.convert(raw, Config, str_keys=True)
+    except msgspec.ValidationError as e:
+        raise ConfigError(_name_map_key(_msgspec_message(e), raw)) from None
+    check_references(cfg)
+    return cfg
+
+
+def _name_map_key(message: str, raw: dict[str, Any]) -> str:
+    """msgspec says `groups[...]` for an entry of a map; find which entry and name it."""
+    section, sep, _ = message.partition("[...]")
+    if not sep or section not in raw or not isinstance(raw[section], dict):
+        return message
+    for key, value in raw[section].items():
+        try:
+            msgspec.convert({section: {key: value}}, Config, str_keys=True)
+        except msgspec.ValidationError:
+            return message.replace(f"{section}[...]", f"{section}.{key}", 1)
+    return message
+
+
+def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    return from_mapping(raw, env)
+
+
+def check_references(cfg: Config) -> None:
+    from gatehouse.providers import registry  # late: providers import config types
+
+    for name, prov in cfg.providers.items():
+        path = f"providers.{name}"
+        cls = registry.PROVIDERS.get(prov.type)
+        if cls is None:
+            known = ", ".join(sorted(registry.PROVIDERS))
+            raise ConfigError(f"{path}.type: unknown provider type '{prov.type}' (known: {known})")
+        problem = cls.check_config(prov)
+        if problem:
+            field_name, message = problem
+            raise ConfigError(f"{path}.{field_name}: {message}")
+    seen: set[str] = set()
+    for i, model in enumerate(cfg.models):
+        path = f"models[{i}]"
+        if not model.name:
+            raise ConfigError(f"{path}.name: must not be empty")
+        if model.name in seen:
+            raise ConfigError(f"{path}.name: duplicate model name '{model.name}'")
+        seen.add(model.name)
+        if not model.deployments:
+            raise ConfigError(f"{path}.deployments: at least one deployment is required")
+        for j, dep in enumerate(model.deployments):
+            if dep.provider not in cfg.providers:
+                raise ConfigError(
+                    f"{path}.deployments[{j}].provider: unknown provider '{dep.provider}'"
+                )
+    for pattern, target in cfg.model_aliases.items():
+        if target not in seen:
+            raise ConfigError(f"model_aliases.{pattern}: unknown model '{target}'")
+    for name, consumer in cfg.consumers.items():
+        path = f"consumers.{name}"
+        if consumer.group is not None and consumer.group not in cfg.groups:
+            raise ConfigError(f"{path}.group: unknown group '{consumer.group}'")
+        for k, key in enumerate(consumer.keys):
+            if not key:
+                raise ConfigError(f"{path}.keys[{k}]: empty key")
+            if key.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+                raise ConfigError(f"{path}.keys[{k}]: sha256 keys are 'sha256:' + 64 hex digits")
+    if cfg.server.max_body_bytes <= 0:
+        raise ConfigError("server.max_body_bytes: must be positive")
+    from gatehouse.metering.pricing import check_prices  # late: pricing imports config types
+
+    check_prices(cfg)
+    if cfg.metering.batch_size <= 0:
+        raise ConfigError("metering.batch_size: must be positive")
+    if cfg.metering.journal_fsync_seconds < 0:
+        raise ConfigError("metering.journal_fsync_seconds: must not be negative")
+    if cfg.store.pool_size <= 0:
+        raise ConfigError("store.pool_size: must be positive")
+    from gatehouse.policy.limits_config import check_access_config  # late: it imports config types
+
+    check_access_config(cfg)

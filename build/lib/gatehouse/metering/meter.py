@@ -1,0 +1,283 @@
+"""Metering: a ledger record per upstream attempt, the usage headers, metrics and access logs.
+
+The request path calls in at four points, all cheap and none touching the database:
+
+- `begin_attempt(ex, dep)` (api/flow.py, before each upstream call): journals a `begin`
+  line, so even a process killed mid-request leaves a trace (an `interrupted` record);
+- `fail_attempt(ex, err)` (api/flow.py, when failing over to the next deployment);
+- `record_unary(ex)` (api/flow.py, before a non-streamed answer is sent): journals the
+  `end` line and sets the x-gatehouse-tokens/cost headers, so a client holding its answer
+  implies a journaled record;
+- `MeteringStep.settle` (the pipeline, after streams and errors) journals the rest, and
+  `observe(ex)` (app.py, after every request) updates request metrics and the access log.
+
+The background LedgerWriter moves journaled records into the store in batches.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from gatehouse.config import Config
+from gatehouse.errors import GatehouseError, PermissionDenied
+from gatehouse.metering.journal import Journal, Segment
+from gatehouse.metering.pricing import Price, cost_usd, price_of
+from gatehouse.metering.record import LedgerRecord
+from gatehouse.metering.writer import LedgerWriter
+from gatehouse.observability.access_log import AccessLog
+from gatehouse.observability.metrics import Metrics
+from gatehouse.store.sql import SqlStore
+from gatehouse.types import Usage
+
+if TYPE_CHECKING:
+    from gatehouse.policy.pipeline import Exchange
+    from gatehouse.runtime import Deployment, ModelEntry
+
+log = logging.getLogger("gatehouse.metering")
+
+# Routes that are not model traffic: no request metrics (the access log still has them).
+UNMETERED_SURFACES = frozenset({"ops", "admin", "metrics", "usage", "models", "unknown"})
+# The attempt ended without usage because the client or the gateway stopped it: the
+# prompt was processed upstream, so it is billed at its estimate.
+_STOPPED = frozenset({"client_closed", "cancelled", "internal"})
+
+
+class Attempt:
+    __slots__ = ("record", "segment", "started", "price")
+
+    def __init__(self, record: LedgerRecord, segment: Segment | None, started: float, price: Price | None):
+        self.record = record
+        self.segment = segment
+        self.started = started
+        self.price = price
+
+
+def _money(cost: float) -> str:
+    return f"{cost:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+class Meter:
+    def __init__(self, cfg: Config, models: dict[str, "ModelEntry"], store: SqlStore, data_dir: Path):
+        m = cfg.metering
+        self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal", m.journal_fsync_seconds)
+        self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
+        self.shutdown_flush_seconds = m.shutdown_flush_seconds
+        self.metrics = Metrics(models, cfg.groups, cfg.providers,
+                               lambda: self.journal.backlog + len(self.journal.overflow))
+        self.access_log = AccessLog(cfg.logging.access_log)
+        self.prices: dict[tuple[str, Deployment], Price | None] = {}
+        for model_cfg in cfg.models:
+            for dep_cfg, dep in zip(model_cfg.deployments, models[model_cfg.name].deployments):
+                self.prices[(model_cfg.name, dep)] = price_of(dep_cfg)
+        self.unpriced_models = frozenset(name for (name, _), p in self.prices.items() if p is None)
+        self.unpriced_policy = cfg.pricing.unpriced
+        self._warned: set[tuple[str, str, str]] = set()
+        # Record ids: random per process, then a counter (unique without a syscall each).
+        self._id_prefix = os.urandom(8).hex()
+        self._ids = itertools.count(1)
+        # Labelled metric children, looked up once per label set rather than per request.
+        self._attempt_series: dict[tuple, tuple] = {}
+        self._request_series: dict[tuple, tuple] = {}
+        self.step = MeteringStep(self)
+
+    async def start(self) -> None:
+        import asyncio
+
+        replayed = await asyncio.to_thread(self.journal.open)
+        if replayed:
+            log.info("journal: %d ledger records to write from before the last stop", replayed)
+            self.journal.has_data.set()
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.stop(self.shutdown_flush_seconds)
+        self.access_log.close()
+
+    # ---- attempts (api/flow.py) -------------------------------------------------------------
+
+    def begin_attempt(self, ex: "Exchange", dep: "Deployment") -> None:
+        previous = ex.notes.pop("_attempt", None)
+        if previous is not None:  # not ended by the caller: close it rather than lose it
+            self._end(ex, previous, ex.status or 502, ex.error_type or "abandoned", None)
+        number = ex.notes.get("_attempts", 0) + 1
+        ex.notes["_attempts"] = number
+        price = self.prices.get((ex.model, dep))
+        p = ex.principal
+        prompt = ex.prompt_estimate
+        record = LedgerRecord(
+            id=self._next_id(), request_id=ex.request_id, attempt=number, ts=time.time(),
+            consumer=p.consumer if p else "", model=ex.model, surface=ex.surface,
+            group=p.group if p else None, key_id=p.key_id if p else None,
+            deployment=dep.upstream_model, provider=dep.provider_name, streamed=ex.stream,
+            input_tokens=prompt, cost_usd=cost_usd(price, Usage(input_tokens=prompt)) if prompt else 0.0,
+            priced=price is not None, estimated=True, phase="begin",
+        )
+        ex.notes["_attempt"] = Attempt(record, self.journal.begin(record), time.monotonic(), price)
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):08x}"
+
+    def fail_attempt(self, ex: "Exchange", err: GatehouseError) -> None:
+        attempt = ex.notes.pop("_attempt", None)
+        if attempt is not None:
+            self._end(ex, attempt, err.status, err.code or err.type, None)
+
+    def record_unary(self, ex: "Exchange") -> None:
+        """End the attempt before the answer is sent, and put usage and cost in its headers."""
+        attempt = ex.notes.pop("_attempt", None)
+        if attempt is None:
+            return
+        rec = self._end(ex, attempt, ex.status, ex.error_type, ex.usage)
+        h = ex.response_headers
+        h["x-gatehouse-tokens-input"] = str(rec.input_tokens)
+        h["x-gatehouse-tokens-output"] = str(rec.output_tokens)
+        h["x-gatehouse-cost-usd"] = _money(rec.cost_usd)
+
+    # ---- settling (pipeline) ------------------------------------------------------------------
+
+    def settle(self, ex: "Exchange") -> None:
+        attempt = ex.notes.pop("_attempt", None)
+        if attempt is not None:
+            self._end(ex, attempt, ex.status, ex.error_type, ex.usage)
+        elif ex.notes.get("cache_hit"):  # answered by the cache step: no upstream attempt
+            self._cache_hit(ex)
+
+    def _usage(self, ex: "Exchange", usage: Usage | None, error_type: str | None) -> Usage:
+        if usage is not None:
+            return usage
+        if error_type in _STOPPED:
+            return Usage(input_tokens=ex.prompt_estimate, estimated=True)
+        return Usage()  # refused or failed upstream: nothing was generated
+
+    def _end(self, ex: "Exchange", attempt: Attempt, status: int, error_type: str | None,
+             usage: Usage | None) -> LedgerRecord:
+        now = time.monotonic()
+        u = self._usage(ex, usage, error_type)
+        first = ex.first_token_at
+        rec = msgspec.structs.replace(
+            attempt.record, phase="end", status=status, error_type=error_type,
+            input_tokens=u.input_tokens, output_tokens=u.output_tokens, cached_tokens=u.cache_read_tokens,
+            cost_usd=cost_usd(attempt.price, u), latency_ms=round((now - attempt.started) * 1000, 3),
+            ttft_ms=round((first - attempt.started) * 1000, 3) if first and first >= attempt.started else None,
+            streamed=ex.stream, estimated=u.estimated,
+        )
+        ex.notes["cost_usd"] = ex.notes.get("cost_usd", 0.0) + rec.cost_usd
+        self.journal.end(rec, attempt.segment)
+        self._count(rec)
+        return rec
+
+    def _cache_hit(self, ex: "Exchange") -> None:
+        p = ex.principal
+        u = ex.usage or Usage()
+        rec = LedgerRecord(
+            id=self._next_id(), request_id=ex.request_id, attempt=0,
+            ts=time.time() - (time.monotonic() - ex.started), consumer=p.consumer if p else "",
+            model=ex.model, surface=ex.surface, group=p.group if p else None, key_id=p.key_id if p else None,
+            status=ex.status, error_type=ex.error_type, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+            cached_tokens=u.cache_read_tokens, latency_ms=round((time.monotonic() - ex.started) * 1000, 3),
+            streamed=ex.stream, cache_hit=True, estimated=u.estimated,
+        )
+        self.journal.end(rec)
+        self._count(rec)
+
+    def _count(self, rec: LedgerRecord) -> None:
+        key = (rec.model, rec.group, rec.provider, rec.status)
+        series = self._attempt_series.get(key)
+        if series is None:
+            m = self.metrics
+            model, group, provider = m.model(rec.model), m.group(rec.group), m.provider(rec.provider)
+            series = (m.attempts.labels(model, provider, str(rec.status)), m.tokens_input.labels(model, group),
+                      m.tokens_output.labels(model, group), m.tokens_cached.labels(model, group),
+                      m.cost.labels(model, group), m.upstream_duration.labels(model, provider),
+                      m.unpriced.labels(model, provider))
+            if len(self._attempt_series) < 10_000:
+                self._attempt_series[key] = series
+        attempts, tokens_in, tokens_out, tokens_cached, cost, duration, unpriced = series
+        attempts.inc()
+        if rec.input_tokens:  # (the series exist from labels(); skipping zeros saves a lock each)
+            tokens_in.inc(rec.input_tokens)
+        if rec.output_tokens:
+            tokens_out.inc(rec.output_tokens)
+        if rec.cached_tokens:
+            tokens_cached.inc(rec.cached_tokens)
+        if rec.cost_usd:
+            cost.inc(rec.cost_usd)
+        if rec.attempt:
+            duration.observe(rec.latency_ms / 1000)
+            if not rec.priced:
+                unpriced.inc()
+                self._warn_unpriced(rec)
+
+    def _warn_unpriced(self, rec: LedgerRecord) -> None:
+        key = (rec.model, rec.provider, rec.deployment)
+        if self.unpriced_policy == "warn" and key not in self._warned:
+            self._warned.add(key)
+            log.warning("model '%s' deployment %s/%s has no price: its traffic is recorded at $0 "
+                        "(set input_per_mtok/output_per_mtok or gpu_cost_per_hour)", *key)
+
+    # ---- after every request (app.py) ----------------------------------------------------------
+
+    def observe(self, ex: "Exchange", method: str, path: str) -> None:
+        now = time.monotonic()
+        finished = ex.finished_at or now
+        p = ex.principal
+        if ex.surface not in UNMETERED_SURFACES:
+            group = p.group if p else None
+            key = (ex.model, group, ex.status)
+            series = self._request_series.get(key)
+            if series is None:
+                m = self.metrics
+                model = m.model(ex.model)
+                series = (m.requests.labels(model, m.group(group), str(ex.status)), m.request_duration.labels(model),
+                          m.ttft.labels(model))
+                if len(self._request_series) < 10_000:
+                    self._request_series[key] = series
+            requests, duration, ttft = series
+            requests.inc()
+            duration.observe(finished - ex.started)
+            if ex.stream and ex.first_token_at is not None:
+                ttft.observe(ex.first_token_at - ex.started)
+            if ex.status >= 400:
+                self.metrics.errors.labels(ex.error_type or f"http_{ex.status}").inc()
+                if ex.status == 429:
+                    self.metrics.rate_limited.inc()
+        if self.access_log.enabled and not (ex.surface == "ops" and ex.status < 400):  # not every probe
+            u = ex.usage
+            self.access_log.write({
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "request_id": ex.request_id, "method": method, "path": path, "surface": ex.surface,
+                "consumer": p.consumer if p else None, "group": p.group if p else None,
+                "key_id": p.key_id if p else None, "model": ex.model or None,
+                "provider": ex.provider or None, "deployment": ex.deployment or None,
+                "status": ex.status, "error": ex.error_type, "stream": ex.stream,
+                "attempts": ex.notes.get("_attempts", 0),
+                "tokens_in": u.input_tokens if u else 0, "tokens_out": u.output_tokens if u else 0,
+                "estimated": u.estimated if u else False, "cost_usd": round(ex.notes.get("cost_usd", 0.0), 10),
+                "latency_ms": round((finished - ex.started) * 1000, 3),
+                "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
+            })
+
+
+class MeteringStep:
+    """The pipeline step: refuses unpriced models under `pricing.unpriced: deny`, and
+    journals the attempt that is still open when the request settles."""
+
+    name = "metering"
+
+    def __init__(self, meter: Meter):
+        self.meter = meter
+        self.deny_unpriced = meter.unpriced_policy == "deny"
+
+    async def admit(self, ex: "Exchange") -> None:
+        if self.deny_unpriced and ex.model in self.meter.unpriced_models:
+            raise PermissionDenied(f"The model '{ex.model}' has no price configured and unpriced use is not "
+                                   "allowed here.", param="model", code="model_unpriced")
+
+    async def settle(self, ex: "Exchange") -> None:
+        self.meter.settle(ex)

@@ -1,0 +1,1 @@
+"""Metrics (Prometheus), structured access logs, safe descriptions of errors."""

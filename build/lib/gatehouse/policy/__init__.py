@@ -1,0 +1,1 @@
+"""Pipeline steps: authenticate, authorize, admit (limits, budgets), settle."""

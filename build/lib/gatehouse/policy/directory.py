@@ -1,0 +1,135 @@
+"""Who may use what: groups and consumers from the config file and the store, compiled.
+
+A Directory is immutable: each consumer's group, allowed models (glob patterns expanded)
+and effective limits are computed once when it is built, so authenticating a request is
+one dict lookup. AccessControl holds the current Directory and rebuilds it when the store's
+version counter moves - on this replica at once after a change, on the others within the
+poll interval (0.5 s).
+
+Config entries win over store entries of the same name (the admin API refuses to create
+such names, and refuses to change config entries: the file is their source of truth).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from msgspec import Struct
+
+from gatehouse.config import Config, ConsumerConfig, GroupConfig
+from gatehouse.policy.access import expand
+from gatehouse.policy.auth import Principal
+from gatehouse.policy.limits_config import Limits, effective_limits
+from gatehouse.store.directory_sql import DirectoryStore, Row
+
+log = logging.getLogger("gatehouse.directory")
+
+POLL_SECONDS = 0.5
+_SUBJECT_CACHE_MAX = 100_000
+
+
+class Grant(Struct, frozen=True):
+    group: str | None
+    allowed: frozenset[str] | None
+    limits: Limits | None
+
+
+OPEN = Grant(None, None, None)  # a consumer known to neither config nor store (laptop keys)
+NOTHING = frozenset[str]()
+
+
+class Directory:
+    def __init__(self, cfg: Config, model_names: list[str], store_groups: dict[str, Row],
+                 store_consumers: dict[str, Row]):
+        self.groups: dict[str, GroupConfig] = {n: r.spec for n, r in store_groups.items()}  # type: ignore[misc]
+        self.groups.update(cfg.groups)
+        self.consumers: dict[str, ConsumerConfig] = {n: r.spec for n, r in store_consumers.items()}  # type: ignore[misc]
+        self.consumers.update(cfg.consumers)
+        self.config_groups = frozenset(cfg.groups)
+        self.config_consumers = frozenset(cfg.consumers)
+        self._names = model_names
+        self._group_models = {n: expand(g.models, model_names) for n, g in self.groups.items()}
+        self.grants = {n: self._grant(n, c) for n, c in self.consumers.items()}
+        self._subjects: dict[tuple[str, str], Grant] = {}
+
+    def _grant(self, name: str, c: ConsumerConfig) -> Grant:
+        group = self.groups.get(c.group) if c.group else None
+        if c.group is not None and group is None:
+            log.warning("consumer '%s' is in group '%s', which does not exist: it may use no model", name, c.group)
+            return Grant(c.group, NOTHING, None)
+        allowed = self._group_models[c.group] if c.group else None
+        if c.models is not None:
+            own = expand(c.models, self._names)
+            allowed = own if allowed is None else (allowed if own is None else allowed & own)
+        return Grant(c.group, allowed, effective_limits(name, c.group, group, c))
+
+    def principal(self, consumer: str, key_id: str) -> Principal:
+        g = self.grants.get(consumer, OPEN)
+        return Principal(consumer, g.group, key_id, g.allowed, g.limits)
+
+    def principal_in_group(self, subject: str, group: str, key_id: str) -> Principal | None:
+        """A JWT subject: the group's models and allowance, counted per subject. None when the
+        group does not exist."""
+        g = self._subjects.get((subject, group))
+        if g is None:
+            spec = self.groups.get(group)
+            if spec is None:
+                return None
+            g = Grant(group, self._group_models[group], effective_limits(subject, group, spec, None))
+            if len(self._subjects) >= _SUBJECT_CACHE_MAX:
+                self._subjects.clear()
+            self._subjects[(subject, group)] = g
+        return Principal(subject, g.group, key_id, g.allowed, g.limits)
+
+
+class AccessControl:
+    def __init__(self, cfg: Config, model_names: list[str], store: DirectoryStore):
+        self.cfg = cfg
+        self.model_names = model_names
+        self.store = store
+        self.current = Directory(cfg, model_names, {}, {})
+        self.version = -1
+        self.on_change: list[Callable[[], None]] = []
+        self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    def principal(self, consumer: str, key_id: str) -> Principal:
+        return self.current.principal(consumer, key_id)
+
+    async def reload(self) -> None:
+        """Rebuild from the store (after a change here, or when the version moved)."""
+        async with self._lock:
+            version = await self.store.version()
+            groups, consumers = await self.store.groups(), await self.store.consumers()
+            self.current = Directory(self.cfg, self.model_names, groups, consumers)
+            self.version = version
+        for callback in self.on_change:
+            callback()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _poll(self) -> None:
+        failing = False
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                if await self.store.version() != self.version:
+                    await self.reload()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # keep serving with the directory we have
+                if not failing:
+                    log.error("cannot reload groups and consumers from the store (%s); keeping the "
+                              "current ones", type(e).__name__)
+                failing = True

@@ -1,0 +1,215 @@
+"""Create, show, update and delete groups and consumers: the rules shared by the admin API and
+the CLI. Inputs go through the same structs and validators as the config file; config
+entries are read-only here (the file is their source of truth). Names and descriptions are
+stored and returned exactly as given: SQL is parameterised and nothing is ever templated.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gatehouse.config import Config, ConfigError, ConsumerConfig, GroupConfig
+from gatehouse.errors import Conflict, InvalidRequest, NotFound
+from gatehouse.policy.access import expand
+from gatehouse.policy.limits_config import LIMIT_FIELDS, check_limit_settings, check_name, effective_limits
+from gatehouse.store.directory_sql import DirectoryStore, NameTaken, Row
+from gatehouse.wire.common import convert
+
+
+def _invalid(e: ConfigError) -> InvalidRequest:
+    text = str(e)
+    param = text.split(":", 1)[0] if ":" in text else None
+    return InvalidRequest(f"Invalid value for '{param}': {text.split(':', 1)[1].strip()}" if param else text,
+                          param=param, code="invalid_value")
+
+
+def _checked_name(name: Any) -> str:
+    try:
+        check_name(name, "name")
+    except ConfigError as e:
+        raise _invalid(e) from None
+    return name
+
+
+def _limits_view(spec) -> dict[str, Any]:
+    return {f: getattr(spec, f) for f in LIMIT_FIELDS}
+
+
+class DirectoryAdmin:
+    def __init__(self, cfg: Config, store: DirectoryStore, model_names: list[str]):
+        self.cfg = cfg
+        self.store = store
+        self.model_names = model_names
+
+    # ---- groups --------------------------------------------------------------------------------
+
+    async def list_groups(self) -> list[dict[str, Any]]:
+        rows = await self.store.groups()
+        out = [self._group_view(n, g, "config") for n, g in self.cfg.groups.items()]
+        out += [self._group_view(n, r.spec, "store", r) for n, r in rows.items() if n not in self.cfg.groups]
+        return out
+
+    async def get_group(self, name: str) -> dict[str, Any]:
+        if name in self.cfg.groups:
+            return self._group_view(name, self.cfg.groups[name], "config")
+        row = (await self.store.groups()).get(name)
+        if row is None:
+            raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        return self._group_view(name, row.spec, "store", row)
+
+    async def create_group(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        name = _checked_name(body.pop("name", None))
+        if name in self.cfg.groups:
+            raise Conflict(f"Group '{name}' is defined in the config file.", code="defined_in_config")
+        spec = self._group_spec(body)
+        try:
+            row = await self.store.put_group(name, spec, create=True)
+        except NameTaken:
+            raise Conflict(f"Group '{name}' already exists.", code="name_taken") from None
+        assert row is not None
+        return self._group_view(name, spec, "store", row)
+
+    async def update_group(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self._writable(name, self.cfg.groups, "Group")
+        row = (await self.store.groups()).get(name)
+        if row is None:
+            raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        spec = self._group_spec({**msgspec.structs.asdict(row.spec), **self._no_name(changes)})
+        new = await self.store.put_group(name, spec, create=False)
+        if new is None:
+            raise NotFound(f"No group named '{name}'.", code="group_not_found")
+        return self._group_view(name, spec, "store", new)
+
+    async def delete_group(self, name: str) -> None:
+        self._writable(name, self.cfg.groups, "Group")
+        in_config = [c for c, spec in self.cfg.consumers.items() if spec.group == name]
+        done = None if in_config else await self.store.delete_group(name)
+        if done is None:
+            raise Conflict(f"Group '{name}' still has consumers; move or delete them first.", code="group_in_use")
+        if not done:
+            raise NotFound(f"No group named '{name}'.", code="group_not_found")
+
+    def _group_spec(self, body: dict[str, Any]) -> GroupConfig:
+        spec = convert(body, GroupConfig)
+        try:
+            check_limit_settings(spec, "group")
+        except ConfigError as e:
+            raise _invalid(e) from None
+        return spec
+
+    def _group_view(self, name: str, g: GroupConfig, source: str, row: Row | None = None) -> dict[str, Any]:
+        allowed = expand(g.models, self.model_names)
+        return {
+            "name": name, "source": source, "description": g.description, "models": g.models,
+            "allowed_models": "*" if allowed is None else sorted(allowed), "limit_scope": g.limit_scope,
+            **_limits_view(g),
+            "created_at": row.created_at if row else None, "updated_at": row.updated_at if row else None,
+        }
+
+    # ---- consumers -----------------------------------------------------------------------------
+
+    async def list_consumers(self, group: str | None = None) -> list[dict[str, Any]]:
+        groups = await self._all_groups()
+        rows = await self.store.consumers()
+        out = [self._consumer_view(n, c, "config", groups) for n, c in self.cfg.consumers.items()]
+        out += [self._consumer_view(n, r.spec, "store", groups, r) for n, r in rows.items()
+                if n not in self.cfg.consumers]
+        return [c for c in out if group is None or c["group"] == group]
+
+    async def get_consumer(self, name: str) -> dict[str, Any]:
+        groups = await self._all_groups()
+        if name in self.cfg.consumers:
+            return self._consumer_view(name, self.cfg.consumers[name], "config", groups)
+        row = (await self.store.consumers()).get(name)
+        if row is None:
+            raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        return self._consumer_view(name, row.spec, "store", groups, row)
+
+    async def create_consumer(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        name = _checked_name(body.pop("name", None))
+        if name in self.cfg.consumers:
+            raise Conflict(f"Consumer '{name}' is defined in the config file.", code="defined_in_config")
+        groups = await self._all_groups()
+        spec = self._consumer_spec(body, groups)
+        try:
+            row = await self.store.put_consumer(name, spec, create=True)
+        except NameTaken:
+            raise Conflict(f"Consumer '{name}' already exists.", code="name_taken") from None
+        assert row is not None
+        return self._consumer_view(name, spec, "store", groups, row)
+
+    async def update_consumer(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        self._writable(name, self.cfg.consumers, "Consumer")
+        groups = await self._all_groups()
+        row = (await self.store.consumers()).get(name)
+        if row is None:
+            raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        current = msgspec.structs.asdict(row.spec)
+        current.pop("keys", None)
+        spec = self._consumer_spec({**current, **self._no_name(changes)}, groups)
+        new = await self.store.put_consumer(name, spec, create=False)
+        if new is None:
+            raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+        return self._consumer_view(name, spec, "store", groups, new)
+
+    async def delete_consumer(self, name: str) -> None:
+        self._writable(name, self.cfg.consumers, "Consumer")
+        if not await self.store.delete_consumer(name):
+            raise NotFound(f"No consumer named '{name}'.", code="consumer_not_found")
+
+    def _consumer_spec(self, body: dict[str, Any], groups: dict[str, GroupConfig]) -> ConsumerConfig:
+        if "keys" in body:
+            raise InvalidRequest("Keys are not part of a consumer: create them with POST /admin/keys.",
+                                 param="keys", code="invalid_value")
+        if body.get("group") is None:
+            raise InvalidRequest("Every consumer belongs to a group: 'group' is required.", param="group",
+                                 code="invalid_value")
+        spec = convert(body, ConsumerConfig)
+        if spec.group not in groups:
+            raise InvalidRequest(f"Unknown group '{spec.group}'.", param="group", code="invalid_value")
+        try:
+            check_limit_settings(spec, "consumer")
+        except ConfigError as e:
+            raise _invalid(e) from None
+        return spec
+
+    def _consumer_view(self, name: str, c: ConsumerConfig, source: str, groups: dict[str, GroupConfig],
+                       row: Row | None = None) -> dict[str, Any]:
+        group = groups.get(c.group) if c.group else None
+        allowed = expand(group.models, self.model_names) if group else None
+        if c.group and group is None:
+            allowed = frozenset()
+        if c.models is not None:
+            own = expand(c.models, self.model_names)
+            allowed = own if allowed is None else (allowed if own is None else allowed & own)
+        eff = effective_limits(name, c.group, group, c)
+        return {
+            "name": name, "source": source, "group": c.group, "description": c.description,
+            "models": c.models, "overrides": {k: v for k, v in _limits_view(c).items() if v is not None},
+            "allowed_models": "*" if allowed is None else sorted(allowed),
+            "limits": {f: getattr(eff, f) for f in LIMIT_FIELDS} if eff else {},
+            "created_at": row.created_at if row else None, "updated_at": row.updated_at if row else None,
+        }
+
+    # ---- shared --------------------------------------------------------------------------------
+
+    async def _all_groups(self) -> dict[str, GroupConfig]:
+        groups: dict[str, GroupConfig] = {n: r.spec for n, r in (await self.store.groups()).items()}  # type: ignore[misc]
+        groups.update(self.cfg.groups)
+        return groups
+
+    @staticmethod
+    def _writable(name: str, configured: dict, what: str) -> None:
+        if name in configured:
+            raise Conflict(f"{what} '{name}' is defined in the config file; change it there.",
+                           code="defined_in_config")
+
+    @staticmethod
+    def _no_name(changes: dict[str, Any]) -> dict[str, Any]:
+        if "name" in changes:
+            raise InvalidRequest("A name cannot be changed; create a new entry instead.", param="name",
+                                 code="invalid_value")
+        return changes

@@ -1,0 +1,1 @@
+"""Egress translators, one module per upstream type; `registry.PROVIDERS` maps type -> class."""

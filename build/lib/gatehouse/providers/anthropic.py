@@ -1,0 +1,163 @@
+"""Provider `anthropic`: Anthropic's Messages API (or any server that speaks it, such as
+vLLM's or llama.cpp's /v1/messages).
+
+OpenAI-dialect clients reach it through the canonical translation (`chat`/`chat_stream`);
+Anthropic-dialect clients through `forward`, which sends their body with only the model
+swapped and relays the reply while reading usage from it. `anthropic-version` is pinned by
+config or taken from the client; `anthropic-beta` flags pass the `beta_allow` list.
+"""
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any, AsyncIterator
+
+import aiohttp
+import msgspec
+
+from gatehouse.config import ProviderConfig
+from gatehouse.errors import UpstreamStatus
+from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
+from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
+from gatehouse.wire import anthropic as wire
+from gatehouse.wire import anthropic_response as response_wire
+from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+# Fields the count_tokens endpoint accepts (it refuses the rest of a Messages body).
+COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers",
+                "context_management", "output_format", "output_config")
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+
+
+class _Count(msgspec.Struct):
+    input_tokens: int
+
+
+# Messages fields count_tokens refuses; clients often send a Messages body to count it.
+GENERATION_ONLY_FIELDS = frozenset({"max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences",
+                                    "metadata", "service_tier"})
+
+_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
+_count_decoder = msgspec.json.Decoder(_Count)
+
+
+def upstream_error(status: int, raw: bytes, model: str) -> UpstreamStatus:
+    try:
+        env = _error_decoder.decode(raw)
+        if isinstance(env.error, _ErrorDetail):
+            message, etype = env.error.message or "no details", env.error.type
+        else:
+            message, etype = (env.error or env.message or "no details"), None
+    except msgspec.DecodeError:
+        message, etype = raw.decode(errors="replace").strip()[:300] or "no details", None
+    return UpstreamStatus(status, f"Upstream error for model '{model}' ({status}): {message}", error_type=etype)
+
+
+class AnthropicProvider(Provider):
+    type_name = "anthropic"
+    dialect = "anthropic"
+
+    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+        super().__init__(name, cfg, http)
+        base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = base[:-3] if base.endswith("/v1") else base  # paths carry /v1
+        self.auth: UpstreamAuth = HeaderAuth("x-api-key", cfg.api_key) if cfg.api_key else NoAuth()
+        self.beta_allow = cfg.beta_allow
+
+    @classmethod
+    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        return http_url_problem(cfg.base_url)
+
+    # ---- headers and transport -----------------------------------------------------------------
+
+    def betas(self, client_value: str | None) -> str | None:
+        """The client's beta flags this provider lets through (None in config = all)."""
+        if not client_value:
+            return None
+        flags = [f.strip() for f in client_value.split(",") if f.strip()]
+        if self.beta_allow is not None:
+            flags = [f for f in flags if any(fnmatchcase(f, pat) for pat in self.beta_allow)]
+        return ",".join(flags) or None
+
+    def _headers(self, call: CallContext) -> dict[str, str]:
+        headers = dict(self.static_headers)
+        headers["anthropic-version"] = (self.cfg.anthropic_version or call.forward_headers.get("anthropic-version")
+                                        or DEFAULT_VERSION)
+        beta = self.betas(call.forward_headers.get("anthropic-beta"))
+        if beta:
+            headers["anthropic-beta"] = beta
+        return headers
+
+    async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
+        url = self.base_url + path
+        resp = await self._send(url, body, self._headers(call), call)
+        if resp.status >= 400:
+            raw = await read_body(resp, call.public_model)
+            raise upstream_error(resp.status, raw, call.public_model)
+        return resp
+
+    # ---- canonical chat (OpenAI-dialect clients) ---------------------------------------------------
+
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
+        body = wire.from_canonical(req, call.upstream_model)
+        body.pop("stream", None)
+        raw = await read_body(await self._post("/v1/messages", json_encode(body), call), call.public_model)
+        try:
+            resp = response_wire.response_decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+        return response_wire.response_to_canonical(resp, call.public_model)
+
+    async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        body = wire.from_canonical(req, call.upstream_model)
+        body["stream"] = True
+        resp = await self._post("/v1/messages", json_encode(body), call)
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.public_model):
+            yield ev
+
+    # ---- same-dialect pass-through ---------------------------------------------------------------
+
+    async def forward(self, path: str, body: dict[str, Any], stream: bool, call: CallContext,
+                      client_wants_usage: bool) -> Forwarded:
+        body["model"] = call.upstream_model
+        resp = await self._post(path, json_encode(body), call)
+        ctype = resp.headers.get("Content-Type", "application/json")
+        if not stream or not ctype.startswith("text/event-stream"):
+            raw = await read_body(resp, call.public_model)
+            try:
+                usage_obj = response_wire.usage_only_decoder.decode(raw).usage
+            except msgspec.DecodeError:
+                raise malformed(call.public_model) from None
+            return Forwarded(resp.status, ctype, body=raw, usage=usage_obj.canonical() if usage_obj else None)
+        relay = MessageStreamRelay(call.public_model)
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
+                         tally=relay, release=resp.release)
+
+    # ---- token counting ------------------------------------------------------------------------------
+
+    async def count_tokens(self, call: CallContext, *, request: ChatRequest | None = None,
+                           body: dict[str, Any] | None = None) -> int:
+        if body is not None:  # the client's own body, minus what only generation takes
+            payload = {k: v for k, v in body.items() if k not in GENERATION_ONLY_FIELDS}
+            payload["model"] = call.upstream_model
+        else:
+            assert request is not None
+            full = wire.from_canonical(request, call.upstream_model)
+            payload = {k: v for k, v in full.items() if k in COUNT_FIELDS}
+        raw = await read_body(await self._post("/v1/messages/count_tokens", json_encode(payload), call), call.public_model)
+        try:
+            return _count_decoder.decode(raw).input_tokens
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None

@@ -1,0 +1,158 @@
+"""The small Protocols every provider implements, and the per-call context they receive.
+
+A provider is built once per configured upstream (it holds the pooled HTTP session, the
+upstream auth and the base URL); each call gets a CallContext. Stream decoding state lives
+in the per-call generator, so nothing is shared between requests.
+
+Core ability: `chat` / `chat_stream` on canonical types. Optional abilities are separate
+Protocols, checked with isinstance at load time, never by provider name:
+`Embedder`, `Completer`, `Passthrough` (same-dialect fast path), `ModelLister` and
+`TokenCounter`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, AsyncIterator, ClassVar, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from msgspec import Struct, field
+
+from gatehouse.config import ProviderConfig
+from gatehouse.types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    Usage,
+)
+from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+
+
+class CallContext(Struct):
+    request_id: str
+    public_model: str
+    upstream_model: str
+    # Client headers a provider may forward (e.g. anthropic-beta), already filtered.
+    forward_headers: dict[str, str] = field(default_factory=dict)
+
+
+class StreamTally(Protocol):
+    """What a relayed stream learned on the way: usage, and whether it ended properly."""
+
+    usage: Usage | None
+    finished: bool
+
+
+class Forwarded:
+    """An upstream reply relayed without translation (same dialect on both sides).
+
+    Non-stream: `body` holds the bytes and `usage` is read from them. Stream: iterate
+    `chunks`; afterwards `tally` holds the usage seen. `release()` frees the connection.
+
+    `splice`, when the provider offers it, is the same stream for api/splice instead of
+    `chunks`: (the upstream response, which can hand its body to a callback as it arrives;
+    the function that turns arrived bytes into the bytes for the client; the one that
+    flushes at the end). Using it means not iterating `chunks`.
+    """
+
+    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice")
+
+    def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
+                 chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
+                 tally: StreamTally | None = None, release: Any = None, splice: tuple | None = None):
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+        self.chunks = chunks
+        self.usage = usage
+        self.tally = tally
+        self.release = release
+        self.splice = splice
+
+
+def http_url_problem(url: str | None, field_name: str = "base_url") -> tuple[str, str] | None:
+    """(field, message) for check_config when a configured upstream URL is not http(s)."""
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return field_name, "must be an http(s) URL"
+    return None
+
+
+class Provider(ABC):
+    """Base class with the constructor every provider shares; chat and chat_stream are the
+    two abilities every provider must have (a missing one fails at load, not per request)."""
+
+    type_name: ClassVar[str] = ""
+    dialect: ClassVar[str] = ""  # wire dialect spoken upstream, for the pass-through fast path
+    auth: Any  # the provider's upstream auth (upstream/auth.py), set by subclasses
+
+    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+        self.name = name
+        self.cfg = cfg
+        self.http = http
+        self.timeout = timeout(cfg.connect_timeout, cfg.read_timeout)
+        self.static_headers = {"Content-Type": "application/json", **cfg.headers}
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
+        """POST `body` with `headers` plus the request id and the upstream auth; transport
+        failures become gateway errors. The caller checks the status (its dialect's errors)."""
+        headers["x-request-id"] = call.request_id
+        self.auth.apply(headers, "POST", url, body)
+        async with transport_errors(call.public_model):
+            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout)
+
+    @classmethod
+    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        """Return (field, message) when the config cannot work for this provider type."""
+        return None
+
+    @abstractmethod
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse: ...
+
+    @abstractmethod
+    def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]: ...
+
+    async def start(self) -> None:
+        """Called once when the Runtime starts (e.g. to warm credentials)."""
+
+    async def close(self) -> None:
+        """Called once when the Runtime stops."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse: ...
+
+
+@runtime_checkable
+class Completer(Protocol):
+    async def complete(self, req: CompletionRequest, call: CallContext) -> ChatResponse: ...
+    def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]: ...
+
+
+@runtime_checkable
+class Passthrough(Protocol):
+    """Forward a body that is already in the upstream's dialect, only the model swapped."""
+
+    async def forward(self, path: str, body: dict[str, Any], stream: bool, call: CallContext,
+                      client_wants_usage: bool) -> Forwarded: ...
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    async def list_models(self) -> list[str]: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Exact prompt token counts from the upstream itself (e.g. Anthropic's count_tokens).
+
+    `body` is the client's request when it is already in this provider's dialect (forwarded
+    as is); otherwise `request` is the canonical request to translate.
+    """
+
+    async def count_tokens(self, call: CallContext, *, request: ChatRequest | None = None,
+                           body: dict[str, Any] | None = None) -> int: ...

@@ -1,0 +1,170 @@
+"""Provider `bedrock`: AWS Bedrock Runtime through Converse / ConverseStream, embeddings
+through InvokeModel (Titan, Cohere), signed with SigV4 from the standard AWS credential chain.
+
+Model ids may be foundation-model ids, cross-region inference profile ids
+(`us.anthropic...`) or ARNs; they are percent-encoded into the path, as the AWS SDKs do.
+With `api_key` set, a Bedrock API key (bearer token) is used instead of SigV4.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, AsyncIterator
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from gatehouse.config import ProviderConfig
+from gatehouse.errors import InvalidRequest, UpstreamError
+from gatehouse.metering.tokens import estimate_text
+from gatehouse.providers.base import CallContext, Provider, http_url_problem
+from gatehouse.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    Usage,
+    json_encode,
+)
+from gatehouse.upstream.auth import AwsCredentialsUnavailable, HeaderAuth, SigV4Auth
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, transport_errors
+from gatehouse.wire import bedrock as wire
+from gatehouse.wire.bedrock_stream import decode_stream
+
+INVOKE = "bedrock:InvokeModel"
+INVOKE_STREAM = "bedrock:InvokeModelWithResponseStream"
+
+
+def _region(cfg: ProviderConfig) -> str | None:
+    return cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+class BedrockProvider(Provider):
+    type_name = "bedrock"
+    dialect = "bedrock"
+
+    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+        super().__init__(name, cfg, http)
+        region = _region(cfg) or "us-east-1"
+        self.base_url = (cfg.endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
+        self.sigv4: SigV4Auth | None = None
+        if cfg.api_key:
+            self.auth: Any = HeaderAuth("Authorization", f"Bearer {cfg.api_key}")
+        else:
+            self.sigv4 = self.auth = SigV4Auth("bedrock", region, cfg.profile)
+
+    @classmethod
+    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        if not _region(cfg):
+            return "region", "required for bedrock (or set AWS_REGION in the gateway's environment)"
+        problem = http_url_problem(cfg.endpoint_url, "endpoint_url")
+        if problem is not None:
+            return problem
+        if cfg.base_url:
+            return "base_url", "not used by bedrock; set region (and endpoint_url for a VPC endpoint)"
+        return None
+
+    async def start(self) -> None:
+        if self.sigv4 is not None:
+            await self.sigv4.start()
+
+    async def close(self) -> None:
+        if self.sigv4 is not None:
+            await self.sigv4.close()
+
+    # ---- transport -------------------------------------------------------------------------
+
+    async def _post(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext,
+                    permission: str, accept: str = "application/json") -> aiohttp.ClientResponse:
+        url = f"{self.base_url}/model/{quote(model_id, safe='')}/{action}"
+        body = json_encode(payload)
+        headers = dict(self.static_headers)
+        headers["Accept"] = accept
+        if self.sigv4 is not None:
+            try:
+                await self.sigv4.ready()
+            except AwsCredentialsUnavailable as e:
+                raise UpstreamError(f"Cannot call Bedrock for model '{call.public_model}': {e}",
+                                    code="upstream_credentials_unavailable") from None
+        self.auth.apply(headers, "POST", url, body)
+        headers["x-request-id"] = call.request_id  # unsigned: proxies may rewrite it
+        async with transport_errors(call.public_model):
+            resp = await self.http.session.post(URL(url, encoded=True), data=body, headers=headers,
+                                                timeout=self.timeout)
+        if resp.status >= 400:
+            raw = await read_body(resp, call.public_model)
+            raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,
+                                           call.public_model, permission)
+        return resp
+
+    async def _json(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext) -> tuple[bytes, Any]:
+        resp = await self._post(model_id, action, payload, call, INVOKE)
+        return await read_body(resp, call.public_model), resp.headers
+
+
+    # ---- chat --------------------------------------------------------------------------------
+
+    def _body(self, req: ChatRequest, call: CallContext, stream: bool) -> dict[str, Any]:
+        return wire.converse_body(req, call.upstream_model, self.cfg.options, self.cfg.guardrail, stream)
+
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
+        raw, headers = await self._json(call.upstream_model, "converse", self._body(req, call, False), call)
+        try:
+            resp = wire.response_decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+        return wire.response_to_canonical(resp, headers.get("x-amzn-RequestId") or call.request_id,
+                                          call.public_model)
+
+    async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        resp = await self._post(call.upstream_model, "converse-stream", self._body(req, call, True), call,
+                                INVOKE_STREAM, accept="application/vnd.amazon.eventstream")
+        response_id = resp.headers.get("x-amzn-RequestId") or call.request_id
+        async for ev in decode_stream(iter_body(resp, call.public_model), response_id, call.public_model,
+                                      INVOKE_STREAM):
+            yield ev
+
+    # ---- embeddings --------------------------------------------------------------------------
+
+    async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
+        family = wire.embedding_family(call.upstream_model)
+        if family == "titan":  # one text per call: send them concurrently
+            results = await asyncio.gather(*(self._titan(t, req.dimensions, call) for t in req.input))
+            vectors = [v for v, _ in results]
+            usage = Usage(input_tokens=sum(n for _, n in results))
+        elif family == "cohere":
+            vectors, tokens, estimated = [], 0, False
+            for i in range(0, len(req.input), wire.COHERE_BATCH):
+                batch = req.input[i:i + wire.COHERE_BATCH]
+                raw, headers = await self._json(call.upstream_model, "invoke",
+                                                wire.cohere_body(batch, req.dimensions), call)
+                vectors.extend(wire.cohere_vectors(self._decode(wire.cohere_decoder, raw, call)))
+                counted = _token_header(headers)
+                estimated = estimated or counted is None
+                tokens += counted if counted is not None else sum(estimate_text(t) for t in batch)
+            usage = Usage(input_tokens=tokens, estimated=estimated)
+        else:
+            raise InvalidRequest(f"The model '{call.public_model}' does not support embeddings "
+                                 "(Bedrock embeddings: Titan or Cohere embedding models).", param="model")
+        return EmbeddingResponse(call.public_model, vectors, usage)
+
+    async def _titan(self, text: str, dimensions: int | None, call: CallContext) -> tuple[list[float], int]:
+        raw, headers = await self._json(call.upstream_model, "invoke", wire.titan_body(text, dimensions), call)
+        resp = self._decode(wire.titan_decoder, raw, call)
+        return resp.embedding, resp.inputTextTokenCount or _token_header(headers) or estimate_text(text)
+
+    @staticmethod
+    def _decode(decoder: msgspec.json.Decoder, raw: bytes, call: CallContext) -> Any:
+        try:
+            return decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+
+
+def _token_header(headers: Any) -> int | None:
+    """InvokeModel reports the input token count in a response header."""
+    value = headers.get("X-Amzn-Bedrock-Input-Token-Count")
+    return int(value) if value and value.isdigit() else None

@@ -1,0 +1,172 @@
+"""Provider `ollama`: Ollama's native API (/api/chat, /api/generate, /api/embed, NDJSON streams).
+
+Chosen per provider for what only the native API has: `keep_alive` (how long the model
+stays loaded) and `options` such as `num_ctx` (the context window, which /v1 cannot set).
+Ollama through its OpenAI-compatible /v1 stays the `openai` type. Requests that arrive in
+the Ollama dialect are forwarded as they are, with only the model name swapped and the
+provider's defaults filled in.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import msgspec
+
+from gatehouse.config import ProviderConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.providers.openai import raise_for_status
+from gatehouse.types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    Usage,
+    json_encode,
+)
+from gatehouse.upstream.auth import bearer
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.wire import ollama as wire
+from gatehouse.wire.ollama_stream import NDJSONRelay, decode_stream
+
+DEFAULT_BASE_URL = "http://127.0.0.1:11434"
+# Paths whose bodies take generation defaults (options, keep_alive) on the pass-through.
+_GENERATING = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+
+
+class _Tag(msgspec.Struct):
+    name: str
+
+
+class _Tags(msgspec.Struct):
+    models: list[_Tag] = []
+
+
+class OllamaProvider(Provider):
+    type_name = "ollama"
+    dialect = "ollama"
+
+    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+        super().__init__(name, cfg, http)
+        self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.auth = bearer(cfg.api_key)  # for an Ollama behind an authenticating proxy
+
+    @classmethod
+    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        problem = http_url_problem(cfg.base_url)
+        if problem is not None:
+            return problem
+        if cfg.base_url:
+            if urlsplit(cfg.base_url).path.rstrip("/").endswith("/v1"):
+                return "base_url", ("the native ollama provider takes the server root (http://host:11434); "
+                                    "for Ollama's /v1 API use type: openai")
+        return None
+
+    # ---- transport -----------------------------------------------------------------------
+
+    async def _post(self, path: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
+        url = self.base_url + path
+        body = json_encode(payload)
+        resp = await self._send(url, body, dict(self.static_headers), call)
+        if resp.status >= 400:
+            try:
+                async with transport_errors(call.public_model):
+                    await raise_for_status(resp, call.public_model)  # Ollama errors: {"error": "..."}
+            finally:
+                resp.release()
+        return resp
+
+    async def _read(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
+        resp = await self._post(path, payload, call)
+        return await read_body(resp, call.public_model)
+
+
+    def _reply(self, raw: bytes, call: CallContext) -> ChatResponse:
+        try:
+            resp = wire.response_decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+        return wire.response_to_canonical(resp, f"ollama-{uuid.uuid4().hex[:16]}", call.public_model)
+
+    # ---- chat and completions ----------------------------------------------------------------
+
+    def _chat_body(self, req: ChatRequest, call: CallContext, stream: bool) -> dict[str, Any]:
+        return wire.chat_body(req, call.upstream_model, self.cfg.options, self.cfg.keep_alive, stream)
+
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
+        return self._reply(await self._read("/api/chat", self._chat_body(req, call, False), call), call)
+
+    async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        resp = await self._post("/api/chat", self._chat_body(req, call, True), call)
+        async for ev in decode_stream(iter_body(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
+                                      call.public_model):
+            yield ev
+
+    def _generate_body(self, req: CompletionRequest, call: CallContext, stream: bool) -> dict[str, Any]:
+        return wire.generate_body(req, call.upstream_model, self.cfg.options, self.cfg.keep_alive, stream)
+
+    async def complete(self, req: CompletionRequest, call: CallContext) -> ChatResponse:
+        return self._reply(await self._read("/api/generate", self._generate_body(req, call, False), call), call)
+
+    async def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        resp = await self._post("/api/generate", self._generate_body(req, call, True), call)
+        async for ev in decode_stream(iter_body(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
+                                      call.public_model):
+            yield ev
+
+    # ---- embeddings ------------------------------------------------------------------------------
+
+    async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
+        body: dict[str, Any] = {"model": call.upstream_model, "input": req.input}
+        if req.dimensions:
+            body["dimensions"] = req.dimensions
+        if self.cfg.keep_alive is not None:
+            body["keep_alive"] = self.cfg.keep_alive
+        if self.cfg.options:
+            body["options"] = self.cfg.options
+        raw = await self._read("/api/embed", body, call)
+        try:
+            resp = wire.embed_decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+        return EmbeddingResponse(call.public_model, resp.embeddings, Usage(input_tokens=resp.prompt_eval_count))
+
+    # ---- same-dialect pass-through -----------------------------------------------------------------
+
+    async def forward(self, path: str, body: dict[str, Any], stream: bool, call: CallContext,
+                      client_wants_usage: bool) -> Forwarded:
+        body["model"] = call.upstream_model
+        body.pop("name", None)  # old clients name the model here (/api/show)
+        if path in _GENERATING:
+            if self.cfg.keep_alive is not None:
+                body.setdefault("keep_alive", self.cfg.keep_alive)
+            if self.cfg.options:
+                client = body.get("options")
+                body["options"] = {**self.cfg.options, **(client if isinstance(client, dict) else {})}
+        resp = await self._post(path, body, call)
+        ctype = resp.headers.get("Content-Type", "application/json")
+        if not stream or "ndjson" not in ctype:
+            raw = await read_body(resp, call.public_model)
+            usage = None
+            if path in _GENERATING:
+                try:
+                    usage = wire.response_decoder.decode(raw).usage()
+                except msgspec.DecodeError:
+                    raise malformed(call.public_model) from None
+            return Forwarded(resp.status, ctype, body=raw, usage=usage)
+        relay = NDJSONRelay()
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
+                         tally=relay, release=resp.release)
+
+    async def list_models(self) -> list[str]:
+        headers: dict[str, str] = dict(self.cfg.headers)
+        url = self.base_url + "/api/tags"
+        self.auth.apply(headers, "GET", url, b"")
+        async with self.http.session.get(url, headers=headers, timeout=timeout(1.0, 2.0)) as resp:
+            if resp.status != 200:
+                return []
+            return [m.name for m in msgspec.json.decode(await resp.read(), type=_Tags).models]

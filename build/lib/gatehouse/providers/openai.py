@@ -1,0 +1,209 @@
+"""Provider `openai`: any OpenAI-compatible server (vLLM, Ollama /v1, llama.cpp, TGI, OpenAI)."""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+import aiohttp
+import msgspec
+
+from gatehouse.config import ProviderConfig
+from gatehouse.errors import UpstreamStatus
+from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.types import (
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    StreamEvent,
+    Usage,
+    json_encode,
+)
+from gatehouse.upstream.auth import bearer
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.wire import openai as wire
+from gatehouse.wire import openai_response as wire_response
+from gatehouse.wire.openai_stream import PassthroughRelay, decode_stream
+
+
+class _EmbeddingItem(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _EmbeddingResponse(msgspec.Struct):
+    data: list[_EmbeddingItem]
+    usage: wire_response.OAUsage | None = None
+
+
+class _ModelItem(msgspec.Struct):
+    id: str
+
+
+class _ModelList(msgspec.Struct):
+    data: list[_ModelItem] = []
+
+
+_embedding_decoder = msgspec.json.Decoder(_EmbeddingResponse)
+_models_decoder = msgspec.json.Decoder(_ModelList)
+
+
+class _ErrorDetail(msgspec.Struct):
+    message: str = ""
+    type: str | None = None
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorDetail | str | None = None
+    message: str | None = None
+    detail: Any = None
+
+
+def upstream_error_message(raw: bytes) -> tuple[str, str | None]:
+    """The message text of an upstream error body (OpenAI, vLLM, FastAPI or plain text)."""
+    try:
+        env = msgspec.json.decode(raw, type=_ErrorEnvelope)
+    except msgspec.DecodeError:
+        text = raw.decode(errors="replace").strip()
+        return (text[:300] or "no details"), None
+    if isinstance(env.error, _ErrorDetail):
+        return env.error.message or "no details", env.error.type
+    if isinstance(env.error, str):
+        return env.error, None
+    if env.message:
+        return env.message, None
+    if env.detail:
+        return str(env.detail)[:300], None
+    return "no details", None
+
+
+async def raise_for_status(resp: aiohttp.ClientResponse, model: str) -> None:
+    if resp.status < 400:
+        return
+    raw = await resp.read()
+    message, etype = upstream_error_message(raw)
+    raise UpstreamStatus(resp.status, f"Upstream error for model '{model}' ({resp.status}): {message}",
+                         error_type=etype)
+
+
+class OpenAIProvider(Provider):
+    type_name = "openai"
+    dialect = "openai"
+
+    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+        super().__init__(name, cfg, http)
+        self.base_url = (cfg.base_url or "https://api.openai.com/v1").rstrip("/")
+        self.auth = bearer(cfg.api_key)
+
+    @classmethod
+    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
+        return http_url_problem(cfg.base_url)
+
+    # ---- transport -----------------------------------------------------------------------
+
+    async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
+        url = self.base_url + path
+        resp = await self._send(url, body, dict(self.static_headers), call)
+        if resp.status >= 400:
+            try:
+                async with transport_errors(call.public_model):
+                    await raise_for_status(resp, call.public_model)
+            finally:
+                resp.release()
+        return resp
+
+    async def _json(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
+        resp = await self._post(path, json_encode(payload), call)
+        return await read_body(resp, call.public_model)
+
+
+    # ---- canonical chat ----------------------------------------------------------------------
+
+    async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
+        raw = await self._json("/chat/completions", wire.from_canonical(req, call.upstream_model), call)
+        return self._decode_response(raw, call)
+
+    def _decode_response(self, raw: bytes, call: CallContext) -> ChatResponse:
+        try:
+            resp = wire_response.response_decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+        return wire_response.response_to_canonical(resp, call.public_model)
+
+    async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        body = wire.from_canonical(req, call.upstream_model)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        resp = await self._post("/chat/completions", json_encode(body), call)
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.public_model):
+            yield ev
+
+    # ---- completions (fill-in-the-middle) -----------------------------------------------------
+
+    def _completion_body(self, req: CompletionRequest, call: CallContext) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": call.upstream_model, "prompt": req.prompt}
+        for name in ("suffix", "max_tokens", "temperature", "top_p"):
+            v = getattr(req, name)
+            if v is not None:
+                body[name] = v
+        if req.stop:
+            body["stop"] = req.stop
+        return body
+
+    async def complete(self, req: CompletionRequest, call: CallContext) -> ChatResponse:
+        raw = await self._json("/completions", self._completion_body(req, call), call)
+        return self._decode_response(raw, call)
+
+    async def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
+        body = self._completion_body(req, call)
+        body.update(stream=True, stream_options={"include_usage": True})
+        resp = await self._post("/completions", json_encode(body), call)
+        async for ev in decode_stream(iter_body(resp, call.public_model), call.public_model):
+            yield ev
+
+    # ---- embeddings ----------------------------------------------------------------------------
+
+    async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
+        body: dict[str, Any] = {"model": call.upstream_model, "input": req.input}
+        if req.dimensions:
+            body["dimensions"] = req.dimensions
+        raw = await self._json("/embeddings", body, call)
+        try:
+            resp = _embedding_decoder.decode(raw)
+        except msgspec.DecodeError:
+            raise malformed(call.public_model) from None
+        vectors = [d.embedding for d in sorted(resp.data, key=lambda d: d.index)]
+        usage = resp.usage.canonical() if resp.usage else Usage(estimated=True)
+        return EmbeddingResponse(call.public_model, vectors, usage)
+
+    # ---- same-dialect pass-through -------------------------------------------------------------
+
+    async def forward(self, path: str, body: dict[str, Any], stream: bool, call: CallContext,
+                      client_wants_usage: bool) -> Forwarded:
+        body["model"] = call.upstream_model
+        if stream:
+            opts = body.get("stream_options")
+            body["stream_options"] = {**opts, "include_usage": True} if isinstance(opts, dict) else {"include_usage": True}
+        resp = await self._post(path, json_encode(body), call)
+        ctype = resp.headers.get("Content-Type", "application/json")
+        if not stream or not ctype.startswith("text/event-stream"):
+            raw = await read_body(resp, call.public_model)
+            try:
+                usage_obj = wire_response.usage_only_decoder.decode(raw).usage
+            except msgspec.DecodeError:
+                raise malformed(call.public_model) from None
+            usage = usage_obj.canonical() if usage_obj else None
+            return Forwarded(resp.status, ctype, body=raw, usage=usage)
+        relay = PassthroughRelay(client_wants_usage)
+        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
+        return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
+                         tally=relay, release=resp.release, splice=splice)
+
+    async def list_models(self) -> list[str]:
+        headers: dict[str, str] = dict(self.cfg.headers)
+        url = self.base_url + "/models"
+        self.auth.apply(headers, "GET", url, b"")
+        async with self.http.session.get(url, headers=headers, timeout=timeout(1.0, 2.0)) as resp:
+            if resp.status != 200:
+                return []
+            return [m.id for m in _models_decoder.decode(await resp.read()).data]

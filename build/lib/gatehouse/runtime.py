@@ -1,0 +1,192 @@
+"""Compile a validated Config into a Runtime: providers, models, stores, auth and pipeline.
+
+Everything per-request code needs hangs off the Runtime; there is no module-level mutable
+state. Hot reload = build a new Runtime and swap it in.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from gatehouse.config import Config
+from gatehouse.errors import NotFound, PermissionDenied
+from gatehouse.metering.meter import Meter
+from gatehouse.observability.safe import describe
+from gatehouse.policy.auth import KeyAuthenticator, Principal
+from gatehouse.policy.directory import AccessControl
+from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
+from gatehouse.metering.pricing import PriceBook
+from gatehouse.policy.limits import LimitsStep
+from gatehouse.policy.pipeline import Pipeline, Step
+from gatehouse.providers.base import Passthrough, Provider
+from gatehouse.providers.registry import PROVIDERS
+from gatehouse.store.directory_sql import DirectoryStore
+from gatehouse.store.limiter_shared import SharedLimiter
+from gatehouse.store.migrate import require_current
+from gatehouse.store.sql import SqlStore, get_or_create_setting
+from gatehouse.upstream.client import HttpPool
+
+log = logging.getLogger("gatehouse")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    provider_name: str
+    provider: Provider
+    upstream_model: str
+    weight: int = 1
+    # The wire dialect this deployment can take a client body in unchanged ("" = none);
+    # decided once here because Protocol isinstance checks are slow on the hot path.
+    passthrough_dialect: str = ""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    deployments: tuple[Deployment, ...]
+    private: bool = False
+    created: int = 0
+
+
+def _passthrough_dialect(provider: Provider) -> str:
+    return provider.dialect if isinstance(provider, Passthrough) else ""
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("GATEHOUSE_HOME") or ".gatehouse").resolve()
+
+
+def store_url(cfg: Config, data_dir: Path) -> str:
+    return cfg.store.url or f"sqlite:///{data_dir / 'gatehouse.db'}"
+
+
+@dataclass
+class Runtime:
+    cfg: Config
+    data_dir: Path
+    store: SqlStore
+    http: HttpPool
+    providers: dict[str, Provider]
+    models: dict[str, ModelEntry]
+    auth: KeyAuthenticator
+    hasher: KeyHasher
+    pipeline: Pipeline
+    admin_key: str | None
+    draining: bool = False
+    ready: bool = False
+    pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
+    _alias_cache: dict[str, str | None] = field(default_factory=dict)
+    _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
+    meter: Meter | None = None  # ledger, usage headers, metrics, access log
+    access: AccessControl | None = None  # groups and consumers (config + store), hot-reloaded
+    limiter: SharedLimiter | None = None  # limits store; .stats are exported as metrics
+
+    # ---- building ---------------------------------------------------------------------------
+
+    @classmethod
+    async def build(cls, cfg: Config, data_dir: Path | None = None) -> "Runtime":
+        data_dir = data_dir or data_dir_from_env()
+        store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
+        if cfg.store.migrate_on_start:
+            await store.create_schema()
+        else:
+            await require_current(store)
+        secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
+            await get_or_create_setting(store, "key_hmac_secret", new_secret)
+        hasher = KeyHasher(secret)
+        http = HttpPool()
+        providers = {name: PROVIDERS[p.type](name, p, http) for name, p in cfg.providers.items()}
+        models = {
+            m.name: ModelEntry(
+                m.name,
+                tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
+                                 _passthrough_dialect(providers[d.provider])) for d in m.deployments),
+                m.private,
+            )
+            for m in cfg.models
+        }
+        directory = AccessControl(cfg, list(models), DirectoryStore(store))
+        await directory.reload()
+        config_keys: dict[str, str] = {}
+        config_sha: dict[str, str] = {}
+        for cname, c in cfg.consumers.items():
+            for k in c.keys:
+                if k.startswith("sha256:"):
+                    config_sha[k[7:]] = cname
+                else:
+                    config_keys[hasher.hash(k)] = cname
+        auth = KeyAuthenticator(hasher, store, config_keys, config_sha, directory.principal)
+        directory.on_change.append(auth.forget)
+        if cfg.auth.jwt is not None:
+            from gatehouse.policy.jwt_auth import BearerJwt  # pyjwt/cryptography only when used
+
+            auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
+        limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
+        steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
+        meter = Meter(cfg, models, store, data_dir)
+        # Metering goes last, whatever else is in `steps`: it admits only what every other
+        # step admitted, and settles first, so later settles (budgets) find the request's
+        # cost in ex.notes["cost_usd"].
+        rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
+                 cfg.admin.key or None)
+        rt.meter = meter
+        rt.access, rt.limiter = directory, limiter
+        await meter.start()
+        directory.start()
+        limiter.start()
+        for p in providers.values():
+            await p.start()
+        rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
+        rt.ready = True
+        return rt
+
+    async def close(self) -> None:
+        self.ready = False
+        if self.access is not None:
+            await self.access.close()
+        if self.limiter is not None:
+            await self.limiter.close()
+        for p in self.providers.values():
+            try:
+                await p.close()
+            except Exception as e:
+                log.error("closing provider %s: %s", p.name, describe(e))
+        await self.http.close()
+        if self.meter is not None:
+            await self.meter.close()  # drains the journal into the store: before store.close
+        await self.store.close()
+
+    # ---- per request --------------------------------------------------------------------------
+
+    def resolve(self, name: str, principal: Principal) -> ModelEntry:
+        entry = self.models.get(name)
+        if entry is None:
+            target = self._alias(name)
+            entry = self.models.get(target) if target else None
+        if entry is None:
+            raise NotFound(f"The model '{name}' does not exist.", param="model")
+        if principal.allowed is not None and entry.name not in principal.allowed:
+            raise PermissionDenied(f"You are not allowed to use the model '{name}'.", param="model")
+        return entry
+
+    def _alias(self, name: str) -> str | None:
+        if name in self._alias_cache:
+            return self._alias_cache[name]
+        # The most specific pattern wins (most literal characters), so `claude-haiku-*` beats
+        # `claude-*` beats `*` whatever their order in the file; misses are cached below.
+        patterns = sorted(self.cfg.model_aliases.items(), key=lambda item: -sum(c not in "*?[]" for c in item[0]))
+        target = next((t for pat, t in patterns if fnmatchcase(name, pat)), None)
+        if len(self._alias_cache) < 4096:
+            self._alias_cache[name] = target
+        return target
+
+    def visible_models(self, principal: Principal) -> list[ModelEntry]:
+        return [m for n, m in self.models.items() if principal.allowed is None or n in principal.allowed]
+
+
+def key_fingerprint(key: str) -> str:
+    """What `gatehouse keys hash` prints for config files: sha256:<hex>."""
+    return "sha256:" + sha256_hex(key)

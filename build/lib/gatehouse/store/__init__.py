@@ -1,0 +1,1 @@
+"""Stores behind small protocols; implementations chosen by config (SQLite/Postgres, Redis)."""

@@ -1,0 +1,154 @@
+"""SQL store (SQLAlchemy Core, async): SQLite through aiosqlite, Postgres through asyncpg.
+
+One schema for both. The engine's pool is bounded so a burst cannot exhaust Postgres.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gatehouse.store.protocols import KeyRecord
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("consumer", sa.String(200), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("description", sa.Text, nullable=True),
+)
+
+_KEY_COLUMNS = [c for c in api_keys.c]
+
+
+def async_url(url: str) -> str:
+    """Accept the URLs people write and pick the async driver for them."""
+    if url.startswith("sqlite:///") or url.startswith("sqlite+aiosqlite:///"):
+        return "sqlite+aiosqlite:///" + url.split(":///", 1)[1]
+    for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix):]
+    raise ValueError("store.url must start with sqlite:/// or postgresql://")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<store url>"
+
+
+class SqlStore:
+    def __init__(self, url: str, *, pool_size: int = 10):
+        self.url = async_url(url)
+        kwargs: dict = {}
+        if self.url.startswith("sqlite"):
+            Path(self.url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        if self.url.startswith("sqlite"):
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def create_schema(self) -> None:
+        """Apply the Alembic migrations (store/migrations) up to the newest revision."""
+        from gatehouse.store.migrate import upgrade
+
+        await upgrade(self)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # ---- keys ------------------------------------------------------------------------
+
+    async def add_key(self, record: KeyRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(api_keys.insert().values(**_record_values(record)))
+
+    async def key_by_hash(self, key_hash: str) -> KeyRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(*_KEY_COLUMNS).where(api_keys.c.key_hash == key_hash))
+            ).first()
+        return _row_to_key(row) if row else None
+
+    async def key_by_id(self, key_id: str) -> KeyRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(*_KEY_COLUMNS).where(api_keys.c.id == key_id))).first()
+        return _row_to_key(row) if row else None
+
+    async def list_keys(self, consumer: str | None = None) -> list[KeyRecord]:
+        q = sa.select(*_KEY_COLUMNS).order_by(api_keys.c.created_at)
+        if consumer is not None:
+            q = q.where(api_keys.c.consumer == consumer)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [_row_to_key(r) for r in rows]
+
+    async def revoke_key(self, key_id: str, at: float) -> KeyRecord | None:
+        return await self._update_key(key_id, revoked_at=at)
+
+    async def set_key_expiry(self, key_id: str, at: float) -> KeyRecord | None:
+        return await self._update_key(key_id, expires_at=at)
+
+    async def _update_key(self, key_id: str, **values) -> KeyRecord | None:
+        async with self.engine.begin() as conn:
+            await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(**values))
+            row = (await conn.execute(sa.select(*_KEY_COLUMNS).where(api_keys.c.id == key_id))).first()
+        return _row_to_key(row) if row else None
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _record_values(r: KeyRecord) -> dict:
+    return {c.name: getattr(r, c.name) for c in _KEY_COLUMNS}
+
+
+def _row_to_key(row) -> KeyRecord:
+    return KeyRecord(**row._mapping)
+
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+async def get_or_create_setting(store: SqlStore, name: str, make_value) -> str:
+    """Read a setting, creating it once if absent (safe when replicas race: first insert wins)."""
+    async with store.engine.begin() as conn:
+        row = (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).first()
+        if row:
+            return row[0]
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(settings.insert().values(name=name, value=make_value()))
+    except sa.exc.IntegrityError:
+        pass
+    async with store.engine.begin() as conn:
+        return (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one()
+
+
+# Tables of run-time groups and consumers share this schema (created by create_schema).
+from gatehouse.store import directory_sql as _directory_tables  # noqa: E402,F401

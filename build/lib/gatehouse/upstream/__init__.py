@@ -1,0 +1,1 @@
+"""Everything between a translator and the network: pooled HTTP, upstream auth, stream framing."""

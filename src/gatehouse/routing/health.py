@@ -1,0 +1,104 @@
+"""Deployment health: a circuit breaker per deployment, kept per Runtime.
+
+Why: without one, while a deployment hangs every request waits its full timeout before
+failing over. After `failure_threshold` consecutive failures (connect errors, timeouts, 5xx)
+the deployment is ejected for `ejection_seconds`; then one request is let through as a
+probe (half-open). A probe that succeeds closes the breaker; one that fails ejects the
+deployment again for twice as long, up to `max_ejection_seconds`. A probe that never reports
+(its client went away) does not wedge the breaker: another is let through after one more
+ejection period.
+
+The interface is small on purpose (the routing model will grow around it):
+`allow()` before an attempt, `record_success()` / `record_failure()` after it, and
+`is_available()` / `retry_after()` for reporting.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+log = logging.getLogger("gatehouse.health")
+
+
+class Breaker:
+    __slots__ = ("base", "cap", "ejected_until", "ejections", "failures", "name", "probing", "threshold")
+
+    def __init__(self, name: str = "", failure_threshold: int = 3, ejection_seconds: float = 5.0,
+                 max_ejection_seconds: float = 120.0):
+        self.name = name
+        self.threshold = failure_threshold  # 0: never eject
+        self.base = ejection_seconds
+        self.cap = max(max_ejection_seconds, ejection_seconds)
+        self.failures = 0  # consecutive
+        self.ejections = 0  # consecutive ejections: the exponent of the backoff
+        self.ejected_until = 0.0  # monotonic; 0: closed
+        self.probing = False  # a half-open probe was let through and has not reported yet
+
+    def allow(self, now: float | None = None) -> bool:
+        """Whether an attempt may go to this deployment now. Once an ejection has run out
+        this lets exactly one attempt through (the probe) per ejection period."""
+        until = self.ejected_until
+        if not until:
+            return True
+        now = time.monotonic() if now is None else now
+        if now < until:
+            return False
+        self.ejected_until = now + self._period(self.ejections - 1)  # the next probe, if this one never reports
+        self.probing = True
+        return True
+
+    def is_available(self, now: float | None = None) -> bool:
+        """Closed, or due for a probe (no side effect)."""
+        return not self.ejected_until or (time.monotonic() if now is None else now) >= self.ejected_until
+
+    def retry_after(self, now: float | None = None) -> float:
+        """Seconds until this deployment takes an attempt again (0 when it does now)."""
+        now = time.monotonic() if now is None else now
+        return max(0.0, self.ejected_until - now) if self.ejected_until else 0.0
+
+    def record_success(self) -> None:
+        if self.ejected_until:
+            log.warning("deployment %s answered again; it is back in rotation", self.name)
+        self.failures = self.ejections = 0
+        self.ejected_until = 0.0
+        self.probing = False
+
+    def record_failure(self, now: float | None = None) -> None:
+        self.failures += 1
+        if self.threshold <= 0:
+            return
+        if self.ejected_until:
+            if not self.probing:  # an attempt begun before the ejection: already accounted for
+                return
+        elif self.failures < self.threshold:
+            return
+        now = time.monotonic() if now is None else now
+        period = self._period(self.ejections)
+        self.ejections += 1
+        self.ejected_until, self.probing = now + period, False
+        log.warning("deployment %s ejected for %.1f s after %d consecutive failures", self.name, period,
+                    self.failures)
+
+    def _period(self, n: int) -> float:
+        return min(self.base * (2 ** max(0, min(n, 30))), self.cap)
+
+
+class Health:
+    """The breakers of one Runtime, one per (provider, upstream model)."""
+
+    def __init__(self) -> None:
+        self.breakers: dict[tuple[str, str], Breaker] = {}
+
+    def breaker(self, provider: str, model: str, failure_threshold: int, ejection_seconds: float,
+                max_ejection_seconds: float) -> Breaker:
+        key = (provider, model)
+        b = self.breakers.get(key)
+        if b is None:
+            b = self.breakers[key] = Breaker(f"{provider}/{model}", failure_threshold, ejection_seconds,
+                                             max_ejection_seconds)
+        return b
+
+    def ejected(self) -> Iterable[tuple[str, str]]:
+        now = time.monotonic()
+        return [key for key, b in self.breakers.items() if not b.is_available(now)]
