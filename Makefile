@@ -33,8 +33,9 @@ run: install
 	$(BIN)/gatehouse serve --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
 
 ## Real Redis and Postgres for the test session: Postgres 15 ships on the machine, Redis comes from Debian;
-## Chromium (Debian) for the admin UI's browser tests.
-services:
+## Chromium (Debian) for the admin UI's browser tests; Prometheus + promtool (Debian, the `promtool`
+## target below) for the alert-rule and dashboard tests (tests/observability).
+services: promtool
 	@command -v redis-server >/dev/null 2>&1 || ( \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	  || echo "warning: could not install redis-server; Redis tests will be skipped" )

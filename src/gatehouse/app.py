@@ -182,6 +182,8 @@ class GatehouseApp:
         dialect = "anthropic" if req.path.startswith("/v1/messages") else \
             "ollama" if req.path.startswith("/api/") else "openai"
         ex = Exchange(req.request_id, "unknown", dialect, req.gateway_id, req.client_request_id)
+        if rt is not None and rt.meter is not None and rt.meter.tracing is not None:
+            rt.meter.tracing.start(ex, req.headers.get("traceparent"), req.method, req.path)
         started = False
 
         async def tracking_send(message: dict) -> None:

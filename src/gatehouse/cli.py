@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gatehouse.importers.cli import add_import_command
 
     add_import_command(sub)
+    from gatehouse.observability.top import add_top_command
+
+    add_top_command(sub)
     return p
 
 

@@ -193,6 +193,9 @@ class ConsumerConfig(LimitSettings):
 class LoggingConfig(_Base):
     level: Literal["debug", "info", "warning", "error"] = "info"
     access_log: bool = True
+    # Where the JSON access log goes: stderr (with the gateway's own log) or stdout (a stream
+    # of access lines only, for Fluent Bit / CloudWatch / Datadog agents; docs/observability.md).
+    access_log_stream: Literal["stderr", "stdout"] = "stderr"
 
 
 class PricingConfig(_Base):
@@ -217,6 +220,26 @@ class MetricsConfig(_Base):
     enabled: bool = True
     # GET /metrics accepts this bearer token or the admin key; with neither set it is denied.
     token: str | None = None
+    # Label usage, request and rate-limit metrics with the consumer too (gatehouse_consumer_*,
+    # gatehouse_limit_rejections{consumer}). Off by default: one series per consumer and model
+    # (capped at 1000 consumers, the rest as "_other"); docs/observability.md.
+    consumer_label: bool = False
+
+
+class TracingConfig(_Base):
+    """OpenTelemetry traces (docs/observability.md#tracing); needs the `[otel]` extra."""
+
+    enabled: bool = False
+    # OTLP over HTTP (protobuf). None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
+    # OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, then http://localhost:4318/v1/traces.
+    endpoint: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. an API key of the collector
+    # Share of new traces kept (parent-based: a client's sampled trace is always kept).
+    # None: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else every trace.
+    sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    service_name: str = "gatehouse"  # OTEL_SERVICE_NAME wins when set
+
+
 class LimitsConfig(_Base):
     """How limits are kept (docs/access-control.md#redis)."""
 
@@ -288,6 +311,7 @@ class Config(_Base):
     pricing: PricingConfig = field(default_factory=PricingConfig)
     metering: MeteringConfig = field(default_factory=MeteringConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     access: AccessConfig = field(default_factory=AccessConfig)

@@ -155,6 +155,7 @@ class Runtime:
         limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
         meter = Meter(cfg, models, store, data_dir)
+        meter.metrics.track_limits(limiter.stats)
         # Metering goes last, whatever else is in `steps`: it admits only what every other
         # step admitted, and settles first, so later settles (budgets) find the request's
         # cost in ex.notes["cost_usd"].

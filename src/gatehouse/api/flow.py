@@ -20,6 +20,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from gatehouse.api.splice import Splice
+from gatehouse.observability.tracing import TRACEPARENT
 from gatehouse.api.http import HangUp, Request, SSE_HEADERS, header_list, send_bytes, stream_out
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
@@ -83,7 +84,8 @@ def all_ejected(entry: ModelEntry) -> UpstreamUnavailable:
 def _context(ex: Exchange, dep: Deployment, entry: ModelEntry, forward_headers: dict[str, str]) -> CallContext:
     ex.deployment = dep.upstream_model
     ex.provider = dep.provider_name
-    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap, ex.stream)
+    return CallContext(ex.request_id, entry.name, dep.upstream_model, forward_headers, dep.model_swap, ex.stream,
+                       ex.notes.get(TRACEPARENT))
 
 
 class Dispatch:

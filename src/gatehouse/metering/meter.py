@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from gatehouse.metering.record import LedgerRecord
 from gatehouse.metering.writer import LedgerWriter
 from gatehouse.observability.access_log import AccessLog
 from gatehouse.observability.metrics import Metrics
+from gatehouse.observability.tracing import Tracing
 from gatehouse.store.sql import SqlStore
 from gatehouse.types import Usage
 
@@ -70,9 +72,12 @@ class Meter:
         self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
         self.shutdown_flush_seconds = m.shutdown_flush_seconds
         self.metrics = Metrics(models, cfg.groups, cfg.providers,
-                               lambda: self.journal.backlog + len(self.journal.overflow))
+                               lambda: self.journal.backlog + len(self.journal.overflow),
+                               consumer_label=cfg.metrics.consumer_label)
         self.metrics.track_ledger(self.journal, self.writer)
-        self.access_log = AccessLog(cfg.logging.access_log)
+        self.tracing: Tracing | None = Tracing(cfg.tracing) if cfg.tracing.enabled else None
+        self.access_log = AccessLog(cfg.logging.access_log,
+                                    sys.stdout.buffer if cfg.logging.access_log_stream == "stdout" else None)
         self.prices: dict[tuple[str, Deployment], Price | None] = {}
         for model_cfg in cfg.models:
             for dep_cfg, dep in zip(model_cfg.deployments, models[model_cfg.name].deployments):
@@ -100,6 +105,10 @@ class Meter:
     async def close(self) -> None:
         await self.writer.stop(self.shutdown_flush_seconds)
         self.access_log.close()
+        if self.tracing is not None:
+            import asyncio
+
+            await asyncio.to_thread(self.tracing.close)
 
     # ---- attempts (api/flow.py) -------------------------------------------------------------
 
@@ -122,6 +131,8 @@ class Meter:
             priced=price is not None, estimated=True, phase="begin",
         )
         ex.notes["_attempt"] = Attempt(record, self.journal.begin(record), time.monotonic(), price)
+        if self.tracing is not None:
+            self.tracing.begin_attempt(ex, dep, number)
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):08x}"
@@ -173,6 +184,8 @@ class Meter:
         ex.notes["cost_usd"] = ex.notes.get("cost_usd", 0.0) + rec.cost_usd
         self.journal.end(rec, attempt.segment)
         self._count(rec)
+        if self.tracing is not None:
+            self.tracing.end_attempt(ex, rec, attempt.started)
         return rec
 
     def _cache_hit(self, ex: "Exchange") -> None:
@@ -213,6 +226,7 @@ class Meter:
             cost.inc(rec.cost_usd)
         if rec.attempt:
             duration.observe(rec.latency_ms / 1000)
+            self.metrics.count_attempt(rec.provider, rec.deployment, rec.status, rec.error_type, rec.latency_ms / 1000)
             if not rec.priced:
                 unpriced.inc()
                 self._warn_unpriced(rec)
@@ -230,6 +244,8 @@ class Meter:
         now = time.monotonic()
         finished = ex.finished_at or now
         p = ex.principal
+        if self.tracing is not None:
+            self.tracing.end_request(ex)
         if ex.surface not in UNMETERED_SURFACES:
             group = p.group if p else None
             key = (ex.model, group, ex.status)
@@ -250,6 +266,7 @@ class Meter:
                 self.metrics.errors.labels(ex.error_type or f"http_{ex.status}").inc()
                 if ex.status == 429:
                     self.metrics.rate_limited.inc()
+            self._detail(ex, group, finished)
         if self.access_log.enabled and not (ex.surface == "ops" and ex.status < 400):  # not every probe
             u = ex.usage
             self.access_log.write({
@@ -265,6 +282,16 @@ class Meter:
                 "latency_ms": round((finished - ex.started) * 1000, 3),
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
             })
+
+    def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:
+        """Inter-token latency, rate-limit reasons and the opt-in per-consumer series."""
+        u = ex.usage
+        out = u.output_tokens if u else 0
+        first = ex.first_token_at
+        itl = (finished - first) / (out - 1) if ex.stream and first is not None and out > 1 else None
+        p = ex.principal
+        self.metrics.count_request(ex.model, group, p.consumer if p else None, ex.status, ex.error_type, itl,
+                                   u.input_tokens if u else 0, out, ex.notes.get("cost_usd", 0.0))
 
 
 class MeteringStep:

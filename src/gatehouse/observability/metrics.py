@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -27,6 +36,7 @@ if TYPE_CHECKING:
     from gatehouse.metering.journal import Journal
     from gatehouse.metering.writer import LedgerWriter
     from gatehouse.routing.health import Health
+    from gatehouse.store.limiter_shared import LimitStats
     from gatehouse.upstream.pool import ConnectionLimit
 
 
@@ -34,7 +44,7 @@ class Metrics:
     """Every metric the gateway exports (docs/metering.md lists them)."""
 
     def __init__(self, models: Iterable[str], groups: Iterable[str], providers: Iterable[str],
-                 backlog: Callable[[], float]):
+                 backlog: Callable[[], float], consumer_label: bool = False):
         disable_created_metrics()  # `*_created` series double the scrape and nobody graphs them
         self.models = frozenset(models)
         self.groups = frozenset(groups)
@@ -61,6 +71,7 @@ class Metrics:
                                            ["model", "provider"], buckets=LATENCY_BUCKETS, registry=r)
         self.errors = Counter("gatehouse_errors", "Failed requests by error type.", ["type"], registry=r)
         self.rate_limited = Counter("gatehouse_rate_limited", "Requests refused with 429.", registry=r)
+        self._add_detail(consumer_label)  # observability issue (20): a block of its own, below
         self.inflight = Gauge("gatehouse_inflight_requests", "Requests being served now.", registry=r)
         self.backlog = Gauge("gatehouse_ledger_backlog", "Ledger records journaled but not yet in the store.",
                              registry=r)
@@ -115,6 +126,106 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    # ---- observability issue (20): per deployment, per consumer (opt-in), limits, process --------
+    # Kept apart from the metrics above so that other changes to this file merge cleanly.
+    # docs/observability.md lists every metric and the Kong/LiteLLM names they replace.
+
+    def _add_detail(self, consumer_label: bool) -> None:
+        r = self.registry
+        self.consumer_label = consumer_label
+        self._consumers: dict[str, str] = {}
+        self.itl = Histogram("gatehouse_inter_token_latency_seconds",
+                             "Mean time between output tokens of a streamed answer (one observation per request).",
+                             ["model"], buckets=ITL_BUCKETS, registry=r)
+        self.deployment_duration = Histogram("gatehouse_deployment_attempt_duration_seconds",
+                                             "Duration of one upstream attempt, per deployment.",
+                                             ["provider", "deployment"], buckets=LATENCY_BUCKETS, registry=r)
+        self.deployment_errors = Counter("gatehouse_deployment_errors",
+                                         "Upstream attempts that failed (5xx, 429, timeout, connection), "
+                                         "per deployment and error type.",
+                                         ["provider", "deployment", "type"], registry=r)
+        self.limit_rejections = Counter("gatehouse_limit_rejections",
+                                        "Requests refused with 429 by limits, budgets or the upstream, by group, "
+                                        "consumer (\"\" unless metrics.consumer_label) and reason.",
+                                        ["group", "consumer", "reason"], registry=r)
+        if consumer_label:  # opt-in: one series per consumer (capped, see consumer())
+            labels = ["consumer", "group", "model"]
+            self.consumer_requests = Counter("gatehouse_consumer_requests", "Requests to model routes, per consumer.",
+                                             [*labels, "status"], registry=r)
+            self.consumer_tokens_input = Counter("gatehouse_consumer_tokens_input", "Input tokens, per consumer.",
+                                                 labels, registry=r)
+            self.consumer_tokens_output = Counter("gatehouse_consumer_tokens_output", "Output tokens, per consumer.",
+                                                  labels, registry=r)
+            self.consumer_cost = Counter("gatehouse_consumer_cost_usd", "Cost in USD, per consumer.", labels,
+                                         registry=r)
+        self._attempt_detail: dict[tuple[str, str, int, str | None], tuple[Histogram, Counter | None]] = {}
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, fds...
+        PlatformCollector(registry=r)  # python_info
+
+    def consumer(self, name: str | None) -> str:
+        """The consumer label: the name for the first CONSUMER_LABEL_LIMIT consumers seen, then
+        "_other" (JWT identities could otherwise grow the series without bound)."""
+        if not self.consumer_label or not name:
+            return ""
+        label = self._consumers.get(name)
+        if label is None:
+            if len(self._consumers) >= CONSUMER_LABEL_LIMIT:
+                return "_other"
+            label = self._consumers[name] = name
+        return label
+
+    def track_limits(self, stats: LimitStats) -> None:
+        """The limits store (Redis): up/down and errors, read at scrape time."""
+        r = self.registry
+        Gauge("gatehouse_limits_store_up", "0 while the limits store (Redis) is unreachable; 1 otherwise "
+              "(always 1 for the in-process store).", registry=r).set_function(lambda: 1.0 if stats.store_up else 0.0)
+        r.register(_CounterOf("gatehouse_limits_store_errors", "Errors talking to the limits store (Redis).",
+                         lambda: stats.store_errors))
+        r.register(_CounterOf("gatehouse_limits_fallback_admissions",
+                         "Requests admitted by the per-replica fallback while Redis was unreachable.",
+                         lambda: stats.fallback_admissions))
+
+    def count_attempt(self, provider: str, deployment: str, status: int, error_type: str | None,
+                      seconds: float) -> None:
+        """One upstream attempt ended (metering/meter.py)."""
+        key = (provider, deployment, status, error_type)
+        series = self._attempt_detail.get(key)
+        if series is None:
+            p = self.provider(provider)
+            failed = (status >= 500 or status == 429) and error_type not in NOT_UPSTREAM_FAILURES
+            series = (self.deployment_duration.labels(p, deployment),
+                      self.deployment_errors.labels(p, deployment, error_type or f"http_{status}") if failed else None)
+            if len(self._attempt_detail) < 10_000:
+                self._attempt_detail[key] = series
+        duration, errors = series
+        duration.observe(seconds)
+        if errors is not None:
+            errors.inc()
+
+    def count_request(self, model: str, group: str | None, consumer: str | None, status: int,
+                      error_type: str | None, itl: float | None, input_tokens: int, output_tokens: int,
+                      cost: float) -> None:
+        """One model request ended (metering/meter.py, after the request metrics above)."""
+        if itl is not None:
+            self.itl.labels(self.model(model)).observe(itl)
+        if status == 429:
+            self.limit_rejections.labels(self.group(group), self.consumer(consumer), error_type or "http_429").inc()
+        if self.consumer_label:
+            labels = (self.consumer(consumer), self.group(group), self.model(model))
+            self.consumer_requests.labels(*labels, str(status)).inc()
+            if input_tokens:
+                self.consumer_tokens_input.labels(*labels).inc(input_tokens)
+            if output_tokens:
+                self.consumer_tokens_output.labels(*labels).inc(output_tokens)
+            if cost:
+                self.consumer_cost.labels(*labels).inc(cost)
+
+
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
+CONSUMER_LABEL_LIMIT = 1000
+# Attempts that ended for a reason that is not the upstream's fault.
+NOT_UPSTREAM_FAILURES = frozenset({"client_closed", "cancelled", "internal"})
 
 
 def _reader(read: Callable[[T], float], obj: T) -> Callable[[], float]:

@@ -43,6 +43,8 @@ class CallContext(Struct):
     # For replies relayed untranslated: the deployment's upstream id -> the public name.
     model_swap: ModelSwap | None = None
     stream: bool = False  # a streamed call: the provider's first_byte_timeout applies
+    # W3C trace context of this upstream attempt (observability/tracing.py), when tracing is on.
+    traceparent: str | None = None
 
 
 class StreamTally(Protocol):
@@ -117,6 +119,8 @@ class Provider(ABC):
         """POST `body` with `headers` plus the request id and the upstream auth; transport
         failures become gateway errors. The caller checks the status (its dialect's errors)."""
         headers["x-request-id"] = call.request_id
+        if call.traceparent is not None:
+            headers["traceparent"] = call.traceparent
         self.auth.apply(headers, "POST", url, body)
         async with transport_errors(call.public_model):
             return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout,

@@ -91,6 +91,8 @@ class BedrockProvider(Provider):
                                     code="upstream_credentials_unavailable") from None
         self.auth.apply(headers, "POST", url, body)
         headers["x-request-id"] = call.request_id  # unsigned: proxies may rewrite it
+        if call.traceparent is not None:
+            headers["traceparent"] = call.traceparent
         async with transport_errors(call.public_model), asyncio.timeout(
                 self.cfg.first_byte_timeout if call.stream else None):
             resp = await self.http.session_for(self.connections).post(URL(url, encoded=True), data=body,

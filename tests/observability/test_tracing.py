@@ -1,0 +1,120 @@
+"""OpenTelemetry traces over a real gateway, exported over OTLP/HTTP to a test collector:
+the request span under the client's traceparent, one child span per upstream attempt
+(failovers visible), GenAI attributes, the first-token event, traceparent propagated to the
+upstream, no prompt text anywhere — and nothing of it when tracing is off."""
+from __future__ import annotations
+
+
+import openai
+import pytest
+
+from tests.conftest import ALICE_KEY
+from tests.observability.otlp_collector import make_app, wait_for
+from tests.observability.traffic import observed_config
+from tests.support import Gatehouse
+from tests.upstreams.harness import ServerThread
+
+pytest.importorskip("opentelemetry.sdk", reason="the [otel] extra is not installed")
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+PROMPT = "secret prompt words"
+SERVER, CLIENT = 2, 3  # SpanKind in OTLP
+ERROR = 2
+
+
+@pytest.fixture(scope="module")
+def collector():
+    with ServerThread(make_app) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def traced(openai_upstream, collector, tmp_path_factory):
+    cfg = observed_config(openai_upstream.url)
+    cfg["tracing"] = {"enabled": True, "endpoint": collector.url + "/v1/traces", "service_name": "gh-test"}
+    g = Gatehouse(cfg, tmp_path_factory.mktemp("obs-trace"), env={"OTEL_BSP_SCHEDULE_DELAY": "50"}).start()
+    yield g
+    g.stop()
+
+
+def client(gh: Gatehouse, trace: str = TRACE, parent: str = PARENT) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0,
+                         default_headers={"traceparent": f"00-{trace}-{parent}-01"})
+
+
+def test_request_and_attempt_spans_under_the_clients_trace(traced, collector, recorder):
+    client(traced).chat.completions.create(model="chat", messages=[{"role": "user", "content": PROMPT}])
+    got = wait_for(collector, lambda s: any(x["trace_id"] == TRACE and x["kind"] == SERVER for x in s))
+    mine = [s for s in got if s["trace_id"] == TRACE]
+    request = next(s for s in mine if s["kind"] == SERVER)
+    attempt = next(s for s in mine if s["kind"] == CLIENT)
+    assert request["parent_span_id"] == PARENT and request["name"] == "POST chat"
+    assert request["resource"]["service.name"] == "gh-test"
+    a = request["attributes"]
+    assert a["gatehouse.consumer"] == "alice" and a["gatehouse.group"] == "dev"
+    assert a["gen_ai.request.model"] == "chat" and a["http.response.status_code"] == 200
+    assert a["gen_ai.usage.output_tokens"] > 0 and a["gatehouse.attempts"] == 1
+    assert attempt["parent_span_id"] == request["span_id"] and attempt["name"] == "chat chat"
+    b = attempt["attributes"]
+    assert b["gen_ai.operation.name"] == "chat" and b["gen_ai.provider.name"] == "openai"
+    assert b["gen_ai.request.model"] == "chat" and b["gen_ai.response.model"] == "up-chat"
+    assert b["gen_ai.usage.input_tokens"] > 0 and b["gen_ai.usage.output_tokens"] > 0
+    assert b["gatehouse.deployment"] == "up-chat" and b["gatehouse.attempt"] == 1
+    assert request["start"] <= attempt["start"] <= attempt["end"] <= request["end"]
+    # the upstream got the attempt's context, not the client's
+    assert recorder.last.headers["traceparent"] == f"00-{TRACE}-{attempt['span_id']}-01"
+    assert all(PROMPT.encode() not in s["raw"] for s in got)
+
+
+def test_a_failover_shows_each_attempt_and_a_stream_its_first_token(traced, collector):
+    trace = "5bf92f3577b34da6a3ce929d0e0e4737"
+    client(traced, trace).chat.completions.create(model="failover", messages=[{"role": "user", "content": "hi"}])
+    list(client(traced, trace, "10f067aa0ba902b8").chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "one two three"}], stream=True))
+    got = wait_for(collector, lambda s: len([x for x in s if x["trace_id"] == trace]) >= 5)
+    mine = [s for s in got if s["trace_id"] == trace]
+    failover = next(s for s in mine if s["kind"] == SERVER and s["parent_span_id"] == PARENT)
+    attempts = sorted((s for s in mine if s["parent_span_id"] == failover["span_id"]),
+                      key=lambda s: s["attributes"]["gatehouse.attempt"])
+    assert [a["attributes"]["gatehouse.deployment"] for a in attempts] == ["gone", "up-chat"]
+    assert attempts[0]["status"] == ERROR and attempts[0]["attributes"]["error.type"]
+    assert attempts[1]["status"] != ERROR and failover["attributes"]["gatehouse.attempts"] == 2
+    stream = next(s for s in mine if s["kind"] == SERVER and s["parent_span_id"] == "10f067aa0ba902b8")
+    first = [e for e in stream["events"] if e["name"] == "gen_ai.first_token"]
+    assert len(first) == 1 and stream["start"] < first[0]["time"] <= stream["end"]
+    attempt = next(s for s in mine if s["parent_span_id"] == stream["span_id"])
+    assert attempt["attributes"]["gatehouse.streamed"] is True
+    assert [e["name"] for e in attempt["events"]] == ["gen_ai.first_token"]
+
+
+def test_refusals_are_traced_too(traced, collector):
+    trace = "6bf92f3577b34da6a3ce929d0e0e4738"
+    with pytest.raises(openai.NotFoundError):
+        client(traced, trace).chat.completions.create(model="no-such", messages=[{"role": "user", "content": "x"}])
+    got = wait_for(collector, lambda s: any(x["trace_id"] == trace for x in s))
+    span = next(s for s in got if s["trace_id"] == trace)
+    assert span["attributes"]["http.response.status_code"] == 404 and span["attributes"]["error.type"]
+    assert not [s for s in got if s["parent_span_id"] == span["span_id"]]  # no upstream attempt
+
+
+def test_tracing_off_sends_no_trace_context_upstream(openai_upstream, recorder, collector, start_gatehouse):
+    before = len(collector.recorder.requests)
+    gh = start_gatehouse(observed_config(openai_upstream.url), env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    client(gh).chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    assert "traceparent" not in recorder.last.headers
+    gh.stop()
+    assert len(collector.recorder.requests) == before
+    assert "opentelemetry" not in (gh.logs() + gh.output())
+
+
+@pytest.mark.parametrize("bad", ["garbage", f"00-{'0' * 32}-{PARENT}-01", f"ff-{TRACE}-{PARENT}-01",
+                                 f"00-{TRACE.upper()}-{PARENT}-01"])
+def test_a_malformed_traceparent_starts_a_new_trace(traced, collector, bad):
+    c = openai.OpenAI(base_url=traced.url + "/v1", api_key=ALICE_KEY, max_retries=0,
+                      default_headers={"traceparent": bad, "x-request-id": f"bad-tp-{len(bad)}-{bad[:2]}"})
+    before = {s["span_id"] for s in wait_for(collector, lambda s: True, 0)}
+    c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    got = wait_for(collector, lambda s: any(x["kind"] == SERVER and x["span_id"] not in before for x in s))
+    new = [s for s in got if s["kind"] == SERVER and s["span_id"] not in before]
+    assert len(new) == 1 and new[0]["parent_span_id"] == "" and new[0]["trace_id"] != TRACE
