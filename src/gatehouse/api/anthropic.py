@@ -12,6 +12,7 @@ from gatehouse.api.flow import Dispatch
 from gatehouse.api.http import Request, header_list, send_json
 from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamError
 from gatehouse.metering.tokens import estimate_request
+from gatehouse.policy.guardrails.step import SUBJECT
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, TokenCounter
 from gatehouse.runtime import ModelEntry, Runtime
@@ -88,6 +89,8 @@ async def messages(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.model = entry.name
     ex.prompt_estimate = estimate
     ex.max_tokens = parsed.areq.max_tokens
+    if canonical is not None:  # without one, a guardrail policy refuses the request (fail closed)
+        ex.notes[SUBJECT] = canonical
     await rt.pipeline.admit(ex)
     if ex.max_tokens != parsed.areq.max_tokens:  # the group's cap, on both paths
         parsed.obj["max_tokens"] = ex.max_tokens

@@ -9,6 +9,7 @@ from __future__ import annotations
 from gatehouse.api.flow import Dispatch, StreamEncoder
 from gatehouse.api.http import Request
 from gatehouse.metering.tokens import estimate_request
+from gatehouse.policy.guardrails.step import SUBJECT
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.types import ChatResponse, json_encode
@@ -49,6 +50,7 @@ async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.model = entry.name
     ex.prompt_estimate = estimate_request(canonical)
     ex.max_tokens = canonical.max_tokens
+    ex.notes[SUBJECT] = canonical
     await rt.pipeline.admit(ex)
     canonical.max_tokens = ex.max_tokens  # the group's cap, if it lowered the request's
     renderer = ResponsesRenderer(translated.custom_tools)

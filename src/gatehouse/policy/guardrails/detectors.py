@@ -1,0 +1,131 @@
+"""Built-in detectors: bounded patterns (no nested or unbounded repetition, so every one runs in
+linear time on Python's `re`) plus validation where a format has a checksum.
+
+Each detector has a `label` (the redaction placeholder and audit category), a `window` (the
+longest text it can match: the streaming guard holds back that many characters), an optional
+cheap `hint` (a substring test that skips the regex when it cannot match) and `find(text)`
+returning the validated spans.
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Detector:
+    label: str
+    window: int
+    pattern: re.Pattern[str]
+    valid: Callable[[str], bool] | None = None
+    hint: Callable[[str], bool] | None = None
+
+    def find(self, text: str) -> list[Span]:
+        if self.hint is not None and not self.hint(text):
+            return []
+        valid = self.valid
+        return [m.span() for m in self.pattern.finditer(text) if valid is None or valid(m.group())]
+
+
+def luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card(s: str) -> bool:
+    digits = s.replace(" ", "").replace("-", "")
+    return 13 <= len(digits) <= 19 and luhn(digits)
+
+
+def _iban(s: str) -> bool:
+    v = s.replace(" ", "")
+    if not 15 <= len(v) <= 34:
+        return False
+    moved = v[4:] + v[:4]
+    try:
+        return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _ipv6(s: str) -> bool:
+    if s.count(":") < 2 or len(s) < 3:
+        return False
+    try:
+        ipaddress.IPv6Address(s)
+    except ValueError:
+        return False
+    return True
+
+
+def entropy(s: str) -> float:
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def high_entropy(min_length: int, min_entropy: float) -> Detector:
+    def valid(s: str) -> bool:
+        return (any(c.isdigit() for c in s) and any(c.isalpha() for c in s)
+                and entropy(s) >= min_entropy)
+
+    return Detector("secret", 256, re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/=_-]{%d,256}(?![A-Za-z0-9+/=_-])"
+                                              % min_length), valid)
+
+
+_ANY_DIGIT = re.compile(r"\d")
+
+
+def _digit(text: str) -> bool:  # a quick scan: any digit at all
+    return _ANY_DIGIT.search(text) is not None
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+BUILTIN: dict[str, Detector] = {
+    # 13-19 digits, single spaces or dashes between them allowed; Luhn-checked.
+    "payment_card": Detector("card", 40, re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])"), _card, _digit),
+    "iban": Detector("iban", 50, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban, _digit),
+    "us_ssn": Detector("ssn", 11, re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
+                       None, _digit),
+    "email": Detector("email", 254, re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
+                                               r"(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"),
+                      None, lambda t: "@" in t),
+    # International (+CC ...) or North-American with separators; never a bare digit run (order ids).
+    "phone": Detector("phone", 24, re.compile(
+        r"(?<![\w#/+-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
+        r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w-])"), None, _digit),
+    "ip_address": Detector("ip", 45, re.compile(
+        r"(?<![\w.])" + r"(?:%s\.){3}%s" % (_OCTET, _OCTET) + r"(?![\w.])"
+        r"|(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
+        lambda s: "." in s or _ipv6(s), lambda t: "." in t or ":" in t),
+    "aws_access_key": Detector("aws_key", 20, re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+                               None, lambda t: "A" in t),
+    "private_key": Detector("private_key", 72, re.compile(
+        r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,-]{0,8192}?-----END[A-Z ]{0,40} PRIVATE KEY-----)?"),
+        None, lambda t: "-----BEGIN" in t),
+    "jwt": Detector("jwt", 2048, re.compile(r"\beyJ[A-Za-z0-9_-]{6,1000}\.eyJ[A-Za-z0-9_-]{6,2000}\.[A-Za-z0-9_-]{0,1000}"),
+                    None, lambda t: "eyJ" in t),
+    "github_token": Detector("github_token", 255, re.compile(
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})\b"), None, lambda t: "_" in t),
+    "slack_token": Detector("slack_token", 255, re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,250}"
+                                                           r"|https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,120}"),
+                            None, lambda t: "xox" in t or "hooks.slack" in t),
+    "prompt_injection": Detector("prompt_injection", 120, re.compile(
+        r"(?i)\b(?:(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+|your\s+|my\s+)?"
+        r"(?:previous|prior|above|earlier|preceding|system)\s+(?:instructions?|prompts?|rules|messages?|directions)"
+        r"|(?:reveal|print|show|repeat|output)\s+(?:me\s+)?(?:your|the)\s+(?:system\s+prompt|hidden\s+instructions|initial\s+instructions)"
+        r"|you\s+are\s+now\s+(?:DAN|in\s+developer\s+mode|jailbroken|unrestricted)"
+        r"|do\s+anything\s+now|developer\s+mode\s+enabled|jailbreak(?:ing)?\s+(?:mode|prompt))")),
+}

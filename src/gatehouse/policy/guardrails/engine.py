@@ -1,0 +1,129 @@
+"""Compiled guardrail policies: checks with actions, run over canonical text.
+
+Everything here is built at load time (`compile_policies`); per request a `Plan` (the checks
+that apply to one group + model, cached) scans text and returns `Hit`s. Matched text never
+leaves this module: hits carry the check and the span, and redaction writes a placeholder.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardrailsConfig
+from gatehouse.policy.guardrails.detectors import BUILTIN, Span, high_entropy
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # the check's name: in errors, metrics and the audit
+    policy: str
+    category: str  # the detector type (keywords, regex, payment_card, ...)
+    label: str  # the redaction placeholder: [REDACTED:<label>]
+    action: str  # block | redact | flag | reroute
+    on_input: bool
+    on_output: bool
+    window: int  # the longest text one match can span (the streaming hold-back)
+    find: Callable[[str], list[Span]]
+
+
+@dataclass(frozen=True)
+class Hit:
+    check: Check
+    start: int
+    end: int
+
+
+def _re2(patterns: list[str], what: str) -> Callable[[str], list[Span]]:
+    import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching, so a configured pattern cannot hang the gateway
+
+    opts = re2.Options()
+    opts.log_errors = False
+    compiled = []
+    for i, p in enumerate(patterns):
+        try:
+            compiled.append(re2.compile(p, opts))
+        except re2.error as e:
+            raise ValueError(f"{what}[{i}]: not a valid RE2 pattern ({e}); lookarounds and backreferences "
+                             "are not supported") from None
+
+    def find(text: str) -> list[Span]:
+        out: list[Span] = []
+        for c in compiled:
+            out.extend(m.span() for m in c.finditer(text) if m.end() > m.start())
+        return out
+
+    return find
+
+
+def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
+    """Raise ValueError('field: message') for a pattern that does not compile."""
+    name = c.name or c.type
+    find: Callable[[str], list[Span]]
+    if c.type == "keywords":
+        words = sorted({w.strip().lower() for w in c.words}, key=len, reverse=True)
+        # Where a word starts (so "exploit" also catches "exploits"), any case; literals only.
+        find = _re2(["(?i)\\b(?:" + "|".join(re.escape(w) for w in words) + ")"], "words")
+        window, label = max(len(w) for w in words), name
+    elif c.type == "regex":
+        find = _re2(c.patterns, "patterns")
+        window, label = c.max_length, name
+    else:
+        det = high_entropy(c.min_length, c.min_entropy) if c.type == "high_entropy" else BUILTIN[c.type]
+        find, window, label = det.find, det.window, det.label
+    return Check(name, policy, c.type, label, c.action, c.on in ("input", "both"), c.on in ("output", "both"),
+                 window, find)
+
+
+class Plan:
+    """The checks applying to one request (its group's and its model's policies)."""
+
+    __slots__ = ("policies", "input", "output", "window", "input_rewrites")
+
+    def __init__(self, policies: tuple[str, ...], checks: Iterable[Check]):
+        checks = tuple(checks)
+        self.policies = policies
+        self.input = tuple(c for c in checks if c.on_input)
+        self.output = tuple(c for c in checks if c.on_output)
+        self.window = max((c.window for c in self.output), default=0)
+        self.input_rewrites = any(c.action == "redact" for c in self.input)
+
+
+def compile_policies(cfg: GuardrailsConfig) -> dict[str, tuple[Check, ...]]:
+    return {name: tuple(compile_check(c, name) for c in p.checks) for name, p in cfg.policies.items()}
+
+
+def plan_for(policies: dict[str, tuple[Check, ...]], names: Iterable[str]) -> Plan | None:
+    chosen: list[str] = []
+    for n in names:
+        if n in policies and n not in chosen:
+            chosen.append(n)
+    if not chosen:
+        return None
+    return Plan(tuple(chosen), (c for n in chosen for c in policies[n]))
+
+
+def scan(text: str, checks: tuple[Check, ...]) -> list[Hit]:
+    hits: list[Hit] = []
+    for c in checks:
+        for start, end in c.find(text):
+            hits.append(Hit(c, start, end))
+    return hits
+
+
+def redact(text: str, hits: list[Hit], offset: int = 0) -> str:
+    """`text` with every redact hit replaced by [REDACTED:<label>] (overlaps merged)."""
+    spans = sorted((h.start - offset, h.end - offset, h.check.label) for h in hits if h.check.action == "redact")
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for start, end, label in spans:
+        if end <= pos:
+            continue
+        start = max(start, pos)
+        out.append(text[pos:start])
+        out.append(f"[REDACTED:{label}]")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

@@ -1,0 +1,90 @@
+"""Output checks: on a whole answer, and on a stream through a sliding window.
+
+The stream filter holds back the last `plan.window` characters of text (the longest text one
+output check can match), so a match split across chunks is still seen whole; text before the
+window is released, redacted where needed. Any other event (a tool call, the end) releases the
+held text first, so the order of the stream is kept. Reasoning text and tool-call arguments
+are not checked (docs/guardrails.md).
+"""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from gatehouse.policy.guardrails.engine import redact, scan
+from gatehouse.policy.guardrails.step import Guard, blocked
+from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, TextDelta, TextPart
+
+
+def guard_response(guard: Guard, result: object) -> None:
+    """Check a non-streamed answer in place: raise GuardrailBlocked, or redact its text."""
+    if not isinstance(result, ChatResponse):
+        return  # embeddings: no text comes back
+    checks = guard.plan.output
+    for part in result.content:
+        if isinstance(part, TextPart):
+            part.text = guard.check_text(part.text, checks, "output")
+
+
+class StreamFilter:
+    __slots__ = ("guard", "checks", "window", "tail")
+
+    def __init__(self, guard: Guard):
+        self.guard = guard
+        self.checks = guard.plan.output
+        self.window = guard.plan.window
+        self.tail = ""
+
+    def feed(self, delta: str) -> str:
+        text = self.tail + delta if self.tail else delta
+        hits = scan(text, self.checks)
+        self.guard.record(self.checks, hits, "output")
+        if hits:
+            blocking = [h.check for h in hits if h.check.action == "block"]
+            if blocking:
+                raise blocked(blocking, "output")
+        cut = len(text) - self.window
+        for h in hits:
+            if h.end > cut:
+                cut = min(cut, h.start)  # a match reaching into the window waits whole
+        if cut <= 0:
+            self.tail = text
+            return ""
+        self.tail = text[cut:]
+        return redact(text[:cut], [h for h in hits if h.end <= cut])
+
+    def flush(self) -> str:
+        text, self.tail = self.tail, ""
+        return self.guard.check_text(text, self.checks, "output") if text else ""
+
+
+async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent],
+                       guard: Guard) -> AsyncIterator[StreamEvent]:
+    """The stream with its text checked; GuardrailBlocked ends it (the relay renders the error)."""
+    f = StreamFilter(guard)
+
+    async def source() -> AsyncIterator[StreamEvent]:
+        yield first
+        async for ev in events:
+            yield ev
+
+    try:
+        async for ev in source():
+            if isinstance(ev, TextDelta):
+                out = f.feed(ev.text)
+                if out:
+                    yield TextDelta(out)
+                continue
+            if isinstance(ev, KeepAlive):  # silence, not a boundary: keep the window
+                yield ev
+                continue
+            held = f.flush()
+            if held:
+                yield TextDelta(held)
+            yield ev
+        held = f.flush()
+        if held:
+            yield TextDelta(held)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,170 @@
+"""The guardrail policy step: checks the canonical request before any upstream call, and
+hands the output checks to the relay (api/flow.py) through `ex.notes["guard"]`.
+
+A handler puts its canonical request in `ex.notes["guard_subject"]` before admission. A request
+whose group and model have no policy costs one cached dict lookup. The audit (`Verdicts`) says
+which checks ran on what, and what they decided; never the matched text.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+from gatehouse.errors import InvalidRequest
+from gatehouse.policy.guardrails.engine import Check, Hit, Plan, plan_for, redact, scan
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, TextPart, ToolResultPart
+
+if TYPE_CHECKING:
+    from gatehouse.policy.pipeline import Exchange
+
+log = logging.getLogger("gatehouse.guardrails")
+SUBJECT = "guard_subject"  # ex.notes: the canonical request to inspect (set by the handler)
+GUARD = "guard"  # ex.notes: this request's Guard (set by the step when a policy applies)
+
+
+class GuardrailBlocked(InvalidRequest):
+    code = "guardrail_blocked"
+
+
+def blocked(checks: list[Check], stage: str) -> GuardrailBlocked:
+    names = ", ".join(sorted({c.name for c in checks}))
+    what = "request" if stage == "input" else "answer"
+    # The code is in the message too: Anthropic and Ollama errors have no field for it.
+    return GuardrailBlocked(f"The {what} was blocked by the gateway's guardrails (guardrail_blocked; check: {names}).",
+                            code="guardrail_blocked")
+
+
+class Guard:
+    """One request's guardrail state: its plan, and the audit of what ran."""
+
+    __slots__ = ("plan", "verdicts", "rewritten", "sensitive")
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        # (check, stage) -> (verdict, action, category, policy); verdict: pass | match
+        self.verdicts: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
+        self.sensitive = False  # a reroute check matched
+
+    def record(self, checks: tuple[Check, ...], hits: list[Hit], stage: str) -> None:
+        matched = {h.check.name for h in hits}
+        for c in checks:
+            key = (c.name, stage)
+            if c.name in matched:
+                self.verdicts[key] = ("match", c.action, c.category, c.policy)
+                if c.action == "reroute":
+                    self.sensitive = True
+            elif key not in self.verdicts:
+                self.verdicts[key] = ("pass", c.action, c.category, c.policy)
+
+    def check_text(self, text: str, checks: tuple[Check, ...], stage: str) -> str:
+        """Scan one text: raise on a block, return it redacted (the same object when unchanged)."""
+        hits = scan(text, checks)
+        self.record(checks, hits, stage)
+        if not hits:
+            return text
+        blocking = [h.check for h in hits if h.check.action == "block"]
+        if blocking:
+            raise blocked(blocking, stage)
+        return redact(text, hits)
+
+    def audit(self) -> list[dict[str, str]]:
+        return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
+                for (name, stage), (v, a, cat, pol) in self.verdicts.items()]
+
+    @property
+    def guards_output(self) -> bool:
+        return bool(self.plan.output)
+
+
+def _texts(subject: Any) -> list[tuple[Any, str]]:
+    """(holder, attribute-or-index) for every text the input checks read."""
+    out: list[tuple[Any, Any]] = []
+    if isinstance(subject, ChatRequest):
+        out.extend((p, "text") for p in subject.system)
+        for m in subject.messages:
+            for part in m.content:
+                if isinstance(part, TextPart):
+                    out.append((part, "text"))
+                elif isinstance(part, ToolResultPart):
+                    out.extend((p, "text") for p in part.content if isinstance(p, TextPart))
+    elif isinstance(subject, CompletionRequest):
+        out.append((subject, "prompt"))
+        if subject.suffix:
+            out.append((subject, "suffix"))
+    elif isinstance(subject, EmbeddingRequest):
+        out.extend((subject.input, i) for i in range(len(subject.input)))
+    return out
+
+
+def inspect_request(guard: Guard, subject: Any) -> None:
+    checks = guard.plan.input
+    for holder, where in _texts(subject):
+        if isinstance(where, int):
+            text = holder[where]
+            new = guard.check_text(text, checks, "input")
+            if new is not text:
+                holder[where] = new
+                guard.rewritten = True
+        else:
+            text = getattr(holder, where)
+            new = guard.check_text(text, checks, "input")
+            if new is not text:
+                setattr(holder, where, new)
+                guard.rewritten = True
+
+
+class GuardrailStep:
+    name = "guardrails"
+
+    def __init__(self, policies: dict[str, tuple[Check, ...]], model_policies: dict[str, list[str]],
+                 group_policies: Callable[[str | None], list[str]], on_verdicts: Callable[[Guard, Exchange], None]):
+        self.policies = policies
+        self.model_policies = model_policies
+        self.group_policies = group_policies  # reads the current directory (store groups too)
+        self.on_verdicts = on_verdicts
+        self._plans: dict[tuple[str | None, str], Plan | None] = {}
+
+    def forget(self) -> None:
+        """The groups changed (directory reload): plans are rebuilt on next use."""
+        self._plans = {}
+
+    def plan(self, group: str | None, model: str) -> Plan | None:
+        key = (group, model)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        names = [*self.group_policies(group), *self.model_policies.get(model, ())]
+        unknown = [n for n in names if n not in self.policies]
+        if unknown:  # a store group naming a policy this config lacks: fail closed
+            log.error("group %r names unknown guardrail policies %s: its requests are refused", group, unknown)
+            raise GuardrailBlocked("The gateway's guardrails for this group are misconfigured; ask an operator.",
+                                   code="guardrail_blocked")
+        plan = plan_for(self.policies, names)
+        if len(self._plans) < 10_000:
+            self._plans[key] = plan
+        return plan
+
+    async def admit(self, ex: Exchange) -> None:
+        p = ex.principal
+        plan = self.plan(p.group if p else None, ex.model)
+        if plan is None:
+            return
+        guard = Guard(plan)
+        ex.notes[GUARD] = guard
+        if plan.input:
+            subject = ex.notes.get(SUBJECT)
+            if subject is None:
+                raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
+                                       code="guardrail_blocked")
+            try:
+                inspect_request(guard, subject)
+            except GuardrailBlocked:
+                self.on_verdicts(guard, ex)  # the settle of a refused step does not run
+                raise
+
+    async def settle(self, ex: Exchange) -> None:
+        guard = ex.notes.get(GUARD)
+        if guard is not None:
+            self.on_verdicts(guard, ex)
