@@ -3,6 +3,7 @@ prompts (before any upstream call) and on answers (docs/guardrails.md)."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -227,3 +228,25 @@ def test_metrics_count_verdicts_without_matched_text(gh, upstreams):
                and 'stage="input"' in ln and 'group="shop"' in ln for ln in lines), lines
     assert any('guardrail="payment_card"' in ln and 'verdict="pass"' in ln for ln in lines)
     assert "DROP" not in metrics and "4111" not in metrics
+
+
+def test_access_log_records_the_verdicts_never_the_text(gh, upstreams):
+    rid = "guard-audit-1"
+    req = urllib.request.Request(gh.url + "/v1/chat/completions", json.dumps(
+        {"model": "oa", "messages": msgs(f"DROP TABLE x; card {CARD}; mail a.b@example.com")}).encode(),
+        method="POST", headers={"authorization": f"Bearer {ALICE_KEY}", "content-type": "application/json",
+                                "x-request-id": rid})
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(req, timeout=10)
+    deadline = time.monotonic() + 5
+    while rid not in gh.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [entry] = [json.loads(ln) for ln in gh.logs().splitlines() if ln.startswith("{") and rid in ln]
+    verdicts = {(v["check"], v["stage"]): (v["verdict"], v["action"]) for v in entry["guardrails"]}
+    assert verdicts[("sqli", "input")] == ("match", "block")
+    assert verdicts[("payment_card", "input")] == ("match", "redact")
+    assert verdicts[("email", "input")] == ("match", "flag")  # every text checked, even after a block
+    assert verdicts[("us_ssn", "input")] == ("pass", "reroute")
+    assert entry["status"] == 400 and entry["error"] == "guardrail_blocked"
+    logs = gh.logs()
+    assert "4111" not in logs and "DROP TABLE" not in logs and "a.b@example.com" not in logs

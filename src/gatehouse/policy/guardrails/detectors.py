@@ -24,11 +24,11 @@ class Detector:
     window: int
     pattern: re.Pattern[str]
     valid: Callable[[str], bool] | None = None
-    hint: Callable[[str], bool] | None = None
+    # A cheap RE2 pattern every match contains (a necessary condition): all the triggers of
+    # a policy run in one pass (re2.Set), and only a triggered detector runs `pattern`.
+    trigger: str = ""
 
     def find(self, text: str) -> list[Span]:
-        if self.hint is not None and not self.hint(text):
-            return []
         valid = self.valid
         return [m.span() for m in self.pattern.finditer(text) if valid is None or valid(m.group())]
 
@@ -82,50 +82,51 @@ def high_entropy(min_length: int, min_entropy: float) -> Detector:
                 and entropy(s) >= min_entropy)
 
     return Detector("secret", 256, re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/=_-]{%d,256}(?![A-Za-z0-9+/=_-])"
-                                              % min_length), valid)
+                                              % min_length), valid, "[A-Za-z0-9+/=_-]{%d}" % min_length)
 
-
-_ANY_DIGIT = re.compile(r"\d")
-
-
-def _digit(text: str) -> bool:  # a quick scan: any digit at all
-    return _ANY_DIGIT.search(text) is not None
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
+_INJECTION = (
+    r"(?i)\b(?:(?:ignore|disregard|forget|override)\s{1,4}(?:(?:all|any|the|your|my)\s{1,4})?"
+    r"(?:previous|prior|above|earlier|preceding|system)\s{1,4}(?:instructions?|prompts?|rules|messages?|directions)"
+    r"|(?:reveal|print|show|repeat|output)\s{1,4}(?:me\s{1,4})?(?:your|the)\s{1,4}"
+    r"(?:system\s{1,4}prompt|hidden\s{1,4}instructions|initial\s{1,4}instructions)"
+    r"|you\s{1,4}are\s{1,4}now\s{1,4}(?:DAN|in\s{1,4}developer\s{1,4}mode|jailbroken|unrestricted)"
+    r"|do\s{1,4}anything\s{1,4}now|developer\s{1,4}mode\s{1,4}enabled|jailbreak(?:ing)?\s{1,4}(?:mode|prompt))")
+
 BUILTIN: dict[str, Detector] = {
     # 13-19 digits, single spaces or dashes between them allowed; Luhn-checked.
-    "payment_card": Detector("card", 40, re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])"), _card, _digit),
-    "iban": Detector("iban", 50, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban, _digit),
+    "payment_card": Detector("card", 40, re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])"), _card,
+                             r"\d(?:[ -]?\d){12}"),
+    "iban": Detector("iban", 50, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban,
+                     r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11}"),
     "us_ssn": Detector("ssn", 11, re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
-                       None, _digit),
+                       None, r"\d{3}-\d{2}-\d{4}"),
     "email": Detector("email", 254, re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
                                                r"(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"),
-                      None, lambda t: "@" in t),
+                      None, r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}"),
     # International (+CC ...) or North-American with separators; never a bare digit run (order ids).
     "phone": Detector("phone", 24, re.compile(
         r"(?<![\w#/+-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
-        r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w-])"), None, _digit),
+        r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w-])"), None,
+        r"\+\d|\(\d{3}\)|\d{3}[.-]\d{3}[.-]\d{4}"),
     "ip_address": Detector("ip", 45, re.compile(
         r"(?<![\w.])" + r"(?:%s\.){3}%s" % (_OCTET, _OCTET) + r"(?![\w.])"
         r"|(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])"),
-        lambda s: "." in s or _ipv6(s), lambda t: "." in t or ":" in t),
+        lambda s: "." in s or _ipv6(s), r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:"),
     "aws_access_key": Detector("aws_key", 20, re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
-                               None, lambda t: "A" in t),
+                               None, r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"),
     "private_key": Detector("private_key", 72, re.compile(
         r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,-]{0,8192}?-----END[A-Z ]{0,40} PRIVATE KEY-----)?"),
-        None, lambda t: "-----BEGIN" in t),
+        None, r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----"),
     "jwt": Detector("jwt", 2048, re.compile(r"\beyJ[A-Za-z0-9_-]{6,1000}\.eyJ[A-Za-z0-9_-]{6,2000}\.[A-Za-z0-9_-]{0,1000}"),
-                    None, lambda t: "eyJ" in t),
+                    None, r"eyJ[A-Za-z0-9_-]{6}[A-Za-z0-9_-]*\.eyJ"),
     "github_token": Detector("github_token", 255, re.compile(
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})\b"), None, lambda t: "_" in t),
+        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})\b"), None,
+        r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22}"),
     "slack_token": Detector("slack_token", 255, re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,250}"
                                                            r"|https://hooks\.slack\.com/services/[A-Za-z0-9/]{20,120}"),
-                            None, lambda t: "xox" in t or "hooks.slack" in t),
-    "prompt_injection": Detector("prompt_injection", 120, re.compile(
-        r"(?i)\b(?:(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+|your\s+|my\s+)?"
-        r"(?:previous|prior|above|earlier|preceding|system)\s+(?:instructions?|prompts?|rules|messages?|directions)"
-        r"|(?:reveal|print|show|repeat|output)\s+(?:me\s+)?(?:your|the)\s+(?:system\s+prompt|hidden\s+instructions|initial\s+instructions)"
-        r"|you\s+are\s+now\s+(?:DAN|in\s+developer\s+mode|jailbroken|unrestricted)"
-        r"|do\s+anything\s+now|developer\s+mode\s+enabled|jailbreak(?:ing)?\s+(?:mode|prompt))")),
+                            None, r"xox[abposr]-[A-Za-z0-9-]{10}|hooks\.slack\.com/services/"),
+    "prompt_injection": Detector("prompt_injection", 120, re.compile(_INJECTION), None, _INJECTION),
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardrailsConfig
 from gatehouse.policy.guardrails.detectors import BUILTIN, Span, high_entropy
@@ -25,6 +25,7 @@ class Check:
     on_output: bool
     window: int  # the longest text one match can span (the streaming hold-back)
     find: Callable[[str], list[Span]]
+    triggers: tuple[str, ...]  # RE2 patterns one of which every match contains (see Scanner)
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,19 @@ class Hit:
     end: int
 
 
-def _re2(patterns: list[str], what: str) -> Callable[[str], list[Span]]:
+def _options() -> Any:
     import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching, so a configured pattern cannot hang the gateway
 
     opts = re2.Options()
     opts.log_errors = False
+    opts.max_mem = 32 << 20
+    return opts
+
+
+def _re2(patterns: list[str], what: str) -> Callable[[str], list[Span]]:
+    import re2
+
+    opts = _options()
     compiled = []
     for i, p in enumerate(patterns):
         try:
@@ -60,19 +69,72 @@ def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
     """Raise ValueError('field: message') for a pattern that does not compile."""
     name = c.name or c.type
     find: Callable[[str], list[Span]]
+    triggers: tuple[str, ...]
     if c.type == "keywords":
         words = sorted({w.strip().lower() for w in c.words}, key=len, reverse=True)
         # Where a word starts (so "exploit" also catches "exploits"), any case; literals only.
-        find = _re2(["(?i)\\b(?:" + "|".join(re.escape(w) for w in words) + ")"], "words")
-        window, label = max(len(w) for w in words), name
+        pattern = "(?i)\\b(?:" + "|".join(re.escape(w) for w in words) + ")"
+        find = _re2([pattern], "words")
+        window, label, triggers = max(len(w) for w in words), name, (pattern,)
     elif c.type == "regex":
         find = _re2(c.patterns, "patterns")
-        window, label = c.max_length, name
+        window, label, triggers = c.max_length, name, tuple(c.patterns)
     else:
         det = high_entropy(c.min_length, c.min_entropy) if c.type == "high_entropy" else BUILTIN[c.type]
-        find, window, label = det.find, det.window, det.label
+        find, window, label, triggers = det.find, det.window, det.label, (det.trigger,)
     return Check(name, policy, c.type, label, c.action, c.on in ("input", "both"), c.on in ("output", "both"),
-                 window, find)
+                 window, find, triggers)
+
+
+class Scanner:
+    """Checks run together: one RE2 pass over the text with every check's triggers (re2.Set)
+    says which checks can match at all; only those run their own patterns. Clean text (the
+    common case) costs that one pass. Without a usable set, every check runs."""
+
+    __slots__ = ("checks", "_set", "_of")
+
+    def __init__(self, checks: Iterable[Check]):
+        import re2
+
+        self.checks = tuple(checks)
+        self._of: list[Check] = []
+        self._set: Any = None
+        if not self.checks:
+            return
+        try:
+            s = re2.Set.SearchSet(_options())
+            for c in self.checks:
+                for t in c.triggers:
+                    s.Add(t)
+                    self._of.append(c)
+            s.Compile()
+            self._set = s
+        except re2.error:  # (too big for one automaton: run the checks one by one)
+            self._of = []
+
+    def __bool__(self) -> bool:
+        return bool(self.checks)
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(self.checks)
+
+    def scan(self, text: str) -> list[Hit]:
+        if self._set is None:
+            return scan(text, self.checks)
+        try:
+            found = self._set.Match(text)
+        except Exception:  # noqa: BLE001 - the automaton ran out of memory on this text: check it the slow way
+            return scan(text, self.checks)
+        if not found:
+            return []
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for i in found:
+            c = self._of[i]
+            if id(c) not in seen:
+                seen.add(id(c))
+                hits.extend(Hit(c, start, end) for start, end in c.find(text))
+        return hits
 
 
 class Plan:
@@ -83,8 +145,8 @@ class Plan:
     def __init__(self, policies: tuple[str, ...], checks: Iterable[Check]):
         checks = tuple(checks)
         self.policies = policies
-        self.input = tuple(c for c in checks if c.on_input)
-        self.output = tuple(c for c in checks if c.on_output)
+        self.input = Scanner(c for c in checks if c.on_input)
+        self.output = Scanner(c for c in checks if c.on_output)
         self.window = max((c.window for c in self.output), default=0)
         self.input_rewrites = any(c.action == "redact" for c in self.input)
 

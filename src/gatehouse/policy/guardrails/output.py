@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from gatehouse.policy.guardrails.engine import redact, scan
+from gatehouse.policy.guardrails.engine import redact
 from gatehouse.policy.guardrails.step import Guard, blocked
 from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, TextDelta, TextPart
 
@@ -36,7 +36,7 @@ class StreamFilter:
 
     def feed(self, delta: str) -> str:
         text = self.tail + delta if self.tail else delta
-        hits = scan(text, self.checks)
+        hits = self.checks.scan(text)
         self.guard.record(self.checks, hits, "output")
         if hits:
             blocking = [h.check for h in hits if h.check.action == "block"]

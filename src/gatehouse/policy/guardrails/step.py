@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from gatehouse.errors import InvalidRequest
-from gatehouse.policy.guardrails.engine import Check, Hit, Plan, plan_for, redact, scan
+from gatehouse.policy.guardrails.engine import Check, Hit, Plan, Scanner, plan_for, redact
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatehouse.guardrails")
 SUBJECT = "guard_subject"  # ex.notes: the canonical request to inspect (set by the handler)
 GUARD = "guard"  # ex.notes: this request's Guard (set by the step when a policy applies)
+SENSITIVE = "sensitive"  # ex.notes: True when a `reroute` check matched the prompt
 
 
 class GuardrailBlocked(InvalidRequest):
@@ -46,7 +47,7 @@ class Guard:
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
         self.sensitive = False  # a reroute check matched
 
-    def record(self, checks: tuple[Check, ...], hits: list[Hit], stage: str) -> None:
+    def record(self, checks: Scanner, hits: list[Hit], stage: str) -> None:
         matched = {h.check.name for h in hits}
         for c in checks:
             key = (c.name, stage)
@@ -57,16 +58,21 @@ class Guard:
             elif key not in self.verdicts:
                 self.verdicts[key] = ("pass", c.action, c.category, c.policy)
 
-    def check_text(self, text: str, checks: tuple[Check, ...], stage: str) -> str:
+    def check_text(self, text: str, checks: Scanner, stage: str) -> str:
         """Scan one text: raise on a block, return it redacted (the same object when unchanged)."""
-        hits = scan(text, checks)
-        self.record(checks, hits, stage)
-        if not hits:
-            return text
-        blocking = [h.check for h in hits if h.check.action == "block"]
+        new, blocking = self.screen(text, checks, stage)
         if blocking:
             raise blocked(blocking, stage)
-        return redact(text, hits)
+        return new
+
+    def screen(self, text: str, checks: Scanner, stage: str) -> tuple[str, list[Check]]:
+        """One text's verdicts recorded: (the text redacted, the blocking checks that matched)."""
+        hits = checks.scan(text)
+        self.record(checks, hits, stage)
+        if not hits:
+            return text, []
+        blocking = [h.check for h in hits if h.check.action == "block"]
+        return (text if blocking else redact(text, hits)), blocking
 
     def audit(self) -> list[dict[str, str]]:
         return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
@@ -98,20 +104,21 @@ def _texts(subject: Any) -> list[tuple[Any, str]]:
 
 
 def inspect_request(guard: Guard, subject: Any) -> None:
+    """Every text of the request is checked (so the audit is whole even when one blocks)."""
     checks = guard.plan.input
+    blocking: list[Check] = []
     for holder, where in _texts(subject):
-        if isinstance(where, int):
-            text = holder[where]
-            new = guard.check_text(text, checks, "input")
-            if new is not text:
+        text = holder[where] if isinstance(where, int) else getattr(holder, where)
+        new, block = guard.screen(text, checks, "input")
+        blocking += block
+        if new is not text and not blocking:
+            if isinstance(where, int):
                 holder[where] = new
-                guard.rewritten = True
-        else:
-            text = getattr(holder, where)
-            new = guard.check_text(text, checks, "input")
-            if new is not text:
+            else:
                 setattr(holder, where, new)
-                guard.rewritten = True
+            guard.rewritten = True
+    if blocking:
+        raise blocked(blocking, "input")
 
 
 class GuardrailStep:
@@ -163,6 +170,8 @@ class GuardrailStep:
             except GuardrailBlocked:
                 self.on_verdicts(guard, ex)  # the settle of a refused step does not run
                 raise
+            if guard.sensitive:  # a reroute check matched: compliance routing reads this (docs/guardrails.md)
+                ex.notes[SENSITIVE] = True
 
     async def settle(self, ex: Exchange) -> None:
         guard = ex.notes.get(GUARD)
