@@ -19,16 +19,16 @@ CARD = "4111 1111 1111 1111"
 POLICIES = {
     "shop": {"checks": [
         {"type": "keywords", "name": "sqli", "words": ["drop table", "union select"], "action": "block"},
-        {"type": "payment_card", "action": "redact", "on": "input"},
+        {"type": "payment_card", "action": "redact", "stage": "input"},
         {"type": "regex", "name": "cvv", "patterns": [r"(?i)\bcvv2?\s*:?\s*\d{3,4}\b"], "action": "redact",
-         "on": "input"},
+         "stage": "input"},
         {"type": "email", "action": "flag"},
-        {"type": "us_ssn", "action": "reroute", "on": "input"},
-        {"type": "phone", "action": "block", "on": "input"},
+        {"type": "us_ssn", "action": "reroute", "stage": "input"},
+        {"type": "phone", "action": "block", "stage": "input"},
     ]},
     "answers": {"checks": [
-        {"type": "payment_card", "action": "redact", "on": "output"},
-        {"type": "keywords", "name": "secret-word", "words": ["zyzzyva"], "action": "block", "on": "output"},
+        {"type": "payment_card", "action": "redact", "stage": "output"},
+        {"type": "keywords", "name": "secret-word", "words": ["zyzzyva"], "action": "block", "stage": "output"},
     ]},
 }
 

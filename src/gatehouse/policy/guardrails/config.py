@@ -18,7 +18,7 @@ class GuardCheckConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
     type: CheckType
     action: Action = "block"
     name: str | None = None  # in errors, metrics and the audit; default: the type
-    on: Stage = "both"  # prompts, answers or both
+    stage: Stage = "both"  # input (prompts), output (answers) or both; (`on:` would be a YAML boolean)
     words: list[str] = field(default_factory=list)  # keywords: case-insensitive, matched where a word starts
     patterns: list[str] = field(default_factory=list)  # regex: RE2 syntax (linear time)
     # regex: the longest text one pattern can match, for the streaming window (characters)

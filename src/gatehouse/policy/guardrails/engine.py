@@ -82,7 +82,7 @@ def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
     else:
         det = high_entropy(c.min_length, c.min_entropy) if c.type == "high_entropy" else BUILTIN[c.type]
         find, window, label, triggers = det.find, det.window, det.label, (det.trigger,)
-    return Check(name, policy, c.type, label, c.action, c.on in ("input", "both"), c.on in ("output", "both"),
+    return Check(name, policy, c.type, label, c.action, c.stage in ("input", "both"), c.stage in ("output", "both"),
                  window, find, triggers)
 
 
