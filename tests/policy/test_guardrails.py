@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALICE_KEY, BOB_KEY
+from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY
 from tests.provider_fixtures import ollama_upstream  # noqa: F401 - a fixture
 from tests.support import Gatehouse
 from tests.upstreams import anthropic_wire, openai_wire
@@ -57,6 +57,7 @@ def gh(openai_upstream, anthropic_upstream, ollama_upstream, tmp_path_factory): 
         "groups": {"shop": {"models": ["*"], "guardrails": ["shop"]}, "open": {"models": ["*"]}},
         "consumers": {"alice": {"group": "shop", "keys": [ALICE_KEY]}, "bob": {"group": "open", "keys": [BOB_KEY]}},
         "metrics": {"token": "m-token"},
+        "admin": {"key": ADMIN_KEY},
     }
     g = Gatehouse(cfg, tmp_path_factory.mktemp("gh-guardrails")).start()
     yield g
@@ -247,6 +248,23 @@ def test_access_log_records_the_verdicts_never_the_text(gh, upstreams):
     assert verdicts[("payment_card", "input")] == ("match", "redact")
     assert verdicts[("email", "input")] == ("match", "flag")  # every text checked, even after a block
     assert verdicts[("us_ssn", "input")] == ("pass", "reroute")
+    assert verdicts[("phone", "input")] == ("pass", "block")
+    assert all(v[0] == "skipped" for (_, stage), v in verdicts.items() if stage == "output")  # no answer came
+    assert verdicts[("email", "output")] == ("skipped", "flag")
     assert entry["status"] == 400 and entry["error"] == "guardrail_blocked"
     logs = gh.logs()
     assert "4111" not in logs and "DROP TABLE" not in logs and "a.b@example.com" not in logs
+
+
+def test_store_groups_take_policies_from_the_admin_api(gh, upstreams):
+    def admin(path: str, body: dict[str, Any]) -> tuple[int, str]:
+        return post(gh, path, body, key=ADMIN_KEY)
+
+    status, text = admin("/admin/groups", {"name": "late-shop", "models": ["*"], "guardrails": ["nope"]})
+    assert status == 400 and "nope" in text
+    assert admin("/admin/groups", {"name": "late-shop", "models": ["*"], "guardrails": ["shop"]})[0] == 201
+    assert admin("/admin/consumers", {"name": "late", "group": "late-shop"})[0] == 201
+    key = json.loads(admin("/admin/keys", {"consumer": "late"})[1])["key"]
+    status, text = post(gh, "/v1/chat/completions", {"model": "oa", "messages": msgs("DROP TABLE t")}, key=key)
+    assert status == 400 and "sqli" in text
+    assert upstreams["oa"].requests == []

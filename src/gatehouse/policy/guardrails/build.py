@@ -25,6 +25,7 @@ def build_step(cfg: Config, directory: AccessControl, metrics: Metrics) -> Guard
         return list(spec.guardrails) if spec is not None else []
 
     def on_verdicts(guard: Guard, ex: Exchange) -> None:
+        guard.finish()
         p = ex.principal
         group = metrics.group(p.group if p else None)
         for (check, stage), (verdict, action, _category, policy) in guard.verdicts.items():

@@ -42,7 +42,7 @@ class Guard:
 
     def __init__(self, plan: Plan):
         self.plan = plan
-        # (check, stage) -> (verdict, action, category, policy); verdict: pass | match
+        # (check, stage) -> (verdict, action, category, policy); verdict: pass | match | skipped
         self.verdicts: dict[tuple[str, str], tuple[str, str, str, str]] = {}
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
         self.sensitive = False  # a reroute check matched
@@ -73,6 +73,13 @@ class Guard:
             return text, []
         blocking = [h.check for h in hits if h.check.action == "block"]
         return (text if blocking else redact(text, hits)), blocking
+
+    def finish(self) -> None:
+        """Checks that never ran (the prompt was refused first, the upstream failed, the answer
+        never came) are recorded as skipped: the audit never says a check passed that did not run."""
+        for stage, checks in (("input", self.plan.input), ("output", self.plan.output)):
+            for c in checks:
+                self.verdicts.setdefault((c.name, stage), ("skipped", c.action, c.category, c.policy))
 
     def audit(self) -> list[dict[str, str]]:
         return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
