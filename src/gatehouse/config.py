@@ -468,3 +468,10 @@ def _check_guardrails(cfg: Config) -> None:
             if name not in known:
                 raise ConfigError(f"{path}.guardrails[{k}]: unknown guardrail policy '{name}' "
                                   "(define it under guardrails.policies)")
+    models = {m.name: m for m in cfg.models}
+    for pname, policy in known.items():
+        for i, check in enumerate(policy.checks):
+            guard = models.get(check.model or "") if check.type == "guard_model" else None
+            if check.type == "guard_model" and (guard is None or guard.guardrails):
+                why = "a model of this file" if guard is None else "a model without guardrails of its own"
+                raise ConfigError(f"guardrails.policies.{pname}.checks[{i}].model: the guard must be {why}")

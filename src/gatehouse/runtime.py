@@ -145,7 +145,7 @@ class Runtime:
         limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
         meter = Meter(cfg, models, store, data_dir)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
-        guardrails = build_guardrails(cfg, directory, meter.metrics)
+        guardrails = build_guardrails(cfg, directory, meter.metrics, models)
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)
         # Metering goes last, whatever else is in `steps`: it admits only what every other

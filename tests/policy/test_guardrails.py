@@ -240,9 +240,12 @@ def test_access_log_records_the_verdicts_never_the_text(gh, upstreams):
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(req, timeout=10)
     deadline = time.monotonic() + 5
-    while rid not in gh.logs() and time.monotonic() < deadline:
+    entries: list[dict[str, Any]] = []
+    while not entries and time.monotonic() < deadline:
+        entries = [json.loads(ln) for ln in gh.logs().splitlines()
+                   if ln.startswith("{") and f'"client_request_id":"{rid}"' in ln]
         time.sleep(0.05)
-    [entry] = [json.loads(ln) for ln in gh.logs().splitlines() if ln.startswith("{") and rid in ln]
+    [entry] = entries
     verdicts = {(v["check"], v["stage"]): (v["verdict"], v["action"]) for v in entry["guardrails"]}
     assert verdicts[("sqli", "input")] == ("match", "block")
     assert verdicts[("payment_card", "input")] == ("match", "redact")

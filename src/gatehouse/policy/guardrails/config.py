@@ -10,8 +10,9 @@ Stage = Literal["input", "output", "both"]
 CheckType = Literal[
     "keywords", "regex", "payment_card", "iban", "us_ssn", "email", "phone", "ip_address",
     "aws_access_key", "private_key", "jwt", "github_token", "slack_token", "high_entropy",
-    "prompt_injection",
+    "prompt_injection", "guard_model",
 ]
+GuardFormat = Literal["llamaguard", "shieldgemma", "granite_guardian", "regex"]
 
 
 class GuardCheckConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -26,6 +27,13 @@ class GuardCheckConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
     # high_entropy: tokens at least this long whose Shannon entropy is at least `min_entropy` bits/char
     min_length: int = 24
     min_entropy: float = 4.0
+    # guard_model: a configured model asked to judge the prompt (docs/guardrails.md#guard-models)
+    model: str | None = None
+    format: GuardFormat = "llamaguard"
+    categories: dict[str, Action] = field(default_factory=dict)  # llamaguard: S1..S14 -> action (else `action`)
+    unsafe_pattern: str | None = None  # regex format: RE2 pattern that marks the guard's answer unsafe
+    timeout_seconds: float = 5.0
+    on_error: Literal["open", "closed"] = "closed"  # the guard failed or timed out: let through, or refuse
 
 
 class GuardPolicyConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -40,6 +48,7 @@ class GuardrailsConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
 def check_policies(cfg: GuardrailsConfig) -> str | None:
     """The first problem as 'path: message', or None. Compiles every pattern (RE2)."""
     from gatehouse.policy.guardrails.engine import compile_check  # late: it imports re2
+    from gatehouse.policy.guardrails.guard_model import compile_guard
 
     for pname, policy in cfg.policies.items():
         if not policy.checks:
@@ -50,7 +59,10 @@ def check_policies(cfg: GuardrailsConfig) -> str | None:
             problem = _check_one(check)
             if problem is None:
                 try:
-                    compile_check(check)
+                    if check.type == "guard_model":
+                        compile_guard(check, pname)
+                    else:
+                        compile_check(check)
                 except ValueError as e:
                     problem = str(e)
             if problem:
@@ -77,6 +89,20 @@ def _check_one(c: GuardCheckConfig) -> str | None:
         return f"patterns: only for type 'regex' (this check is '{c.type}')"
     if c.type == "high_entropy" and (c.min_length < 8 or not 0 < c.min_entropy <= 8):
         return "min_length: at least 8, and min_entropy in (0, 8] bits per character"
+    guard_fields = c.model is not None or c.categories or c.unsafe_pattern is not None
+    if c.type == "guard_model":
+        if not c.model:
+            return "model: guard_model needs the name of a configured model"
+        if c.stage != "input":
+            return "stage: guard models check prompts only (stage: input); output guard models are not built"
+        if c.action == "redact" or "redact" in c.categories.values():
+            return "action: a guard model cannot redact (block, flag or reroute)"
+        if c.format == "regex" and not c.unsafe_pattern:
+            return "unsafe_pattern: the regex format needs the pattern that marks an answer unsafe"
+        if not 0 < c.timeout_seconds <= 120:
+            return "timeout_seconds: must be more than 0 and at most 120"
+    elif guard_fields:
+        return f"model: model, categories and unsafe_pattern are only for type 'guard_model' (this check is '{c.type}')"
     if c.name is not None and not c.name.replace("-", "").replace("_", "").isalnum():
         return "name: letters, digits, '-' and '_' only"
     return None

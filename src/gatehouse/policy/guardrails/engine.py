@@ -140,11 +140,12 @@ class Scanner:
 class Plan:
     """The checks applying to one request (its group's and its model's policies)."""
 
-    __slots__ = ("policies", "input", "output", "window", "input_rewrites")
+    __slots__ = ("policies", "input", "output", "window", "input_rewrites", "guard_models")
 
-    def __init__(self, policies: tuple[str, ...], checks: Iterable[Check]):
+    def __init__(self, policies: tuple[str, ...], checks: Iterable[Check], guard_models: tuple[Any, ...] = ()):
         checks = tuple(checks)
         self.policies = policies
+        self.guard_models = guard_models  # guard_model.GuardModelCheck: prompts judged by a model
         self.input = Scanner(c for c in checks if c.on_input)
         self.output = Scanner(c for c in checks if c.on_output)
         self.window = max((c.window for c in self.output), default=0)
@@ -152,17 +153,21 @@ class Plan:
 
 
 def compile_policies(cfg: GuardrailsConfig) -> dict[str, tuple[Check, ...]]:
-    return {name: tuple(compile_check(c, name) for c in p.checks) for name, p in cfg.policies.items()}
+    """The text checks of each policy (guard models: guard_model.compile_guard_models)."""
+    return {name: tuple(compile_check(c, name) for c in p.checks if c.type != "guard_model")
+            for name, p in cfg.policies.items()}
 
 
-def plan_for(policies: dict[str, tuple[Check, ...]], names: Iterable[str]) -> Plan | None:
+def plan_for(policies: dict[str, tuple[Check, ...]], names: Iterable[str],
+             guards: dict[str, tuple[Any, ...]] | None = None) -> Plan | None:
     chosen: list[str] = []
     for n in names:
         if n in policies and n not in chosen:
             chosen.append(n)
     if not chosen:
         return None
-    return Plan(tuple(chosen), (c for n in chosen for c in policies[n]))
+    return Plan(tuple(chosen), (c for n in chosen for c in policies[n]),
+                tuple(g for n in chosen for g in (guards or {}).get(n, ())))
 
 
 def scan(text: str, checks: tuple[Check, ...]) -> list[Hit]:

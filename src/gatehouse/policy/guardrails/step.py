@@ -8,10 +8,11 @@ which checks ran on what, and what they decided; never the matched text.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from gatehouse.errors import InvalidRequest
 from gatehouse.policy.guardrails.engine import Check, Hit, Plan, Scanner, plan_for, redact
+from gatehouse.policy.guardrails.guard_model import Ask, GuardModelCheck, conversation, judge, unavailable
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ class GuardrailBlocked(InvalidRequest):
     code = "guardrail_blocked"
 
 
-def blocked(checks: list[Check], stage: str) -> GuardrailBlocked:
+def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailBlocked:
     names = ", ".join(sorted({c.name for c in checks}))
     what = "request" if stage == "input" else "answer"
     # The code is in the message too: Anthropic and Ollama errors have no field for it.
@@ -80,6 +81,8 @@ class Guard:
         for stage, checks in (("input", self.plan.input), ("output", self.plan.output)):
             for c in checks:
                 self.verdicts.setdefault((c.name, stage), ("skipped", c.action, c.category, c.policy))
+        for g in self.plan.guard_models:
+            self.verdicts.setdefault((g.name, "input"), ("skipped", g.action, "guard_model", g.policy))
 
     def audit(self) -> list[dict[str, str]]:
         return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
@@ -132,8 +135,11 @@ class GuardrailStep:
     name = "guardrails"
 
     def __init__(self, policies: dict[str, tuple[Check, ...]], model_policies: dict[str, list[str]],
-                 group_policies: Callable[[str | None], list[str]], on_verdicts: Callable[[Guard, Exchange], None]):
+                 group_policies: Callable[[str | None], list[str]], on_verdicts: Callable[[Guard, Exchange], None],
+                 guards: dict[str, tuple[GuardModelCheck, ...]] | None = None, ask: Ask | None = None):
         self.policies = policies
+        self.guards = guards or {}
+        self.ask = ask
         self.model_policies = model_policies
         self.group_policies = group_policies  # reads the current directory (store groups too)
         self.on_verdicts = on_verdicts
@@ -155,7 +161,7 @@ class GuardrailStep:
             log.error("group %r names unknown guardrail policies %s: its requests are refused", group, unknown)
             raise GuardrailBlocked("The gateway's guardrails for this group are misconfigured; ask an operator.",
                                    code="guardrail_blocked")
-        plan = plan_for(self.policies, names)
+        plan = plan_for(self.policies, names, self.guards)
         if len(self._plans) < 10_000:
             self._plans[key] = plan
         return plan
@@ -167,18 +173,40 @@ class GuardrailStep:
             return
         guard = Guard(plan)
         ex.notes[GUARD] = guard
-        if plan.input:
+        if plan.input or plan.guard_models:
             subject = ex.notes.get(SUBJECT)
             if subject is None:
                 raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
                                        code="guardrail_blocked")
             try:
                 inspect_request(guard, subject)
-            except GuardrailBlocked:
+                if plan.guard_models:
+                    await self._judge(guard, subject, ex)
+            except BaseException:
                 self.on_verdicts(guard, ex)  # the settle of a refused step does not run
                 raise
             if guard.sensitive:  # a reroute check matched: compliance routing reads this (docs/guardrails.md)
                 ex.notes[SENSITIVE] = True
+
+    async def _judge(self, guard: Guard, subject: Any, ex: Exchange) -> None:
+        assert self.ask is not None
+        messages = conversation(subject)  # after redaction: what the upstream would see
+        blocking: list[GuardModelCheck] = []
+        failed = False
+        for g in guard.plan.guard_models:
+            verdict, action, categories = await judge(g, self.ask, messages, ex.request_id)
+            category = "guard_model:" + ",".join(categories) if categories else "guard_model"
+            guard.verdicts[(g.name, "input")] = (verdict, action, category, g.policy)
+            if verdict == "skipped" and g.on_error == "closed":
+                failed = True
+            elif verdict == "match" and action == "block":
+                blocking.append(g)
+            elif verdict == "match" and action == "reroute":
+                guard.sensitive = True
+        if blocking:
+            raise blocked(blocking, "input")
+        if failed:
+            raise unavailable()
 
     async def settle(self, ex: Exchange) -> None:
         guard = ex.notes.get(GUARD)
