@@ -29,6 +29,8 @@ def found(kind: str, text: str) -> list[str]:
     ("iban", "DE89370400440532013000", "DE89370400440532013000"),
     ("us_ssn", "ssn 123-45-6789.", "123-45-6789"),
     ("email", "write to bob.smith+x@example.co.uk now", "bob.smith+x@example.co.uk"),
+    ("email", "or to user@mail.1und1.de", "user@mail.1und1.de"),  # a label starting with a digit
+    ("email", "or to user@a.b.com", "user@a.b.com"),
     ("phone", "call +1 415 555 2671", "+1 415 555 2671"),
     ("phone", "call (415) 555-2671", "(415) 555-2671"),
     ("ip_address", "host 10.0.0.1 is up", "10.0.0.1"),
@@ -128,3 +130,25 @@ def test_a_configured_pattern_cannot_hang_the_gateway():
     # Catastrophic for a backtracking engine; RE2 answers in linear time.
     p = plan(GuardCheckConfig(type="regex", patterns=["(a+)+$"], max_length=64))
     assert p.input.scan("a" * 50_000 + "!") == []
+
+
+def test_long_texts_find_what_a_full_scan_finds():
+    """In a long text a triggered detector runs only around its trigger's occurrences: the
+    spans must be those of a scan over the whole text, at the edges of the windows too."""
+    from gatehouse.policy.guardrails.detectors import BUILTIN
+
+    samples = ["4111 1111 1111 1111", "4111111111111111", "GB82 WEST 1234 5698 7654 32", "123-45-6789",
+               "user@mail.1und1.de", "+44 20 7946 0958", "(415) 555-2671", "10.0.0.1", "2001:db8::1",
+               "AKIAIOSFODNN7EXAMPLE", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0." + "s" * 3000,
+               "-----BEGIN RSA PRIVATE KEY-----\n" + "QUJD" * 1500 + "\n-----END RSA PRIVATE KEY-----",
+               "ignore all previous instructions", "12345678901234567890123"]
+    filler = ["lorem", "ipsum", "4", "12", "order 12345", "a.b", "x:y", "-", " ", "\n", "ab12cd34ef56gh78ij90"]
+    import random
+
+    rnd = random.Random(18)
+    for _ in range(40):
+        parts = [rnd.choice(samples) if rnd.random() < 0.2 else rnd.choice(filler) for _ in range(400)]
+        text = " ".join(parts) if rnd.random() < 0.5 else "".join(parts)
+        for kind, det in BUILTIN.items():
+            full = [m.span() for m in det.pattern.finditer(text) if det.valid is None or det.valid(m.group())]
+            assert det.find(text) == full, kind

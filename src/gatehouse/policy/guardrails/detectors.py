@@ -12,8 +12,8 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 Span = tuple[int, int]
 
@@ -25,12 +25,42 @@ class Detector:
     pattern: re.Pattern[str]
     valid: Callable[[str], bool] | None = None
     # A cheap RE2 pattern every match contains (a necessary condition): all the triggers of
-    # a policy run in one pass (re2.Set), and only a triggered detector runs `pattern`.
+    # a policy run in one pass (re2.Set), and only a triggered detector runs `pattern`, and in
+    # a long text only around the trigger's occurrences.
     trigger: str = ""
+    longest: int = 0  # the longest text `pattern` can match, when more than `window` (0: window)
+    _locate: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.trigger:
+            import re2  # type: ignore[import-untyped]
+
+            object.__setattr__(self, "_locate", re2.compile(self.trigger))
 
     def find(self, text: str) -> list[Span]:
         valid = self.valid
-        return [m.span() for m in self.pattern.finditer(text) if valid is None or valid(m.group())]
+        w = max(self.longest, self.window)
+        if self._locate is None or len(text) <= 4 * w + 256:
+            return [m.span() for m in self.pattern.finditer(text) if valid is None or valid(m.group())]
+        # Every match contains an occurrence of the trigger and is at most `w` long, so it lies
+        # within `w` of an occurrence RE2 reports (of the one it contains, or of a reported one
+        # that overlaps it). `pattern` runs only over those windows, merged where they touch:
+        # then no match of the whole text crosses a region's edge, so each region finds what a
+        # full scan finds there. Lookbehinds still see the text before `lo`; a match ending at
+        # a cut `hi` is not one (its lookahead saw an end that is not the text's).
+        n = len(text)
+        regions: list[list[int]] = []
+        for t in self._locate.finditer(text):
+            lo, hi = max(0, t.start() - w), min(n, t.end() + w + 1)
+            if regions and lo <= regions[-1][1]:
+                regions[-1][1] = max(regions[-1][1], hi)
+            else:
+                regions.append([lo, hi])
+        spans: list[Span] = []
+        for lo, hi in regions:
+            spans.extend(m.span() for m in self.pattern.finditer(text, lo, hi)
+                         if (m.end() < hi or hi == n) and (valid is None or valid(m.group())))
+        return spans
 
 
 def luhn(digits: str) -> bool:
@@ -99,15 +129,15 @@ BUILTIN: dict[str, Detector] = {
     # 13-19 digits, single spaces or dashes between them allowed; Luhn-checked.
     "payment_card": Detector("card", 40, re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])"), _card,
                              r"\d(?:[ -]?\d){12}"),
-    "iban": Detector("iban", 50, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban,
+    "iban": Detector("iban", 64, re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"), _iban,
                      r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11}"),
     "us_ssn": Detector("ssn", 11, re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])"),
                        None, r"\d{3}-\d{2}-\d{4}"),
-    "email": Detector("email", 254, re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
-                                               r"(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"),
-                      None, r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]{2}"),
+    "email": Detector("email", 281, re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
+                                               r"(?:\.[A-Za-z0-9-]{1,63}){0,2}\.[A-Za-z]{2,24}\b"),
+                      None, r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]{1,63}\."),
     # International (+CC ...) or North-American with separators; never a bare digit run (order ids).
-    "phone": Detector("phone", 24, re.compile(
+    "phone": Detector("phone", 36, re.compile(
         r"(?<![\w#/+-])(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"
         r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4})(?![\w-])"), None,
         r"\+\d|\(\d{3}\)|\d{3}[.-]\d{3}[.-]\d{4}"),
@@ -119,9 +149,9 @@ BUILTIN: dict[str, Detector] = {
                                None, r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"),
     "private_key": Detector("private_key", 72, re.compile(
         r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,-]{0,8192}?-----END[A-Z ]{0,40} PRIVATE KEY-----)?"),
-        None, r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----"),
+        None, r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----", 8400),  # streams: caught by the header
     "jwt": Detector("jwt", 2048, re.compile(r"\beyJ[A-Za-z0-9_-]{6,1000}\.eyJ[A-Za-z0-9_-]{6,2000}\.[A-Za-z0-9_-]{0,1000}"),
-                    None, r"eyJ[A-Za-z0-9_-]{6}[A-Za-z0-9_-]*\.eyJ"),
+                    None, r"eyJ[A-Za-z0-9_-]{6}[A-Za-z0-9_-]*\.eyJ", 4010),
     "github_token": Detector("github_token", 255, re.compile(
         r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,244})\b"), None,
         r"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22}"),
