@@ -271,3 +271,12 @@ def test_store_groups_take_policies_from_the_admin_api(gh, upstreams):
     status, text = post(gh, "/v1/chat/completions", {"model": "oa", "messages": msgs("DROP TABLE t")}, key=key)
     assert status == 400 and "sqli" in text
     assert upstreams["oa"].requests == []
+
+
+def test_no_policy_configured_means_no_guardrail_step(gatehouse, recorder):
+    """The shared gateway of conftest has no guardrails: nothing is checked, nothing counted."""
+    status, _ = post(gatehouse, "/v1/chat/completions", {"model": "chat", "messages": msgs("DROP TABLE t")})
+    assert status == 200 and "DROP TABLE t" in recorder.last.body.decode()
+    req = urllib.request.Request(gatehouse.url + "/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert b"gatehouse_guardrail" not in resp.read()
