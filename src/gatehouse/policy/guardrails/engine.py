@@ -140,7 +140,7 @@ class Scanner:
 class Plan:
     """The checks applying to one request (its group's and its model's policies)."""
 
-    __slots__ = ("policies", "input", "output", "window", "input_rewrites", "guard_models")
+    __slots__ = ("policies", "input", "output", "window", "guard_models")
 
     def __init__(self, policies: tuple[str, ...], checks: Iterable[Check], guard_models: tuple[Any, ...] = ()):
         checks = tuple(checks)
@@ -149,7 +149,6 @@ class Plan:
         self.input = Scanner(c for c in checks if c.on_input)
         self.output = Scanner(c for c in checks if c.on_output)
         self.window = max((c.window for c in self.output), default=0)
-        self.input_rewrites = any(c.action == "redact" for c in self.input)
 
 
 def compile_policies(cfg: GuardrailsConfig) -> dict[str, tuple[Check, ...]]:

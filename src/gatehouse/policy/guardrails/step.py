@@ -88,10 +88,6 @@ class Guard:
         return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
                 for (name, stage), (v, a, cat, pol) in self.verdicts.items()]
 
-    @property
-    def guards_output(self) -> bool:
-        return bool(self.plan.output)
-
 
 def _texts(subject: Any) -> list[tuple[Any, str]]:
     """(holder, attribute-or-index) for every text the input checks read."""
