@@ -109,7 +109,6 @@ BASE = {"providers": {"p": {"type": "openai", "base_url": "http://127.0.0.1:9/v1
     ({"policies": {"x": {"checks": [{"type": "email"}, {"type": "email"}]}}}, {}, "duplicate check name"),
     ({}, {"groups": {"g": {"guardrails": ["nope"]}}}, "groups.g.guardrails[0]: unknown guardrail policy 'nope'"),
     ({"policies": {"x": {"checks": [{"type": "guard_model", "stage": "input"}]}}}, {}, "checks[0].model: guard_model needs"),
-    ({"policies": {"x": {"checks": [{"type": "guard_model", "model": "m"}]}}}, {}, "checks[0].stage: guard models check"),
     ({"policies": {"x": {"checks": [{"type": "guard_model", "model": "m", "stage": "input", "action": "redact"}]}}},
      {}, "checks[0].action: a guard model cannot redact"),
     ({"policies": {"x": {"checks": [{"type": "guard_model", "model": "nope", "stage": "input"}]}}}, {},

@@ -16,6 +16,8 @@ from tests.support import Gatehouse
 from tests.upstreams import guard_wire, openai_wire
 from tests.upstreams.harness import ServerThread
 
+CAROL_KEY = "carol-secret-key-3"
+
 
 @pytest.fixture(scope="module")
 def guard_upstream() -> Iterator[ServerThread]:
@@ -45,10 +47,13 @@ def gh(openai_upstream, guard_upstream, tmp_path_factory):
             "closed": {"checks": [{"type": "keywords", "name": "sqli", "words": ["drop table"]},
                                   llamaguard("llamaguard", "closed")]},
             "open": {"checks": [llamaguard("llamaguard-open", "open")]},
+            "answers": {"checks": [llamaguard("llamaguard-out", "closed", stage="output")]},
         }},
         "groups": {"strict": {"models": ["chat"], "guardrails": ["closed"]},
-                   "lenient": {"models": ["chat"], "guardrails": ["open"]}},
-        "consumers": {"alice": {"group": "strict", "keys": [ALICE_KEY]}, "bob": {"group": "lenient", "keys": [BOB_KEY]}},
+                   "lenient": {"models": ["chat"], "guardrails": ["open"]},
+                   "answers": {"models": ["chat"], "guardrails": ["answers"]}},
+        "consumers": {"alice": {"group": "strict", "keys": [ALICE_KEY]}, "bob": {"group": "lenient", "keys": [BOB_KEY]},
+                      "carol": {"group": "answers", "keys": [CAROL_KEY]}},
     }
     g = Gatehouse(cfg, tmp_path_factory.mktemp("gh-guard-models")).start()
     yield g
@@ -62,16 +67,19 @@ def seen(openai_upstream, guard_upstream):
     return openai_upstream.recorder, guard_upstream.recorder
 
 
-def chat(gh: Gatehouse, text: str, key: str = ALICE_KEY, rid: str | None = None) -> tuple[int, dict[str, Any]]:
+def chat(gh: Gatehouse, text: str, key: str = ALICE_KEY, rid: str | None = None,
+         stream: bool = False) -> tuple[int, Any]:
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     if rid:
         headers["x-request-id"] = rid
     req = urllib.request.Request(gh.url + "/v1/chat/completions", json.dumps(
-        {"model": "chat", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]}
+        {"model": "chat", "stream": stream,
+         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]}
     ).encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=20) as resp:
-            return resp.status, json.loads(resp.read())
+            raw = resp.read().decode()
+            return resp.status, raw if stream else json.loads(raw)
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
 
@@ -144,3 +152,40 @@ def test_guard_failure_open_lets_through_and_says_skipped(gh, seen, trigger):
     assert status == 200 and len(upstream.requests) == 1
     v = audit(gh, rid)[("llamaguard-open", "input")]
     assert v["verdict"] == "skipped", "a check that did not run is never recorded as passed"
+
+
+# ---- on answers ----------------------------------------------------------------------------------
+
+
+def test_output_guard_sees_the_answer_and_passes_it(gh, seen):
+    upstream, guard = seen
+    status, body = chat(gh, "hello there", key=CAROL_KEY)
+    assert status == 200 and body["choices"][0]["message"]["content"] == "echo: hello there"
+    turns = guard.last.json()["messages"]
+    assert turns[-1]["role"] == "assistant" and "echo: hello there" in json.dumps(turns[-1])
+
+
+def test_output_guard_blocks_an_unsafe_answer(gh, seen):
+    upstream, guard = seen
+    status, body = chat(gh, "please say hurt", key=CAROL_KEY, rid="guard-out-block")
+    assert status == 400 and body["error"]["code"] == "guardrail_blocked"
+    assert "answer" in body["error"]["message"] and "echo" not in body["error"]["message"]
+    assert len(upstream.requests) == 1 and len(guard.requests) == 1  # the prompt itself was not judged
+    v = audit(gh, "guard-out-block")[("llamaguard-out", "output")]
+    assert (v["verdict"], v["action"]) == ("match", "block")
+
+
+def test_output_guard_holds_a_stream_until_it_passes(gh, seen):
+    status, text = chat(gh, "one two three", key=CAROL_KEY, stream=True)
+    assert status == 200
+    content = "".join(json.loads(ln[6:])["choices"][0]["delta"].get("content") or ""
+                      for ln in text.splitlines() if ln.startswith("data: {"))
+    assert content == "echo: one two three" and text.rstrip().endswith("[DONE]")
+    status, text = chat(gh, "please say hurt", key=CAROL_KEY, stream=True)
+    assert status == 200 and "echo" not in text and "hurt" not in text  # nothing of the answer went out
+    assert '"finish_reason":"content_filter"' in text and "guardrail_blocked" in text
+
+
+def test_output_guard_down_closed_refuses_the_answer(gh, seen):
+    status, body = chat(gh, "boom-guard", key=CAROL_KEY)
+    assert status == 503 and body["error"]["code"] == "guardrail_unavailable"

@@ -157,8 +157,8 @@ class Dispatch:
             self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
                                               lambda: estimate_result(result))  # noqa: B023 - called at once
             guard: Guard | None = self.ex.notes.get(GUARD)
-            if guard is not None and guard.plan.output:
-                guard_response(guard, result)  # a block raises: the client gets the error, the tokens are billed
+            if guard is not None and guard.plan.checks_output:
+                await guard_response(guard, result, self.ex.request_id)  # a block raises: an error, tokens billed
             self.ex.status = 200
             out = render(result) if render else self.renderer.response(result, self.entry.name)
             self.rt.meter.record_unary(self.ex)
@@ -179,7 +179,7 @@ class Dispatch:
         """A guardrail redacted the prompt (the raw body must not go upstream) or checks the
         answer (which must arrive as canonical events): no pass-through for this request."""
         guard: Guard | None = self.ex.notes.get(GUARD)
-        return guard is not None and (guard.rewritten or bool(guard.plan.output))
+        return guard is not None and (guard.rewritten or guard.plan.checks_output)
 
     # ---- streaming ---------------------------------------------------------------------------
 
@@ -221,8 +221,8 @@ class Dispatch:
             self.hangup.off()
             dep.breaker.record_success()
             guard: Guard | None = self.ex.notes.get(GUARD)
-            if guard is not None and guard.plan.output:
-                events = guard_events(first, events, guard)
+            if guard is not None and guard.plan.checks_output:
+                events = guard_events(first, events, guard, self.ex.request_id)
                 first = await events.__anext__()
             await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
             return

@@ -93,8 +93,6 @@ def _check_one(c: GuardCheckConfig) -> str | None:
     if c.type == "guard_model":
         if not c.model:
             return "model: guard_model needs the name of a configured model"
-        if c.stage != "input":
-            return "stage: guard models check prompts only (stage: input); output guard models are not built"
         if c.action == "redact" or "redact" in c.categories.values():
             return "action: a guard model cannot redact (block, flag or reroute)"
         if c.format == "regex" and not c.unsafe_pattern:

@@ -32,6 +32,8 @@ class GuardModelCheck:
     action: str  # for an unsafe verdict (LlamaGuard: for categories not in `categories`)
     timeout: float
     on_error: str
+    on_input: bool = True
+    on_output: bool = False
     categories: dict[str, str] = field(default_factory=dict)
     unsafe: Any = None  # regex format: compiled RE2 pattern
 
@@ -78,6 +80,7 @@ def compile_guard(c: GuardCheckConfig, policy: str) -> GuardModelCheck:
             raise ValueError("unsafe_pattern: not a valid RE2 pattern") from None
     assert c.model is not None
     return GuardModelCheck(c.name or c.type, policy, c.model, c.format, c.action, c.timeout_seconds, c.on_error,
+                           c.stage in ("input", "both"), c.stage in ("output", "both"),
                            {k.upper(): v for k, v in c.categories.items()}, unsafe)
 
 
@@ -96,7 +99,7 @@ def _text_of(parts: list[Any]) -> str:
     return "\n".join(out)
 
 
-def conversation(subject: Any) -> list[Message]:
+def conversation(subject: Any, answer: str | None = None) -> list[Message]:
     """The prompt as alternating user/assistant turns starting with the user (what guard
     models' chat templates expect): system and tool text are folded into user turns."""
     turns: list[tuple[str, str]] = []
@@ -109,6 +112,8 @@ def conversation(subject: Any) -> list[Message]:
         turns.append(("user", subject.prompt + (subject.suffix or "")))
     elif isinstance(subject, EmbeddingRequest):
         turns.append(("user", "\n".join(subject.input)))
+    if answer is not None:  # an output check: the answer is the last turn
+        turns.append(("assistant", answer))
     merged: list[tuple[str, str]] = []
     for role, text in turns:
         if not text:

@@ -11,18 +11,21 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from gatehouse.policy.guardrails.engine import redact
-from gatehouse.policy.guardrails.step import Guard, blocked
-from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, TextDelta, TextPart
+from gatehouse.policy.guardrails.step import Guard, blocked, judge_answer
+from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, StreamStart, TextDelta, TextPart
 
 
-def guard_response(guard: Guard, result: object) -> None:
-    """Check a non-streamed answer in place: raise GuardrailBlocked, or redact its text."""
+async def guard_response(guard: Guard, result: object, request_id: str) -> None:
+    """Check a non-streamed answer in place: raise GuardrailBlocked, or redact its text; then
+    the output guard models judge it (as redacted)."""
     if not isinstance(result, ChatResponse):
         return  # embeddings: no text comes back
     checks = guard.plan.output
     for part in result.content:
         if isinstance(part, TextPart):
             part.text = guard.check_text(part.text, checks, "output")
+    if guard.plan.guard_output:
+        await judge_answer(guard, "".join(p.text for p in result.content if isinstance(p, TextPart)), request_id)
 
 
 class StreamFilter:
@@ -57,9 +60,15 @@ class StreamFilter:
         return self.guard.check_text(text, self.checks, "output") if text else ""
 
 
-async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent],
-                       guard: Guard) -> AsyncIterator[StreamEvent]:
-    """The stream with its text checked; GuardrailBlocked ends it (the relay renders the error)."""
+async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent], guard: Guard,
+                       request_id: str = "") -> AsyncIterator[StreamEvent]:
+    """The stream with its text checked; GuardrailBlocked ends it (the relay renders the error).
+    With output guard models the answer is held until they pass (only its start and
+    keepalives go out before)."""
+    if guard.plan.guard_output:
+        async for ev in _held(guard_events(first, events, _text_only(guard)), guard, request_id):
+            yield ev
+        return
     f = StreamFilter(guard)
 
     async def source() -> AsyncIterator[StreamEvent]:
@@ -88,3 +97,32 @@ async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent],
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def _text_only(guard: Guard) -> Guard:
+    """The same guard (verdicts recorded on it) seen without its guard models."""
+    view = Guard.__new__(Guard)
+    for name in Guard.__slots__:
+        setattr(view, name, getattr(guard, name))
+    view.plan = guard.plan.without_guards()
+    return view
+
+
+async def _held(events: AsyncIterator[StreamEvent], guard: Guard, request_id: str) -> AsyncIterator[StreamEvent]:
+    held: list[StreamEvent] = []
+    text: list[str] = []
+    try:
+        async for ev in events:
+            if isinstance(ev, (StreamStart, KeepAlive)):
+                yield ev
+                continue
+            if isinstance(ev, TextDelta):
+                text.append(ev.text)
+            held.append(ev)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    await judge_answer(guard, "".join(text), request_id)
+    for ev in held:
+        yield ev

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from gatehouse.errors import InvalidRequest
 from gatehouse.policy.guardrails.engine import Check, Hit, Plan, Scanner, plan_for, redact
 from gatehouse.policy.guardrails.guard_model import Ask, GuardModelCheck, conversation, judge, unavailable
-from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, TextPart, ToolResultPart
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Message, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
     from gatehouse.policy.pipeline import Exchange
@@ -39,10 +39,12 @@ def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailB
 class Guard:
     """One request's guardrail state: its plan, and the audit of what ran."""
 
-    __slots__ = ("plan", "verdicts", "rewritten", "sensitive")
+    __slots__ = ("plan", "verdicts", "rewritten", "sensitive", "subject", "ask")
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, subject: Any = None, ask: Ask | None = None):
         self.plan = plan
+        self.subject = subject  # the canonical request (output guard models see it with the answer)
+        self.ask = ask
         # (check, stage) -> (verdict, action, category, policy); verdict: pass | match | skipped
         self.verdicts: dict[tuple[str, str], tuple[str, str, str, str]] = {}
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
@@ -81,8 +83,9 @@ class Guard:
         for stage, checks in (("input", self.plan.input), ("output", self.plan.output)):
             for c in checks:
                 self.verdicts.setdefault((c.name, stage), ("skipped", c.action, c.category, c.policy))
-        for g in self.plan.guard_models:
-            self.verdicts.setdefault((g.name, "input"), ("skipped", g.action, "guard_model", g.policy))
+        for stage, guards in (("input", self.plan.guard_input), ("output", self.plan.guard_output)):
+            for g in guards:
+                self.verdicts.setdefault((g.name, stage), ("skipped", g.action, "guard_model", g.policy))
 
     def audit(self) -> list[dict[str, str]]:
         return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
@@ -127,6 +130,34 @@ def inspect_request(guard: Guard, subject: Any) -> None:
         raise blocked(blocking, "input")
 
 
+async def judge_all(guard: Guard, guards: tuple[GuardModelCheck, ...], messages: list[Message], stage: str,
+                    request_id: str) -> None:
+    """Ask each guard model; raise on a block, or on a failed guard under on_error: closed.
+    On input the guard sees the prompt after redaction: what the upstream would see."""
+    assert guard.ask is not None
+    blocking: list[GuardModelCheck] = []
+    failed = False
+    for g in guards:
+        verdict, action, categories = await judge(g, guard.ask, messages, request_id)
+        category = "guard_model:" + ",".join(categories) if categories else "guard_model"
+        guard.verdicts[(g.name, stage)] = (verdict, action, category, g.policy)
+        if verdict == "skipped" and g.on_error == "closed":
+            failed = True
+        elif verdict == "match" and action == "block":
+            blocking.append(g)
+        elif verdict == "match" and action == "reroute":
+            guard.sensitive = True
+    if blocking:
+        raise blocked(blocking, stage)
+    if failed:
+        raise unavailable()
+
+
+async def judge_answer(guard: Guard, answer: str, request_id: str) -> None:
+    """The output guard models on a whole answer (streams: held until they pass)."""
+    await judge_all(guard, guard.plan.guard_output, conversation(guard.subject, answer), "output", request_id)
+
+
 class GuardrailStep:
     name = "guardrails"
 
@@ -167,42 +198,22 @@ class GuardrailStep:
         plan = self.plan(p.group if p else None, ex.model)
         if plan is None:
             return
-        guard = Guard(plan)
+        subject = ex.notes.get(SUBJECT)
+        guard = Guard(plan, subject, self.ask)
         ex.notes[GUARD] = guard
         if plan.input or plan.guard_models:
-            subject = ex.notes.get(SUBJECT)
             if subject is None:
                 raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
                                        code="guardrail_blocked")
             try:
                 inspect_request(guard, subject)
-                if plan.guard_models:
-                    await self._judge(guard, subject, ex)
+                if plan.guard_input:
+                    await judge_all(guard, plan.guard_input, conversation(subject), "input", ex.request_id)
             except BaseException:
                 self.on_verdicts(guard, ex)  # the settle of a refused step does not run
                 raise
             if guard.sensitive:  # a reroute check matched: compliance routing reads this (docs/guardrails.md)
                 ex.notes[SENSITIVE] = True
-
-    async def _judge(self, guard: Guard, subject: Any, ex: Exchange) -> None:
-        assert self.ask is not None
-        messages = conversation(subject)  # after redaction: what the upstream would see
-        blocking: list[GuardModelCheck] = []
-        failed = False
-        for g in guard.plan.guard_models:
-            verdict, action, categories = await judge(g, self.ask, messages, ex.request_id)
-            category = "guard_model:" + ",".join(categories) if categories else "guard_model"
-            guard.verdicts[(g.name, "input")] = (verdict, action, category, g.policy)
-            if verdict == "skipped" and g.on_error == "closed":
-                failed = True
-            elif verdict == "match" and action == "block":
-                blocking.append(g)
-            elif verdict == "match" and action == "reroute":
-                guard.sensitive = True
-        if blocking:
-            raise blocked(blocking, "input")
-        if failed:
-            raise unavailable()
 
     async def settle(self, ex: Exchange) -> None:
         guard = ex.notes.get(GUARD)
