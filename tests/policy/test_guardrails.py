@@ -280,3 +280,17 @@ def test_no_policy_configured_means_no_guardrail_step(gatehouse, recorder):
     req = urllib.request.Request(gatehouse.url + "/metrics", headers={"authorization": f"Bearer {ADMIN_KEY}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert b"gatehouse_guardrail" not in resp.read()
+
+
+def test_count_tokens_of_a_guarded_prompt_stays_in_the_gateway(gh, upstreams):
+    body = {"model": "an", "messages": msgs(f"card {CARD}")}
+    req = urllib.request.Request(gh.url + "/v1/messages/count_tokens", json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {ALICE_KEY}", "content-type": "application/json",
+                                          "anthropic-version": "2023-06-01"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["x-gatehouse-token-count"] == "estimated"
+    assert upstreams["an"].requests == []
+    req.headers["Authorization"] = f"Bearer {BOB_KEY}"  # no policy for bob's group: counted upstream
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.headers["x-gatehouse-token-count"] == "exact"
+    assert len(upstreams["an"].requests) == 1
