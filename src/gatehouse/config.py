@@ -16,6 +16,8 @@ import msgspec
 import yaml
 from msgspec import Struct, field
 
+from gatehouse.policy.guardrails.config import GuardrailsConfig, check_policies
+
 
 class ConfigError(Exception):
     """A config problem, message prefixed with the field path (`models[2].deployments[0]`)."""
@@ -159,6 +161,7 @@ class ModelConfig(_Base):
     # Tokens the model can take in (prompt + output), shown in GET /v1/models for clients that
     # size their context by it (Codex: `gatehouse client-env codex`).
     context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
 
 
 Unlimited = Literal["unlimited"]
@@ -181,6 +184,7 @@ class GroupConfig(LimitSettings):
     description: str | None = None
     # consumer: every member gets the allowance; group: the members share one allowance.
     limit_scope: Literal["consumer", "group"] = "consumer"
+    guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
 
 
 class ConsumerConfig(LimitSettings):
@@ -315,6 +319,7 @@ class Config(_Base):
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
 
 
 # ---- interpolation -------------------------------------------------------------------
@@ -504,3 +509,25 @@ def check_references(cfg: Config) -> None:
         raise ConfigError("metering.journal_fsync_seconds: must not be negative")
     if cfg.store.pool_size <= 0:
         raise ConfigError("store.pool_size: must be positive")
+    _check_guardrails(cfg)
+
+
+def _check_guardrails(cfg: Config) -> None:
+    problem = check_policies(cfg.guardrails)
+    if problem:
+        raise ConfigError(problem)
+    known = cfg.guardrails.policies
+    named = [(f"groups.{n}", g.guardrails) for n, g in cfg.groups.items()]
+    named += [(f"models[{i}]", m.guardrails) for i, m in enumerate(cfg.models)]
+    for path, names in named:
+        for k, name in enumerate(names):
+            if name not in known:
+                raise ConfigError(f"{path}.guardrails[{k}]: unknown guardrail policy '{name}' "
+                                  "(define it under guardrails.policies)")
+    models = {m.name: m for m in cfg.models}
+    for pname, policy in known.items():
+        for i, check in enumerate(policy.checks):
+            guard = models.get(check.model or "") if check.type == "guard_model" else None
+            if check.type == "guard_model" and (guard is None or guard.guardrails):
+                why = "a model of this file" if guard is None else "a model without guardrails of its own"
+                raise ConfigError(f"guardrails.policies.{pname}.checks[{i}].model: the guard must be {why}")

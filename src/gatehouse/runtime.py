@@ -20,6 +20,7 @@ from gatehouse.policy.auth import KeyAuthenticator, Principal
 from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
+from gatehouse.policy.guardrails.build import build_step as build_guardrails
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.providers.base import Passthrough, Provider
@@ -153,9 +154,12 @@ class Runtime:
 
             auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
         limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
-        steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
         meter = Meter(cfg, models, store, data_dir)
         meter.metrics.track_limits(limiter.stats)
+        steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
+        guardrails = build_guardrails(cfg, directory, meter.metrics, models)
+        if guardrails is not None:  # before limits: a blocked prompt reserves nothing
+            steps.insert(0, guardrails)
         # Metering goes last, whatever else is in `steps`: it admits only what every other
         # step admitted, and settles first, so later settles (budgets) find the request's
         # cost in ex.notes["cost_usd"].

@@ -12,6 +12,7 @@ from gatehouse.api.flow import Dispatch
 from gatehouse.api.http import Request, header_list, send_json
 from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamError
 from gatehouse.metering.tokens import estimate_request
+from gatehouse.policy.guardrails.step import SUBJECT, GuardrailStep
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, TokenCounter
 from gatehouse.runtime import ModelEntry, Runtime
@@ -88,6 +89,8 @@ async def messages(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.model = entry.name
     ex.prompt_estimate = estimate
     ex.max_tokens = parsed.areq.max_tokens
+    if canonical is not None:  # without one, a guardrail policy refuses the request (fail closed)
+        ex.notes[SUBJECT] = canonical
     await rt.pipeline.admit(ex)
     if ex.max_tokens != parsed.areq.max_tokens:  # the group's cap, on both paths
         parsed.obj["max_tokens"] = ex.max_tokens
@@ -109,6 +112,8 @@ async def count_tokens(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.model = entry.name
     forward_headers = _forward_headers(req)
     canonical: ChatRequest | None = None
+    if _guarded(rt, ex, entry):  # a prompt under guardrails reaches no upstream unchecked: estimate it here
+        return await _send_count(req, ex, estimate_request(parsed.canonical()), "estimated")
     for dep in entry.deployments:
         provider = dep.provider
         if not isinstance(provider, TokenCounter):
@@ -128,6 +133,12 @@ async def count_tokens(rt: Runtime, req: Request, ex: Exchange) -> None:
         return await _send_count(req, ex, n, "exact")
     canonical = canonical or parsed.canonical()
     await _send_count(req, ex, estimate_request(canonical), "estimated")
+
+
+def _guarded(rt: Runtime, ex: Exchange, entry: ModelEntry) -> bool:
+    step = next((s for s in rt.pipeline.steps if isinstance(s, GuardrailStep)), None)
+    p = ex.principal
+    return step is not None and step.plan(p.group if p else None, entry.name) is not None
 
 
 async def _send_count(req: Request, ex: Exchange, n: int, how: str) -> None:

@@ -25,6 +25,8 @@ from gatehouse.api.http import HangUp, Request, SSE_HEADERS, header_list, send_b
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamBusy, UpstreamError, UpstreamUnavailable
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.observability.safe import describe
+from gatehouse.policy.guardrails.output import guard_events, guard_response
+from gatehouse.policy.guardrails.step import GUARD, Guard, GuardrailBlocked
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Forwarded, StreamTally
 from gatehouse.upstream.client import upstream_error
@@ -156,6 +158,9 @@ class Dispatch:
             dep.breaker.record_success()
             self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
                                               lambda: estimate_result(result))  # noqa: B023 - called at once
+            guard: Guard | None = self.ex.notes.get(GUARD)
+            if guard is not None and guard.plan.checks_output:
+                await guard_response(guard, result, self.ex.request_id)  # a block raises: an error, tokens billed
             self.ex.status = 200
             out = render(result) if render else self.renderer.response(result, self.entry.name)
             self.rt.meter.record_unary(self.ex)
@@ -170,7 +175,13 @@ class Dispatch:
 
     def _can_forward(self, dep: Deployment) -> bool:
         return (dep.passthrough_dialect == self.renderer.dialect or self.renderer.dialect in dep.also_forwards) \
-            and not self.rt.pipeline_needs_body
+            and not self.rt.pipeline_needs_body and not self._guarded()
+
+    def _guarded(self) -> bool:
+        """A guardrail redacted the prompt (the raw body must not go upstream) or checks the
+        answer (which must arrive as canonical events): no pass-through for this request."""
+        guard: Guard | None = self.ex.notes.get(GUARD)
+        return guard is not None and (guard.rewritten or guard.plan.checks_output)
 
     # ---- streaming ---------------------------------------------------------------------------
 
@@ -211,6 +222,10 @@ class Dispatch:
                 raise
             self.hangup.off()
             dep.breaker.record_success()
+            guard: Guard | None = self.ex.notes.get(GUARD)
+            if guard is not None and guard.plan.checks_output:
+                events = guard_events(first, events, guard, self.ex.request_id)
+                first = await events.__anext__()
             await self._relay_events(first, events, encoder or self.renderer.stream_encoder(self.entry.name))
             return
         raise last or all_ejected(self.entry)
@@ -249,6 +264,13 @@ class Dispatch:
             self.ex.status, self.ex.error_type = 502, "upstream_error"
             return b""
         return self._cut(encoder)
+
+    def _filtered(self, encoder: StreamEncoder) -> bytes:
+        """Before the error frame of a stream a guardrail ended: OpenAI's own way of saying so,
+        a last chunk with finish_reason content_filter (without its [DONE]: an error follows)."""
+        if self.renderer.dialect != "openai":
+            return b""
+        return encoder.encode(StreamEnd("content_filter")).split(b"data: [DONE]", 1)[0]
 
     async def _relay_forwarded(self, fwd: Forwarded) -> None:
         ex = self.ex
@@ -333,6 +355,8 @@ class Dispatch:
                 return
             except GatehouseError as err:
                 ex.status, ex.error_type = err.status, err.code
+                if isinstance(err, GuardrailBlocked):
+                    yield self._filtered(encoder)
                 yield encoder.error(err.message, err.type)
             finally:
                 aclose = getattr(events, "aclose", None)

@@ -18,6 +18,7 @@ from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.policy.auth import Principal
+from gatehouse.policy.guardrails.step import SUBJECT
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Completer, Embedder
 from gatehouse.runtime import ModelEntry, Runtime
@@ -69,6 +70,8 @@ async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: 
     ex.model = entry.name
     ex.prompt_estimate = prompt_estimate
     ex.max_tokens = max_tokens
+    if capped is not None:
+        ex.notes[SUBJECT] = capped  # what the input guardrails read (and redact)
     await rt.pipeline.admit(ex)
     if ex.max_tokens != max_tokens and ex.max_tokens is not None:
         if capped is not None:
@@ -154,6 +157,7 @@ async def _embed(rt: Runtime, req: Request, ex: Exchange, legacy: bool) -> None:
     for dep in entry.deployments:
         if not isinstance(dep.provider, Embedder):
             raise InvalidRequest(f"The model '{entry.name}' does not support embeddings.", param="model")
+    ex.notes[SUBJECT] = canonical
     await _admit(rt, ex, entry, sum(estimate_text(t) for t in canonical.input), 0)
     timing = Timing(ex.started)
 

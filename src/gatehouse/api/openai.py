@@ -8,6 +8,7 @@ from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.policy.auth import Principal
+from gatehouse.policy.guardrails.step import SUBJECT
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import Completer, Embedder
 from gatehouse.runtime import ModelEntry, Runtime
@@ -51,6 +52,8 @@ async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: 
     ex.prompt_estimate = prompt_estimate
     asked = request.max_tokens if request is not None else max_tokens
     ex.max_tokens = asked
+    if request is not None:
+        ex.notes[SUBJECT] = request  # what the input guardrails read (and redact)
     await rt.pipeline.admit(ex)
     if request is not None and ex.max_tokens != asked:
         request.max_tokens = ex.max_tokens
@@ -118,6 +121,7 @@ async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
     for dep in entry.deployments:
         if not isinstance(dep.provider, Embedder):
             raise InvalidRequest(f"The model '{entry.name}' does not support embeddings.", param="model")
+    ex.notes[SUBJECT] = canonical
     await _admit(rt, ex, entry, sum(estimate_text(t) for t in canonical.input), max_tokens=0)  # no output
     await Dispatch(rt, req, ex, entry, RENDERER).unary(
         lambda dep, ctx: dep.provider.embed(canonical, ctx),  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from gatehouse.api import responses_state as state
 from gatehouse.api.flow import Dispatch, StreamEncoder
 from gatehouse.api.http import Request
 from gatehouse.metering.tokens import estimate_request
+from gatehouse.policy.guardrails.step import SUBJECT
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.types import ChatRequest, ChatResponse, json_encode
@@ -85,6 +86,8 @@ async def create(rt: Runtime, req: Request, ex: Exchange) -> None:
     ex.model = entry.name
     ex.prompt_estimate = estimate_request(translated.request) if translated else (len(raw) + 3) // 4
     ex.max_tokens = asked = parsed.max_output_tokens
+    if translated is not None:
+        ex.notes[SUBJECT] = translated.request
     await rt.pipeline.admit(ex)
     if translated is not None:
         translated.request.max_tokens = ex.max_tokens  # the group's cap, if it lowered the request's

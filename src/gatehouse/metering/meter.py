@@ -281,6 +281,8 @@ class Meter:
                 "estimated": u.estimated if u else False, "cost_usd": round(ex.notes.get("cost_usd", 0.0), 10),
                 "latency_ms": round((finished - ex.started) * 1000, 3),
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
+                # which guardrail checks ran and what they decided (never the matched text)
+                **({"guardrails": g} if (g := ex.notes.get("guardrails")) else {}),
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:

@@ -124,6 +124,15 @@ class Metrics:
     def track_inflight(self, read: Callable[[], float]) -> None:
         self.inflight.set_function(read)
 
+    # ---- guardrails (policy/guardrails; docs/guardrails.md) ----------------------------------
+
+    def track_guardrails(self) -> Counter:
+        """gatehouse_guardrail_verdicts_total: one per check that ran on a request's input or
+        output, by verdict (pass | match | skipped) and the check's action. Made only when a
+        guardrail policy is configured."""
+        return Counter("gatehouse_guardrail_verdicts", "Guardrail checks run, by verdict and action.",
+                       ["guardrail", "policy", "stage", "verdict", "action", "group"], registry=self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

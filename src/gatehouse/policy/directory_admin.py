@@ -109,6 +109,10 @@ class DirectoryAdmin:
             check_limit_settings(spec, "group")
         except ConfigError as e:
             raise _invalid(e) from None
+        for i, name in enumerate(spec.guardrails):  # (docs/guardrails.md)
+            if name not in self.cfg.guardrails.policies:
+                raise InvalidRequest(f"Unknown guardrail policy '{name}' (policies are defined in the config file).",
+                                     param=f"guardrails[{i}]")
         return spec
 
     def _group_view(self, name: str, g: GroupConfig, source: str, row: Row | None = None) -> dict[str, Any]:
@@ -116,6 +120,7 @@ class DirectoryAdmin:
         return {
             "name": name, "source": source, "description": g.description, "models": g.models,
             "allowed_models": "*" if allowed is None else sorted(allowed), "limit_scope": g.limit_scope,
+            "guardrails": g.guardrails,
             **_limits_view(g),
             "created_at": row.created_at if row else None, "updated_at": row.updated_at if row else None,
         }

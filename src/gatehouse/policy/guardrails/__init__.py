@@ -1,0 +1,1 @@
+"""Guardrails (docs/guardrails.md): named policies of checks on prompts and answers."""

@@ -1,0 +1,106 @@
+"""The `guardrails:` config section (a leaf: msgspec structs and their load-time checks)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct, field
+
+Action = Literal["block", "redact", "flag", "reroute"]
+Stage = Literal["input", "output", "both"]
+CheckType = Literal[
+    "keywords", "regex", "payment_card", "iban", "us_ssn", "email", "phone", "ip_address",
+    "aws_access_key", "private_key", "jwt", "github_token", "slack_token", "high_entropy",
+    "prompt_injection", "guard_model",
+]
+GuardFormat = Literal["llamaguard", "shieldgemma", "granite_guardian", "regex"]
+
+
+class GuardCheckConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    type: CheckType
+    action: Action = "block"
+    name: str | None = None  # in errors, metrics and the audit; default: the type
+    stage: Stage = "both"  # input (prompts), output (answers) or both; (`on:` would be a YAML boolean)
+    words: list[str] = field(default_factory=list)  # keywords: case-insensitive, matched where a word starts
+    patterns: list[str] = field(default_factory=list)  # regex: RE2 syntax (linear time)
+    # regex: the longest text one pattern can match, for the streaming window (characters)
+    max_length: int = 256
+    # high_entropy: tokens at least this long whose Shannon entropy is at least `min_entropy` bits/char
+    min_length: int = 24
+    min_entropy: float = 4.0
+    # guard_model: a configured model asked to judge the prompt (docs/guardrails.md#guard-models)
+    model: str | None = None
+    format: GuardFormat = "llamaguard"
+    categories: dict[str, Action] = field(default_factory=dict)  # llamaguard: S1..S14 -> action (else `action`)
+    unsafe_pattern: str | None = None  # regex format: RE2 pattern that marks the guard's answer unsafe
+    timeout_seconds: float = 5.0
+    on_error: Literal["open", "closed"] = "closed"  # the guard failed or timed out: let through, or refuse
+
+
+class GuardPolicyConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    checks: list[GuardCheckConfig]
+    description: str | None = None
+
+
+class GuardrailsConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    policies: dict[str, GuardPolicyConfig] = field(default_factory=dict)
+
+
+def check_policies(cfg: GuardrailsConfig) -> str | None:
+    """The first problem as 'path: message', or None. Compiles every pattern (RE2)."""
+    from gatehouse.policy.guardrails.engine import compile_check  # late: it imports re2
+    from gatehouse.policy.guardrails.guard_model import compile_guard
+
+    for pname, policy in cfg.policies.items():
+        if not policy.checks:
+            return f"guardrails.policies.{pname}.checks: at least one check is required"
+        names: set[str] = set()
+        for i, check in enumerate(policy.checks):
+            path = f"guardrails.policies.{pname}.checks[{i}]"
+            problem = _check_one(check)
+            if problem is None:
+                try:
+                    if check.type == "guard_model":
+                        compile_guard(check, pname)
+                    else:
+                        compile_check(check)
+                except ValueError as e:
+                    problem = str(e)
+            if problem:
+                return f"{path}.{problem}"
+            name = check.name or check.type
+            if name in names:
+                return f"{path}.name: duplicate check name '{name}' in the policy (set `name`)"
+            names.add(name)
+    return None
+
+
+def _check_one(c: GuardCheckConfig) -> str | None:
+    if c.type == "keywords":
+        if not c.words or any(not w.strip() for w in c.words):
+            return "words: keywords need a non-empty list of non-empty words"
+    elif c.words:
+        return f"words: only for type 'keywords' (this check is '{c.type}')"
+    if c.type == "regex":
+        if not c.patterns or any(not p for p in c.patterns):
+            return "patterns: regex needs a non-empty list of patterns"
+        if not 1 <= c.max_length <= 4096:
+            return "max_length: must be 1..4096 characters"
+    elif c.patterns:
+        return f"patterns: only for type 'regex' (this check is '{c.type}')"
+    if c.type == "high_entropy" and (c.min_length < 8 or not 0 < c.min_entropy <= 8):
+        return "min_length: at least 8, and min_entropy in (0, 8] bits per character"
+    guard_fields = c.model is not None or c.categories or c.unsafe_pattern is not None
+    if c.type == "guard_model":
+        if not c.model:
+            return "model: guard_model needs the name of a configured model"
+        if c.action == "redact" or "redact" in c.categories.values():
+            return "action: a guard model cannot redact (block, flag or reroute)"
+        if c.format == "regex" and not c.unsafe_pattern:
+            return "unsafe_pattern: the regex format needs the pattern that marks an answer unsafe"
+        if not 0 < c.timeout_seconds <= 120:
+            return "timeout_seconds: must be more than 0 and at most 120"
+    elif guard_fields:
+        return f"model: model, categories and unsafe_pattern are only for type 'guard_model' (this check is '{c.type}')"
+    if c.name is not None and not c.name.replace("-", "").replace("_", "").isalnum():
+        return "name: letters, digits, '-' and '_' only"
+    return None

@@ -1,0 +1,208 @@
+"""Compiled guardrail policies: checks with actions, run over canonical text.
+
+Everything here is built at load time (`compile_policies`); per request a `Plan` (the checks
+that apply to one group + model, cached) scans text and returns `Hit`s. Matched text never
+leaves this module: hits carry the check and the span, and redaction writes a placeholder.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardrailsConfig
+from gatehouse.policy.guardrails.detectors import BUILTIN, Span, high_entropy
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # the check's name: in errors, metrics and the audit
+    policy: str
+    category: str  # the detector type (keywords, regex, payment_card, ...)
+    label: str  # the redaction placeholder: [REDACTED:<label>]
+    action: str  # block | redact | flag | reroute
+    on_input: bool
+    on_output: bool
+    window: int  # the longest text one match can span (the streaming hold-back)
+    find: Callable[[str], list[Span]]
+    triggers: tuple[str, ...]  # RE2 patterns one of which every match contains (see Scanner)
+
+
+@dataclass(frozen=True)
+class Hit:
+    check: Check
+    start: int
+    end: int
+
+
+def _options() -> Any:
+    import re2  # type: ignore[import-untyped]  # google-re2: linear-time matching, so a configured pattern cannot hang the gateway
+
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.max_mem = 32 << 20
+    return opts
+
+
+def _re2(patterns: list[str], what: str) -> Callable[[str], list[Span]]:
+    import re2
+
+    opts = _options()
+    compiled = []
+    for i, p in enumerate(patterns):
+        try:
+            compiled.append(re2.compile(p, opts))
+        except re2.error as e:
+            raise ValueError(f"{what}[{i}]: not a valid RE2 pattern ({e}); lookarounds and backreferences "
+                             "are not supported") from None
+
+    def find(text: str) -> list[Span]:
+        out: list[Span] = []
+        for c in compiled:
+            out.extend(m.span() for m in c.finditer(text) if m.end() > m.start())
+        return out
+
+    return find
+
+
+def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
+    """Raise ValueError('field: message') for a pattern that does not compile."""
+    name = c.name or c.type
+    find: Callable[[str], list[Span]]
+    triggers: tuple[str, ...]
+    if c.type == "keywords":
+        words = sorted({w.strip().lower() for w in c.words}, key=len, reverse=True)
+        # Where a word starts (so "exploit" also catches "exploits"), any case; literals only.
+        pattern = "(?i)\\b(?:" + "|".join(re.escape(w) for w in words) + ")"
+        find = _re2([pattern], "words")
+        window, label, triggers = max(len(w) for w in words), name, (pattern,)
+    elif c.type == "regex":
+        find = _re2(c.patterns, "patterns")
+        window, label, triggers = c.max_length, name, tuple(c.patterns)
+    else:
+        det = high_entropy(c.min_length, c.min_entropy) if c.type == "high_entropy" else BUILTIN[c.type]
+        find, window, label, triggers = det.find, det.window, det.label, (det.trigger,)
+    return Check(name, policy, c.type, label, c.action, c.stage in ("input", "both"), c.stage in ("output", "both"),
+                 window, find, triggers)
+
+
+class Scanner:
+    """Checks run together: one RE2 pass over the text with every check's triggers (re2.Set)
+    says which checks can match at all; only those run their own patterns. Clean text (the
+    common case) costs that one pass. Without a usable set, every check runs."""
+
+    __slots__ = ("checks", "_set", "_of")
+
+    def __init__(self, checks: Iterable[Check]):
+        import re2
+
+        self.checks = tuple(checks)
+        self._of: list[Check] = []
+        self._set: Any = None
+        if not self.checks:
+            return
+        try:
+            s = re2.Set.SearchSet(_options())
+            for c in self.checks:
+                for t in c.triggers:
+                    s.Add(t)
+                    self._of.append(c)
+            s.Compile()
+            self._set = s
+        except re2.error:  # (too big for one automaton: run the checks one by one)
+            self._of = []
+
+    def __bool__(self) -> bool:
+        return bool(self.checks)
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(self.checks)
+
+    def scan(self, text: str) -> list[Hit]:
+        if self._set is None:
+            return scan(text, self.checks)
+        try:
+            found = self._set.Match(text)
+        except Exception:  # noqa: BLE001 - the automaton ran out of memory on this text: check it the slow way
+            return scan(text, self.checks)
+        if not found:
+            return []
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for i in found:
+            c = self._of[i]
+            if id(c) not in seen:
+                seen.add(id(c))
+                hits.extend(Hit(c, start, end) for start, end in c.find(text))
+        return hits
+
+
+class Plan:
+    """The checks applying to one request (its group's and its model's policies)."""
+
+    __slots__ = ("policies", "input", "output", "window", "guard_models", "guard_input", "guard_output",
+                 "checks_output")
+
+    def __init__(self, policies: tuple[str, ...], checks: Iterable[Check], guard_models: tuple[Any, ...] = ()):
+        checks = tuple(checks)
+        self.policies = policies
+        self.guard_models = guard_models  # guard_model.GuardModelCheck: a model judges prompts/answers
+        self.guard_input = tuple(g for g in guard_models if g.on_input)
+        self.guard_output = tuple(g for g in guard_models if g.on_output)
+        self.input = Scanner(c for c in checks if c.on_input)
+        self.output = Scanner(c for c in checks if c.on_output)
+        self.window = max((c.window for c in self.output), default=0)
+        self.checks_output = bool(self.output) or bool(self.guard_output)  # answers are checked
+
+
+    def without_guards(self) -> Plan:
+        plan = Plan.__new__(Plan)
+        for name in Plan.__slots__:
+            setattr(plan, name, getattr(self, name))
+        plan.guard_models, plan.guard_input, plan.guard_output = (), (), ()
+        plan.checks_output = bool(self.output)
+        return plan
+
+
+def compile_policies(cfg: GuardrailsConfig) -> dict[str, tuple[Check, ...]]:
+    """The text checks of each policy (guard models: guard_model.compile_guard_models)."""
+    return {name: tuple(compile_check(c, name) for c in p.checks if c.type != "guard_model")
+            for name, p in cfg.policies.items()}
+
+
+def plan_for(policies: dict[str, tuple[Check, ...]], names: Iterable[str],
+             guards: dict[str, tuple[Any, ...]] | None = None) -> Plan | None:
+    chosen: list[str] = []
+    for n in names:
+        if n in policies and n not in chosen:
+            chosen.append(n)
+    if not chosen:
+        return None
+    return Plan(tuple(chosen), (c for n in chosen for c in policies[n]),
+                tuple(g for n in chosen for g in (guards or {}).get(n, ())))
+
+
+def scan(text: str, checks: tuple[Check, ...]) -> list[Hit]:
+    hits: list[Hit] = []
+    for c in checks:
+        for start, end in c.find(text):
+            hits.append(Hit(c, start, end))
+    return hits
+
+
+def redact(text: str, hits: list[Hit], offset: int = 0) -> str:
+    """`text` with every redact hit replaced by [REDACTED:<label>] (overlaps merged)."""
+    spans = sorted((h.start - offset, h.end - offset, h.check.label) for h in hits if h.check.action == "redact")
+    if not spans:
+        return text
+    out: list[str] = []
+    pos = 0
+    for start, end, label in spans:
+        if end <= pos:
+            continue
+        start = max(start, pos)
+        out.append(text[pos:start])
+        out.append(f"[REDACTED:{label}]")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)

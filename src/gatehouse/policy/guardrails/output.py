@@ -1,0 +1,128 @@
+"""Output checks: on a whole answer, and on a stream through a sliding window.
+
+The stream filter holds back the last `plan.window` characters of text (the longest text one
+output check can match), so a match split across chunks is still seen whole; text before the
+window is released, redacted where needed. Any other event (a tool call, the end) releases the
+held text first, so the order of the stream is kept. Reasoning text and tool-call arguments
+are not checked (docs/guardrails.md).
+"""
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from gatehouse.policy.guardrails.engine import redact
+from gatehouse.policy.guardrails.step import Guard, blocked, judge_answer
+from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, StreamStart, TextDelta, TextPart
+
+
+async def guard_response(guard: Guard, result: object, request_id: str) -> None:
+    """Check a non-streamed answer in place: raise GuardrailBlocked, or redact its text; then
+    the output guard models judge it (as redacted)."""
+    if not isinstance(result, ChatResponse):
+        return  # embeddings: no text comes back
+    checks = guard.plan.output
+    for part in result.content:
+        if isinstance(part, TextPart):
+            part.text = guard.check_text(part.text, checks, "output")
+    if guard.plan.guard_output:
+        await judge_answer(guard, "".join(p.text for p in result.content if isinstance(p, TextPart)), request_id)
+
+
+class StreamFilter:
+    __slots__ = ("guard", "checks", "window", "tail")
+
+    def __init__(self, guard: Guard):
+        self.guard = guard
+        self.checks = guard.plan.output
+        self.window = guard.plan.window
+        self.tail = ""
+
+    def feed(self, delta: str) -> str:
+        text = self.tail + delta if self.tail else delta
+        hits = self.checks.scan(text)
+        self.guard.record(self.checks, hits, "output")
+        if hits:
+            blocking = [h.check for h in hits if h.check.action == "block"]
+            if blocking:
+                raise blocked(blocking, "output")
+        cut = len(text) - self.window
+        for h in hits:
+            if h.end > cut:
+                cut = min(cut, h.start)  # a match reaching into the window waits whole
+        if cut <= 0:
+            self.tail = text
+            return ""
+        self.tail = text[cut:]
+        return redact(text[:cut], [h for h in hits if h.end <= cut])
+
+    def flush(self) -> str:
+        text, self.tail = self.tail, ""
+        return self.guard.check_text(text, self.checks, "output") if text else ""
+
+
+async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent], guard: Guard,
+                       request_id: str = "") -> AsyncIterator[StreamEvent]:
+    """The stream with its text checked; GuardrailBlocked ends it (the relay renders the error).
+    With output guard models the answer is held until they pass (only its start and
+    keepalives go out before)."""
+    if guard.plan.guard_output:
+        async for ev in _held(guard_events(first, events, _text_only(guard)), guard, request_id):
+            yield ev
+        return
+    f = StreamFilter(guard)
+
+    async def source() -> AsyncIterator[StreamEvent]:
+        yield first
+        async for ev in events:
+            yield ev
+
+    try:
+        async for ev in source():
+            if isinstance(ev, TextDelta):
+                out = f.feed(ev.text)
+                if out:
+                    yield TextDelta(out)
+                continue
+            if isinstance(ev, KeepAlive):  # silence, not a boundary: keep the window
+                yield ev
+                continue
+            held = f.flush()
+            if held:
+                yield TextDelta(held)
+            yield ev
+        held = f.flush()
+        if held:
+            yield TextDelta(held)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _text_only(guard: Guard) -> Guard:
+    """The same guard (verdicts recorded on it) seen without its guard models."""
+    view = Guard.__new__(Guard)
+    for name in Guard.__slots__:
+        setattr(view, name, getattr(guard, name))
+    view.plan = guard.plan.without_guards()
+    return view
+
+
+async def _held(events: AsyncIterator[StreamEvent], guard: Guard, request_id: str) -> AsyncIterator[StreamEvent]:
+    held: list[StreamEvent] = []
+    text: list[str] = []
+    try:
+        async for ev in events:
+            if isinstance(ev, (StreamStart, KeepAlive)):
+                yield ev
+                continue
+            if isinstance(ev, TextDelta):
+                text.append(ev.text)
+            held.append(ev)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    await judge_answer(guard, "".join(text), request_id)
+    for ev in held:
+        yield ev

@@ -1,0 +1,221 @@
+"""The guardrail policy step: checks the canonical request before any upstream call, and
+hands the output checks to the relay (api/flow.py) through `ex.notes["guard"]`.
+
+A handler puts its canonical request in `ex.notes["guard_subject"]` before admission. A request
+whose group and model have no policy costs one cached dict lookup. The audit (`Verdicts`) says
+which checks ran on what, and what they decided; never the matched text.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from gatehouse.errors import InvalidRequest
+from gatehouse.policy.guardrails.engine import Check, Hit, Plan, Scanner, plan_for, redact
+from gatehouse.policy.guardrails.guard_model import Ask, GuardModelCheck, conversation, judge, unavailable
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Message, TextPart, ToolResultPart
+
+if TYPE_CHECKING:
+    from gatehouse.policy.pipeline import Exchange
+
+log = logging.getLogger("gatehouse.guardrails")
+SUBJECT = "guard_subject"  # ex.notes: the canonical request to inspect (set by the handler)
+GUARD = "guard"  # ex.notes: this request's Guard (set by the step when a policy applies)
+SENSITIVE = "sensitive"  # ex.notes: True when a `reroute` check matched the prompt
+
+
+class GuardrailBlocked(InvalidRequest):
+    code = "guardrail_blocked"
+
+
+def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailBlocked:
+    names = ", ".join(sorted({c.name for c in checks}))
+    what = "request" if stage == "input" else "answer"
+    # The code is in the message too: Anthropic and Ollama errors have no field for it.
+    return GuardrailBlocked(f"The {what} was blocked by the gateway's guardrails (guardrail_blocked; check: {names}).",
+                            code="guardrail_blocked")
+
+
+class Guard:
+    """One request's guardrail state: its plan, and the audit of what ran."""
+
+    __slots__ = ("plan", "verdicts", "rewritten", "sensitive", "subject", "ask")
+
+    def __init__(self, plan: Plan, subject: Any = None, ask: Ask | None = None):
+        self.plan = plan
+        self.subject = subject  # the canonical request (output guard models see it with the answer)
+        self.ask = ask
+        # (check, stage) -> (verdict, action, category, policy); verdict: pass | match | skipped
+        self.verdicts: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
+        self.sensitive = False  # a reroute check matched
+
+    def record(self, checks: Scanner, hits: list[Hit], stage: str) -> None:
+        matched = {h.check.name for h in hits}
+        for c in checks:
+            key = (c.name, stage)
+            if c.name in matched:
+                self.verdicts[key] = ("match", c.action, c.category, c.policy)
+                if c.action == "reroute":
+                    self.sensitive = True
+            elif key not in self.verdicts:
+                self.verdicts[key] = ("pass", c.action, c.category, c.policy)
+
+    def check_text(self, text: str, checks: Scanner, stage: str) -> str:
+        """Scan one text: raise on a block, return it redacted (the same object when unchanged)."""
+        new, blocking = self.screen(text, checks, stage)
+        if blocking:
+            raise blocked(blocking, stage)
+        return new
+
+    def screen(self, text: str, checks: Scanner, stage: str) -> tuple[str, list[Check]]:
+        """One text's verdicts recorded: (the text redacted, the blocking checks that matched)."""
+        hits = checks.scan(text)
+        self.record(checks, hits, stage)
+        if not hits:
+            return text, []
+        blocking = [h.check for h in hits if h.check.action == "block"]
+        return (text if blocking else redact(text, hits)), blocking
+
+    def finish(self) -> None:
+        """Checks that never ran (the prompt was refused first, the upstream failed, the answer
+        never came) are recorded as skipped: the audit never says a check passed that did not run."""
+        for stage, checks in (("input", self.plan.input), ("output", self.plan.output)):
+            for c in checks:
+                self.verdicts.setdefault((c.name, stage), ("skipped", c.action, c.category, c.policy))
+        for stage, guards in (("input", self.plan.guard_input), ("output", self.plan.guard_output)):
+            for g in guards:
+                self.verdicts.setdefault((g.name, stage), ("skipped", g.action, "guard_model", g.policy))
+
+    def audit(self) -> list[dict[str, str]]:
+        return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
+                for (name, stage), (v, a, cat, pol) in self.verdicts.items()]
+
+
+def _texts(subject: Any) -> list[tuple[Any, str]]:
+    """(holder, attribute-or-index) for every text the input checks read."""
+    out: list[tuple[Any, Any]] = []
+    if isinstance(subject, ChatRequest):
+        out.extend((p, "text") for p in subject.system)
+        for m in subject.messages:
+            for part in m.content:
+                if isinstance(part, TextPart):
+                    out.append((part, "text"))
+                elif isinstance(part, ToolResultPart):
+                    out.extend((p, "text") for p in part.content if isinstance(p, TextPart))
+    elif isinstance(subject, CompletionRequest):
+        out.append((subject, "prompt"))
+        if subject.suffix:
+            out.append((subject, "suffix"))
+    elif isinstance(subject, EmbeddingRequest):
+        out.extend((subject.input, i) for i in range(len(subject.input)))
+    return out
+
+
+def inspect_request(guard: Guard, subject: Any) -> None:
+    """Every text of the request is checked (so the audit is whole even when one blocks)."""
+    checks = guard.plan.input
+    blocking: list[Check] = []
+    for holder, where in _texts(subject):
+        text = holder[where] if isinstance(where, int) else getattr(holder, where)
+        new, block = guard.screen(text, checks, "input")
+        blocking += block
+        if new is not text and not blocking:
+            if isinstance(where, int):
+                holder[where] = new
+            else:
+                setattr(holder, where, new)
+            guard.rewritten = True
+    if blocking:
+        raise blocked(blocking, "input")
+
+
+async def judge_all(guard: Guard, guards: tuple[GuardModelCheck, ...], messages: list[Message], stage: str,
+                    request_id: str) -> None:
+    """Ask each guard model; raise on a block, or on a failed guard under on_error: closed.
+    On input the guard sees the prompt after redaction: what the upstream would see."""
+    assert guard.ask is not None
+    blocking: list[GuardModelCheck] = []
+    failed = False
+    for g in guards:
+        verdict, action, categories = await judge(g, guard.ask, messages, request_id)
+        category = "guard_model:" + ",".join(categories) if categories else "guard_model"
+        guard.verdicts[(g.name, stage)] = (verdict, action, category, g.policy)
+        if verdict == "skipped" and g.on_error == "closed":
+            failed = True
+        elif verdict == "match" and action == "block":
+            blocking.append(g)
+        elif verdict == "match" and action == "reroute":
+            guard.sensitive = True
+    if blocking:
+        raise blocked(blocking, stage)
+    if failed:
+        raise unavailable()
+
+
+async def judge_answer(guard: Guard, answer: str, request_id: str) -> None:
+    """The output guard models on a whole answer (streams: held until they pass)."""
+    await judge_all(guard, guard.plan.guard_output, conversation(guard.subject, answer), "output", request_id)
+
+
+class GuardrailStep:
+    name = "guardrails"
+
+    def __init__(self, policies: dict[str, tuple[Check, ...]], model_policies: dict[str, list[str]],
+                 group_policies: Callable[[str | None], list[str]], on_verdicts: Callable[[Guard, Exchange], None],
+                 guards: dict[str, tuple[GuardModelCheck, ...]] | None = None, ask: Ask | None = None):
+        self.policies = policies
+        self.guards = guards or {}
+        self.ask = ask
+        self.model_policies = model_policies
+        self.group_policies = group_policies  # reads the current directory (store groups too)
+        self.on_verdicts = on_verdicts
+        self._plans: dict[tuple[str | None, str], Plan | None] = {}
+
+    def forget(self) -> None:
+        """The groups changed (directory reload): plans are rebuilt on next use."""
+        self._plans = {}
+
+    def plan(self, group: str | None, model: str) -> Plan | None:
+        key = (group, model)
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        names = [*self.group_policies(group), *self.model_policies.get(model, ())]
+        unknown = [n for n in names if n not in self.policies]
+        if unknown:  # a store group naming a policy this config lacks: fail closed
+            log.error("group %r names unknown guardrail policies %s: its requests are refused", group, unknown)
+            raise GuardrailBlocked("The gateway's guardrails for this group are misconfigured; ask an operator.",
+                                   code="guardrail_blocked")
+        plan = plan_for(self.policies, names, self.guards)
+        if len(self._plans) < 10_000:
+            self._plans[key] = plan
+        return plan
+
+    async def admit(self, ex: Exchange) -> None:
+        p = ex.principal
+        plan = self.plan(p.group if p else None, ex.model)
+        if plan is None:
+            return
+        subject = ex.notes.get(SUBJECT)
+        guard = Guard(plan, subject, self.ask)
+        ex.notes[GUARD] = guard
+        if plan.input or plan.guard_models:
+            if subject is None:
+                raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
+                                       code="guardrail_blocked")
+            try:
+                inspect_request(guard, subject)
+                if plan.guard_input:
+                    await judge_all(guard, plan.guard_input, conversation(subject), "input", ex.request_id)
+            except BaseException:
+                self.on_verdicts(guard, ex)  # the settle of a refused step does not run
+                raise
+            if guard.sensitive:  # a reroute check matched: compliance routing reads this (docs/guardrails.md)
+                ex.notes[SENSITIVE] = True
+
+    async def settle(self, ex: Exchange) -> None:
+        guard = ex.notes.get(GUARD)
+        if guard is not None:
+            self.on_verdicts(guard, ex)
