@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics,
+                               generate_latest)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -78,6 +79,24 @@ class Metrics:
         self.ejected = Gauge("gatehouse_upstream_ejected",
                              "1 while the deployment is ejected by its circuit breaker.",
                              ["provider", "deployment"], registry=r)
+        self.config_generation = Gauge("gatehouse_config_generation",
+                                       "Which config is live: 1 at start, +1 per successful reload.", registry=r)
+        self.config_info = Info("gatehouse_config", "The live config file (sha256 prefix) and its generation.",
+                                registry=r)
+        self.config_reloads = Counter("gatehouse_config_reloads", "Config reloads by result (ok, rejected).",
+                                      ["result"], registry=r)
+
+    def config_loaded(self, generation: int, sha256: str) -> None:
+        self.config_generation.set(generation)
+        self.config_info.info({"generation": str(generation), "sha256": sha256[:12]})
+
+    def reconfigure(self, models: Iterable[str], groups: Iterable[str], providers: Iterable[str]) -> None:
+        """A reloaded config's names become the label values; the series live on (counters do
+        not reset on a reload). Upstream gauges are re-bound by the next track_upstreams."""
+        self.models, self.groups, self.providers = frozenset(models), frozenset(groups), frozenset(providers)
+        self.pool_in_use.clear()
+        self.pool_waiting.clear()
+        self.ejected.clear()
 
     def model(self, name: str) -> str:
         return name if name in self.models else ""
