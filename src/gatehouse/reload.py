@@ -139,7 +139,7 @@ class ConfigReloader:
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
 
     async def _watch_loop(self) -> None:
-        last = await asyncio.to_thread(_fingerprint, self.path)
+        last: tuple[int, int, int] | None = None  # the first look compares the content
         while True:
             rt = self._current()
             server = rt.cfg.server if rt is not None else None
@@ -152,6 +152,7 @@ class ConfigReloader:
             last = now
             sha = await asyncio.to_thread(_digest, self.path)
             if sha is not None and sha != self._seen_sha:
+                self._seen_sha = sha  # a file that does not load is reported once, not every poll
                 await self.reload_logged("file watch")
 
     async def stop(self) -> None:

@@ -191,8 +191,14 @@ class Runtime:
         directory.start()
         if not keep_limiter:
             limiter.start()
-        for p in providers.values():
-            await p.start()
+        try:
+            for p in providers.values():
+                await p.start()
+        except Exception:
+            if previous is not None:  # a refused reload: stop what was started, hand back what was taken
+                rt.successor = previous
+                await rt.close()
+            raise
         if cfg.ui.enabled and cfg.admin.key:
             rt.ui = UiSessions(secret, cfg.ui.session_minutes * 60.0, cfg.ui.login_attempts_per_minute)
         rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
