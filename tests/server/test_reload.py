@@ -291,3 +291,28 @@ def test_a_stream_in_flight_finishes_on_the_old_config_which_closes_after_it(ser
         rows = conn.execute("SELECT status, model, output_tokens FROM usage_records WHERE client_request_id = ?",
                             (headers["x-request-id"],)).fetchall()
     assert len(rows) == 1 and rows[0][:2] == (200, "restricted") and rows[0][2] > 0
+
+
+def test_a_reload_does_not_reset_the_limits_a_consumer_has_used(served):
+    """In-process limits (no Redis) carry over a reload that leaves `limits` alone: a consumer
+    at its requests_per_minute stays refused; a group limit raised in the file applies."""
+    gh, cfg = served()
+    limited = copy.deepcopy(cfg)
+    limited["groups"]["dev"]["requests_per_minute"] = 2
+    write(gh, limited)
+    assert httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10).status_code == 200
+    assert [chat(gh, ALICE_KEY, "echo").status_code for _ in range(3)] == [200, 200, 429]
+
+    write(gh, with_new_model(limited))  # a reload for something else
+    assert httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10).status_code == 200
+    assert chat(gh, ALICE_KEY, "echo").status_code == 429
+    assert chat(gh, ALICE_KEY, "chat-next").status_code == 429
+
+    # A raised limit applies at once: the bucket refills at 100/min from where it stands
+    # (one request's worth in 0.6 s), not at 2/min.
+    raised = with_new_model(limited)
+    raised["groups"]["dev"]["requests_per_minute"] = 100
+    write(gh, raised)
+    assert httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10).status_code == 200
+    time.sleep(1.0)
+    assert chat(gh, ALICE_KEY, "chat-next").status_code == 200
