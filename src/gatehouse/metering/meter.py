@@ -78,8 +78,8 @@ class Meter:
                                    lambda: self.journal.backlog + len(self.journal.overflow))
             self.metrics.track_ledger(self.journal, self.writer)
         else:
+            # (Runtime.activate re-labels the metrics once this runtime goes live.)
             self.journal, self.writer, self.metrics = previous.journal, previous.writer, previous.metrics
-            self.metrics.reconfigure(models, cfg.groups, cfg.providers)
         self.access_log = AccessLog(cfg.logging.access_log)
         self.prices: dict[tuple[str, Deployment], Price | None] = {}
         for model_cfg in cfg.models:
