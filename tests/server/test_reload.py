@@ -76,6 +76,7 @@ def served(openai_upstream, start_gatehouse):
 def test_sighup_makes_a_new_model_live_and_old_keys_keep_working(served):
     gh, cfg = served()
     assert chat(gh, ALICE_KEY, "chat-next").status_code == 404
+    assert chat(gh, ALICE_KEY, "chat").status_code == 200
     assert readyz_checks(gh)["config_generation"] == 1
     assert metric_lines(gh, "gatehouse_config_generation ") == ["gatehouse_config_generation 1.0"]
 
@@ -92,6 +93,9 @@ def test_sighup_makes_a_new_model_live_and_old_keys_keep_working(served):
     assert metric_lines(gh, "gatehouse_config_info") == [
         f'gatehouse_config_info{{generation="2",sha256="{sha[:12]}"}} 1.0']
     assert "config reloaded (SIGHUP): generation 2" in gh.logs()
+    # the metrics name the new model (not ""), and the series from before the reload count on
+    assert metric_lines(gh, 'gatehouse_requests_total{group="dev",model="chat-next",status="200"} 1.0')
+    assert metric_lines(gh, 'gatehouse_requests_total{group="dev",model="chat",status="200"} 2.0')
     assert gh.proc.poll() is None
 
 
