@@ -2,6 +2,7 @@
 detection, CORS, readiness and graceful shutdown."""
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import threading
@@ -81,8 +82,10 @@ def test_cors_restricted_origins(start_gatehouse, openai_upstream):
 def test_health_and_readiness(gatehouse):
     assert httpx.get(gatehouse.url + "/healthz", timeout=5).json() == {"status": "ok"}
     ready = httpx.get(gatehouse.url + "/readyz", timeout=5)
+    sha = hashlib.sha256(gatehouse.config_path.read_bytes()).hexdigest()[:12]  # which config is live
     assert ready.status_code == 200 and ready.json()["checks"] == {"config": "loaded", "store": "ok", "journal": "ok",
-                                                                   "ledger_backlog": 0, "ledger_in_memory": 0}
+                                                                   "ledger_backlog": 0, "ledger_in_memory": 0,
+                                                                   "config_generation": 1, "config_sha256": sha}
 
 
 def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gatehouse, openai_upstream):

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import re
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from gatehouse.api import admin, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
@@ -15,6 +18,7 @@ from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header
 from gatehouse.observability.safe import describe
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
 from gatehouse.policy.pipeline import Exchange
+from gatehouse.reload import ConfigReloader
 from gatehouse.runtime import Runtime
 
 log = logging.getLogger("gatehouse.app")
@@ -73,6 +77,7 @@ ROUTES: list[Route] = [
     Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
     Route("GET", "/admin/audit", admin.audit_log, "admin"),
+    Route("POST", "/admin/reload", admin.reload_config, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
     Route("GET", "/ui", ui.page, "ui"),
@@ -129,12 +134,17 @@ class Router:
 class GatehouseApp:
     """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
 
-    def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None):
+    def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None,
+                 config_path: Path | None = None, config_sha256: str = ""):
         self._build = build
         self.cors = Cors(cors_origins or [])
+        self._cors_origins = list(cors_origins or [])
         self.runtime: Runtime | None = None
         self.router = Router(ROUTES)
         self.inflight = 0
+        self.config_path, self.config_sha256 = config_path, config_sha256
+        self.reloader: ConfigReloader | None = None  # with a config file: SIGHUP, /admin/reload, watch
+        self._retiring: asyncio.Task[None] | None = None  # closing the runtimes reloads replaced
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -155,6 +165,7 @@ class GatehouseApp:
                     return
                 if self.runtime.meter is not None:
                     self.runtime.meter.metrics.track_inflight(lambda: self.inflight)
+                self._start_reloading(self.runtime)
                 # Everything built so far lives as long as the process: move it out of the
                 # cyclic GC's sight, so collections only walk per-request garbage (full
                 # collections over the loaded libraries were the multi-ms pauses at p99).
@@ -163,10 +174,65 @@ class GatehouseApp:
                 gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
+                await self._stop_reloading()
                 if self.runtime is not None:
                     await self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    # ---- reload (gatehouse/reload.py) ------------------------------------------------------
+
+    def _start_reloading(self, rt: Runtime) -> None:
+        rt.config_sha256 = self.config_sha256
+        if self.config_path is not None:
+            self.reloader = ConfigReloader(self.config_path, lambda: self.runtime, self.swap)
+            rt.reloader = self.reloader
+            self.reloader.start(self.config_sha256)
+        rt.activate()
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (in-process tests)
+            pass
+
+    def _on_sighup(self) -> None:
+        if self.reloader is None:
+            log.error("SIGHUP: started without --config, there is no config file to reload")
+        else:
+            self.reloader.on_signal()
+
+    def swap(self, new: Runtime) -> None:
+        """Make `new` the live runtime; the one it replaces closes once its requests are done."""
+        old, self.runtime = self.runtime, new  # requests starting from here on run on `new`
+        if new.cfg.server.cors_origins != self._cors_origins:
+            self._cors_origins = list(new.cfg.server.cors_origins)
+            self.cors = Cors(self._cors_origins)
+        logging.getLogger().setLevel(new.cfg.logging.level.upper())
+        if old is not None:
+            self._retiring = asyncio.get_running_loop().create_task(self._retire(old, self._retiring))
+
+    async def _retire(self, old: Runtime, before: asyncio.Task[None] | None) -> None:
+        if before is not None:  # in order: what `old` shares with an older one is closed by the later
+            await asyncio.shield(before)
+        while old.inflight > 0:  # polled, so the request path pays nothing for it
+            await asyncio.sleep(0.05)
+        try:
+            await old.close()
+        except Exception as e:  # noqa: BLE001 - the new runtime serves on
+            log.error("closing the replaced runtime: %s", describe(e))
+        else:
+            log.info("config generation %d closed after its last request", old.generation)
+
+    async def _stop_reloading(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if self.reloader is not None:
+            await self.reloader.stop()
+        if self._retiring is not None:  # requests are over: uvicorn drained them before shutdown
+            grace = self.runtime.cfg.server.shutdown_grace_seconds if self.runtime is not None else 30.0
+            try:
+                await asyncio.wait_for(asyncio.shield(self._retiring), grace)
+            except asyncio.TimeoutError:
+                log.error("a replaced runtime still had requests after %.0fs; closing anyway", grace)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = self.runtime
@@ -196,6 +262,8 @@ class GatehouseApp:
 
         req.send = tracking_send
         self.inflight += 1
+        if rt is not None:
+            rt.inflight += 1  # no await since `rt` was read: a reload cannot close it under us
         try:
             route, params = self.router.match(req.method, req.path)
             ex.surface, ex.dialect = route.surface, route.dialect
@@ -225,7 +293,11 @@ class GatehouseApp:
                 await send_bytes(send, 500, render(ex.dialect, internal), header_list(ex.request_id))
         finally:
             self.inflight -= 1
-            if rt is not None and "_admitted" in ex.notes:
-                await rt.pipeline.settle(ex)
-            if rt is not None and rt.meter is not None:
-                rt.meter.observe(ex, req.method, req.path)
+            try:
+                if rt is not None and "_admitted" in ex.notes:
+                    await rt.pipeline.settle(ex)
+                if rt is not None and rt.meter is not None:
+                    rt.meter.observe(ex, req.method, req.path)
+            finally:
+                if rt is not None:
+                    rt.inflight -= 1

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gatehouse import config as config_mod
@@ -95,7 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gatehouse.runtime import Runtime
     from gatehouse.server import H1Protocol
 
-    cfg = load_config(args.config)
+    sha = ""
+    if args.config:
+        cfg, sha = config_mod.load_with_digest(args.config)
+    else:
+        cfg = load_config(args.config)
     host = args.host or cfg.server.host
     port = args.port or cfg.server.port
     logging.basicConfig(level=cfg.logging.level.upper(), stream=sys.stderr,
@@ -106,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def build() -> Runtime:
         return await Runtime.build(cfg)
 
-    app = GatehouseApp(build, cfg.server.cors_origins)
+    app = GatehouseApp(build, cfg.server.cors_origins, Path(args.config).resolve() if args.config else None, sha)
     # The event loop thread is the latency-critical one; helper threads (ledger, access log,
     # fsync) only hold the GIL briefly. The default 5 ms switch interval let one of them keep
     # the loop waiting for the GIL that long; 0.5 ms cut the streaming TTFT p99 by about a third.
@@ -129,8 +134,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             rt = app.runtime
             if rt is not None and not rt.draining:
                 rt.draining = True  # new requests get 503, /readyz goes red
-                if cfg.server.drain_seconds > 0:
-                    threading.Timer(cfg.server.drain_seconds, super().handle_exit, (sig, frame)).start()
+                if rt.cfg.server.drain_seconds > 0:  # the live config's (a reload may change it)
+                    threading.Timer(rt.cfg.server.drain_seconds, super().handle_exit, (sig, frame)).start()
                     return
             super().handle_exit(sig, frame)
 

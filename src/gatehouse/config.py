@@ -7,6 +7,7 @@ between sections (a deployment's provider, a consumer's group, ...).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -56,6 +57,10 @@ class ServerConfig(_Base):
     # Requests in flight per process beyond which new ones get 503 + Retry-After (0 = no cap).
     max_in_flight: int = 1024
     tls: TlsConfig | None = None
+    # Poll the config file every reload_watch_seconds and reload it when its content changes
+    # (a Kubernetes ConfigMap update); SIGHUP and POST /admin/reload work either way.
+    reload_watch: bool = False
+    reload_watch_seconds: float = 5.0
 
 
 class StoreConfig(_Base):
@@ -406,11 +411,26 @@ def _name_map_key(message: str, raw: dict[str, Any]) -> str:
 
 
 def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    return load_with_digest(path, env)[0]
+
+
+def load_with_digest(path: str | Path, env: dict[str, str] | None = None) -> tuple[Config, str]:
+    """The config and the sha256 (hex) of the file's bytes as read, so a reload can say which
+    file is live without reading it twice."""
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    return _parse(p, text, env), digest
+
+
+def _parse(p: Path, text: str, env: dict[str, str] | None) -> Config:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gatehouse.config import Config, DeploymentConfig
 from gatehouse.errors import NotFound, PermissionDenied
@@ -33,6 +34,9 @@ from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
 from gatehouse.wire.model_swap import ModelSwap, for_deployment as model_swap_for
+
+if TYPE_CHECKING:
+    from gatehouse.reload import ConfigReloader
 
 log = logging.getLogger("gatehouse")
 
@@ -101,20 +105,36 @@ class Runtime:
     _alias_cache: dict[str, str | None] = field(default_factory=dict)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     health: Health = field(default_factory=Health)  # circuit breakers of the deployments
+    # Which config this is (gatehouse_config_generation, /readyz) and the file's sha256.
+    generation: int = 1
+    config_sha256: str = ""
+    # Requests that started on this runtime and have not finished (app.py): a reloaded-away
+    # runtime is closed once this reaches 0.
+    inflight: int = 0
+    # The runtime a reload replaced this one with: what it took over is not closed here.
+    successor: "Runtime | None" = None
+    secret: str = field(default="", repr=False)  # the key HMAC secret (UI sessions sign with it too)
+    reloader: "ConfigReloader | None" = None  # set by app.py when the config came from a file
 
     # ---- building ---------------------------------------------------------------------------
 
     @classmethod
-    async def build(cls, cfg: Config, data_dir: Path | None = None) -> "Runtime":
-        data_dir = data_dir or data_dir_from_env()
-        store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
-        if cfg.store.migrate_on_start:
-            await store.create_schema()
+    async def build(cls, cfg: Config, data_dir: Path | None = None, previous: "Runtime | None" = None) -> "Runtime":
+        """previous: the live runtime a reload replaces. Its store, key hasher, ledger journal
+        and writer (and its limiter when `limits` is unchanged) are taken over, not reopened;
+        the restart-only settings (gatehouse/reload.py) must be equal."""
+        data_dir = previous.data_dir if previous is not None else data_dir or data_dir_from_env()
+        if previous is not None:
+            store, hasher, secret = previous.store, previous.hasher, previous.secret
         else:
-            await require_current(store)
-        secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
-            await get_or_create_setting(store, "key_hmac_secret", new_secret)
-        hasher = KeyHasher(secret)
+            store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
+            if cfg.store.migrate_on_start:
+                await store.create_schema()
+            else:
+                await require_current(store)
+            secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
+                await get_or_create_setting(store, "key_hmac_secret", new_secret)
+            hasher = KeyHasher(secret)
         http = HttpPool()
         providers = {name: PROVIDERS[p.type](name, p, http) for name, p in cfg.providers.items()}
         health = Health()
@@ -153,8 +173,10 @@ class Runtime:
             from gatehouse.policy.jwt_auth import BearerJwt  # pyjwt/cryptography only when used
 
             auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
-        limiter = SharedLimiter(cfg.limits, cfg.store.redis_url or None)
-        meter = Meter(cfg, models, store, data_dir)
+        keep_limiter = previous is not None and previous.cfg.limits == cfg.limits
+        limiter = previous.limiter if previous is not None and keep_limiter else \
+            SharedLimiter(cfg.limits, cfg.store.redis_url or None)
+        meter = Meter(cfg, models, store, data_dir, previous.meter if previous is not None else None)
         meter.metrics.track_limits(limiter.stats)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
         guardrails = build_guardrails(cfg, directory, meter.metrics, models)
@@ -166,33 +188,55 @@ class Runtime:
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None, meter, directory, limiter)
         rt.health = health
-        meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
+        rt.secret = secret
+        if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()
+            meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
         rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
         directory.start()
-        limiter.start()
-        for p in providers.values():
-            await p.start()
+        if not keep_limiter:
+            limiter.start()
+        try:
+            for p in providers.values():
+                await p.start()
+        except Exception:
+            if previous is not None:  # a refused reload: stop what was started, hand back what was taken
+                rt.successor = previous
+                await rt.close()
+            raise
         if cfg.ui.enabled and cfg.admin.key:
             rt.ui = UiSessions(secret, cfg.ui.session_minutes * 60.0, cfg.ui.login_attempts_per_minute)
         rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
         rt.ready = True
         return rt
 
+    def activate(self) -> None:
+        """This runtime is now the live one: the metrics describe its config (the series a
+        reload hands over keep counting; the upstream gauges follow its providers)."""
+        m = self.meter.metrics
+        if not self.meter.owns_ledger:
+            m.reconfigure(self.models, self.cfg.groups, self.cfg.providers)
+            m.track_upstreams({name: p.connections for name, p in self.providers.items()}, self.health)
+        m.config_loaded(self.generation, self.config_sha256)
+
     async def close(self) -> None:
+        heir = self.successor  # set by a reload: it runs on with what it took over
         self.ready = False
         await self.access.close()
-        await self.limiter.close()
+        if heir is None or heir.limiter is not self.limiter:
+            await self.limiter.close()
         for p in self.providers.values():
             try:
                 await p.close()
             except Exception as e:
                 log.error("closing provider %s: %s", p.name, describe(e))
         await self.http.close()
-        await self.meter.close()  # drains the journal into the store: before store.close
+        # drains the journal into the store: before store.close
+        await self.meter.close(keep_ledger=heir is not None and heir.meter.writer is self.meter.writer)
         if self.responses is not None:
             await self.responses.flush()  # stored responses still being written
-        await self.store.close()
+        if heir is None or heir.store is not self.store:
+            await self.store.close()
 
     # ---- per request --------------------------------------------------------------------------
 

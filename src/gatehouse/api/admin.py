@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gatehouse.api.http import Request, header_list, send_json
-from gatehouse.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from gatehouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from gatehouse.metering.report import UsageQueryError, parse_time
 from gatehouse.policy.audit import ADMIN_API_ACTOR, AuditTrail
 from gatehouse.policy.auth import key_from_headers
@@ -18,6 +18,7 @@ from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.policy.ui_session import SAFE_METHODS, cookie_value
+from gatehouse.reload import ReloadRejected
 from gatehouse.runtime import Runtime
 from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
@@ -154,3 +155,22 @@ async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,
                                     "old_key_expires_at": old.expires_at}, header_list(ex.request_id))
 
+
+
+async def reload_config(rt: Runtime, req: Request, ex: Exchange) -> None:
+    """POST /admin/reload: read the config file again and make it live (gatehouse/reload.py);
+    a bad file is answered 400 naming the field, and the live config keeps serving."""
+    require_admin(rt, req)
+    if rt.reloader is None:
+        raise Conflict("This gateway was started without a config file (--config): there is nothing to reload.",
+                       code="no_config_file")
+    try:
+        new = await rt.reloader.reload("admin API")
+    except ReloadRejected as e:
+        await audit_trail(rt, req, ex).record("config.reload_rejected", rt.config_sha256[:12],
+                                              {"generation": rt.generation, "error": e.message})
+        raise
+    await audit_trail(new, req, ex).record("config.reload", new.config_sha256[:12], {"generation": new.generation})
+    await send_json(req.send, 200, {"status": "reloaded", "generation": new.generation,
+                                    "sha256": new.config_sha256, "models": len(new.models)},
+                    header_list(ex.request_id))

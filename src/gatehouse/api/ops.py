@@ -24,6 +24,9 @@ async def healthz(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 async def readyz(rt: Runtime, req: Request, ex: Exchange) -> None:
     checks: dict[str, Any] = {"config": "loaded" if rt.ready else "not loaded"}
+    checks["config_generation"] = rt.generation
+    if rt.config_sha256:
+        checks["config_sha256"] = rt.config_sha256[:12]
     ok = rt.ready and not rt.draining
     if rt.draining:
         checks["server"] = "draining"

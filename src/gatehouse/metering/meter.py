@@ -65,17 +65,27 @@ def _money(cost: float) -> str:
 
 
 class Meter:
-    def __init__(self, cfg: Config, models: dict[str, "ModelEntry"], store: SqlStore, data_dir: Path):
+    def __init__(self, cfg: Config, models: dict[str, "ModelEntry"], store: SqlStore, data_dir: Path,
+                 previous: Meter | None = None):
         m = cfg.metering
-        self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal", m.journal_fsync_seconds,
-                               memory_limit=m.journal_memory_records)
-        self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
         self.shutdown_flush_seconds = m.shutdown_flush_seconds
-        self.metrics = Metrics(models, cfg.groups, cfg.providers,
-                               lambda: self.journal.backlog + len(self.journal.overflow),
-                               consumer_label=cfg.metrics.consumer_label)
-        self.metrics.track_ledger(self.journal, self.writer)
-        self.tracing: Tracing | None = Tracing(cfg.tracing) if cfg.tracing.enabled else None
+        # A reload hands the journal (one owner per directory: its flock), the ledger writer, the
+        # metric series and the tracer over to the new runtime's Meter; metering, metrics.consumer_label
+        # and tracing settings are restart-only (gatehouse/reload.py).
+        self.owns_ledger = previous is None
+        if previous is None:
+            self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal",
+                                   m.journal_fsync_seconds, memory_limit=m.journal_memory_records)
+            self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
+            self.metrics = Metrics(models, cfg.groups, cfg.providers,
+                                   lambda: self.journal.backlog + len(self.journal.overflow),
+                                   consumer_label=cfg.metrics.consumer_label)
+            self.metrics.track_ledger(self.journal, self.writer)
+            self.tracing: Tracing | None = Tracing(cfg.tracing) if cfg.tracing.enabled else None
+        else:
+            # (Runtime.activate re-labels the metrics once this runtime goes live.)
+            self.journal, self.writer, self.metrics = previous.journal, previous.writer, previous.metrics
+            self.tracing = previous.tracing
         self.access_log = AccessLog(cfg.logging.access_log,
                                     sys.stdout.buffer if cfg.logging.access_log_stream == "stdout" else None)
         self.prices: dict[tuple[str, Deployment], Price | None] = {}
@@ -86,8 +96,8 @@ class Meter:
         self.unpriced_policy = cfg.pricing.unpriced
         self._warned: set[tuple[str, str, str]] = set()
         # Record ids: random per process, then a counter (unique without a syscall each).
-        self._id_prefix = os.urandom(8).hex()
-        self._ids = itertools.count(1)
+        self._id_prefix: str = os.urandom(8).hex() if previous is None else previous._id_prefix
+        self._ids: itertools.count[int] = itertools.count(1) if previous is None else previous._ids
         # Labelled metric children, looked up once per label set rather than per request.
         self._attempt_series: dict[tuple, tuple] = {}
         self._request_series: dict[tuple, tuple] = {}
@@ -96,16 +106,20 @@ class Meter:
     async def start(self) -> None:
         import asyncio
 
+        if not self.owns_ledger:
+            return  # handed over: already open and draining
         replayed = await asyncio.to_thread(self.journal.open)
         if replayed:
             log.info("journal: %d ledger records to write from before the last stop", replayed)
             self.journal.has_data.set()
         self.writer.start()
 
-    async def close(self) -> None:
-        await self.writer.stop(self.shutdown_flush_seconds)
+    async def close(self, keep_ledger: bool = False) -> None:
+        """keep_ledger: a reloaded runtime's Meter carries on with the journal and writer."""
+        if not keep_ledger:
+            await self.writer.stop(self.shutdown_flush_seconds)
         self.access_log.close()
-        if self.tracing is not None:
+        if self.tracing is not None and not keep_ledger:  # a reload's successor keeps the tracer
             import asyncio
 
             await asyncio.to_thread(self.tracing.close)

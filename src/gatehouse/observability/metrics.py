@@ -14,6 +14,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -49,6 +50,8 @@ class Metrics:
         self.models = frozenset(models)
         self.groups = frozenset(groups)
         self.providers = frozenset(providers)
+        self._limit_stats: LimitStats | None = None  # bound by track_limits (again after a reload)
+        self._guardrail_verdicts: Counter | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
                                 ["model", "group", "status"], registry=r)
@@ -89,6 +92,24 @@ class Metrics:
         self.ejected = Gauge("gatehouse_upstream_ejected",
                              "1 while the deployment is ejected by its circuit breaker.",
                              ["provider", "deployment"], registry=r)
+        self.config_generation = Gauge("gatehouse_config_generation",
+                                       "Which config is live: 1 at start, +1 per successful reload.", registry=r)
+        self.config_info = Info("gatehouse_config", "The live config file (sha256 prefix) and its generation.",
+                                registry=r)
+        self.config_reloads = Counter("gatehouse_config_reloads", "Config reloads by result (ok, rejected).",
+                                      ["result"], registry=r)
+
+    def config_loaded(self, generation: int, sha256: str) -> None:
+        self.config_generation.set(generation)
+        self.config_info.info({"generation": str(generation), "sha256": sha256[:12]})
+
+    def reconfigure(self, models: Iterable[str], groups: Iterable[str], providers: Iterable[str]) -> None:
+        """A reloaded config's names become the label values; the series live on (counters do
+        not reset on a reload). Upstream gauges are re-bound by the next track_upstreams."""
+        self.models, self.groups, self.providers = frozenset(models), frozenset(groups), frozenset(providers)
+        self.pool_in_use.clear()
+        self.pool_waiting.clear()
+        self.ejected.clear()
 
     def model(self, name: str) -> str:
         return name if name in self.models else ""
@@ -130,8 +151,11 @@ class Metrics:
         """gatehouse_guardrail_verdicts_total: one per check that ran on a request's input or
         output, by verdict (pass | match | skipped) and the check's action. Made only when a
         guardrail policy is configured."""
-        return Counter("gatehouse_guardrail_verdicts", "Guardrail checks run, by verdict and action.",
-                       ["guardrail", "policy", "stage", "verdict", "action", "group"], registry=self.registry)
+        if self._guardrail_verdicts is None:  # once per process: a reload keeps counting
+            self._guardrail_verdicts = Counter("gatehouse_guardrail_verdicts", "Guardrail checks run, by verdict "
+                                               "and action.", ["guardrail", "policy", "stage", "verdict", "action",
+                                                              "group"], registry=self.registry)
+        return self._guardrail_verdicts
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -185,15 +209,25 @@ class Metrics:
         return label
 
     def track_limits(self, stats: LimitStats) -> None:
-        """The limits store (Redis): up/down and errors, read at scrape time."""
+        """The limits store (Redis): up/down and errors, read at scrape time. A reload that
+        builds a new limiter calls this again: the series stay, and read the new one's stats."""
+        first = self._limit_stats is None
+        self._limit_stats = stats
+        if not first:
+            return
         r = self.registry
         Gauge("gatehouse_limits_store_up", "0 while the limits store (Redis) is unreachable; 1 otherwise "
-              "(always 1 for the in-process store).", registry=r).set_function(lambda: 1.0 if stats.store_up else 0.0)
+              "(always 1 for the in-process store).", registry=r).set_function(
+            lambda: 1.0 if self._stats().store_up else 0.0)
         r.register(_CounterOf("gatehouse_limits_store_errors", "Errors talking to the limits store (Redis).",
-                         lambda: stats.store_errors))
+                              lambda: self._stats().store_errors))
         r.register(_CounterOf("gatehouse_limits_fallback_admissions",
-                         "Requests admitted by the per-replica fallback while Redis was unreachable.",
-                         lambda: stats.fallback_admissions))
+                              "Requests admitted by the per-replica fallback while Redis was unreachable.",
+                              lambda: self._stats().fallback_admissions))
+
+    def _stats(self) -> LimitStats:
+        assert self._limit_stats is not None
+        return self._limit_stats
 
     def count_attempt(self, provider: str, deployment: str, status: int, error_type: str | None,
                       seconds: float) -> None:
