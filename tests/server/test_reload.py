@@ -320,3 +320,24 @@ def test_a_reload_does_not_reset_the_limits_a_consumer_has_used(served):
     assert httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10).status_code == 200
     time.sleep(1.0)
     assert chat(gh, ALICE_KEY, "chat-next").status_code == 200
+
+
+def test_a_reload_with_guardrails_and_a_changed_limits_section_rebinds_their_metrics(served):
+    """A new limiter and the guardrail step are built again on a reload: their series are
+    registered once per process and keep counting, and guardrails of the new file apply."""
+    policy = {"policies": {"cards": {"checks": [{"type": "payment_card", "action": "block"}]}}}
+    gh, cfg = served(guardrails=policy)
+    cfg["groups"]["dev"]["guardrails"] = ["cards"]
+    write(gh, cfg)
+    assert httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10).status_code == 200
+    assert chat(gh, ALICE_KEY, "echo", "pay with 4111 1111 1111 1111").status_code == 400
+    changed = copy.deepcopy(cfg)
+    changed["limits"] = {"lease_seconds": 20}  # a new limiter: its store series are bound again
+    write(gh, changed)
+    r = httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10)
+    assert r.status_code == 200, r.text
+    assert chat(gh, ALICE_KEY, "echo", "pay with 4111 1111 1111 1111").status_code == 400
+    assert chat(gh, ALICE_KEY, "echo").status_code == 200
+    assert metric_lines(gh, "gatehouse_limits_store_up ") == ["gatehouse_limits_store_up 1.0"]
+    blocked = [ln for ln in metric_lines(gh, "gatehouse_guardrail_verdicts_total") if 'verdict="match"' in ln]
+    assert blocked and blocked[0].endswith(" 2.0")
