@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check local-up local-down image image-offline image-check
+.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check chart-observability local-up local-down image image-offline image-check
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -125,6 +125,12 @@ deploy-tools: $(HELM) $(DEPLOY_TOOLS)/venv/.installed $(CHECKOV) promtool
 
 deploy-check: dev-install deploy-tools
 	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
+
+## The chart's alert rules and dashboards are copies of deploy/prometheus/gatehouse-rules.yaml and
+## deploy/grafana/dashboards/ (Helm reads only files inside the chart); tests/deploy fails when stale.
+chart-observability:
+	$(PY) deploy/grafana/generate.py
+	$(PY) deploy/helm/sync-observability.py
 
 ## The laptop stack (docs/deploy-compose.md): docker compose, or podman compose where that is what there is.
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo podman compose)

@@ -283,7 +283,7 @@ def evals() -> Board:
     b.panel("timeseries", "Pass ratio minus its 7-day median",
             [(f"max by (suite, model) (gatehouse_eval_model_pass_ratio{{{s}}}) - max by (suite, model) "
               f"(quantile_over_time(0.5, gatehouse_eval_model_pass_ratio{{{s}}}[7d]))", "{{suite}} {{model}}")],
-            "percentunit", description="GatehouseEvalRegression fires below -5 points.")
+            "percentunit", description="GatehouseEvalPassRateDropped fires below -5 points.")
     b.panel("table", "Pass ratio by category (last run)",
             [(f"max by (suite, model, category) (gatehouse_eval_pass_ratio{{{s}}})", "")], "percentunit")
     b.panel("table", "Cases by status (last run)",

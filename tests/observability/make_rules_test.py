@@ -86,11 +86,16 @@ tests = [
        case("GatehouseLimitsStoreDown", "1m"), case("GatehouseLimitsStoreDown", "5m", [GL]),
        case("PostgresDown", "5m", [{"job": "postgres", "instance": "pg:9187"}]),
        case("RedisDown", "5m", [{"job": "redis", "instance": "redis:9121"}])]),
-    t("eval pass ratio 10 points below its 7-day median; a 2-point dip is quiet", [
+    # exported by two replicas at once: one alert per suite and model; a model with no history yet
+    # is its own median
+    t("eval pass ratio 10 points below its 7-day median; a 2-point dip and a new model are quiet", [
         (f'gatehouse_eval_model_pass_ratio{{{G},suite="coding",model="qwen"}}', "0.9x3000 0.8x40"),
-        (f'gatehouse_eval_model_pass_ratio{{{G},suite="coding",model="llama"}}', "0.9x3000 0.88x40")],
-      [case("GatehouseEvalRegression", "3005m"),
-       case("GatehouseEvalRegression", "3030m", [{"suite": "coding", "model": "qwen"}], "80%")]),
+        ('gatehouse_eval_model_pass_ratio{job="gatehouse",instance="gh-b:8080",suite="coding",model="qwen"}',
+         "0.9x3000 0.8x40"),
+        (f'gatehouse_eval_model_pass_ratio{{{G},suite="coding",model="llama"}}', "0.9x3000 0.88x40"),
+        (f'gatehouse_eval_model_pass_ratio{{{G},suite="coding",model="new"}}', "_x2990 0.5x50")],
+      [case("GatehouseEvalPassRateDropped", "3005m"),
+       case("GatehouseEvalPassRateDropped", "3030m", [{"suite": "coding", "model": "qwen"}], "80%")]),
     t("vLLM queue and KV cache", [
         ('vllm:num_requests_waiting{model_name="qwen",instance="v1"}', "12x20"),
         ('vllm:num_requests_waiting{model_name="qwen",instance="v2"}', "3x20"),

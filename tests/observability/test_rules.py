@@ -57,7 +57,7 @@ def test_required_alerts_are_present():
     assert {"GatehouseTokenUsageHigh", "GatehouseRateLimitHits", "GatehouseUpstreamErrorRate",
             "GatehouseLatencyP99High", "GatehouseDown", "GatehouseLedgerBacklogGrowing", "GatehouseJournalUnwritable",
             "GatehouseDeploymentEjected", "GatehouseLedgerStoreDown", "GatehouseLimitsStoreDown", "PostgresDown",
-            "RedisDown", "GatehouseEvalRegression"} <= names
+            "RedisDown", "GatehouseEvalPassRateDropped"} <= names
     for slo in ("Errors", "Ttft", "Saturation"):
         assert {f"GatehouseSlo{slo}BurnFast", f"GatehouseSlo{slo}BurnSlow"} <= names
     upstream = next(a for a in alerts() if a["alert"] == "GatehouseUpstreamErrorRate")
