@@ -1,3 +1,0 @@
-"""Gatehouse: a private LLM gateway."""
-
-__version__ = "0.1.0"

@@ -1,3 +1,0 @@
-from gatehouse.cli import main
-
-raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""Ingress dialects: OpenAI, Anthropic, Ollama, plus the admin and ops routes."""

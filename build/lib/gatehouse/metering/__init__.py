@@ -1,1 +1,0 @@
-"""Token counting, pricing and the usage ledger."""

@@ -1,1 +1,0 @@
-"""Metrics (Prometheus), structured access logs, safe descriptions of errors."""

@@ -1,1 +1,0 @@
-"""Pipeline steps: authenticate, authorize, admit (limits, budgets), settle."""

@@ -1,1 +1,0 @@
-"""Egress translators, one module per upstream type; `registry.PROVIDERS` maps type -> class."""

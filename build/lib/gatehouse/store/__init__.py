@@ -1,1 +1,0 @@
-"""Stores behind small protocols; implementations chosen by config (SQLite/Postgres, Redis)."""

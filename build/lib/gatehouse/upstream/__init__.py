@@ -1,1 +1,0 @@
-"""Everything between a translator and the network: pooled HTTP, upstream auth, stream framing."""
