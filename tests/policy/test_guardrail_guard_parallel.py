@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from typing import Any, Iterator
 
 import pytest
 
 from gatehouse.config import ConfigError, from_mapping
-from tests.conftest import ALICE_KEY, BOB_KEY
+from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY
 from tests.policy.test_guardrail_guard_models import audit, chat, llamaguard
 from tests.support import Gatehouse
 from tests.upstreams import guard_wire, openai_wire
@@ -31,8 +33,10 @@ def config(openai_url: str, guard_url: str, private: bool = True, **check: Any) 
             "guard": {"type": "openai", "base_url": guard_url + "/v1", "api_key": guard_wire.API_KEY,
                       "failure_threshold": 0},
         },
+        "admin": {"key": ADMIN_KEY},
         "models": [
             {"name": "chat", "private": private, "deployments": [{"provider": "oa", "model": "up-chat"}]},
+            {"name": "public-chat", "deployments": [{"provider": "oa", "model": "up-chat"}]},
             {"name": "llama-guard", "deployments": [{"provider": "guard", "model": "meta-llama/Llama-Guard-3-8B"}]},
         ],
         "guardrails": {"policies": {
@@ -119,6 +123,30 @@ def test_guard_and_upstream_overlap(gh, seen):
     assert status == 200 and body["choices"][0]["message"]["content"].startswith("echo:")
     assert len(guard.requests) == 2 and len(upstream.requests) == 2
     assert 0.45 < took < 0.9, f"{took:.2f} s: in series it would take 1 s or more"
+
+
+def post(gh: Gatehouse, path: str, body: dict[str, Any], key: str) -> tuple[int, str]:
+    req = urllib.request.Request(gh.url + path, json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_store_group_on_a_model_that_is_not_private_gets_the_guard_before(gh, seen):
+    """A group added at run time is not checked at load: for a model that is not private the
+    parallel guard runs before the upstream call, which never sees the rejected prompt."""
+    upstream, guard = seen
+    assert post(gh, "/admin/groups", {"name": "late", "models": ["public-chat"], "guardrails": ["closed"]},
+                ADMIN_KEY)[0] == 201
+    assert post(gh, "/admin/consumers", {"name": "late", "group": "late"}, ADMIN_KEY)[0] == 201
+    key = json.loads(post(gh, "/admin/keys", {"consumer": "late"}, ADMIN_KEY)[1])["key"]
+    body = {"model": "public-chat", "messages": [{"role": "user", "content": "how do I hurt someone"}]}
+    status, text = post(gh, "/v1/chat/completions", body, key)
+    assert status == 400 and "guardrail_blocked" in text
+    assert len(guard.requests) == 1 and upstream.requests == []
 
 
 # ---- config load ---------------------------------------------------------------------------------
