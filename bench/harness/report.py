@@ -19,6 +19,7 @@ TARGETS = {
     "ttft_p99_ms": 1.0, "idle_mb": 80, "steady_mb": 150, "growth_mb": 2.0,
     "translation_rps": 1500, "distributed_rps": 1500,
     "responses_vs_translation": 0.9,  # (g) within 10% of (e)
+    "guardrails_vs_plain": 0.9,       # (h) within 10% of the same gateway without guardrails
 }
 
 
@@ -93,7 +94,7 @@ def _get(d: dict, *path):
 
 
 def rows(results: dict) -> list[list[str]]:
-    """One table row per metric, scenarios in order (a)-(g)."""
+    """One table row per metric, scenarios in order (a)-(h)."""
     out: list[list[str]] = []
     e = next((s for s in results["scenarios"] if s.get("id") == "e" and "error" not in s), None)
     e_rps = stats.median((_get(e, "best", "gatehouse") or {}).get("rps")) if e else None
@@ -207,8 +208,30 @@ def rows_memory(d: dict) -> list[list[str]]:
     return out
 
 
+def rows_guardrails(h: dict) -> list[list[str]]:
+    """(h): the same gateway with and without the e-commerce policy, and their ratio."""
+    limit = TARGETS["guardrails_vs_plain"]
+    label = "(h) guardrails (e-commerce policy) on ÷ off, c=64, 0 errors, p99 < 50 ms"
+    if "skipped" in h:
+        return [[label, "—", h["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for name, what in (("gatehouse", "off"), ("gatehouse-guardrails", "on")):
+        e = _get(h, "best", name) or {}
+        txt = fmt(e.get("rps"), thousands=True) if e.get("rps") else "p99 < 50 ms not reached"
+        out.append([f"(h) guardrails {what}: throughput, req/s", fmt(_get(h, "summary", "direct", "rps"), thousands=True),
+                    txt + (" (paced)" if e.get("paced") else ""), "—", "—", "—", "—"])
+    r = h.get("guardrails_ratio")
+    out.append([label, "—", "n/a" if r is None else f"{r:.3f}", "—", "—", f"≥ {limit:g}",
+                met(None if r is None else r >= limit)])
+    c = h.get("guardrails_closed_loop_ratio")
+    out.append(["(h) guardrails on ÷ off: closed loop c=64, no p99 limit", "—", "n/a" if c is None else f"{c:.3f}",
+                "—", "—", "—", "—"])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
-        "e": rows_throughput, "f": rows_throughput, "g": rows_throughput}
+        "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
+        "h": rows_guardrails}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

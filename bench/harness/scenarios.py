@@ -1,4 +1,4 @@
-"""The scenarios (a)-(g). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(h). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
@@ -285,3 +285,48 @@ def scenario_distributed(ctx: Ctx) -> dict:
             p.stop(sig=signal.SIGINT if p.name == "postgres" else signal.SIGTERM)
         if pg_dir is not None:
             shutil.rmtree(pg_dir, ignore_errors=True)
+
+
+# ---- (h) guardrails on vs off ----------------------------------------------------------------
+
+GUARDRAILS_POLICY = "ecommerce"  # examples/guardrails-ecommerce.yaml
+
+
+def scenario_guardrails(ctx: Ctx) -> dict:
+    """As (b), Gatehouse only: the same gateway config with and without the e-commerce policy
+    (examples/guardrails-ecommerce.yaml) on the bench group, interleaved in the same rounds."""
+    say(f"(h) guardrails: the '{GUARDRAILS_POLICY}' policy on vs off, c={CONCURRENCY}")
+    title = f"Guardrails ({GUARDRAILS_POLICY} policy) on vs off, throughput"
+    out: dict = {"id": "h", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    gh = None
+    try:
+        try:
+            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-guardrails",
+                                    guardrails=GUARDRAILS_POLICY)
+        except tg.StartError as e:
+            out["skipped"] = "not available yet: the gateway did not start with the guardrails policy"
+            out["log_tail"] = str(e)[-2000:]
+            say(f"  skipped: {out['skipped']}\n    " + str(e).strip().splitlines()[-1][:300])
+            return out
+        ctx.extra_gateways.append(gh)
+        res = _throughput(ctx, "h", title, "/v1/chat/completions", openai_body(), False,
+                          [ctx.mock, plain, gh], sample_rss=False)
+        res["params"]["guardrails"] = f"{GUARDRAILS_POLICY} (examples/guardrails-ecommerce.yaml)"
+        on = stats.median((res["best"].get(gh.name) or {}).get("rps"))
+        off = stats.median((res["best"].get(plain.name) or {}).get("rps"))
+        res["guardrails_ratio"] = stats.ratio(on, off)
+        # the same closed loop for both (no p99 limit, no pacing): the plain capacity ratio
+        res["guardrails_closed_loop_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
+                                                          stats.median(res["summary"][plain.name]["rps"]))
+        say(f"  guardrails on / off: {on or 0:.0f} / {off or 0:.0f} req/s = {res['guardrails_ratio'] or 0:.3f}"
+            f" (closed loop: {res['guardrails_closed_loop_ratio'] or 0:.3f})")
+        return res
+    finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+            if gh.proc is not None:
+                gh.proc.stop()

@@ -102,16 +102,33 @@ def start_mock(exe: Path, run_dir: Path, settings: MockSettings) -> Target:
 
 # ---- Gatehouse ---------------------------------------------------------------------------
 
+GUARDRAILS_EXAMPLE = PROJECT_DIR / "examples" / "guardrails-ecommerce.yaml"
+
+
+def ecommerce_guardrails() -> dict:
+    """The `guardrails:` section of examples/guardrails-ecommerce.yaml, as is (scenario h)."""
+    import yaml  # the project's own dependency; the bench runs in its venv
+
+    return yaml.safe_load(GUARDRAILS_EXAMPLE.read_text())["guardrails"]
+
+
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
-                     redis_url: str | None = None) -> dict:
+                     redis_url: str | None = None, guardrails: str | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
     by default. `store_url`/`redis_url` select the distributed mode (Postgres + Redis).
+    `guardrails` names a policy of examples/guardrails-ecommerce.yaml to attach to the bench
+    group (scenario h); everything else stays the same, so the difference is the guardrails.
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
         store["redis_url"] = redis_url
+    group: dict = {"models": ["*"]}  # every model, no limits: the whole default pipeline
+    extra: dict = {}
+    if guardrails:
+        group["guardrails"] = [guardrails]
+        extra["guardrails"] = ecommerce_guardrails()
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "store": store,
@@ -122,8 +139,9 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
         "models": [
             {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]},
         ],
-        "groups": {"bench": {"models": ["*"]}},  # every model, no limits: the whole default pipeline
+        "groups": {"bench": group},
         "consumers": {"bench": {"group": "bench", "keys": [BENCH_KEY]}},
+        **extra,
     }
 
 

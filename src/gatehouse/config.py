@@ -17,7 +17,7 @@ import msgspec
 import yaml
 from msgspec import Struct, field
 
-from gatehouse.policy.guardrails.config import GuardrailsConfig, check_policies
+from gatehouse.policy.guardrails.config import GuardrailsConfig, check_parallel, check_policies
 
 
 class ConfigError(Exception):
@@ -551,3 +551,6 @@ def _check_guardrails(cfg: Config) -> None:
             if check.type == "guard_model" and (guard is None or guard.guardrails):
                 why = "a model of this file" if guard is None else "a model without guardrails of its own"
                 raise ConfigError(f"guardrails.policies.{pname}.checks[{i}].model: the guard must be {why}")
+    problem = check_parallel(cfg.guardrails, cfg.models, cfg.groups)
+    if problem:
+        raise ConfigError(problem)

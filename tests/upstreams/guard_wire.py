@@ -2,7 +2,8 @@
 
 The verdict depends on the conversation's text: "hurt" -> `unsafe\\nS1`, "fraud" ->
 `unsafe\\nS2`, "both-bad" -> `unsafe\\nS1,S10`, "slow-guard" -> sleeps 3 s, "boom-guard" -> 500,
-"garbled" -> an answer in no known format, anything else -> `safe`. Every request is recorded.
+"garbled" -> an answer in no known format, "half-second-guard" -> sleeps 0.5 s then judges,
+anything else -> `safe`. Every request is recorded.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ async def chat(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "internal", "type": "server_error"}}, status=500)
     if "slow-guard" in text:
         await asyncio.sleep(3)
+    if "half-second-guard" in text:
+        await asyncio.sleep(0.5)
     return web.json_response({
         "id": "chatcmpl-guard", "object": "chat.completion", "created": 0, "model": body.get("model"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": verdict(text)}, "finish_reason": "stop"}],

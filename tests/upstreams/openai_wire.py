@@ -4,7 +4,7 @@
 Conventions (shared by every test upstream): the reply is `echo: <last user text>`; `TOOL`
 in that text makes it call the first offered tool with {"city": "Paris"} (`TOOL2`: twice,
 Paris and Rome); `THINK` adds reasoning_content "thinking about it"; `FAIL500`/`FAIL429`
-answer with that error; `SLOW` waits 3 s; `CUTSTREAM` aborts a stream after two chunks;
+answer with that error; `SLOW` waits 3 s; `HALFSEC` waits 0.5 s; `CUTSTREAM` aborts a stream after two chunks;
 `NOUSAGE` omits usage; `DRIP` streams one chunk every 50 ms (for clients that hang up
 mid-stream). Usage counts whitespace-separated words. Requires
 `Authorization: Bearer test-openai-key`.
@@ -91,6 +91,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return _err(429, "Rate limit reached for requests", "rate_limit_error")
     if "SLOW" in trig:
         await asyncio.sleep(3)
+    if "HALFSEC" in trig:
+        await asyncio.sleep(0.5)
     model = body.get("model")
     cid = "chatcmpl-test" + hashlib.md5(json.dumps(body, sort_keys=True).encode()).hexdigest()[:10]
     created = int(time.time())

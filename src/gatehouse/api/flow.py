@@ -159,6 +159,8 @@ class Dispatch:
             self.ex.usage = usage_or_estimate(getattr(result, "usage", None), self.ex.prompt_estimate,
                                               lambda: estimate_result(result))  # noqa: B023 - called at once
             guard: Guard | None = self.ex.notes.get(GUARD)
+            if guard is not None and guard.pending is not None:
+                await guard.passed()  # mode: parallel; a block raises: the answer is discarded, tokens billed
             if guard is not None and guard.plan.checks_output:
                 await guard_response(guard, result, self.ex.request_id)  # a block raises: an error, tokens billed
             self.ex.status = 200
@@ -178,10 +180,11 @@ class Dispatch:
             and not self.rt.pipeline_needs_body and not self._guarded()
 
     def _guarded(self) -> bool:
-        """A guardrail redacted the prompt (the raw body must not go upstream) or checks the
-        answer (which must arrive as canonical events): no pass-through for this request."""
+        """A guardrail redacted the prompt (the raw body must not go upstream), checks the
+        answer (which must arrive as canonical events) or holds it for a parallel guard: no
+        pass-through for this request."""
         guard: Guard | None = self.ex.notes.get(GUARD)
-        return guard is not None and (guard.rewritten or guard.plan.checks_output)
+        return guard is not None and (guard.rewritten or guard.plan.checks_output or guard.pending is not None)
 
     # ---- streaming ---------------------------------------------------------------------------
 
@@ -223,6 +226,14 @@ class Dispatch:
             self.hangup.off()
             dep.breaker.record_success()
             guard: Guard | None = self.ex.notes.get(GUARD)
+            if guard is not None and guard.pending is not None:  # mode: parallel: nothing goes out before it passes
+                try:
+                    await guard.passed()
+                except BaseException:
+                    aclose = getattr(events, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                    raise
             if guard is not None and guard.plan.checks_output:
                 events = guard_events(first, events, guard, self.ex.request_id)
                 first = await events.__anext__()

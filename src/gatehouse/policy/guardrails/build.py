@@ -64,6 +64,7 @@ def build_step(cfg: Config, directory: AccessControl, metrics: Metrics,
             verdicts.labels(check, policy, stage, verdict, action, group).inc()
         ex.notes["guardrails"] = guard.audit()  # the access log's record of what ran
 
-    step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models))
+    private = frozenset(m.name for m in cfg.models if m.private)
+    step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models), private)
     directory.on_change.append(step.forget)
     return step

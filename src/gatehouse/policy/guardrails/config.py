@@ -1,7 +1,7 @@
 """The `guardrails:` config section (a leaf: msgspec structs and their load-time checks)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Sequence
 
 from msgspec import Struct, field
 
@@ -34,6 +34,9 @@ class GuardCheckConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
     unsafe_pattern: str | None = None  # regex format: RE2 pattern that marks the guard's answer unsafe
     timeout_seconds: float = 5.0
     on_error: Literal["open", "closed"] = "closed"  # the guard failed or timed out: let through, or refuse
+    # guard_model on prompts: judge before the upstream call, or beside it with the answer held
+    # until the guard passes (only for `private: true` models: the upstream sees the prompt first)
+    mode: Literal["before", "parallel"] = "before"
 
 
 class GuardPolicyConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -99,8 +102,38 @@ def _check_one(c: GuardCheckConfig) -> str | None:
             return "unsafe_pattern: the regex format needs the pattern that marks an answer unsafe"
         if not 0 < c.timeout_seconds <= 120:
             return "timeout_seconds: must be more than 0 and at most 120"
-    elif guard_fields:
-        return f"model: model, categories and unsafe_pattern are only for type 'guard_model' (this check is '{c.type}')"
+        if c.mode == "parallel" and c.stage == "output":
+            return "mode: parallel is for prompts (stage input or both); an answer is judged once it is whole"
+        if c.mode == "parallel" and (c.action == "reroute" or "reroute" in c.categories.values()):
+            return "action: a parallel guard cannot reroute (the upstream is already chosen when it answers)"
+    elif guard_fields or c.mode != "before":
+        return f"model: model, categories, unsafe_pattern and mode are only for type 'guard_model' (this check is '{c.type}')"
     if c.name is not None and not c.name.replace("-", "").replace("_", "").isalnum():
         return "name: letters, digits, '-' and '_' only"
+    return None
+
+
+def check_parallel(cfg: GuardrailsConfig, models: Sequence[Any], groups: dict[str, Any]) -> str | None:
+    """A policy with a `mode: parallel` guard lets the upstream see the prompt before the guard
+    judged it: it may only apply to `private: true` models (docs/guardrails.md#parallel-mode).
+    `models`: the config's ModelConfig list; `groups`: its GroupConfig by name."""
+    from fnmatch import fnmatchcase
+
+    parallel = {n for n, p in cfg.policies.items()
+                if any(c.type == "guard_model" and c.mode == "parallel" for c in p.checks)}
+    if not parallel:
+        return None
+    why = "has a mode: parallel guard model, so the upstream sees prompts before the guard judged them"
+    for i, m in enumerate(models):
+        for k, name in enumerate(m.guardrails):
+            if name in parallel and not m.private:
+                return f"models[{i}].guardrails[{k}]: policy '{name}' {why}; model '{m.name}' must be private: true"
+    for gname, g in groups.items():
+        for k, name in enumerate(g.guardrails):
+            if name not in parallel:
+                continue
+            for m in models:
+                if not m.private and any(fnmatchcase(m.name, pat) for pat in g.models):
+                    return (f"groups.{gname}.guardrails[{k}]: policy '{name}' {why}; the group's model "
+                            f"'{m.name}' must be private: true")
     return None

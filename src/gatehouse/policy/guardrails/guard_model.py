@@ -1,7 +1,8 @@
 """Guard models: a configured model asked whether a prompt is safe (docs/guardrails.md#guard-models).
 
 Runs in the guardrail step, after the built-in checks and before any upstream call
-(`mode: before`; a parallel mode is not built). The guard sees the prompt as the upstream
+(`mode: before`), or beside the upstream call with the answer held until it passes
+(`mode: parallel`, only for `private: true` models; the relay waits on it). The guard sees the prompt as the upstream
 would (after redaction). Its answer is read by a parser per format; a guard that fails,
 times out or answers something unreadable is `skipped` in the audit, and the request is
 refused (`on_error: closed`, 503 guardrail_unavailable) or let through (`open`).
@@ -36,6 +37,7 @@ class GuardModelCheck:
     on_output: bool = False
     categories: dict[str, str] = field(default_factory=dict)
     unsafe: Any = None  # regex format: compiled RE2 pattern
+    parallel: bool = False  # on input: beside the upstream call, the answer held until it passes
 
     def read(self, answer: str) -> tuple[bool, list[str]] | None:
         """(unsafe, categories) from the guard's answer; None when it cannot be read."""
@@ -81,7 +83,7 @@ def compile_guard(c: GuardCheckConfig, policy: str) -> GuardModelCheck:
     assert c.model is not None
     return GuardModelCheck(c.name or c.type, policy, c.model, c.format, c.action, c.timeout_seconds, c.on_error,
                            c.stage in ("input", "both"), c.stage in ("output", "both"),
-                           {k.upper(): v for k, v in c.categories.items()}, unsafe)
+                           {k.upper(): v for k, v in c.categories.items()}, unsafe, c.mode == "parallel")
 
 
 def compile_guard_models(cfg: GuardrailsConfig) -> dict[str, tuple[GuardModelCheck, ...]]:

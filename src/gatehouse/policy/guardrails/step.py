@@ -7,6 +7,7 @@ which checks ran on what, and what they decided; never the matched text.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -39,7 +40,7 @@ def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailB
 class Guard:
     """One request's guardrail state: its plan, and the audit of what ran."""
 
-    __slots__ = ("plan", "verdicts", "rewritten", "sensitive", "subject", "ask")
+    __slots__ = ("plan", "verdicts", "rewritten", "sensitive", "subject", "ask", "pending")
 
     def __init__(self, plan: Plan, subject: Any = None, ask: Ask | None = None):
         self.plan = plan
@@ -49,6 +50,28 @@ class Guard:
         self.verdicts: dict[tuple[str, str], tuple[str, str, str, str]] = {}
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
         self.sensitive = False  # a reroute check matched
+        # the input guard models of `mode: parallel`, running beside the upstream call: the relay
+        # awaits `passed()` before any of the answer goes out (api/flow.py)
+        self.pending: asyncio.Task[None] | None = None
+
+    async def passed(self) -> None:
+        """Wait for the parallel input guards: raise GuardrailBlocked or (on_error: closed)
+        ServiceUnavailable; the caller then discards the held answer."""
+        task, self.pending = self.pending, None
+        if task is not None:
+            await task
+
+    def drop(self) -> None:
+        """The request ended without waiting for its parallel guards (an upstream error, a
+        hang-up): stop them; their checks are recorded as skipped by `finish`."""
+        task, self.pending = self.pending, None
+        if task is None:
+            return
+        if task.done():
+            if not task.cancelled():
+                task.exception()  # retrieved: the request already ended another way
+        else:
+            task.cancel()
 
     def record(self, checks: Scanner, hits: list[Hit], stage: str) -> None:
         matched = {h.check.name for h in hits}
@@ -163,8 +186,10 @@ class GuardrailStep:
 
     def __init__(self, policies: dict[str, tuple[Check, ...]], model_policies: dict[str, list[str]],
                  group_policies: Callable[[str | None], list[str]], on_verdicts: Callable[[Guard, Exchange], None],
-                 guards: dict[str, tuple[GuardModelCheck, ...]] | None = None, ask: Ask | None = None):
+                 guards: dict[str, tuple[GuardModelCheck, ...]] | None = None, ask: Ask | None = None,
+                 private: frozenset[str] = frozenset()):
         self.policies = policies
+        self.private = private  # models that may see a prompt before a parallel guard judged it
         self.guards = guards or {}
         self.ask = ask
         self.model_policies = model_policies
@@ -208,7 +233,15 @@ class GuardrailStep:
             try:
                 inspect_request(guard, subject)
                 if plan.guard_input:
-                    await judge_all(guard, plan.guard_input, conversation(subject), "input", ex.request_id)
+                    before, beside = plan.guard_input, ()
+                    if ex.model in self.private:  # elsewhere (a store group's policy) a parallel guard runs before
+                        before = tuple(g for g in plan.guard_input if not g.parallel)
+                        beside = tuple(g for g in plan.guard_input if g.parallel)
+                    if before:
+                        await judge_all(guard, before, conversation(subject), "input", ex.request_id)
+                    if beside:
+                        guard.pending = asyncio.ensure_future(
+                            judge_all(guard, beside, conversation(subject), "input", ex.request_id))
             except BaseException:
                 self.on_verdicts(guard, ex)  # the settle of a refused step does not run
                 raise
@@ -218,4 +251,5 @@ class GuardrailStep:
     async def settle(self, ex: Exchange) -> None:
         guard = ex.notes.get(GUARD)
         if guard is not None:
+            guard.drop()
             self.on_verdicts(guard, ex)
