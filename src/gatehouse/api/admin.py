@@ -17,7 +17,7 @@ from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.policy.ui_session import SAFE_METHODS, cookie_value
+from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
 from gatehouse.runtime import Runtime
 from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
@@ -41,6 +41,8 @@ def require_admin(rt: Runtime, req: Request) -> None:
         if session is not None:  # the admin UI: a signed session, and a CSRF token to change anything
             if req.method not in SAFE_METHODS and not rt.ui.csrf_ok(session, req.headers.get("x-csrf-token")):
                 raise PermissionDenied("Missing or invalid CSRF token.", code="csrf_failed")
+            if req.method not in SAFE_METHODS and session["r"] != ROLE_ADMIN:
+                raise PermissionDenied("This admin UI session is read-only.", code="read_only_session")
             return
     if not hmac.compare_digest((given or "").encode(), rt.admin_key.encode()):
         raise AuthenticationFailed("Invalid admin key.", code="invalid_admin_key")

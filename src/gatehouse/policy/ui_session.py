@@ -18,6 +18,8 @@ import time
 
 COOKIE = "gh_ui"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+ROLE_ADMIN = "admin"
+ROLE_READ_ONLY = "read_only"  # GET admin routes only (an ID token mapped by ui.read_only_values)
 _MAX_TRACKED_CLIENTS = 10_000
 
 
