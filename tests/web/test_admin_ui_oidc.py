@@ -149,3 +149,29 @@ def test_ui_roles_need_auth_jwt() -> None:
     cfg["ui"] = {"admin_values": ["gh-admins"]}
     with pytest.raises(ConfigError, match="ui.admin_values"):
         from_mapping(cfg)
+
+
+def test_the_usage_explorer_filters_by_status(oidc_gateway: Gatehouse, browser: Any) -> None:
+    admin = {"authorization": "Bearer test-admin-key"}
+    client = openai.OpenAI(base_url=oidc_gateway.url + "/v1", api_key=DANA_KEY, max_retries=0)
+    client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "counted as ok"}])
+    bad = httpx.get(oidc_gateway.url + "/admin/usage?status=maybe", headers=admin)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "status"
+
+    def rows(status: str) -> list[str]:
+        data = httpx.get(oidc_gateway.url + f"/admin/usage?by=consumer&since=1h&status={status}", headers=admin).json()
+        return [r["consumer"] for r in data["data"]]
+    wait_until(lambda: "dana" in rows("ok"), 10.0)
+    assert "dana" not in rows("error")
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(oidc_gateway.url + "/ui")
+    page.fill("#admin-key", "test-admin-key")
+    page.click("#sign-in button[type=submit]")
+    page.wait_for_selector("#nav:not([hidden])")
+    page.goto(oidc_gateway.url + "/ui#/usage?by=consumer&since=1h&status=ok")
+    page.wait_for_selector("td:text-is('dana')")
+    page.select_option("#u-status", "error")
+    page.click("#usage-filters button[type=submit]")
+    page.wait_for_selector("#csv-export[href*='status=error']")  # drawn once the filtered rows are in
+    assert page.query_selector("td:text-is('dana')") is None
+    page.close()

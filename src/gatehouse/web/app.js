@@ -261,16 +261,17 @@ async function models(view) {
 
 async function usage(view) {
   const p = new URLSearchParams(location.hash.split("?")[1] || "");
-  const q = { by: p.get("by") || "model", since: p.get("since") || "7d", consumer: p.get("consumer") || "", group: p.get("group") || "", model: p.get("model") || "" };
+  const q = { by: p.get("by") || "model", since: p.get("since") || "7d", consumer: p.get("consumer") || "", group: p.get("group") || "", model: p.get("model") || "", status: p.get("status") || "" };
   const form = el("form", { class: "card row", id: "usage-filters" },
     el("div", {}, el("label", { for: "u-by" }, "Group by"), el("select", { id: "u-by" }, ["model", "group", "consumer", "day", "deployment", "provider", "key"].map((v) => el("option", { value: v, selected: v === q.by }, v)))),
     field("u-since", "Since (e.g. 1h, 7d, 2026-12-01)", { value: q.since }), field("u-consumer", "Consumer", { value: q.consumer }),
     field("u-group", "Group", { value: q.group }), field("u-model", "Model", { value: q.model }),
+    el("div", {}, el("label", { for: "u-status" }, "Status"), el("select", { id: "u-status" }, [["", "any"], ["ok", "ok"], ["error", "error (4xx/5xx)"]].map(([v, t]) => el("option", { value: v, selected: v === q.status }, t)))),
     el("button", { type: "submit" }, "Apply"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const next = new URLSearchParams();
-    for (const k of ["by", "since", "consumer", "group", "model"]) { const v = document.getElementById(`u-${k}`).value.trim(); if (v) next.set(k, v); }
+    for (const k of ["by", "since", "consumer", "group", "model", "status"]) { const v = document.getElementById(`u-${k}`).value.trim(); if (v) next.set(k, v); }
     const hash = `#/usage?${next}`;
     if (location.hash === hash) route(); else location.hash = hash;  // Apply again re-reads the same filters
   });
