@@ -73,6 +73,7 @@ def test_a_read_only_token_sees_no_write_controls_and_is_refused_server_side(
     page.wait_for_selector("td:text-is('alice')")
     assert page.query_selector("#create-consumer") is None
     assert page.query_selector("button[data-new-key]") is None and page.query_selector("button[data-revoke]") is None
+    shot(page, "consumers-read-only")
     page.goto(oidc_gateway.url + "/ui#/groups")
     page.wait_for_selector("form[data-group=dev]")
     assert page.query_selector("#create-group") is None and page.query_selector("form[data-group] button") is None
@@ -138,7 +139,7 @@ def test_groups_show_spend_against_budgets(oidc_gateway: Gatehouse, browser: Any
     wait_until(lambda: "$0.0000 /" not in spent(), 10.0)
     text = spent()
     assert "Spent today: $" in text and "/ $50.00" in text and "/ $500.00" in text, text
-    shot(page, "groups")
+    shot(page, "groups-budgets")
     page.close()
 
 
