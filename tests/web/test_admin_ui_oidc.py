@@ -74,9 +74,11 @@ def test_a_read_only_token_sees_no_write_controls_and_is_refused_server_side(
     assert page.query_selector("#create-consumer") is None
     assert page.query_selector("button[data-new-key]") is None and page.query_selector("button[data-revoke]") is None
     shot(page, "consumers-read-only")
+    assert "null" not in (page.text_content("#view") or "")
     page.goto(oidc_gateway.url + "/ui#/groups")
     page.wait_for_selector("form[data-group=dev]")
     assert page.query_selector("#create-group") is None and page.query_selector("form[data-group] button") is None
+    assert "null" not in (page.text_content("#view") or "")
     # Reading works; a forged state-changing request with the session's CSRF token does not.
     forged = page.evaluate("""async () => {
         const s = await (await fetch('/ui/session')).json();
@@ -138,6 +140,7 @@ def test_groups_show_spend_against_budgets(oidc_gateway: Gatehouse, browser: Any
         return page.text_content("p[data-spend=budgeted]") or ""
     wait_until(lambda: "$0.0000 /" not in spent(), 10.0)
     text = spent()
+    assert page.query_selector("svg.chart") is None  # the overview, still loading, did not draw over this page
     assert "Spent today: $" in text and "/ $50.00" in text and "/ $500.00" in text, text
     shot(page, "groups-budgets")
     page.close()

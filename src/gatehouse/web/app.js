@@ -185,7 +185,7 @@ async function consumers(view) {
   };
   search.addEventListener("input", render);
   render();
-  view.append(el("h1", {}, "Consumers & keys"), fresh, canWrite() ? createForm : null,
+  view.append(el("h1", {}, "Consumers & keys"), fresh, ...(canWrite() ? [createForm] : []),
     el("div", { class: "card" }, el("label", { for: "consumer-search" }, "Search"), search,
       el("table", {}, el("thead", {}, el("tr", {}, ["Consumer", "Group", "Defined in", "Keys", ""].map((h) => el("th", { scope: "col" }, h)))), rows)));
 }
@@ -220,7 +220,7 @@ async function groups(view) {
       route();
     } catch (x) { document.getElementById(x.param === "models" ? "group-models-error" : "group-name-error").textContent = x.message; }
   });
-  view.append(el("h1", {}, "Groups"), canWrite() ? create : null);
+  view.append(el("h1", {}, "Groups"), ...(canWrite() ? [create] : []));
   for (const [i, g] of data.data.entries()) {
     const locked = g.source === "config" || !canWrite();
     const id = (k) => `g-${g.name}-${k}`.replace(/[^A-Za-z0-9_-]/g, "_");
@@ -343,8 +343,10 @@ async function route() {
   const page = PAGES[name] || overview;
   for (const a of document.querySelectorAll("#nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${name}`);
   if (document.querySelector('#nav a[aria-current]')) document.querySelector('#nav a[aria-current]').setAttribute("aria-current", "page");
-  const view = document.getElementById("view");
-  view.replaceChildren();
+  // A fresh container per visit: a page still loading from the previous route draws into a
+  // detached node, not over this one.
+  const view = el("div", {});
+  document.getElementById("view").replaceChildren(view);
   try { await page(view); } catch (x) { if (x.status !== 401) showError(view, x); }
 }
 
