@@ -105,6 +105,8 @@ def test_an_admin_token_can_create_a_key(oidc_gateway: Gatehouse, idp: KeyServer
     assert key and key.startswith("gh-")
     client = openai.OpenAI(base_url=oidc_gateway.url + "/v1", api_key=key, max_retries=0)
     assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
+    audit = page.evaluate("() => fetch('/admin/audit').then(r => r.json())")["data"]
+    assert [r["actor"] for r in audit if r["action"] == "key.create"] == ["oidc:ada"]  # who, not "admin-key"
     page.close()
 
 

@@ -57,10 +57,16 @@ def key_view(r: KeyRecord) -> dict[str, Any]:
 
 
 def audit_trail(rt: Runtime, req: Request, ex: Exchange) -> AuditTrail:
-    """Who is acting: the admin key's holder, from the client's address, in this request
-    (the gateway's request id, as in the access log)."""
+    """Who is acting: the admin key's holder (or `oidc:<sub>`, signed in to the UI with an ID
+    token), from the client's address, in this request (the gateway's request id, as in the
+    access log)."""
     client = req.scope.get("client")
-    return AuditTrail(rt.store, ADMIN_API_ACTOR, str(client[0]) if client else None, ex.gateway_id)
+    actor = ADMIN_API_ACTOR
+    if rt.ui is not None and key_from_headers(req.headers) is None:
+        session = rt.ui.verify(cookie_value(req.headers.get("cookie")))
+        if session is not None and session["s"]:
+            actor = "oidc:" + session["s"]
+    return AuditTrail(rt.store, actor, str(client[0]) if client else None, ex.gateway_id)
 
 
 def directory_admin(rt: Runtime, req: Request, ex: Exchange) -> DirectoryAdmin:

@@ -78,8 +78,9 @@ def _token_sign_in(rt: Runtime) -> bool:
     return rt.auth.jwt is not None and bool(rt.cfg.ui.admin_values or rt.cfg.ui.read_only_values)
 
 
-async def _role_of_token(rt: Runtime, token: str) -> str:
-    """The UI role of a verified ID token: admin, read_only, or PermissionDenied when none maps."""
+async def _role_of_token(rt: Runtime, token: str) -> tuple[str, str | None]:
+    """The UI role of a verified ID token (admin or read_only; PermissionDenied when none maps)
+    and its subject, when it has a usable one, for the audit log."""
     from gatehouse.policy.jwt_auth import claim_values
 
     if not _token_sign_in(rt):
@@ -88,10 +89,12 @@ async def _role_of_token(rt: Runtime, token: str) -> str:
     assert rt.auth.jwt is not None
     claims, _ = await rt.auth.jwt.verify(token)
     values = set(claim_values(claims, rt.cfg.ui.role_claim))
+    sub = claims.get(rt.auth.jwt.cfg.consumer_claim)
+    subject = sub if isinstance(sub, str) and 0 < len(sub) <= 128 and sub.isprintable() else None
     if values.intersection(rt.cfg.ui.admin_values):
-        return ROLE_ADMIN
+        return ROLE_ADMIN, subject
     if values.intersection(rt.cfg.ui.read_only_values):
-        return ROLE_READ_ONLY
+        return ROLE_READ_ONLY, subject
     raise PermissionDenied(f"The ID token's '{rt.cfg.ui.role_claim}' claim maps to no admin UI role.",
                            code="no_ui_role")
 
@@ -111,9 +114,10 @@ async def login(rt: Runtime, req: Request, ex: Exchange) -> None:
                           headers={"retry-after": "60"})
     body = convert(decode_json_object(await req.json_body(16384)), SignIn)
     assert rt.admin_key is not None  # the UI is only on with an admin key
+    subject: str | None = None
     if body.token is not None:
         try:
-            role = await _role_of_token(rt, body.token)
+            role, subject = await _role_of_token(rt, body.token)
         except (AuthenticationFailed, PermissionDenied):
             ui.failed(client)
             raise
@@ -122,7 +126,7 @@ async def login(rt: Runtime, req: Request, ex: Exchange) -> None:
     else:
         ui.failed(client)
         raise AuthenticationFailed("Invalid admin key.", code="invalid_admin_key")
-    cookie = ui.issue(role)
+    cookie = ui.issue(role, subject=subject)
     session = ui.verify(cookie)
     await send_json(req.send, 200, {"role": role, "csrf": ui.csrf(session)},
                     _security_headers(ex.request_id, {"set-cookie": ui.set_cookie(cookie, _secure(req))}))
