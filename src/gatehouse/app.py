@@ -83,6 +83,7 @@ ROUTES: list[Route] = [
     Route("GET", "/ui", ui.page, "ui"),
     Route("GET", "/ui/{asset}", ui.page, "ui"),
     Route("POST", "/ui/login", ui.login, "ui"),
+    Route("GET", "/ui/login", ui.login_options, "ui"),
     Route("POST", "/ui/logout", ui.logout, "ui"),
     Route("GET", "/ui/session", ui.session, "ui"),
     # Routes other gateways' users call (docs/migration.md); more are ALIASES below.

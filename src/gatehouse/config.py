@@ -94,6 +94,12 @@ class UiConfig(_Base):
     enabled: bool = True
     session_minutes: Annotated[int, msgspec.Meta(gt=0, le=10080)] = 480
     login_attempts_per_minute: Annotated[int, msgspec.Meta(gt=0)] = 10
+    # Sign-in with an ID token (needs auth.jwt): the token's `role_claim` (a string or list of
+    # strings; dotted paths allowed) gives the role. A value in admin_values: full admin; else a
+    # value in read_only_values: read-only (GET admin routes only); else the sign-in is refused.
+    role_claim: str = "groups"
+    admin_values: list[str] = field(default_factory=list)
+    read_only_values: list[str] = field(default_factory=list)
 
 
 class GuardrailConfig(_Base):

@@ -51,6 +51,10 @@ async def exercise(store: SqlStore, tag: str) -> None:
     only_embed = await usage_report(store, "model", since, until, model="embed")
     assert [(r.key, r.requests, r.attempts) for r in only_embed] == [("embed", 1, 2)]
     assert await usage_report(store, "model", DAY2 + 10, DAY2 + 20) == []
+    errors = await usage_report(store, "model", since, until, status="error")
+    assert [(r.key, r.attempts, r.errors) for r in errors] == [("embed", 1, 1)]
+    ok = {r.key: r.attempts for r in await usage_report(store, "model", since, until, status="ok")}
+    assert ok == {"chat": 3, "embed": 1}
     with pytest.raises(ValueError):
         await usage_report(store, "prompt", since)
 

@@ -17,7 +17,7 @@ from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.policy.ui_session import SAFE_METHODS, cookie_value
+from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
 from gatehouse.runtime import Runtime
 from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
@@ -41,6 +41,8 @@ def require_admin(rt: Runtime, req: Request) -> None:
         if session is not None:  # the admin UI: a signed session, and a CSRF token to change anything
             if req.method not in SAFE_METHODS and not rt.ui.csrf_ok(session, req.headers.get("x-csrf-token")):
                 raise PermissionDenied("Missing or invalid CSRF token.", code="csrf_failed")
+            if req.method not in SAFE_METHODS and session["r"] != ROLE_ADMIN:
+                raise PermissionDenied("This admin UI session is read-only.", code="read_only_session")
             return
     if not hmac.compare_digest((given or "").encode(), rt.admin_key.encode()):
         raise AuthenticationFailed("Invalid admin key.", code="invalid_admin_key")
@@ -55,10 +57,16 @@ def key_view(r: KeyRecord) -> dict[str, Any]:
 
 
 def audit_trail(rt: Runtime, req: Request, ex: Exchange) -> AuditTrail:
-    """Who is acting: the admin key's holder, from the client's address, in this request
-    (the gateway's request id, as in the access log)."""
+    """Who is acting: the admin key's holder (or `oidc:<sub>`, signed in to the UI with an ID
+    token), from the client's address, in this request (the gateway's request id, as in the
+    access log)."""
     client = req.scope.get("client")
-    return AuditTrail(rt.store, ADMIN_API_ACTOR, str(client[0]) if client else None, ex.gateway_id)
+    actor = ADMIN_API_ACTOR
+    if rt.ui is not None and key_from_headers(req.headers) is None:
+        session = rt.ui.verify(cookie_value(req.headers.get("cookie")))
+        if session is not None and session["s"]:
+            actor = "oidc:" + session["s"]
+    return AuditTrail(rt.store, actor, str(client[0]) if client else None, ex.gateway_id)
 
 
 def directory_admin(rt: Runtime, req: Request, ex: Exchange) -> DirectoryAdmin:

@@ -16,10 +16,10 @@ import msgspec
 
 from gatehouse.api.admin import key_view, require_admin
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
-from gatehouse.errors import AuthenticationFailed, Conflict, NotFound, RateLimited
+from gatehouse.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, RateLimited
 from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
-from gatehouse.policy.ui_session import cookie_value
+from gatehouse.policy.ui_session import ROLE_ADMIN, ROLE_READ_ONLY, cookie_value
 from gatehouse.runtime import Runtime
 from gatehouse.wire.common import convert, decode_json_object
 
@@ -70,7 +70,40 @@ async def page(rt: Runtime, req: Request, ex: Exchange) -> None:
 
 
 class SignIn(msgspec.Struct, forbid_unknown_fields=True):
-    key: str
+    key: str | None = None  # the admin key, or
+    token: str | None = None  # an ID token from auth.jwt's issuer (ui.admin_values / ui.read_only_values)
+
+
+def _token_sign_in(rt: Runtime) -> bool:
+    return rt.auth.jwt is not None and bool(rt.cfg.ui.admin_values or rt.cfg.ui.read_only_values)
+
+
+async def _role_of_token(rt: Runtime, token: str) -> tuple[str, str | None]:
+    """The UI role of a verified ID token (admin or read_only; PermissionDenied when none maps)
+    and its subject, when it has a usable one, for the audit log."""
+    from gatehouse.policy.jwt_auth import claim_values
+
+    if not _token_sign_in(rt):
+        raise AuthenticationFailed("Sign-in with an ID token is not configured (auth.jwt and ui.admin_values or "
+                                   "ui.read_only_values).", code="ui_token_sign_in_off")
+    assert rt.auth.jwt is not None
+    claims, _ = await rt.auth.jwt.verify(token)
+    values = set(claim_values(claims, rt.cfg.ui.role_claim))
+    sub = claims.get(rt.auth.jwt.cfg.consumer_claim)
+    subject = sub if isinstance(sub, str) and 0 < len(sub) <= 128 and sub.isprintable() else None
+    if values.intersection(rt.cfg.ui.admin_values):
+        return ROLE_ADMIN, subject
+    if values.intersection(rt.cfg.ui.read_only_values):
+        return ROLE_READ_ONLY, subject
+    raise PermissionDenied(f"The ID token's '{rt.cfg.ui.role_claim}' claim maps to no admin UI role.",
+                           code="no_ui_role")
+
+
+async def login_options(rt: Runtime, req: Request, ex: Exchange) -> None:
+    """How one may sign in: the admin key, and an ID token when that is configured."""
+    _ui(rt)
+    await send_json(req.send, 200, {"methods": ["key", "token"] if _token_sign_in(rt) else ["key"]},
+                    _security_headers(ex.request_id))
 
 
 async def login(rt: Runtime, req: Request, ex: Exchange) -> None:
@@ -79,14 +112,23 @@ async def login(rt: Runtime, req: Request, ex: Exchange) -> None:
     if not ui.allowed(client):
         raise RateLimited("Too many failed sign-ins; wait a minute.", code="ui_sign_in_throttled",
                           headers={"retry-after": "60"})
-    body = convert(decode_json_object(await req.json_body(4096)), SignIn)
+    body = convert(decode_json_object(await req.json_body(16384)), SignIn)
     assert rt.admin_key is not None  # the UI is only on with an admin key
-    if not hmac.compare_digest(body.key.encode(), rt.admin_key.encode()):
+    subject: str | None = None
+    if body.token is not None:
+        try:
+            role, subject = await _role_of_token(rt, body.token)
+        except (AuthenticationFailed, PermissionDenied):
+            ui.failed(client)
+            raise
+    elif body.key is not None and hmac.compare_digest(body.key.encode(), rt.admin_key.encode()):
+        role = ROLE_ADMIN
+    else:
         ui.failed(client)
         raise AuthenticationFailed("Invalid admin key.", code="invalid_admin_key")
-    cookie = ui.issue("admin")
+    cookie = ui.issue(role, subject=subject)
     session = ui.verify(cookie)
-    await send_json(req.send, 200, {"role": "admin", "csrf": ui.csrf(session)},
+    await send_json(req.send, 200, {"role": role, "csrf": ui.csrf(session)},
                     _security_headers(ex.request_id, {"set-cookie": ui.set_cookie(cookie, _secure(req))}))
 
 

@@ -31,7 +31,7 @@ def _query(req: Request, allowed_by: tuple[str, ...] | None = None) -> tuple[Usa
 
 async def _answer(rt: Runtime, req: Request, ex: Exchange, query: UsageQuery, fmt: str) -> None:
     rows = await usage_report(rt.store, query.by, query.since, query.until, consumer=query.consumer,
-                              group=query.group, model=query.model)
+                              group=query.group, model=query.model, status=query.status)
     if fmt == "csv":
         await send_bytes(req.send, 200, render_csv(query.by, rows).encode(), header_list(ex.request_id),
                          b"text/csv; charset=utf-8")

@@ -29,6 +29,7 @@ class UsageQuery(Struct):
     consumer: str | None = None
     group: str | None = None
     model: str | None = None
+    status: str | None = None  # "ok" (status < 400) or "error"
 
 
 def parse_time(value: str, name: str, now: float) -> float:
@@ -49,17 +50,20 @@ def parse_time(value: str, name: str, now: float) -> float:
 def parse_query(params: dict[str, str], *, allowed_by: tuple[str, ...] = GROUPINGS,
                 now: float | None = None) -> UsageQuery:
     now = time.time() if now is None else now
-    unknown = set(params) - {"by", "since", "until", "consumer", "group", "model", "format"}
+    unknown = set(params) - {"by", "since", "until", "consumer", "group", "model", "status", "format"}
     if unknown:
         raise UsageQueryError(f"unknown filter '{sorted(unknown)[0]}' (known: by, since, until, consumer, group, "
-                              "model, format)")
+                              "model, status, format)")
+    status = params.get("status") or None
+    if status not in (None, "ok", "error"):
+        raise UsageQueryError("status: must be ok or error")
     by = params.get("by") or "model"
     if by not in allowed_by:
         raise UsageQueryError(f"by: must be one of {', '.join(allowed_by)}")
     since = parse_time(params.get("since") or "7d", "since", now)
     until = parse_time(params["until"], "until", now) if params.get("until") else None
     return UsageQuery(by, since, until, params.get("consumer") or None, params.get("group") or None,
-                      params.get("model") or None)
+                      params.get("model") or None, status)
 
 
 def rows_json(query: UsageQuery, rows: list[UsageRow]) -> dict:

@@ -119,6 +119,13 @@ def _claim(claims: dict[str, Any], path: str) -> Any:
     return node
 
 
+def claim_values(claims: dict[str, Any], path: str) -> list[str]:
+    """The string values of a claim that holds a string or a list of strings."""
+    raw = _claim(claims, path)
+    return [raw] if isinstance(raw, str) else [v for v in raw if isinstance(v, str)] \
+        if isinstance(raw, list) else []
+
+
 class BearerJwt:
     def __init__(self, cfg: JwtConfig, http: HttpPool, access: AccessControl):
         self.cfg = cfg
@@ -128,7 +135,9 @@ class BearerJwt:
         self.audience = cfg.audience
         self.prefix = cfg.consumer_prefix
 
-    async def authenticate(self, token: str) -> Principal:
+    async def verify(self, token: str) -> tuple[dict[str, Any], str | None]:
+        """The claims (and key id) of a token whose signature, algorithm, issuer, audience and
+        expiry are right; AuthenticationFailed (or ServiceUnavailable without keys) otherwise."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -156,6 +165,10 @@ class BearerJwt:
             raise AuthenticationFailed(EXPIRED_TOKEN, code="token_expired") from None
         except Exception:  # any other failure - signature, claims, key type - looks the same
             raise AuthenticationFailed(INVALID_TOKEN, code="invalid_token") from None
+        return claims, kid if isinstance(kid, str) else None
+
+    async def authenticate(self, token: str) -> Principal:
+        claims, kid = await self.verify(token)
         subject = _claim(claims, self.cfg.consumer_claim)
         if not isinstance(subject, str) or not subject:
             raise AuthenticationFailed(f"The bearer token has no '{self.cfg.consumer_claim}' claim.",
@@ -171,9 +184,7 @@ class BearerJwt:
         return principal
 
     def _group(self, claims: dict[str, Any]) -> str | None:
-        raw = _claim(claims, self.cfg.group_claim)
-        values = [raw] if isinstance(raw, str) else [v for v in raw if isinstance(v, str)] \
-            if isinstance(raw, list) else []
+        values = claim_values(claims, self.cfg.group_claim)
         if self.cfg.groups:
             for claim_value, group in self.cfg.groups.items():
                 if claim_value in values:

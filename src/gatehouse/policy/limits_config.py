@@ -124,6 +124,11 @@ def check_access_config(cfg: Config) -> None:
     if cfg.store.redis_url and not cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("store.redis_url: must start with redis://, rediss:// or unix://")
     jwt = cfg.auth.jwt
+    if (cfg.ui.admin_values or cfg.ui.read_only_values) and jwt is None:
+        raise ConfigError("ui.admin_values / ui.read_only_values: ID-token sign-in needs auth.jwt (issuer, "
+                          "audience, jwks_url)")
+    if not cfg.ui.role_claim:
+        raise ConfigError("ui.role_claim: must not be empty")
     if jwt is not None:
         if urlsplit(jwt.jwks_url).scheme not in ("http", "https"):
             raise ConfigError("auth.jwt.jwks_url: must be an http(s) URL")

@@ -18,6 +18,8 @@ import time
 
 COOKIE = "gh_ui"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+ROLE_ADMIN = "admin"
+ROLE_READ_ONLY = "read_only"  # GET admin routes only (an ID token mapped by ui.read_only_values)
 _MAX_TRACKED_CLIENTS = 10_000
 
 
@@ -33,14 +35,18 @@ class UiSessions:
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self.key, payload, hashlib.sha256).hexdigest()
 
-    def issue(self, role: str, now: float | None = None) -> str:
-        body = json.dumps({"r": role, "exp": (now or time.time()) + self.ttl, "n": os.urandom(16).hex()},
-                          separators=(",", ":")).encode()
+    def issue(self, role: str, now: float | None = None, subject: str | None = None) -> str:
+        """`subject`: who signed in with an ID token (its `sub`), named in the audit log."""
+        fields = {"r": role, "exp": (now or time.time()) + self.ttl, "n": os.urandom(16).hex()}
+        if subject:
+            fields["s"] = subject
+        body = json.dumps(fields, separators=(",", ":")).encode()
         payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
         return f"{payload}.{self._sign(payload.encode())}"
 
     def verify(self, cookie: str | None, now: float | None = None) -> dict[str, str] | None:
-        """The session ({"r": role, "n": nonce}) of a valid, unexpired cookie, else None."""
+        """The session ({"r": role, "n": nonce, "s": subject or ""}) of a valid, unexpired cookie,
+        else None."""
         if not cookie or "." not in cookie:
             return None
         payload, sig = cookie.rsplit(".", 1)
@@ -52,7 +58,7 @@ class UiSessions:
             return None
         if not isinstance(data, dict) or float(data.get("exp", 0)) < (now or time.time()):
             return None
-        return {"r": str(data.get("r")), "n": str(data.get("n"))}
+        return {"r": str(data.get("r")), "n": str(data.get("n")), "s": str(data.get("s") or "")}
 
     def csrf(self, session: dict[str, str]) -> str:
         return hmac.new(self.key, b"csrf:" + session["n"].encode(), hashlib.sha256).hexdigest()[:40]

@@ -201,8 +201,9 @@ def _grouping(by: str, dialect: str) -> sa.ColumnElement[Any]:
 
 async def usage_report(store: SqlStore, by: str, since: float, until: float | None = None, *,
                        consumer: str | None = None, group: str | None = None,
-                       model: str | None = None) -> list[UsageRow]:
-    """Totals grouped by `by` for records in [since, until), most expensive first."""
+                       model: str | None = None, status: str | None = None) -> list[UsageRow]:
+    """Totals grouped by `by` for records in [since, until), most expensive first.
+    `status`: "ok" (below 400) or "error" (400 and above) keeps only those records."""
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
     t = usage_records.c
@@ -226,6 +227,8 @@ async def usage_report(store: SqlStore, by: str, since: float, until: float | No
         q = q.where(t.group_name == group)
     if model is not None:
         q = q.where(t.model == model)
+    if status is not None:
+        q = q.where(t.status >= 400 if status == "error" else t.status < 400)
     q = q.group_by(key).order_by(sa.desc(sa.func.coalesce(sa.func.sum(t.cost_usd), 0.0)), key)
     async with store.engine.connect() as conn:
         rows = (await conn.execute(q)).all()

@@ -2,7 +2,8 @@
 // Text from the server is only ever set with textContent, never parsed as HTML.
 "use strict";
 
-const state = { csrf: null };
+const state = { csrf: null, role: null };
+const canWrite = () => state.role === "admin";
 
 // ---- DOM helpers ------------------------------------------------------------------------------
 
@@ -93,14 +94,16 @@ function showSignIn() {
   const form = document.getElementById("sign-in");
   form.hidden = false;
   document.getElementById("admin-key").focus();
+  api("GET", "/ui/login").then((o) => { document.getElementById("token-sign-in").hidden = !o.methods.includes("token"); }).catch(() => {});
 }
 
 async function signIn(event) {
   event.preventDefault();
-  const input = document.getElementById("admin-key"), error = document.getElementById("sign-in-error");
+  const input = document.getElementById("admin-key"), token = document.getElementById("id-token");
+  const error = document.getElementById("sign-in-error");
   try {
-    const session = await api("POST", "/ui/login", { key: input.value });
-    input.value = "";  // the key goes no further than this one request
+    const session = await api("POST", "/ui/login", token.value ? { token: token.value } : { key: input.value });
+    input.value = ""; token.value = "";  // the key or token goes no further than this one request
     error.textContent = "";
     start(session);
   } catch (err) { error.textContent = err.message; }
@@ -108,6 +111,9 @@ async function signIn(event) {
 
 function start(session) {
   state.csrf = session.csrf;
+  state.role = session.role;
+  document.getElementById("role-badge").hidden = canWrite();
+  document.querySelector('#nav a[href="#/playground"]').hidden = !canWrite();  // it makes a key
   document.getElementById("sign-in").hidden = true;
   document.getElementById("nav").hidden = false;
   if (!location.hash) location.hash = "#/overview"; else route();
@@ -172,14 +178,14 @@ async function consumers(view) {
     rows.replaceChildren(...cons.data.filter((c) => c.name.toLowerCase().includes(q)).map((c) => el("tr", {},
       el("td", {}, c.name), el("td", {}, fmt(c.group)), el("td", {}, c.source || "—"),
       el("td", {}, keysOf(c.name).map((k) => el("div", {}, `${k.prefix}… ${k.active ? "active" : "inactive"} `,
-        k.active ? el("button", { type: "button", class: "secondary", "data-revoke": k.id, "data-consumer": c.name, on: { click: async () => { await api("POST", `/admin/keys/${k.id}/revoke`); route(); } } }, `Revoke ${k.prefix}`) : null,
-        k.active ? el("button", { type: "button", class: "secondary", on: { click: async () => { showNewKey(fresh, await api("POST", `/admin/keys/${k.id}/rotate`, { grace_seconds: 3600 })); } } }, "Rotate (1 h grace)") : null))),
-      el("td", {}, el("button", { type: "button", "data-new-key": c.name, on: { click: async () => {
+        k.active && canWrite() ? el("button", { type: "button", class: "secondary", "data-revoke": k.id, "data-consumer": c.name, on: { click: async () => { await api("POST", `/admin/keys/${k.id}/revoke`); route(); } } }, `Revoke ${k.prefix}`) : null,
+        k.active && canWrite() ? el("button", { type: "button", class: "secondary", on: { click: async () => { showNewKey(fresh, await api("POST", `/admin/keys/${k.id}/rotate`, { grace_seconds: 3600 })); } } }, "Rotate (1 h grace)") : null))),
+      el("td", {}, !canWrite() ? null : el("button", { type: "button", "data-new-key": c.name, on: { click: async () => {
         try { const made = await api("POST", "/admin/keys", { consumer: c.name }); keys.data.push({ ...made, key: undefined }); render(); showNewKey(fresh, made); } catch (x) { showError(fresh, x); } } } }, "New key")))));
   };
   search.addEventListener("input", render);
   render();
-  view.append(el("h1", {}, "Consumers & keys"), fresh, createForm,
+  view.append(el("h1", {}, "Consumers & keys"), fresh, ...(canWrite() ? [createForm] : []),
     el("div", { class: "card" }, el("label", { for: "consumer-search" }, "Search"), search,
       el("table", {}, el("thead", {}, el("tr", {}, ["Consumer", "Group", "Defined in", "Keys", ""].map((h) => el("th", { scope: "col" }, h)))), rows)));
 }
@@ -188,8 +194,21 @@ const LIMITS = [["tokens_per_minute", "Tokens per minute"], ["requests_per_minut
   ["max_concurrent", "Max concurrent"], ["max_tokens", "max_tokens cap"], ["budget_usd_per_day", "Budget USD / day"],
   ["budget_usd_per_month", "Budget USD / month"]];
 
+// Spend against a group's budgets: the ledger's cost since 00:00 UTC and since the 1st of the month.
+// With limit_scope "consumer" each member has the budget, so the member who spent most is shown.
+async function budgetLine(g) {
+  if (typeof g.budget_usd_per_day !== "number" && typeof g.budget_usd_per_month !== "number") return el("p", { class: "muted" }, "No budget set.");
+  const now = new Date().toISOString(), q = `by=consumer&group=${encodeURIComponent(g.name)}&since=`;
+  const [day, month] = await Promise.all([api("GET", `/admin/usage?${q}${now.slice(0, 10)}`), api("GET", `/admin/usage?${q}${now.slice(0, 7)}-01`)]);
+  const spent = (rows) => (g.limit_scope === "group" ? rows.total.cost_usd || 0 : Math.max(0, ...rows.data.map((r) => r.cost_usd)));
+  const part = (label, rows, budget) => (typeof budget !== "number" ? null : `${label}: $${spent(rows).toFixed(4)} / $${Number(budget).toFixed(2)}`);
+  const who = g.limit_scope === "group" ? "shared by the group" : "each consumer; the highest shown";
+  return el("p", { class: "spend", "data-spend": g.name }, [part("Spent today", day, g.budget_usd_per_day), part("this month", month, g.budget_usd_per_month)].filter(Boolean).join(" · "), ` (budget ${who})`);
+}
+
 async function groups(view) {
   const data = await api("GET", "/admin/groups");
+  const spend = await Promise.all(data.data.map((g) => budgetLine(g).catch((x) => el("p", { class: "error" }, x.message))));
   const create = el("form", { class: "card", id: "create-group" }, el("h2", {}, "New group"),
     el("div", { class: "row" }, field("group-name", "Name", { required: true }), field("group-models", "Models (comma-separated)", { value: "*" })),
     el("button", { type: "submit" }, "Create group"));
@@ -201,13 +220,15 @@ async function groups(view) {
       route();
     } catch (x) { document.getElementById(x.param === "models" ? "group-models-error" : "group-name-error").textContent = x.message; }
   });
-  view.append(el("h1", {}, "Groups"), create);
-  for (const g of data.data) {
+  view.append(el("h1", {}, "Groups"), ...(canWrite() ? [create] : []));
+  for (const [i, g] of data.data.entries()) {
+    const locked = g.source === "config" || !canWrite();
     const id = (k) => `g-${g.name}-${k}`.replace(/[^A-Za-z0-9_-]/g, "_");
     const form = el("form", { class: "card", "data-group": g.name }, el("h2", {}, g.name, g.source === "config" ? el("span", { class: "muted" }, " (config file: read-only)") : null),
-      field(id("models"), "Models (comma-separated, patterns allowed)", { value: (g.models || []).join(", "), readonly: g.source === "config" }),
-      el("div", { class: "row" }, LIMITS.map(([k, label]) => field(id(k), label, { value: g[k] ?? "", inputmode: "decimal", readonly: g.source === "config" }))),
-      g.source === "config" ? null : el("button", { type: "submit" }, "Save"),
+      spend[i],
+      field(id("models"), "Models (comma-separated, patterns allowed)", { value: (g.models || []).join(", "), readonly: locked }),
+      el("div", { class: "row" }, LIMITS.map(([k, label]) => field(id(k), label, { value: g[k] ?? "", inputmode: "decimal", readonly: locked }))),
+      locked ? null : el("button", { type: "submit" }, "Save"),
       el("p", { class: "ok", role: "status", id: id("saved") }));
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
@@ -240,16 +261,17 @@ async function models(view) {
 
 async function usage(view) {
   const p = new URLSearchParams(location.hash.split("?")[1] || "");
-  const q = { by: p.get("by") || "model", since: p.get("since") || "7d", consumer: p.get("consumer") || "", group: p.get("group") || "", model: p.get("model") || "" };
+  const q = { by: p.get("by") || "model", since: p.get("since") || "7d", consumer: p.get("consumer") || "", group: p.get("group") || "", model: p.get("model") || "", status: p.get("status") || "" };
   const form = el("form", { class: "card row", id: "usage-filters" },
     el("div", {}, el("label", { for: "u-by" }, "Group by"), el("select", { id: "u-by" }, ["model", "group", "consumer", "day", "deployment", "provider", "key"].map((v) => el("option", { value: v, selected: v === q.by }, v)))),
     field("u-since", "Since (e.g. 1h, 7d, 2026-12-01)", { value: q.since }), field("u-consumer", "Consumer", { value: q.consumer }),
     field("u-group", "Group", { value: q.group }), field("u-model", "Model", { value: q.model }),
+    el("div", {}, el("label", { for: "u-status" }, "Status"), el("select", { id: "u-status" }, [["", "any"], ["ok", "ok"], ["error", "error (4xx/5xx)"]].map(([v, t]) => el("option", { value: v, selected: v === q.status }, t)))),
     el("button", { type: "submit" }, "Apply"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const next = new URLSearchParams();
-    for (const k of ["by", "since", "consumer", "group", "model"]) { const v = document.getElementById(`u-${k}`).value.trim(); if (v) next.set(k, v); }
+    for (const k of ["by", "since", "consumer", "group", "model", "status"]) { const v = document.getElementById(`u-${k}`).value.trim(); if (v) next.set(k, v); }
     const hash = `#/usage?${next}`;
     if (location.hash === hash) route(); else location.hash = hash;  // Apply again re-reads the same filters
   });
@@ -265,6 +287,7 @@ async function usage(view) {
 }
 
 async function playground(view) {
+  if (!canWrite()) { view.append(el("h1", {}, "Playground"), el("p", {}, "The playground needs a full admin sign-in (it makes a key).")); return; }
   const data = await api("GET", "/admin/models");
   const answer = el("pre", { id: "pg-answer", "aria-live": "polite" }), meta = el("p", { class: "muted", id: "pg-meta" });
   const form = el("form", { class: "card", id: "playground" },
@@ -320,8 +343,10 @@ async function route() {
   const page = PAGES[name] || overview;
   for (const a of document.querySelectorAll("#nav a")) a.toggleAttribute("aria-current", a.getAttribute("href") === `#/${name}`);
   if (document.querySelector('#nav a[aria-current]')) document.querySelector('#nav a[aria-current]').setAttribute("aria-current", "page");
-  const view = document.getElementById("view");
-  view.replaceChildren();
+  // A fresh container per visit: a page still loading from the previous route draws into a
+  // detached node, not over this one.
+  const view = el("div", {});
+  document.getElementById("view").replaceChildren(view);
   try { await page(view); } catch (x) { if (x.status !== 401) showError(view, x); }
 }
 
