@@ -42,6 +42,7 @@ function barChart(rows, labelKey, valueKey, title) {
   const w = 320, barH = 18, pad = 96, h = Math.max(30, rows.length * (barH + 6) + 10);
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("class", "chart"); svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w); svg.setAttribute("height", h);  // drawn at its own size: one bar is not blown up
   svg.setAttribute("role", "img"); svg.setAttribute("aria-label", title);
   const max = Math.max(1e-9, ...rows.map((r) => Number(r[valueKey]) || 0));
   rows.forEach((r, i) => {
