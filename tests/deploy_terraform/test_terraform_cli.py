@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "deploy" / "terraform"
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "deploy" / "crd-schemas"  # the chart's vendored CRD schemas
 TERRAFORM = shutil.which("terraform")
 
 needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform is not on PATH")
@@ -152,7 +152,7 @@ def validate_crd(doc: dict[str, Any]) -> None:
     import jsonschema
 
     group, version = doc["apiVersion"].split("/")
-    schema = json.loads((SCHEMAS / f"{group}_{doc['kind'].lower()}_{version}.json").read_text())
+    schema = json.loads((SCHEMAS / group / f"{doc['kind'].lower()}_{version}.json").read_text())
     jsonschema.validate(doc, schema)
 
 
