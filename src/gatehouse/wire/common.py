@@ -1,4 +1,5 @@
-"""Helpers shared by the wire modules: validation errors that name the param."""
+"""Helpers shared by the wire modules: validation errors that name the param, the frame-counting
+usage fallback of the pass-through relays."""
 from __future__ import annotations
 
 import re
@@ -8,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from gatehouse.errors import InvalidRequest
+from gatehouse.types import Usage
 
 T = TypeVar("T")
 
@@ -73,3 +75,17 @@ def tool_input(arguments: str) -> dict[str, Any]:
         raise InvalidRequest("Tool call arguments must be a JSON object.", param="messages",
                              code="invalid_tool_arguments")
     return value
+
+
+class FrameCountingTally:
+    """For a relay that counts the content frames it passes on (`frames`) and reads the usage
+    the upstream reports (`usage`): what to bill when the stream was cut before that report."""
+
+    usage: Usage | None
+    frames: int
+
+    def final_usage(self, prompt_estimate: int) -> Usage:
+        """The upstream's usage, else ~one output token per content frame relayed, estimated."""
+        if self.usage is not None:
+            return self.usage
+        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)

@@ -24,6 +24,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.error_text import client_message, note
 from gatehouse.upstream.ndjson import iter_lines
+from gatehouse.wire.common import FrameCountingTally
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.ollama import response_decoder, stop_reason, tool_call_parts
 
@@ -81,7 +82,7 @@ def _names_error(line: bytes) -> bool:
 _DONE_MARKERS = (b'"done":true', b'"done": true')
 
 
-class NDJSONRelay:
+class NDJSONRelay(FrameCountingTally):
     """Relay an Ollama NDJSON stream line by line, reading the usage from the final line. An
     `{"error": ...}` line is replaced by our own; with a `model_swap`, lines carry the public name."""
 
@@ -108,8 +109,3 @@ class NDJSONRelay:
                 self.frames += 1
             yield line + b"\n" if self.swap is None else self.swap(line) + b"\n"
 
-    def final_usage(self, prompt_estimate: int) -> Usage:
-        """The usage to bill: the final line's, else ~one output token per content line relayed."""
-        if self.usage is not None:
-            return self.usage
-        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)

@@ -21,6 +21,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.error_text import client_message, first_kind, note, safe_kind
 from gatehouse.upstream.sse import iter_events, split_frames
+from gatehouse.wire.common import FrameCountingTally
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.openai_response import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
 
@@ -203,7 +204,7 @@ def _worth_decoding(frame: bytes) -> bool:
             or b'"finish_reason": "' in frame or b'"usage": {' in frame)
 
 
-class PassthroughRelay:
+class PassthroughRelay(FrameCountingTally):
     """Relay an OpenAI SSE stream byte for byte, reading usage on the way.
 
     We always ask the upstream for `stream_options.include_usage`; when the client did not,
@@ -266,11 +267,6 @@ class PassthroughRelay:
                 return b""
         return self._relayed([rest])
 
-    def final_usage(self, prompt_estimate: int) -> Usage:
-        """The usage to bill: the upstream's, else ~one output token per content frame relayed."""
-        if self.usage is not None:
-            return self.usage
-        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)
 
     def _relayed(self, frames: list[bytes]) -> bytes:
         out: list[bytes] = []

@@ -10,8 +10,9 @@ from typing import Any, AsyncIterator
 import msgspec
 
 from gatehouse.types import Usage
-from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.upstream.sse import split_frames
+from gatehouse.wire.common import FrameCountingTally
+from gatehouse.wire.model_swap import ModelSwap
 
 TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
 
@@ -59,7 +60,7 @@ def body_usage(raw: bytes) -> Usage | None:
     return usage.canonical() if usage is not None else None
 
 
-class ResponsesRelay:
+class ResponsesRelay(FrameCountingTally):
     """Relay a Responses SSE stream byte for byte; `usage` and `finished` come from its
     terminal event. Frames without one pass through unparsed."""
 
@@ -79,11 +80,6 @@ class ResponsesRelay:
         if out:
             yield out
 
-    def final_usage(self, prompt_estimate: int) -> Usage:
-        """The usage to bill: the terminal event's, else ~one output token per frame relayed."""
-        if self.usage is not None:
-            return self.usage
-        return Usage(input_tokens=prompt_estimate, output_tokens=self.frames, estimated=True)
 
     def feed(self, data: bytes) -> bytes:
         if not self._buf and data[-2:] == b"\n\n" and not any(t in data for t in TERMINAL):
