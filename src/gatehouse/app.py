@@ -190,10 +190,9 @@ class GatehouseApp:
             rt.reloader = self.reloader
             self.reloader.start(self.config_sha256)
         rt.activate()
-        try:
+        # Not in the main thread (a server run in-process by a test or `gatehouse eval`): no SIGHUP.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._on_sighup)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (in-process tests)
-            pass
 
     def _on_sighup(self) -> None:
         if self.reloader is None:
