@@ -7,15 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 
 from gatehouse.api.http import ClientGone, HangUp, Request
-from gatehouse.server import H1Protocol
-from tests.upstreams.harness import free_port
+from tests.server.serving import serve_h1
 
 outcome: dict[str, str] = {}
 
@@ -45,20 +42,8 @@ async def app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def port():
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=H1Protocol, ws="none",
-                            lifespan="on", log_level="critical")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serve_h1(app) as port:
+        yield port
 
 
 def _post(s: socket.socket, tag: str, work: float) -> None:

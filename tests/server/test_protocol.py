@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 
-from gatehouse.server import H1Protocol
 from gatehouse.server.protocol import MAX_HEAD_BYTES
-from tests.upstreams.harness import free_port
+from tests.server.serving import serve_h1
 
 seen: dict[str, object] = {}
 
@@ -80,20 +77,8 @@ async def app(scope, receive, send):  # noqa: ANN001 - ASGI
 
 @pytest.fixture(scope="module")
 def port():
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", http=H1Protocol, ws="none",
-                            lifespan="on", log_level="critical", timeout_keep_alive=1)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serve_h1(app, timeout_keep_alive=1) as port:
+        yield port
 
 
 def connect(port: int) -> socket.socket:

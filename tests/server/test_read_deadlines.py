@@ -5,17 +5,15 @@ answer to a client still sending its body reaches that client instead of a reset
 from __future__ import annotations
 
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import pytest
-import uvicorn
 
 from gatehouse.server import H1Protocol
 from tests.server.test_protocol import read_response
-from tests.upstreams.harness import free_port
+from tests.server.serving import serve_h1
 
 HEADER_TIMEOUT, BODY_TIMEOUT = 0.5, 1.0
 seen: dict[str, object] = {}
@@ -49,21 +47,8 @@ async def app(scope, receive, send):
 
 @pytest.fixture(scope="module")
 def port():
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="uvloop", ws="none", lifespan="on",
-                            http=H1Protocol.configured(HEADER_TIMEOUT, BODY_TIMEOUT),
-                            log_level="critical", timeout_keep_alive=5)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    with serve_h1(app, H1Protocol.configured(HEADER_TIMEOUT, BODY_TIMEOUT), timeout_keep_alive=5) as port:
+        yield port
 
 
 def connect(port: int) -> socket.socket:
