@@ -27,6 +27,7 @@ from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
 from gatehouse.routing.router import Router
+from gatehouse.routing.strategies import STRATEGIES
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
@@ -167,7 +168,7 @@ class Runtime:
         rt.health = health
         rt.table = ModelTable(models, cfg.model_aliases)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
-        rt.attempts = Attempts(Router(), (meter.hook, HealthHook()))
+        rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
         rt.secret = secret
         if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()
             meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)

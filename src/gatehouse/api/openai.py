@@ -9,7 +9,7 @@ from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.metering.tokens import estimate_request, estimate_text
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.providers.base import Completer, Embedder
 from gatehouse.routing.table import ModelEntry
 from gatehouse.types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode

@@ -4,7 +4,7 @@
 latency) and compliance routing: gateway/attempts.py walks the plan, failing over on retryable
 upstream errors, and calls the attempt hooks (metering, health, tracing) on each step. Today's
 strategy is the configured order, skipping deployments whose circuit breaker does not allow an
-attempt (routing/health.py). The plan is lazy: a breaker is asked (and may let its half-open
+attempt (routing/health.py); other strategies are in routing/strategies.py. The plan is lazy: a breaker is asked (and may let its half-open
 probe through) only when the attempt before it failed.
 """
 from __future__ import annotations
@@ -15,16 +15,23 @@ from typing import TYPE_CHECKING
 
 from gatehouse.errors import UpstreamUnavailable
 
+from gatehouse.routing.strategies import Ordered, Strategy
+
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.table import Deployment, ModelEntry
 
 
 class Router:
-    """The configured order, healthy deployments only."""
+    """The strategy's order, healthy deployments only."""
+
+    __slots__ = ("strategy",)
+
+    def __init__(self, strategy: Strategy | None = None):
+        self.strategy: Strategy = strategy or Ordered()
 
     def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
-        for dep in entry.deployments:
+        for dep in self.strategy.order(entry.deployments, ex):
             if dep.breaker.allow():
                 yield dep
 
