@@ -12,7 +12,7 @@ from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.providers.base import Completer, Embedder
 from gatehouse.routing.table import ModelEntry
-from gatehouse.types import ChatRequest, ChatResponse, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
 from gatehouse.wire.common import convert, decode_json_object
@@ -208,8 +208,3 @@ async def get_model(rt: Runtime, req: Request, ex: Exchange) -> None:
     if entry is None or (principal.allowed is not None and name not in principal.allowed):
         raise NotFound(f"The model '{name}' does not exist.", param="model")
     await send_bytes(req.send, 200, json_encode(_model_card(entry)), header_list(ex.request_id))
-
-
-# What a chat answer looks like to the OpenAI routes (api/migration.py reuses it).
-def render_chat(resp: ChatResponse, public_model: str) -> bytes:
-    return json_encode(wire_response.render_response(resp, public_model))
