@@ -149,10 +149,42 @@ class ProviderConfig(_Base):
     guardrail: GuardrailConfig | None = None
 
 
+# ---- routing (issue 16; docs/routing.md; checked in routing/checks.py) ---------------------------
+
+
+class RoutingConfig(_Base):
+    """How a model's deployments share its requests, and how much failing over one request may do."""
+
+    strategy: Literal["ordered", "weighted", "least-busy", "latency"] = "ordered"
+    max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None  # deployments tried per request, fallbacks too
+    deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None  # no new attempt after this long
+    # At most this share of the model's deployments is ejected at once (at least one always may be).
+    max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
+
+
+class WakeConfig(_Base):
+    url: str  # POSTed {"model": name} when a cold start begins
+
+
+class ColdStartConfig(_Base):
+    """Hold requests while a model's deployments (scaled to zero) come up, instead of failing them."""
+
+    max_queue: Annotated[int, msgspec.Meta(ge=0)] = 100
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    ready_path: str = "/models"  # polled under each deployment's provider base_url; any answer < 500 = up
+    wake: WakeConfig | None = None
+
+
+# ---- end of the routing block --------------------------------------------------------------------
+
+
 class DeploymentConfig(_Base):
     provider: str
     model: str
-    weight: int = 1
+    weight: Annotated[int, msgspec.Meta(ge=1)] = 1  # routing.strategy: weighted
+    priority: Annotated[int, msgspec.Meta(ge=1)] = 1  # tier: 2 takes traffic only when every 1 cannot
+    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] | None = None  # saturated beyond: others first
     # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None
@@ -173,6 +205,11 @@ class ModelConfig(_Base):
     # size their context by it (Codex: `gatehouse client-env codex`).
     context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    # routing (docs/routing.md)
+    routing: RoutingConfig | None = None
+    fallbacks: list[str] = field(default_factory=list)  # models tried when every deployment failed
+    context_window_fallbacks: list[str] = field(default_factory=list)  # when the prompt exceeds context_window
+    cold_start: ColdStartConfig | None = None
 
 
 Unlimited = Literal["unlimited"]

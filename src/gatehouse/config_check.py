@@ -53,6 +53,9 @@ def check_references(cfg: Config) -> None:
                 raise ConfigError(
                     f"{path}.deployments[{j}].provider: unknown provider '{dep.provider}'"
                 )
+    from gatehouse.routing.checks import check_routing  # late: it imports config types
+
+    check_routing(cfg)
     for pattern, target in cfg.model_aliases.items():
         if target not in seen:
             raise ConfigError(f"model_aliases.{pattern}: unknown model '{target}'")

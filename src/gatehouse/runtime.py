@@ -27,7 +27,8 @@ from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
 from gatehouse.routing.router import Router
-from gatehouse.routing.strategies import STRATEGIES
+from gatehouse.routing.route import build_routes, uses_load
+from gatehouse.routing.strategies import LoadHook, Ordered
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
@@ -135,6 +136,7 @@ class Runtime:
             )
             for m in cfg.models
         }
+        models = build_routes(cfg, models, health, http)  # strategies, tiers, fallbacks (docs/routing.md)
         directory = AccessControl(cfg, list(models), DirectoryStore(store))
         await directory.reload()
         config_keys: dict[str, str] = {}
@@ -168,7 +170,8 @@ class Runtime:
         rt.health = health
         rt.table = ModelTable(models, cfg.model_aliases)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
-        rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
+        # Then the deployments' load, where a strategy reads it (routing/strategies.py).
+        rt.attempts = Attempts(Router(Ordered()), (meter.hook, HealthHook(), *([LoadHook()] if uses_load(cfg) else [])))
         rt.secret = secret
         if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()
             meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from gatehouse.errors import GatehouseError
+from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.providers.base import CallContext
 from gatehouse.routing.health import is_retryable
 
@@ -50,7 +50,18 @@ class Attempts:
 
     async def run(self, ex: Exchange, ep: Endpoint, call: Call) -> Reply:
         """The first answer from the plan's deployments; raises the last retryable error when
-        every one failed, or the first error that another deployment would not fix."""
+        every one failed, or the first error that another deployment would not fix. A model
+        with `cold_start` whose deployments are all cold waits for one, then plans again."""
+        try:
+            return await self._run(ex, ep, call)
+        except UpstreamError as err:
+            hold = self.router.cold_wait(ex, err)
+            if hold is None:
+                raise
+        await hold
+        return await self._run(ex, ep, call)
+
+    async def _run(self, ex: Exchange, ep: Endpoint, call: Call) -> Reply:
         entry = ex.entry
         assert entry is not None
         hooks = self.hooks
@@ -60,7 +71,7 @@ class Attempts:
                 hook.started(ex, dep)
             ex.attempt = dep
             ex.deployment, ex.provider = dep.upstream_model, dep.provider_name
-            ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, call.forward_headers, dep.model_swap,
+            ctx = CallContext(ex.request_id, dep.model_name or entry.name, dep.upstream_model, call.forward_headers, dep.model_swap,
                               ex.stream, ex.traceparent)
             try:
                 reply = await ep.invoke(dep, call, ctx)

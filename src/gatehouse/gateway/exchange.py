@@ -28,7 +28,7 @@ class Exchange:
         "prompt_estimate", "max_tokens", "response_headers", "error_type",
         "gateway_id", "client_request_id",
         # the path (gateway/handle.py)
-        "call", "entry", "admitted", "attempt", "attempts",
+        "call", "entry", "admitted", "attempt", "attempts", "attempt_started",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
         # tracing (observability/tracing.py)
@@ -64,6 +64,7 @@ class Exchange:
         # The deployment of the attempt in progress (gateway/attempts.py), and how many were made.
         self.attempt: Deployment | None = None
         self.attempts = 0
+        self.attempt_started = 0.0  # monotonic; set by routing's LoadHook only where a strategy reads load
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies

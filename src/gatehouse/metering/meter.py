@@ -298,6 +298,8 @@ class Meter:
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
                 # which guardrail checks ran and what they decided (never the matched text)
                 **({"guardrails": g} if (g := ex.guard_audit) else {}),
+                # served by a fallback model, and why (routing/route.py; never a URL)
+                **({"route": r} if (r := ex.response_headers.get("x-gatehouse-route")) else {}),
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:

@@ -1,0 +1,39 @@
+"""The config checks of routing's fields (docs/routing.md) that span sections or fields: a
+fallback names another model, a field is only accepted where it does something (a `weight` under
+the weighted strategy, `context_window_fallbacks` on a model with a `context_window`, a cold start
+on deployments that have a URL to poll). Called from config_check.py like the other checks.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gatehouse.config import ConfigError
+
+if TYPE_CHECKING:
+    from gatehouse.config import Config
+
+
+def check_routing(cfg: Config) -> None:
+    names = {m.name for m in cfg.models}
+    for i, m in enumerate(cfg.models):
+        path = f"models[{i}]"
+        strategy = m.routing.strategy if m.routing is not None else "ordered"
+        for j, d in enumerate(m.deployments):
+            if d.weight != 1 and strategy != "weighted":
+                raise ConfigError(f"{path}.deployments[{j}].weight: only used by routing.strategy 'weighted' "
+                                  f"(this model's is '{strategy}')")
+        for field_name in ("fallbacks", "context_window_fallbacks"):
+            for k, name in enumerate(getattr(m, field_name)):
+                if name == m.name:
+                    raise ConfigError(f"{path}.{field_name}[{k}]: a model cannot be its own fallback")
+                if name not in names:
+                    raise ConfigError(f"{path}.{field_name}[{k}]: unknown model '{name}'")
+        if m.context_window_fallbacks and m.context_window is None:
+            raise ConfigError(f"{path}.context_window_fallbacks: needs the model's context_window "
+                              "(the prompt is measured against it)")
+        if m.cold_start is not None:
+            if not any(cfg.providers[d.provider].base_url for d in m.deployments if d.provider in cfg.providers):
+                raise ConfigError(f"{path}.cold_start: none of the model's deployments has a base_url to poll")
+            wake = m.cold_start.wake
+            if wake is not None and not wake.url.startswith(("http://", "https://")):
+                raise ConfigError(f"{path}.cold_start.wake.url: must be an http(s) URL")

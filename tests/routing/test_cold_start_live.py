@@ -1,0 +1,76 @@
+"""Scale-from-zero through a real gatehouse process: requests to a model whose only deployment is
+down wait while it starts (here: a replica that starts listening 5 s after the wake webhook is
+called), go out in order once it is up, and say so in `x-gatehouse-cold-start`; a wait past the
+timeout, or beyond the queue, is an "overloaded" error with Retry-After in the client's own dialect."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import aiohttp
+from aiohttp import web
+
+from tests.conftest import BOB_KEY
+from tests.routing.test_strategies_live import chat, with_model
+from tests.upstreams.fleet import Replica, dead_url
+
+
+async def test_requests_wait_for_a_deployment_that_starts_after_the_wake_call(start_gatehouse):
+    replica = Replica("woken")  # its port is reserved; it listens only once woken (+5 s)
+    woken: list[dict] = []
+
+    async def wake(request: web.Request) -> web.Response:
+        woken.append(await request.json())
+        threading.Timer(5.0, replica.server.start).start()
+        return web.json_response({}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/wake", wake)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        cfg = with_model([("gpu", replica.url)], name="sleepy",
+                         cold_start={"timeout_seconds": 20, "poll_interval_seconds": 0.25,
+                                     "wake": {"url": f"http://127.0.0.1:{port}/wake"}})
+        gh = start_gatehouse(cfg)
+        started = time.monotonic()
+        first = asyncio.create_task(chat(gh.url, "sleepy", content="one"))
+        await asyncio.sleep(0.3)
+        second = asyncio.create_task(chat(gh.url, "sleepy", content="two", stream=True))
+        (s1, b1, h1), (s2, b2, h2) = await asyncio.gather(first, second)
+        waited = time.monotonic() - started
+        assert (s1, b1) == (200, "served by woken") and h1["x-gatehouse-cold-start"] == "true"
+        assert s2 == 200 and "served by woken" in b2 and h2["x-gatehouse-cold-start"] == "true"
+        assert 4.5 < waited < 10, waited
+        assert woken == [{"model": "sleepy"}]  # one wake call per cold start
+        assert replica.count == 2
+        status, _, headers = await chat(gh.url, "sleepy")  # warm now: no hold
+        assert status == 200 and "x-gatehouse-cold-start" not in headers
+    finally:
+        replica.server.stop() if replica.server._thread.is_alive() else None
+        await runner.cleanup()
+
+
+async def test_a_cold_start_that_times_out_is_a_503_with_retry_after_in_the_clients_dialect(start_gatehouse):
+    cfg = with_model([("gpu", dead_url())], name="sleepy",
+                     cold_start={"timeout_seconds": 1, "poll_interval_seconds": 0.2})
+    cfg["models"].append({"name": "full", "deployments": [{"provider": "gpu", "model": "m"}],
+                          "cold_start": {"max_queue": 0}})
+    gh = start_gatehouse(cfg)
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as s, s.post(
+            gh.url + "/v1/messages", headers={"x-api-key": BOB_KEY, "anthropic-version": "2023-06-01"},
+            json={"model": "sleepy", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}) as r:
+        body = await r.json()
+        assert r.status == 529 and r.headers["Retry-After"] == "1"  # Anthropic's "overloaded"
+        assert r.headers["x-gatehouse-cold-start"] == "true"
+        assert body["type"] == "error" and body["error"]["type"] == "overloaded_error"
+        assert "not ready within 1 s" in body["error"]["message"]
+    assert 0.9 < time.monotonic() - started < 4
+    started = time.monotonic()
+    status, body, headers = await chat(gh.url, "full")
+    assert status == 503 and "queue is full" in body and time.monotonic() - started < 1

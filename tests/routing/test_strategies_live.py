@@ -1,0 +1,149 @@
+"""Routing strategies and priority tiers through a real gatehouse process, over a fleet of real
+replicas (tests/upstreams/fleet.py) with different latencies and failure modes."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import BOB_KEY, base_config
+from tests.upstreams.fleet import Replica, dead_url, fleet
+
+AUTH = {"Authorization": f"Bearer {BOB_KEY}"}
+
+
+def with_model(replicas: list[tuple[str, str]], name: str = "pool", **model: Any) -> dict[str, Any]:
+    """A config whose model `name` has one deployment per (provider name, url), plus `model`'s fields."""
+    cfg = base_config("http://127.0.0.1:9")
+    deps = []
+    for prov, url in replicas:
+        cfg["providers"][prov] = {"type": "openai", "base_url": f"{url}/v1"}
+        deps.append({"provider": prov, "model": "m"})
+    extra_deps = model.pop("deployment_fields", None)
+    if extra_deps:
+        for d, extra in zip(deps, extra_deps):
+            d.update(extra)
+    cfg["models"].append({"name": name, "deployments": deps, **model})
+    return cfg
+
+
+async def chat(url: str, model: str = "pool", content: str = "hi", stream: bool = False,
+               key: str = BOB_KEY) -> tuple[int, str, dict[str, str]]:
+    async with aiohttp.ClientSession() as s, s.post(
+            url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+            json={"model": model, "messages": [{"role": "user", "content": content}], "stream": stream}) as r:
+        body = await r.text()
+        if r.status == 200 and not stream:
+            body = json.loads(body)["choices"][0]["message"]["content"]
+        return r.status, body, dict(r.headers)
+
+
+async def test_weighted_spreads_requests_by_weight(start_gatehouse):
+    with fleet(Replica("a"), Replica("b"), Replica("c")) as (a, b, c):
+        gh = start_gatehouse(with_model([("a", a.url), ("b", b.url), ("c", c.url)],
+                                        routing={"strategy": "weighted"},
+                                        deployment_fields=[{"weight": 5}, {"weight": 2}, {"weight": 1}]))
+        answers = [await chat(gh.url) for _ in range(32)]
+        assert all(status == 200 for status, _, _ in answers)
+        assert (a.count, b.count, c.count) == (20, 8, 4)
+        # smooth: the heavy one never takes a long run in a row
+        served = [body.rsplit(" ", 1)[1] for _, body, _ in answers]
+        assert "aaaa" not in "".join(served)
+
+
+async def test_least_busy_sends_less_to_the_deployment_that_holds_requests_longer(start_gatehouse):
+    with fleet(Replica("slow", latency=0.4), Replica("fast", latency=0.02)) as (slow, fast):
+        gh = start_gatehouse(with_model([("slow", slow.url), ("fast", fast.url)], routing={"strategy": "least-busy"}))
+
+        async def client() -> None:
+            for _ in range(8):
+                assert (await chat(gh.url))[0] == 200
+
+        await asyncio.gather(*(client() for _ in range(4)))
+        assert slow.count + fast.count == 32
+        assert fast.count >= 3 * slow.count, (fast.count, slow.count)
+
+
+async def test_latency_prefers_the_deployment_that_answers_first(start_gatehouse):
+    with fleet(Replica("slow", latency=0.25), Replica("fast")) as (slow, fast):
+        gh = start_gatehouse(with_model([("slow", slow.url), ("fast", fast.url)], routing={"strategy": "latency"}))
+        for _ in range(20):
+            assert (await chat(gh.url))[0] == 200
+        assert slow.count <= 2 and fast.count >= 18, (slow.count, fast.count)
+
+
+async def test_priority_two_takes_traffic_only_while_every_priority_one_is_out(start_gatehouse):
+    with fleet(Replica("gpu1"), Replica("gpu2"), Replica("overflow")) as (g1, g2, over):
+        cfg = with_model([("gpu1", g1.url), ("gpu2", g2.url), ("overflow", over.url)],
+                         routing={"strategy": "least-busy"},
+                         deployment_fields=[{}, {}, {"priority": 2}])
+        for p in ("gpu1", "gpu2"):
+            cfg["providers"][p].update({"failure_threshold": 1, "ejection_seconds": 30})
+        gh = start_gatehouse(cfg)
+        for _ in range(10):
+            assert (await chat(gh.url))[0] == 200
+        assert over.count == 0 and g1.count + g2.count == 10
+        g1.fail = g2.fail = 500
+        answers = [await chat(gh.url) for _ in range(6)]
+        assert [s for s, _, _ in answers] == [200] * 6
+        assert all(body == "served by overflow" for _, body, _ in answers)
+        assert g1.count + g2.count == 12  # one failure each ejected them; then straight to the overflow
+
+
+async def test_a_saturated_deployment_is_passed_over_while_another_has_room(start_gatehouse):
+    with fleet(Replica("small", latency=0.3), Replica("big", latency=0.3)) as (small, big):
+        gh = start_gatehouse(with_model([("small", small.url), ("big", big.url)],
+                                        deployment_fields=[{"max_in_flight": 1}, {}]))
+        answers = await asyncio.gather(*(chat(gh.url) for _ in range(5)))
+        assert all(s == 200 for s, _, _ in answers)
+        assert small.max_in_flight == 1 and small.count == 1 and big.count == 4
+
+
+async def test_an_upstream_429_cools_that_deployment_down_for_its_retry_after(start_gatehouse):
+    with fleet(Replica("limited", fail=429, retry_after="2"), Replica("spare")) as (limited, spare):
+        gh = start_gatehouse(with_model([("limited", limited.url), ("spare", spare.url)]))
+        for _ in range(5):
+            status, body, _ = await chat(gh.url)
+            assert status == 200 and body == "served by spare"
+        assert limited.count == 1  # skipped while it cools down
+        limited.fail = None
+        await asyncio.sleep(2.1)
+        assert (await chat(gh.url))[1] == "served by limited"
+
+
+async def test_a_single_deployment_429_still_reaches_the_client_and_the_next_request_goes_upstream(start_gatehouse):
+    with fleet(Replica("solo", fail=429, retry_after="30")) as (solo,):
+        gh = start_gatehouse(with_model([("solo", solo.url)]))
+        assert (await chat(gh.url))[0] == 429
+        assert (await chat(gh.url))[0] == 429
+        assert solo.count == 2  # nowhere else to go: no cool-down, as before
+
+
+async def test_the_ejection_cap_keeps_part_of_the_pool_in_rotation(start_gatehouse):
+    with fleet(Replica("a", fail=500), Replica("b", fail=500)) as (a, b):
+        cfg = with_model([("a", a.url), ("b", b.url)], routing={"max_ejected_percent": 50})
+        for p in ("a", "b"):
+            cfg["providers"][p].update({"failure_threshold": 1, "ejection_seconds": 30})
+        gh = start_gatehouse(cfg)
+        assert [(await chat(gh.url))[0] for _ in range(3)] == [502, 502, 502]
+        assert (a.count, b.count) == (1, 3)  # a ejected; b would make it 100%: still tried
+
+
+async def test_without_the_cap_the_whole_pool_is_ejected_and_fails_fast(start_gatehouse):
+    with fleet(Replica("a", fail=500), Replica("b", fail=500)) as (a, b):
+        cfg = with_model([("a", a.url), ("b", b.url)])
+        for p in ("a", "b"):
+            cfg["providers"][p].update({"failure_threshold": 1, "ejection_seconds": 30})
+        gh = start_gatehouse(cfg)
+        assert [(await chat(gh.url))[0] for _ in range(3)] == [502, 503, 503]
+        assert (a.count, b.count) == (1, 1)
+
+
+async def test_max_attempts_bounds_the_failover(start_gatehouse):
+    with fleet(Replica("spare")) as (spare,):
+        gh = start_gatehouse(with_model([("dead", dead_url()), ("spare", spare.url)], routing={"max_attempts": 1}))
+        status, body, _ = await chat(gh.url)
+        assert status == 502 and "unreachable" in body
+        assert spare.count == 0

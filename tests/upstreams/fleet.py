@@ -1,0 +1,97 @@
+"""A fleet of OpenAI-wire replicas for routing tests: each one a real server on its own port, with
+a name, a latency, and a failure mode the test sets and changes while it runs.
+
+Each replica answers POST /v1/chat/completions (JSON, or SSE when `stream` is true) with the text
+`served by <name>`, counts the requests that reached it and how many it holds at once, and answers
+GET /v1/models (its readiness). `fail` makes it answer that status instead (with `retry_after` as
+its Retry-After header when set); `latency` waits before the response head.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from tests.upstreams.harness import Recorder, ServerThread
+
+
+class Replica:
+    def __init__(self, name: str, latency: float = 0.0, fail: int | None = None, retry_after: str | None = None):
+        self.name = name
+        self.latency = latency
+        self.fail = fail
+        self.retry_after = retry_after
+        self.count = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.server = ServerThread(self._make_app)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def _make_app(self, recorder: Recorder) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.count += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            if self.fail is not None:
+                headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+                return web.json_response({"error": {"message": "no", "type": "server_error"}}, status=self.fail,
+                                         headers=headers)
+            text = f"served by {self.name}"
+            usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+            if not body.get("stream"):
+                return web.json_response({
+                    "id": "c1", "object": "chat.completion", "created": 1, "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}], "usage": usage})
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for chunk in (
+                {"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                {"choices": [], "usage": usage},
+            ):
+                chunk.update({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body["model"]})
+                await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+            await resp.write_eof()
+            return resp
+        finally:
+            self.in_flight -= 1
+
+
+@contextmanager
+def fleet(*replicas: Replica) -> Iterator[tuple[Replica, ...]]:
+    started: list[Replica] = []
+    try:
+        for r in replicas:
+            r.server.start()
+            started.append(r)
+        yield replicas
+    finally:
+        for r in started:
+            r.server.stop()
+
+
+def dead_url() -> str:
+    """A loopback URL nobody listens on (connection refused)."""
+    from tests.upstreams.harness import free_port
+
+    return f"http://127.0.0.1:{free_port()}"
