@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.errors import GatehouseError
 from gatehouse.providers.base import CallContext
 from gatehouse.routing.health import is_retryable
 
@@ -48,20 +48,10 @@ class Attempts:
         self.router = router
         self.hooks = tuple(hooks)
 
-    async def run(self, ex: Exchange, ep: Endpoint, call: Call) -> Reply:
+    async def run(self, ex: Exchange, ep: Endpoint, call: Call, held: bool = False) -> Reply:
         """The first answer from the plan's deployments; raises the last retryable error when
         every one failed, or the first error that another deployment would not fix. A model
-        with `cold_start` whose deployments are all cold waits for one, then plans again."""
-        try:
-            return await self._run(ex, ep, call)
-        except UpstreamError as err:
-            hold = self.router.cold_wait(ex, err)
-            if hold is None:
-                raise
-        await hold
-        return await self._run(ex, ep, call)
-
-    async def _run(self, ex: Exchange, ep: Endpoint, call: Call) -> Reply:
+        with `cold_start` whose deployments are all cold waits for one (once), then plans again."""
         entry = ex.entry
         assert entry is not None
         hooks = self.hooks
@@ -89,7 +79,12 @@ class Attempts:
             for hook in hooks:
                 hook.answered(ex, dep)
             return reply
-        raise last or self.router.unavailable(entry)
+        failure = last or self.router.unavailable(entry)
+        hold = None if held else self.router.cold_wait(ex, failure)
+        if hold is None:
+            raise failure
+        await hold
+        return await self.run(ex, ep, call, True)
 
     def end(self, ex: Exchange) -> None:
         """End the attempt in progress, if any (its answer was relayed, or the request ended)."""

@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
-from gatehouse.errors import UpstreamError, UpstreamUnavailable
+from gatehouse.errors import GatehouseError, UpstreamError, UpstreamUnavailable
 
 from gatehouse.routing.strategies import Ordered, Strategy
 
@@ -41,13 +41,13 @@ class Router:
             if dep.breaker.allow():
                 yield dep
 
-    def cold_wait(self, ex: Exchange, err: UpstreamError) -> Awaitable[None] | None:
+    def cold_wait(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:
         """A hold to await before planning again, when every deployment of the model is cold
         (`cold_start`: refused or 503) and it waits for them; None: fail with `err`."""
         entry = ex.entry
         route = entry.route if entry is not None else None
         cold = route.cold_start if route is not None else None
-        if cold is None or not cold.is_cold(err):
+        if cold is None or not isinstance(err, UpstreamError) or not cold.is_cold(err):
             return None
         return cold.hold(ex)
 

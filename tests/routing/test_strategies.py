@@ -1,0 +1,107 @@
+"""Routing's pieces on a table built from a real config the way runtime.py builds it: the weighted
+schedule, power of two choices on load, tiers, the 429 cool-down of a breaker, and the config
+checks that refuse a routing field where it would do nothing."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gatehouse.config import ConfigError, from_mapping
+from gatehouse.errors import UpstreamStatus
+from gatehouse.gateway.exchange import Exchange
+from gatehouse.providers.registry import PROVIDERS
+from gatehouse.routing.health import Breaker, Health, cool_down_seconds
+from gatehouse.routing.route import build_routes
+from gatehouse.routing.router import Router
+from gatehouse.routing.strategies import Ordered, smooth_schedule
+from gatehouse.routing.table import Deployment, ModelEntry
+from gatehouse.upstream.client import HttpPool
+
+
+def _entries(models: list[dict[str, Any]]) -> tuple[dict[str, ModelEntry], Health]:
+    cfg = from_mapping({"providers": {"e": {"type": "echo"}}, "models": models}, {})
+    provider = PROVIDERS["echo"]("e", cfg.providers["e"], HttpPool())
+    health = Health()
+    entries = {m.name: ModelEntry(m.name, tuple(Deployment("e", provider, d.model, d.weight,
+                                                           breaker=health.breaker("e", d.model, 1, 5.0, 60.0))
+                                                for d in m.deployments)) for m in cfg.models}
+    return build_routes(cfg, entries, health, HttpPool()), health
+
+
+def _plan(entry: ModelEntry) -> list[str]:
+    return [d.upstream_model for d in Router(Ordered()).plan(entry, Exchange("r", "chat", "openai"))]
+
+
+def test_the_smooth_schedule_spreads_each_weight_over_the_cycle():
+    assert smooth_schedule([5, 1, 1]) == (0, 0, 1, 0, 2, 0, 0)
+    assert smooth_schedule([2, 2]) == (0, 1)  # reduced by the gcd
+    assert sorted(smooth_schedule([3, 2, 1])) == [0, 0, 0, 1, 1, 2]
+
+
+def test_least_busy_takes_the_lighter_of_two_and_fails_over_to_the_rest_by_load():
+    models, health = _entries([{"name": "m", "routing": {"strategy": "least-busy"},
+                                "deployments": [{"provider": "e", "model": x} for x in "abc"]}])
+    entry = models["m"]
+    for name, n in (("a", 5), ("b", 0), ("c", 2)):
+        health.load("e", name).in_flight = n
+    firsts = {_plan(entry)[0] for _ in range(200)}
+    assert firsts == {"b", "c"}  # "a" is heavier than either other: never picked first
+    assert _plan(entry)[1:] in (["c", "a"], ["b", "a"])
+
+
+def test_a_lower_tier_comes_after_every_deployment_of_the_tier_above():
+    models, _ = _entries([{"name": "m", "routing": {"strategy": "weighted"}, "deployments": [
+        {"provider": "e", "model": "over", "priority": 2},
+        {"provider": "e", "model": "a", "weight": 3}, {"provider": "e", "model": "b"}]}])
+    entry = models["m"]
+    plans = [_plan(entry) for _ in range(4)]
+    assert [p[0] for p in plans] == ["a", "a", "b", "a"] and all(p[-1] == "over" for p in plans)
+    entry.deployments[1].breaker.record_failure()
+    entry.deployments[2].breaker.record_failure()
+    assert _plan(entry) == ["over"]
+
+
+def test_a_plain_model_has_no_route_and_keeps_the_configured_order():
+    models, _ = _entries([{"name": "m", "deployments": [{"provider": "e", "model": "a"},
+                                                        {"provider": "e", "model": "b"}]}])
+    assert models["m"].route is None and _plan(models["m"]) == ["a", "b"]
+    assert all(d.load is None and d.model_name == "m" for d in models["m"].deployments)
+
+
+def test_a_cool_down_takes_a_deployment_out_without_a_probe_after():
+    b = Breaker("p/m", failure_threshold=3, ejection_seconds=5)
+    b.cool_down(2, now=0)
+    assert not b.allow(now=1.9)
+    assert b.allow(now=2) and b.allow(now=2.1)  # back, no half-open probe
+    b.record_failure(now=3)
+    b.record_failure(now=3)
+    b.cool_down(10, now=3)
+    b.record_failure(now=4)  # a real failure during the cool-down: the failure rules take over
+    assert not b.allow(now=8.9) and b.allow(now=9)
+
+
+def test_retry_after_seconds_and_http_dates_bound_the_cool_down():
+    def err(value: str | None) -> UpstreamStatus:
+        return UpstreamStatus(429, "limited", headers={"retry-after": value} if value else None)
+
+    assert cool_down_seconds(err("7")) == 7
+    assert cool_down_seconds(err("99999")) == 300
+    assert cool_down_seconds(err(None)) == 1
+    assert cool_down_seconds(err("Wed, 21 Oct 2015 07:28:00 GMT")) == 0
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ({"deployments": [{"provider": "e", "model": "a", "weight": 3}]}, "only used by routing.strategy 'weighted'"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "fallbacks": ["nope"]}, "unknown model 'nope'"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "fallbacks": ["m"]}, "its own fallback"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "context_window_fallbacks": ["m2"]}, "needs the model's"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "cold_start": {}}, "has a base_url to poll"),
+    ({"deployments": [{"provider": "e", "model": "a", "priority": 0}]}, "priority"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "routing": {"strategy": "random"}}, "strategy"),
+])
+def test_routing_fields_are_refused_where_they_would_do_nothing(model, message):
+    with pytest.raises(ConfigError, match=message):
+        from_mapping({"providers": {"e": {"type": "echo"}},
+                      "models": [{"name": "m", **model}, {"name": "m2", "deployments": [{"provider": "e", "model": "b"}]}]},
+                     {})
