@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Union
 
-from gatehouse.api import admin, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import admin, admin_deployments, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -83,6 +83,7 @@ ROUTES: list[Route] = [
     Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
     Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
+    Route("GET", "/admin/deployments", admin_deployments.list_deployments, "admin"),
     Route("GET", "/admin/audit", admin.audit_log, "admin"),
     Route("POST", "/admin/reload", admin.reload_config, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),

@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.conftest import BOB_KEY
-from tests.routing.test_strategies_live import chat, with_model
+from tests.routing.test_strategies_live import chat, deployments, with_model
 from tests.upstreams.fleet import Replica, dead_url
 
 
@@ -50,6 +50,10 @@ async def test_requests_wait_for_a_deployment_that_starts_after_the_wake_call(st
         assert replica.count == 2
         status, _, headers = await chat(gh.url, "sleepy")  # warm now: no hold
         assert status == 200 and "x-gatehouse-cold-start" not in headers
+        [sleepy] = [m for m in (await deployments(gh.url))["models"] if m["name"] == "sleepy"]
+        cold = sleepy["cold_start"]
+        assert (cold["cold_starts"], cold["held"], cold["waiting"], cold["timeouts"]) == (1, 2, 0, 0)
+        assert cold["last_wait_seconds"] > 4 and sleepy["deployments"][0]["state"] == "healthy"
     finally:
         replica.server.stop() if replica.server._thread.is_alive() else None
         await runner.cleanup()

@@ -40,6 +40,13 @@ async def chat(url: str, model: str = "pool", content: str = "hi", stream: bool 
         return r.status, body, dict(r.headers)
 
 
+async def deployments(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(url + "/admin/deployments",
+                                                   headers={"Authorization": "Bearer test-admin-key"}) as r:
+        assert r.status == 200
+        return await r.json()
+
+
 async def test_weighted_spreads_requests_by_weight(start_gatehouse):
     with fleet(Replica("a"), Replica("b"), Replica("c")) as (a, b, c):
         gh = start_gatehouse(with_model([("a", a.url), ("b", b.url), ("c", c.url)],
@@ -90,6 +97,12 @@ async def test_priority_two_takes_traffic_only_while_every_priority_one_is_out(s
         assert [s for s, _, _ in answers] == [200] * 6
         assert all(body == "served by overflow" for _, body, _ in answers)
         assert g1.count + g2.count == 12  # one failure each ejected them; then straight to the overflow
+        [pool] = [m for m in (await deployments(gh.url))["models"] if m["name"] == "pool"]
+        assert pool["strategy"] == "least-busy"
+        assert [(d["provider"], d["state"], d["priority"]) for d in pool["deployments"]] == [
+            ("gpu1", "ejected", 1), ("gpu2", "ejected", 1), ("overflow", "healthy", 2)]
+        assert pool["deployments"][2]["in_flight"] == 0 and pool["deployments"][2]["latency_ewma_ms"] > 0
+        assert "127.0.0.1" not in json.dumps(pool)
 
 
 async def test_a_saturated_deployment_is_passed_over_while_another_has_room(start_gatehouse):
@@ -108,6 +121,8 @@ async def test_an_upstream_429_cools_that_deployment_down_for_its_retry_after(st
             status, body, _ = await chat(gh.url)
             assert status == 200 and body == "served by spare"
         assert limited.count == 1  # skipped while it cools down
+        [pool] = [m for m in (await deployments(gh.url))["models"] if m["name"] == "pool"]
+        assert [d["state"] for d in pool["deployments"]] == ["cooling", "healthy"]
         limited.fail = None
         await asyncio.sleep(2.1)
         assert (await chat(gh.url))[1] == "served by limited"

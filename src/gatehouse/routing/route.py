@@ -45,10 +45,11 @@ class EjectionCap:
 
 
 class Route:
-    __slots__ = ("cold_start", "context_fallbacks", "deadline", "fallbacks", "max_attempts", "tiers")
+    __slots__ = ("cold_start", "context_fallbacks", "deadline", "fallbacks", "max_attempts", "strategy", "tiers")
 
-    def __init__(self, tiers: tuple[tuple[Strategy, tuple[Deployment, ...]], ...], max_attempts: int | None,
-                 deadline: float | None, cold_start: ColdStart | None) -> None:
+    def __init__(self, strategy: str, tiers: tuple[tuple[Strategy, tuple[Deployment, ...]], ...],
+                 max_attempts: int | None, deadline: float | None, cold_start: ColdStart | None) -> None:
+        self.strategy = strategy  # its name, for reports
         self.tiers = tiers
         self.max_attempts = max_attempts or 1 << 30
         self.deadline = deadline
@@ -166,7 +167,7 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
         if m.cold_start is not None:
             urls = tuple(_ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
             cold = ColdStart(m.name, deps, urls, m.cold_start, http)
-        route = Route(tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold)
+        route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold)
         out[m.name] = replace(entry, deployments=deps, route=route)
     for m in cfg.models:
         linked = out[m.name].route
