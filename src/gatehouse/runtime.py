@@ -175,6 +175,7 @@ class Runtime:
         rt.secret = secret
         if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()
             meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
+            meter.metrics.track_routing(models)
         rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
         directory.start()
@@ -201,6 +202,7 @@ class Runtime:
         if not self.meter.owns_ledger:
             m.reconfigure(self.models, self.cfg.groups, self.cfg.providers)
             m.track_upstreams({name: p.connections for name, p in self.providers.items()}, self.health)
+            m.track_routing(self.models)
         m.config_loaded(self.generation, self.config_sha256)
 
     async def close(self) -> None:

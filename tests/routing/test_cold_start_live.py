@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.conftest import BOB_KEY
-from tests.routing.test_strategies_live import chat, deployments, with_model
+from tests.routing.test_strategies_live import chat, metrics, deployments, with_model
 from tests.upstreams.fleet import Replica, dead_url
 
 
@@ -54,6 +54,12 @@ async def test_requests_wait_for_a_deployment_that_starts_after_the_wake_call(st
         cold = sleepy["cold_start"]
         assert (cold["cold_starts"], cold["held"], cold["waiting"], cold["timeouts"]) == (1, 2, 0, 0)
         assert cold["last_wait_seconds"] > 4 and sleepy["deployments"][0]["state"] == "healthy"
+        text = await metrics(gh.url)
+        assert 'gatehouse_cold_starts_total{model="sleepy"} 1.0' in text
+        assert 'gatehouse_cold_start_held_total{model="sleepy"} 2.0' in text
+        assert 'gatehouse_cold_start_waiting{model="sleepy"} 0.0' in text
+        waited = [ln for ln in text.splitlines() if ln.startswith('gatehouse_cold_start_wait_seconds_total{model="sleepy"}')]
+        assert waited and float(waited[0].split()[-1]) > 8
     finally:
         replica.server.stop() if replica.server._thread.is_alive() else None
         await runner.cleanup()

@@ -8,7 +8,7 @@ import json
 import time
 
 from tests.conftest import ALICE_KEY
-from tests.routing.test_strategies_live import chat, with_model
+from tests.routing.test_strategies_live import chat, metrics, with_model
 from tests.upstreams.fleet import Replica, dead_url, fleet
 
 
@@ -39,6 +39,9 @@ async def test_a_model_whose_deployments_fail_is_served_by_its_first_usable_fall
                   if e.get("model") == "chat-main"]
         assert routes == ["model=chat-backup; reason=fallback", "model=chat-vip; reason=fallback"]
         assert "127.0.0.1" not in headers["x-gatehouse-route"]
+        text = await metrics(gh.url)
+        assert 'gatehouse_route_fallbacks_total{fallback="chat-backup",model="chat-main",reason="fallback"} 1.0' in text
+        assert 'gatehouse_route_fallbacks_total{fallback="chat-vip",model="chat-main",reason="fallback"} 1.0' in text
 
 
 async def test_a_streamed_request_falls_back_too(start_gatehouse):

@@ -40,6 +40,12 @@ async def chat(url: str, model: str = "pool", content: str = "hi", stream: bool 
         return r.status, body, dict(r.headers)
 
 
+async def metrics(url: str) -> str:
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics",
+                                                   headers={"Authorization": "Bearer test-admin-key"}) as r:
+        return await r.text()
+
+
 async def deployments(url: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as s, s.get(url + "/admin/deployments",
                                                    headers={"Authorization": "Bearer test-admin-key"}) as r:
@@ -103,6 +109,9 @@ async def test_priority_two_takes_traffic_only_while_every_priority_one_is_out(s
             ("gpu1", "ejected", 1), ("gpu2", "ejected", 1), ("overflow", "healthy", 2)]
         assert pool["deployments"][2]["in_flight"] == 0 and pool["deployments"][2]["latency_ewma_ms"] > 0
         assert "127.0.0.1" not in json.dumps(pool)
+        text = await metrics(gh.url)
+        assert 'gatehouse_deployment_ejections_total{deployment="m",model="pool",provider="gpu1"} 1.0' in text
+        assert 'gatehouse_deployment_in_flight{deployment="m",model="pool",provider="overflow"} 0.0' in text
 
 
 async def test_a_saturated_deployment_is_passed_over_while_another_has_room(start_gatehouse):
@@ -123,6 +132,9 @@ async def test_an_upstream_429_cools_that_deployment_down_for_its_retry_after(st
         assert limited.count == 1  # skipped while it cools down
         [pool] = [m for m in (await deployments(gh.url))["models"] if m["name"] == "pool"]
         assert [d["state"] for d in pool["deployments"]] == ["cooling", "healthy"]
+        text = await metrics(gh.url)
+        assert 'gatehouse_deployment_cooling{deployment="m",model="pool",provider="limited"} 1.0' in text
+        assert 'gatehouse_deployment_ejections_total{deployment="m",model="pool",provider="limited"} 0.0' in text
         limited.fail = None
         await asyncio.sleep(2.1)
         assert (await chat(gh.url))[1] == "served by limited"

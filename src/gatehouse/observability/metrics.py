@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from gatehouse.metering.journal import Journal
     from gatehouse.metering.writer import LedgerWriter
     from gatehouse.routing.health import Health
+    from gatehouse.routing.metrics import RoutingCollector
+    from gatehouse.routing.table import ModelEntry
     from gatehouse.store.limiter_shared import LimitStats
     from gatehouse.upstream.pool import ConnectionLimit
 
@@ -52,6 +54,7 @@ class Metrics:
         self.providers = frozenset(providers)
         self._limit_stats: LimitStats | None = None  # bound by track_limits (again after a reload)
         self._guardrail_verdicts: Counter | None = None
+        self._routing: RoutingCollector | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
                                 ["model", "group", "status"], registry=r)
@@ -141,6 +144,15 @@ class Metrics:
         for (provider, deployment), breaker in health.breakers.items():
             self.ejected.labels(self.provider(provider), deployment).set_function(
                 _reader(lambda b: 0.0 if b.is_available() else 1.0, breaker))
+
+    def track_routing(self, models: Mapping[str, ModelEntry]) -> None:
+        """Routing's series (routing/metrics.py), read from the live runtime's models."""
+        if self._routing is None:
+            from gatehouse.routing.metrics import RoutingCollector
+
+            self._routing = RoutingCollector()
+            self.registry.register(self._routing)
+        self._routing.models = dict(models)
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         self.inflight.set_function(read)

@@ -49,6 +49,7 @@ class ColdStart:
         self.held = 0
         self.timeouts = 0
         self.last_wait_seconds = 0.0
+        self.wait_seconds_total = 0.0
 
     @staticmethod
     def is_cold(err: UpstreamError) -> bool:
@@ -87,6 +88,7 @@ class ColdStart:
         finally:
             self.waiting -= 1
             self.last_wait_seconds = time.monotonic() - started
+            self.wait_seconds_total += self.last_wait_seconds
 
     async def _poll(self, fut: asyncio.Future[None]) -> None:
         session = self.http.session

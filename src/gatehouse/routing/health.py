@@ -35,8 +35,8 @@ log = logging.getLogger("gatehouse.health")
 
 
 class Breaker:
-    __slots__ = ("base", "cap", "cooling", "ejected_until", "ejections", "failures", "name", "probing",
-                 "threshold")
+    __slots__ = ("base", "cap", "cooling", "ejected_total", "ejected_until", "ejections", "failures", "name",
+                 "probing", "threshold")
 
     def __init__(self, name: str = "", failure_threshold: int = 3, ejection_seconds: float = 5.0,
                  max_ejection_seconds: float = 120.0):
@@ -49,6 +49,7 @@ class Breaker:
         self.ejected_until = 0.0  # monotonic; 0: closed
         self.probing = False  # a half-open probe was let through and has not reported yet
         self.cooling = False  # ejected_until is a 429's cool-down, not an ejection
+        self.ejected_total = 0  # every ejection since start (metrics)
 
     def allow(self, now: float | None = None) -> bool:
         """Whether an attempt may go to this deployment now. Once an ejection has run out
@@ -108,6 +109,7 @@ class Breaker:
         now = time.monotonic() if now is None else now
         period = self._period(self.ejections)
         self.ejections += 1
+        self.ejected_total += 1
         self.ejected_until, self.probing = now + period, False
         log.warning("deployment %s ejected for %.1f s after %d consecutive failures", self.name, period,
                     self.failures)

@@ -45,7 +45,8 @@ class EjectionCap:
 
 
 class Route:
-    __slots__ = ("cold_start", "context_fallbacks", "deadline", "fallbacks", "max_attempts", "strategy", "tiers")
+    __slots__ = ("cold_start", "context_fallbacks", "deadline", "fallback_counts", "fallbacks", "max_attempts",
+                 "strategy", "tiers")
 
     def __init__(self, strategy: str, tiers: tuple[tuple[Strategy, tuple[Deployment, ...]], ...],
                  max_attempts: int | None, deadline: float | None, cold_start: ColdStart | None) -> None:
@@ -56,6 +57,7 @@ class Route:
         self.cold_start = cold_start
         self.fallbacks: tuple[ModelEntry, ...] = ()  # linked once every entry exists
         self.context_fallbacks: tuple[ModelEntry, ...] = ()
+        self.fallback_counts: dict[tuple[str, str], int] = {}  # (fallback, reason) -> requests (metrics)
 
     def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
         """The deployments to try in turn: the entry's (or a context-window fallback's, when the
@@ -69,6 +71,7 @@ class Route:
             if fit is not None:
                 served = fit
                 ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason=context_window"
+                self._count(fit.name, "context_window")
         n = 0
         for dep in deployments_of(served, ex):
             if n and time.monotonic() >= deadline:
@@ -80,14 +83,22 @@ class Route:
         for fb in self.fallbacks:
             if fb is served or not _fits(fb, ex) or not _may_use(ex, entry, fb):
                 continue
+            first = True
             for dep in deployments_of(fb, ex):
                 if n and time.monotonic() >= deadline:
                     return
-                ex.response_headers[ROUTE_HEADER] = f"model={fb.name}; reason=fallback"
+                if first:
+                    first = False
+                    ex.response_headers[ROUTE_HEADER] = f"model={fb.name}; reason=fallback"
+                    self._count(fb.name, "fallback")
                 yield dep
                 n += 1
                 if n >= budget:
                     return
+
+    def _count(self, name: str, reason: str) -> None:
+        key = (name, reason)
+        self.fallback_counts[key] = self.fallback_counts.get(key, 0) + 1
 
 
 def deployments_of(entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
