@@ -25,7 +25,7 @@ from gatehouse.upstream.client import HttpPool
 
 def table(n: int) -> dict[str, ModelEntry]:
     models: list[dict[str, Any]] = [{"name": "plain", "deployments": [{"provider": "e", "model": "plain"}]}]
-    for strategy in ("ordered", "weighted", "least-busy", "latency"):
+    for strategy in ("ordered", "weighted", "least-busy", "latency", "prefix-affinity"):
         models.append({"name": strategy, "routing": {"strategy": strategy},
                        "deployments": [{"provider": "e", "model": f"{strategy}-{i}",
                                         **({"weight": i + 1} if strategy == "weighted" else {})}
@@ -48,7 +48,13 @@ def main() -> None:
     args = ap.parse_args()
     router = Router(Ordered())
     ex = Exchange("r", "chat", "openai")
-    print(f"{'deployments':>11} {'model':>10} {'first pick µs':>14} {'whole plan µs':>14}")
+    # prefix-affinity reads the body: a coding agent's (a 20 KB system prompt, a conversation)
+    from gatehouse.gateway.endpoint import Call
+
+    ex.call = Call("m", {"system": [{"type": "text", "text": "You are a coding agent. " * 800}],
+                         "messages": [{"role": "user", "content": [{"type": "text", "text": "fix the build"}]},
+                                      {"role": "assistant", "content": "ok"}] * 20}, None)
+    print(f"{'deployments':>11} {'model':>15} {'first pick µs':>14} {'whole plan µs':>14}")
     for n in args.deployments:
         for name, entry in table(n).items():
             if name == "plain" and n != args.deployments[0]:
@@ -63,7 +69,7 @@ def main() -> None:
                     best = min(best, (time.perf_counter() - t) / (args.n // 5))
                 if label == "first":
                     first = best
-            print(f"{len(entry.deployments):>11} {name:>10} {first * 1e6:>14.2f} {best * 1e6:>14.2f}")
+            print(f"{len(entry.deployments):>11} {name:>15} {first * 1e6:>14.2f} {best * 1e6:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ class ProviderConfig(_Base):
 class RoutingConfig(_Base):
     """How a model's deployments share its requests, and how much failing over one request may do."""
 
-    strategy: Literal["ordered", "weighted", "least-busy", "latency"] = "ordered"
+    strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity"] = "ordered"
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None  # deployments tried per request, fallbacks too
     deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None  # no new attempt after this long
     # At most this share of the model's deployments is ejected at once (at least one always may be).

@@ -105,3 +105,38 @@ def test_routing_fields_are_refused_where_they_would_do_nothing(model, message):
         from_mapping({"providers": {"e": {"type": "echo"}},
                       "models": [{"name": "m", **model}, {"name": "m2", "deployments": [{"provider": "e", "model": "b"}]}]},
                      {})
+
+
+def test_the_affinity_key_stays_while_a_conversation_grows_and_differs_between_conversations():
+    from gatehouse.routing.affinity import affinity_key
+
+    system = {"role": "system", "content": "You are a coding agent."}
+    turn1 = {"messages": [system, {"role": "user", "content": "session 1"}]}
+    turn2 = {"messages": [*turn1["messages"], {"role": "assistant", "content": "ok"},
+                          {"role": "user", "content": "more"}]}
+    other = {"messages": [system, {"role": "user", "content": "session 2"}]}
+    assert affinity_key(turn1) == affinity_key(turn2) != affinity_key(other)
+    anthropic1 = {"system": [{"type": "text", "text": "agent"}],
+                  "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}
+    anthropic2 = {**anthropic1, "messages": [*anthropic1["messages"], {"role": "assistant", "content": "hi"}]}
+    assert affinity_key(anthropic1) == affinity_key(anthropic2) is not None
+    assert affinity_key({"input": "a responses prompt"}) is not None
+    assert affinity_key(None) is None and affinity_key({"messages": []}) is None
+
+
+def test_prefix_affinity_places_new_keys_within_the_load_bound_and_fails_over_along_the_ring():
+    models, _ = _entries([{"name": "m", "routing": {"strategy": "prefix-affinity"},
+                           "deployments": [{"provider": "e", "model": x} for x in "abcd"]}])
+    entry = models["m"]
+    from gatehouse.gateway.endpoint import Call
+
+    firsts = []
+    for i in range(40):
+        ex = Exchange("r", "chat", "openai")
+        ex.call = Call("m", {"messages": [{"role": "user", "content": f"conversation {i}"}]}, None)
+        plan = [d.upstream_model for d in Router(Ordered()).plan(entry, ex)]
+        assert sorted(plan) == ["a", "b", "c", "d"]
+        again = [d.upstream_model for d in Router(Ordered()).plan(entry, ex)]
+        assert again == plan  # the same key: the same order
+        firsts.append(plan[0])
+    assert max(firsts.count(x) for x in "abcd") <= 1.25 * 10

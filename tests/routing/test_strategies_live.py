@@ -174,3 +174,31 @@ async def test_max_attempts_bounds_the_failover(start_gatehouse):
         status, body, _ = await chat(gh.url)
         assert status == 502 and "unreachable" in body
         assert spare.count == 0
+
+
+async def test_prefix_affinity_keeps_each_conversation_on_one_deployment_with_bounded_load(start_gatehouse):
+    replicas = [Replica(f"r{i}") for i in range(4)]
+    with fleet(*replicas):
+        gh = start_gatehouse(with_model([(r.name, r.url) for r in replicas], routing={"strategy": "prefix-affinity"}))
+
+        async def session(i: int) -> list[str]:
+            messages: list[dict[str, str]] = [{"role": "system", "content": "You are a coding agent. " * 50},
+                                              {"role": "user", "content": f"session {i}: fix the build"}]
+            served = []
+            async with aiohttp.ClientSession() as s:
+                for turn in range(10):
+                    async with s.post(gh.url + "/v1/chat/completions", headers=AUTH,
+                                      json={"model": "pool", "messages": messages}) as r:
+                        assert r.status == 200
+                        answer = (await r.json())["choices"][0]["message"]["content"]
+                    served.append(answer)
+                    messages = [*messages, {"role": "assistant", "content": answer},
+                                {"role": "user", "content": f"turn {turn}"}]
+            return served
+
+        sessions = await asyncio.gather(*(session(i) for i in range(20)))
+        for served in sessions:
+            top = max(served.count(x) for x in set(served))
+            assert top >= 0.95 * len(served), served
+        counts = [r.count for r in replicas]
+        assert sum(counts) == 200 and max(counts) <= 1.25 * 50, counts

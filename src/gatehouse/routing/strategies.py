@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
+from gatehouse.routing.affinity import PrefixAffinity
+
 if TYPE_CHECKING:
     from gatehouse.errors import GatehouseError
     from gatehouse.gateway.exchange import Exchange
@@ -157,8 +159,9 @@ class Latency:
         return _two_choices(deployments, "cost")
 
 
-STRATEGIES: dict[str, type[Ordered] | type[Weighted] | type[LeastBusy] | type[Latency]] = {
-    "ordered": Ordered, "weighted": Weighted, "least-busy": LeastBusy, "latency": Latency}
+STRATEGIES: dict[str, type[Ordered] | type[Weighted] | type[LeastBusy] | type[Latency] | type[PrefixAffinity]] = {
+    "ordered": Ordered, "weighted": Weighted, "least-busy": LeastBusy, "latency": Latency,
+    "prefix-affinity": PrefixAffinity}
 # Strategies that read Load: their deployments get one, and the runtime adds LoadHook.
 LOAD_AWARE = frozenset({"least-busy", "latency"})
 
