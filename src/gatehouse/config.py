@@ -155,11 +155,15 @@ class ProviderConfig(_Base):
 class RoutingConfig(_Base):
     """How a model's deployments share its requests, and how much failing over one request may do."""
 
-    strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity"] = "ordered"
+    strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity", "load-aware"] = "ordered"
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None  # deployments tried per request, fallbacks too
     deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None  # no new attempt after this long
     # At most this share of the model's deployments is ejected at once (at least one always may be).
     max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
+    # load-aware only: how often each deployment's engine metrics are scraped (default 1 s), and
+    # the queue (waiting requests) above which a deployment is saturated (default 16)
+    scrape_interval_seconds: Annotated[float, msgspec.Meta(ge=0.05)] | None = None
+    queue_threshold: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class WakeConfig(_Base):
@@ -185,6 +189,7 @@ class DeploymentConfig(_Base):
     weight: Annotated[int, msgspec.Meta(ge=1)] = 1  # routing.strategy: weighted
     priority: Annotated[int, msgspec.Meta(ge=1)] = 1  # tier: 2 takes traffic only when every 1 cannot
     max_in_flight: Annotated[int, msgspec.Meta(ge=1)] | None = None  # saturated beyond: others first
+    metrics_url: str | None = None  # load-aware: the engine's Prometheus endpoint (default: base_url's /metrics)
     # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None

@@ -181,6 +181,8 @@ class Runtime:
         directory.start()
         if not keep_limiter:
             limiter.start()
+        if health.scraper is not None:
+            health.scraper.start()  # load-aware routing's engine metrics, off the request path
         try:
             for p in providers.values():
                 await p.start()
@@ -209,6 +211,8 @@ class Runtime:
         heir = self.successor  # set by a reload: it runs on with what it took over
         self.ready = False
         await self.access.close()
+        if self.health.scraper is not None:
+            await self.health.scraper.stop()
         if heir is None or heir.limiter is not self.limiter:
             await self.limiter.close()
         for p in self.providers.values():

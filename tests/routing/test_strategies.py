@@ -140,3 +140,21 @@ def test_prefix_affinity_places_new_keys_within_the_load_bound_and_fails_over_al
         assert again == plan  # the same key: the same order
         firsts.append(plan[0])
     assert max(firsts.count(x) for x in "abcd") <= 1.25 * 10
+
+
+def test_engine_metrics_are_read_in_each_engines_names():
+    from gatehouse.routing.scrape import parse_engine_metrics
+
+    vllm = ('# HELP vllm:num_requests_waiting Number of requests waiting.\n# TYPE vllm:num_requests_waiting gauge\n'
+            'vllm:num_requests_waiting{engine="0",model_name="a b"} 3.0\n'
+            'vllm:num_requests_waiting{engine="1",model_name="c"} 2.0 1700000000000\n'
+            'vllm:num_requests_running{engine="0",model_name="a b"} 7.0\n'
+            'vllm:kv_cache_usage_perc{engine="0",model_name="a b"} 0.25\n'
+            'vllm:kv_cache_usage_perc{engine="1",model_name="c"} 0.5\n'
+            'vllm:num_requests_waiting_by_reason{reason="x"} 99\n')
+    assert parse_engine_metrics(vllm) == (5.0, 7.0, 0.5)
+    assert parse_engine_metrics("llamacpp:requests_deferred 4\nllamacpp:requests_processing 2\n"
+                                "llamacpp:kv_cache_usage_ratio 0.75\n") == (4.0, 2.0, 0.75)
+    assert parse_engine_metrics("sglang:num_queue_reqs 1\nsglang:token_usage 80\n") == (1.0, 0.0, 0.8)
+    assert parse_engine_metrics("vllm:gpu_cache_usage_perc 0.1\n") == (0.0, 0.0, 0.1)
+    assert parse_engine_metrics("process_cpu_seconds_total 5\nbroken{ x\n") is None

@@ -202,3 +202,36 @@ async def test_prefix_affinity_keeps_each_conversation_on_one_deployment_with_bo
             assert top >= 0.95 * len(served), served
         counts = [r.count for r in replicas]
         assert sum(counts) == 200 and max(counts) <= 1.25 * 50, counts
+
+
+async def test_load_aware_follows_the_engines_queue_and_kv_cache_as_they_change(start_gatehouse):
+    with fleet(Replica("vllm"), Replica("llama")) as (vllm, llama):
+        vllm.engine("vllm", waiting=12, running=8, kv=0.9)
+        llama.engine("llamacpp", waiting=0, running=1, kv=0.2)
+        gh = start_gatehouse(with_model([("vllm", vllm.url), ("llama", llama.url)],
+                                        routing={"strategy": "load-aware", "scrape_interval_seconds": 0.1}))
+        await asyncio.sleep(0.4)  # a few scrapes
+        for _ in range(5):
+            assert (await chat(gh.url))[1] == "served by llama"
+        vllm.engine("vllm-old", waiting=0, running=0, kv=0.05)
+        llama.engine("llamacpp", waiting=5, running=4, kv=0.7)
+        await asyncio.sleep(0.4)
+        for _ in range(5):
+            assert (await chat(gh.url))[1] == "served by vllm"
+        [pool] = [m for m in (await deployments(gh.url))["models"] if m["name"] == "pool"]
+        engine = pool["deployments"][1]["engine"]
+        assert (engine["waiting"], engine["kv_cache"], engine["saturated"]) == (5.0, 0.7, False)
+
+
+async def test_a_saturated_engine_is_passed_over_for_the_next_tier(start_gatehouse):
+    with fleet(Replica("gpu"), Replica("overflow")) as (gpu, overflow):
+        gpu.engine("sglang", waiting=40, running=32, kv=0.99)
+        gh = start_gatehouse(with_model([("gpu", gpu.url), ("overflow", overflow.url)],
+                                        routing={"strategy": "load-aware", "scrape_interval_seconds": 0.1,
+                                                 "queue_threshold": 30},
+                                        deployment_fields=[{}, {"priority": 2}]))
+        await asyncio.sleep(0.4)
+        assert (await chat(gh.url))[1] == "served by overflow"
+        gpu.engine("sglang", waiting=3, running=32, kv=0.99)
+        await asyncio.sleep(0.4)
+        assert (await chat(gh.url))[1] == "served by gpu"

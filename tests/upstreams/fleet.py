@@ -27,7 +27,19 @@ class Replica:
         self.count = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.metrics = ""  # GET /metrics answers this (Prometheus text); "" = 404
         self.server = ServerThread(self._make_app)
+
+    def engine(self, style: str, waiting: float, running: float, kv: float) -> None:
+        """What /metrics reports, in one engine's names: vllm | llamacpp | sglang."""
+        names = {"vllm": ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"),
+                 "vllm-old": ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:gpu_cache_usage_perc"),
+                 "llamacpp": ("llamacpp:requests_deferred", "llamacpp:requests_processing",
+                              "llamacpp:kv_cache_usage_ratio"),
+                 "sglang": ("sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage")}[style]
+        labels = '{model_name="m",engine="0 1"}' if style.startswith("vllm") else ""
+        self.metrics = "".join(f"# HELP {n} x\n# TYPE {n} gauge\n{n}{labels} {v}\n"
+                               for n, v in zip(names, (waiting, running, kv)))
 
     @property
     def url(self) -> str:
@@ -37,7 +49,13 @@ class Replica:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
         return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if not self.metrics:
+            return web.Response(status=404)
+        return web.Response(text=self.metrics, content_type="text/plain")
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "m", "object": "model"}]})

@@ -22,6 +22,17 @@ def check_routing(cfg: Config) -> None:
             if d.weight != 1 and strategy != "weighted":
                 raise ConfigError(f"{path}.deployments[{j}].weight: only used by routing.strategy 'weighted' "
                                   f"(this model's is '{strategy}')")
+            if d.metrics_url is not None:
+                if strategy != "load-aware":
+                    raise ConfigError(f"{path}.deployments[{j}].metrics_url: only used by routing.strategy "
+                                      f"'load-aware' (this model's is '{strategy}')")
+                if not d.metrics_url.startswith(("http://", "https://")):
+                    raise ConfigError(f"{path}.deployments[{j}].metrics_url: must be an http(s) URL")
+        rc = m.routing
+        if rc is not None and strategy != "load-aware":
+            for field_name in ("scrape_interval_seconds", "queue_threshold"):
+                if getattr(rc, field_name) is not None:
+                    raise ConfigError(f"{path}.routing.{field_name}: only used by routing.strategy 'load-aware'")
         for field_name in ("fallbacks", "context_window_fallbacks"):
             for k, name in enumerate(getattr(m, field_name)):
                 if name == m.name:

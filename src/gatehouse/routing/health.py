@@ -29,6 +29,7 @@ from gatehouse.routing.strategies import Load
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.scrape import EngineScraper
     from gatehouse.routing.table import Deployment
 
 log = logging.getLogger("gatehouse.health")
@@ -124,6 +125,7 @@ class Health:
     def __init__(self) -> None:
         self.breakers: dict[tuple[str, str], Breaker] = {}
         self.loads: dict[tuple[str, str], Load] = {}
+        self.scraper: EngineScraper | None = None  # load-aware models' engine metrics (routing/scrape.py)
 
     def load(self, provider: str, model: str) -> Load:
         """The deployment's load (least-busy, latency, max_in_flight), shared like its breaker."""

@@ -114,7 +114,7 @@ def deployments_of(entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
     for strategy, deps in route.tiers:
         for dep in strategy.order(deps, ex):
             cap, load = dep.max_in_flight, dep.load
-            if cap is not None and load is not None and load.in_flight >= cap:
+            if load is not None and (load.saturated or (cap is not None and load.in_flight >= cap)):
                 if saturated is None:
                     saturated = []
                 saturated.append(dep)
@@ -171,6 +171,8 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
             for d, dc in zip(entry.deployments, m.deployments))
         if cap is not None:
             cap.deployments = deps
+        if strategy == "load-aware":
+            _scrape(cfg, m, deps, health, http)
         tiers = tuple((STRATEGIES[strategy](tier) if len(tier) > 1 else Ordered(), tier)
                       for tier in (tuple(d for d in deps if d.priority == p)
                                    for p in sorted({d.priority for d in deps})))
@@ -186,6 +188,28 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
             linked.fallbacks = tuple(out[n] for n in m.fallbacks)
             linked.context_fallbacks = tuple(out[n] for n in m.context_window_fallbacks)
     return out
+
+
+def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: Health, http: HttpPool) -> None:
+    """Each deployment's engine metrics URL onto the runtime's scraper (routing/scrape.py)."""
+    from gatehouse.routing.scrape import EngineScraper
+
+    rc = m.routing
+    assert rc is not None
+    interval = rc.scrape_interval_seconds or 1.0
+    if health.scraper is None:
+        health.scraper = EngineScraper(http, interval)
+    for dep, dc in zip(deps, m.deployments):
+        url = dc.metrics_url
+        if url is None:
+            base = cfg.providers[dc.provider].base_url
+            if not base:
+                continue  # a managed provider: scored on in-flight alone
+            base = base.rstrip("/")
+            url = (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+        assert dep.load is not None
+        dep.load.queue_threshold = float(rc.queue_threshold if rc.queue_threshold is not None else 16)
+        health.scraper.add(url, dep.load, interval)
 
 
 def _ready_url(cfg: Config, provider: str, path: str) -> str | None:

@@ -29,6 +29,9 @@ def deployment_state(dep: Deployment, now: float) -> dict[str, Any]:
     if load is not None:
         out["in_flight"] = load.in_flight
         out["latency_ewma_ms"] = round(load.ewma * 1000, 3)
+        if load.scraped_at:
+            out["engine"] = {"waiting": load.queue, "running": load.running, "kv_cache": load.kv_cache,
+                             "saturated": load.saturated, "age_seconds": round(now - load.scraped_at, 3)}
     return out
 
 

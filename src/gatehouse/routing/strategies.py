@@ -31,12 +31,20 @@ DECAY_SECONDS = 10.0
 class Load:
     """One deployment's load as this process sees it, shared by every model using it."""
 
-    __slots__ = ("ewma", "in_flight", "stamp")
+    __slots__ = ("ewma", "in_flight", "kv_cache", "queue", "queue_threshold", "running", "saturated",
+                 "scraped_at", "stamp")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.ewma = 0.0  # seconds to first byte; 0: not measured yet (tried first, to measure it)
         self.stamp = 0.0  # monotonic time of the last observation
+        # the engine's own numbers (load-aware: routing/scrape.py); scraped_at 0: none
+        self.queue = 0.0
+        self.running = 0.0
+        self.kv_cache = 0.0
+        self.scraped_at = 0.0
+        self.queue_threshold = 16.0
+        self.saturated = False  # its queue is above the threshold: others first
 
     def observe(self, seconds: float, now: float) -> None:
         """Peak-EWMA: a slower observation is taken at once, a faster one decays in."""
@@ -159,11 +167,39 @@ class Latency:
         return _two_choices(deployments, "cost")
 
 
-STRATEGIES: dict[str, type[Ordered] | type[Weighted] | type[LeastBusy] | type[Latency] | type[PrefixAffinity]] = {
+def engine_score(dep: Deployment) -> float:
+    """Lower is better: 2 × the engine's waiting requests + 20 × its KV cache use (0..1) + the
+    requests this gateway has on it (they cover the time between scrapes)."""
+    load = dep.load
+    if load is None:
+        return 0.0
+    if not load.scraped_at:
+        return float(load.in_flight)
+    return 2.0 * load.queue + 20.0 * load.kv_cache + load.in_flight
+
+
+class LoadAware:
+    """The deployment whose engine reports the least queue and KV cache use (scraped off the
+    request path: routing/scrape.py), counting what this gateway has in flight there. One
+    pass over the tier; saturated deployments (queue above the threshold) come after all tiers."""
+
+    __slots__ = ()
+
+    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
+        pass
+
+    def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
+        best = min(deployments, key=engine_score)
+        yield best
+        yield from sorted((d for d in deployments if d is not best), key=engine_score)  # failover only
+
+
+STRATEGIES: dict[str, type[Ordered] | type[Weighted] | type[LeastBusy] | type[Latency] | type[PrefixAffinity]
+                 | type[LoadAware]] = {
     "ordered": Ordered, "weighted": Weighted, "least-busy": LeastBusy, "latency": Latency,
-    "prefix-affinity": PrefixAffinity}
+    "prefix-affinity": PrefixAffinity, "load-aware": LoadAware}
 # Strategies that read Load: their deployments get one, and the runtime adds LoadHook.
-LOAD_AWARE = frozenset({"least-busy", "latency"})
+LOAD_AWARE = frozenset({"least-busy", "latency", "load-aware"})
 
 
 class LoadHook:
