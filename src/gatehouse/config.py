@@ -166,8 +166,24 @@ class RoutingConfig(_Base):
     queue_threshold: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
+class KubernetesScaleConfig(_Base):
+    """Scale a Deployment/StatefulSet up through the Kubernetes scale subresource (the pod's
+    service account; RBAC in docs/routing.md)."""
+
+    namespace: str
+    name: str
+    kind: Literal["deployment", "statefulset"] = "deployment"
+    replicas: Annotated[int, msgspec.Meta(ge=1)] = 1
+    api_url: str = "https://kubernetes.default.svc"
+    token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+
 class WakeConfig(_Base):
-    url: str  # POSTed {"model": name} when a cold start begins
+    """How a cold start wakes the backend: a webhook and/or the Kubernetes scale subresource."""
+
+    url: str | None = None  # POSTed {"model": name} when a cold start begins
+    kubernetes: KubernetesScaleConfig | None = None
 
 
 class ColdStartConfig(_Base):

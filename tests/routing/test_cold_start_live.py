@@ -84,3 +84,49 @@ async def test_a_cold_start_that_times_out_is_a_503_with_retry_after_in_the_clie
     started = time.monotonic()
     status, body, headers = await chat(gh.url, "full")
     assert status == 503 and "queue is full" in body and time.monotonic() - started < 1
+
+
+async def test_a_cold_start_scales_the_workload_up_through_the_kubernetes_scale_subresource(start_gatehouse, tmp_path):
+    replica = Replica("scaled")
+    scale = {"replicas": 0}
+    calls: list[tuple[str, str, str]] = []
+    path = "/apis/apps/v1/namespaces/llm/deployments/vllm/scale"
+
+    def body() -> dict:
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": "vllm", "namespace": "llm"}, "spec": {"replicas": scale["replicas"]}}
+
+    async def get_scale(request: web.Request) -> web.Response:
+        calls.append(("GET", request.headers.get("Authorization", ""), ""))
+        return web.json_response(body())
+
+    async def patch_scale(request: web.Request) -> web.Response:
+        calls.append(("PATCH", request.headers.get("Authorization", ""), request.headers["Content-Type"]))
+        scale["replicas"] = (await request.json())["spec"]["replicas"]
+        threading.Timer(2.0, replica.server.start).start()  # the pod takes a while to be ready
+        return web.json_response(body())
+
+    app = web.Application()
+    app.router.add_get(path, get_scale)
+    app.router.add_patch(path, patch_scale)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    token = tmp_path / "token"
+    token.write_text("service-account-token\n")
+    try:
+        cfg = with_model([("gpu", replica.url)], name="sleepy", cold_start={
+            "timeout_seconds": 20, "poll_interval_seconds": 0.25,
+            "wake": {"kubernetes": {"namespace": "llm", "name": "vllm", "replicas": 2,
+                                    "api_url": f"http://127.0.0.1:{port}", "token_file": str(token)}}})
+        gh = start_gatehouse(cfg)
+        status, body_text, headers = await chat(gh.url, "sleepy")
+        assert (status, body_text) == (200, "served by scaled") and headers["x-gatehouse-cold-start"] == "true"
+        assert scale["replicas"] == 2
+        assert calls == [("GET", "Bearer service-account-token", ""),
+                         ("PATCH", "Bearer service-account-token", "application/merge-patch+json")]
+    finally:
+        replica.server.stop() if replica.server._thread.is_alive() else None
+        await runner.cleanup()

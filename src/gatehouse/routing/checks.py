@@ -46,5 +46,11 @@ def check_routing(cfg: Config) -> None:
             if not any(cfg.providers[d.provider].base_url for d in m.deployments if d.provider in cfg.providers):
                 raise ConfigError(f"{path}.cold_start: none of the model's deployments has a base_url to poll")
             wake = m.cold_start.wake
-            if wake is not None and not wake.url.startswith(("http://", "https://")):
-                raise ConfigError(f"{path}.cold_start.wake.url: must be an http(s) URL")
+            if wake is not None:
+                if wake.url is None and wake.kubernetes is None:
+                    raise ConfigError(f"{path}.cold_start.wake: set url, kubernetes, or both")
+                if wake.url is not None and not wake.url.startswith(("http://", "https://")):
+                    raise ConfigError(f"{path}.cold_start.wake.url: must be an http(s) URL")
+                k8s = wake.kubernetes
+                if k8s is not None and not k8s.api_url.startswith(("http://", "https://")):
+                    raise ConfigError(f"{path}.cold_start.wake.kubernetes.api_url: must be an http(s) URL")

@@ -2,8 +2,9 @@
 
 When every deployment of a model with `cold_start` refused the connection or answered 503 (or is
 ejected for it), the request joins the model's bounded queue (`max_queue`; beyond it: 503 at once)
-and waits up to `timeout_seconds`. The first waiter of an episode starts one poller, which calls the
-optional `wake.url` webhook once, then asks each deployment's readiness URL (its provider's
+and waits up to `timeout_seconds`. The first waiter of an episode starts one poller, which wakes the
+backend once (the optional `wake.url` webhook, and/or the Kubernetes scale subresource of
+`wake.kubernetes`), then asks each deployment's readiness URL (its provider's
 `base_url` + `ready_path`) every `poll_interval_seconds`: any answer below 500 means it is up. Then
 that deployment's breaker is closed and every waiter goes out, in the order it arrived
 (gateway/attempts.py plans again). The client sees `x-gatehouse-cold-start: true`; on timeout a 503
@@ -12,8 +13,11 @@ with Retry-After in its own dialect. The poller stops when nobody is waiting any
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import ssl
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -22,7 +26,7 @@ from gatehouse.errors import UpstreamBusy, UpstreamError, UpstreamUnavailable
 from gatehouse.observability.safe import describe
 
 if TYPE_CHECKING:
-    from gatehouse.config import ColdStartConfig
+    from gatehouse.config import ColdStartConfig, KubernetesScaleConfig
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.table import Deployment
     from gatehouse.upstream.client import HttpPool
@@ -30,6 +34,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("gatehouse.coldstart")
 
 COLD_HEADER = "x-gatehouse-cold-start"
+
+
+async def scale_up(session: aiohttp.ClientSession, k8s: KubernetesScaleConfig, model: str) -> None:
+    """Raise the workload's replicas to `k8s.replicas` through its scale subresource, unless it
+    already has that many (needs `get` and `patch` on deployments/scale or statefulsets/scale)."""
+    token, ssl_ctx = await asyncio.to_thread(_credentials, k8s)
+    url = (f"{k8s.api_url.rstrip('/')}/apis/apps/v1/namespaces/{k8s.namespace}/{k8s.kind}s/{k8s.name}/scale")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with session.get(url, headers=headers, timeout=timeout, ssl=ssl_ctx) as r:
+        if r.status != 200:
+            raise RuntimeError(f"reading the scale of {k8s.kind} {k8s.namespace}/{k8s.name}: HTTP {r.status}")
+        current = ((await r.json()).get("spec") or {}).get("replicas") or 0
+    if current >= k8s.replicas:
+        return
+    async with session.patch(url, data=json.dumps({"spec": {"replicas": k8s.replicas}}),
+                             headers={**headers, "Content-Type": "application/merge-patch+json"},
+                             timeout=timeout, ssl=ssl_ctx) as r:
+        if r.status != 200:
+            raise RuntimeError(f"scaling {k8s.kind} {k8s.namespace}/{k8s.name}: HTTP {r.status}")
+    log.warning("model %s: scaled %s %s/%s from %d to %d replicas", model, k8s.kind, k8s.namespace, k8s.name,
+                current, k8s.replicas)
+
+
+def _credentials(k8s: KubernetesScaleConfig) -> tuple[str, ssl.SSLContext | bool]:
+    """The service account's token and the cluster CA (read per wake: tokens are rotated)."""
+    try:
+        token = Path(k8s.token_file).read_text().strip()
+    except OSError:
+        token = ""
+    if not k8s.api_url.startswith("https://"):
+        return token, False
+    ctx = ssl.create_default_context(cafile=k8s.ca_file) if Path(k8s.ca_file).exists() else True
+    return token, ctx
 
 
 class ColdStart:
@@ -95,9 +133,12 @@ class ColdStart:
         wake = self.cfg.wake
         if wake is not None:
             try:
-                async with session.post(wake.url, json={"model": self.model},
-                                        timeout=aiohttp.ClientTimeout(total=10)) as r:
-                    log.info("woke model %s: the webhook answered %d", self.model, r.status)
+                if wake.url is not None:
+                    async with session.post(wake.url, json={"model": self.model},
+                                            timeout=aiohttp.ClientTimeout(total=10)) as r:
+                        log.info("woke model %s: the webhook answered %d", self.model, r.status)
+                if wake.kubernetes is not None:
+                    await scale_up(session, wake.kubernetes, self.model)
             except Exception as e:  # noqa: BLE001 - waking is best effort; polling goes on
                 log.warning("could not wake model %s: %s", self.model, describe(e))
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.cfg.poll_interval_seconds * 2))
