@@ -13,7 +13,7 @@ from aiohttp import web
 
 from tests.conftest import BOB_KEY
 from tests.routing.test_strategies_live import chat, metrics, deployments, with_model
-from tests.upstreams.fleet import Replica, dead_url
+from tests.upstreams.fleet import Replica, dead_url, fleet
 
 
 async def test_requests_wait_for_a_deployment_that_starts_after_the_wake_call(start_gatehouse):
@@ -130,3 +130,25 @@ async def test_a_cold_start_scales_the_workload_up_through_the_kubernetes_scale_
     finally:
         replica.server.stop() if replica.server._thread.is_alive() else None
         await runner.cleanup()
+
+
+async def test_a_cold_model_holds_first_and_falls_back_when_the_hold_times_out(start_gatehouse):
+    with fleet(Replica("backup"), Replica("broken", fail=500)) as (backup, broken):
+        cfg = with_model([("gpu", dead_url())], name="sleepy", fallbacks=["backup"],
+                         cold_start={"timeout_seconds": 1, "poll_interval_seconds": 0.2})
+        cfg["providers"]["backup"] = {"type": "openai", "base_url": f"{backup.url}/v1"}
+        cfg["providers"]["broken"] = {"type": "openai", "base_url": f"{broken.url}/v1"}
+        cfg["models"] += [{"name": "backup", "deployments": [{"provider": "backup", "model": "m"}]},
+                          {"name": "sick", "deployments": [{"provider": "broken", "model": "m"}],
+                           "fallbacks": ["backup"], "cold_start": {"timeout_seconds": 30}}]
+        gh = start_gatehouse(cfg)
+        started = time.monotonic()
+        status, body, headers = await chat(gh.url, "sleepy")
+        assert (status, body) == (200, "served by backup") and 0.9 < time.monotonic() - started < 4
+        assert headers["x-gatehouse-cold-start"] == "true"
+        assert headers["x-gatehouse-route"] == "model=backup; reason=fallback"
+        # a deployment that answers 500 is not asleep: no hold, the fallback at once, tried once
+        started = time.monotonic()
+        status, body, headers = await chat(gh.url, "sick")
+        assert (status, body) == (200, "served by backup") and time.monotonic() - started < 1
+        assert "x-gatehouse-cold-start" not in headers and broken.count == 1

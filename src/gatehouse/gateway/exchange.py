@@ -28,7 +28,7 @@ class Exchange:
         "prompt_estimate", "max_tokens", "response_headers", "error_type",
         "gateway_id", "client_request_id",
         # the path (gateway/handle.py)
-        "call", "entry", "admitted", "attempt", "attempts", "attempt_started",
+        "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
         # tracing (observability/tracing.py)
@@ -65,6 +65,7 @@ class Exchange:
         self.attempt: Deployment | None = None
         self.attempts = 0
         self.attempt_started = 0.0  # monotonic; set by routing's LoadHook only where a strategy reads load
+        self.routing: str | None = None  # a cold-start model's stage (routing/route.py); None: the first plan
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies

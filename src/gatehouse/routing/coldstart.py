@@ -97,11 +97,14 @@ class ColdStart:
             return False
         return err.code == "upstream_unreachable" or err.status == 503
 
-    async def hold(self, ex: Exchange) -> None:
-        """Wait until a deployment is up; raises 503 (with Retry-After) when the queue is full or
-        the wait times out."""
+    async def hold(self, ex: Exchange, raise_on_timeout: bool = True) -> bool:
+        """Wait until a deployment is up (True); raises 503 (with Retry-After) when the queue is
+        full or the wait times out — or, with `raise_on_timeout` off (the model has fallbacks),
+        returns False then."""
         cfg = self.cfg
         if self.waiting >= cfg.max_queue:
+            if not raise_on_timeout:
+                return False
             raise UpstreamUnavailable(f"The model '{self.model}' is starting and its queue is full; retry later.",
                                       code="cold_start_queue_full",
                                       headers={"retry-after": str(max(1, round(cfg.poll_interval_seconds * 5)))})
@@ -119,6 +122,8 @@ class ColdStart:
             await asyncio.wait_for(asyncio.shield(fut), cfg.timeout_seconds)
         except asyncio.TimeoutError:
             self.timeouts += 1
+            if not raise_on_timeout:
+                return False
             raise UpstreamUnavailable(
                 f"The model '{self.model}' is starting and was not ready within {cfg.timeout_seconds:g} s; "
                 "retry later.", code="cold_start_timeout",
@@ -127,6 +132,7 @@ class ColdStart:
             self.waiting -= 1
             self.last_wait_seconds = time.monotonic() - started
             self.wait_seconds_total += self.last_wait_seconds
+        return True
 
     async def _poll(self, fut: asyncio.Future[None]) -> None:
         session = self.http.session

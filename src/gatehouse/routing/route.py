@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from gatehouse.upstream.client import HttpPool
 
 ROUTE_HEADER = "x-gatehouse-route"
+# Where a request with a cold-start model is (Exchange.routing): None, the first plan (its own
+# deployments, fallbacks only after a hold); after the hold found one up; fallbacks only.
+AFTER_HOLD = "after_hold"
+FALLBACKS_ONLY = "fallbacks_only"
 
 
 class EjectionCap:
@@ -73,13 +77,17 @@ class Route:
                 ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason=context_window"
                 self._count(fit.name, "context_window")
         n = 0
-        for dep in deployments_of(served, ex):
-            if n and time.monotonic() >= deadline:
-                return
-            yield dep
-            n += 1
-            if n >= budget:
-                return
+        stage = ex.routing
+        if stage != FALLBACKS_ONLY:
+            for dep in deployments_of(served, ex):
+                if n and time.monotonic() >= deadline:
+                    return
+                yield dep
+                n += 1
+                if n >= budget:
+                    return
+            if stage is None and self.cold_start is not None:
+                return  # a cold model holds before it falls back (gateway/attempts.py asks the router)
         for fb in self.fallbacks:
             if fb is served or not _fits(fb, ex) or not _may_use(ex, entry, fb):
                 continue
