@@ -264,9 +264,9 @@ async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
     entry = rt.table.resolve(obj["model"], ex.principal)
     ex.model = entry.name
     dep = entry.deployments[0]
-    if dep.passthrough_dialect == DIALECT:
+    if dep.passthrough_dialect == DIALECT and dep.forwarder is not None:
         ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, model_swap=dep.model_swap)
-        fwd = await dep.provider.forward("/api/show", dict(obj), False, ctx, False)  # type: ignore[attr-defined]
+        fwd = await dep.forwarder.forward("/api/show", dict(obj), False, ctx, False)
         await send_bytes(req.send, fwd.status, fwd.body or b"", header_list(ex.request_id),
                          fwd.content_type.encode("latin-1"))
         return
