@@ -20,6 +20,7 @@ TARGETS = {
     "translation_rps": 1500, "distributed_rps": 1500,
     "responses_vs_translation": 0.9,  # (g) within 10% of (e)
     "guardrails_vs_plain": 0.9,       # (h) within 10% of the same gateway without guardrails
+    "routing_vs_single": 0.95,        # (i) three deployments within 5% of one
 }
 
 
@@ -229,9 +230,29 @@ def rows_guardrails(h: dict) -> list[list[str]]:
     return out
 
 
+def rows_routing(i: dict) -> list[list[str]]:
+    """(i): one deployment vs three under each routing strategy, and their ratios."""
+    limit = TARGETS["routing_vs_single"]
+    if "skipped" in i:
+        return [["(i) routing: three deployments ÷ one", "—", i["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for strategy, r in (i.get("routing_ratio") or {}).items():
+        e = _get(i, "best", f"gatehouse-{strategy}") or {}
+        txt = fmt(e.get("rps"), thousands=True) if e.get("rps") else "p99 < 50 ms not reached"
+        out.append([f"(i) {strategy}, three deployments: throughput, req/s",
+                    fmt(_get(i, "summary", "direct", "rps"), thousands=True),
+                    txt + (" (paced)" if e.get("paced") else ""), "—", "—", "—", "—"])
+        out.append([f"(i) {strategy}: three deployments ÷ one, c=64, 0 errors, p99 < 50 ms", "—",
+                    "n/a" if r is None else f"{r:.3f}", "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
+        c = (i.get("routing_closed_loop_ratio") or {}).get(strategy)
+        out.append([f"(i) {strategy}: three ÷ one, closed loop c=64, no p99 limit", "—",
+                    "n/a" if c is None else f"{c:.3f}", "—", "—", "—", "—"])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails}
+        "h": rows_guardrails, "i": rows_routing}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

@@ -113,13 +113,16 @@ def ecommerce_guardrails() -> dict:
 
 
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
-                     redis_url: str | None = None, guardrails: str | None = None) -> dict:
+                     redis_url: str | None = None, guardrails: str | None = None,
+                     routing: str | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
     by default. `store_url`/`redis_url` select the distributed mode (Postgres + Redis).
     `guardrails` names a policy of examples/guardrails-ecommerce.yaml to attach to the bench
     group (scenario h); everything else stays the same, so the difference is the guardrails.
+    `routing` serves the model from three deployments (three providers on the same mock, as three
+    replicas would be) under that routing strategy (scenario i).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -129,16 +132,19 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     if guardrails:
         group["guardrails"] = [guardrails]
         extra["guardrails"] = ecommerce_guardrails()
+    providers = {"mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "x"}}
+    model: dict = {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]}
+    if routing:
+        for i in (1, 2):
+            providers[f"mock{i}"] = dict(providers["mock"])
+        model = {"name": MODEL, "routing": {"strategy": routing},
+                 "deployments": [{"provider": p, "model": UPSTREAM_MODEL} for p in providers]}
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "store": store,
         "admin": {"key": "bench-admin"},
-        "providers": {
-            "mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "x"},
-        },
-        "models": [
-            {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]},
-        ],
+        "providers": providers,
+        "models": [model],
         "groups": {"bench": group},
         "consumers": {"bench": {"group": "bench", "keys": [BENCH_KEY]}},
         **extra,
