@@ -158,3 +158,17 @@ def test_engine_metrics_are_read_in_each_engines_names():
     assert parse_engine_metrics("sglang:num_queue_reqs 1\nsglang:token_usage 80\n") == (1.0, 0.0, 0.8)
     assert parse_engine_metrics("vllm:gpu_cache_usage_perc 0.1\n") == (0.0, 0.0, 0.1)
     assert parse_engine_metrics("process_cpu_seconds_total 5\nbroken{ x\n") is None
+
+
+def test_the_clients_own_prefix_hint_is_the_affinity_key_when_it_sends_one():
+    from gatehouse.routing.affinity import affinity_key
+
+    a = {"messages": [{"role": "user", "content": "one"}], "prompt_cache_key": "repo-x"}
+    b = {"messages": [{"role": "user", "content": "two"}], "prompt_cache_key": "repo-x"}
+    assert affinity_key(a) == affinity_key(b)
+    session = "user_abc_account_def_session_0f1e"
+    c1 = {"messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": session}}
+    c2 = {"messages": [{"role": "user", "content": "y"}], "metadata": {"user_id": session}}
+    assert affinity_key(c1) == affinity_key(c2)
+    plain_user = {"messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": "alice"}}
+    assert affinity_key(plain_user) == affinity_key({"messages": [{"role": "user", "content": "x"}]})

@@ -2,9 +2,10 @@
 cache is reused — the same conversation, or a coding agent's large, stable system prompt and
 tool list.
 
-The key is a CRC-32 (stable across gateway replicas) of the start of what stays fixed while a
-conversation grows: the system prompt (or instructions, or leading system messages) and the
-conversation's first message, at most 1 KiB of text each. Keys map onto a ring of virtual nodes built at load (consistent hashing: replicas
+The key is a CRC-32 (stable across gateway replicas) of the client's own hint when it sends one
+(OpenAI's `prompt_cache_key`; Claude Code's session in `metadata.user_id`), else of the start
+of what stays fixed while a conversation grows: the system prompt (or instructions, or leading
+system messages) and the conversation's first message, at most 1 KiB of text each. Keys map onto a ring of virtual nodes built at load (consistent hashing: replicas
 of the gateway agree, and adding a deployment moves only its share). Bounded load: a new key
 takes the first deployment along the ring holding fewer than `floor(1.25 × mean)` keys, so no
 deployment gets more than 1.25× the mean; a key once placed stays (an LRU of the most recent
@@ -49,6 +50,14 @@ def affinity_key(body: dict[str, Any] | None) -> int | None:
     instructions, or leading system messages) and its first other message; None: nothing to key on."""
     if not body:
         return None
+    hint = body.get("prompt_cache_key")  # OpenAI's own: the client names what shares a prefix
+    if not isinstance(hint, str):
+        meta = body.get("metadata")  # Claude Code: user_id "user_<hash>_account_<id>_session_<uuid>"
+        hint = meta.get("user_id") if isinstance(meta, dict) else None
+        if not (isinstance(hint, str) and "_session_" in hint):
+            hint = None
+    if hint:
+        return zlib.crc32(hint.encode("utf-8", "surrogatepass"))
     messages = body.get("messages")
     if messages is None:
         messages = body.get("input")
