@@ -122,6 +122,7 @@ class ProviderConfig(_Base):
     first_byte_timeout: float = 120.0
     max_connections: int = 256  # requests in flight (each holds a connection) to this upstream
     pool_timeout: float = 30.0  # longest wait for one of those connections; then 503 upstream_busy
+    health_check: HealthCheckConfig | None = None  # active checks (docs/routing.md#health)
     # Circuit breaker: this many consecutive failures (connect errors, timeouts, 5xx) eject a
     # deployment for ejection_seconds, doubled after each failed probe up to max_ejection_seconds.
     failure_threshold: int = 3  # 0 = never eject
@@ -177,6 +178,13 @@ class KubernetesScaleConfig(_Base):
     api_url: str = "https://kubernetes.default.svc"
     token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+
+class HealthCheckConfig(_Base):
+    """Active checks of a provider (routing/active.py): GET base_url's root + path."""
+
+    path: str = "/health"
+    interval_seconds: Annotated[float, msgspec.Meta(ge=0.05)] = 10.0
 
 
 class WakeConfig(_Base):

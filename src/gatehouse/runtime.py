@@ -183,6 +183,8 @@ class Runtime:
             limiter.start()
         if health.scraper is not None:
             health.scraper.start()  # load-aware routing's engine metrics, off the request path
+        if health.active is not None:
+            health.active.start()  # providers' active health checks
         try:
             for p in providers.values():
                 await p.start()
@@ -213,6 +215,8 @@ class Runtime:
         await self.access.close()
         if self.health.scraper is not None:
             await self.health.scraper.stop()
+        if self.health.active is not None:
+            await self.health.active.stop()
         if heir is None or heir.limiter is not self.limiter:
             await self.limiter.close()
         for p in self.providers.values():

@@ -244,3 +244,19 @@ async def test_a_saturated_engine_is_passed_over_for_the_next_tier(start_gatehou
         gpu.engine("sglang", waiting=3, running=32, kv=0.99)
         await asyncio.sleep(0.4)
         assert (await chat(gh.url))[1] == "served by gpu"
+
+
+async def test_active_health_checks_eject_a_dead_backend_before_any_request_pays_for_it(start_gatehouse):
+    with fleet(Replica("a"), Replica("b")) as (a, b):
+        a.health = 503
+        cfg = with_model([("a", a.url), ("b", b.url)])
+        cfg["providers"]["a"].update({"failure_threshold": 2, "ejection_seconds": 60,
+                                      "health_check": {"path": "/health", "interval_seconds": 0.1}})
+        gh = start_gatehouse(cfg)
+        await asyncio.sleep(0.5)  # a few failed checks
+        for _ in range(3):
+            assert (await chat(gh.url))[1] == "served by b"
+        assert a.count == 0
+        a.health = 200
+        await asyncio.sleep(0.4)  # a passing check puts it back at once, long before its 60 s
+        assert (await chat(gh.url))[1] == "served by a"

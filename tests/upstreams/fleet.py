@@ -3,7 +3,8 @@ a name, a latency, and a failure mode the test sets and changes while it runs.
 
 Each replica answers POST /v1/chat/completions (JSON, or SSE when `stream` is true) with the text
 `served by <name>`, counts the requests that reached it and how many it holds at once, and answers
-GET /v1/models (its readiness). `fail` makes it answer that status instead (with `retry_after` as
+GET /v1/models (its readiness), GET /health (`health`: the status it answers) and GET /metrics
+(`engine()`: what it reports, in one engine's metric names). `fail` makes it answer that status instead (with `retry_after` as
 its Retry-After header when set); `latency` waits before the response head.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Replica:
         self.in_flight = 0
         self.max_in_flight = 0
         self.metrics = ""  # GET /metrics answers this (Prometheus text); "" = 404
+        self.health = 200  # GET /health answers this status
         self.server = ServerThread(self._make_app)
 
     def engine(self, style: str, waiting: float, running: float, kv: float) -> None:
@@ -50,7 +52,11 @@ class Replica:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/health", self._health)
         return app
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=self.health)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         if not self.metrics:

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 
 def check_routing(cfg: Config) -> None:
+    for name, p in cfg.providers.items():
+        if p.health_check is not None and not p.base_url:
+            raise ConfigError(f"providers.{name}.health_check: needs the provider's base_url")
     names = {m.name for m in cfg.models}
     for i, m in enumerate(cfg.models):
         path = f"models[{i}]"

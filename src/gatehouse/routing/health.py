@@ -29,6 +29,7 @@ from gatehouse.routing.strategies import Load
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.active import ActiveChecks
     from gatehouse.routing.scrape import EngineScraper
     from gatehouse.routing.table import Deployment
 
@@ -126,6 +127,7 @@ class Health:
         self.breakers: dict[tuple[str, str], Breaker] = {}
         self.loads: dict[tuple[str, str], Load] = {}
         self.scraper: EngineScraper | None = None  # load-aware models' engine metrics (routing/scrape.py)
+        self.active: ActiveChecks | None = None  # providers' health_check (routing/active.py)
 
     def load(self, provider: str, model: str) -> Load:
         """The deployment's load (least-busy, latency, max_in_flight), shared like its breaker."""

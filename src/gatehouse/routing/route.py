@@ -190,6 +190,7 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
             cold = ColdStart(m.name, deps, urls, m.cold_start, http)
         route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold)
         out[m.name] = replace(entry, deployments=deps, route=route)
+    _active_checks(cfg, health, http)
     for m in cfg.models:
         linked = out[m.name].route
         if linked is not None:
@@ -218,6 +219,24 @@ def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: H
         assert dep.load is not None
         dep.load.queue_threshold = float(rc.queue_threshold if rc.queue_threshold is not None else 16)
         health.scraper.add(url, dep.load, interval)
+
+
+def _active_checks(cfg: Config, health: Health, http: HttpPool) -> None:
+    """Each `health_check` provider's URL and the breakers of its deployments (routing/active.py)."""
+    from gatehouse.routing.active import ActiveChecks
+
+    for name, p in cfg.providers.items():
+        hc = p.health_check
+        if hc is None or not p.base_url:
+            continue
+        breakers = [b for (prov, _), b in health.breakers.items() if prov == name]
+        if not breakers:
+            continue
+        base = p.base_url.rstrip("/")
+        url = (base[:-3] if base.endswith("/v1") else base) + "/" + hc.path.lstrip("/")
+        if health.active is None:
+            health.active = ActiveChecks(http)
+        health.active.add(url, hc.interval_seconds, breakers)
 
 
 def _ready_url(cfg: Config, provider: str, path: str) -> str | None:
