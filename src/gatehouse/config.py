@@ -159,6 +159,10 @@ class RoutingConfig(_Base):
     strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity", "load-aware"] = "ordered"
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None  # deployments tried per request, fallbacks too
     deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None  # no new attempt after this long
+    # Plans tried again after a retryable failure (not a 429), after a jittered backoff that
+    # starts at retry_backoff_seconds and doubles (at most 5 s); the fallbacks come after them.
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+    retry_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 0.25
     # At most this share of the model's deployments is ejected at once (at least one always may be).
     max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
     # load-aware only: how often each deployment's engine metrics are scraped (default 1 s), and

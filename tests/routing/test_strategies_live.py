@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -260,3 +261,23 @@ async def test_active_health_checks_eject_a_dead_backend_before_any_request_pays
         a.health = 200
         await asyncio.sleep(0.4)  # a passing check puts it back at once, long before its 60 s
         assert (await chat(gh.url))[1] == "served by a"
+
+
+async def test_retries_try_the_plan_again_after_a_growing_backoff_then_the_fallbacks(start_gatehouse):
+    with fleet(Replica("flaky"), Replica("backup")) as (flaky, backup):
+        cfg = with_model([("flaky", flaky.url)], routing={"retries": 2, "retry_backoff_seconds": 0.2},
+                         fallbacks=["backup"])
+        cfg["providers"]["backup"] = {"type": "openai", "base_url": f"{backup.url}/v1"}
+        cfg["models"].append({"name": "backup", "deployments": [{"provider": "backup", "model": "m"}]})
+        gh = start_gatehouse(cfg)
+        flaky.fail_next = 2
+        started = time.monotonic()
+        status, body, headers = await chat(gh.url)
+        took = time.monotonic() - started
+        assert (status, body) == (200, "served by flaky") and "x-gatehouse-route" not in headers
+        assert flaky.count == 3 and 0.3 <= took < 3, took  # waits of 0.1-0.2 s, then 0.2-0.4 s
+        flaky.fail_next = 3  # more than the retries: then the fallback
+        status, body, headers = await chat(gh.url)
+        assert (status, body) == (200, "served by backup")
+        assert headers["x-gatehouse-route"] == "model=backup; reason=fallback"
+        assert flaky.count == 6 and backup.count == 1

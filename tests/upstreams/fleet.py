@@ -30,6 +30,7 @@ class Replica:
         self.max_in_flight = 0
         self.metrics = ""  # GET /metrics answers this (Prometheus text); "" = 404
         self.health = 200  # GET /health answers this status
+        self.fail_next = 0  # the next this-many chat requests answer 502, then it recovers
         self.server = ServerThread(self._make_app)
 
     def engine(self, style: str, waiting: float, running: float, kv: float) -> None:
@@ -74,6 +75,9 @@ class Replica:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return web.json_response({"error": {"message": "flake", "type": "server_error"}}, status=502)
             if self.fail is not None:
                 headers = {"Retry-After": self.retry_after} if self.retry_after else {}
                 return web.json_response({"error": {"message": "no", "type": "server_error"}}, status=self.fail,

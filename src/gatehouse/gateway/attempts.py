@@ -48,10 +48,10 @@ class Attempts:
         self.router = router
         self.hooks = tuple(hooks)
 
-    async def run(self, ex: Exchange, ep: Endpoint, call: Call, held: bool = False) -> Reply:
+    async def run(self, ex: Exchange, ep: Endpoint, call: Call) -> Reply:
         """The first answer from the plan's deployments; raises the last retryable error when
-        every one failed, or the first error that another deployment would not fix. A model
-        with `cold_start` whose deployments are all cold waits for one (once), then plans again."""
+        every one failed, or the first error that another deployment would not fix. When the
+        router has a way on (a cold-start hold, a retry, the fallbacks), it plans again after it."""
         entry = ex.entry
         assert entry is not None
         hooks = self.hooks
@@ -80,11 +80,11 @@ class Attempts:
                 hook.answered(ex, dep)
             return reply
         failure = last or self.router.unavailable(entry)
-        hold = None if held else self.router.cold_wait(ex, failure)
-        if hold is None:
+        wait = self.router.recover(ex, failure)  # a cold-start hold, a retry's backoff (routing/route.py)
+        if wait is None:
             raise failure
-        await hold
-        return await self.run(ex, ep, call, True)
+        await wait
+        return await self.run(ex, ep, call)
 
     def end(self, ex: Exchange) -> None:
         """End the attempt in progress, if any (its answer was relayed, or the request ended)."""

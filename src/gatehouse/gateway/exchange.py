@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from gatehouse.policy.auth import Principal
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
+    from gatehouse.routing.route import RouteState
     from gatehouse.routing.table import Deployment, ModelEntry
     from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Usage
 
@@ -65,7 +66,7 @@ class Exchange:
         self.attempt: Deployment | None = None
         self.attempts = 0
         self.attempt_started = 0.0  # monotonic; set by routing's LoadHook only where a strategy reads load
-        self.routing: str | None = None  # a cold-start model's stage (routing/route.py); None: the first plan
+        self.routing: RouteState | None = None  # its recovery after a failed plan (routing/route.py)
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies

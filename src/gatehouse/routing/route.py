@@ -9,12 +9,16 @@ access check or a failover's sort happen only when needed. docs/routing.md has t
 """
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.routing.health import is_retryable
 from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
 
 if TYPE_CHECKING:
@@ -26,10 +30,23 @@ if TYPE_CHECKING:
     from gatehouse.upstream.client import HttpPool
 
 ROUTE_HEADER = "x-gatehouse-route"
-# Where a request with a cold-start model is (Exchange.routing): None, the first plan (its own
-# deployments, fallbacks only after a hold); after the hold found one up; fallbacks only.
+# Where a request is after a failed plan (Exchange.routing, a RouteState; None: the first plan).
+# A model with a cold-start hold or retries defers its fallbacks until those are spent.
+FIRST = "first"
 AFTER_HOLD = "after_hold"
+RETRY = "retry"
 FALLBACKS_ONLY = "fallbacks_only"
+BACKOFF_CAP = 5.0  # seconds, the longest wait before a retry
+
+
+class RouteState:
+    """One request's recovery so far: made only once a plan has failed."""
+
+    __slots__ = ("retries", "stage")
+
+    def __init__(self) -> None:
+        self.stage = FIRST
+        self.retries = 0
 
 
 class EjectionCap:
@@ -49,16 +66,20 @@ class EjectionCap:
 
 
 class Route:
-    __slots__ = ("cold_start", "context_fallbacks", "deadline", "fallback_counts", "fallbacks", "max_attempts",
-                 "strategy", "tiers")
+    __slots__ = ("backoff", "cold_start", "context_fallbacks", "deadline", "defers_fallbacks", "fallback_counts",
+                 "fallbacks", "max_attempts", "retries", "strategy", "tiers")
 
     def __init__(self, strategy: str, tiers: tuple[tuple[Strategy, tuple[Deployment, ...]], ...],
-                 max_attempts: int | None, deadline: float | None, cold_start: ColdStart | None) -> None:
+                 max_attempts: int | None, deadline: float | None, cold_start: ColdStart | None,
+                 retries: int = 0, backoff: float = 0.25) -> None:
         self.strategy = strategy  # its name, for reports
         self.tiers = tiers
         self.max_attempts = max_attempts or 1 << 30
         self.deadline = deadline
         self.cold_start = cold_start
+        self.retries = retries
+        self.backoff = backoff
+        self.defers_fallbacks = cold_start is not None or retries > 0
         self.fallbacks: tuple[ModelEntry, ...] = ()  # linked once every entry exists
         self.context_fallbacks: tuple[ModelEntry, ...] = ()
         self.fallback_counts: dict[tuple[str, str], int] = {}  # (fallback, reason) -> requests (metrics)
@@ -77,8 +98,8 @@ class Route:
                 ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason=context_window"
                 self._count(fit.name, "context_window")
         n = 0
-        stage = ex.routing
-        if stage != FALLBACKS_ONLY:
+        state = ex.routing
+        if state is None or state.stage != FALLBACKS_ONLY:
             for dep in deployments_of(served, ex):
                 if n and time.monotonic() >= deadline:
                     return
@@ -86,8 +107,8 @@ class Route:
                 n += 1
                 if n >= budget:
                     return
-            if stage is None and self.cold_start is not None:
-                return  # a cold model holds before it falls back (gateway/attempts.py asks the router)
+            if self.defers_fallbacks:
+                return  # a hold or a retry first: `recover` moves on to the fallbacks
         for fb in self.fallbacks:
             if fb is served or not _fits(fb, ex) or not _may_use(ex, entry, fb):
                 continue
@@ -104,9 +125,42 @@ class Route:
                 if n >= budget:
                     return
 
+    def recover(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:
+        """After a failed plan, what to await before planning once more (None: fail with `err`):
+        the cold-start hold when every deployment is cold (once); a jittered, growing backoff
+        before a retry (`routing.retries`, within the deadline; not after a 429); then, once
+        those are spent, nothing before the fallbacks."""
+        state = ex.routing
+        if state is None:
+            state = ex.routing = RouteState()
+        if state.stage == FALLBACKS_ONLY:
+            return None
+        cold = self.cold_start
+        if state.stage == FIRST and cold is not None and isinstance(err, UpstreamError) and cold.is_cold(err):
+            return _held(cold, ex, state, bool(self.fallbacks))
+        if state.retries < self.retries and is_retryable(err) and err.status != 429:
+            delay = min(BACKOFF_CAP, self.backoff * 2 ** state.retries) * (0.5 + random.random() / 2)
+            if self.deadline is None or time.monotonic() + delay < ex.started + self.deadline:
+                state.retries += 1
+                state.stage = RETRY
+                return asyncio.sleep(delay)
+        if self.defers_fallbacks and self.fallbacks:
+            state.stage = FALLBACKS_ONLY
+            return _nothing()
+        return None
+
     def _count(self, name: str, reason: str) -> None:
         key = (name, reason)
         self.fallback_counts[key] = self.fallback_counts.get(key, 0) + 1
+
+
+async def _held(cold: ColdStart, ex: Exchange, state: RouteState, has_fallbacks: bool) -> None:
+    ready = await cold.hold(ex, raise_on_timeout=not has_fallbacks)
+    state.stage = AFTER_HOLD if ready else FALLBACKS_ONLY
+
+
+async def _nothing() -> None:
+    return None
 
 
 def deployments_of(entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
@@ -188,7 +242,8 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
         if m.cold_start is not None:
             urls = tuple(_ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
             cold = ColdStart(m.name, deps, urls, m.cold_start, http)
-        route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold)
+        route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold,
+                      rc.retries if rc else 0, rc.retry_backoff_seconds if rc else 0.25)
         out[m.name] = replace(entry, deployments=deps, route=route)
     _active_checks(cfg, health, http)
     for m in cfg.models:

@@ -15,24 +15,12 @@ import math
 from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
-from gatehouse.errors import GatehouseError, UpstreamError, UpstreamUnavailable
-
-from gatehouse.routing.route import AFTER_HOLD, FALLBACKS_ONLY
+from gatehouse.errors import GatehouseError, UpstreamUnavailable
 from gatehouse.routing.strategies import Ordered, Strategy
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
-    from gatehouse.routing.coldstart import ColdStart
     from gatehouse.routing.table import Deployment, ModelEntry
-
-
-async def _held(cold: ColdStart, ex: Exchange, has_fallbacks: bool) -> None:
-    ready = await cold.hold(ex, raise_on_timeout=not has_fallbacks)
-    ex.routing = AFTER_HOLD if ready else FALLBACKS_ONLY
-
-
-async def _nothing() -> None:
-    return None
 
 
 class Router:
@@ -52,22 +40,12 @@ class Router:
             if dep.breaker.allow():
                 yield dep
 
-    def cold_wait(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:
-        """What to await before planning once more, for a model with `cold_start` whose plan
-        failed: the hold, when every deployment is cold (then the model's own deployments again,
-        or, if the hold timed out, its fallbacks); nothing, when it has fallbacks still to try
-        (they come after the hold, not before). None: fail with `err`."""
+    def recover(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:
+        """What to await before planning once more after a failed plan (a cold-start hold, a
+        retry's backoff, nothing before the fallbacks: routing/route.py); None: fail with `err`."""
         entry = ex.entry
         route = entry.route if entry is not None else None
-        cold = route.cold_start if route is not None else None
-        if route is None or cold is None:
-            return None
-        if isinstance(err, UpstreamError) and cold.is_cold(err):
-            return _held(cold, ex, bool(route.fallbacks))
-        if not route.fallbacks:
-            return None
-        ex.routing = FALLBACKS_ONLY
-        return _nothing()
+        return route.recover(ex, err) if route is not None else None
 
     def unavailable(self, entry: ModelEntry) -> UpstreamUnavailable:
         """The plan was empty (every deployment ejected): fail fast, saying when one takes a probe."""
