@@ -44,6 +44,24 @@ async def test_a_model_whose_deployments_fail_is_served_by_its_first_usable_fall
         assert 'gatehouse_route_fallbacks_total{fallback="chat-vip",model="chat-main",reason="fallback"} 1.0' in text
 
 
+async def test_a_fallback_is_billed_at_the_price_of_the_deployment_that_served_it(start_gatehouse):
+    with fleet(Replica("backup")) as (backup,):
+        cfg = with_model([("dead", dead_url())], name="chat-main", fallbacks=["chat-backup"],
+                         deployment_fields=[{"input_per_mtok": 1.0, "output_per_mtok": 1.0}])
+        _models(cfg, ("chat-backup", "backup", backup.url, {}))
+        cfg["models"][-1]["deployments"][0].update({"input_per_mtok": 1e6, "output_per_mtok": 1e6})
+        gh = start_gatehouse(cfg)
+        status, body, _ = await chat(gh.url, "chat-main")
+        assert body == "served by backup"
+        deadline = time.monotonic() + 5
+        while '"route"' not in gh.logs() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        [entry] = [e for e in map(json.loads, (ln for ln in gh.logs().splitlines() if ln.startswith("{")))
+                   if e.get("model") == "chat-main"]
+        assert entry["cost_usd"] == 4.0  # 1 prompt + 3 completion tokens at $1 each: the backup's price
+        assert entry["deployment"] == "m" and entry["provider"] == "backup"
+
+
 async def test_a_streamed_request_falls_back_too(start_gatehouse):
     with fleet(Replica("backup")) as (backup,):
         cfg = with_model([("dead", dead_url())], name="chat-main", fallbacks=["chat-backup"])

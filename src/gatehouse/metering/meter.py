@@ -131,7 +131,7 @@ class Meter:
         if previous is not None:  # not ended by the caller: close it rather than lose it
             self._end(ex, previous, ex.status or 502, ex.error_type or "abandoned", None)
         number = ex.attempts = ex.attempts + 1
-        price = self.prices.get((ex.model, dep))
+        price = self.prices.get((dep.model_name or ex.model, dep))  # a fallback's deployment: its own model's
         p = ex.principal
         prompt = ex.prompt_estimate
         record = LedgerRecord(
