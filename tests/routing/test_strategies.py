@@ -172,3 +172,20 @@ def test_the_clients_own_prefix_hint_is_the_affinity_key_when_it_sends_one():
     assert affinity_key(c1) == affinity_key(c2)
     plain_user = {"messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": "alice"}}
     assert affinity_key(plain_user) == affinity_key({"messages": [{"role": "user", "content": "x"}]})
+
+
+def test_budgets_reserve_at_the_dearest_reachable_deployment_and_settle_a_fallback_at_its_price():
+    from gatehouse.metering.pricing import PriceBook
+    from gatehouse.types import Usage
+
+    cfg = from_mapping({"providers": {"e": {"type": "echo"}}, "models": [
+        {"name": "cheap", "fallbacks": ["dear"],
+         "deployments": [{"provider": "e", "model": "a", "input_per_mtok": 1, "output_per_mtok": 2}]},
+        {"name": "dear", "deployments": [{"provider": "e", "model": "b", "input_per_mtok": 10, "output_per_mtok": 20}]},
+    ]}, {})
+    book = PriceBook(cfg)
+    assert book.estimate("cheap", 1_000_000, 0) == 10.0  # its fallback's price, not its own 1.0
+    assert book.estimate("dear", 1_000_000, 0) == 10.0
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    assert book.cost("cheap", "e", "a", usage) == 1.0
+    assert book.cost("cheap", "e", "b", usage) == 10.0  # the fallback served it: its price
