@@ -57,12 +57,10 @@ def build_step(cfg: Config, directory: AccessControl, metrics: Metrics,
         return list(spec.guardrails) if spec is not None else []
 
     def on_verdicts(guard: Guard, ex: Exchange) -> None:
-        guard.finish()
+        out = guard.finish()
         p = ex.principal
-        group = metrics.group(p.group if p else None)
-        for (check, stage), (verdict, action, _category, policy) in guard.verdicts.items():
-            verdicts.labels(check, policy, stage, verdict, action, group).inc()
-        ex.guard_audit = guard.audit()  # the access log's record of what ran
+        verdicts.count(out, metrics.group(p.group if p else None))
+        ex.guard_audit = out.json  # the access log's record of what ran (JSON, built once per outcome)
 
     private = frozenset(m.name for m in cfg.models if m.private)
     step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models), private)

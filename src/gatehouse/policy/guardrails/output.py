@@ -66,9 +66,15 @@ async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent], g
     With output guard models the answer is held until they pass (only its start and
     keepalives go out before)."""
     if guard.plan.guard_output:
-        async for ev in _held(guard_events(first, events, _text_only(guard)), guard, request_id):
+        async for ev in _held(_filtered(first, events, guard), guard, request_id):
             yield ev
         return
+    async for ev in _filtered(first, events, guard):
+        yield ev
+
+
+async def _filtered(first: StreamEvent, events: AsyncIterator[StreamEvent], guard: Guard) -> AsyncIterator[StreamEvent]:
+    """The stream's text through the output checks (StreamFilter)."""
     f = StreamFilter(guard)
 
     async def source() -> AsyncIterator[StreamEvent]:
@@ -97,15 +103,6 @@ async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent], g
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-def _text_only(guard: Guard) -> Guard:
-    """The same guard (verdicts recorded on it) seen without its guard models."""
-    view = Guard.__new__(Guard)
-    for name in Guard.__slots__:
-        setattr(view, name, getattr(guard, name))
-    view.plan = guard.plan.without_guards()
-    return view
 
 
 async def _held(events: AsyncIterator[StreamEvent], guard: Guard, request_id: str) -> AsyncIterator[StreamEvent]:
