@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
@@ -12,6 +14,7 @@ from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.providers.base import Completer, Embedder
 from gatehouse.routing.table import ModelEntry
+from gatehouse.upstream.client import malformed
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
@@ -45,9 +48,17 @@ class OpenAICall(Call):
     """Shared by the OpenAI routes: the body cap, the answer's renderer, the forwarded stream's errors."""
 
     __slots__ = ()
+    reads_answers = True
 
     def cap_body(self, body: dict[str, Any], limit: int) -> None:
         cap_body(body, limit)
+
+    def read_answer(self, body: bytes) -> Any:
+        try:
+            resp = wire_response.response_decoder.decode(body)
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        return wire_response.response_to_canonical(resp, self.public_model)
 
     def render(self, result: Any) -> bytes:
         return json_encode(wire_response.render_response(result, self.public_model))
@@ -165,6 +176,9 @@ class EmbeddingCall(OpenAICall):
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
         return dep.provider.embed(self.canonical(), ctx)  # type: ignore[attr-defined]
+
+    def read_answer(self, body: bytes) -> Any:
+        return None  # vectors: no text for the output guardrails
 
     def render(self, result: Any) -> bytes:
         canonical = self.canonical()

@@ -8,11 +8,14 @@ are not checked (docs/guardrails.md).
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from gatehouse.policy.guardrails.engine import redact
 from gatehouse.policy.guardrails.step import Guard, blocked, judge_answer
 from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, StreamStart, TextDelta, TextPart
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.endpoint import Call
 
 
 async def guard_response(guard: Guard, result: object, request_id: str) -> None:
@@ -26,6 +29,21 @@ async def guard_response(guard: Guard, result: object, request_id: str) -> None:
             part.text = guard.check_text(part.text, checks, "output")
     if guard.plan.guard_output:
         await judge_answer(guard, "".join(p.text for p in result.content if isinstance(p, TextPart)), request_id)
+
+
+async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str) -> bytes:
+    """Check a forwarded unary answer: the same checks on the same canonical text as
+    `guard_response` (the call reads its dialect: `Call.read_answer`). Returns `body` itself
+    when nothing was redacted (the bytes pass through), else the answer rendered redacted."""
+    result = call.read_answer(body)
+    if not isinstance(result, ChatResponse):
+        return body
+    before = [p.text for p in result.content if isinstance(p, TextPart)]
+    await guard_response(guard, result, request_id)
+    after = [p.text for p in result.content if isinstance(p, TextPart)]
+    if all(a is b for a, b in zip(before, after)):
+        return body
+    return call.render(result)
 
 
 class StreamFilter:
