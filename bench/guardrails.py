@@ -4,8 +4,14 @@
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import time
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
+
+import msgspec
+import yaml
 
 from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardPolicyConfig, GuardrailsConfig
 from gatehouse.policy.guardrails.engine import Plan, compile_policies
@@ -24,6 +30,62 @@ def per_call(fn: Callable[[], object], n: int = 2000) -> float:
     for _ in range(n):
         fn()
     return (time.perf_counter() - t) / n * 1e6
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "guardrails-ecommerce.yaml"
+BENCH_PROMPT = "Summarise the benefits of a private LLM gateway in two sentences."  # bench/harness/rounds.py
+MOCK_WORDS = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod "  # bench/mock_upstream.c
+
+
+def per_request() -> None:
+    """The guardrail work of one `make bench` (h) request with the e-commerce policy (the real
+    step, call and relay check; no sockets): the input checks at admission, the answer check on
+    the forwarded 512-character answer, and the audit at settle (metrics + access-log JSON)."""
+    from prometheus_client import CollectorRegistry
+
+    from gatehouse.api.openai import ChatCompletions
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.policy.guardrails.audit import VerdictCounts
+    from gatehouse.policy.guardrails.output import guard_forwarded
+    from gatehouse.policy.guardrails.step import GuardrailStep
+
+    cfg = msgspec.convert(yaml.safe_load(EXAMPLE.read_text())["guardrails"], GuardrailsConfig)
+    counts = VerdictCounts(CollectorRegistry())
+
+    def on_verdicts(guard: Guard, ex: Exchange) -> None:
+        out = guard.finish()
+        counts.count(out, "bench")
+        ex.guard_audit = out.json
+
+    step = GuardrailStep(compile_policies(cfg), {}, lambda group: ["ecommerce"], on_verdicts)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": BENCH_PROMPT}],
+                       "max_tokens": 128}).encode()
+    text = (MOCK_WORDS * 8)[:512]
+    answer = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 12, "completion_tokens": 128, "total_tokens": 140}}).encode()
+    loop = asyncio.new_event_loop()
+    endpoint = ChatCompletions()
+
+    def request(guarded: bool) -> Any:
+        call = endpoint.parse(body, {})
+        call.public_model = "m"
+        ex = Exchange("r", "chat", "openai")
+        ex.model, ex.subject = "m", call.canonical()
+
+        async def run() -> None:
+            if guarded:
+                await step.admit(ex)
+                assert ex.guard is not None
+                assert await guard_forwarded(ex.guard, call, answer, "r") is answer
+                await step.settle(ex)
+        loop.run_until_complete(run())
+
+    off, on = per_call(lambda: request(False), 5000), per_call(lambda: request(True), 5000)
+    print(f"per bench (h) request, e-commerce policy ({len(step.plan(None, 'm').input.checks)} input, "
+          f"{len(step.plan(None, 'm').output.checks)} output checks): {on - off:5.1f} us "
+          f"(parse + canonical + loop step alone {off:.1f} us)")
 
 
 def main() -> None:
@@ -46,6 +108,7 @@ def main() -> None:
 
         us = per_call(relay, 50) / len(words)
         print(f"stream, {len(p.output.checks):2d} output checks, window {p.window:4d}: {us:5.1f} us per chunk")
+    per_request()
 
 
 if __name__ == "__main__":
