@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -24,12 +23,16 @@ PROMPT = (("The customer asked about order 12345 shipped on 2024-06-15 to Berlin
            "the package is late, and whether a refund is possible; please draft a polite reply. ") * 23)[:4096]
 
 
-def per_call(fn: Callable[[], object], n: int = 2000) -> float:
+def per_call(fn: Callable[[], object], n: int = 2000, repeat: int = 5) -> float:
+    """Microseconds per call: the best of `repeat` runs (other work on the cores only adds)."""
     fn()
-    t = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t) / n * 1e6
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for _ in range(n // repeat or 1):
+            fn()
+        best = min(best, (time.perf_counter() - t) / (n // repeat or 1))
+    return best * 1e6
 
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "guardrails-ecommerce.yaml"
@@ -65,7 +68,6 @@ def per_request() -> None:
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                       "finish_reason": "stop"}],
                          "usage": {"prompt_tokens": 12, "completion_tokens": 128, "total_tokens": 140}}).encode()
-    loop = asyncio.new_event_loop()
     endpoint = ChatCompletions()
 
     def request(guarded: bool) -> Any:
@@ -80,12 +82,17 @@ def per_request() -> None:
                 assert ex.guard is not None
                 assert await guard_forwarded(ex.guard, call, answer, "r") is answer
                 await step.settle(ex)
-        loop.run_until_complete(run())
+        try:  # nothing in it waits: one step runs it to the end, without an event loop's own cost
+            run().send(None)
+        except StopIteration:
+            pass
+        else:
+            raise AssertionError("the guardrail step waited")
 
     off, on = per_call(lambda: request(False), 5000), per_call(lambda: request(True), 5000)
     print(f"per bench (h) request, e-commerce policy ({len(step.plan(None, 'm').input.checks)} input, "
           f"{len(step.plan(None, 'm').output.checks)} output checks): {on - off:5.1f} us "
-          f"(parse + canonical + loop step alone {off:.1f} us)")
+          f"(beside {off:.1f} us to parse the body and build the canonical request)")
 
 
 def main() -> None:
