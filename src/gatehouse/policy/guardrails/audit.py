@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # (verdict, action, category, policy); verdict: pass | match | skipped
 Verdict = tuple[str, str, str, str]
 INPUT, OUTPUT = 1, 2  # the stages a Guard scanned (bits)
-_OUTCOMES_PER_PLAN = 512  # distinct outcomes kept per plan (more are expanded per request)
+_OUTCOMES_PER_PLAN = 256  # distinct outcomes kept per plan (more are expanded per request)
 
 
 class Outcome:

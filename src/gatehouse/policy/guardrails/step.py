@@ -191,10 +191,13 @@ class GuardrailStep:
         self.group_policies = group_policies  # reads the current directory (store groups too)
         self.on_verdicts = on_verdicts
         self._plans: dict[tuple[str | None, str], Plan | None] = {}
+        # one Plan per combination of policies, whatever group and model it came from: its
+        # audit outcomes (audit.outcome) are built once for all of them
+        self._combos: dict[tuple[str, ...], Plan | None] = {}
 
     def forget(self) -> None:
         """The groups changed (directory reload): plans are rebuilt on next use."""
-        self._plans = {}
+        self._plans, self._combos = {}, {}
 
     def plan(self, group: str | None, model: str) -> Plan | None:
         key = (group, model)
@@ -208,7 +211,13 @@ class GuardrailStep:
             log.error("group %r names unknown guardrail policies %s: its requests are refused", group, unknown)
             raise GuardrailBlocked("The gateway's guardrails for this group are misconfigured; ask an operator.",
                                    code="guardrail_blocked")
-        plan = plan_for(self.policies, names, self.guards)
+        combo = tuple(names)
+        if combo in self._combos:
+            plan = self._combos[combo]
+        else:
+            plan = plan_for(self.policies, names, self.guards)
+            if len(self._combos) < 1_000:
+                self._combos[combo] = plan
         if len(self._plans) < 10_000:
             self._plans[key] = plan
         return plan
