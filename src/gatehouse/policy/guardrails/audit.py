@@ -28,15 +28,15 @@ _OUTCOMES_PER_PLAN = 256  # distinct outcomes kept per plan (more are expanded p
 
 
 class Outcome:
-    """One full audit: rows (check, stage, verdict, action, category, policy) and their JSON."""
+    """One full audit: rows (check, stage, verdict, action, category, policy) and, for the
+    access log, their JSON: every row (`json`) or the rows that did not pass (`findings`)."""
 
-    __slots__ = ("rows", "json")
+    __slots__ = ("rows", "json", "findings")
 
     def __init__(self, rows: tuple[tuple[str, str, str, str, str, str], ...]):
         self.rows = rows
-        self.json = msgspec.Raw(msgspec.json.encode(
-            [{"check": c, "stage": s, "verdict": v, "action": a, "category": cat, "policy": pol}
-             for c, s, v, a, cat, pol in rows]))
+        self.json = msgspec.Raw(msgspec.json.encode(self.audit()))
+        self.findings = msgspec.Raw(msgspec.json.encode([r for r in self.audit() if r["verdict"] != "pass"]))
 
     def audit(self) -> list[dict[str, str]]:
         return [{"check": c, "stage": s, "verdict": v, "action": a, "category": cat, "policy": pol}

@@ -46,6 +46,10 @@ class GuardPolicyConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 class GuardrailsConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
     policies: dict[str, GuardPolicyConfig] = field(default_factory=dict)
+    # The access log's `guardrails` list: every check of the request (full), or only those that
+    # did not pass (findings: matches, skipped checks, guard-model verdicts; a check not listed
+    # passed). Metrics count every verdict either way (docs/guardrails.md#audit-and-metrics).
+    audit_log: Literal["full", "findings"] = "full"
 
 
 def check_policies(cfg: GuardrailsConfig) -> str | None:
