@@ -44,6 +44,24 @@ def cap_body(obj: dict[str, Any], max_tokens: int) -> None:
         obj[f] = max_tokens
 
 
+class _AnswerMessage(msgspec.Struct):
+    content: str | None = None
+
+
+class _AnswerChoice(msgspec.Struct):
+    message: _AnswerMessage | None = None
+    text: str | None = None
+
+
+class _AnswerTexts(msgspec.Struct):
+    """Only the text of an answer (wire/openai_response.OAResponse reads the rest)."""
+
+    choices: list[_AnswerChoice] = []
+
+
+_answer_texts = msgspec.json.Decoder(_AnswerTexts)
+
+
 class OpenAICall(Call):
     """Shared by the OpenAI routes: the body cap, the answer's renderer, the forwarded stream's errors."""
 
@@ -59,6 +77,19 @@ class OpenAICall(Call):
         except msgspec.DecodeError:
             raise malformed(self.public_model) from None
         return wire_response.response_to_canonical(resp, self.public_model)
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        # What response_to_canonical makes a text part: the first choice's message content
+        # (a completion's text when there is no message), when not empty.
+        try:
+            choices = _answer_texts.decode(body).choices
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        if not choices:
+            return []
+        c = choices[0]
+        text = c.message.content if c.message is not None else c.text
+        return [text] if text else []
 
     def render(self, result: Any) -> bytes:
         return json_encode(wire_response.render_response(result, self.public_model))
@@ -179,6 +210,9 @@ class EmbeddingCall(OpenAICall):
 
     def read_answer(self, body: bytes) -> Any:
         return None  # vectors: no text for the output guardrails
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        return None
 
     def render(self, result: Any) -> bytes:
         canonical = self.canonical()

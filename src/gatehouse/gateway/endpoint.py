@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gatehouse.errors import UpstreamError
 from gatehouse.gateway.relay import Reply
-from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, TextPart
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
@@ -122,6 +122,11 @@ class Call:
         """A forwarded unary answer (the client's dialect) as the canonical answer a translated
         call would have returned, for the output guardrails; None for one without text."""
         raise NotImplementedError
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        """The texts of `read_answer(body)`'s text parts, in order (a dialect may read just them)."""
+        result = self.read_answer(body)
+        return None if result is None else [p.text for p in result.content if isinstance(p, TextPart)]
 
     # ---- rendering -------------------------------------------------------------------------------
 

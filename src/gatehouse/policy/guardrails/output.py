@@ -32,17 +32,21 @@ async def guard_response(guard: Guard, result: object, request_id: str) -> None:
 
 
 async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str) -> bytes:
-    """Check a forwarded unary answer: the same checks on the same canonical text as
-    `guard_response` (the call reads its dialect: `Call.read_answer`). Returns `body` itself
-    when nothing was redacted (the bytes pass through), else the answer rendered redacted."""
+    """Check a forwarded unary answer: the same checks on the same text as `guard_response`
+    (the text parts of the canonical answer: `Call.answer_texts`). Returns `body` itself when
+    nothing was redacted (the bytes pass through), else the answer rendered redacted."""
+    texts = call.answer_texts(body)
+    if texts is None:
+        return body  # embeddings: no text comes back
+    checks = guard.plan.output
+    checked = [guard.check_text(t, checks, "output") for t in texts]  # a block raises
+    if guard.plan.guard_output:
+        await judge_answer(guard, "".join(checked), request_id)
+    if all(a is b for a, b in zip(texts, checked)):
+        return body
     result = call.read_answer(body)
-    if not isinstance(result, ChatResponse):
-        return body
-    before = [p.text for p in result.content if isinstance(p, TextPart)]
-    await guard_response(guard, result, request_id)
-    after = [p.text for p in result.content if isinstance(p, TextPart)]
-    if all(a is b for a, b in zip(before, after)):
-        return body
+    for part, text in zip((p for p in result.content if isinstance(p, TextPart)), checked):
+        part.text = text
     return call.render(result)
 
 
