@@ -2,8 +2,8 @@
 hands the output checks to the relay (gateway/relay.py) through `ex.guard`.
 
 The endpoint's canonical request is in `ex.subject` before admission (gateway/handle.py). A request
-whose group and model have no policy costs one cached dict lookup. The audit (`Verdicts`) says
-which checks ran on what, and what they decided; never the matched text.
+whose group and model have no policy costs one cached dict lookup. The audit (audit.py, built
+once per outcome) says which checks ran on what, and what they decided; never the matched text.
 """
 from __future__ import annotations
 
