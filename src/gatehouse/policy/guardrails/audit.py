@@ -77,7 +77,8 @@ def _expand(plan: Plan, scanned: int, explicit: dict[tuple[str, str], Verdict]) 
 class VerdictCounts:
     """gatehouse_guardrail_verdicts_total, counted per outcome and group: `count` is one dict
     update per request; the rows are added to the labelled counter when the registry is read
-    (a scrape), which then yields the counter as it always did."""
+    (a scrape), which then yields the counter as it always did. Both run on the event loop
+    (the /metrics route renders the registry there)."""
 
     def __init__(self, registry: CollectorRegistry):
         self.counter = Counter("gatehouse_guardrail_verdicts", "Guardrail checks run, by verdict and action.",
