@@ -42,10 +42,11 @@ def load_config(path: str | None) -> Config:
 async def _open_store(cfg: Config) -> tuple[SqlStore, KeyHasher]:
     from gatehouse.policy.keys import KeyHasher, new_secret
     from gatehouse.runtime import store_url
+    from gatehouse.store.migrate import upgrade
     from gatehouse.store.sql import SqlStore, get_or_create_setting
 
     store = SqlStore(store_url(cfg, data_dir_from_env()))
-    await store.create_schema()
+    await upgrade(store)
     secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
         await get_or_create_setting(store, "key_hmac_secret", new_secret)
     return store, KeyHasher(secret)

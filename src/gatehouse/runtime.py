@@ -29,7 +29,7 @@ from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
-from gatehouse.store.migrate import require_current
+from gatehouse.store.migrate import require_current, upgrade
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
@@ -129,7 +129,7 @@ class Runtime:
         else:
             store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
             if cfg.store.migrate_on_start:
-                await store.create_schema()
+                await upgrade(store)
             else:
                 await require_current(store)
             secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \

@@ -13,7 +13,9 @@ from typing import Any
 from gatehouse.evals.exported import PREFIX
 from gatehouse.evals.report import by_category, by_model
 from gatehouse.evals.runner import Run
-from gatehouse.store.sql import SqlStore, settings
+from gatehouse.store.migrate import upgrade
+from gatehouse.store.schema import settings
+from gatehouse.store.sql import SqlStore
 
 
 def summary(name: str, run: Run) -> dict[str, Any]:
@@ -39,7 +41,7 @@ async def record_run(config_path: str, name: str, run: Run) -> None:
 
     store = SqlStore(store_url(load_config(config_path), data_dir_from_env()))
     try:
-        await store.create_schema()
+        await upgrade(store)
         await save_summary(store, summary(name, run))
     finally:
         await store.close()
