@@ -36,7 +36,7 @@ async def save_summary(store: SqlStore, doc: dict[str, Any]) -> None:
 
 
 async def record_run(config_path: str, name: str, run: Run) -> None:
-    from gatehouse.cli import load_config
+    from gatehouse.cli.common import load_config
     from gatehouse.runtime import data_dir_from_env, store_url
 
     store = SqlStore(store_url(load_config(config_path), data_dir_from_env()))
