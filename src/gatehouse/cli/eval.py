@@ -194,9 +194,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         push_to_gateway(args.pushgateway, job="gatehouse_eval", registry=registry_for(run, name))
     if args.record:
+        from gatehouse.cli.common import load_config
         from gatehouse.evals.record import record_run
 
-        asyncio.run(record_run(args.config, name, run))
+        asyncio.run(record_run(load_config(args.config), name, run))
     low = below_threshold(run.results, suite.threshold)
     if low:
         print(f"below the threshold of {100 * suite.threshold:.0f}%: {', '.join(low)}", file=sys.stderr)

@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+from gatehouse.config import Config
 from gatehouse.evals.exported import PREFIX
 from gatehouse.evals.report import by_category, by_model
 from gatehouse.evals.runner import Run
@@ -35,11 +36,10 @@ async def save_summary(store: SqlStore, doc: dict[str, Any]) -> None:
             await conn.execute(settings.insert().values(name=name, value=value))
 
 
-async def record_run(config_path: str, name: str, run: Run) -> None:
-    from gatehouse.cli.common import load_config
+async def record_run(cfg: Config, name: str, run: Run) -> None:
     from gatehouse.runtime import data_dir_from_env, store_url
 
-    store = SqlStore(store_url(load_config(config_path), data_dir_from_env()))
+    store = SqlStore(store_url(cfg, data_dir_from_env()))
     try:
         await upgrade(store)
         await save_summary(store, summary(name, run))
