@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import re
 import signal
@@ -136,8 +135,10 @@ class GatehouseApp:
     """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
 
     def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None,
-                 config_path: Path | None = None, config_sha256: str = ""):
+                 config_path: Path | None = None, config_sha256: str = "",
+                 on_started: Callable[[], None] | None = None):
         self._build = build
+        self._on_started = on_started  # `gatehouse serve`'s process settings (cli/serve.py): after the build
         self.cors = Cors(cors_origins or [])
         self._cors_origins = list(cors_origins or [])
         self.runtime: Runtime | None = None
@@ -167,12 +168,8 @@ class GatehouseApp:
                 if self.runtime.meter is not None:
                     self.runtime.meter.metrics.track_inflight(lambda: self.inflight)
                 self._start_reloading(self.runtime)
-                # Everything built so far lives as long as the process: move it out of the
-                # cyclic GC's sight, so collections only walk per-request garbage (full
-                # collections over the loaded libraries were the multi-ms pauses at p99).
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
+                if self._on_started is not None:
+                    self._on_started()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self._stop_reloading()

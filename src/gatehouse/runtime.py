@@ -17,25 +17,28 @@ from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
 from gatehouse.policy.ui_session import UiSessions
 from gatehouse.observability.safe import describe
-from gatehouse.policy.auth import KeyAuthenticator, Principal
+from gatehouse.policy.auth import AuthChain, Authenticator
 from gatehouse.policy.directory import AccessControl
+from gatehouse.policy.key_auth import KeyAuth
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
+from gatehouse.policy.principal import Principal
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
-from gatehouse.store.migrate import require_current
+from gatehouse.store.migrate import require_current, upgrade
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
 from gatehouse.wire.model_swap import ModelSwap, for_deployment as model_swap_for
 
 if TYPE_CHECKING:
+    from gatehouse.policy.jwt_auth import BearerJwt
     from gatehouse.reload import ConfigReloader
 
 log = logging.getLogger("gatehouse")
@@ -90,13 +93,15 @@ class Runtime:
     http: HttpPool
     providers: dict[str, Provider]
     models: dict[str, ModelEntry]
-    auth: KeyAuthenticator
+    auth: AuthChain  # credential -> Principal: [BearerJwt (auth.jwt), KeyAuth]
     hasher: KeyHasher
     pipeline: Pipeline
     admin_key: str | None
     meter: Meter  # ledger, usage headers, metrics, access log
     access: AccessControl  # groups and consumers (config + store), hot-reloaded
     limiter: SharedLimiter  # limits store; .stats are exported as metrics
+    keys: KeyAuth  # the chain's API keys (forget() after a key changes)
+    jwt: BearerJwt | None  # auth.jwt's verifier (also the admin UI's ID-token sign-in)
     draining: bool = False
     ready: bool = False
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
@@ -129,7 +134,7 @@ class Runtime:
         else:
             store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
             if cfg.store.migrate_on_start:
-                await store.create_schema()
+                await upgrade(store)
             else:
                 await require_current(store)
             secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
@@ -167,12 +172,15 @@ class Runtime:
                     config_sha[k[7:]] = cname
                 else:
                     config_keys[hasher.hash(k)] = cname
-        auth = KeyAuthenticator(hasher, store, config_keys, config_sha, directory.principal)
-        directory.on_change.append(auth.forget)
+        keys = KeyAuth(hasher, store, config_keys, config_sha, directory.principal)
+        directory.on_change.append(keys.forget)
+        jwt: BearerJwt | None = None
         if cfg.auth.jwt is not None:
             from gatehouse.policy.jwt_auth import BearerJwt  # pyjwt/cryptography only when used
 
-            auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
+            jwt = BearerJwt(cfg.auth.jwt, http, directory)
+        chain: list[Authenticator] = [keys] if jwt is None else [jwt, keys]  # keys last: they claim everything
+        auth = AuthChain(chain)
         keep_limiter = previous is not None and previous.cfg.limits == cfg.limits
         limiter = previous.limiter if previous is not None and keep_limiter else \
             SharedLimiter(cfg.limits, cfg.store.redis_url or None)
@@ -186,7 +194,7 @@ class Runtime:
         # step admitted, and settles first, so later settles (budgets) find the request's
         # cost in ex.notes["cost_usd"].
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
-                 cfg.admin.key or None, meter, directory, limiter)
+                 cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
         rt.secret = secret
         if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()

@@ -16,6 +16,7 @@ import pytest
 from gatehouse.metering.journal import Journal, JournalLocked
 from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, encode_record, row_tuple
 from gatehouse.metering.writer import LedgerWriter
+from gatehouse.store.migrate import upgrade
 from gatehouse.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def crash(journal_dir: Path, n: int, segment_bytes: int = 1 << 20) -> None:
 async def drain(journal_dir: Path, db: Path) -> int:
     """Start like the gateway does (open, replay, drain), stop, return the records replayed."""
     store = SqlStore(f"sqlite:///{db}")
-    await store.create_schema()
+    await upgrade(store)
     journal = Journal(journal_dir)
     replayed = await asyncio.to_thread(journal.open)
     journal.has_data.set()
@@ -130,7 +131,7 @@ def test_a_corrupt_line_inside_a_segment_is_skipped_and_the_rest_lands(tmp_path)
 async def test_every_column_lands_as_the_record_has_it(tmp_path):
     """The journal lines omit default fields; the insert fills them from the record's defaults."""
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    await store.create_schema()
+    await upgrade(store)
     journal = Journal(tmp_path / "journal")
     journal.open()
     full = LedgerRecord(id="full", request_id="q1", attempt=2, ts=1.5, consumer="c\"q", model="m", surface="chat",
@@ -171,7 +172,7 @@ async def test_records_wait_in_the_journal_while_the_store_is_unusable_then_drai
     await broken.close()
     assert list(jdir.glob("seg-*")) != []
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    await store.create_schema()
+    await upgrade(store)
     await store.close()
     assert await drain(jdir, tmp_path / "ledger.db") == 25
     assert len(rows(tmp_path / "ledger.db")) == 25
@@ -195,7 +196,7 @@ def _ledger_threads() -> dict[str, int]:
 
 async def _write_through(tmp_path: Path, n: int, catch_up_records: int) -> dict[str, int]:
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    await store.create_schema()
+    await upgrade(store)
     journal = Journal(tmp_path / "journal")
     journal.open()
     writer = LedgerWriter(journal, store, batch_size=10, flush_seconds=0.01, catch_up_records=catch_up_records)

@@ -83,7 +83,7 @@ async def create_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
     record = rt.hasher.record(body.consumer, key, body.description, expires)
     await rt.store.add_key(record)
-    rt.auth.forget(record.key_hash)
+    rt.keys.forget(record.key_hash)
     await admin.record("key.create", record.id, {"consumer": record.consumer, "description": record.description,
                                                   "expires_at": record.expires_at})
     await send_json(req.send, 201, {**key_view(record), "key": key}, header_list(ex.request_id))
@@ -101,7 +101,7 @@ async def revoke_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     record = await rt.store.revoke_key(req.path_params["key_id"], time.time())
     if record is None:
         raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
-    rt.auth.forget(record.key_hash)
+    rt.keys.forget(record.key_hash)
     await audit_trail(rt, req, ex).record("key.revoke", record.id, {"consumer": record.consumer})
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
 
@@ -157,7 +157,7 @@ async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     admin = directory_admin(rt, req, ex)
     new, key, old = await rotate(rt.store, rt.hasher, req.path_params["key_id"], body.grace_seconds,
                                  body.description, admin.require_consumer)
-    rt.auth.forget(old.key_hash)
+    rt.keys.forget(old.key_hash)
     await admin.record("key.rotate", old.id, {"consumer": old.consumer, "new_key_id": new.id,
                                                "old_key_expires_at": old.expires_at})
     await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,

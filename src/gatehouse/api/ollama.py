@@ -17,7 +17,7 @@ from gatehouse.api.flow import Dispatch
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.metering.tokens import estimate_request, estimate_text
-from gatehouse.policy.auth import Principal
+from gatehouse.policy.principal import Principal
 from gatehouse.policy.guardrails.step import SUBJECT
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.providers.base import CallContext, Completer, Embedder

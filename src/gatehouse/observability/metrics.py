@@ -17,7 +17,6 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
@@ -46,7 +45,6 @@ class Metrics:
 
     def __init__(self, models: Iterable[str], groups: Iterable[str], providers: Iterable[str],
                  backlog: Callable[[], float], consumer_label: bool = False):
-        disable_created_metrics()  # `*_created` series double the scrape and nobody graphs them
         self.models = frozenset(models)
         self.groups = frozenset(groups)
         self.providers = frozenset(providers)

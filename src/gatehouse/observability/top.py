@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from gatehouse.cli_admin import Subparsers
+    from gatehouse.cli.common import Subparsers
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 DIMENSIONS = ("model", "group", "consumer")

@@ -24,8 +24,9 @@ from msgspec import Struct
 from gatehouse.config import Config, ConsumerConfig, GroupConfig
 from gatehouse.errors import AuthenticationFailed
 from gatehouse.policy.access import expand
-from gatehouse.policy.auth import INVALID_KEY, Principal
-from gatehouse.policy.limits_config import Limits, effective_limits
+from gatehouse.policy.auth import INVALID_KEY
+from gatehouse.policy.limits_config import effective_limits
+from gatehouse.policy.principal import Limits, Principal
 from gatehouse.store.directory_sql import DirectoryStore, Row
 
 log = logging.getLogger("gatehouse.directory")

@@ -13,15 +13,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from msgspec import Struct
-
 from gatehouse.config import Config, ConfigError, ConsumerConfig, GroupConfig, LimitSettings
+from gatehouse.policy.principal import METERED, Limits
 
 LIMIT_FIELDS = ("tokens_per_minute", "requests_per_minute", "max_concurrent", "max_tokens",
                 "budget_usd_per_day", "budget_usd_per_month")
-# Fields counted in a pool (max_tokens is a per-request cap, not a counter).
-METERED = ("requests_per_minute", "tokens_per_minute", "max_concurrent", "budget_usd_per_day",
-           "budget_usd_per_month")
 # Asymmetric algorithms only: a JWKS is public, so an HMAC secret cannot come from one.
 JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
                             "ES512", "EdDSA"})
@@ -34,22 +30,6 @@ NAME_RULE = ("1-64 characters: letters, digits and . _ @ -, starting with a lett
              f"(pattern {NAME_PATTERN})")
 _NAME = re.compile(NAME_PATTERN)
 _PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}:")  # ends in ':', which no made name has
-
-
-class Limits(Struct, frozen=True):
-    """What one consumer may use. `pools[i]` is where METERED[i] is counted."""
-
-    tokens_per_minute: int | None = None
-    requests_per_minute: int | None = None
-    max_concurrent: int | None = None
-    max_tokens: int | None = None
-    budget_usd_per_day: float | None = None
-    budget_usd_per_month: float | None = None
-    pools: tuple[str, ...] = ()
-
-    @property
-    def metered(self) -> bool:
-        return any(getattr(self, f) is not None for f in METERED)
 
 
 def _value(v: Any) -> Any:

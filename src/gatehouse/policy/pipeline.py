@@ -13,7 +13,7 @@ import time
 from typing import Any, Protocol
 
 from gatehouse.observability.safe import describe
-from gatehouse.policy.auth import Principal
+from gatehouse.policy.principal import Principal
 from gatehouse.types import Usage
 
 log = logging.getLogger("gatehouse.pipeline")

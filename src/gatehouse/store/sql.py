@@ -1,6 +1,7 @@
 """SQL store (SQLAlchemy Core, async): SQLite through aiosqlite, Postgres through asyncpg.
 
-One schema for both. The engine's pool is bounded so a burst cannot exhaust Postgres.
+One schema for both (store/schema.py), brought up to date by `migrate.upgrade(store)`. The
+engine's pool is bounded so a burst cannot exhaust Postgres.
 """
 from __future__ import annotations
 
@@ -11,21 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gatehouse.store.protocols import KeyRecord
-
-metadata = sa.MetaData()
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("consumer", sa.String(200), nullable=False, index=True),
-    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
-    sa.Column("prefix", sa.String(32), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("revoked_at", sa.Float, nullable=True),
-    sa.Column("expires_at", sa.Float, nullable=True),
-    sa.Column("description", sa.Text, nullable=True),
-)
+from gatehouse.store.schema import api_keys, settings
 
 _KEY_COLUMNS = [c for c in api_keys.c]
 
@@ -60,12 +47,6 @@ class SqlStore:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-
-    async def create_schema(self) -> None:
-        """Apply the Alembic migrations (store/migrations) up to the newest revision."""
-        from gatehouse.store.migrate import upgrade
-
-        await upgrade(self)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -128,14 +109,6 @@ def _row_to_key(row: sa.Row[Any]) -> KeyRecord:
     return KeyRecord(**row._mapping)
 
 
-settings = sa.Table(
-    "settings",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-
 async def get_or_create_setting(store: SqlStore, name: str, make_value: Callable[[], str]) -> str:
     """Read a setting, creating it once if absent (safe when replicas race: first insert wins)."""
     async with store.engine.begin() as conn:
@@ -149,7 +122,3 @@ async def get_or_create_setting(store: SqlStore, name: str, make_value: Callable
         pass
     async with store.engine.begin() as conn:
         return (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one()
-
-
-# Tables of run-time groups and consumers share this schema (created by create_schema).
-from gatehouse.store import directory_sql as _directory_tables  # noqa: E402,F401
