@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -21,6 +22,14 @@ from gatehouse import config as config_mod
 from gatehouse.config import Config, ConfigError
 from gatehouse.defaults import EMBEDDED_CONSUMER, OPEN_NOTICE
 from gatehouse.runtime import data_dir_from_env
+from gatehouse.supervisor import (
+    WORKERS_ENV,
+    adopt_orphan_journals,
+    journal_base,
+    parse_workers,
+    reuseport_socket,
+    run_workers,
+)
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -49,6 +58,11 @@ async def _open_store(cfg: Config) -> tuple[SqlStore, KeyHasher]:
     secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
         await get_or_create_setting(store, "key_hmac_secret", new_secret)
     return store, KeyHasher(secret)
+
+
+async def _prepare_store(cfg: Config) -> None:
+    store, _ = await _open_store(cfg)
+    await store.close()
 
 
 def _base_url(cfg: Config, host: str, port: int) -> str:
@@ -103,10 +117,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     host = args.host or cfg.server.host
     port = args.port or cfg.server.port
+    workers = parse_workers(args.workers if args.workers is not None else os.environ.get(WORKERS_ENV))
     logging.basicConfig(level=cfg.logging.level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Journals of workers a previous run had and this one has not: worker 0 replays them.
+    adopt_orphan_journals(journal_base(cfg, data_dir_from_env()), workers)
     if not args.config:
         asyncio.run(_first_start_key(cfg, _base_url(cfg, host, port)))
+    elif workers > 1:  # migrate and make the key secret once, before N workers race to
+        asyncio.run(_prepare_store(cfg))
 
     async def build() -> Runtime:
         return await Runtime.build(cfg)
@@ -151,16 +170,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"gatehouse: {OPEN_NOTICE}", file=sys.stderr, flush=True)
     scheme = "http" if cfg.server.tls is None else "https"
     mutual = ", mutual TLS" if cfg.server.tls is not None and cfg.server.tls.client_ca_file else ""
-    print(f"gatehouse listening on {scheme}://{host}:{port} ({len(cfg.models)} models{mutual})",
+    shown = f", {workers} workers" if workers > 1 else ""
+    print(f"gatehouse listening on {scheme}://{host}:{port} ({len(cfg.models)} models{mutual}{shown})",
           file=sys.stderr, flush=True)
-    if tls is not None:
-        tls.start_watching()
-    try:
-        Server(server_config).run()
-    finally:
+
+    def serve(sockets: list[socket.socket] | None = None) -> int:
         if tls is not None:
-            tls.stop()
-    return 0
+            tls.start_watching()
+        try:
+            Server(server_config).run(sockets=sockets)
+        finally:
+            if tls is not None:
+                tls.stop()
+        return 0
+
+    if workers == 1:
+        return serve()
+    return run_workers(cfg, workers, host, port, data_dir_from_env(), lambda _index: serve([reuseport_socket(host, port)]))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -314,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = with_config(sub.add_parser("serve", help="run the gateway"))
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", help="worker processes sharing the port: a number or 'auto' (usable CPUs, "
+                   "container-aware); default $GATEHOUSE_WORKERS, else 1 (docs/operations.md#workers)")
     s.set_defaults(func=cmd_serve)
 
     c = with_config(sub.add_parser("check", help="validate a config file without serving"))
