@@ -133,6 +133,19 @@ def test_sighup_to_the_parent_and_admin_reload_reach_every_worker(start_gatehous
         assert r.status_code != 404, r.text
 
 
+def test_without_redis_each_worker_enforces_its_share_so_the_total_never_exceeds_the_limit(
+        start_gatehouse, openai_upstream):
+    cfg = base_config(openai_upstream.url)
+    cfg["groups"]["dev"]["requests_per_minute"] = 4
+    gh = start_workers(start_gatehouse, cfg, 2)
+    wait_for(lambda: len(workers_of(gh)) == 2, what="two workers")
+    statuses = [httpx.post(gh.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {ALICE_KEY}"},
+                           json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]}, timeout=10
+                           ).status_code for _ in range(16)]
+    assert set(statuses) == {200, 429}
+    assert 2 <= statuses.count(200) <= 4, statuses  # 2 a worker (4 / 2); both workers: 4
+
+
 def test_a_port_in_use_fails_fast_with_a_clear_message(tmp_path, openai_upstream):
     import socket
 
