@@ -20,6 +20,7 @@ TARGETS = {
     "translation_rps": 1500, "distributed_rps": 1500,
     "responses_vs_translation": 0.9,  # (g) within 10% of (e)
     "guardrails_vs_plain": 0.9,       # (h) within 10% of the same gateway without guardrails
+    "workers_vs_one": 1.7,            # (i) serve --workers 2 on this 2-core machine
 }
 
 
@@ -229,9 +230,25 @@ def rows_guardrails(h: dict) -> list[list[str]]:
     return out
 
 
+def rows_workers(i: dict) -> list[list[str]]:
+    """(i): two worker processes against one, closed loop at c=64."""
+    limit = TARGETS["workers_vs_one"]
+    label = "(i) serve --workers 2 ÷ one worker: closed loop c=64 (wrk and the mock share core 1)"
+    if "skipped" in i:
+        return [[label, "—", i["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for name, what in (("gatehouse", "1 worker (core 0)"), ("gatehouse-workers", "2 workers (cores 0-1)")):
+        out.append([f"(i) {what}: closed-loop throughput, req/s", fmt(_get(i, "summary", "direct", "rps"), thousands=True),
+                    fmt(_get(i, "summary", name, "rps"), thousands=True), "—", "—", "—", "—"])
+    r = i.get("workers_ratio")
+    out.append([label, "—", "n/a" if r is None else f"{r:.3f}", "—", "—", f"≥ {limit:g}",
+                met(None if r is None else r >= limit)])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails}
+        "h": rows_guardrails, "i": rows_workers}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

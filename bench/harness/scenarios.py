@@ -1,4 +1,4 @@
-"""The scenarios (a)-(h). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(i). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
@@ -324,6 +324,46 @@ def scenario_guardrails(ctx: Ctx) -> dict:
                                                           stats.median(res["summary"][plain.name]["rps"]))
         say(f"  guardrails on / off: {on or 0:.0f} / {off or 0:.0f} req/s = {res['guardrails_ratio'] or 0:.3f}"
             f" (closed loop: {res['guardrails_closed_loop_ratio'] or 0:.3f})")
+        return res
+    finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+            if gh.proc is not None:
+                gh.proc.stop()
+
+
+# ---- (i) serve --workers 2 vs one worker ------------------------------------------------------
+
+WORKERS = 2
+
+
+def scenario_workers(ctx: Ctx) -> dict:
+    """As (b), Gatehouse only: `serve --workers 2` (both cores, shared with wrk and the mock on
+    core 1) against the usual one worker on core 0, interleaved in the same rounds. The ratio
+    is of closed-loop throughput at c=64 (no p99 limit): what the second core adds."""
+    say(f"(i) workers: serve --workers {WORKERS} vs one worker, c={CONCURRENCY}")
+    title = f"serve --workers {WORKERS} vs one worker, throughput"
+    out: dict = {"id": "i", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    gh = None
+    try:
+        try:
+            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-workers", workers=WORKERS)
+        except tg.StartError as e:
+            out["skipped"] = "the gateway did not start with --workers"
+            out["log_tail"] = str(e)[-2000:]
+            say(f"  skipped: {out['skipped']}")
+            return out
+        ctx.extra_gateways.append(gh)
+        res = _throughput(ctx, "i", title, "/v1/chat/completions", openai_body(), False,
+                          [ctx.mock, plain, gh], sample_rss=False)
+        res["params"]["workers"] = WORKERS
+        res["workers_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
+                                           stats.median(res["summary"][plain.name]["rps"]))
+        say(f"  {WORKERS} workers / 1 worker, closed loop: {res['workers_ratio'] or 0:.3f}")
         return res
     finally:
         if gh is not None:

@@ -160,7 +160,7 @@ def _smoke(target: Target, upstream: Target | None = None) -> None:
         raise StartError(f"{target.name}: first request answered {status}{gone}: {payload[:300]!r}")
 
 
-def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", **config_kw) -> Target:
+def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", workers: int = 1, **config_kw) -> Target:
     if not GATEHOUSE_EXE.exists():
         raise StartError(f"{GATEHOUSE_EXE} is missing (run `make dev-install`)")
     port = procs.free_port()
@@ -169,9 +169,11 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", **conf
     cfg_path = cfg_dir / "gatehouse.yaml"
     cfg_path.write_text(to_yaml(gatehouse_config(cfg_dir, mock.port, port, **config_kw)) + "\n")
     env = dict(os.environ, GATEHOUSE_HOME=str(cfg_dir))
-    proc = Proc(name, [str(GATEHOUSE_EXE), "serve", "--config", str(cfg_path),
-                       "--host", "127.0.0.1", "--port", str(port)],
-                cfg_dir / "gatehouse.log", cpu=GATEWAY_CPU, env=env, cwd=cfg_dir).start()
+    argv = [str(GATEHOUSE_EXE), "serve", "--config", str(cfg_path), "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:  # scenario (i): the workers take both cores, shared with the load generator and mock
+        argv += ["--workers", str(workers)]
+    proc = Proc(name, argv, cfg_dir / "gatehouse.log", cpu=GATEWAY_CPU if workers == 1 else f"{GATEWAY_CPU},{LOAD_CPU}",
+                env=env, cwd=cfg_dir).start()
     target = Target(name, port, {"Authorization": f"Bearer {BENCH_KEY}"}, {"x-api-key": BENCH_KEY},
                     proc, {"config": str(cfg_path)})
     if not procs.wait_http(f"{target.base}/healthz", proc, timeout=60):
@@ -184,7 +186,7 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", **conf
         tail = proc.log_tail(30)
         proc.stop()
         raise StartError(f"{e}\n{tail}") from None
-    target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, **config_kw)
+    target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, workers=workers, **config_kw)
     return target
 
 

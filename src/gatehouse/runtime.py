@@ -31,7 +31,9 @@ from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
+from gatehouse.observability.worker_metrics import WorkerMetrics
 from gatehouse.store.migrate import require_current, upgrade
+from gatehouse.supervisor import worker_count, worker_index
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
@@ -120,6 +122,8 @@ class Runtime:
     successor: "Runtime | None" = None
     secret: str = field(default="", repr=False)  # the key HMAC secret (UI sessions sign with it too)
     reloader: "ConfigReloader | None" = None  # set by app.py when the config came from a file
+    # `serve --workers N`: this worker's metrics socket and the merged /metrics (handed over on reload)
+    worker_metrics: WorkerMetrics | None = None
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -183,7 +187,7 @@ class Runtime:
         auth = AuthChain(chain)
         keep_limiter = previous is not None and previous.cfg.limits == cfg.limits
         limiter = previous.limiter if previous is not None and keep_limiter else \
-            SharedLimiter(cfg.limits, cfg.store.redis_url or None)
+            SharedLimiter(cfg.limits, cfg.store.redis_url or None, worker_count())
         meter = Meter(cfg, models, store, data_dir, previous.meter if previous is not None else None)
         meter.metrics.track_limits(limiter.stats)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
@@ -201,6 +205,11 @@ class Runtime:
             meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
         rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
+        if previous is not None:
+            rt.worker_metrics = previous.worker_metrics
+        elif worker_count() > 1:
+            rt.worker_metrics = WorkerMetrics(meter.metrics, data_dir / "run", worker_index(), worker_count())
+            await rt.worker_metrics.start()
         directory.start()
         if not keep_limiter:
             limiter.start()
@@ -233,6 +242,8 @@ class Runtime:
         await self.access.close()
         if heir is None or heir.limiter is not self.limiter:
             await self.limiter.close()
+        if self.worker_metrics is not None and (heir is None or heir.worker_metrics is not self.worker_metrics):
+            await self.worker_metrics.close()
         for p in self.providers.values():
             try:
                 await p.close()

@@ -19,6 +19,7 @@ from gatehouse.policy.keys import new_key
 from gatehouse.policy.pipeline import Exchange
 from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
+from gatehouse.supervisor import ask_reload_broadcast
 from gatehouse.runtime import Runtime
 from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
@@ -179,6 +180,7 @@ async def reload_config(rt: Runtime, req: Request, ex: Exchange) -> None:
                                               {"generation": rt.generation, "error": e.message})
         raise
     await audit_trail(new, req, ex).record("config.reload", new.config_sha256[:12], {"generation": new.generation})
+    ask_reload_broadcast(new.data_dir / "run")  # `serve --workers N`: the other workers reload too
     await send_json(req.send, 200, {"status": "reloaded", "generation": new.generation,
                                     "sha256": new.config_sha256, "models": len(new.models)},
                     header_list(ex.request_id))

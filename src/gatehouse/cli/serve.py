@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,6 +24,15 @@ from gatehouse import config as config_mod
 from gatehouse.cli.common import WithConfig, base_url, load_config, open_store
 from gatehouse.config import Config
 from gatehouse.defaults import EMBEDDED_CONSUMER, OPEN_NOTICE
+from gatehouse.runtime import data_dir_from_env
+from gatehouse.supervisor import (
+    WORKERS_ENV,
+    adopt_orphan_journals,
+    journal_base,
+    parse_workers,
+    reuseport_socket,
+    run_workers,
+)
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -34,6 +45,8 @@ def add_serve_command(sub: Subparsers, with_config: WithConfig) -> None:
     s = with_config(sub.add_parser("serve", help="run the gateway"))
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", help="worker processes sharing the port: a number or 'auto' (usable CPUs, "
+                   "container-aware); default $GATEHOUSE_WORKERS, else 1 (docs/operations.md#workers)")
     s.set_defaults(func=cmd_serve)
 
 
@@ -54,6 +67,11 @@ def freeze_startup_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
+
+
+async def _prepare_store(cfg: Config) -> None:
+    store, _ = await open_store(cfg)
+    await store.close()
 
 
 async def _first_start_key(cfg: Config, base: str) -> None:
@@ -102,10 +120,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     host = args.host or cfg.server.host
     port = args.port or cfg.server.port
+    workers = parse_workers(args.workers if args.workers is not None else os.environ.get(WORKERS_ENV))
     logging.basicConfig(level=cfg.logging.level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Journals of workers a previous run had and this one has not: worker 0 replays them.
+    adopt_orphan_journals(journal_base(cfg, data_dir_from_env()), workers)
     if not args.config:
         asyncio.run(_first_start_key(cfg, base_url(cfg, host, port)))
+    elif workers > 1:  # migrate and make the key secret once, before N workers race to
+        asyncio.run(_prepare_store(cfg))
 
     async def build() -> Runtime:
         return await Runtime.build(cfg)
@@ -151,13 +174,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"gatehouse: {OPEN_NOTICE}", file=sys.stderr, flush=True)
     scheme = "http" if cfg.server.tls is None else "https"
     mutual = ", mutual TLS" if cfg.server.tls is not None and cfg.server.tls.client_ca_file else ""
-    print(f"gatehouse listening on {scheme}://{host}:{port} ({len(cfg.models)} models{mutual})",
+    shown = f", {workers} workers" if workers > 1 else ""
+    print(f"gatehouse listening on {scheme}://{host}:{port} ({len(cfg.models)} models{mutual}{shown})",
           file=sys.stderr, flush=True)
-    if tls is not None:
-        tls.start_watching()
-    try:
-        Server(server_config).run()
-    finally:
+
+    def serve(sockets: list[socket.socket] | None = None) -> int:
         if tls is not None:
-            tls.stop()
-    return 0
+            tls.start_watching()
+        try:
+            Server(server_config).run(sockets=sockets)
+        finally:
+            if tls is not None:
+                tls.stop()
+        return 0
+
+    if workers == 1:
+        return serve()
+    return run_workers(cfg, workers, host, port, data_dir_from_env(),
+                       lambda _index: serve([reuseport_socket(host, port)]))

@@ -27,6 +27,7 @@ import msgspec
 
 from gatehouse.config import Config
 from gatehouse.errors import GatehouseError, PermissionDenied, ServiceUnavailable
+from gatehouse.supervisor import journal_base, journal_dir_for, worker_index
 from gatehouse.metering.journal import Journal, Segment
 from gatehouse.metering.pricing import Price, cost_usd, price_of
 from gatehouse.metering.record import LedgerRecord
@@ -74,7 +75,7 @@ class Meter:
         # and tracing settings are restart-only (gatehouse/reload.py).
         self.owns_ledger = previous is None
         if previous is None:
-            self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal",
+            self.journal = Journal(journal_dir_for(journal_base(cfg, data_dir), worker_index()),  # one per worker
                                    m.journal_fsync_seconds, memory_limit=m.journal_memory_records)
             self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
             self.metrics = Metrics(models, cfg.groups, cfg.providers,
