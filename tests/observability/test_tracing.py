@@ -16,7 +16,6 @@ from tests.observability.otlp_collector import GrpcCollector, make_app, parse_js
 from tests.observability.traffic import observed_config
 from tests.support import Gatehouse
 from tests.upstreams.harness import ServerThread
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto (dev extra) parses what is exported")
 
@@ -193,6 +192,8 @@ def test_settings_yaml_then_otel_variables_then_defaults():
 def test_both_encodings_parse_as_the_same_request():
     """The hand-written encoders against opentelemetry-proto's generated classes: every value
     type, a negative int, non-ASCII text, an event and an error status."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
     span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST chat", SERVER, 1, 2 ** 63,
             {"s": "grüße \"x\"", "b": True, "f": False, "i": -3, "big": 2 ** 62, "d": 0.125}, 7, True)
     child = (span[0], "00f067aa0ba902b7", span[1], "chat m", CLIENT, 3, 4, {}, None, False)
