@@ -5,8 +5,10 @@ its exporter builds protobuf messages from them — ~100 µs of one core per tra
 the gateway's budget. Here a span is one tuple (`Span`) and a batch of them becomes an
 ExportTraceServiceRequest in one pass: protobuf (OTLP/HTTP `application/x-protobuf` and the
 gRPC TraceService/Export body, which are the same bytes) or OTLP/JSON (`application/json`,
-ids as hex, 64-bit integers as decimal strings, as the OTLP spec's JSON mapping says). The
-tests parse both with the generated opentelemetry-proto classes (tests/observability/).
+ids as hex, 64-bit integers as decimal strings, as the OTLP spec's JSON mapping says). Attribute
+values repeat (models, consumers, deployments, statuses), so each encoded (key, value) pair is
+kept in a bounded cache. The tests parse both with the generated opentelemetry-proto classes
+(tests/observability/).
 
 Field numbers: opentelemetry/proto/{collector/trace/v1/trace_service,trace/v1/trace,
 common/v1/common,resource/v1/resource}.proto.
@@ -14,8 +16,6 @@ common/v1/common,resource/v1/resource}.proto.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
-
 import msgspec
 
 AttrValue = str | bool | int | float
@@ -57,35 +57,46 @@ def _any_value(v: AttrValue) -> bytes:
     return b"\x21" + _pack_double(v)  # double_value = 4
 
 
+_CACHE_MAX = 8192  # encoded (key, value) pairs kept; models, consumers and statuses repeat
+
+
 class ProtobufEncoder:
     """ExportTraceServiceRequest as protobuf bytes."""
 
     content_type = "application/x-protobuf"
 
     def __init__(self, resource: dict[str, AttrValue], scope: tuple[str, str]):
-        self._keys: dict[str, bytes] = {}  # attribute key -> its encoded KeyValue.key field
+        self._attrs: dict[tuple[str, AttrValue, type], bytes] = {}  # (key, value, type) -> Span.attributes field
+        self._names: dict[str, bytes] = {}
         self._resource = _field(1, b"".join(self._attr(k, v, 1) for k, v in resource.items()))  # Resource.attributes
         self._scope = _field(1, _field(1, scope[0].encode()) + _field(2, scope[1].encode()))  # ScopeSpans.scope
 
-    def _attr(self, key: str, value: AttrValue, tag: int) -> bytes:
-        k = self._keys.get(key)
-        if k is None:
-            k = self._keys[key] = _field(1, key.encode())
-        any_value = _any_value(value)
-        kv = k + b"\x12" + _varint(len(any_value)) + any_value
-        return _varint(tag << 3 | 2) + _varint(len(kv)) + kv
+    @staticmethod
+    def _attr(key: str, value: AttrValue, tag: int = 9) -> bytes:
+        kv = _field(1, key.encode()) + _field(2, _any_value(value))  # KeyValue{key = 1, value = 2}
+        return _field(tag, kv)
 
     def encode(self, spans: list[Span]) -> bytes:
-        attr = self._attr
+        cache, names, attr, fromhex = self._attrs, self._names, self._attr, bytes.fromhex
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+        if len(names) > _CACHE_MAX:
+            names.clear()
         out = []
         for trace_id, span_id, parent, name, kind, start, end, attrs, event, error in spans:
-            n = name.encode()
-            parts = [b"\x0a\x10", bytes.fromhex(trace_id), b"\x12\x08", bytes.fromhex(span_id)]
+            parts = [b"\x0a\x10", fromhex(trace_id), b"\x12\x08", fromhex(span_id)]
             if parent:
-                parts += (b"\x22\x08", bytes.fromhex(parent))
-            parts += (b"\x2a", _varint(len(n)), n, b"\x30", _varint(kind),
-                      b"\x39", _pack_fixed64(start), b"\x41", _pack_fixed64(end))
-            parts += [attr(k, v, 9) for k, v in attrs.items()]
+                parts += (b"\x22\x08", fromhex(parent))
+            n = names.get(name)
+            if n is None:
+                n = names[name] = _field(5, name.encode())
+            parts += (n, b"\x30", _varint(kind), b"\x39", _pack_fixed64(start), b"\x41", _pack_fixed64(end))
+            for k, v in attrs.items():
+                key = (k, v, type(v))
+                a = cache.get(key)
+                if a is None:
+                    a = cache[key] = attr(k, v)
+                parts.append(a)
             if event is not None:  # Span.events = 11: Event{time_unix_nano = 1, name = 2}
                 parts += (b"\x5a\x1d\x09", _pack_fixed64(event), b"\x12\x12", FIRST_TOKEN.encode())
             if error:
@@ -95,37 +106,57 @@ class ProtobufEncoder:
         return _field(1, self._resource + scope_spans)  # ExportTraceServiceRequest.resource_spans = 1
 
 
-def _json_value(v: AttrValue) -> dict[str, Any]:
+_json = msgspec.json.encode
+
+
+def _json_attr(key: str, v: AttrValue) -> bytes:
     if isinstance(v, str):
-        return {"stringValue": v}
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    return {"doubleValue": v}
+        value = b'{"stringValue":%s}' % _json(v)
+    elif isinstance(v, bool):
+        value = b'{"boolValue":true}' if v else b'{"boolValue":false}'
+    elif isinstance(v, int):
+        value = b'{"intValue":"%d"}' % v
+    else:  # msgspec writes a non-finite float as null
+        value = b'{"doubleValue":%s}' % _json(v)
+    return b'{"key":%s,"value":%s}' % (_json(key), value)
 
 
 class JsonEncoder:
-    """ExportTraceServiceRequest as OTLP/JSON (msgspec encodes the built lists in C)."""
+    """ExportTraceServiceRequest as OTLP/JSON, written as bytes (strings escaped by msgspec)."""
 
     content_type = "application/json"
 
     def __init__(self, resource: dict[str, AttrValue], scope: tuple[str, str]):
-        self._resource = {"attributes": [{"key": k, "value": _json_value(v)} for k, v in resource.items()]}
-        self._scope = {"name": scope[0], "version": scope[1]}
-        self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+        self._attrs: dict[tuple[str, AttrValue, type], bytes] = {}
+        self._names: dict[str, bytes] = {}
+        self._head = (b'{"resourceSpans":[{"resource":{"attributes":[%s]},"scopeSpans":[{"scope":'
+                      b'{"name":%s,"version":%s},"spans":[' % (
+                          b",".join(_json_attr(k, v) for k, v in resource.items()),
+                          _json(scope[0]), _json(scope[1])))
 
     def encode(self, spans: list[Span]) -> bytes:
+        cache, names = self._attrs, self._names
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+        if len(names) > _CACHE_MAX:
+            names.clear()
         out = []
         for trace_id, span_id, parent, name, kind, start, end, attrs, event, error in spans:
-            s: dict[str, Any] = {
-                "traceId": trace_id, "spanId": span_id, "parentSpanId": parent, "name": name, "kind": kind,
-                "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
-                "attributes": [{"key": k, "value": _json_value(v)} for k, v in attrs.items()]}
-            if event is not None:
-                s["events"] = [{"timeUnixNano": str(event), "name": FIRST_TOKEN}]
-            if error:
-                s["status"] = {"code": 2}
-            out.append(s)
-        return self._encode({"resourceSpans": [
-            {"resource": self._resource, "scopeSpans": [{"scope": self._scope, "spans": out}]}]})
+            n = names.get(name)
+            if n is None:
+                n = names[name] = _json(name)
+            parts = []
+            for k, v in attrs.items():
+                key = (k, v, type(v))
+                a = cache.get(key)
+                if a is None:
+                    a = cache[key] = _json_attr(k, v)
+                parts.append(a)
+            out.append(b'{"traceId":"%s","spanId":"%s","parentSpanId":"%s","name":%s,"kind":%d,'
+                       b'"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":[%s]%s%s}' % (
+                           trace_id.encode(), span_id.encode(), parent.encode(), n, kind, start, end,
+                           b",".join(parts),
+                           b"" if event is None else b',"events":[{"timeUnixNano":"%d","name":"%s"}]' % (
+                               event, FIRST_TOKEN.encode()),
+                           b',"status":{"code":2}' if error else b""))
+        return self._head + b",".join(out) + b"]}]}]}"
