@@ -194,16 +194,19 @@ def test_both_encodings_parse_as_the_same_request():
     type, a negative int, non-ASCII text, an event and an error status."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+    layouts = {SERVER: (("s", "b", "none", "f"), ("i", "big", "d", "nothing")), CLIENT: ((), ())}
     span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST chat", SERVER, 1, 2 ** 63,
-            {"s": "grüße \"x\"", "b": True, "f": False, "i": -3, "big": 2 ** 62, "d": 0.125}, 7, True)
-    child = (span[0], "00f067aa0ba902b7", span[1], "chat m", CLIENT, 3, 4, {}, None, False)
+            ("grüße \"x\"", True, None, False), (-3, 2 ** 62, 0.125, None), 7, True)
+    child = (span[0], "00f067aa0ba902b7", span[1], "chat m", CLIENT, 3, 4, (), (), None, False)
     resource, scope = {"service.name": "s"}, ("gatehouse", "1")
-    pb = ExportTraceServiceRequest.FromString(ProtobufEncoder(resource, scope).encode([span, child]))
-    js = parse_json(JsonEncoder(resource, scope).encode([span, child]))
+    pb = ExportTraceServiceRequest.FromString(ProtobufEncoder(resource, scope, layouts).encode([span, child, span]))
+    js = parse_json(JsonEncoder(resource, scope, layouts).encode([span, child, span]))
     assert pb == js
     s = pb.resource_spans[0].scope_spans[0].spans[0]
     assert s.trace_id.hex() == span[0] and s.end_time_unix_nano == 2 ** 63 and s.status.code == ERROR
+    assert [a.key for a in s.attributes] == ["s", "b", "f", "i", "big", "d"]  # None: left out
     assert {a.key: a.value.WhichOneof("value") for a in s.attributes}["i"] == "int_value"
+    assert pb.resource_spans[0].scope_spans[0].spans[2] == s  # the second time from the caches
     assert [a.value.int_value for a in s.attributes if a.key == "i"] == [-3]
     assert s.attributes[0].value.string_value == "grüße \"x\"" and s.events[0].time_unix_nano == 7
     assert pb.resource_spans[0].scope_spans[0].spans[1].parent_span_id.hex() == span[1]

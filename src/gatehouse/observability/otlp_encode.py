@@ -20,8 +20,13 @@ import msgspec
 
 AttrValue = str | bool | int | float
 # (trace_id hex, span_id hex, parent span_id hex or "", name, kind (2 SERVER, 3 CLIENT),
-#  start ns, end ns, attributes, first-token event ns or None, status ERROR)
-Span = tuple[str, str, str, str, int, int, int, dict[str, AttrValue], int | None, bool]
+#  start ns, end ns, fixed values, varying values, first-token event ns or None, status ERROR).
+# The attribute keys are the kind's Layout; a None value is left out. "Fixed" values repeat
+# from request to request (model, consumer, deployment...): all of them are encoded once per
+# distinct combination. "Varying" ones (tokens, cost, status) are encoded one by one.
+Span = tuple[str, str, str, str, int, int, int, tuple[AttrValue | None, ...], tuple[AttrValue | None, ...],
+             int | None, bool]
+Layout = tuple[tuple[str, ...], tuple[str, ...]]  # (fixed keys, varying keys)
 FIRST_TOKEN = "gen_ai.first_token"
 
 _pack_double = struct.Struct("<d").pack
@@ -31,6 +36,8 @@ _pack_fixed64 = struct.Struct("<Q").pack
 def _varint(n: int) -> bytes:
     if 0 <= n < 0x80:
         return bytes((n,))
+    if 0 < n < 0x4000:  # a span's length: two bytes
+        return bytes((n & 0x7F | 0x80, n >> 7))
     if n < 0:
         n += 1 << 64  # int64 as protobuf sends it: ten bytes of two's complement
     out = bytearray()
@@ -65,8 +72,10 @@ class ProtobufEncoder:
 
     content_type = "application/x-protobuf"
 
-    def __init__(self, resource: dict[str, AttrValue], scope: tuple[str, str]):
+    def __init__(self, resource: dict[str, AttrValue], scope: tuple[str, str], layouts: dict[int, Layout]):
+        self._layouts = layouts
         self._attrs: dict[tuple[str, AttrValue, type], bytes] = {}  # (key, value, type) -> Span.attributes field
+        self._fixed: dict[tuple[int, tuple[AttrValue | None, ...]], bytes] = {}  # (kind, fixed values) -> fields
         self._names: dict[str, bytes] = {}
         self._resource = _field(1, b"".join(self._attr(k, v, 1) for k, v in resource.items()))  # Resource.attributes
         self._scope = _field(1, _field(1, scope[0].encode()) + _field(2, scope[1].encode()))  # ScopeSpans.scope
@@ -77,26 +86,32 @@ class ProtobufEncoder:
         return _field(tag, kv)
 
     def encode(self, spans: list[Span]) -> bytes:
-        cache, names, attr, fromhex = self._attrs, self._names, self._attr, bytes.fromhex
-        if len(cache) > _CACHE_MAX:
-            cache.clear()
-        if len(names) > _CACHE_MAX:
-            names.clear()
+        cache, fixed_cache, names, attr, fromhex = self._attrs, self._fixed, self._names, self._attr, bytes.fromhex
+        for c in (cache, fixed_cache, names):
+            if len(c) > _CACHE_MAX:
+                c.clear()
+        layouts = self._layouts
         out = []
-        for trace_id, span_id, parent, name, kind, start, end, attrs, event, error in spans:
+        for trace_id, span_id, parent, name, kind, start, end, fixed, varying, event, error in spans:
             parts = [b"\x0a\x10", fromhex(trace_id), b"\x12\x08", fromhex(span_id)]
             if parent:
                 parts += (b"\x22\x08", fromhex(parent))
             n = names.get(name)
             if n is None:
                 n = names[name] = _field(5, name.encode())
-            parts += (n, b"\x30", _varint(kind), b"\x39", _pack_fixed64(start), b"\x41", _pack_fixed64(end))
-            for k, v in attrs.items():
-                key = (k, v, type(v))
-                a = cache.get(key)
-                if a is None:
-                    a = cache[key] = attr(k, v)
-                parts.append(a)
+            fixed_keys, varying_keys = layouts[kind]
+            f = fixed_cache.get((kind, fixed))
+            if f is None:
+                f = fixed_cache[(kind, fixed)] = b"".join(
+                    attr(k, v) for k, v in zip(fixed_keys, fixed) if v is not None)
+            parts += (n, b"\x30", _varint(kind), b"\x39", _pack_fixed64(start), b"\x41", _pack_fixed64(end), f)
+            for k, v in zip(varying_keys, varying):
+                if v is not None:
+                    key = (k, v, type(v))
+                    a = cache.get(key)
+                    if a is None:
+                        a = cache[key] = attr(k, v)
+                    parts.append(a)
             if event is not None:  # Span.events = 11: Event{time_unix_nano = 1, name = 2}
                 parts += (b"\x5a\x1d\x09", _pack_fixed64(event), b"\x12\x12", FIRST_TOKEN.encode())
             if error:
@@ -126,8 +141,10 @@ class JsonEncoder:
 
     content_type = "application/json"
 
-    def __init__(self, resource: dict[str, AttrValue], scope: tuple[str, str]):
+    def __init__(self, resource: dict[str, AttrValue], scope: tuple[str, str], layouts: dict[int, Layout]):
+        self._layouts = layouts
         self._attrs: dict[tuple[str, AttrValue, type], bytes] = {}
+        self._fixed: dict[tuple[int, tuple[AttrValue | None, ...]], bytes] = {}
         self._names: dict[str, bytes] = {}
         self._head = (b'{"resourceSpans":[{"resource":{"attributes":[%s]},"scopeSpans":[{"scope":'
                       b'{"name":%s,"version":%s},"spans":[' % (
@@ -135,23 +152,28 @@ class JsonEncoder:
                           _json(scope[0]), _json(scope[1])))
 
     def encode(self, spans: list[Span]) -> bytes:
-        cache, names = self._attrs, self._names
-        if len(cache) > _CACHE_MAX:
-            cache.clear()
-        if len(names) > _CACHE_MAX:
-            names.clear()
+        cache, fixed_cache, names, layouts = self._attrs, self._fixed, self._names, self._layouts
+        for c in (cache, fixed_cache, names):
+            if len(c) > _CACHE_MAX:
+                c.clear()
         out = []
-        for trace_id, span_id, parent, name, kind, start, end, attrs, event, error in spans:
+        for trace_id, span_id, parent, name, kind, start, end, fixed, varying, event, error in spans:
             n = names.get(name)
             if n is None:
                 n = names[name] = _json(name)
-            parts = []
-            for k, v in attrs.items():
-                key = (k, v, type(v))
-                a = cache.get(key)
-                if a is None:
-                    a = cache[key] = _json_attr(k, v)
-                parts.append(a)
+            fixed_keys, varying_keys = layouts[kind]
+            f = fixed_cache.get((kind, fixed))
+            if f is None:
+                f = fixed_cache[(kind, fixed)] = b",".join(
+                    _json_attr(k, v) for k, v in zip(fixed_keys, fixed) if v is not None)
+            parts = [f] if f else []
+            for k, v in zip(varying_keys, varying):
+                if v is not None:
+                    key = (k, v, type(v))
+                    a = cache.get(key)
+                    if a is None:
+                        a = cache[key] = _json_attr(k, v)
+                    parts.append(a)
             out.append(b'{"traceId":"%s","spanId":"%s","parentSpanId":"%s","name":%s,"kind":%d,'
                        b'"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":[%s]%s%s}' % (
                            trace_id.encode(), span_id.encode(), parent.encode(), n, kind, start, end,

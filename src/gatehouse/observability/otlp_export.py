@@ -23,7 +23,7 @@ from typing import Any
 
 from gatehouse import __version__
 from gatehouse.config import ConfigError, TracingConfig
-from gatehouse.observability.otlp_encode import AttrValue, JsonEncoder, ProtobufEncoder, Span
+from gatehouse.observability.otlp_encode import AttrValue, JsonEncoder, Layout, ProtobufEncoder, Span
 
 log = logging.getLogger("gatehouse.tracing")
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
@@ -195,9 +195,9 @@ class _GrpcSender:
 class Exporter:
     """The bounded queue the request path appends to, and the thread that empties it."""
 
-    def __init__(self, s: ExportSettings):
+    def __init__(self, s: ExportSettings, layouts: dict[int, Layout]):
         scope = ("gatehouse", __version__)
-        self.encoder = (JsonEncoder if s.protocol == "http/json" else ProtobufEncoder)(s.resource, scope)
+        self.encoder = (JsonEncoder if s.protocol == "http/json" else ProtobufEncoder)(s.resource, scope, layouts)
         self.sender = _GrpcSender(s) if s.protocol == "grpc" else _HttpSender(s, self.encoder.content_type)
         self.queue: deque[Span] = deque()
         self.max_queue, self.max_batch, self.delay = s.max_queue, s.max_batch, s.schedule_delay

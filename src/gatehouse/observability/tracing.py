@@ -24,7 +24,7 @@ import time
 from random import getrandbits
 from typing import TYPE_CHECKING
 
-from gatehouse.observability.otlp_encode import AttrValue, Span
+from gatehouse.observability.otlp_encode import Layout, Span
 from gatehouse.observability.otlp_export import Exporter, settings
 
 if TYPE_CHECKING:
@@ -53,6 +53,18 @@ def _send_upstream(ex: Exchange, traceparent: str) -> None:
 OPERATIONS = {"embeddings": "embeddings", "completions": "text_completion", "embed": "embeddings"}
 PROVIDER_NAMES = {"bedrock": "aws.bedrock", "gemini": "gcp.gemini"}
 SERVER, CLIENT = 2, 3  # OTLP SpanKind
+# Each kind's attribute keys, in the order the hooks below fill the span's value tuples.
+LAYOUTS: dict[int, Layout] = {
+    SERVER: (("http.request.method", "url.path", "gatehouse.surface", "gen_ai.request.model", "gatehouse.consumer",
+              "gatehouse.group", "gatehouse.deployment", "gatehouse.cache_hit", "error.type"),
+             ("http.response.status_code", "gatehouse.attempts", "gatehouse.cost_usd",
+              "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")),
+    CLIENT: (("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name", "gatehouse.provider",
+              "gatehouse.deployment", "gatehouse.streamed", "gen_ai.response.model", "gatehouse.usage_estimated",
+              "error.type"),
+             ("gatehouse.attempt", "http.response.status_code", "gen_ai.usage.input_tokens",
+              "gen_ai.usage.output_tokens", "gatehouse.cost_usd")),
+}
 _LOW64 = (1 << 64) - 1
 # W3C trace context: version-traceid-parentid-flags (a later version may append fields).
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")
@@ -68,17 +80,14 @@ class _Request:
         self.trace_id, self.parent, self.sampled = trace_id, parent, sampled
         self.span_id = f"{getrandbits(64) or 1:016x}"
         self.wall, self.started, self.method, self.path = wall, started, method, path
-        self.attempt: tuple[str, str, dict[str, AttrValue]] | None = None
-
-    def ns(self, monotonic: float) -> int:
-        return self.wall + int((monotonic - self.started) * 1e9)
+        self.attempt: tuple[str, str, str, str, str, str, int, bool] | None = None
 
 
 class Tracing:
     def __init__(self, cfg: TracingConfig, env: dict[str, str] | None = None):
         s = settings(cfg, env)
         self.settings = s
-        self.exporter = Exporter(s)
+        self.exporter = Exporter(s, LAYOUTS)
         self._queue, self._wake = self.exporter.queue, self.exporter.wake
         self._max_queue, self._max_batch = s.max_queue, s.max_batch
         # TraceIdRatioBased: kept when the trace id's low 64 bits fall under ratio × 2^64
@@ -117,29 +126,23 @@ class Tracing:
         _send_upstream(ex, f"00-{r.trace_id}-{span_id}-{'01' if r.sampled else '00'}")
         if r.sampled:
             op = OPERATIONS.get(ex.surface, "chat")
-            r.attempt = (span_id, f"{op} {ex.model}", {
-                "gen_ai.operation.name": op, "gen_ai.request.model": ex.model,
-                "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider.type_name, dep.provider.type_name),
-                "gatehouse.provider": dep.provider_name, "gatehouse.deployment": dep.upstream_model,
-                "gatehouse.attempt": number, "gatehouse.streamed": ex.stream})
+            provider = dep.provider.type_name
+            r.attempt = (span_id, op, ex.model, PROVIDER_NAMES.get(provider, provider), dep.provider_name,
+                         dep.upstream_model, number, ex.stream)
 
     def end_attempt(self, ex: Exchange, rec: LedgerRecord, started: float) -> None:
         r = _trace(ex)
         if r is None or r.attempt is None:
             return
-        span_id, name, attrs = r.attempt
+        span_id, op, model, provider_name, provider, deployment, number, streamed = r.attempt
         r.attempt = None
-        attrs["gen_ai.response.model"] = rec.deployment or ""
-        attrs["gen_ai.usage.input_tokens"] = rec.input_tokens
-        attrs["gen_ai.usage.output_tokens"] = rec.output_tokens
-        attrs["gatehouse.cost_usd"] = rec.cost_usd
-        attrs["gatehouse.usage_estimated"] = rec.estimated
-        attrs["http.response.status_code"] = rec.status
-        if rec.error_type:
-            attrs["error.type"] = rec.error_type
-        self._push((r.trace_id, span_id, r.span_id, name, CLIENT, r.ns(started),
-                    r.ns(started + rec.latency_ms / 1000), attrs,
-                    None if rec.ttft_ms is None else r.ns(started + rec.ttft_ms / 1000),
+        wall, t0 = r.wall, r.started
+        self._push((r.trace_id, span_id, r.span_id, f"{op} {model}", CLIENT, wall + int((started - t0) * 1e9),
+                    wall + int((started + rec.latency_ms / 1000 - t0) * 1e9),
+                    (op, model, provider_name, provider, deployment, streamed, rec.deployment or "",
+                     rec.estimated, rec.error_type or None),
+                    (number, rec.status, rec.input_tokens, rec.output_tokens, rec.cost_usd),
+                    None if rec.ttft_ms is None else wall + int((started + rec.ttft_ms / 1000 - t0) * 1e9),
                     rec.status >= 500 or rec.status == 429))
 
     def end_request(self, ex: Exchange) -> None:
@@ -149,32 +152,19 @@ class Tracing:
         _keep(ex, None)
         if not r.sampled:
             return
-        p = ex.principal
-        attrs: dict[str, AttrValue] = {
-            "http.request.method": r.method, "url.path": r.path, "http.response.status_code": ex.status,
-            "gatehouse.surface": ex.surface, "gatehouse.attempts": ex.notes.get("_attempts", 0),
-            "gatehouse.cost_usd": ex.notes.get("cost_usd", 0.0)}
-        if ex.model:
-            attrs["gen_ai.request.model"] = ex.model
-        if p is not None:
-            attrs["gatehouse.consumer"] = p.consumer
-            if p.group:
-                attrs["gatehouse.group"] = p.group
-        if ex.deployment:
-            attrs["gatehouse.deployment"] = ex.deployment
-        if ex.notes.get("cache_hit"):
-            attrs["gatehouse.cache_hit"] = True
-        u = ex.usage
-        if u is not None:
-            attrs["gen_ai.usage.input_tokens"] = u.input_tokens
-            attrs["gen_ai.usage.output_tokens"] = u.output_tokens
-        if ex.error_type:
-            attrs["error.type"] = ex.error_type
-        # the route's surface: bounded, unlike paths with names in them
-        name = r.method if ex.surface == "unknown" else f"{r.method} {ex.surface}"
-        self._push((r.trace_id, r.span_id, r.parent, name, SERVER, r.wall,
-                    r.ns(ex.finished_at or time.monotonic()), attrs,
-                    None if ex.first_token_at is None else r.ns(ex.first_token_at), ex.status >= 500))
+        p, u, notes, surface = ex.principal, ex.usage, ex.notes, ex.surface
+        wall, t0 = r.wall, r.started
+        self._push((
+            r.trace_id, r.span_id, r.parent,
+            # the route's surface: bounded, unlike paths with names in them
+            r.method if surface == "unknown" else f"{r.method} {surface}", SERVER,
+            wall, wall + int(((ex.finished_at or time.monotonic()) - t0) * 1e9),
+            (r.method, r.path, surface, ex.model or None, None if p is None else p.consumer,
+             None if p is None else p.group or None, ex.deployment or None, True if notes.get("cache_hit") else None,
+             ex.error_type or None),
+            (ex.status, notes.get("_attempts", 0), notes.get("cost_usd", 0.0),
+             None if u is None else u.input_tokens, None if u is None else u.output_tokens),
+            None if ex.first_token_at is None else wall + int((ex.first_token_at - t0) * 1e9), ex.status >= 500))
 
     def close(self) -> None:
         self.exporter.close()  # sends what is queued (blocking: call it off the loop)
