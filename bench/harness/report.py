@@ -21,6 +21,7 @@ TARGETS = {
     "responses_vs_translation": 0.9,  # (g) within 10% of (e)
     "guardrails_vs_plain": 0.9,       # (h) within 10% of the same gateway without guardrails
     "workers_vs_one": 1.7,            # (i) serve --workers 2 on this 2-core machine
+    "tracing_vs_off": 0.9,            # (j) every request traced costs at most 10% (issue 20)
 }
 
 
@@ -246,9 +247,25 @@ def rows_workers(i: dict) -> list[list[str]]:
     return out
 
 
+def rows_tracing(j: dict) -> list[list[str]]:
+    """(j): the same gateway with every request traced (one per OTLP protocol) and without."""
+    limit = TARGETS["tracing_vs_off"]
+    label = "(j) tracing on ÷ off"
+    if "skipped" in j:
+        return [[label, "—", j["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for name, e in (j.get("tracing") or {}).items():
+        proto = name.removeprefix("gatehouse-trace-")
+        for key, what in (("cpu_ratio", "1 / CPU per request"), ("closed_loop_ratio", "closed-loop throughput c=64")):
+            r = e.get(key)
+            out.append([f"{label}, {proto}: {what}, paired per round", "—", "n/a" if r is None else f"{r:.3f}",
+                        "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails, "i": rows_workers}
+        "h": rows_guardrails, "i": rows_workers, "j": rows_tracing}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:
