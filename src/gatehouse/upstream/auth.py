@@ -75,10 +75,6 @@ class HeaderAuth(_Static):
         return f"HeaderAuth({self._name}=***)"
 
 
-def bearer(api_key: str | None) -> UpstreamAuth:
-    return HeaderAuth("Authorization", f"Bearer {api_key}") if api_key else NoAuth()
-
-
 @dataclass(frozen=True, slots=True)
 class AuthScheme:
     """How a provider type authenticates to its upstream: `header` (with `prefix`) carries a
