@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import AsyncIterator
 
 import aiohttp
+from yarl import URL
 
 from gatehouse.errors import UpstreamBusy, UpstreamError, UpstreamTimeout
 from gatehouse.upstream import h1
@@ -86,8 +87,11 @@ class HttpPool:
         if url.startswith("http://"):
             return await self.h1.request(method, url, data, headers, timeout, limit, first_byte)
         session = self.session if limit is None else self.session_for(limit)
+        # A URL with percent-escapes is sent as written (yarl would decode %3A in a Bedrock model
+        # ARN, and the SigV4 signature covers the path as written).
+        target = URL(url, encoded=True) if "%" in url else url
         async with asyncio.timeout(first_byte):
-            return await session.request(method, url, data=data, headers=headers, timeout=timeout, ssl=ssl)
+            return await session.request(method, target, data=data, headers=headers, timeout=timeout, ssl=ssl)
 
     async def close(self) -> None:
         self.h1.close()
