@@ -11,7 +11,6 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any, AsyncIterator
 
-import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
@@ -20,6 +19,7 @@ from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
+from gatehouse.upstream.transport import UpstreamResponse
 from gatehouse.upstream.error_text import upstream_status
 from gatehouse.wire import anthropic as wire
 from gatehouse.wire import anthropic_response as response_wire
@@ -98,7 +98,7 @@ class AnthropicProvider(Provider):
             headers["anthropic-beta"] = beta
         return headers
 
-    async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
+    async def _post(self, path: str, body: bytes, call: CallContext) -> UpstreamResponse:
         url = self.base_url + path
         resp = await self._send(url, body, self._headers(call), call)
         if resp.status >= 300:  # a redirect body is not an answer either: never relayed

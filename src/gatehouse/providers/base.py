@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
+from gatehouse.asgi_ext import SpliceSource
 from gatehouse.config import ProviderConfig
 from gatehouse.tls import client_context
 from gatehouse.types import (
@@ -32,6 +33,7 @@ from gatehouse.types import (
 from gatehouse.upstream.client import HttpPool, timeout, transport_errors
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.upstream.pool import ConnectionLimit
+from gatehouse.upstream.transport import UpstreamResponse
 
 
 class CallContext(Struct):
@@ -66,10 +68,11 @@ class Forwarded:
     Non-stream: `body` holds the bytes and `usage` is read from them. Stream: iterate
     `chunks`; afterwards `tally` holds the usage seen. `release()` frees the connection.
 
-    `splice`, when the provider offers it, is the same stream for api/splice instead of
-    `chunks`: (the upstream response, which can hand its body to a callback as it arrives;
-    the function that turns arrived bytes into the bytes for the client; the one that
-    flushes at the end). Using it means not iterating `chunks`.
+    `splice`, when the provider offers it, is the same stream for the server's splice
+    (asgi_ext.SPLICE) instead of `chunks`: (the upstream response as a SpliceSource, which
+    can hand its body to a callback as it arrives; the function that turns arrived bytes into
+    the bytes for the client; the one that flushes at the end). Using it means not iterating
+    `chunks`.
     """
 
     __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice")
@@ -77,7 +80,7 @@ class Forwarded:
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
                  tally: StreamTally | None = None, release: Any = None,
-                 splice: tuple[Any, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
+                 splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -115,7 +118,7 @@ class Provider(ABC):
         # https upstreams: the provider's CA bundle / client certificate, else the system trust
         self.ssl: ssl.SSLContext | bool = client_context(cfg) or True
 
-    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
+    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> UpstreamResponse:
         """POST `body` with `headers` plus the request id and the upstream auth; transport
         failures become gateway errors. The caller checks the status (its dialect's errors)."""
         headers["x-request-id"] = call.request_id

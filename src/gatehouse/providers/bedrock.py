@@ -12,7 +12,6 @@ import os
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
 from yarl import URL
 
@@ -31,6 +30,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import AwsCredentialsUnavailable, HeaderAuth, SigV4Auth
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, transport_errors
+from gatehouse.upstream.transport import UpstreamResponse
 from gatehouse.wire import bedrock as wire
 from gatehouse.wire.bedrock_stream import decode_stream
 
@@ -78,7 +78,7 @@ class BedrockProvider(Provider):
     # ---- transport -------------------------------------------------------------------------
 
     async def _post(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext,
-                    permission: str, accept: str = "application/json") -> aiohttp.ClientResponse:
+                    permission: str, accept: str = "application/json") -> UpstreamResponse:
         url = f"{self.base_url}/model/{quote(model_id, safe='')}/{action}"
         body = json_encode(payload)
         headers = dict(self.static_headers)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
@@ -25,6 +24,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import HeaderAuth
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
+from gatehouse.upstream.transport import UpstreamResponse
 from gatehouse.wire import gemini as wire
 from gatehouse.wire.gemini_stream import decode_stream
 
@@ -49,7 +49,7 @@ class GeminiProvider(Provider):
     def _url(self, model: str, method: str) -> str:
         return f"{self.base_url}/{quote(wire.model_path(model), safe='/')}:{method}"
 
-    async def _post(self, url: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
+    async def _post(self, url: str, payload: dict[str, Any], call: CallContext) -> UpstreamResponse:
         body = json_encode(payload)
         resp = await self._send(url, body, dict(self.static_headers), call)
         if resp.status >= 400:

@@ -12,7 +12,6 @@ import uuid
 from typing import Any, AsyncIterator
 from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
@@ -30,6 +29,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import bearer
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.transport import UpstreamResponse
 from gatehouse.upstream.error_text import upstream_status
 from gatehouse.wire import ollama as wire
 from gatehouse.wire.ollama_stream import NDJSONRelay, decode_stream
@@ -69,7 +69,7 @@ class OllamaProvider(Provider):
 
     # ---- transport -----------------------------------------------------------------------
 
-    async def _post(self, path: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
+    async def _post(self, path: str, payload: dict[str, Any], call: CallContext) -> UpstreamResponse:
         url = self.base_url + path
         body = json_encode(payload)
         resp = await self._send(url, body, dict(self.static_headers), call)

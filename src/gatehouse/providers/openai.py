@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-import aiohttp
 import msgspec
 
 from gatehouse.config import ProviderConfig
@@ -21,6 +20,7 @@ from gatehouse.types import (
 from gatehouse.upstream.auth import bearer
 from gatehouse.upstream.error_text import upstream_status
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.transport import UpstreamResponse, splice_source
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
 from gatehouse.wire import responses_passthrough
@@ -73,7 +73,7 @@ def upstream_error_kinds(raw: bytes) -> tuple[str | None, ...]:
     return tuple(n for n in names if isinstance(n, str))
 
 
-async def raise_for_status(resp: aiohttp.ClientResponse, model: str, dialect: str = "openai") -> None:
+async def raise_for_status(resp: UpstreamResponse, model: str, dialect: str = "openai") -> None:
     if resp.status < 300:
         return
     raw = await resp.read()
@@ -95,7 +95,7 @@ class OpenAIProvider(Provider):
 
     # ---- transport -----------------------------------------------------------------------
 
-    async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
+    async def _post(self, path: str, body: bytes, call: CallContext) -> UpstreamResponse:
         url = self.base_url + path
         resp = await self._send(url, body, dict(self.static_headers), call)
         if resp.status >= 300:  # a redirect body is not an answer either: never relayed
@@ -195,7 +195,8 @@ class OpenAIProvider(Provider):
                 raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
-        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
+        source = splice_source(resp)  # the lean h1 client's
+        splice = (source, relay.feed, relay.flush) if source is not None else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 
@@ -210,7 +211,8 @@ class OpenAIProvider(Provider):
             return Forwarded(resp.status, ctype, body=call.model_swap.apply(raw) if call.model_swap else raw,
                              usage=usage)
         relay = responses_passthrough.ResponsesRelay(call.model_swap)
-        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None
+        source = splice_source(resp)
+        splice = (source, relay.feed, relay.flush) if source is not None else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 
