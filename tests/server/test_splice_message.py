@@ -2,18 +2,21 @@
 ASGI app: the upstream body (a real upstream/h1.Response from the OpenAI-wire test upstream)
 reaches the client through `feed`, followed by `end()`, in exact chunked framing; `first_byte`
 is called once; a response the server does not chunk (a 204) stays well-formed and the
-connection serves the next request."""
+connection serves the next request; a splice asked for after the client left raises
+ConnectionResetError from `send` and still releases its source."""
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from gatehouse.asgi_ext import SPLICE, splice_message
+from gatehouse.asgi_ext import SPLICE, SpliceSink, splice_message
 from gatehouse.upstream.h1 import H1Pool
+from gatehouse.upstream.h1 import Response as H1Response
 from tests.server.serving import serve_h1
 from tests.upstreams import openai_wire
 from tests.upstreams.harness import ServerThread
@@ -26,6 +29,7 @@ class SplicingApp:
         self.url = upstream_url + "/v1/chat/completions"
         self.pool: H1Pool | None = None
         self.first_bytes = 0
+        self.outcome: dict[str, str] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -40,9 +44,19 @@ class SplicingApp:
         body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "a b c"}]})
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {openai_wire.API_KEY}"}
         resp = await self.pool.request("POST", self.url, body.encode(), headers)
-        status = int(scope["query_string"] or b"200")
+        query = scope["query_string"]
+        status = 200 if not query.isdigit() else int(query)
         await send({"type": "http.response.start", "status": status, "headers": [(b"x-spliced", b"1")]})
         assert SPLICE in scope["extensions"]
+        if query == b"late":  # splice only once the client has gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            source = ReleaseRecorder(resp)
+            try:
+                await send(splice_message(source, lambda b: b, lambda: b"", lambda e: b"", lambda: None))
+            except ConnectionResetError:
+                self.outcome["late"] = "reset, released" if source.released else "reset, not released"
+            return
 
         def first_byte() -> None:
             self.first_bytes += 1
@@ -53,6 +67,26 @@ class SplicingApp:
         await send(splice_message(resp, lambda b: b.replace(b"echo", b"ECHO"), lambda: b"data: END\n\n", fail,
                                   first_byte))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class ReleaseRecorder:
+    """A SpliceSource that hands everything to a real h1 response and notes its release."""
+
+    def __init__(self, resp: H1Response):
+        self.resp, self.released = resp, False
+
+    def splice(self, sink: SpliceSink) -> None:
+        self.resp.splice(sink)
+
+    def pause_reading(self) -> None:
+        self.resp.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.resp.resume_reading()
+
+    def release(self) -> None:
+        self.released = True
+        self.resp.release()
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +145,17 @@ def test_a_response_without_chunks_stays_well_formed_and_the_connection_serves_o
         s.sendall(_request())
         head, body, _ = _read_response(s, rest)
         assert head.startswith(b"HTTP/1.1 200 ") and body.endswith(b"data: END\n\n")
+
+
+def test_a_splice_after_the_client_left_raises_from_send_and_releases_its_source(
+        served: tuple[SplicingApp, int]) -> None:
+    app, port = served
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(_request("late"))
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+    deadline = time.monotonic() + 5
+    while "late" not in app.outcome and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.outcome.get("late") == "reset, released"
