@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gatehouse.asgi_ext import DISCONNECT, SPLICE
+from gatehouse.asgi_ext import DISCONNECT, SPLICE, DisconnectWatch
 from gatehouse.observability.safe import describe
 from gatehouse.server.splice import splice_response
 
@@ -54,8 +54,8 @@ _INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: applica
 _SPLICE_OFFERED: dict[str, Any] = {}  # the extension takes no parameters (shared: nobody writes to it)
 
 
-class DisconnectWatch:
-    """asgi_ext.DisconnectWatch: the app sets `callback` while it waits on something other than
+class ClientWatch:
+    """An asgi_ext.DisconnectWatch: the app sets `callback` while it waits on something other than
     `receive` (an upstream call; api/http.HangUp cancels the work)."""
 
     __slots__ = ("gone", "callback")
@@ -88,8 +88,8 @@ class Cycle:
         self.head: bytes | None = None  # a head held back to leave with the first body bytes
         self.head_only = scope["method"] == "HEAD"
         # (the watch refers to nothing: no reference cycle through the scope)
-        self.watch = DisconnectWatch()
-        watch = {"watch": self.watch}
+        self.watch = ClientWatch()
+        watch: dict[str, DisconnectWatch] = {"watch": self.watch}
         scope["extensions"] = {DISCONNECT: watch} if self.head_only or scope["http_version"] != "1.1" \
             else {SPLICE: _SPLICE_OFFERED, DISCONNECT: watch}
 
