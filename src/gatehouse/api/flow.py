@@ -19,7 +19,7 @@ import math
 import time
 from typing import Any, AsyncIterator, Callable, Protocol
 
-from gatehouse.api.splice import Splice
+from gatehouse.asgi_ext import splice_message
 from gatehouse.observability.tracing import TRACEPARENT
 from gatehouse.api.http import HangUp, Request, SSE_HEADERS, header_list, send_bytes, stream_out
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamBusy, UpstreamError, UpstreamUnavailable
@@ -242,7 +242,7 @@ class Dispatch:
         raise last or all_ejected(self.entry)
 
     async def _stream_out(self, status: int, chunks: AsyncIterator[bytes],
-                          content_type: list[tuple[bytes, bytes]] | None, splice: Splice | None,
+                          content_type: list[tuple[bytes, bytes]] | None, splice: dict[str, Any] | None,
                           encoder: StreamEncoder) -> None:
         try:
             completed = await stream_out(self.req, status, self._headers(), chunks, content_type, splice)
@@ -323,7 +323,11 @@ class Dispatch:
                 tail: bytes = flush()
                 return tail + self._unterminated(tally, encoder)
 
-            splice = Splice(resp, feed, end, fail, ex)
+            def first_byte() -> None:
+                if ex.first_token_at is None:
+                    ex.first_token_at = time.monotonic()
+
+            splice = splice_message(resp, feed, end, fail, first_byte)
         content_type = SSE_HEADERS if fwd.content_type.startswith("text/event-stream") else \
             [(b"content-type", fwd.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
         try:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
+from gatehouse.asgi_ext import SpliceSource
 from gatehouse.config import ProviderConfig
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.tls import client_context
@@ -39,6 +40,7 @@ from gatehouse.upstream.auth import NO_AUTH, AuthScheme, CredentialsUnavailable,
 from gatehouse.upstream.client import HttpPool, read_body, timeout, transport_errors
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.upstream.pool import ConnectionLimit
+from gatehouse.upstream.transport import UpstreamResponse
 
 
 class CallContext(Struct):
@@ -73,10 +75,11 @@ class Forwarded:
     Non-stream: `body` holds the bytes and `usage` is read from them. Stream: iterate
     `chunks`; afterwards `tally` holds the usage seen. `release()` frees the connection.
 
-    `splice`, when the provider offers it, is the same stream for api/splice instead of
-    `chunks`: (the upstream response, which can hand its body to a callback as it arrives;
-    the function that turns arrived bytes into the bytes for the client; the one that
-    flushes at the end). Using it means not iterating `chunks`.
+    `splice`, when the provider offers it, is the same stream for the server's splice
+    (asgi_ext.SPLICE) instead of `chunks`: (the upstream response as a SpliceSource, which
+    can hand its body to a callback as it arrives; the function that turns arrived bytes into
+    the bytes for the client; the one that flushes at the end). Using it means not iterating
+    `chunks`.
     """
 
     __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice")
@@ -84,7 +87,7 @@ class Forwarded:
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
                  tally: StreamTally | None = None, release: Any = None,
-                 splice: tuple[Any, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
+                 splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -147,7 +150,7 @@ class Provider(ABC):
         return await self._send(self.base_url + path, body, self._headers(call) if headers is None else headers,
                                 call)
 
-    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
+    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> UpstreamResponse:
         """POST `body` with `headers`, the upstream auth applied after translation, then the
         request id and trace context (unsigned: proxies may rewrite them). Transport failures
         become gateway errors; an error status (a redirect too: its body is not an answer, and

@@ -19,6 +19,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import BEARER
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout
+from gatehouse.upstream.transport import splice_source
 from gatehouse.wire import errors_openai
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
@@ -153,7 +154,8 @@ class OpenAIProvider(Provider):
                 raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
-        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
+        source = splice_source(resp)  # the lean h1 client's
+        splice = (source, relay.feed, relay.flush) if source is not None else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 
@@ -168,7 +170,8 @@ class OpenAIProvider(Provider):
             return Forwarded(resp.status, ctype, body=call.model_swap.apply(raw) if call.model_swap else raw,
                              usage=usage)
         relay = responses_passthrough.ResponsesRelay(call.model_swap)
-        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None
+        source = splice_source(resp)
+        splice = (source, relay.feed, relay.flush) if source is not None else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 

@@ -231,7 +231,7 @@ class PassthroughRelay(FrameCountingTally):
             yield out
 
     def feed(self, data: bytes) -> bytes:
-        """The complete frames in what has arrived so far, as they go to the client (api/splice
+        """The complete frames in what has arrived so far, as they go to the client (server/splice
         calls this from the upstream connection's data callback)."""
         if not self._buf and data[-2:] == b"\n\n":
             # The common case, whole frames that are all ordinary content chunks (each has one
