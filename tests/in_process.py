@@ -10,8 +10,9 @@ What a process gives for free is made explicit:
 - environment: the variables the server reads (GATEHOUSE_*, AWS_*, `${VAR}` in the config) are
   laid over os.environ while the server lives and restored when it stops (EnvOverlays);
 - logs: records logged in the server's thread and tasks go to its own log file, the same
-  `home/gatehouse-PORT.log` a process writes its stderr to; records from threads that cannot be
-  told apart (ledger writer, journal) go to every live server's file (LogRouter);
+  `home/gatehouse-PORT.log` a process writes its stderr to; records from other threads that cannot
+  be told apart (ledger writer, exporters) go to every live server's file, except the test's own
+  (the main thread, client libraries) (LogRouter);
 - the access log is pointed at that file (or at `.out` with `access_log_stream: stdout`).
 """
 from __future__ import annotations
@@ -163,12 +164,16 @@ class LogRouter(logging.Handler):
         if sink is not None:
             sink.emit(record)
             return
+        if record.threadName == "MainThread" or record.name.startswith(CLIENT_LOGGERS):
+            return  # the test's own side: its body and its clients
         for s in list(self._sinks):
             if s.server:
                 s.emit(record)
 
 
 LOGS = LogRouter()
+# Loggers of the clients tests drive servers with; their records are never a server's.
+CLIENT_LOGGERS = ("httpx", "httpcore", "openai", "anthropic", "ollama", "google_genai", "urllib3")
 
 
 # ---- the server ----------------------------------------------------------------------------------
