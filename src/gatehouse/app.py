@@ -135,6 +135,8 @@ class Router:
 class GatehouseApp:
     """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
 
+    freeze_gc = True  # the process is the server's alone; False where it is not (tests/in_process.py)
+
     def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None,
                  config_path: Path | None = None, config_sha256: str = ""):
         self._build = build
@@ -170,9 +172,10 @@ class GatehouseApp:
                 # Everything built so far lives as long as the process: move it out of the
                 # cyclic GC's sight, so collections only walk per-request garbage (full
                 # collections over the loaded libraries were the multi-ms pauses at p99).
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
+                if self.freeze_gc:
+                    gc.collect()
+                    gc.freeze()
+                    gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self._stop_reloading()
