@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check chart-observability local-up local-down image image-offline image-check
+.PHONY: run test test-fast lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check chart-observability local-up local-down image image-offline image-check
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -76,6 +76,11 @@ test: dev-install services claude-code codex deploy-tools
 	  $(if $(wildcard $(CODEX_BIN)),GATEHOUSE_CODEX_BIN=$(abspath $(CODEX_BIN))) \
 	  $(if $(wildcard $(CHECKOV)),GATEHOUSE_CHECKOV_BIN=$(abspath $(CHECKOV))) \
 	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The quick loop while editing (docs/testing.md): everything but the tests whose subject is a process
+## (`-m process`: signals, exit codes, first-start output, terminals) and those on Postgres.
+test-fast: dev-install
+	$(BIN)/python -m pytest -m "not process and not postgres" $(PYTEST_ARGS)
 
 ## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.
 lint: dev-install

@@ -18,6 +18,14 @@ ALICE_KEY = "alice-secret-key-1"
 BOB_KEY = "bob-secret-key-2"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the session's Postgres server are marked `postgres` (`make test-fast` leaves them out:
+    initdb alone takes seconds)."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def openai_upstream() -> Iterator[ServerThread]:
     with ServerThread(openai_wire.make_app) as srv:
