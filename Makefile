@@ -71,11 +71,15 @@ tf-validate:
 	@set -e; for d in $(TF_DIRS); do echo "== $$d"; \
 	  terraform -chdir=$$d init -backend=false -input=false >/dev/null; terraform -chdir=$$d validate; done
 
+## Two pytest-xdist workers, each module on one worker (its module-scoped gatehouse and Redis start
+## once); most of the suite's wall time is waiting on sockets and timers. XDIST= runs in one process.
+XDIST ?= -n 2 --dist loadscope
+
 test: dev-install services claude-code codex deploy-tools
 	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
 	  $(if $(wildcard $(CODEX_BIN)),GATEHOUSE_CODEX_BIN=$(abspath $(CODEX_BIN))) \
 	  $(if $(wildcard $(CHECKOV)),GATEHOUSE_CHECKOV_BIN=$(abspath $(CHECKOV))) \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 ## The quick loop while editing (docs/testing.md): everything but the tests whose subject is a process
 ## (`-m process`: signals, exit codes, first-start output, terminals) and those on Postgres.

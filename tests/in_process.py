@@ -12,7 +12,7 @@ What a process gives for free is made explicit:
 - logs: records logged in the server's thread and tasks go to its own log file, the same
   `home/gatehouse-PORT.log` a process writes its stderr to; records from other threads that cannot
   be told apart (ledger writer, exporters) go to every live server's file, except the test's own
-  (the main thread, client libraries) (LogRouter);
+  (the main thread, client libraries, the test upstreams' aiohttp servers) (LogRouter);
 - the access log is pointed at that file (or at `.out` with `access_log_stream: stdout`).
 """
 from __future__ import annotations
@@ -163,16 +163,18 @@ class LogRouter(logging.Handler):
         if sink is not None:
             sink.emit(record)
             return
-        if record.threadName == "MainThread" or record.name.startswith(CLIENT_LOGGERS):
-            return  # the test's own side: its body and its clients
+        if record.threadName == "MainThread" or record.name.startswith(TEST_SIDE_LOGGERS):
+            return  # the test's own side: its body, its clients, its upstreams
         for s in list(self._sinks):
             if s.server:
                 s.emit(record)
 
 
 LOGS = LogRouter()
-# Loggers of the clients tests drive servers with; their records are never a server's.
-CLIENT_LOGGERS = ("httpx", "httpcore", "openai", "anthropic", "ollama", "google_genai", "urllib3")
+# Loggers of the test's side, never a gatehouse's: the clients tests drive it with, and the aiohttp
+# servers the test upstreams run in their threads (gatehouse uses aiohttp only as a client).
+TEST_SIDE_LOGGERS = ("httpx", "httpcore", "openai", "anthropic", "ollama", "google_genai", "urllib3",
+                     "aiohttp.server", "aiohttp.access", "aiohttp.web")
 
 
 # ---- the server ----------------------------------------------------------------------------------
