@@ -17,6 +17,7 @@ What a process gives for free is made explicit:
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import io
@@ -255,8 +256,6 @@ class InProcessGatehouse:
 
             text = io.StringIO()
             with contextlib.redirect_stdout(text):
-                import asyncio
-
                 asyncio.run(_first_start_key(cfg, _base_url(cfg, "127.0.0.1", self.port)))
             out.write(text.getvalue().encode())
             log.write(f"gatehouse: {OPEN_NOTICE}\n".encode())
