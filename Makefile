@@ -84,7 +84,7 @@ test: dev-install services claude-code codex deploy-tools
 ## The quick loop while editing (docs/testing.md): everything but the tests whose subject is a process
 ## (`-m process`: signals, exit codes, first-start output, terminals) and those on Postgres.
 test-fast: dev-install
-	$(BIN)/python -m pytest -m "not process and not postgres" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not process and not postgres" $(XDIST) $(PYTEST_ARGS)
 
 ## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.
 lint: dev-install
