@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gatehouse.config import ConfigError, from_mapping, load
+from tests.in_process import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,8 +77,7 @@ def test_invalid_yaml_reports_line(tmp_path):
 
 
 def run_check(*args: str, env=None):
-    return subprocess.run([sys.executable, "-m", "gatehouse", "check", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    return run_cli("check", *args, env=env)
 
 
 def test_check_command_exit_codes(tmp_path):
