@@ -14,9 +14,9 @@ from typing import Any, AsyncIterator
 import aiohttp
 import msgspec
 
-from gatehouse.config import ProviderConfig
+from gatehouse.config import AnthropicConfig
 from gatehouse.errors import UpstreamStatus
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
@@ -65,18 +65,15 @@ def upstream_error(status: int, raw: bytes, model: str, headers: Any = None) -> 
 
 class AnthropicProvider(Provider):
     type_name = "anthropic"
+    cfg: AnthropicConfig
     dialect = "anthropic"
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: AnthropicConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.base_url = base[:-3] if base.endswith("/v1") else base  # paths carry /v1
         self.auth: UpstreamAuth = HeaderAuth("x-api-key", cfg.api_key) if cfg.api_key else NoAuth()
         self.beta_allow = cfg.beta_allow
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        return http_url_problem(cfg.base_url)
 
     # ---- headers and transport -----------------------------------------------------------------
 

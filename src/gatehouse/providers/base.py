@@ -14,7 +14,6 @@ from __future__ import annotations
 import ssl
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
@@ -88,15 +87,6 @@ class Forwarded:
         self.splice = splice
 
 
-def http_url_problem(url: str | None, field_name: str = "base_url") -> tuple[str, str] | None:
-    """(field, message) for check_config when a configured upstream URL is not http(s)."""
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return field_name, "must be an http(s) URL"
-    return None
-
-
 class Provider(ABC):
     """Base class with the constructor every provider shares; chat and chat_stream are the
     two abilities every provider must have (a missing one fails at load, not per request)."""
@@ -127,11 +117,6 @@ class Provider(ABC):
                                            limit=self.connections,
                                            first_byte=self.cfg.first_byte_timeout if call.stream else None,
                                            ssl=self.ssl)
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        """Return (field, message) when the config cannot work for this provider type."""
-        return None
 
     @abstractmethod
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse: ...

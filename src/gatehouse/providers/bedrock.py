@@ -16,10 +16,10 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from gatehouse.config import ProviderConfig
+from gatehouse.config import BedrockConfig
 from gatehouse.errors import InvalidRequest, UpstreamError
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider, http_url_problem
+from gatehouse.providers.base import CallContext, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -38,15 +38,16 @@ INVOKE = "bedrock:InvokeModel"
 INVOKE_STREAM = "bedrock:InvokeModelWithResponseStream"
 
 
-def _region(cfg: ProviderConfig) -> str | None:
+def _region(cfg: BedrockConfig) -> str | None:
     return cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
 class BedrockProvider(Provider):
     type_name = "bedrock"
+    cfg: BedrockConfig
     dialect = "bedrock"
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: BedrockConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         region = _region(cfg) or "us-east-1"
         self.base_url = (cfg.endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
@@ -55,17 +56,6 @@ class BedrockProvider(Provider):
             self.auth: Any = HeaderAuth("Authorization", f"Bearer {cfg.api_key}")
         else:
             self.sigv4 = self.auth = SigV4Auth("bedrock", region, cfg.profile)
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if not _region(cfg):
-            return "region", "required for bedrock (or set AWS_REGION in the gateway's environment)"
-        problem = http_url_problem(cfg.endpoint_url, "endpoint_url")
-        if problem is not None:
-            return problem
-        if cfg.base_url:
-            return "base_url", "not used by bedrock; set region (and endpoint_url for a VPC endpoint)"
-        return None
 
     async def start(self) -> None:
         if self.sigv4 is not None:

@@ -6,8 +6,8 @@ from typing import Any, AsyncIterator
 import aiohttp
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.config import OpenAIConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -82,16 +82,13 @@ async def raise_for_status(resp: aiohttp.ClientResponse, model: str, dialect: st
 
 class OpenAIProvider(Provider):
     type_name = "openai"
+    cfg: OpenAIConfig
     dialect = "openai"
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: OpenAIConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or "https://api.openai.com/v1").rstrip("/")
         self.auth = bearer(cfg.api_key)
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        return http_url_problem(cfg.base_url)
 
     # ---- transport -----------------------------------------------------------------------
 
