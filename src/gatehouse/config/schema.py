@@ -3,7 +3,7 @@ nothing from gatehouse, so every module can depend on it and it depends on none)
 
 Each field's range is a `Meta` constraint, each struct's rules between its own fields a
 `__post_init__` raising ValueError("<field>: <why>"); msgspec then reports either with the
-path of the field, which load.py turns into `models[2].deployments[0].provider: ...`.
+path of the field, which loader.py turns into `models[2].deployments[0].provider: ...`.
 Rules between sections (a deployment's provider exists, ...) are in check.py.
 
 Providers are a tagged union on `type`: one struct per provider type, so a field is accepted
@@ -22,7 +22,7 @@ class ConfigError(Exception):
     """A config problem, message prefixed with the field path (`models[2].deployments[0]`)."""
 
 
-# Constrained field types. load.py words their msgspec errors ("must be positive", ...).
+# Constrained field types. loader.py words their msgspec errors ("must be positive", ...).
 Positive = Annotated[float, Meta(gt=0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -128,7 +128,7 @@ class UpstreamConfig(_Base, tag_field="type"):
     """What every provider type shares: the connection to its upstream. A type's own struct
     below adds its fields; a field of another type is refused (`_unused_hints` may say why)."""
 
-    # Why a field of another type is refused here, beyond "not used by <type>" (load.py).
+    # Why a field of another type is refused here, beyond "not used by <type>" (loader.py).
     _unused_hints: ClassVar[dict[str, str]] = {}
 
     headers: dict[str, str] = field(default_factory=dict)
