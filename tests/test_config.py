@@ -1,6 +1,7 @@
 """Config loading: interpolation, typed validation with field paths, references, `gatehouse check`."""
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -63,11 +64,34 @@ def test_missing_variable_names_the_field():
     (lambda c: c["providers"]["ollama"].update(ejection_seconds=0), "providers.ollama.ejection_seconds: must be"),
     (lambda c: c.update(server={"max_in_flight": -1}), "server.max_in_flight: must not be negative"),
     (lambda c: c.update(metering={"journal_memory_records": 0}), "metering.journal_memory_records: must be"),
+    (lambda c: c.update(server={"header_timeout": 3601}), "server.header_timeout: must be at most 3600"),
+    (lambda c: c.update(limits={"replicas": 0}), "limits.replicas: must be positive"),
+    (lambda c: c.update(metering={"journal_fsync_seconds": -1}), "metering.journal_fsync_seconds: must not be negative"),
+    (lambda c: c["providers"]["ollama"].update(keep_alive="5m"),
+     "providers.ollama.keep_alive: not used by openai (only by type ollama)"),
+    (lambda c: c["providers"]["ollama"].update(tpye="openai"), "providers.ollama: unknown field 'tpye'"),
+    (lambda c: c["providers"]["ollama"].pop("type"), "providers.ollama.type: required field is missing"),
 ])
 def test_errors_name_the_field_path(mutate, expected):
     raw = minimal()
     mutate(raw)
     assert error_of(raw).startswith(expected)
+
+
+def test_a_deployment_weight_is_refused_until_routing_implements_it():
+    raw = minimal()
+    raw["models"][0]["deployments"][0]["weight"] = 1  # the default: accepted
+    from_mapping(raw, {})
+    raw["models"][0]["deployments"][0]["weight"] = 3
+    assert error_of(raw).startswith("models[0].deployments[0].weight: not implemented yet")
+
+
+def test_the_schema_is_a_leaf():
+    """config/schema.py imports nothing from gatehouse, so every module can import it."""
+    tree = ast.parse((ROOT / "src/gatehouse/config/schema.py").read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert imported and not [m for m in imported if m.split(".")[0] == "gatehouse"]
 
 
 def test_invalid_yaml_reports_line(tmp_path):

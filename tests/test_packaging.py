@@ -1,5 +1,6 @@
-"""Optional extras: the base install has no backend package, and a config that needs one names
-its extra when it is loaded (not on the first request that would import it)."""
+"""What pyproject.toml ships: package data that exists, and optional extras (the base install
+has no backend package, and a config that needs one names its extra when it is loaded, not on
+the first request that would import it)."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,8 @@ import pytest
 from gatehouse.config import ConfigError, from_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
 OPTIONAL = {"postgres": ["asyncpg"], "redis": ["redis", "hiredis"], "aws": ["botocore"], "jwt": ["pyjwt"],
             "otel": ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"]}
 
@@ -22,6 +24,14 @@ def _name(requirement: str) -> str:
     for stop in "[<>=;~! ":
         requirement = requirement.split(stop, 1)[0]
     return requirement
+
+
+def test_every_package_data_pattern_ships_files():
+    """The wheel carries the admin UI's assets and the migration template (no stale pattern)."""
+    for package, patterns in PYPROJECT["tool"]["setuptools"]["package-data"].items():
+        for pattern in patterns:
+            assert list((ROOT / "src" / package).glob(pattern)), f"{package}: {pattern}"
+    assert (ROOT / "src/gatehouse/web/index.html").is_file()
 
 
 def test_the_base_dependencies_hold_no_optional_package():
