@@ -53,9 +53,9 @@ from gatehouse.config.schema import (
 )
 
 if TYPE_CHECKING:
-    from gatehouse.config.loader import decode, from_mapping, interpolate, load, load_with_digest
+    from gatehouse.config.loader import from_mapping, interpolate, load, load_with_digest
 
-_LOADING = ("decode", "from_mapping", "interpolate", "load", "load_with_digest")
+_LOADING = ("from_mapping", "interpolate", "load", "load_with_digest")
 
 __all__ = [
     "AccessConfig", "AdminConfig", "AnthropicConfig", "AuthConfig", "BedrockConfig", "Config", "ConfigError",
@@ -63,7 +63,7 @@ __all__ = [
     "GuardPolicyConfig", "GuardrailConfig", "GuardrailsConfig", "JwtConfig", "LimitSettings", "LimitsConfig",
     "LoggingConfig", "MeteringConfig", "MetricsConfig", "ModelConfig", "OllamaConfig", "OpenAIConfig",
     "PricingConfig", "ProviderConfig", "ResponsesConfig", "ServerConfig", "StoreConfig", "TlsConfig",
-    "TracingConfig", "UiConfig", "UpstreamConfig", "decode", "from_mapping", "interpolate", "load",
+    "TracingConfig", "UiConfig", "UpstreamConfig", "from_mapping", "interpolate", "load",
     "load_with_digest",
 ]
 

@@ -17,8 +17,15 @@ from urllib.parse import urlsplit
 
 from gatehouse.config.schema import Config, ConfigError
 from gatehouse.policy.guardrails.config import check_parallel, check_policies
-from gatehouse.policy.limits_config import JWT_ALGORITHMS, JWT_PREFIX, check_limit_settings, check_name
+from gatehouse.policy.limits_config import check_limit_settings, check_name
 from gatehouse.tls import client_context, file_problem, server_context
+
+
+# Asymmetric algorithms only: a JWKS is public, so an HMAC secret cannot come from one.
+JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                            "ES512", "EdDSA"})
+# auth.jwt.consumer_prefix ends in ':', which no group or consumer name has (limits_config.NAME_PATTERN)
+JWT_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}:")
 
 
 def check_models(cfg: Config) -> None:

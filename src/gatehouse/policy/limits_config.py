@@ -21,9 +21,6 @@ LIMIT_FIELDS = ("tokens_per_minute", "requests_per_minute", "max_concurrent", "m
 # Fields counted in a pool (max_tokens is a per-request cap, not a counter).
 METERED = ("requests_per_minute", "tokens_per_minute", "max_concurrent", "budget_usd_per_day",
            "budget_usd_per_month")
-# Asymmetric algorithms only: a JWKS is public, so an HMAC secret cannot come from one.
-JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-                            "ES512", "EdDSA"})
 # Group and consumer names: a letter or digit, then letters, digits and . _ @ - (64 at most).
 # No ':' - identities from other authenticators carry one (`jwt:<subject>`), so no name
 # made here can ever be one of them; no '/', spaces or control characters - names appear in
@@ -32,8 +29,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 NAME_RULE = ("1-64 characters: letters, digits and . _ @ -, starting with a letter or digit "
              f"(pattern {NAME_PATTERN})")
 _NAME = re.compile(NAME_PATTERN)
-# auth.jwt.consumer_prefix: ends in ':', which no made name has
-JWT_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}:")
 
 
 class Limits(Struct, frozen=True):
