@@ -11,7 +11,8 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, get_args
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 import yaml
@@ -105,22 +106,84 @@ def _msgspec_message(err: msgspec.ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
-def _name_map_key(message: str, raw: dict[str, Any]) -> str:
-    """msgspec says `groups[...]` for an entry of a map; find which entry and name it."""
-    section, sep, _ = message.partition("[...]")
-    if not sep or section not in raw or not isinstance(raw[section], dict):
+_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _inner(tp: Any) -> Any:
+    """The container or struct type inside Annotated[...] and `X | None`."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType) and type(None) in get_args(tp):
+            rest = [a for a in get_args(tp) if a is not type(None)]
+            if len(rest) != 1:
+                return tp
+            tp = rest[0]
+        else:
+            return tp
+
+
+def _step(tp: Any, node: Any, token: re.Match[str]) -> tuple[Any, Any] | None:
+    """One step down the path: (its type, its raw value), or None when the tree differs."""
+    tp = _inner(tp)
+    name, index = token.group(1), token.group(2)
+    if name is not None and isinstance(node, dict) and isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        if name not in node:
+            return None
+        hints = get_type_hints(tp, include_extras=True)
+        if name not in hints:  # a tagged union member's field: resolved by the member, below
+            return None
+        return hints[name], node[name]
+    if index is not None and isinstance(node, list) and get_origin(tp) is list and int(index) < len(node):
+        return get_args(tp)[0], node[int(index)]
+    return None
+
+
+def _name_map_keys(message: str, raw: dict[str, Any]) -> str:
+    """msgspec says `groups[...]` for an entry of a map (at any depth); find which entry and
+    name it: the first entry, in order, that fails on its own is the one msgspec stopped at."""
+    where, sep, what = message.partition(": ")
+    if "[...]" not in where:
         return message
-    for key, value in raw[section].items():
-        try:
-            msgspec.convert({section: {key: value}}, Config, str_keys=True)
-        except msgspec.ValidationError:
-            return _provider_detail(message.replace(f"{section}[...]", f"{section}.{key}", 1), section, value)
+    tp: Any = Config
+    node: Any = raw
+    named = ""
+    pieces = where.split("[...]")
+    for piece in pieces[:-1]:
+        for token in _STEP.finditer(piece):
+            step = _step(tp, node, token)
+            if step is None:
+                return message
+            tp, node = step
+        tp = _inner(tp)
+        if get_origin(tp) is not dict or not isinstance(node, dict):
+            return message
+        value_type = get_args(tp)[1]
+        key = next((k for k, v in node.items() if not _converts(v, value_type)), None)
+        if key is None:
+            return message
+        named += f"{piece}.{key}"
+        tp, node = value_type, node[key]
+        if tp == ProviderConfig and isinstance(node, dict):  # go on with the member its `type` names
+            tp = _PROVIDER_TYPES.get(str(node.get("type")), tp)
+    message = f"{named}{pieces[-1]}{sep}{what}"
+    if pieces[-1] in ("", ".type") and (tp == ProviderConfig or tp in _PROVIDER_TYPES.values()):
+        return _provider_detail(message, node)
     return message
 
 
-def _provider_detail(message: str, section: str, raw: Any) -> str:
-    """A provider's unknown type or a field of another type, said as such."""
-    if section != "providers" or not isinstance(raw, dict):
+def _converts(value: Any, tp: Any) -> bool:
+    try:
+        msgspec.convert(value, tp, str_keys=True)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _provider_detail(message: str, raw: Any) -> str:
+    """A provider's unknown type, or a field of another provider type, said as such."""
+    if not isinstance(raw, dict):
         return message
     where, _, what = message.partition(": ")
     kind = raw.get("type")
@@ -150,7 +213,7 @@ def decode(raw: Any, env: dict[str, str] | None = None) -> Config:
     try:
         return msgspec.convert(raw, Config, str_keys=True)
     except msgspec.ValidationError as e:
-        raise ConfigError(_name_map_key(_msgspec_message(e), raw)) from None
+        raise ConfigError(_name_map_keys(_msgspec_message(e), raw)) from None
 
 
 def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:
