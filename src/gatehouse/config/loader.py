@@ -196,7 +196,7 @@ def _provider_detail(message: str, raw: Any) -> str:
     others = sorted(t for t, cls in _PROVIDER_TYPES.items() if name in cls.__struct_fields__)
     if not others:
         return message
-    hint = own._unused_hints.get(name)
+    hint = own.unused_hints.get(name)
     return f"{where}.{name}: not used by {kind}" + (f"; {hint}" if hint else f" (only by type {', '.join(others)})")
 
 

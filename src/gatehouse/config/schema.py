@@ -126,10 +126,10 @@ class GuardrailConfig(_Base):
 
 class UpstreamConfig(_Base, tag_field="type"):
     """What every provider type shares: the connection to its upstream. A type's own struct
-    below adds its fields; a field of another type is refused (`_unused_hints` may say why)."""
+    below adds its fields; a field of another type is refused (`unused_hints` may say why)."""
 
     # Why a field of another type is refused here, beyond "not used by <type>" (loader.py).
-    _unused_hints: ClassVar[dict[str, str]] = {}
+    unused_hints: ClassVar[dict[str, str]] = {}
 
     headers: dict[str, str] = field(default_factory=dict)
     connect_timeout: float = 5.0
@@ -173,7 +173,7 @@ class AnthropicConfig(UpstreamConfig, tag="anthropic"):
 
 
 class BedrockConfig(UpstreamConfig, tag="bedrock"):
-    _unused_hints: ClassVar[dict[str, str]] = {"base_url": "set region (and endpoint_url for a VPC endpoint)"}
+    unused_hints: ClassVar[dict[str, str]] = {"base_url": "set region (and endpoint_url for a VPC endpoint)"}
 
     region: str | None = None  # None: $AWS_REGION, then $AWS_DEFAULT_REGION
     endpoint_url: HttpUrl | None = None
