@@ -190,7 +190,7 @@ class BedrockConfig(UpstreamConfig, tag="bedrock"):
 class GeminiConfig(UpstreamConfig, tag="gemini"):
     base_url: HttpUrl | None = None
     api_key: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # generationConfig fields
+    options: dict[str, Any] = field(default_factory=dict)  # generationConfig defaults
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -203,7 +203,7 @@ class OllamaConfig(UpstreamConfig, tag="ollama"):
     base_url: HttpUrl | None = None  # the server root, http://127.0.0.1:11434 by default
     api_key: str | None = None  # for an Ollama behind an authenticating proxy
     keep_alive: str | int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # Ollama options defaults (num_ctx, ...)
 
     def __post_init__(self) -> None:
         if self.base_url and urlsplit(self.base_url).path.rstrip("/").endswith("/v1"):
@@ -217,6 +217,7 @@ class EchoConfig(UpstreamConfig, tag="echo"):
 
 # A provider's config, chosen by its `type`. A new provider type adds its struct here.
 ProviderConfig = Union[OpenAIConfig, AnthropicConfig, BedrockConfig, GeminiConfig, OllamaConfig, EchoConfig]
+
 
 class DeploymentConfig(_Base):
     provider: str
@@ -244,7 +245,7 @@ class DeploymentConfig(_Base):
 class ModelConfig(_Base):
     name: str
     deployments: list[DeploymentConfig]
-    private: bool = False  # may receive sensitive data
+    private: bool = False  # may receive sensitive data (guardrails: a parallel guard needs it)
     description: str | None = None
     embeddings: bool = False
     # Tokens the model can take in (prompt + output), shown in GET /v1/models for clients that
