@@ -83,6 +83,7 @@ print("built", type(rt).__name__)
 """
 
 
+@pytest.mark.process  # a fresh interpreter is the subject: what a base install imports
 def test_the_embedded_default_needs_no_extra(tmp_path):
     env = {**os.environ, "GATEHOUSE_OLLAMA_URL": "off", "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run([sys.executable, "-c", BASE_ONLY, str(tmp_path)], capture_output=True, text=True,
