@@ -18,8 +18,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# make run: every extra (pyproject.toml), so `make run CONFIG=...` serves a Postgres, Redis,
+# Bedrock or JWT config as it serves the embedded default; `pip install llm-gatehouse` alone
+# is enough for the embedded default.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[all]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
@@ -163,7 +166,7 @@ image:
 ## Offline: wheels made on the host, mounted into the build (the base image must already be there:
 ## pulled, or imported from debootstrap as docs/deploy-compose.md#the-image shows).
 image-offline:
-	$(BIN)/pip wheel -q -w .cache/wheels . "setuptools>=68" wheel "async-timeout>=4.0.3"
+	$(BIN)/pip wheel -q -w .cache/wheels '.[all]' "setuptools>=68" wheel "async-timeout>=4.0.3"
 	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --pull=never -v $(CURDIR)/.cache/wheels:/wheels:ro \
 	  --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels -t gatehouse:dev .
 

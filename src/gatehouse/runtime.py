@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatehouse.config import Config, DeploymentConfig
+from gatehouse.config import Config, DeploymentConfig, OpenAIConfig
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.metering.meter import Meter
 from gatehouse.policy.ui_session import UiSessions
@@ -159,7 +159,8 @@ class Runtime:
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
                                  _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model),
                                  breaker(d),
-                                 RESPONSES_DIALECT if cfg.providers[d.provider].responses_api else frozenset())
+                                 RESPONSES_DIALECT if isinstance(pc := cfg.providers[d.provider], OpenAIConfig)
+                                 and pc.responses_api else frozenset())
                       for d in m.deployments),
                 m.private,
                 context_window=m.context_window,

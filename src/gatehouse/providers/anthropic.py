@@ -13,8 +13,8 @@ from typing import Any, AsyncIterator
 
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.config import AnthropicConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import AuthScheme
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
@@ -43,19 +43,16 @@ _count_decoder = msgspec.json.Decoder(_Count)
 
 class AnthropicProvider(Provider):
     type_name = "anthropic"
+    cfg: AnthropicConfig
     dialect = "anthropic"
     auth_scheme = AuthScheme("x-api-key")
     parse_error = staticmethod(errors_anthropic.error_from_response)
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: AnthropicConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.base_url = base[:-3] if base.endswith("/v1") else base  # paths carry /v1
         self.beta_allow = cfg.beta_allow
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        return http_url_problem(cfg.base_url)
 
     # ---- headers (sent by Provider._post) -----------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import ssl
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
@@ -98,15 +97,6 @@ class Forwarded:
         self.splice = splice
 
 
-def http_url_problem(url: str | None, field_name: str = "base_url") -> tuple[str, str] | None:
-    """(field, message) for check_config when a configured upstream URL is not http(s)."""
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return field_name, "must be an http(s) URL"
-    return None
-
-
 class ErrorParser(Protocol):
     """A dialect's `error_from_response` (wire/errors_<dialect>.py): the gateway error for an
     upstream's error answer. `url` is the URL that was called (Bedrock names its IAM action)."""
@@ -175,11 +165,6 @@ class Provider(ABC):
             raw = await read_body(resp, call.public_model)
             raise self.parse_error(resp.status, raw, resp.headers, call.public_model, url)
         return resp
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        """Return (field, message) when the config cannot work for this provider type."""
-        return None
 
     @abstractmethod
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse: ...

@@ -13,10 +13,10 @@ from urllib.parse import quote
 
 import msgspec
 
-from gatehouse.config import ProviderConfig
+from gatehouse.config import BedrockConfig
 from gatehouse.errors import InvalidRequest
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider, http_url_problem
+from gatehouse.providers.base import CallContext, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -36,27 +36,17 @@ from gatehouse.wire.errors_bedrock import INVOKE_STREAM
 
 class BedrockProvider(Provider):
     type_name = "bedrock"
+    cfg: BedrockConfig
     dialect = "bedrock"
     # A Bedrock API key (bearer token) when `api_key` is set, else SigV4 from the AWS chain.
     auth_scheme = AuthScheme("Authorization", "Bearer ", aws_service="bedrock")
     parse_error = staticmethod(errors_bedrock.error_from_response)
     upstream_label = "Bedrock"
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: BedrockConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         region = aws_region(cfg) or "us-east-1"
         self.base_url = (cfg.endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if not aws_region(cfg):
-            return "region", "required for bedrock (or set AWS_REGION in the gateway's environment)"
-        problem = http_url_problem(cfg.endpoint_url, "endpoint_url")
-        if problem is not None:
-            return problem
-        if cfg.base_url:
-            return "base_url", "not used by bedrock; set region (and endpoint_url for a VPC endpoint)"
-        return None
 
     # ---- transport (Provider._post; the IAM action an error names comes from the URL) ------------
 

@@ -10,9 +10,9 @@ from urllib.parse import quote
 
 import msgspec
 
-from gatehouse.config import ProviderConfig
+from gatehouse.config import GeminiConfig
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider, http_url_problem
+from gatehouse.providers.base import CallContext, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -33,19 +33,14 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
 class GeminiProvider(Provider):
     type_name = "gemini"
+    cfg: GeminiConfig
     dialect = "gemini"
     auth_scheme = AuthScheme("x-goog-api-key")
     parse_error = staticmethod(errors_gemini.error_from_response)
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: GeminiConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if not cfg.api_key:
-            return "api_key", "required for gemini (a Google AI Studio API key)"
-        return http_url_problem(cfg.base_url)
 
     @staticmethod
     def _path(model: str, method: str) -> str:

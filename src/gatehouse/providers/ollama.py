@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import uuid
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
 
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.config import OllamaConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -47,24 +46,14 @@ class _Tags(msgspec.Struct):
 
 class OllamaProvider(Provider):
     type_name = "ollama"
+    cfg: OllamaConfig
     dialect = "ollama"
     auth_scheme = BEARER  # for an Ollama behind an authenticating proxy
     parse_error = staticmethod(errors_ollama.error_from_response)  # Ollama errors: {"error": "..."}
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: OllamaConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        problem = http_url_problem(cfg.base_url)
-        if problem is not None:
-            return problem
-        if cfg.base_url:
-            if urlsplit(cfg.base_url).path.rstrip("/").endswith("/v1"):
-                return "base_url", ("the native ollama provider takes the server root (http://host:11434); "
-                                    "for Ollama's /v1 API use type: openai")
-        return None
 
     # ---- transport (Provider._post) -------------------------------------------------------
 

@@ -5,8 +5,8 @@ from typing import Any, AsyncIterator
 
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.config import OpenAIConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -51,17 +51,14 @@ _models_decoder = msgspec.json.Decoder(_ModelList)
 
 class OpenAIProvider(Provider):
     type_name = "openai"
+    cfg: OpenAIConfig
     dialect = "openai"
     auth_scheme = BEARER
     parse_error = staticmethod(errors_openai.error_from_response)
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: OpenAIConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or "https://api.openai.com/v1").rstrip("/")
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        return http_url_problem(cfg.base_url)
 
     # ---- transport (Provider._post) -------------------------------------------------------
 
