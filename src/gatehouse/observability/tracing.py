@@ -24,15 +24,13 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
     from gatehouse.metering.record import LedgerRecord
-    from gatehouse.policy.pipeline import Exchange
-    from gatehouse.runtime import Deployment
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.table import Deployment
 
 OPERATIONS = {"embeddings": "embeddings", "completions": "text_completion", "embed": "embeddings"}
 PROVIDER_NAMES = {"bedrock": "aws.bedrock", "gemini": "gcp.gemini"}
-_REQUEST, _ATTEMPT, _WALL = "_otel_request", "_otel_attempt", "_otel_wall"
-TRACEPARENT = "_traceparent"
 # W3C trace context: version-traceid-parentid-flags (a later version may append fields).
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")  # ex.notes key read by api/flow.py for the upstream header
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")
 
 
 class Tracing:
@@ -77,13 +75,13 @@ class Tracing:
             m = _TRACEPARENT.fullmatch(traceparent.strip())
             if m is not None and m.group(2) != "0" * 32 and m.group(3) != "0" * 16 and m.group(1) != "ff":
                 parent = self._remote(int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16) & 1)
-        ex.notes[_WALL] = (wall, ex.started, method)
-        ex.notes[_REQUEST] = self.tracer.start_span(
+        ex.trace_wall = (wall, ex.started, method)
+        ex.span = self.tracer.start_span(
             method, context=parent, kind=self._server, start_time=wall,
             attributes={"http.request.method": method, "url.path": path})
 
     def begin_attempt(self, ex: Exchange, dep: Deployment, number: int) -> None:
-        request = ex.notes.get(_REQUEST)
+        request = ex.span
         if request is None:
             return
         op = OPERATIONS.get(ex.surface, "chat")
@@ -93,12 +91,13 @@ class Tracing:
                         "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider.type_name, dep.provider.type_name),
                         "gatehouse.provider": dep.provider_name, "gatehouse.deployment": dep.upstream_model,
                         "gatehouse.attempt": number, "gatehouse.streamed": ex.stream})
-        ex.notes[_ATTEMPT] = span
+        ex.attempt_span = span
         c = span.get_span_context()
-        ex.notes[TRACEPARENT] = f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}"
+        ex.traceparent = f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}"
 
     def end_attempt(self, ex: Exchange, rec: LedgerRecord, started: float) -> None:
-        span: Span | None = ex.notes.pop(_ATTEMPT, None)
+        span: Span | None = ex.attempt_span
+        ex.attempt_span = None
         if span is None:
             return
         span.set_attributes({
@@ -114,13 +113,13 @@ class Tracing:
         span.end(end_time=self._wall(ex, started + rec.latency_ms / 1000))
 
     def end_request(self, ex: Exchange) -> None:
-        span: Span | None = ex.notes.pop(_REQUEST, None)
+        span: Span | None = ex.span
+        ex.span = None
         if span is None:
             return
         p = ex.principal
         attrs: dict[str, Any] = {"http.response.status_code": ex.status, "gatehouse.surface": ex.surface,
-                                 "gatehouse.attempts": ex.notes.get("_attempts", 0),
-                                 "gatehouse.cost_usd": ex.notes.get("cost_usd", 0.0)}
+                                 "gatehouse.attempts": ex.attempts, "gatehouse.cost_usd": ex.cost_usd}
         if ex.model:
             attrs["gen_ai.request.model"] = ex.model
         if p is not None:
@@ -129,7 +128,7 @@ class Tracing:
                 attrs["gatehouse.group"] = p.group
         if ex.deployment:
             attrs["gatehouse.deployment"] = ex.deployment
-        if ex.notes.get("cache_hit"):
+        if ex.cache_hit:
             attrs["gatehouse.cache_hit"] = True
         u = ex.usage
         if u is not None:
@@ -139,7 +138,7 @@ class Tracing:
             attrs["error.type"] = ex.error_type
         span.set_attributes(attrs)
         if ex.surface != "unknown":  # the route's surface: bounded, unlike paths with names in them
-            span.update_name(f"{ex.notes[_WALL][2]} {ex.surface}")
+            span.update_name(f"{ex.trace_wall[2] if ex.trace_wall else ''} {ex.surface}")
         if ex.first_token_at is not None:
             span.add_event("gen_ai.first_token", timestamp=self._wall(ex, ex.first_token_at))
         if ex.status >= 500:
@@ -151,5 +150,6 @@ class Tracing:
 
     @staticmethod
     def _wall(ex: Exchange, monotonic: float) -> int:
-        wall, started, _ = ex.notes[_WALL]
+        assert ex.trace_wall is not None  # (set by start(), before any other hook)
+        wall, started, _ = ex.trace_wall
         return wall + int((monotonic - started) * 1e9)

@@ -206,7 +206,7 @@ class PassthroughRelay(FrameCountingTally):
 
     We always ask the upstream for `stream_options.include_usage`; when the client did not,
     the usage-only chunk (empty `choices`) is dropped so the client sees what it asked for.
-    `finished` means `data: [DONE]` came: a body that ends without it was cut (api/flow then
+    `finished` means `data: [DONE]` came: a body that ends without it was cut (gateway/relay then
     ends the client's stream with an error frame).
     """
 
@@ -252,7 +252,7 @@ class PassthroughRelay(FrameCountingTally):
     def flush(self) -> bytes:
         """At the end of the body: an unterminated last frame, if any, when it is whole (a
         frame cut in the middle would only break the client's parser before the error frame
-        that api/flow sends after it)."""
+        that gateway/relay sends after it)."""
         rest, self._buf = self._buf.strip(), b""
         if not rest:
             return b""
