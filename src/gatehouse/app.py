@@ -12,7 +12,7 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
 from gatehouse.api import admin, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
@@ -256,7 +256,7 @@ class GatehouseApp:
             rt.meter.tracing.start(ex, req.headers.get("traceparent"), req.method, req.path)
         started = False
 
-        async def tracking_send(message: dict) -> None:
+        async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
             if not started:
                 started = True

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call
-    from gatehouse.policy.auth import Principal
+    from gatehouse.policy.principal import Principal
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
     from gatehouse.routing.table import Deployment, ModelEntry

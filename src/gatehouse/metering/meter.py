@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -99,8 +99,8 @@ class Meter:
         self._id_prefix: str = os.urandom(8).hex() if previous is None else previous._id_prefix
         self._ids: itertools.count[int] = itertools.count(1) if previous is None else previous._ids
         # Labelled metric children, looked up once per label set rather than per request.
-        self._attempt_series: dict[tuple, tuple] = {}
-        self._request_series: dict[tuple, tuple] = {}
+        self._attempt_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._request_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.step = MeteringStep(self)
         self.hook = MeterHook(self)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from gatehouse.config import ConfigError, TracingConfig
 
@@ -60,7 +60,7 @@ class Tracing:
             OTLPSpanExporter(endpoint=cfg.endpoint, headers=cfg.headers or None)))
         self.tracer: Tracer = self.provider.get_tracer("gatehouse")
         self._set_span_in_context = set_span_in_context
-        self._remote = lambda trace_id, span_id, flags: set_span_in_context(NonRecordingSpan(SpanContext(
+        self._remote: Callable[[int, int, int], Any] = lambda trace_id, span_id, flags: set_span_in_context(NonRecordingSpan(SpanContext(
             trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))))
         self._server, self._client = SpanKind.SERVER, SpanKind.CLIENT
         self._error = Status(StatusCode.ERROR)

@@ -164,7 +164,8 @@ class Provider(ABC):
         if resp.status >= 300:
             raw = await read_body(resp, call.public_model)
             raise self.parse_error(resp.status, raw, resp.headers, call.public_model, url)
-        return resp
+        answer: UpstreamResponse = resp
+        return answer
 
     @abstractmethod
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse: ...

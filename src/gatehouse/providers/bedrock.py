@@ -113,7 +113,7 @@ class BedrockProvider(Provider):
         return resp.embedding, resp.inputTextTokenCount or _token_header(headers) or estimate_text(text)
 
     @staticmethod
-    def _decode(decoder: msgspec.json.Decoder, raw: bytes, call: CallContext) -> Any:
+    def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes, call: CallContext) -> Any:
         try:
             return decoder.decode(raw)
         except msgspec.DecodeError:

@@ -151,7 +151,7 @@ class SigV4Auth:
         self._failed: str | None = None
         self._retry_at = 0.0
         self._lock: asyncio.Lock | None = None
-        self._refreshing: asyncio.Task | None = None
+        self._refreshing: asyncio.Task[Any] | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"SigV4Auth(service={self.service}, region={self.region})"

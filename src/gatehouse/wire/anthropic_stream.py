@@ -262,7 +262,7 @@ async def with_keepalive(events: AsyncIterator[StreamEvent], interval: float) ->
     so clients with an idle timeout (Claude Code aborts after minutes of silence) stay put.
     Before the first event nothing is inserted: the dispatcher may still fail over."""
     it = events.__aiter__()
-    pending: asyncio.Future | None = None
+    pending: asyncio.Future[Any] | None = None
     started = False
     try:
         while True:
