@@ -304,3 +304,22 @@ def update_readme(readme: Path, table_md: str) -> bool:
         return False
     readme.write_text(pattern.sub(lambda _: f"{README_START}\n{table_md}{README_END}", text))
     return True
+
+
+def before_after(results: dict, before: str = "gatehouse-before", after: str = "gatehouse") -> str:
+    """`--baseline-src`: each metric of each scenario for the two checkouts, measured in the same
+    interleaved rounds (medians over rounds; "added" is through the gateway minus direct)."""
+    lines = ["| scenario | figure | metric | before | after | after ÷ before |", "|---|---|---|---|---|---|"]
+    for sc in results.get("scenarios", []):
+        for part in ("added", "summary"):
+            figures = sc.get(part) or {}
+            if not isinstance(figures, dict) or before not in figures or after not in figures:
+                continue
+            for metric, spread in figures[after].items():
+                a = stats.median(spread) if isinstance(spread, dict) else None
+                b = stats.median(figures[before].get(metric)) if isinstance(figures[before].get(metric), dict) else None
+                if a is None or b is None:
+                    continue
+                ratio = f"{a / b:.3f}" if b else "—"
+                lines.append(f"| ({sc['id']}) | {part} | {metric} | {b:,.3f} | {a:,.3f} | {ratio} |")
+    return "\n".join(lines) + "\n"

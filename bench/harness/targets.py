@@ -160,7 +160,8 @@ def _smoke(target: Target, upstream: Target | None = None) -> None:
         raise StartError(f"{target.name}: first request answered {status}{gone}: {payload[:300]!r}")
 
 
-def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", workers: int = 1, **config_kw) -> Target:
+def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", workers: int = 1,
+                    source: Path | None = None, **config_kw) -> Target:
     if not GATEHOUSE_EXE.exists():
         raise StartError(f"{GATEHOUSE_EXE} is missing (run `make dev-install`)")
     port = procs.free_port()
@@ -169,6 +170,8 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", worker
     cfg_path = cfg_dir / "gatehouse.yaml"
     cfg_path.write_text(to_yaml(gatehouse_config(cfg_dir, mock.port, port, **config_kw)) + "\n")
     env = dict(os.environ, GATEHOUSE_HOME=str(cfg_dir))
+    if source is not None:  # --baseline-src: another checkout's sources, same venv
+        env["PYTHONPATH"] = str(source)
     argv = [str(GATEHOUSE_EXE), "serve", "--config", str(cfg_path), "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:  # scenario (i): the workers take both cores, shared with the load generator and mock
         argv += ["--workers", str(workers)]
@@ -186,7 +189,7 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", worker
         tail = proc.log_tail(30)
         proc.stop()
         raise StartError(f"{e}\n{tail}") from None
-    target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, workers=workers, **config_kw)
+    target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, workers=workers, source=source, **config_kw)
     return target
 
 
