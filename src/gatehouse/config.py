@@ -163,6 +163,23 @@ class DeploymentConfig(_Base):
     gpu_input_tokens_per_second: float | None = None
 
 
+# ---- response cache (policy/cache.py, docs/cache.md) --------------------------------------
+
+
+class CacheConfig(_Base):
+    """`cache:` on a model or a group: answers to identical requests are served from a store."""
+
+    enabled: bool = True  # false on a group: its members are never served from or stored in a cache
+    ttl_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    # Who shares entries: the consumer's group (default), each consumer alone, or everyone.
+    scope: Literal["group", "consumer", "global"] = "group"
+    backend: Literal["memory", "redis"] = "memory"  # redis: store.redis_url, shared by replicas
+    max_bytes: Annotated[int, msgspec.Meta(gt=0)] = 64 * 1024 * 1024  # memory: LRU bound on stored answers
+    max_entry_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1024 * 1024  # a larger answer is not stored
+    allow_temperature: bool = False  # cache sampled answers too (temperature > 0 or unset)
+    allow_tools: bool = False  # cache requests that offer tools (agents: stale answers break them)
+
+
 class ModelConfig(_Base):
     name: str
     deployments: list[DeploymentConfig]
@@ -173,6 +190,7 @@ class ModelConfig(_Base):
     # size their context by it (Codex: `gatehouse client-env codex`).
     context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    cache: CacheConfig | None = None  # response cache (docs/cache.md)
 
 
 Unlimited = Literal["unlimited"]
@@ -196,6 +214,7 @@ class GroupConfig(LimitSettings):
     # consumer: every member gets the allowance; group: the members share one allowance.
     limit_scope: Literal["consumer", "group"] = "consumer"
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    cache: CacheConfig | None = None  # response cache for the group's requests (docs/cache.md)
 
 
 class ConsumerConfig(LimitSettings):

@@ -100,6 +100,18 @@ def check_references(cfg: Config) -> None:
     if cfg.store.pool_size <= 0:
         raise ConfigError("store.pool_size: must be positive")
     _check_guardrails(cfg)
+    _check_cache(cfg)
+
+
+def _check_cache(cfg: Config) -> None:
+    """A redis-backed cache needs store.redis_url (docs/cache.md)."""
+    blocks = [(f"groups.{n}.cache", g.cache) for n, g in cfg.groups.items()]
+    blocks += [(f"models[{i}].cache", m.cache) for i, m in enumerate(cfg.models)]
+    for path, c in blocks:
+        if c is not None and c.enabled and c.backend == "redis" and not cfg.store.redis_url:
+            raise ConfigError(f"{path}.backend: redis needs store.redis_url")
+        if c is not None and c.max_entry_bytes > c.max_bytes:
+            raise ConfigError(f"{path}.max_entry_bytes: must not exceed max_bytes")
 
 
 def _check_guardrails(cfg: Config) -> None:
