@@ -178,3 +178,28 @@ def test_metrics_count_hits_misses_bypasses_and_bytes(gh, recorder):
     assert 'gatehouse_cache_bypasses_total{model="chat",reason="temperature"} 1.0' in text
     held = [ln for ln in text.splitlines() if ln.startswith("gatehouse_cache_bytes ")]
     assert held and float(held[0].split()[1]) > 0
+
+
+def test_ollama_clients_get_hits_as_ndjson_streams(gh, recorder):
+    url, _ = gh
+    body = {"model": "chat", "messages": [{"role": "user", "content": "from ollama"}],
+            "options": {"temperature": 0}}
+    s, first, h1 = post(url + "/api/chat", {**body, "stream": False}, ALICE_KEY)
+    s, raw, h2 = post(url + "/api/chat", body, ALICE_KEY)  # Ollama streams by default
+    assert (h1["x-gatehouse-cache"], h2["x-gatehouse-cache"]) == ("miss", "hit")
+    lines = [json.loads(ln) for ln in raw.splitlines() if ln.strip()]
+    assert "".join(ln["message"]["content"] for ln in lines) == json.loads(first)["message"]["content"]
+    assert lines[-1]["done"] is True and all(not ln["done"] for ln in lines[:-1])
+    assert upstream_calls(recorder) == 1
+
+
+def test_a_hit_is_a_request_for_the_limits(openai_upstream, recorder, tmp_path):
+    cfg = config(openai_upstream.url)
+    cfg["groups"]["dev"]["requests_per_minute"] = 2
+    with serve(cfg, tmp_path / "gh") as url:
+        assert post(url + "/v1/chat/completions", chat("limited"), ALICE_KEY)[0] == 200
+        s, _, h = post(url + "/v1/chat/completions", chat("limited"), ALICE_KEY)
+        assert s == 200 and h["x-gatehouse-cache"] == "hit" and h["x-ratelimit-remaining-requests"] == "0"
+        s, _, h = post(url + "/v1/chat/completions", chat("limited"), ALICE_KEY)
+        assert s == 429 and "x-gatehouse-cache" not in h  # refused before the cache is looked at
+    assert upstream_calls(recorder) == 1
