@@ -166,6 +166,14 @@ class DeploymentConfig(_Base):
 # ---- response cache (policy/cache.py, docs/cache.md) --------------------------------------
 
 
+class SemanticCacheConfig(_Base):
+    """Approximate matching of the last user message (docs/cache.md#semantic-cache): off unless set."""
+
+    model: str  # an embeddings model of this config (models[].name)
+    threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.95  # cosine similarity to count as the same
+    max_entries: Annotated[int, msgspec.Meta(gt=0)] = 10_000  # vectors held per cache block (oldest go first)
+
+
 class CacheConfig(_Base):
     """`cache:` on a model or a group: answers to identical requests are served from a store."""
 
@@ -178,6 +186,7 @@ class CacheConfig(_Base):
     max_entry_bytes: Annotated[int, msgspec.Meta(gt=0)] = 1024 * 1024  # a larger answer is not stored
     allow_temperature: bool = False  # cache sampled answers too (temperature > 0 or unset)
     allow_tools: bool = False  # cache requests that offer tools (agents: stale answers break them)
+    semantic: SemanticCacheConfig | None = None  # also answer near-identical last user messages
 
 
 class ModelConfig(_Base):

@@ -112,6 +112,9 @@ def _check_cache(cfg: Config) -> None:
             raise ConfigError(f"{path}.backend: redis needs store.redis_url")
         if c is not None and c.max_entry_bytes > c.max_bytes:
             raise ConfigError(f"{path}.max_entry_bytes: must not exceed max_bytes")
+        if c is not None and c.semantic is not None and c.semantic.model not in {m.name for m in cfg.models}:
+            raise ConfigError(f"{path}.semantic.model: unknown model '{c.semantic.model}' (an embeddings model "
+                              "of this file)")
 
 
 def _check_guardrails(cfg: Config) -> None:

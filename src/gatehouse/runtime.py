@@ -162,7 +162,7 @@ class Runtime:
         guardrails = build_guardrails(cfg, directory, meter.metrics, models)
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)
-        cache = build_cache(cfg, meter.metrics)
+        cache = build_cache(cfg, meter.metrics, models)
         if cache is not None:  # after limits: a hit is a request (and its tokens count), at no cost
             steps.append(cache)
         # The steps' declared order: guardrails, limits, then metering, whatever else is in

@@ -31,12 +31,14 @@ from gatehouse.config import CacheConfig, Config
 from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
+from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
 from gatehouse.store.cache_memory import MemoryCache
 from gatehouse.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.observability.metrics import Metrics
+    from gatehouse.routing.table import ModelEntry
 
 log = logging.getLogger("gatehouse.cache")
 
@@ -62,26 +64,28 @@ class CacheStore(Protocol):
 class CachePolicy:
     """One `cache:` block, compiled once: its settings and its store."""
 
-    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools")
+    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools", "semantic")
 
-    def __init__(self, cfg: CacheConfig, store: CacheStore):
+    def __init__(self, cfg: CacheConfig, store: CacheStore, semantic: SemanticIndex | None = None):
         self.ttl = cfg.ttl_seconds
         self.scope = cfg.scope
         self.store = store
         self.max_entry_bytes = cfg.max_entry_bytes
         self.allow_temperature = cfg.allow_temperature
         self.allow_tools = cfg.allow_tools
+        self.semantic = semantic  # policy/cache_semantic.py; None: exact only
 
 
 class CacheTicket:
     """A cacheable miss: where its answer goes once complete (`ex.cache`)."""
 
-    __slots__ = ("policy", "key", "model", "group", "payload", "collector")
+    __slots__ = ("policy", "key", "model", "group", "payload", "collector", "semantic")
 
     def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None):
         self.policy, self.key, self.model, self.group = policy, key, model, group
         self.payload: bytes | None = None  # a unary answer, encoded as it arrived
         self.collector: Collector | None = None  # a stream, read as it is relayed
+        self.semantic: tuple[str, list[float]] | None = None  # (context, vector): indexed once stored
 
     def tap(self, reply: Reply) -> Reply:
         """Read the answer on its way to the client (gateway/handle.py calls this on a miss)."""
@@ -112,6 +116,8 @@ class CacheStep:
         self.models = models
         self.groups = groups  # None: caching is off for the group
         self.stores = stores
+        self.indexes = [p.semantic for p in [*models.values(), *groups.values()]
+                        if p is not None and p.semantic is not None]
         self.metrics = metrics
         self.lookups, self.bypasses, self.stored = metrics.track_cache(self.bytes_held)
         self._series: dict[tuple[str, str], Any] = {}
@@ -160,14 +166,21 @@ class CacheStep:
             log.warning("cache lookup failed (%s): %s", store.kind, describe(e))
             self._bypass(ex, "store_error")
             return
+        ticket, result = None, "hit"
+        if raw is None and policy.semantic is not None and not subject.tools:
+            ticket, result = CacheTicket(policy, key, ex.model, group), "semantic_hit"
+            raw = await self._semantic(ex, policy, subject, tenant, ticket)
         if raw is None:
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
-            ex.cache = CacheTicket(policy, key, ex.model, group)
+            ex.cache = ticket or CacheTicket(policy, key, ex.model, group)
             return
+        self._hit(ex, raw, result)
+
+    def _hit(self, ex: Exchange, raw: bytes, result: str) -> None:
         stamp, _, body = raw.partition(b" ")
         answer = _decode_answer(body)
-        self._count(ex.model, "hit")
+        self._count(ex.model, result)
         h = ex.response_headers
         h["x-gatehouse-cache"] = "hit"
         h["age"] = str(max(0, int(time.time() - float(stamp))))
@@ -178,6 +191,35 @@ class CacheStep:
             ex.cached = Reply.translated_stream(first, rest)
         else:
             ex.cached = Reply.answer(answer)
+
+    async def _semantic(self, ex: Exchange, policy: CachePolicy, subject: ChatRequest, tenant: str,
+                        ticket: CacheTicket) -> bytes | None:
+        """After an exact miss: the stored answer whose last user message means the same, if any;
+        else the ticket carries the vector to index once the answer is stored."""
+        index = policy.semantic
+        text = last_user_text(subject)
+        if index is None or text is None:
+            return None
+        vector = await index.embed(text, ex.request_id)
+        if vector is None:
+            return None
+        before = msgspec.structs.replace(subject, messages=subject.messages[:-1])
+        context = request_digest(before, ex.model, ex.max_tokens, tenant + "\0semantic", ex.sensitive)
+        ticket.semantic = (context, vector)
+        found = index.nearest(context, vector)
+        if found is None:
+            return None
+        key, similarity = found
+        try:
+            raw = await policy.store.get(key)
+        except Exception as e:  # noqa: BLE001 - an unreachable cache is a miss
+            log.warning("cache lookup failed (%s): %s", policy.store.kind, describe(e))
+            return None
+        if raw is None:  # expired, evicted or cleared
+            index.forget(context, key)
+            return None
+        ex.response_headers["x-gatehouse-cache-similarity"] = f"{similarity:.4f}"
+        return raw
 
     def _bypass(self, ex: Exchange, reason: str) -> None:
         ex.response_headers["x-gatehouse-cache"] = "bypass"
@@ -207,6 +249,8 @@ class CacheStep:
             log.warning("cache store failed (%s): %s", policy.store.kind, describe(e))
             return
         self.stored.labels(self.metrics.model(ticket.model)).inc()
+        if ticket.semantic is not None and policy.semantic is not None:
+            policy.semantic.add(*ticket.semantic, ticket.key, policy.ttl)
 
     # ---- admin -------------------------------------------------------------------------------
 
@@ -215,6 +259,9 @@ class CacheStep:
         n = 0
         for store in self.stores:
             n += await store.clear(model, group)
+        for index in self.indexes:  # (vectors whose entry is gone are dropped when next matched)
+            if model is None and group is None:
+                index.clear()
         return n
 
     async def close(self) -> None:
@@ -253,7 +300,7 @@ def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> st
     return None
 
 
-def build_step(cfg: Config, metrics: Metrics) -> CacheStep | None:
+def build_step(cfg: Config, metrics: Metrics, entries: dict[str, ModelEntry]) -> CacheStep | None:
     """The step, or None when no model or group has a `cache:` block (then nothing is added)."""
     blocks = [m.cache for m in cfg.models if m.cache is not None and m.cache.enabled]
     blocks += [g.cache for g in cfg.groups.values() if g.cache is not None and g.cache.enabled]
@@ -264,6 +311,7 @@ def build_step(cfg: Config, metrics: Metrics) -> CacheStep | None:
 
     def compile_block(c: CacheConfig) -> CachePolicy:
         nonlocal redis
+        semantic = SemanticIndex(c.semantic, entries[c.semantic.model]) if c.semantic is not None else None
         if c.backend == "redis":
             if redis is None:
                 from gatehouse.store.cache_redis import RedisCache  # redis-py only when used
@@ -271,10 +319,10 @@ def build_step(cfg: Config, metrics: Metrics) -> CacheStep | None:
                 assert cfg.store.redis_url is not None  # (config_check)
                 redis = RedisCache(cfg.store.redis_url)
                 stores.append(redis)
-            return CachePolicy(c, redis)
+            return CachePolicy(c, redis, semantic)
         store = MemoryCache(c.max_bytes)
         stores.append(store)
-        return CachePolicy(c, store)
+        return CachePolicy(c, store, semantic)
 
     models = {m.name: compile_block(m.cache) for m in cfg.models if m.cache is not None and m.cache.enabled}
     groups: dict[str, CachePolicy | None] = {
