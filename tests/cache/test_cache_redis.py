@@ -55,3 +55,19 @@ def test_a_redis_that_is_down_is_a_bypass(openai_upstream, recorder, tmp_path: P
             s, _, h = post(url + "/v1/chat/completions", chat("no redis"), ALICE_KEY)
             assert s == 200 and h["x-gatehouse-cache"] == "bypass"
     assert upstream_calls(recorder) == 2
+
+
+def test_an_unreadable_entry_is_a_miss_and_is_replaced(openai_upstream, recorder, redis_server, tmp_path: Path):
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+    cfg = config(openai_upstream.url, {"backend": "redis"}, store={"redis_url": redis_server.url})
+    with serve(cfg, tmp_path / "gh") as url:
+        post(url + "/v1/chat/completions", chat("garbled"), ALICE_KEY)
+        wait_for(lambda: len(r.keys("gh:cache:*")) == 1)
+        [key] = r.keys("gh:cache:*")
+        r.set(key, b"not an entry")
+        s, _, h = post(url + "/v1/chat/completions", chat("garbled"), ALICE_KEY)
+        assert s == 200 and h["x-gatehouse-cache"] == "miss"
+        wait_for(lambda: r.get(key) != b"not an entry")
+        assert post(url + "/v1/chat/completions", chat("garbled"), ALICE_KEY)[2]["x-gatehouse-cache"] == "hit"
+    assert upstream_calls(recorder) == 2

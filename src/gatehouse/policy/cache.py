@@ -170,20 +170,23 @@ class CacheStep:
         if raw is None and policy.semantic is not None and not subject.tools:
             ticket, result = CacheTicket(policy, key, ex.model, group), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
-        if raw is None:
+        if raw is None or not self._hit(ex, raw, result):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
             ex.cache = ticket or CacheTicket(policy, key, ex.model, group)
-            return
-        self._hit(ex, raw, result)
 
-    def _hit(self, ex: Exchange, raw: bytes, result: str) -> None:
+    def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
         stamp, _, body = raw.partition(b" ")
-        answer = _decode_answer(body)
+        try:
+            answer = _decode_answer(body)
+            stored = float(stamp)
+        except (msgspec.DecodeError, ValueError) as e:  # not ours, or from an incompatible version: a miss
+            log.warning("cache entry unreadable (%s): a miss", describe(e))
+            return False
         self._count(ex.model, result)
         h = ex.response_headers
         h["x-gatehouse-cache"] = "hit"
-        h["age"] = str(max(0, int(time.time() - float(stamp))))
+        h["age"] = str(max(0, int(time.time() - stored)))
         ex.cache_hit = True
         call = ex.call
         if call is not None and call.stream:
@@ -191,6 +194,7 @@ class CacheStep:
             ex.cached = Reply.translated_stream(first, rest)
         else:
             ex.cached = Reply.answer(answer)
+        return True
 
     async def _semantic(self, ex: Exchange, policy: CachePolicy, subject: ChatRequest, tenant: str,
                         ticket: CacheTicket) -> bytes | None:
