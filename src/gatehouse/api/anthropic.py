@@ -15,7 +15,7 @@ from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.gateway.relay import Reply
 from gatehouse.metering.tokens import estimate_request
 from gatehouse.policy.guardrails.step import GuardrailStep
-from gatehouse.providers.base import CallContext, TokenCounter
+from gatehouse.providers.base import CallContext
 from gatehouse.types import ChatRequest, StreamEvent, json_encode
 from gatehouse.wire import anthropic as wire
 from gatehouse.wire.anthropic_response import render_response
@@ -102,8 +102,8 @@ class CountTokensCall(MessagesCall):
             return _count(ex, estimate_request(self.build_canonical()), "estimated")
         canonical: ChatRequest | None = None
         for dep in entry.deployments:
-            provider = dep.provider
-            if not isinstance(provider, TokenCounter):
+            provider = dep.token_counter
+            if provider is None:
                 continue
             ex.deployment, ex.provider = dep.upstream_model, dep.provider_name
             ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, self.forward_headers)

@@ -21,7 +21,7 @@ from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.gateway.relay import Reply
 from gatehouse.metering.tokens import estimate_request, estimate_text
-from gatehouse.providers.base import CallContext, Completer, Embedder
+from gatehouse.providers.base import CallContext
 from gatehouse.routing.table import ModelEntry
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import ollama as wire
@@ -143,7 +143,7 @@ class GenerateCall(OllamaCall):
         canonical = self.canonical()
         assert isinstance(canonical, (ChatRequest, CompletionRequest))
         if self.completion:
-            require_ability(entry, Completer, "raw or fill-in-the-middle completions",
+            require_ability(entry, "completer", "raw or fill-in-the-middle completions",
                             "suffix" if oreq.suffix is not None else "raw")
             self.prompt_estimate = estimate_text(oreq.prompt) + estimate_text(oreq.suffix or "")
         else:
@@ -154,12 +154,14 @@ class GenerateCall(OllamaCall):
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
         if self.completion:
-            return dep.provider.complete(self.canonical(), ctx)  # type: ignore[attr-defined]
+            assert dep.completer is not None  # (bind checked every deployment)
+            return dep.completer.complete(self.canonical(), ctx)  # type: ignore[arg-type]
         return super().unary(dep, ctx)
 
     def events(self, dep: Deployment, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         if self.completion:
-            return dep.provider.complete_stream(self.canonical(), ctx)  # type: ignore[attr-defined]
+            assert dep.completer is not None
+            return dep.completer.complete_stream(self.canonical(), ctx)  # type: ignore[arg-type]
         return super().events(dep, ctx)
 
 
@@ -189,14 +191,15 @@ class EmbedCall(OllamaCall):
         self.public_model = entry.name
         canonical = self.canonical()
         assert isinstance(canonical, EmbeddingRequest)
-        require_ability(entry, Embedder, "embeddings")
+        require_ability(entry, "embedder", "embeddings")
         self.subject = canonical
         self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
         self.timing = Timing(ex.started)
         return None
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
-        return dep.provider.embed(self.canonical(), ctx)  # type: ignore[attr-defined]
+        assert dep.embedder is not None
+        return dep.embedder.embed(self.canonical(), ctx)  # type: ignore[arg-type]
 
     def render(self, result: Any) -> bytes:
         if self.legacy:
@@ -261,15 +264,15 @@ async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
     entry = rt.table.resolve(obj["model"], ex.principal)
     ex.model = entry.name
     dep = entry.deployments[0]
-    if dep.passthrough_dialect == DIALECT:
+    if dep.passthrough_dialect == DIALECT and dep.forwarder is not None:
         ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, model_swap=dep.model_swap)
-        fwd = await dep.provider.forward("/api/show", dict(obj), False, ctx, False)  # type: ignore[attr-defined]
+        fwd = await dep.forwarder.forward("/api/show", dict(obj), False, ctx, False)
         await send_bytes(req.send, fwd.status, fwd.body or b"", header_list(ex.request_id),
                          fwd.content_type.encode("latin-1"))
         return
     embedding = _is_embedding_model(rt, entry.name)
     capabilities = ["embedding"] if embedding else ["completion", "tools"]
-    if not embedding and isinstance(dep.provider, Completer):
+    if not embedding and dep.completer is not None:
         capabilities.append("insert")
     await send_json(req.send, 200, {
         "license": "", "modelfile": "", "parameters": "", "template": "", "details": _details(),

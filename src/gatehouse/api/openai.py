@@ -10,7 +10,6 @@ from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.gateway.exchange import Exchange
-from gatehouse.providers.base import Completer, Embedder
 from gatehouse.routing.table import ModelEntry
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import openai as wire
@@ -95,10 +94,11 @@ class ChatCompletions(Endpoint):
 # ---- POST /v1/completions ------------------------------------------------------------------------
 
 
-def require_ability(entry: ModelEntry, ability: type, what: str, param: str = "model") -> None:
-    """Every deployment of the model must be able to serve the route (no failover to one that cannot)."""
+def require_ability(entry: ModelEntry, ability: str, what: str, param: str = "model") -> None:
+    """Every deployment of the model must be able to serve the route (no failover to one that
+    cannot). `ability`: a Deployment slot (completer, embedder), decided at load."""
     for dep in entry.deployments:
-        if not isinstance(dep.provider, ability):
+        if getattr(dep, ability) is None:
             raise InvalidRequest(f"The model '{entry.name}' does not support {what}.", param=param)
 
 
@@ -117,16 +117,18 @@ class CompletionCall(OpenAICall):
         self.public_model = entry.name
         canonical = self.canonical()
         assert isinstance(canonical, CompletionRequest)
-        require_ability(entry, Completer, "text completions")
+        require_ability(entry, "completer", "text completions")
         self.subject, self.max_tokens = canonical, canonical.max_tokens
         self.prompt_estimate = estimate_text(canonical.prompt) + estimate_text(canonical.suffix or "")
         return None
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
-        return dep.provider.complete(self.canonical(), ctx)  # type: ignore[attr-defined]
+        assert dep.completer is not None  # (bind checked every deployment)
+        return dep.completer.complete(self.canonical(), ctx)  # type: ignore[arg-type]
 
     def events(self, dep: Deployment, ctx: CallContext) -> AsyncIterator[StreamEvent]:
-        return dep.provider.complete_stream(self.canonical(), ctx)  # type: ignore[attr-defined]
+        assert dep.completer is not None
+        return dep.completer.complete_stream(self.canonical(), ctx)  # type: ignore[arg-type]
 
     def render(self, result: Any) -> bytes:
         return json_encode(wire_response.render_completion(result, self.public_model))
@@ -158,13 +160,14 @@ class EmbeddingCall(OpenAICall):
         self.public_model = entry.name
         canonical = self.canonical()
         assert isinstance(canonical, EmbeddingRequest)
-        require_ability(entry, Embedder, "embeddings")
+        require_ability(entry, "embedder", "embeddings")
         self.subject = canonical
         self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
         return None
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
-        return dep.provider.embed(self.canonical(), ctx)  # type: ignore[attr-defined]
+        assert dep.embedder is not None
+        return dep.embedder.embed(self.canonical(), ctx)  # type: ignore[arg-type]
 
     def render(self, result: Any) -> bytes:
         canonical = self.canonical()

@@ -144,7 +144,8 @@ class Endpoint:
         still fail over."""
         if call.can_forward(dep):
             path, body = call.passthrough()
-            fwd = await dep.provider.forward(path, dict(body), call.stream, ctx, call.wants_usage)  # type: ignore[attr-defined]
+            assert dep.forwarder is not None  # (a deployment that forwards a dialect has the ability)
+            fwd = await dep.forwarder.forward(path, dict(body), call.stream, ctx, call.wants_usage)
             return Reply.forwarded(fwd)
         if call.stream:
             events = call.events(dep, ctx)

@@ -14,6 +14,7 @@ from fnmatch import translate
 from typing import TYPE_CHECKING
 
 from gatehouse.errors import NotFound, PermissionDenied
+from gatehouse.providers.base import Completer, Embedder, Passthrough, TokenCounter
 from gatehouse.routing.health import Breaker
 
 if TYPE_CHECKING:
@@ -39,10 +40,21 @@ class Deployment:
     also_forwards: frozenset[str] = frozenset()
     # Every client dialect whose body this deployment takes unchanged (the two above).
     forwards: frozenset[str] = field(init=False, compare=False, default=frozenset())
+    # The provider's optional abilities (providers/base.py), typed; None: it has not that ability.
+    # Checked here once: a Protocol isinstance per request is slow.
+    forwarder: Passthrough | None = field(init=False, compare=False, default=None)
+    completer: Completer | None = field(init=False, compare=False, default=None)
+    embedder: Embedder | None = field(init=False, compare=False, default=None)
+    token_counter: TokenCounter | None = field(init=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         dialects = self.also_forwards | ({self.passthrough_dialect} if self.passthrough_dialect else set())
         object.__setattr__(self, "forwards", frozenset(dialects))
+        p = self.provider
+        object.__setattr__(self, "forwarder", p if isinstance(p, Passthrough) else None)
+        object.__setattr__(self, "completer", p if isinstance(p, Completer) else None)
+        object.__setattr__(self, "embedder", p if isinstance(p, Embedder) else None)
+        object.__setattr__(self, "token_counter", p if isinstance(p, TokenCounter) else None)
 
 
 @dataclass(frozen=True)
