@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from gatehouse.config import SemanticCacheConfig
 from gatehouse.observability.safe import describe
-from gatehouse.providers.base import CallContext, Embedder
+from gatehouse.providers.base import CallContext
 from gatehouse.types import ChatRequest, EmbeddingRequest, TextPart
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ class SemanticIndex:
     async def embed(self, text: str, request_id: str) -> list[float] | None:
         """The text's unit vector from the first deployment that answers; None when none does."""
         for dep in self.model.deployments:
-            provider = dep.provider
-            if not isinstance(provider, Embedder):
+            provider = dep.embedder
+            if provider is None:
                 continue
             ctx = CallContext(request_id, self.model.name, dep.upstream_model)
             try:
