@@ -45,6 +45,7 @@ def test_identical_requests_make_one_upstream_call(gh, recorder):
     assert (s1, s2) == (200, 200)
     assert h1["x-gatehouse-cache"] == "miss" and h2["x-gatehouse-cache"] == "hit"
     assert int(h2["age"]) >= 0 and "age" not in h1
+    assert h2["x-gatehouse-cost-usd"] == "0" and h2["x-gatehouse-tokens-output"] == h1["x-gatehouse-tokens-output"]
     assert upstream_calls(recorder) == 1
     a, b = json.loads(b1), json.loads(b2)
     assert b["choices"][0]["message"]["content"] == a["choices"][0]["message"]["content"] == "echo: hello there"

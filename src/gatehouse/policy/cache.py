@@ -192,7 +192,11 @@ class CacheStep:
         if call is not None and call.stream:
             first, rest = replay(answer)
             ex.cached = Reply.translated_stream(first, rest)
-        else:
+        else:  # the usage headers an upstream answer gets from metering, at no cost
+            u = answer.usage
+            h["x-gatehouse-tokens-input"] = str(u.input_tokens)
+            h["x-gatehouse-tokens-output"] = str(u.output_tokens)
+            h["x-gatehouse-cost-usd"] = "0"
             ex.cached = Reply.answer(answer)
         return True
 
