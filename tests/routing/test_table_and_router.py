@@ -71,3 +71,25 @@ def test_the_plan_skips_ejected_deployments_and_the_empty_plan_says_when_to_retr
     assert list(router.plan(entry, ex)) == []
     err = router.unavailable(entry)
     assert err.status == 503 and 1 <= int(err.headers["retry-after"]) <= 5
+
+
+def test_the_health_hook_counts_upstream_failures_not_our_own_connection_cap():
+    from gatehouse.errors import InvalidRequest, UpstreamBusy, UpstreamError
+    from gatehouse.routing.health import HealthHook
+
+    table, _ = _table({})
+    dep = table.models["other"].deployments[0]  # threshold 1: one counted failure ejects it
+    ex = Exchange("r", "chat", "openai")
+    hook = HealthHook()
+    hook.ended(ex, dep, UpstreamBusy("no connection free"))
+    hook.ended(ex, dep, InvalidRequest("bad request"))  # ours, before the upstream: says nothing
+    assert dep.breaker.allow()
+    rejected = UpstreamError("the upstream refused the request")
+    rejected.status = 400
+    hook.ended(ex, dep, rejected)  # the upstream answered (a 4xx): alive
+    hook.ended(ex, dep, None)
+    assert dep.breaker.allow()
+    hook.ended(ex, dep, UpstreamError("connect failed"))
+    assert not dep.breaker.allow()
+    hook.answered(ex, dep)  # a probe's first byte closes the breaker
+    assert dep.breaker.allow()
