@@ -21,6 +21,8 @@ TARGETS = {
     "responses_vs_translation": 0.9,  # (g) within 10% of (e)
     "guardrails_vs_plain": 0.9,       # (h) within 10% of the same gateway without guardrails
     "workers_vs_one": 1.7,            # (i) serve --workers 2 on this 2-core machine
+    "cache_vs_plain": 2.0,            # (j) in-process hits at least 2x uncached at c=64
+    "cache_hit_added_ms": 0.2,        # (j) a hit answers within 0.2 ms added at c=1
 }
 
 
@@ -246,9 +248,26 @@ def rows_workers(i: dict) -> list[list[str]]:
     return out
 
 
+def rows_cache(j: dict) -> list[list[str]]:
+    """(j): the same gateway with an in-process cache (every request a hit) and without."""
+    label = "(j) cache hits ÷ uncached, c=64, closed loop"
+    if "skipped" in j:
+        return [[label, "—", j["skipped"], "—", "—", f"≥ {TARGETS['cache_vs_plain']:g}", "—"]]
+    r = j.get("cache_closed_loop_ratio")
+    out = [[label, "—", "n/a" if r is None else f"{r:.2f}", "—", "—", f"≥ {TARGETS['cache_vs_plain']:g}",
+            met(None if r is None else r >= TARGETS["cache_vs_plain"])]]
+    for name, what in (("gatehouse", "uncached"), ("gatehouse-cache", "cache hit")):
+        a = _get(j, "latency_c1", "added", name, "p50_ms")
+        limit = TARGETS["cache_hit_added_ms"] if name == "gatehouse-cache" else None
+        out.append([f"(j) {what}: added latency p50, c=1, ms", "—", fmt(a), "—", "—",
+                    "—" if limit is None else f"≤ {limit:g}",
+                    "—" if limit is None or a is None else met(float(a.get("median", 0.0)) <= limit)])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails, "i": rows_workers}
+        "h": rows_guardrails, "i": rows_workers, "j": rows_cache}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

@@ -1,8 +1,9 @@
-"""The scenarios (a)-(i). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(j). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import time
@@ -364,6 +365,58 @@ def scenario_workers(ctx: Ctx) -> dict:
         res["workers_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
                                            stats.median(res["summary"][plain.name]["rps"]))
         say(f"  {WORKERS} workers / 1 worker, closed loop: {res['workers_ratio'] or 0:.3f}")
+        return res
+    finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+            if gh.proc is not None:
+                gh.proc.stop()
+
+
+# ---- (j) response cache hits vs uncached -------------------------------------------------------
+
+
+def cached_body() -> bytes:
+    """openai_body at temperature 0: what a cache may answer (docs/cache.md)."""
+    body = json.loads(openai_body())
+    body["temperature"] = 0
+    return json.dumps(body).encode()
+
+
+def scenario_cache(ctx: Ctx) -> dict:
+    """Gatehouse only: the same temperature-0 request through the plain gateway (every request
+    goes upstream) and through one whose model has an in-process `cache:` block (every request
+    after the first is a hit), interleaved in the same rounds: throughput at c=64 and the added
+    latency at c=1."""
+    say(f"(j) response cache: in-process hits vs uncached, c={CONCURRENCY} and c=1")
+    title = "Response cache (in-process) hits vs uncached"
+    out: dict = {"id": "j", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    gh = None
+    try:
+        try:
+            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-cache",
+                                    cache={"ttl_seconds": 3600, "backend": "memory"})
+        except tg.StartError as e:
+            out["skipped"] = "the gateway did not start with a cache block"
+            out["log_tail"] = str(e)[-2000:]
+            return out
+        ctx.extra_gateways.append(gh)
+        body = cached_body()
+        res = _throughput(ctx, "j", title, "/v1/chat/completions", body, False, [ctx.mock, plain, gh],
+                          sample_rss=False)
+        res["params"]["cache"] = "memory, ttl 3600 s, temperature-0 body"
+        res["cache_closed_loop_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
+                                                     stats.median(res["summary"][plain.name]["rps"]))
+        run = wrk_runner(ctx, "/v1/chat/completions", body, 1)
+        lat = interleaved(ctx, available(ctx, [ctx.mock, plain, gh], "/v1/chat/completions", body, False, []),
+                          run, "j")
+        res["latency_c1"] = {"summary": summaries(lat, LAT_METRICS),
+                             "added": added(lat, {k: v for k, v in LAT_METRICS.items() if k != "rps"})}
+        say(f"  cached / uncached at c={CONCURRENCY}: {res['cache_closed_loop_ratio'] or 0:.2f}x (closed loop)")
         return res
     finally:
         if gh is not None:

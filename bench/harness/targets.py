@@ -113,13 +113,15 @@ def ecommerce_guardrails() -> dict:
 
 
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
-                     redis_url: str | None = None, guardrails: str | None = None) -> dict:
+                     redis_url: str | None = None, guardrails: str | None = None,
+                     cache: dict | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
     by default. `store_url`/`redis_url` select the distributed mode (Postgres + Redis).
     `guardrails` names a policy of examples/guardrails-ecommerce.yaml to attach to the bench
     group (scenario h); everything else stays the same, so the difference is the guardrails.
+    `cache` is the bench model's `cache:` block (scenario i: response cache hits).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -129,6 +131,9 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     if guardrails:
         group["guardrails"] = [guardrails]
         extra["guardrails"] = ecommerce_guardrails()
+    model: dict = {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]}
+    if cache is not None:
+        model["cache"] = cache
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "store": store,
@@ -136,9 +141,7 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
         "providers": {
             "mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "x"},
         },
-        "models": [
-            {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]},
-        ],
+        "models": [model],
         "groups": {"bench": group},
         "consumers": {"bench": {"group": "bench", "keys": [BENCH_KEY]}},
         **extra,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Union
 
-from gatehouse.api import admin, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import admin, admin_cache, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -84,6 +84,7 @@ ROUTES: list[Route] = [
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
     Route("GET", "/admin/audit", admin.audit_log, "admin"),
     Route("POST", "/admin/reload", admin.reload_config, "admin"),
+    Route("DELETE", "/admin/cache", admin_cache.clear_cache, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
     Route("GET", "/ui", ui.page, "ui"),

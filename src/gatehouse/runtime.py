@@ -21,6 +21,7 @@ from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.key_auth import KeyAuth
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
+from gatehouse.policy.cache import CacheStep, build_step as build_cache
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
@@ -85,6 +86,7 @@ class Runtime:
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
     responses: ResponseStore | None = None  # stored Responses API responses (set by build)
+    cache: CacheStep | None = None  # the response cache, when a model or group has `cache:` (docs/cache.md)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     health: Health = field(default_factory=Health)  # circuit breakers of the deployments
     # Which config this is (gatehouse_config_generation, /readyz) and the file's sha256.
@@ -173,12 +175,16 @@ class Runtime:
         guardrails = build_guardrails(cfg, directory, meter.metrics, models)
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)
+        cache = build_cache(cfg, meter.metrics, models)
+        if cache is not None:  # after limits: a hit is a request (and its tokens count), at no cost
+            steps.append(cache)
         # The steps' declared order: guardrails, limits, then metering, whatever else is in
         # `steps`: it admits only what every other step admitted, and its attempts end before
         # any settle (gateway/handle.py), so budgets settle with the request's cost in ex.cost_usd.
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
+        rt.cache = cache
         rt.table = ModelTable(models, cfg.model_aliases)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
@@ -226,6 +232,8 @@ class Runtime:
             await self.limiter.close()
         if self.worker_metrics is not None and (heir is None or heir.worker_metrics is not self.worker_metrics):
             await self.worker_metrics.close()
+        if self.cache is not None:
+            await self.cache.close()
         for p in self.providers.values():
             try:
                 await p.close()

@@ -21,6 +21,7 @@ from gatehouse.config.schema import (
     AnthropicConfig,
     AuthConfig,
     BedrockConfig,
+    CacheConfig,
     Config,
     ConfigError,
     ConsumerConfig,
@@ -44,6 +45,7 @@ from gatehouse.config.schema import (
     PricingConfig,
     ProviderConfig,
     ResponsesConfig,
+    SemanticCacheConfig,
     ServerConfig,
     StoreConfig,
     TlsConfig,
@@ -58,11 +60,12 @@ if TYPE_CHECKING:
 _LOADING = ("from_mapping", "interpolate", "load", "load_with_digest")
 
 __all__ = [
-    "AccessConfig", "AdminConfig", "AnthropicConfig", "AuthConfig", "BedrockConfig", "Config", "ConfigError",
+    "AccessConfig", "AdminConfig", "AnthropicConfig", "AuthConfig", "BedrockConfig", "CacheConfig", "Config",
+    "ConfigError",
     "ConsumerConfig", "DeploymentConfig", "EchoConfig", "GeminiConfig", "GroupConfig", "GuardCheckConfig",
     "GuardPolicyConfig", "GuardrailConfig", "GuardrailsConfig", "JwtConfig", "LimitSettings", "LimitsConfig",
     "LoggingConfig", "MeteringConfig", "MetricsConfig", "ModelConfig", "OllamaConfig", "OpenAIConfig",
-    "PricingConfig", "ProviderConfig", "ResponsesConfig", "ServerConfig", "StoreConfig", "TlsConfig",
+    "PricingConfig", "ProviderConfig", "ResponsesConfig", "SemanticCacheConfig", "ServerConfig", "StoreConfig", "TlsConfig",
     "TracingConfig", "UiConfig", "UpstreamConfig", "from_mapping", "interpolate", "load",
     "load_with_digest",
 ]

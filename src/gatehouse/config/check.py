@@ -207,9 +207,26 @@ def check_extras(cfg: Config) -> None:
             raise ConfigError(f"{what} but {missing[0]} is not installed: pip install '{DIST}[{extra}]'")
 
 
+def check_cache(cfg: Config) -> None:
+    """A redis-backed cache needs store.redis_url; a semantic cache embeds through a model of the file
+    (docs/cache.md)."""
+    blocks = [(f"groups.{n}.cache", g.cache) for n, g in cfg.groups.items()]
+    blocks += [(f"models[{i}].cache", m.cache) for i, m in enumerate(cfg.models)]
+    for path, c in blocks:
+        if c is None:
+            continue
+        if c.enabled and c.backend == "redis" and not cfg.store.redis_url:
+            raise ConfigError(f"{path}.backend: redis needs store.redis_url")
+        if c.max_entry_bytes > c.max_bytes:
+            raise ConfigError(f"{path}.max_entry_bytes: must not exceed max_bytes")
+        if c.semantic is not None and c.semantic.model not in {m.name for m in cfg.models}:
+            raise ConfigError(f"{path}.semantic.model: unknown model '{c.semantic.model}' (an embeddings model "
+                              "of this file)")
+
+
 CHECKS: tuple[Callable[[Config], None], ...] = (
     check_models, check_names_and_limits, check_redis_url, check_jwt, check_consumers, check_tls,
-    check_guardrails, check_extras,
+    check_guardrails, check_cache, check_extras,
 )
 
 

@@ -242,6 +242,32 @@ class DeploymentConfig(_Base):
                              "(the measured aggregate output throughput of the backend)")
 
 
+# ---- response cache (policy/cache.py, docs/cache.md) --------------------------------------
+
+
+class SemanticCacheConfig(_Base):
+    """Approximate matching of the last user message (docs/cache.md#semantic-cache): off unless set."""
+
+    model: str  # an embeddings model of this config (models[].name)
+    threshold: Annotated[float, Meta(gt=0, le=1)] = 0.95  # cosine similarity to count as the same
+    max_entries: PositiveInt = 10_000  # vectors held per cache block (oldest go first)
+
+
+class CacheConfig(_Base):
+    """`cache:` on a model or a group: answers to identical requests are served from a store."""
+
+    enabled: bool = True  # false on a group: its members are never served from or stored in a cache
+    ttl_seconds: Positive = 300.0
+    # Who shares entries: the consumer's group (default), each consumer alone, or everyone.
+    scope: Literal["group", "consumer", "global"] = "group"
+    backend: Literal["memory", "redis"] = "memory"  # redis: store.redis_url, shared by replicas
+    max_bytes: PositiveInt = 64 * 1024 * 1024  # memory: LRU bound on stored answers
+    max_entry_bytes: PositiveInt = 1024 * 1024  # a larger answer is not stored
+    allow_temperature: bool = False  # cache sampled answers too (temperature > 0 or unset)
+    allow_tools: bool = False  # cache requests that offer tools (agents: stale answers break them)
+    semantic: SemanticCacheConfig | None = None  # also answer near-identical last user messages
+
+
 class ModelConfig(_Base):
     name: str
     deployments: list[DeploymentConfig]
@@ -252,6 +278,7 @@ class ModelConfig(_Base):
     # size their context by it (Codex: `gatehouse client-env codex`).
     context_window: Annotated[int, Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    cache: CacheConfig | None = None  # response cache (docs/cache.md)
 
 
 Unlimited = Literal["unlimited"]
@@ -275,6 +302,7 @@ class GroupConfig(LimitSettings):
     # consumer: every member gets the allowance; group: the members share one allowance.
     limit_scope: Literal["consumer", "group"] = "consumer"
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    cache: CacheConfig | None = None  # response cache for the group's requests (docs/cache.md)
 
 
 class ConsumerConfig(LimitSettings):
