@@ -1,4 +1,4 @@
-"""The scenarios (a)-(j). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(k). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
@@ -104,10 +104,10 @@ def _paced_search(ctx: Ctx, t: Target, path: str, body: bytes, anthropic: bool, 
 
 
 def _throughput(ctx: Ctx, sid: str, title: str, path: str, body: bytes, anthropic: bool,
-                targets: list[Target], sample_rss: bool, pace: bool = True, run=None) -> dict:
+                targets: list[Target], sample_rss: bool) -> dict:
     notes: list[str] = []
     targets = available(ctx, targets, path, body, anthropic, notes)
-    run = run or wrk_runner(ctx, path, body, CONCURRENCY, anthropic, sample_rss=sample_rss)
+    run = wrk_runner(ctx, path, body, CONCURRENCY, anthropic, sample_rss=sample_rss)
     results = interleaved(ctx, targets, run, sid)
     summary = summaries(results, TP_METRICS)
     best: dict[str, dict] = {}
@@ -120,7 +120,7 @@ def _throughput(ctx: Ctx, sid: str, title: str, path: str, body: bytes, anthropi
         entry = {"rps": stats.spread([r["rps"] for r in ok_rounds]) if ok_rounds else None,
                  "closed_loop_rps": summary[t.name]["rps"], "rounds_meeting_slo": len(ok_rounds),
                  "paced": None}
-        if pace and len(ok_rounds) * 2 <= len(rounds) and t.name.startswith("gatehouse"):
+        if len(ok_rounds) * 2 <= len(rounds) and t.name.startswith("gatehouse"):
             closed = stats.median(summary[t.name]["rps"]) or 0.0
             paced = _paced_search(ctx, t, path, body, anthropic, closed) if closed else None
             entry["paced"] = paced
@@ -373,7 +373,59 @@ def scenario_workers(ctx: Ctx) -> dict:
                 gh.proc.stop()
 
 
-# ---- (j) tracing on vs off ---------------------------------------------------------------------
+# ---- (j) response cache hits vs uncached -------------------------------------------------------
+
+
+def cached_body() -> bytes:
+    """openai_body at temperature 0: what a cache may answer (docs/cache.md)."""
+    body = json.loads(openai_body())
+    body["temperature"] = 0
+    return json.dumps(body).encode()
+
+
+def scenario_cache(ctx: Ctx) -> dict:
+    """Gatehouse only: the same temperature-0 request through the plain gateway (every request
+    goes upstream) and through one whose model has an in-process `cache:` block (every request
+    after the first is a hit), interleaved in the same rounds: throughput at c=64 and the added
+    latency at c=1."""
+    say(f"(j) response cache: in-process hits vs uncached, c={CONCURRENCY} and c=1")
+    title = "Response cache (in-process) hits vs uncached"
+    out: dict = {"id": "j", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    gh = None
+    try:
+        try:
+            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-cache",
+                                    cache={"ttl_seconds": 3600, "backend": "memory"})
+        except tg.StartError as e:
+            out["skipped"] = "the gateway did not start with a cache block"
+            out["log_tail"] = str(e)[-2000:]
+            return out
+        ctx.extra_gateways.append(gh)
+        body = cached_body()
+        res = _throughput(ctx, "j", title, "/v1/chat/completions", body, False, [ctx.mock, plain, gh],
+                          sample_rss=False)
+        res["params"]["cache"] = "memory, ttl 3600 s, temperature-0 body"
+        res["cache_closed_loop_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
+                                                     stats.median(res["summary"][plain.name]["rps"]))
+        run = wrk_runner(ctx, "/v1/chat/completions", body, 1)
+        lat = interleaved(ctx, available(ctx, [ctx.mock, plain, gh], "/v1/chat/completions", body, False, []),
+                          run, "j")
+        res["latency_c1"] = {"summary": summaries(lat, LAT_METRICS),
+                             "added": added(lat, {k: v for k, v in LAT_METRICS.items() if k != "rps"})}
+        say(f"  cached / uncached at c={CONCURRENCY}: {res['cache_closed_loop_ratio'] or 0:.2f}x (closed loop)")
+        return res
+    finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+            if gh.proc is not None:
+                gh.proc.stop()
+
+
+# ---- (k) tracing on vs off ---------------------------------------------------------------------
 
 TRACING_PROTOCOLS = ("http/protobuf", "http/json", "grpc")
 
@@ -382,9 +434,9 @@ def scenario_tracing(ctx: Ctx) -> dict:
     """As (b), Gatehouse only: the same gateway without tracing and with tracing on, every
     request sampled (wrk sends no traceparent: each request is a new, kept trace), one gateway
     per OTLP protocol, exporting to bench/otlp_sink.py on the load core; interleaved rounds."""
-    say(f"(j) tracing: every request traced ({', '.join(TRACING_PROTOCOLS)}) vs off, c={CONCURRENCY}")
+    say(f"(k) tracing: every request traced ({', '.join(TRACING_PROTOCOLS)}) vs off, c={CONCURRENCY}")
     title = "Tracing on (every request sampled) vs off, throughput"
-    out: dict = {"id": "j", "title": title}
+    out: dict = {"id": "k", "title": title}
     plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
     if plain is None:
         out["skipped"] = "Gatehouse is not running"
@@ -418,7 +470,7 @@ def scenario_tracing(ctx: Ctx) -> dict:
                 res["cpu_us_per_request"] = (cpu_seconds(t.proc.pid) - before) / res["requests"] * 1e6
             return res
 
-        res = _throughput(ctx, "j", title, "/v1/chat/completions", openai_body(), False,
+        res = _throughput(ctx, "k", title, "/v1/chat/completions", openai_body(), False,
                           [ctx.mock, plain, *traced], sample_rss=False, pace=False, run=run)
         res["tracing"] = {}
         off_rounds = res["rounds"][plain.name]

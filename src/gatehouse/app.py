@@ -1,4 +1,8 @@
-"""ASGI wiring: the route table, error rendering at the edge, draining, CORS and lifespan."""
+"""ASGI wiring: the route table, error rendering at the edge, draining, CORS and lifespan.
+
+A model route's target is an Endpoint: gateway/handle.py walks its whole path (authenticate ->
+parse -> resolve -> admit -> attempts -> relay -> settle). Other routes are plain handlers; those
+marked `consumer` get the caller authenticated here first (`ex.principal`)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,15 +12,17 @@ import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Union
 
-from gatehouse.api import admin, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import admin, admin_cache, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
 from gatehouse.observability.safe import describe
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.endpoint import Endpoint
+from gatehouse.gateway.exchange import Exchange
+from gatehouse.gateway.handle import handle
 from gatehouse.reload import ConfigReloader
 from gatehouse.runtime import Runtime
 
@@ -29,35 +35,36 @@ Handler = Callable[[Runtime, Request, Exchange], Awaitable[None]]
 class Route:
     method: str
     path: str  # may hold {name} parameters
-    handler: Handler
+    target: Union[Handler, Endpoint]  # an Endpoint: a model route (gateway/handle.py)
     surface: str
     dialect: str = "openai"
+    consumer: bool = False  # a plain handler that needs the caller's key (ex.principal)
 
 
 ROUTES: list[Route] = [
-    Route("POST", "/v1/chat/completions", openai.chat_completions, "chat"),
-    Route("POST", "/v1/completions", openai.completions, "completions"),
-    Route("POST", "/v1/embeddings", openai.embeddings, "embeddings"),
-    Route("GET", "/v1/models", openai.list_models, "models"),
-    Route("POST", "/v1/responses", responses.create, "responses"),
+    Route("POST", "/v1/chat/completions", openai.CHAT, "chat"),
+    Route("POST", "/v1/completions", openai.COMPLETIONS, "completions"),
+    Route("POST", "/v1/embeddings", openai.EMBEDDINGS, "embeddings"),
+    Route("GET", "/v1/models", openai.list_models, "models", consumer=True),
+    Route("POST", "/v1/responses", responses.CREATE, "responses"),
     Route("GET", "/v1/responses/{response_id}", responses_state.retrieve, "stored_responses"),
     Route("DELETE", "/v1/responses/{response_id}", responses_state.delete, "stored_responses"),
     Route("GET", "/v1/responses/{response_id}/input_items", responses_state.input_items, "stored_responses"),
-    Route("GET", "/v1/models/{model}", openai.get_model, "models"),
+    Route("GET", "/v1/models/{model}", openai.get_model, "models", consumer=True),
     Route("GET", "/healthz", ops.healthz, "ops"),
     Route("GET", "/readyz", ops.readyz, "ops"),
     Route("POST", "/admin/keys", admin.create_key, "admin"),
     Route("GET", "/admin/keys", admin.list_keys, "admin"),
     Route("POST", "/admin/keys/{key_id}/revoke", admin.revoke_key, "admin"),
     Route("DELETE", "/admin/keys/{key_id}", admin.revoke_key, "admin"),
-    Route("POST", "/v1/messages", anthropic.messages, "messages", "anthropic"),
-    Route("POST", "/v1/messages/count_tokens", anthropic.count_tokens, "count_tokens", "anthropic"),
-    Route("POST", "/api/chat", ollama.chat, "chat", "ollama"),
-    Route("POST", "/api/generate", ollama.generate, "completions", "ollama"),
-    Route("POST", "/api/embed", ollama.embed, "embeddings", "ollama"),
-    Route("POST", "/api/embeddings", ollama.embeddings, "embeddings", "ollama"),
-    Route("GET", "/api/tags", ollama.tags, "models", "ollama"),
-    Route("POST", "/api/show", ollama.show, "models", "ollama"),
+    Route("POST", "/v1/messages", anthropic.MESSAGES, "messages", "anthropic"),
+    Route("POST", "/v1/messages/count_tokens", anthropic.COUNT_TOKENS, "count_tokens", "anthropic"),
+    Route("POST", "/api/chat", ollama.CHAT, "chat", "ollama"),
+    Route("POST", "/api/generate", ollama.GENERATE, "completions", "ollama"),
+    Route("POST", "/api/embed", ollama.EMBED, "embeddings", "ollama"),
+    Route("POST", "/api/embeddings", ollama.EMBEDDINGS, "embeddings", "ollama"),
+    Route("GET", "/api/tags", ollama.tags, "models", "ollama", consumer=True),
+    Route("POST", "/api/show", ollama.show, "models", "ollama", consumer=True),
     Route("GET", "/api/version", ollama.version, "ops", "ollama"),
     Route("GET", "/metrics", usage.metrics, "metrics"),
     Route("GET", "/admin/usage", usage.admin_usage, "admin"),
@@ -77,6 +84,7 @@ ROUTES: list[Route] = [
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
     Route("GET", "/admin/audit", admin.audit_log, "admin"),
     Route("POST", "/admin/reload", admin.reload_config, "admin"),
+    Route("DELETE", "/admin/cache", admin_cache.clear_cache, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
     Route("GET", "/ui", ui.page, "ui"),
@@ -86,11 +94,11 @@ ROUTES: list[Route] = [
     Route("POST", "/ui/logout", ui.logout, "ui"),
     Route("GET", "/ui/session", ui.session, "ui"),
     # Routes other gateways' users call (docs/migration.md); more are ALIASES below.
-    Route("POST", "/chat", migration.simple_chat, "chat"),
+    Route("POST", "/chat", migration.SIMPLE_CHAT, "chat"),
     Route("GET", "/providers", migration.providers, "admin"),
     Route("GET", "/config", migration.effective_config, "admin"),
-    Route("GET", "/api/ps", ollama.ps, "models", "ollama"),
-    Route("POST", "/api/pull", ollama.pull, "models", "ollama"),
+    Route("GET", "/api/ps", ollama.ps, "models", "ollama", consumer=True),
+    Route("POST", "/api/pull", ollama.pull, "models", "ollama", consumer=True),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
@@ -249,7 +257,7 @@ class GatehouseApp:
             rt.meter.tracing.start(ex, req.headers.get("traceparent"), req.method, req.path)
         started = False
 
-        async def tracking_send(message: dict) -> None:
+        async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
             if not started:
                 started = True
@@ -271,7 +279,13 @@ class GatehouseApp:
             if self.inflight > rt.cfg.server.max_in_flight > 0 and req.path not in UNCAPPED:
                 raise ServiceUnavailable("The gateway is at capacity; retry shortly.", code="overloaded",
                                          headers={"retry-after": "1"})
-            await route.handler(rt, req, ex)
+            target = route.target
+            if isinstance(target, Endpoint):
+                await handle(rt, req, ex, target)
+            else:
+                if route.consumer:
+                    ex.principal = await rt.auth.authenticate(req.headers)
+                await target(rt, req, ex)
         except GatehouseError as err:
             ex.status, ex.error_type = err.status, err.code
             if not started:
@@ -291,8 +305,6 @@ class GatehouseApp:
         finally:
             self.inflight -= 1
             try:
-                if rt is not None and "_admitted" in ex.notes:
-                    await rt.pipeline.settle(ex)
                 if rt is not None and rt.meter is not None:
                     rt.meter.observe(ex, req.method, req.path)
             finally:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatehouse.config import Config, DeploymentConfig
-from gatehouse.errors import NotFound, PermissionDenied
+from gatehouse.config import Config, DeploymentConfig, OpenAIConfig
+from gatehouse.gateway.attempts import Attempts
 from gatehouse.metering.meter import Meter
 from gatehouse.policy.ui_session import UiSessions
 from gatehouse.observability.safe import describe
@@ -22,13 +21,17 @@ from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.key_auth import KeyAuth
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
+from gatehouse.policy.cache import CacheStep, build_step as build_cache
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.policy.principal import Principal
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
-from gatehouse.routing.health import Breaker, Health
+from gatehouse.routing.health import Breaker, Health, HealthHook
+from gatehouse.routing.router import Router
+from gatehouse.routing.strategies import STRATEGIES
+from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.observability.worker_metrics import WorkerMetrics
@@ -37,39 +40,13 @@ from gatehouse.supervisor import worker_count, worker_index
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
 from gatehouse.upstream.client import HttpPool
-from gatehouse.wire.model_swap import ModelSwap, for_deployment as model_swap_for
+from gatehouse.wire.model_swap import for_deployment as model_swap_for
 
 if TYPE_CHECKING:
     from gatehouse.policy.jwt_auth import BearerJwt
     from gatehouse.reload import ConfigReloader
 
 log = logging.getLogger("gatehouse")
-
-
-@dataclass(frozen=True)
-class Deployment:
-    provider_name: str
-    provider: Provider
-    upstream_model: str
-    weight: int = 1
-    # The wire dialect this deployment can take a client body in unchanged ("" = none);
-    # decided once here because Protocol isinstance checks are slow on the hot path.
-    passthrough_dialect: str = ""
-    # Puts the public name back into replies relayed untranslated (None: the names match).
-    model_swap: ModelSwap | None = None
-    # Circuit breaker (routing/health.py), shared by every model using this provider + model.
-    breaker: Breaker = field(default_factory=Breaker, compare=False)
-    # More dialects it takes unchanged (openai-responses for `responses_api: true` providers).
-    also_forwards: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    deployments: tuple[Deployment, ...]
-    private: bool = False
-    created: int = 0
-    context_window: int | None = None
 
 
 RESPONSES_DIALECT = frozenset({"openai-responses"})
@@ -109,7 +86,7 @@ class Runtime:
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
     responses: ResponseStore | None = None  # stored Responses API responses (set by build)
-    _alias_cache: dict[str, str | None] = field(default_factory=dict)
+    cache: CacheStep | None = None  # the response cache, when a model or group has `cache:` (docs/cache.md)
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     health: Health = field(default_factory=Health)  # circuit breakers of the deployments
     # Which config this is (gatehouse_config_generation, /readyz) and the file's sha256.
@@ -124,6 +101,9 @@ class Runtime:
     reloader: "ConfigReloader | None" = None  # set by app.py when the config came from a file
     # `serve --workers N`: this worker's metrics socket and the merged /metrics (handed over on reload)
     worker_metrics: WorkerMetrics | None = None
+    # The routing table (models, aliases, access) and the attempts loop (router plan + hooks).
+    table: ModelTable = field(default_factory=lambda: ModelTable({}, {}))
+    attempts: Attempts = field(default_factory=lambda: Attempts(Router(), ()))
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -159,7 +139,8 @@ class Runtime:
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
                                  _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model),
                                  breaker(d),
-                                 RESPONSES_DIALECT if cfg.providers[d.provider].responses_api else frozenset())
+                                 RESPONSES_DIALECT if isinstance(pc := cfg.providers[d.provider], OpenAIConfig)
+                                 and pc.responses_api else frozenset())
                       for d in m.deployments),
                 m.private,
                 context_window=m.context_window,
@@ -194,12 +175,19 @@ class Runtime:
         guardrails = build_guardrails(cfg, directory, meter.metrics, models)
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)
-        # Metering goes last, whatever else is in `steps`: it admits only what every other
-        # step admitted, and settles first, so later settles (budgets) find the request's
-        # cost in ex.notes["cost_usd"].
+        cache = build_cache(cfg, meter.metrics, models)
+        if cache is not None:  # after limits: a hit is a request (and its tokens count), at no cost
+            steps.append(cache)
+        # The steps' declared order: guardrails, limits, then metering, whatever else is in
+        # `steps`: it admits only what every other step admitted, and its attempts end before
+        # any settle (gateway/handle.py), so budgets settle with the request's cost in ex.cost_usd.
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
                  cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
+        rt.cache = cache
+        rt.table = ModelTable(models, cfg.model_aliases)
+        # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
+        rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
         rt.secret = secret
         if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()
             meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
@@ -244,6 +232,8 @@ class Runtime:
             await self.limiter.close()
         if self.worker_metrics is not None and (heir is None or heir.worker_metrics is not self.worker_metrics):
             await self.worker_metrics.close()
+        if self.cache is not None:
+            await self.cache.close()
         for p in self.providers.values():
             try:
                 await p.close()
@@ -260,29 +250,10 @@ class Runtime:
     # ---- per request --------------------------------------------------------------------------
 
     def resolve(self, name: str, principal: Principal) -> ModelEntry:
-        entry = self.models.get(name)
-        if entry is None:
-            target = self._alias(name)
-            entry = self.models.get(target) if target else None
-        if entry is None:
-            raise NotFound(f"The model '{name}' does not exist.", param="model")
-        if principal.allowed is not None and entry.name not in principal.allowed:
-            raise PermissionDenied(f"You are not allowed to use the model '{name}'.", param="model")
-        return entry
-
-    def _alias(self, name: str) -> str | None:
-        if name in self._alias_cache:
-            return self._alias_cache[name]
-        # The most specific pattern wins (most literal characters), so `claude-haiku-*` beats
-        # `claude-*` beats `*` whatever their order in the file; misses are cached below.
-        patterns = sorted(self.cfg.model_aliases.items(), key=lambda item: -sum(c not in "*?[]" for c in item[0]))
-        target = next((t for pat, t in patterns if fnmatchcase(name, pat)), None)
-        if len(self._alias_cache) < 4096:
-            self._alias_cache[name] = target
-        return target
+        return self.table.resolve(name, principal)
 
     def visible_models(self, principal: Principal) -> list[ModelEntry]:
-        return [m for n, m in self.models.items() if principal.allowed is None or n in principal.allowed]
+        return self.table.visible(principal)
 
 
 def key_fingerprint(key: str) -> str:

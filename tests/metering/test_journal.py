@@ -67,6 +67,7 @@ def rows(db: Path) -> list[tuple]:
                             "ORDER BY ts").fetchall()
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_sigkill_then_replay_writes_every_record_once_and_marks_interrupted_attempts(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 50)
@@ -83,6 +84,7 @@ def test_sigkill_then_replay_writes_every_record_once_and_marks_interrupted_atte
     assert [p.name for p in jdir.glob("seg-*")] == []
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_replay_is_idempotent_when_the_store_already_has_the_records(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 30)
@@ -94,6 +96,7 @@ def test_replay_is_idempotent_when_the_store_already_has_the_records(tmp_path):
     assert len(rows(db)) == 30
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_small_segments_rotate_and_are_removed_once_committed(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 200, segment_bytes=2000)
@@ -103,6 +106,7 @@ def test_small_segments_rotate_and_are_removed_once_committed(tmp_path):
     assert list(jdir.glob("seg-*")) == []
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_a_torn_last_line_is_skipped(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 9)
@@ -113,6 +117,7 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     assert len(rows(db)) == 9
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_a_corrupt_line_inside_a_segment_is_skipped_and_the_rest_lands(tmp_path):
     """SQLite takes a whole range of lines in one statement; a line it cannot parse sends that
     range through the line-by-line decoder, which skips only the bad line."""

@@ -17,7 +17,7 @@ from gatehouse.supervisor import adopt_orphan_journals, parse_workers, usable_cp
 from gatehouse.config import ConfigError
 from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
 from tests.e2e.test_ledger_durability import Load, check_exactly_once, durable_config, sqlite_rows, upstream_ids
-from tests.support import Gatehouse
+from tests.support import GatehouseProcess as Gatehouse
 
 pytestmark = pytest.mark.process  # the process boundary is the subject
 
@@ -56,12 +56,12 @@ def metric_lines(gh: Gatehouse, name: str) -> list[str]:
     return [ln for ln in r.text.splitlines() if ln.startswith(name)]
 
 
-def start_workers(start_gatehouse, cfg: dict, n: int, home: Path | None = None) -> Gatehouse:
-    return start_gatehouse(cfg, env={"GATEHOUSE_WORKERS": str(n)}, home=home)
+def start_workers(start_gatehouse_process, cfg: dict, n: int, home: Path | None = None) -> Gatehouse:
+    return start_gatehouse_process(cfg, env={"GATEHOUSE_WORKERS": str(n)}, home=home)
 
 
-def test_two_workers_serve_one_port_and_every_scrape_shows_both(start_gatehouse, openai_upstream):
-    gh = start_workers(start_gatehouse, base_config(openai_upstream.url), 2)
+def test_two_workers_serve_one_port_and_every_scrape_shows_both(start_gatehouse_process, openai_upstream):
+    gh = start_workers(start_gatehouse_process, base_config(openai_upstream.url), 2)
     wait_for(lambda: len(workers_of(gh)) == 2, what="two workers")
     assert "2 workers" in gh.logs()
     for _ in range(40):  # a new connection each: the kernel spreads them over the workers
@@ -80,11 +80,11 @@ def test_two_workers_serve_one_port_and_every_scrape_shows_both(start_gatehouse,
 
 
 def test_a_killed_worker_is_replaced_and_a_killed_parent_takes_its_workers_along(
-        start_gatehouse, openai_upstream, recorder):
+        start_gatehouse_process, openai_upstream, recorder):
     """SIGKILL of one worker, then of the parent, under load; then a restart with ONE worker,
     which adopts the other worker's journal: every answered request is in the ledger once."""
     cfg = durable_config(openai_upstream.url)
-    gh = start_workers(start_gatehouse, cfg, 2)
+    gh = start_workers(start_gatehouse_process, cfg, 2)
     wait_for(lambda: len(workers_of(gh)) == 2, what="two workers")
     prefix = f"workers-{uuid.uuid4().hex[:6]}"
     load = Load(gh.url, prefix)
@@ -110,8 +110,8 @@ def test_a_killed_worker_is_replaced_and_a_killed_parent_takes_its_workers_along
     assert not (gh.home / "journal" / "worker-1").exists()
 
 
-def test_sighup_to_the_parent_and_admin_reload_reach_every_worker(start_gatehouse, openai_upstream):
-    gh = start_workers(start_gatehouse, base_config(openai_upstream.url), 2)
+def test_sighup_to_the_parent_and_admin_reload_reach_every_worker(start_gatehouse_process, openai_upstream):
+    gh = start_workers(start_gatehouse_process, base_config(openai_upstream.url), 2)
     wait_for(lambda: len(workers_of(gh)) == 2, what="two workers")
 
     def generations() -> set[str]:
@@ -134,10 +134,10 @@ def test_sighup_to_the_parent_and_admin_reload_reach_every_worker(start_gatehous
 
 
 def test_without_redis_each_worker_enforces_its_share_so_the_total_never_exceeds_the_limit(
-        start_gatehouse, openai_upstream):
+        start_gatehouse_process, openai_upstream):
     cfg = base_config(openai_upstream.url)
     cfg["groups"]["dev"]["requests_per_minute"] = 4
-    gh = start_workers(start_gatehouse, cfg, 2)
+    gh = start_workers(start_gatehouse_process, cfg, 2)
     wait_for(lambda: len(workers_of(gh)) == 2, what="two workers")
     statuses = [httpx.post(gh.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {ALICE_KEY}"},
                            json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]}, timeout=10

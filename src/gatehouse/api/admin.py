@@ -16,7 +16,7 @@ from gatehouse.policy.auth import key_from_headers
 from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
 from gatehouse.supervisor import ask_reload_broadcast

@@ -5,20 +5,25 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
 from gatehouse.api.admin import require_admin
-from gatehouse.api.flow import Dispatch
 from gatehouse.api.http import Request, header_list, send_json
-from gatehouse.api.openai import RENDERER, _admit
+from gatehouse.api.openai import OpenAICall
 from gatehouse.errors import InvalidRequest
+from gatehouse.gateway.endpoint import Endpoint
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.metering.tokens import estimate_request
-from gatehouse.policy.pipeline import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.types import ChatRequest, ChatResponse, Message, TextPart, json_encode
 from gatehouse.wire.common import convert, decode_json_object
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.relay import Reply
+    from gatehouse.routing.table import ModelEntry
 
 _FINISH = {"end": "stop", "length": "length", "tool_calls": "tool_calls", "stop_sequence": "stop",
            "content_filter": "content_filter", "error": "error"}
@@ -34,29 +39,50 @@ class SimpleChat(msgspec.Struct, forbid_unknown_fields=True):
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
 
 
-def _render_simple(resp: ChatResponse, model: str, request_id: str) -> bytes:
-    text = "".join(p.text for p in resp.content if isinstance(p, TextPart))
-    u = resp.usage
-    return json_encode({"id": request_id, "model": model, "response": text,
-                        "finish_reason": _FINISH.get(resp.stop_reason, "stop"),
-                        "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-                                  "total_tokens": u.input_tokens + u.output_tokens}})
+class SimpleChatCall(OpenAICall):
+    """Translated only (no body an upstream speaks), never streamed."""
+
+    __slots__ = ("simple", "request_id")
+
+    def __init__(self, simple: SimpleChat):
+        super().__init__(simple.model, None, None)
+        self.simple = simple
+        self.request_id = ""
+
+    def build_canonical(self) -> ChatRequest:
+        b = self.simple
+        return ChatRequest(model=self.public_model, messages=[Message("user", [TextPart(b.prompt)])],
+                           system=[TextPart(b.system)] if b.system else [],
+                           max_tokens=b.max_tokens, temperature=b.temperature)
+
+    async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
+        self.public_model = entry.name
+        self.request_id = ex.request_id
+        canonical = self.canonical()
+        assert isinstance(canonical, ChatRequest)
+        self.subject, self.max_tokens = canonical, canonical.max_tokens
+        self.prompt_estimate = estimate_request(canonical)
+        return None
+
+    def render(self, result: Any) -> bytes:
+        resp: ChatResponse = result
+        text = "".join(p.text for p in resp.content if isinstance(p, TextPart))
+        u = resp.usage
+        return json_encode({"id": self.request_id, "model": self.public_model, "response": text,
+                            "finish_reason": _FINISH.get(resp.stop_reason, "stop"),
+                            "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                                      "total_tokens": u.input_tokens + u.output_tokens}})
 
 
-async def simple_chat(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal = await rt.auth.authenticate(req.headers)
-    ex.principal = principal
-    body = convert(decode_json_object(await req.json_body(rt.cfg.server.max_body_bytes)), SimpleChat)
-    if not body.prompt:
-        raise InvalidRequest("prompt must not be empty", param="prompt")
-    entry = rt.resolve(body.model, principal)
-    canonical = ChatRequest(model=entry.name, messages=[Message("user", [TextPart(body.prompt)])],
-                            system=[TextPart(body.system)] if body.system else [],
-                            max_tokens=body.max_tokens, temperature=body.temperature)
-    await _admit(rt, ex, entry, estimate_request(canonical), canonical)
-    await Dispatch(rt, req, ex, entry, RENDERER).unary(
-        lambda dep, ctx: dep.provider.chat(canonical, ctx),
-        render=lambda resp: _render_simple(resp, entry.name, ex.request_id))
+class SimpleChatEndpoint(Endpoint):
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> SimpleChatCall:
+        simple = convert(decode_json_object(body), SimpleChat)
+        if not simple.prompt:
+            raise InvalidRequest("prompt must not be empty", param="prompt")
+        return SimpleChatCall(simple)
+
+
+SIMPLE_CHAT = SimpleChatEndpoint()
 
 
 async def providers(rt: Runtime, req: Request, ex: Exchange) -> None:
@@ -82,7 +108,9 @@ def _tree(node: Any) -> Any:
     """Config structs as plain data with every field, defaults included (to_builtins omits
     them: the config structs are omit_defaults)."""
     if isinstance(node, msgspec.Struct):
-        return {f: _tree(getattr(node, f)) for f in node.__struct_fields__}
+        conf = node.__struct_config__
+        tag = {conf.tag_field: conf.tag} if conf.tag_field else {}  # a provider's `type`
+        return {**tag, **{f: _tree(getattr(node, f)) for f in node.__struct_fields__}}
     if isinstance(node, dict):
         return {str(k): _tree(v) for k, v in node.items()}
     if isinstance(node, (list, tuple)):

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from gatehouse.api.flow import Dispatch
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
+from gatehouse.api.openai import require_ability
 from gatehouse.errors import InvalidRequest, NotFound
+from gatehouse.gateway.endpoint import Call, Endpoint
+from gatehouse.gateway.exchange import Exchange
+from gatehouse.gateway.relay import Reply
 from gatehouse.metering.tokens import estimate_request, estimate_text
-from gatehouse.policy.principal import Principal
-from gatehouse.policy.guardrails.step import SUBJECT
-from gatehouse.policy.pipeline import Exchange
-from gatehouse.providers.base import CallContext, Completer, Embedder
-from gatehouse.runtime import ModelEntry, Runtime
-from gatehouse.types import ChatResponse, json_encode
+from gatehouse.providers.base import CallContext
+from gatehouse.routing.table import ModelEntry
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import ollama as wire
 from gatehouse.wire.common import convert, decode_json_object
 from gatehouse.wire.ollama_render import (
@@ -35,51 +36,19 @@ from gatehouse.wire.ollama_render import (
 )
 from gatehouse.wire.screen import BodySpec, screen_body
 
+if TYPE_CHECKING:
+    from gatehouse.routing.table import Deployment
+    from gatehouse.runtime import Runtime
+
 DIALECT = "ollama"
 VERSION = "0.12.6"  # the Ollama API version this surface follows; clients gate features on it
 
 
-class OllamaRenderer:
-    dialect = DIALECT
-
-    def __init__(self, timing: Timing, kind: str = "chat"):
-        self.timing = timing
-        self.kind = kind
-
-    def response(self, resp: ChatResponse, public_model: str) -> bytes:
-        render = render_chat if self.kind == "chat" else render_generate
-        return json_encode(render(resp, public_model, self.timing))
-
-    def stream_encoder(self, public_model: str) -> NDJSONEncoder:
-        return NDJSONEncoder(public_model, self.kind, self.timing)
-
-
-async def _begin(rt: Runtime, req: Request, ex: Exchange, spec: BodySpec) -> tuple[Principal, dict[str, Any]]:
-    principal = await rt.auth.authenticate(req.headers)
-    ex.principal = principal
-    raw = await req.json_body(rt.cfg.server.max_body_bytes, any_content_type=True)
+def _object(raw: bytes, spec: BodySpec) -> dict[str, Any]:
     obj = decode_json_object(raw)
     screen_body(obj, spec)
-    return principal, obj
-
-
-async def _admit(rt: Runtime, ex: Exchange, entry: ModelEntry, prompt_estimate: int, max_tokens: int | None,
-                 obj: dict[str, Any] | None = None, capped: Any = None) -> None:
-    """Run the pipeline's admission; a group's max_tokens cap is applied to the canonical
-    request (`capped`) and, for the pass-through path, to the body's `options.num_predict`."""
-    ex.model = entry.name
-    ex.prompt_estimate = prompt_estimate
-    ex.max_tokens = max_tokens
-    if capped is not None:
-        ex.notes[SUBJECT] = capped  # what the input guardrails read (and redact)
-    await rt.pipeline.admit(ex)
-    if ex.max_tokens != max_tokens and ex.max_tokens is not None:
-        if capped is not None:
-            capped.max_tokens = ex.max_tokens
-        if obj is not None:
-            given = obj.get("options")
-            options: dict[str, Any] = given if isinstance(given, dict) else {}
-            obj["options"] = {**options, "num_predict": ex.max_tokens}
+    _model_name(obj)
+    return obj
 
 
 def _model_name(obj: dict[str, Any]) -> None:
@@ -89,94 +58,178 @@ def _model_name(obj: dict[str, Any]) -> None:
         raise InvalidRequest("model is required", param="model")
 
 
-async def chat(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, obj = await _begin(rt, req, ex, wire.CHAT_BODY)
-    _model_name(obj)
-    oreq = wire.parse_chat(obj)
-    entry = rt.resolve(oreq.model, principal)
-    canonical = wire.chat_to_canonical(oreq, obj)
-    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens, obj, canonical)
-    renderer = OllamaRenderer(Timing(ex.started))
-    dispatch = Dispatch(rt, req, ex, entry, renderer)
-    fast = ("/api/chat", obj)
-    if canonical.stream:
-        await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical, ctx), fast,
-                              encoder=renderer.stream_encoder(entry.name))
-    else:
-        await dispatch.unary(lambda dep, ctx: dep.provider.chat(canonical, ctx), fast)
+class OllamaCall(Call):
+    """Shared by the generating routes: the body cap (options.num_predict) and the renderers."""
+
+    __slots__ = ("timing",)
+    dialect = DIALECT
+    kind = "chat"
+
+    def bind_timing(self, ex: Exchange, entry: ModelEntry) -> None:
+        self.public_model = entry.name
+        self.timing = Timing(ex.started)
+
+    def cap_body(self, body: dict[str, Any], limit: int) -> None:
+        given = body.get("options")
+        options: dict[str, Any] = given if isinstance(given, dict) else {}
+        body["options"] = {**options, "num_predict": limit}
+
+    def render(self, result: Any) -> bytes:
+        render = render_chat if self.kind == "chat" else render_generate
+        return json_encode(render(result, self.public_model, self.timing))
+
+    def encoder(self) -> NDJSONEncoder:
+        return NDJSONEncoder(self.public_model, self.kind, self.timing)
 
 
-async def generate(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, obj = await _begin(rt, req, ex, wire.GENERATE_BODY)
-    _model_name(obj)
-    oreq = convert(obj, wire.OLGenerateRequest)
-    entry = rt.resolve(oreq.model, principal)
-    if not oreq.prompt and not oreq.images and oreq.suffix is None:
-        # An empty prompt only asks Ollama to load the model; there is nothing to load here.
-        await send_bytes(req.send, 200, json_encode({
-            "model": entry.name, "created_at": now_iso(), "response": "", "done": True, "done_reason": "load"}),
-            header_list(ex.request_id))
-        return
-    renderer = OllamaRenderer(Timing(ex.started), "generate")
-    dispatch = Dispatch(rt, req, ex, entry, renderer)
-    fast = ("/api/generate", obj)
-    stream = oreq.stream is not False
-    if oreq.suffix is not None or oreq.raw:  # fill-in-the-middle / raw prompts: a text completion
-        completion = wire.generate_to_completion(oreq)
-        for dep in entry.deployments:
-            if not isinstance(dep.provider, Completer):
-                raise InvalidRequest(f"The model '{entry.name}' does not support raw or fill-in-the-middle "
-                                     "completions.", param="suffix" if oreq.suffix is not None else "raw")
-        await _admit(rt, ex, entry, estimate_text(oreq.prompt) + estimate_text(oreq.suffix or ""),
-                     completion.max_tokens, obj, completion)
-        if stream:
-            await dispatch.stream(lambda dep, ctx: dep.provider.complete_stream(completion, ctx), fast,  # type: ignore[attr-defined]
-                                  encoder=renderer.stream_encoder(entry.name))
+# ---- POST /api/chat -------------------------------------------------------------------------------
+
+
+class ChatCall(OllamaCall):
+    __slots__ = ("oreq",)
+
+    def __init__(self, oreq: wire.OLChatRequest, obj: dict[str, Any]):
+        super().__init__(oreq.model, obj, "/api/chat")
+        self.oreq = oreq
+
+    def build_canonical(self) -> ChatRequest:
+        assert self.body is not None
+        return wire.chat_to_canonical(self.oreq, self.body)
+
+    async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
+        canonical = self.canonical()
+        assert isinstance(canonical, ChatRequest)
+        self.subject, self.max_tokens, self.stream = canonical, canonical.max_tokens, bool(canonical.stream)
+        self.prompt_estimate = estimate_request(canonical)
+        self.bind_timing(ex, entry)
+        return None
+
+
+class Chat(Endpoint):
+    any_content_type = True
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> ChatCall:
+        obj = _object(body, wire.CHAT_BODY)
+        return ChatCall(wire.parse_chat(obj), obj)
+
+
+# ---- POST /api/generate ---------------------------------------------------------------------------
+
+
+class GenerateCall(OllamaCall):
+    """A prompt: a chat turn, or (fill-in-the-middle, raw prompts) a text completion."""
+
+    __slots__ = ("oreq", "completion")
+    kind = "generate"
+
+    def __init__(self, oreq: wire.OLGenerateRequest, obj: dict[str, Any]):
+        super().__init__(oreq.model, obj, "/api/generate", oreq.stream is not False)
+        self.oreq = oreq
+        self.completion = oreq.suffix is not None or bool(oreq.raw)
+
+    def build_canonical(self) -> ChatRequest | CompletionRequest:
+        if self.completion:
+            return wire.generate_to_completion(self.oreq)
+        assert self.body is not None
+        return wire.generate_to_chat(self.oreq, self.body)
+
+    async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
+        oreq = self.oreq
+        if not oreq.prompt and not oreq.images and oreq.suffix is None:
+            # An empty prompt only asks Ollama to load the model; there is nothing to load here.
+            return Reply.ready(json_encode({"model": entry.name, "created_at": now_iso(), "response": "",
+                                            "done": True, "done_reason": "load"}))
+        self.bind_timing(ex, entry)
+        canonical = self.canonical()
+        assert isinstance(canonical, (ChatRequest, CompletionRequest))
+        if self.completion:
+            require_ability(entry, "completer", "raw or fill-in-the-middle completions",
+                            "suffix" if oreq.suffix is not None else "raw")
+            self.prompt_estimate = estimate_text(oreq.prompt) + estimate_text(oreq.suffix or "")
         else:
-            await dispatch.unary(lambda dep, ctx: dep.provider.complete(completion, ctx), fast)  # type: ignore[attr-defined]
-        return
-    canonical = wire.generate_to_chat(oreq, obj)
-    await _admit(rt, ex, entry, estimate_request(canonical), canonical.max_tokens, obj, canonical)
-    if stream:
-        await dispatch.stream(lambda dep, ctx: dep.provider.chat_stream(canonical, ctx), fast,
-                              encoder=renderer.stream_encoder(entry.name))
-    else:
-        await dispatch.unary(lambda dep, ctx: dep.provider.chat(canonical, ctx), fast)
+            assert isinstance(canonical, ChatRequest)
+            self.prompt_estimate = estimate_request(canonical)
+        self.subject, self.max_tokens = canonical, canonical.max_tokens
+        return None
+
+    def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
+        if self.completion:
+            assert dep.completer is not None  # (bind checked every deployment)
+            return dep.completer.complete(self.canonical(), ctx)  # type: ignore[arg-type]
+        return super().unary(dep, ctx)
+
+    def events(self, dep: Deployment, ctx: CallContext) -> AsyncIterator[StreamEvent]:
+        if self.completion:
+            assert dep.completer is not None
+            return dep.completer.complete_stream(self.canonical(), ctx)  # type: ignore[arg-type]
+        return super().events(dep, ctx)
 
 
-async def _embed(rt: Runtime, req: Request, ex: Exchange, legacy: bool) -> None:
-    principal, obj = await _begin(rt, req, ex, wire.LEGACY_EMBED_BODY if legacy else wire.EMBED_BODY)
-    _model_name(obj)
-    if legacy:
-        old = convert(obj, wire.OLLegacyEmbedRequest)
-        oreq = wire.OLEmbedRequest(old.model, old.prompt)
-    else:
-        oreq = convert(obj, wire.OLEmbedRequest)
-    entry = rt.resolve(oreq.model, principal)
-    canonical = wire.embed_to_canonical(oreq)
-    for dep in entry.deployments:
-        if not isinstance(dep.provider, Embedder):
-            raise InvalidRequest(f"The model '{entry.name}' does not support embeddings.", param="model")
-    ex.notes[SUBJECT] = canonical
-    await _admit(rt, ex, entry, sum(estimate_text(t) for t in canonical.input), 0)
-    timing = Timing(ex.started)
+class Generate(Endpoint):
+    any_content_type = True
 
-    def render(resp: Any) -> bytes:
-        if legacy:
-            return json_encode({"embedding": resp.vectors[0]})
-        return json_encode(render_embed(resp.vectors, entry.name, resp.usage, timing))
-
-    await Dispatch(rt, req, ex, entry, OllamaRenderer(timing)).unary(
-        lambda dep, ctx: dep.provider.embed(canonical, ctx),  # type: ignore[attr-defined]
-        ("/api/embeddings" if legacy else "/api/embed", obj), render=render)
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> GenerateCall:
+        obj = _object(body, wire.GENERATE_BODY)
+        return GenerateCall(convert(obj, wire.OLGenerateRequest), obj)
 
 
-async def embed(rt: Runtime, req: Request, ex: Exchange) -> None:
-    await _embed(rt, req, ex, legacy=False)
+# ---- POST /api/embed, POST /api/embeddings (the older form) ----------------------------------------
 
 
-async def embeddings(rt: Runtime, req: Request, ex: Exchange) -> None:
-    await _embed(rt, req, ex, legacy=True)
+class EmbedCall(OllamaCall):
+    __slots__ = ("oreq", "legacy")
+
+    def __init__(self, oreq: wire.OLEmbedRequest, obj: dict[str, Any], legacy: bool):
+        super().__init__(oreq.model, obj, "/api/embeddings" if legacy else "/api/embed", max_tokens=0)
+        self.oreq = oreq
+        self.legacy = legacy
+
+    def build_canonical(self) -> EmbeddingRequest:
+        return wire.embed_to_canonical(self.oreq)
+
+    async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
+        self.public_model = entry.name
+        canonical = self.canonical()
+        assert isinstance(canonical, EmbeddingRequest)
+        require_ability(entry, "embedder", "embeddings")
+        self.subject = canonical
+        self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+        self.timing = Timing(ex.started)
+        return None
+
+    def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
+        assert dep.embedder is not None
+        return dep.embedder.embed(self.canonical(), ctx)  # type: ignore[arg-type]
+
+    def render(self, result: Any) -> bytes:
+        if self.legacy:
+            return json_encode({"embedding": result.vectors[0]})
+        return json_encode(render_embed(result.vectors, self.public_model, result.usage, self.timing))
+
+
+class Embed(Endpoint):
+    any_content_type = True
+
+    def __init__(self, legacy: bool):
+        self.legacy = legacy
+
+    def parse(self, body: bytes, headers: Mapping[str, str]) -> EmbedCall:
+        if self.legacy:
+            obj = _object(body, wire.LEGACY_EMBED_BODY)
+            old = convert(obj, wire.OLLegacyEmbedRequest)
+            return EmbedCall(wire.OLEmbedRequest(old.model, old.prompt), obj, True)
+        obj = _object(body, wire.EMBED_BODY)
+        return EmbedCall(convert(obj, wire.OLEmbedRequest), obj, False)
+
+
+CHAT = Chat()
+GENERATE = Generate()
+EMBED = Embed(legacy=False)
+EMBEDDINGS = Embed(legacy=True)
+
+
+async def _body(rt: Runtime, req: Request, spec: BodySpec) -> dict[str, Any]:
+    return _object(await req.json_body(rt.cfg.server.max_body_bytes, any_content_type=True), spec)
 
 
 # ---- model information ---------------------------------------------------------------------------
@@ -193,11 +246,11 @@ def _modified_at(entry: ModelEntry) -> str:
 
 
 async def tags(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal = await rt.auth.authenticate(req.headers)
-    ex.principal = principal
+    principal = ex.principal
+    assert principal is not None  # (a consumer route: app.py authenticated it)
     models = [{"name": m.name, "model": m.name, "modified_at": _modified_at(m), "size": 0,
                "digest": hashlib.sha256(m.name.encode()).hexdigest(), "details": _details()}
-              for m in rt.visible_models(principal)]
+              for m in rt.table.visible(principal)]
     await send_json(req.send, 200, {"models": models}, header_list(ex.request_id))
 
 
@@ -206,20 +259,20 @@ def _is_embedding_model(rt: Runtime, name: str) -> bool:
 
 
 async def show(rt: Runtime, req: Request, ex: Exchange) -> None:
-    principal, obj = await _begin(rt, req, ex, wire.SHOW_BODY)
-    _model_name(obj)
-    entry = rt.resolve(obj["model"], principal)
+    assert ex.principal is not None
+    obj = await _body(rt, req, wire.SHOW_BODY)
+    entry = rt.table.resolve(obj["model"], ex.principal)
     ex.model = entry.name
     dep = entry.deployments[0]
-    if dep.passthrough_dialect == DIALECT:
+    if dep.passthrough_dialect == DIALECT and dep.forwarder is not None:
         ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, model_swap=dep.model_swap)
-        fwd = await dep.provider.forward("/api/show", dict(obj), False, ctx, False)  # type: ignore[attr-defined]
+        fwd = await dep.forwarder.forward("/api/show", dict(obj), False, ctx, False)
         await send_bytes(req.send, fwd.status, fwd.body or b"", header_list(ex.request_id),
                          fwd.content_type.encode("latin-1"))
         return
     embedding = _is_embedding_model(rt, entry.name)
     capabilities = ["embedding"] if embedding else ["completion", "tools"]
-    if not embedding and isinstance(dep.provider, Completer):
+    if not embedding and dep.completer is not None:
         capabilities.append("insert")
     await send_json(req.send, 200, {
         "license": "", "modelfile": "", "parameters": "", "template": "", "details": _details(),
@@ -234,12 +287,12 @@ async def version(rt: Runtime, req: Request, ex: Exchange) -> None:
 async def ps(rt: Runtime, req: Request, ex: Exchange) -> None:
     """GET /api/ps: Ollama's "running models". Behind the gateway every model the caller may use
     is ready to serve (backends load on demand), so those are listed; no sizes are claimed."""
-    principal = await rt.auth.authenticate(req.headers)
-    ex.principal = principal
+    principal = ex.principal
+    assert principal is not None
     models = [{"name": m.name, "model": m.name, "size": 0, "size_vram": 0, "context_length": 0,
                "digest": hashlib.sha256(m.name.encode()).hexdigest(), "details": _details(),
                "expires_at": "0001-01-01T00:00:00Z"}
-              for m in rt.visible_models(principal)]
+              for m in rt.table.visible(principal)]
     await send_json(req.send, 200, {"models": models}, header_list(ex.request_id))
 
 
@@ -247,10 +300,10 @@ async def pull(rt: Runtime, req: Request, ex: Exchange) -> None:
     """POST /api/pull: the gateway serves configured models and never downloads one. A model the
     caller may already use answers success (so `ollama pull` in a setup script is a no-op); any
     other gets a 404 saying why, never a fake download."""
-    principal, obj = await _begin(rt, req, ex, wire.PULL_BODY)
-    _model_name(obj)
+    assert ex.principal is not None
+    obj = await _body(rt, req, wire.PULL_BODY)
     try:
-        entry = rt.resolve(obj["model"], principal)
+        entry = rt.table.resolve(obj["model"], ex.principal)
     except NotFound:
         raise NotFound(f"The model '{obj['model']}' is not served by this gateway, and the gateway does not pull "
                        "models: ask its operator to add it to the configuration.", code="pull_not_supported",

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from gatehouse.api.http import Request, header_list, send_json
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.runtime import Runtime
 
 

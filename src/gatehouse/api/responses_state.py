@@ -10,7 +10,7 @@ from typing import Any
 
 from gatehouse.api.http import Request, send_bytes, header_list
 from gatehouse.errors import InvalidRequest, NotFound
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.types import json_encode

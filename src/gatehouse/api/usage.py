@@ -10,7 +10,7 @@ from gatehouse.errors import AuthenticationFailed, InvalidRequest, NotFound, Per
 from gatehouse.metering.report import UsageQuery, UsageQueryError, parse_query, render_csv, rows_json
 from gatehouse.observability.metrics import CONTENT_TYPE
 from gatehouse.policy.auth import key_from_headers
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.store.ledger import usage_report
 

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse printed the help or the error; its exit status is ours
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 1
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 1

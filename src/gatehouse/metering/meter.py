@@ -1,15 +1,14 @@
 """Metering: a ledger record per upstream attempt, the usage headers, metrics and access logs.
 
-The request path calls in at four points, all cheap and none touching the database:
+The request path calls in at these points, all cheap and none touching the database:
 
-- `begin_attempt(ex, dep)` (api/flow.py, before each upstream call): journals a `begin`
-  line, so even a process killed mid-request leaves a trace (an `interrupted` record);
-- `fail_attempt(ex, err)` (api/flow.py, when failing over to the next deployment);
-- `record_unary(ex)` (api/flow.py, before a non-streamed answer is sent): journals the
-  `end` line and sets the x-gatehouse-tokens/cost headers, so a client holding its answer
-  implies a journaled record;
-- `MeteringStep.settle` (the pipeline, after streams and errors) journals the rest, and
-  `observe(ex)` (app.py, after every request) updates request metrics and the access log.
+- `MeterHook`, an attempt hook (gateway/attempts.py): `started` journals a `begin` line before
+  each upstream call, so even a process killed mid-request leaves a trace (an `interrupted`
+  record); `ended` journals the `end` line: at once for a failed attempt, just before a
+  non-streamed answer is sent (and sets the x-gatehouse-tokens/cost headers, so a client holding
+  its answer implies a journaled record), after the last byte of a stream;
+- `MeteringStep` (a policy step) refuses unpriced models and, at settle, records a cache hit;
+- `observe(ex)` (app.py, after every request) updates request metrics and the access log.
 
 The background LedgerWriter moves journaled records into the store in batches.
 """
@@ -21,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -39,8 +38,8 @@ from gatehouse.store.sql import SqlStore
 from gatehouse.types import Usage
 
 if TYPE_CHECKING:
-    from gatehouse.policy.pipeline import Exchange
-    from gatehouse.runtime import Deployment, ModelEntry
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.table import Deployment, ModelEntry
 
 log = logging.getLogger("gatehouse.metering")
 
@@ -100,9 +99,10 @@ class Meter:
         self._id_prefix: str = os.urandom(8).hex() if previous is None else previous._id_prefix
         self._ids: itertools.count[int] = itertools.count(1) if previous is None else previous._ids
         # Labelled metric children, looked up once per label set rather than per request.
-        self._attempt_series: dict[tuple, tuple] = {}
-        self._request_series: dict[tuple, tuple] = {}
+        self._attempt_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._request_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.step = MeteringStep(self)
+        self.hook = MeterHook(self)
 
     async def start(self) -> None:
         import asyncio
@@ -125,14 +125,13 @@ class Meter:
 
             await asyncio.to_thread(self.tracing.close)
 
-    # ---- attempts (api/flow.py) -------------------------------------------------------------
+    # ---- attempts (MeterHook) ------------------------------------------------------------------
 
     def begin_attempt(self, ex: "Exchange", dep: "Deployment") -> None:
-        previous = ex.notes.pop("_attempt", None)
+        previous, ex.metering = ex.metering, None
         if previous is not None:  # not ended by the caller: close it rather than lose it
             self._end(ex, previous, ex.status or 502, ex.error_type or "abandoned", None)
-        number = ex.notes.get("_attempts", 0) + 1
-        ex.notes["_attempts"] = number
+        number = ex.attempts = ex.attempts + 1
         price = self.prices.get((ex.model, dep))
         p = ex.principal
         prompt = ex.prompt_estimate
@@ -145,7 +144,7 @@ class Meter:
             input_tokens=prompt, cost_usd=cost_usd(price, Usage(input_tokens=prompt)) if prompt else 0.0,
             priced=price is not None, estimated=True, phase="begin",
         )
-        ex.notes["_attempt"] = Attempt(record, self.journal.begin(record), time.monotonic(), price)
+        ex.metering = Attempt(record, self.journal.begin(record), time.monotonic(), price)
         if self.tracing is not None:
             self.tracing.begin_attempt(ex, dep, number)
 
@@ -153,28 +152,30 @@ class Meter:
         return f"{self._id_prefix}{next(self._ids):08x}"
 
     def fail_attempt(self, ex: "Exchange", err: GatehouseError) -> None:
-        attempt = ex.notes.pop("_attempt", None)
+        """The attempt failed before any answer: recorded as the client would see the error."""
+        attempt, ex.metering = ex.metering, None
         if attempt is not None:
-            self._end(ex, attempt, err.status, err.code or err.type, None)
+            self._end(ex, attempt, err.status, err.code, None)
 
-    def record_unary(self, ex: "Exchange") -> None:
-        """End the attempt before the answer is sent, and put usage and cost in its headers."""
-        attempt = ex.notes.pop("_attempt", None)
+    def end_attempt(self, ex: "Exchange") -> None:
+        """End the attempt with what the exchange holds. A non-streamed answer about to be sent
+        (not an error) gets its usage and cost in headers."""
+        attempt, ex.metering = ex.metering, None
         if attempt is None:
             return
         rec = self._end(ex, attempt, ex.status, ex.error_type, ex.usage)
-        h = ex.response_headers
-        h["x-gatehouse-tokens-input"] = str(rec.input_tokens)
-        h["x-gatehouse-tokens-output"] = str(rec.output_tokens)
-        h["x-gatehouse-cost-usd"] = _money(rec.cost_usd)
+        if not ex.stream and ex.status < 400:
+            h = ex.response_headers
+            h["x-gatehouse-tokens-input"] = str(rec.input_tokens)
+            h["x-gatehouse-tokens-output"] = str(rec.output_tokens)
+            h["x-gatehouse-cost-usd"] = _money(rec.cost_usd)
 
     # ---- settling (pipeline) ------------------------------------------------------------------
 
     def settle(self, ex: "Exchange") -> None:
-        attempt = ex.notes.pop("_attempt", None)
-        if attempt is not None:
-            self._end(ex, attempt, ex.status, ex.error_type, ex.usage)
-        elif ex.notes.get("cache_hit"):  # answered by the cache step: no upstream attempt
+        if ex.metering is not None:  # (the request path ends its attempts; this is a safety net)
+            self.end_attempt(ex)
+        elif ex.cache_hit:  # answered by the cache step: no upstream attempt
             self._cache_hit(ex)
 
     def _usage(self, ex: "Exchange", usage: Usage | None, error_type: str | None) -> Usage:
@@ -196,7 +197,7 @@ class Meter:
             ttft_ms=round((first - attempt.started) * 1000, 3) if first and first >= attempt.started else None,
             streamed=ex.stream, estimated=u.estimated,
         )
-        ex.notes["cost_usd"] = ex.notes.get("cost_usd", 0.0) + rec.cost_usd
+        ex.cost_usd += rec.cost_usd
         self.journal.end(rec, attempt.segment)
         self._count(rec)
         if self.tracing is not None:
@@ -291,13 +292,13 @@ class Meter:
                 "key_id": p.key_id if p else None, "model": ex.model or None,
                 "provider": ex.provider or None, "deployment": ex.deployment or None,
                 "status": ex.status, "error": ex.error_type, "stream": ex.stream,
-                "attempts": ex.notes.get("_attempts", 0),
+                "attempts": ex.attempts,
                 "tokens_in": u.input_tokens if u else 0, "tokens_out": u.output_tokens if u else 0,
-                "estimated": u.estimated if u else False, "cost_usd": round(ex.notes.get("cost_usd", 0.0), 10),
+                "estimated": u.estimated if u else False, "cost_usd": round(ex.cost_usd, 10),
                 "latency_ms": round((finished - ex.started) * 1000, 3),
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
                 # which guardrail checks ran and what they decided (never the matched text)
-                **({"guardrails": g} if (g := ex.notes.get("guardrails")) else {}),
+                **({"guardrails": g} if (g := ex.guard_audit) else {}),
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:
@@ -308,7 +309,7 @@ class Meter:
         itl = (finished - first) / (out - 1) if ex.stream and first is not None and out > 1 else None
         p = ex.principal
         self.metrics.count_request(ex.model, group, p.consumer if p else None, ex.status, ex.error_type, itl,
-                                   u.input_tokens if u else 0, out, ex.notes.get("cost_usd", 0.0))
+                                   u.input_tokens if u else 0, out, ex.cost_usd)
 
 
 class MeteringStep:
@@ -331,3 +332,24 @@ class MeteringStep:
 
     async def settle(self, ex: "Exchange") -> None:
         self.meter.settle(ex)
+
+
+class MeterHook:
+    """The attempt hook (gateway/attempts.py): a ledger record per upstream attempt."""
+
+    __slots__ = ("meter",)
+
+    def __init__(self, meter: Meter):
+        self.meter = meter
+
+    def started(self, ex: "Exchange", dep: "Deployment") -> None:
+        self.meter.begin_attempt(ex, dep)
+
+    def answered(self, ex: "Exchange", dep: "Deployment") -> None:
+        pass
+
+    def ended(self, ex: "Exchange", dep: "Deployment", error: GatehouseError | None) -> None:
+        if error is not None:
+            self.meter.fail_attempt(ex, error)
+        else:
+            self.meter.end_attempt(ex)

@@ -50,6 +50,8 @@ class Metrics:
         self.providers = frozenset(providers)
         self._limit_stats: LimitStats | None = None  # bound by track_limits (again after a reload)
         self._guardrail_verdicts: Counter | None = None
+        self._cache: tuple[Counter, Counter, Counter] | None = None  # (track_cache)
+        self._cache_bytes: Gauge | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
                                 ["model", "group", "status"], registry=r)
@@ -154,6 +156,27 @@ class Metrics:
                                                "and action.", ["guardrail", "policy", "stage", "verdict", "action",
                                                               "group"], registry=self.registry)
         return self._guardrail_verdicts
+
+    # ---- response cache (policy/cache.py; docs/cache.md) ---------------------------------------
+
+    def track_cache(self, held: Callable[[], float]) -> tuple[Counter, Counter, Counter]:
+        """gatehouse_cache_lookups_total{model,result} (hit | miss | bypass),
+        gatehouse_cache_bypasses_total{model,reason}, gatehouse_cache_stored_total{model} and the
+        gauge gatehouse_cache_bytes (answers held in process; `held` is re-bound on reload). Made
+        only when a cache is configured."""
+        if self._cache is None:  # once per process: a reload keeps counting
+            r = self.registry
+            self._cache = (
+                Counter("gatehouse_cache_lookups", "Response cache lookups by result.", ["model", "result"], registry=r),
+                Counter("gatehouse_cache_bypasses", "Requests the response cache let through, by reason.",
+                        ["model", "reason"], registry=r),
+                Counter("gatehouse_cache_stored", "Answers stored in the response cache.", ["model"], registry=r),
+            )
+            self._cache_bytes = Gauge("gatehouse_cache_bytes", "Bytes of answers held by in-process response caches.",
+                                      registry=r)
+        assert self._cache_bytes is not None
+        self._cache_bytes.set_function(held)
+        return self._cache
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -30,24 +30,23 @@ from gatehouse.observability.otlp_export import Exporter, settings
 if TYPE_CHECKING:
     from gatehouse.config import TracingConfig
     from gatehouse.metering.record import LedgerRecord
-    from gatehouse.policy.pipeline import Exchange
-    from gatehouse.runtime import Deployment
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.table import Deployment
 
 # ---- the per-request state: the only place that knows where it lives on the Exchange ---------
-_KEY = "_trace"
-TRACEPARENT = "_traceparent"  # ex.notes key read by api/flow.py for the upstream header
 
 
 def _trace(ex: Exchange) -> _Request | None:
-    return ex.notes.get(_KEY)
+    r: _Request | None = ex.span
+    return r
 
 
 def _keep(ex: Exchange, r: _Request | None) -> None:
-    ex.notes[_KEY] = r
+    ex.span = r
 
 
 def _send_upstream(ex: Exchange, traceparent: str) -> None:
-    ex.notes[TRACEPARENT] = traceparent
+    ex.traceparent = traceparent  # gateway/attempts.py puts it in the attempt's CallContext
 # ------------------------------------------------------------------------------------------------
 
 OPERATIONS = {"embeddings": "embeddings", "completions": "text_completion", "embed": "embeddings"}
@@ -152,7 +151,7 @@ class Tracing:
         _keep(ex, None)
         if not r.sampled:
             return
-        p, u, notes, surface = ex.principal, ex.usage, ex.notes, ex.surface
+        p, u, surface = ex.principal, ex.usage, ex.surface
         wall, t0 = r.wall, r.started
         self._push((
             r.trace_id, r.span_id, r.parent,
@@ -160,9 +159,9 @@ class Tracing:
             r.method if surface == "unknown" else f"{r.method} {surface}", SERVER,
             wall, wall + int(((ex.finished_at or time.monotonic()) - t0) * 1e9),
             (r.method, r.path, surface, ex.model or None, None if p is None else p.consumer,
-             None if p is None else p.group or None, ex.deployment or None, True if notes.get("cache_hit") else None,
+             None if p is None else p.group or None, ex.deployment or None, True if ex.cache_hit else None,
              ex.error_type or None),
-            (ex.status, notes.get("_attempts", 0), notes.get("cost_usd", 0.0),
+            (ex.status, ex.attempts, ex.cost_usd,
              None if u is None else u.input_tokens, None if u is None else u.output_tokens),
             None if ex.first_token_at is None else wall + int((ex.first_token_at - t0) * 1e9), ex.status >= 500))
 

@@ -121,7 +121,7 @@ class AccessControl:
         self.current = Directory(cfg, model_names, {}, {})
         self.version = -1
         self.on_change: list[Callable[[], None]] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def principal(self, consumer: str, key_id: str) -> Principal:

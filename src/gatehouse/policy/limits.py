@@ -18,7 +18,7 @@ from gatehouse.errors import RateLimited
 from gatehouse.metering.pricing import PriceBook
 from gatehouse.metering.tokens import Calibration
 from gatehouse.policy.principal import Limits
-from gatehouse.policy.pipeline import Exchange
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.limiter_types import BUCKET, DAY, LEASE, MONTH, NANO, Meter, Outcome, Refund
 
@@ -68,7 +68,7 @@ class LimitsStep:
             self.limiter.stats.rejections += 1
             i = outcome.denied
             raise self._refusal(meters[i]._replace(limit=outcome.limits[i]), outcome, i)
-        ex.notes["limits"] = (meters, outcome, member)
+        ex.limits = (meters, outcome, member)
 
     def _meters(self, ex: Exchange, lim: Limits, out: int | None) -> list[Meter]:
         meters: list[Meter] = []
@@ -137,7 +137,7 @@ class LimitsStep:
         return RateLimited(msg, headers=headers)
 
     async def settle(self, ex: Exchange) -> None:
-        state = ex.notes.pop("limits", None)
+        state, ex.limits = ex.limits, None
         if state is None:  # unmetered: nothing to settle, nothing to learn (keeps that path lean)
             return
         meters, outcome, member = state

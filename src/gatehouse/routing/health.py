@@ -9,7 +9,8 @@ deployment again for twice as long, up to `max_ejection_seconds`. A probe that n
 ejection period.
 
 The interface is small on purpose (the routing model will grow around it):
-`allow()` before an attempt, `record_success()` / `record_failure()` after it, and
+`allow()` before an attempt (routing/router.py's plan asks it), `record_success()` /
+`record_failure()` after it (`HealthHook`, an attempt hook of gateway/attempts.py), and
 `is_available()` / `retry_after()` for reporting.
 """
 from __future__ import annotations
@@ -17,6 +18,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from gatehouse.errors import GatehouseError, UpstreamBusy, UpstreamError
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.table import Deployment
 
 log = logging.getLogger("gatehouse.health")
 
@@ -81,7 +89,7 @@ class Breaker:
                     self.failures)
 
     def _period(self, n: int) -> float:
-        return min(self.base * (2 ** max(0, min(n, 30))), self.cap)
+        return float(min(self.base * (2 ** max(0, min(n, 30))), self.cap))
 
 
 class Health:
@@ -102,3 +110,31 @@ class Health:
     def ejected(self) -> Iterable[tuple[str, str]]:
         now = time.monotonic()
         return [key for key, b in self.breakers.items() if not b.is_available(now)]
+
+
+def is_retryable(err: GatehouseError) -> bool:
+    """Whether another deployment may succeed where this one failed (connect errors, timeouts, 5xx)."""
+    return isinstance(err, UpstreamError) and err.status >= 500
+
+
+class HealthHook:
+    """The attempt hook that feeds each deployment's breaker: connect errors, timeouts and 5xx
+    count against it; an answer (even a 4xx) shows it alive; our own connection cap
+    (UpstreamBusy) says nothing about it."""
+
+    __slots__ = ()
+
+    def started(self, ex: Exchange, dep: Deployment) -> None:
+        pass
+
+    def answered(self, ex: Exchange, dep: Deployment) -> None:
+        dep.breaker.record_success()
+
+    def ended(self, ex: Exchange, dep: Deployment, error: GatehouseError | None) -> None:
+        if error is None:
+            return
+        if is_retryable(error):
+            if not isinstance(error, UpstreamBusy):
+                dep.breaker.record_failure()
+        elif isinstance(error, UpstreamError):
+            dep.breaker.record_success()

@@ -31,13 +31,13 @@ def insert_sql(paramstyle: str, columns: tuple[str, ...] = _COLUMNS) -> str:
     return f"INSERT INTO usage_records ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
 
 
-async def insert_records(store: SqlStore, rows: list[dict]) -> None:
+async def insert_records(store: SqlStore, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     await insert_tuples(store, _COLUMNS, [tuple(r[c] for c in _COLUMNS) for r in rows])
 
 
-async def insert_tuples(store: SqlStore, columns: tuple[str, ...], rows: list[tuple]) -> None:
+async def insert_tuples(store: SqlStore, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Insert rows given as tuples in `columns` order, in one transaction, through the engine."""
     if not rows:
         return
@@ -102,7 +102,7 @@ class SqliteLedgerSink:
         self._connection()
         return self.takes_json
 
-    def insert(self, rows: list[tuple]) -> None:
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             self._transaction(lambda conn: conn.executemany(self.sql, rows))
 

@@ -38,7 +38,7 @@ def redact_url(url: str) -> str:
 class SqlStore:
     def __init__(self, url: str, *, pool_size: int = 10):
         self.url = async_url(url)
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             Path(self.url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
@@ -101,7 +101,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _record_values(r: KeyRecord) -> dict:
+def _record_values(r: KeyRecord) -> dict[str, Any]:
     return {c.name: getattr(r, c.name) for c in _KEY_COLUMNS}
 
 
@@ -114,11 +114,11 @@ async def get_or_create_setting(store: SqlStore, name: str, make_value: Callable
     async with store.engine.begin() as conn:
         row = (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).first()
         if row:
-            return row[0]
+            return str(row[0])
     try:
         async with store.engine.begin() as conn:
             await conn.execute(settings.insert().values(name=name, value=make_value()))
     except sa.exc.IntegrityError:
         pass
     async with store.engine.begin() as conn:
-        return (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one()
+        return str((await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one())

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from gatehouse.config import Config
     from gatehouse.observability.metrics import Metrics
     from gatehouse.policy.directory import AccessControl
-    from gatehouse.policy.pipeline import Exchange
-    from gatehouse.runtime import ModelEntry
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.table import ModelEntry
 
 
 def asker(models: dict[str, ModelEntry]) -> Ask:
@@ -62,7 +62,7 @@ def build_step(cfg: Config, directory: AccessControl, metrics: Metrics,
         group = metrics.group(p.group if p else None)
         for (check, stage), (verdict, action, _category, policy) in guard.verdicts.items():
             verdicts.labels(check, policy, stage, verdict, action, group).inc()
-        ex.notes["guardrails"] = guard.audit()  # the access log's record of what ran
+        ex.guard_audit = guard.audit()  # the access log's record of what ran
 
     private = frozenset(m.name for m in cfg.models if m.private)
     step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models), private)

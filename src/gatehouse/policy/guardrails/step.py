@@ -1,7 +1,7 @@
 """The guardrail policy step: checks the canonical request before any upstream call, and
-hands the output checks to the relay (api/flow.py) through `ex.notes["guard"]`.
+hands the output checks to the relay (gateway/relay.py) through `ex.guard`.
 
-A handler puts its canonical request in `ex.notes["guard_subject"]` before admission. A request
+The endpoint's canonical request is in `ex.subject` before admission (gateway/handle.py). A request
 whose group and model have no policy costs one cached dict lookup. The audit (`Verdicts`) says
 which checks ran on what, and what they decided; never the matched text.
 """
@@ -17,12 +17,9 @@ from gatehouse.policy.guardrails.guard_model import Ask, GuardModelCheck, conver
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Message, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
-    from gatehouse.policy.pipeline import Exchange
+    from gatehouse.gateway.exchange import Exchange
 
 log = logging.getLogger("gatehouse.guardrails")
-SUBJECT = "guard_subject"  # ex.notes: the canonical request to inspect (set by the handler)
-GUARD = "guard"  # ex.notes: this request's Guard (set by the step when a policy applies)
-SENSITIVE = "sensitive"  # ex.notes: True when a `reroute` check matched the prompt
 
 
 class GuardrailBlocked(InvalidRequest):
@@ -51,7 +48,7 @@ class Guard:
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
         self.sensitive = False  # a reroute check matched
         # the input guard models of `mode: parallel`, running beside the upstream call: the relay
-        # awaits `passed()` before any of the answer goes out (api/flow.py)
+        # awaits `passed()` before any of the answer goes out (gateway/relay.py)
         self.pending: asyncio.Task[None] | None = None
 
     async def passed(self) -> None:
@@ -223,9 +220,9 @@ class GuardrailStep:
         plan = self.plan(p.group if p else None, ex.model)
         if plan is None:
             return
-        subject = ex.notes.get(SUBJECT)
+        subject = ex.subject
         guard = Guard(plan, subject, self.ask)
-        ex.notes[GUARD] = guard
+        ex.guard = guard
         if plan.input or plan.guard_models:
             if subject is None:
                 raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
@@ -246,10 +243,10 @@ class GuardrailStep:
                 self.on_verdicts(guard, ex)  # the settle of a refused step does not run
                 raise
             if guard.sensitive:  # a reroute check matched: compliance routing reads this (docs/guardrails.md)
-                ex.notes[SENSITIVE] = True
+                ex.sensitive = True
 
     async def settle(self, ex: Exchange) -> None:
-        guard = ex.notes.get(GUARD)
+        guard = ex.guard
         if guard is not None:
             guard.drop()
             self.on_verdicts(guard, ex)

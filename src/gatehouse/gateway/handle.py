@@ -1,0 +1,83 @@
+"""The request path of every model route, top to bottom, in one function.
+
+    authenticate -> read + parse (the endpoint's Call) -> resolve (names, aliases, access)
+    -> bind (canonical request, estimate) -> admit (policy steps, in their declared order)
+    -> attempts (the router's plan; hooks: metering, health) -> relay (one reply shape;
+    guardrail output filters) -> settle (the admitted steps, in reverse, in this `finally`)
+
+app.py routes to it, renders errors at the edge and observes the finished exchange.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from gatehouse.api.http import ClientGone, HangUp, Request, header_list, send_bytes
+from gatehouse.errors import GatehouseError
+from gatehouse.gateway.relay import relay
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.endpoint import Endpoint
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.policy.guardrails.step import Guard
+    from gatehouse.runtime import Runtime
+
+
+async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
+    ex.principal = principal = await rt.auth.authenticate(req.headers)
+    call = ep.parse(await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type), req.headers)
+    ex.call = call
+    entry = ex.entry = rt.table.resolve(call.model, principal)
+    ready = await call.bind(rt, ex, entry)
+    if ready is not None:  # answered by the endpoint itself: nothing to admit or attempt
+        ex.status = ex.status or ready.status
+        await send_bytes(req.send, ready.status, ready.body or b"", header_list(ex.request_id, ex.response_headers),
+                         ready.content_type.encode("latin-1"))
+        return
+    ex.model = entry.name
+    ex.prompt_estimate = call.prompt_estimate
+    ex.max_tokens = asked = call.max_tokens
+    ex.subject = call.subject
+    ex.request_headers = req.headers
+    attempts = rt.attempts
+    try:
+        await rt.pipeline.admit(ex)
+        if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
+            call.cap_max_tokens(ex.max_tokens)
+        # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)
+        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard) \
+            and ex.cache is None
+        ex.stream = call.stream
+        with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
+            reply = ex.cached  # a cache hit: no attempt
+            if reply is None:
+                reply = await attempts.run(ex, ep, call)
+                if ex.cache is not None:
+                    reply = ex.cache.tap(reply)
+            hangup.off()
+            await relay(req, ex, call, reply, attempts.end)
+    except BaseException as exc:
+        _failed(ex, exc)
+        raise
+    finally:
+        attempts.end(ex)
+        if ex.admitted is not None:
+            await rt.pipeline.settle(ex)
+
+
+def _guarded(guard: Guard | None) -> bool:
+    """A guardrail redacted the prompt (the raw body must not go upstream), checks the answer
+    (which must arrive as canonical events) or holds it for a parallel guard: no pass-through."""
+    return guard is not None and (guard.rewritten or guard.plan.checks_output or guard.pending is not None)
+
+
+def _failed(ex: Exchange, exc: BaseException) -> None:
+    """How the request ended, as the client sees it (app.py renders it), before the steps settle."""
+    if isinstance(exc, GatehouseError):
+        ex.status, ex.error_type = exc.status, exc.code
+    elif isinstance(exc, ClientGone):
+        ex.status, ex.error_type = 499, "client_closed"
+    elif isinstance(exc, asyncio.CancelledError):
+        ex.status, ex.error_type = 499, "cancelled"
+    elif isinstance(exc, Exception):
+        ex.status, ex.error_type = 500, "internal"

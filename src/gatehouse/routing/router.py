@@ -1,0 +1,42 @@
+"""The router: which deployments of a model a request tries, in which order.
+
+`Router.plan(entry, ex)` is the one seam for routing strategies (weighted, least-inflight,
+latency) and compliance routing: gateway/attempts.py walks the plan, failing over on retryable
+upstream errors, and calls the attempt hooks (metering, health, tracing) on each step. Today's
+strategy is the configured order, skipping deployments whose circuit breaker does not allow an
+attempt (routing/health.py); other strategies are in routing/strategies.py. The plan is lazy: a breaker is asked (and may let its half-open
+probe through) only when the attempt before it failed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from gatehouse.errors import UpstreamUnavailable
+
+from gatehouse.routing.strategies import Ordered, Strategy
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.table import Deployment, ModelEntry
+
+
+class Router:
+    """The strategy's order, healthy deployments only."""
+
+    __slots__ = ("strategy",)
+
+    def __init__(self, strategy: Strategy | None = None):
+        self.strategy: Strategy = strategy or Ordered()
+
+    def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
+        for dep in self.strategy.order(entry.deployments, ex):
+            if dep.breaker.allow():
+                yield dep
+
+    def unavailable(self, entry: ModelEntry) -> UpstreamUnavailable:
+        """The plan was empty (every deployment ejected): fail fast, saying when one takes a probe."""
+        wait = min(dep.breaker.retry_after() for dep in entry.deployments)
+        return UpstreamUnavailable(f"Every upstream for model '{entry.name}' is failing; retry later.",
+                                   headers={"retry-after": str(max(1, math.ceil(wait)))})
