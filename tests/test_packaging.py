@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]
 OPTIONAL = {"postgres": ["asyncpg"], "redis": ["redis", "hiredis"], "aws": ["botocore"], "jwt": ["pyjwt"],
-            "otel": ["opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"]}
+            "otel": ["grpcio"]}
 
 
 def _name(requirement: str) -> str:
@@ -56,8 +56,8 @@ JWT = {"auth": {"jwt": {"jwks_url": "https://idp.example/jwks", "issuer": "https
     ("botocore", BEDROCK, "providers.aws is type bedrock but botocore is not installed: "
                           "pip install 'llm-gatehouse[aws]'"),
     ("jwt", JWT, "auth.jwt is set but jwt is not installed: pip install 'llm-gatehouse[jwt]'"),
-    ("opentelemetry.sdk", {"tracing": {"enabled": True}},
-     "tracing.enabled is true but opentelemetry.sdk is not installed: pip install 'llm-gatehouse[otel]'"),
+    ("grpc", {"tracing": {"enabled": True, "protocol": "grpc"}},
+     "tracing.protocol is grpc but grpc is not installed: pip install 'llm-gatehouse[otel]'"),
 ])
 def test_a_config_names_the_extra_it_needs(monkeypatch, module, raw, expected):
     from_mapping(raw, {})  # installed here: loads
@@ -72,7 +72,7 @@ def test_a_config_names_the_extra_it_needs(monkeypatch, module, raw, expected):
 BASE_ONLY = """
 import asyncio, sys
 from pathlib import Path
-for name in ("asyncpg", "redis", "hiredis", "botocore", "jwt", "cryptography", "opentelemetry"):
+for name in ("asyncpg", "redis", "hiredis", "botocore", "jwt", "cryptography", "opentelemetry", "grpc"):
     sys.modules[name] = None
 import gatehouse.app, gatehouse.cli
 from gatehouse.defaults import embedded_config

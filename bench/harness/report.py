@@ -23,6 +23,7 @@ TARGETS = {
     "workers_vs_one": 1.7,            # (i) serve --workers 2 on this 2-core machine
     "cache_vs_plain": 2.0,            # (j) in-process hits at least 2x uncached at c=64
     "cache_hit_added_ms": 0.2,        # (j) a hit answers within 0.2 ms added at c=1
+    "tracing_vs_off": 0.9,            # (k) every request traced costs at most 10% (issue 20)
 }
 
 
@@ -265,9 +266,25 @@ def rows_cache(j: dict) -> list[list[str]]:
     return out
 
 
+def rows_tracing(k: dict) -> list[list[str]]:
+    """(k): the same gateway with every request traced (one per OTLP protocol) and without."""
+    limit = TARGETS["tracing_vs_off"]
+    label = "(k) tracing on ÷ off"
+    if "skipped" in k:
+        return [[label, "—", k["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for name, e in (k.get("tracing") or {}).items():
+        proto = name.removeprefix("gatehouse-trace-")
+        for key, what in (("cpu_ratio", "1 / CPU per request"), ("closed_loop_ratio", "closed-loop throughput c=64")):
+            r = e.get(key)
+            out.append([f"{label}, {proto}: {what}, paired per round", "—", "n/a" if r is None else f"{r:.3f}",
+                        "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails, "i": rows_workers, "j": rows_cache}
+        "h": rows_guardrails, "i": rows_workers, "j": rows_cache, "k": rows_tracing}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

@@ -1,4 +1,4 @@
-"""The scenarios (a)-(j). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(k). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import signal
 import time
 
 from . import load, stats, targets as tg
-from .procs import Proc
+from .procs import Proc, cpu_seconds, http, wait_idle
 from .rounds import (ANTHROPIC_VERSION, Ctx, added, alone, anthropic_body, available, brief,
                      errors, interleaved, openai_body, responses_body, revive, say, settle, summaries,
                      wrk_runner)
@@ -423,3 +423,89 @@ def scenario_cache(ctx: Ctx) -> dict:
             ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
             if gh.proc is not None:
                 gh.proc.stop()
+
+
+# ---- (k) tracing on vs off ---------------------------------------------------------------------
+
+TRACING_PROTOCOLS = ("http/protobuf", "http/json", "grpc")
+
+
+def scenario_tracing(ctx: Ctx) -> dict:
+    """As (b), Gatehouse only: the same gateway without tracing and with tracing on, every
+    request sampled (wrk sends no traceparent: each request is a new, kept trace), one gateway
+    per OTLP protocol, exporting to bench/otlp_sink.py on the load core; interleaved rounds."""
+    say(f"(k) tracing: every request traced ({', '.join(TRACING_PROTOCOLS)}) vs off, c={CONCURRENCY}")
+    title = "Tracing on (every request sampled) vs off, throughput"
+    out: dict = {"id": "k", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    sink = None
+    traced: list[Target] = []
+    try:
+        try:
+            sink, http_port, grpc_port = tg.start_otlp_sink(ctx.run_dir)
+            for protocol in TRACING_PROTOCOLS:
+                endpoint = (f"http://127.0.0.1:{grpc_port}" if protocol == "grpc"
+                            else f"http://127.0.0.1:{http_port}/v1/traces")
+                traced.append(tg.start_gatehouse(
+                    ctx.mock, ctx.run_dir, name=f"gatehouse-trace-{protocol.replace('/', '-')}",
+                    tracing={"enabled": True, "protocol": protocol, "endpoint": endpoint}))
+                ctx.extra_gateways.append(traced[-1])
+        except tg.StartError as e:
+            out["skipped"] = "not available yet: a traced gateway or the OTLP sink did not start"
+            out["log_tail"] = str(e)[-2000:]
+            say(f"  skipped: {out['skipped']}\n    " + str(e).strip().splitlines()[-1][:300])
+            return out
+        wrk = wrk_runner(ctx, "/v1/chat/completions", openai_body(), CONCURRENCY)
+
+        def run(t: Target, duration: float) -> dict:
+            """wrk, plus the gateway's CPU seconds per request served: on a shared machine other
+            work steals wall time (throughput) far more than it changes CPU time per request."""
+            before = cpu_seconds(t.proc.pid) if t.proc is not None else 0.0
+            res = wrk(t, duration)
+            if t.proc is not None and res.get("requests"):
+                wait_idle(t.proc)  # the export thread's last batch counts too
+                res["cpu_us_per_request"] = (cpu_seconds(t.proc.pid) - before) / res["requests"] * 1e6
+            return res
+
+        res = _throughput(ctx, "k", title, "/v1/chat/completions", openai_body(), False,
+                          [ctx.mock, plain, *traced], sample_rss=False, pace=False, run=run)
+        res["tracing"] = {}
+        off_rounds = res["rounds"][plain.name]
+        for t in traced:
+            on_rounds = res["rounds"][t.name]
+            pairs = list(zip(on_rounds, off_rounds))  # the same round: the same machine conditions
+            entry = {"closed_loop_ratio": _mid([stats.ratio(a.get("rps"), b.get("rps")) for a, b in pairs]),
+                     # throughput on a saturated core is 1 / CPU per request: off ÷ on
+                     "cpu_ratio": _mid([stats.ratio(b.get("cpu_us_per_request"), a.get("cpu_us_per_request"))
+                                                for a, b in pairs]),
+                     "cpu_us_per_request": _mid([a.get("cpu_us_per_request") for a in on_rounds]),
+                     "cpu_us_per_request_off": _mid([b.get("cpu_us_per_request") for b in off_rounds]),
+                     # the gateway warns when its span queue overflowed or an export failed
+                     "export_warnings": [ln for ln in t.proc.log_tail(200).splitlines() if "tracing:" in ln][:5]
+                     if t.proc is not None else []}
+            res["tracing"][t.name] = entry
+            say(f"  {t.name} ÷ off, paired per round: closed-loop throughput {entry['closed_loop_ratio'] or 0:.3f},"
+                f" 1 / CPU per request {entry['cpu_ratio'] or 0:.3f} ({entry['cpu_us_per_request'] or 0:.0f} vs "
+                f"{entry['cpu_us_per_request_off'] or 0:.0f} µs)"
+                + (f"; warnings: {entry['export_warnings']}" if entry["export_warnings"] else ""))
+        status, body = http("GET", f"http://127.0.0.1:{http_port}/stats", timeout=5)
+        stats_body = json.loads(body) if status == 200 else {}
+        res["sink"] = stats_body
+        say(f"  OTLP sink received: {stats_body}")
+        return res
+    finally:
+        for t in traced:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not t]
+            if t.proc is not None:
+                t.proc.stop()
+        if sink is not None:
+            sink.stop()
+
+
+
+def _mid(xs: list) -> float | None:
+    xs = sorted(x for x in xs if x is not None)
+    return None if not xs else (xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2)

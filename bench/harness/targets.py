@@ -114,14 +114,15 @@ def ecommerce_guardrails() -> dict:
 
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
                      redis_url: str | None = None, guardrails: str | None = None,
-                     cache: dict | None = None) -> dict:
+                     cache: dict | None = None, tracing: dict | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
     by default. `store_url`/`redis_url` select the distributed mode (Postgres + Redis).
     `guardrails` names a policy of examples/guardrails-ecommerce.yaml to attach to the bench
     group (scenario h); everything else stays the same, so the difference is the guardrails.
-    `cache` is the bench model's `cache:` block (scenario i: response cache hits).
+    `cache` is the bench model's `cache:` block (scenario j: response cache hits); `tracing` the
+    `tracing:` section (scenario k).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -131,6 +132,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     if guardrails:
         group["guardrails"] = [guardrails]
         extra["guardrails"] = ecommerce_guardrails()
+    if tracing:
+        extra["tracing"] = tracing
     model: dict = {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]}
     if cache is not None:
         model["cache"] = cache
@@ -194,6 +197,19 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", worker
         raise StartError(f"{e}\n{tail}") from None
     target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, workers=workers, source=source, **config_kw)
     return target
+
+
+def start_otlp_sink(run_dir: Path) -> tuple[Proc, int, int]:
+    """bench/otlp_sink.py on the load core: OTLP/HTTP and OTLP/gRPC that accept and discard."""
+    http_port, grpc_port = procs.free_port(), procs.free_port()
+    python = PROJECT_DIR / ".venv" / "bin" / "python"
+    proc = Proc("otlp-sink", [str(python), str(PROJECT_DIR / "bench" / "otlp_sink.py"), "--http-port",
+                              str(http_port), "--grpc-port", str(grpc_port)],
+                run_dir / "otlp-sink.log", cpu=LOAD_CPU).start()
+    if not procs.wait_http(f"http://127.0.0.1:{http_port}/stats", proc, timeout=30):
+        proc.stop()
+        raise StartError(f"the OTLP sink did not start:\n{proc.log_tail(20)}")
+    return proc, http_port, grpc_port
 
 
 # ---- LiteLLM -----------------------------------------------------------------------------

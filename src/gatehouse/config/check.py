@@ -188,8 +188,8 @@ def _needs(cfg: Config) -> list[tuple[str, str, tuple[str, ...]]]:
         needs.append((f"providers.{bedrock[0]} is type bedrock", "aws", ("botocore",)))
     if cfg.auth.jwt is not None:
         needs.append(("auth.jwt is set", "jwt", ("jwt", "cryptography")))
-    if cfg.tracing.enabled:
-        needs.append(("tracing.enabled is true", "otel", ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")))
+    if cfg.tracing.enabled and cfg.tracing.protocol == "grpc":
+        needs.append(("tracing.protocol is grpc", "otel", ("grpc",)))
     return needs
 
 

@@ -352,8 +352,10 @@ class TracingConfig(_Base):
     """OpenTelemetry traces (docs/observability.md#tracing); needs the `[otel]` extra."""
 
     enabled: bool = False
-    # OTLP over HTTP (protobuf). None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
-    # OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, then http://localhost:4318/v1/traces.
+    # None: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL, then http/protobuf.
+    protocol: Literal["http/protobuf", "http/json", "grpc"] | None = None
+    # None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/traces
+    # over HTTP), then http://localhost:4318/v1/traces (HTTP) or http://localhost:4317 (gRPC).
     endpoint: str | None = None
     headers: dict[str, str] = field(default_factory=dict)  # e.g. an API key of the collector
     # Share of new traces kept (parent-based: a client's sampled trace is always kept).
