@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from urllib.parse import quote
 
@@ -15,6 +13,7 @@ import pytest
 from gatehouse.app import ROUTES
 from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
 from tests.support import Gatehouse
+from tests.in_process import CliResult, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -209,9 +208,8 @@ def test_limits_status(gh):
     assert s["backend"] == "memory" and s["store_up"] is True and s["on_store_error"] == "open"
 
 
-def cli(gh, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gatehouse", *args, "--config", str(gh.config_path)],
-                          capture_output=True, text=True, env=gh.env, cwd=gh.home, timeout=60)
+def cli(gh, *args: str) -> CliResult:
+    return run_cli(*args, "--config", str(gh.config_path), env=gh.env)
 
 
 def test_cli_manages_groups_consumers_and_rotation_and_the_server_follows(gh):

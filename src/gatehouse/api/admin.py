@@ -19,6 +19,7 @@ from gatehouse.policy.keys import new_key
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
+from gatehouse.supervisor import ask_reload_broadcast
 from gatehouse.runtime import Runtime
 from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
@@ -83,7 +84,7 @@ async def create_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
     record = rt.hasher.record(body.consumer, key, body.description, expires)
     await rt.store.add_key(record)
-    rt.auth.forget(record.key_hash)
+    rt.keys.forget(record.key_hash)
     await admin.record("key.create", record.id, {"consumer": record.consumer, "description": record.description,
                                                   "expires_at": record.expires_at})
     await send_json(req.send, 201, {**key_view(record), "key": key}, header_list(ex.request_id))
@@ -101,7 +102,7 @@ async def revoke_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     record = await rt.store.revoke_key(req.path_params["key_id"], time.time())
     if record is None:
         raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
-    rt.auth.forget(record.key_hash)
+    rt.keys.forget(record.key_hash)
     await audit_trail(rt, req, ex).record("key.revoke", record.id, {"consumer": record.consumer})
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
 
@@ -157,7 +158,7 @@ async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     admin = directory_admin(rt, req, ex)
     new, key, old = await rotate(rt.store, rt.hasher, req.path_params["key_id"], body.grace_seconds,
                                  body.description, admin.require_consumer)
-    rt.auth.forget(old.key_hash)
+    rt.keys.forget(old.key_hash)
     await admin.record("key.rotate", old.id, {"consumer": old.consumer, "new_key_id": new.id,
                                                "old_key_expires_at": old.expires_at})
     await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,
@@ -179,6 +180,7 @@ async def reload_config(rt: Runtime, req: Request, ex: Exchange) -> None:
                                               {"generation": rt.generation, "error": e.message})
         raise
     await audit_trail(new, req, ex).record("config.reload", new.config_sha256[:12], {"generation": new.generation})
+    ask_reload_broadcast(new.data_dir / "run")  # `serve --workers N`: the other workers reload too
     await send_json(req.send, 200, {"status": "reloaded", "generation": new.generation,
                                     "sha256": new.config_sha256, "models": len(new.models)},
                     header_list(ex.request_id))

@@ -61,7 +61,7 @@ class Cors:
         if not extra:
             return send
 
-        async def cors_send(message: dict[str, Any]) -> None:
+        async def cors_send(message: dict[str, Any]) -> None:  # any other message as it is (the splice too)
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)

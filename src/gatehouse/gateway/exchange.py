@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call
-    from gatehouse.policy.auth import Principal
+    from gatehouse.gateway.relay import Reply
+    from gatehouse.policy.cache import CacheTicket
+    from gatehouse.policy.principal import Principal
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
     from gatehouse.routing.table import Deployment, ModelEntry
@@ -31,6 +33,7 @@ class Exchange:
         "call", "entry", "admitted", "attempt", "attempts",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
+        "request_headers", "cached", "cache",
         # tracing (observability/tracing.py)
         "span", "attempt_span", "trace_wall", "traceparent",
     )
@@ -73,6 +76,9 @@ class Exchange:
         self.metering: Any = None  # the metering hook's open attempt record
         self.cost_usd = 0.0  # of every attempt so far (metering), read by later settles (budgets)
         self.cache_hit = False  # answered without an upstream attempt
+        self.request_headers: dict[str, str] | None = None  # the client's (model routes), for policy steps
+        self.cached: Reply | None = None  # the cache step's answer: relayed instead of attempts
+        self.cache: CacheTicket | None = None  # a cacheable miss: the cache reads its answer and stores it
         self.span: Any = None  # the request's trace span, when tracing is on
         self.attempt_span: Any = None
         self.trace_wall: tuple[int, float, str] | None = None  # (wall ns at start, monotonic start, method)

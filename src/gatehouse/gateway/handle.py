@@ -38,15 +38,22 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.prompt_estimate = call.prompt_estimate
     ex.max_tokens = asked = call.max_tokens
     ex.subject = call.subject
+    ex.request_headers = req.headers
     attempts = rt.attempts
     try:
         await rt.pipeline.admit(ex)
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)
-        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call)
+        # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)
+        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call) \
+            and ex.cache is None
         ex.stream = call.stream
         with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
-            reply = await attempts.run(ex, ep, call)
+            reply = ex.cached  # a cache hit: no attempt
+            if reply is None:
+                reply = await attempts.run(ex, ep, call)
+                if ex.cache is not None:
+                    reply = ex.cache.tap(reply)
             hangup.off()
             await relay(req, ex, call, reply, attempts.end)
     except BaseException as exc:

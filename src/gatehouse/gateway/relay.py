@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.api.http import SSE_HEADERS, Request, header_list, send_bytes, stream_out
-from gatehouse.api.splice import Splice
+from gatehouse.asgi_ext import SpliceSource, splice_message
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.observability.safe import describe
@@ -52,7 +52,7 @@ class Reply:
         self.result: Any = None  # a translated unary answer (canonical)
         self.frames: AsyncIterator[bytes] | None = None  # a forwarded stream
         self.tally: StreamTally | None = None  # ... what its relay saw
-        self.splice: tuple[Any, Callable[[bytes], bytes], Callable[[], bytes]] | None = None
+        self.splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None
         self.first: StreamEvent | None = None  # a translated stream: its first event
         self.events: AsyncIterator[StreamEvent] | None = None  # ... and the rest
 
@@ -126,7 +126,7 @@ async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,
 
 
 async def _stream_out(req: Request, ex: Exchange, status: int, chunks: AsyncIterator[bytes],
-                      content_type: list[tuple[bytes, bytes]] | None, splice: Splice | None,
+                      content_type: list[tuple[bytes, bytes]] | None, splice: dict[str, Any] | None,
                       encoder: StreamEncoder) -> None:
     try:
         completed = await stream_out(req, status, header_list(ex.request_id, ex.response_headers), chunks,
@@ -205,7 +205,11 @@ async def _relay_forwarded_stream(req: Request, ex: Exchange, call: Call, reply:
             tail: bytes = flush()
             return tail + _unterminated(ex, tally, encoder)
 
-        splice = Splice(resp, feed, end, fail, ex)
+        def first_byte() -> None:
+            if ex.first_token_at is None:
+                ex.first_token_at = time.monotonic()
+
+        splice = splice_message(resp, feed, end, fail, first_byte)
     content_type = SSE_HEADERS if reply.content_type.startswith("text/event-stream") else \
         [(b"content-type", reply.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
     try:

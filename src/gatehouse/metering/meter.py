@@ -20,12 +20,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gatehouse.config import Config
 from gatehouse.errors import GatehouseError, PermissionDenied, ServiceUnavailable
+from gatehouse.supervisor import journal_base, journal_dir_for, worker_index
 from gatehouse.metering.journal import Journal, Segment
 from gatehouse.metering.pricing import Price, cost_usd, price_of
 from gatehouse.metering.record import LedgerRecord
@@ -73,7 +74,7 @@ class Meter:
         # and tracing settings are restart-only (gatehouse/reload.py).
         self.owns_ledger = previous is None
         if previous is None:
-            self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal",
+            self.journal = Journal(journal_dir_for(journal_base(cfg, data_dir), worker_index()),  # one per worker
                                    m.journal_fsync_seconds, memory_limit=m.journal_memory_records)
             self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
             self.metrics = Metrics(models, cfg.groups, cfg.providers,
@@ -98,8 +99,8 @@ class Meter:
         self._id_prefix: str = os.urandom(8).hex() if previous is None else previous._id_prefix
         self._ids: itertools.count[int] = itertools.count(1) if previous is None else previous._ids
         # Labelled metric children, looked up once per label set rather than per request.
-        self._attempt_series: dict[tuple, tuple] = {}
-        self._request_series: dict[tuple, tuple] = {}
+        self._attempt_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._request_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.step = MeteringStep(self)
         self.hook = MeterHook(self)
 

@@ -18,7 +18,7 @@ from gatehouse.providers.base import Completer, Embedder, Passthrough, TokenCoun
 from gatehouse.routing.health import Breaker
 
 if TYPE_CHECKING:
-    from gatehouse.policy.auth import Principal
+    from gatehouse.policy.principal import Principal
     from gatehouse.providers.base import Provider
     from gatehouse.wire.model_swap import ModelSwap
 

@@ -13,20 +13,8 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from gatehouse.store.sql import SqlStore, metadata
-
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("ts", sa.Float, nullable=False, index=True),
-    sa.Column("actor", sa.String(200), nullable=False),
-    sa.Column("source", sa.String(200), nullable=True),  # client address (admin API) or host (CLI)
-    sa.Column("action", sa.String(64), nullable=False, index=True),  # key.create, group.update, ...
-    sa.Column("target", sa.String(200), nullable=False, index=True),  # a key id, group or consumer name
-    sa.Column("detail", sa.Text, nullable=False),  # JSON object: the fields given, ids; never a key
-    sa.Column("request_id", sa.String(128), nullable=True),
-)
+from gatehouse.store.schema import audit_log
+from gatehouse.store.sql import SqlStore
 
 MAX_LIMIT = 1000
 

@@ -242,7 +242,7 @@ def _options(options: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _format(fmt: Union[str, dict, None]) -> dict[str, Any] | None:
+def _format(fmt: Union[str, dict[str, Any], None]) -> dict[str, Any] | None:
     if fmt == "json":
         return {"type": "json_object"}
     if isinstance(fmt, dict):

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from gatehouse.observability.metrics import Metrics
     from gatehouse.policy.directory import AccessControl
     from gatehouse.gateway.exchange import Exchange
-    from gatehouse.runtime import ModelEntry
+    from gatehouse.routing.table import ModelEntry
 
 
 def asker(models: dict[str, ModelEntry]) -> Ask:
