@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.routing.table import ModelEntry
+from gatehouse.upstream.client import malformed
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
@@ -40,13 +43,52 @@ def cap_body(obj: dict[str, Any], max_tokens: int) -> None:
         obj[f] = max_tokens
 
 
+class _AnswerMessage(msgspec.Struct):
+    content: str | None = None
+
+
+class _AnswerChoice(msgspec.Struct):
+    message: _AnswerMessage | None = None
+    text: str | None = None
+
+
+class _AnswerTexts(msgspec.Struct):
+    """Only the text of an answer (wire/openai_response.OAResponse reads the rest)."""
+
+    choices: list[_AnswerChoice] = []
+
+
+_answer_texts = msgspec.json.Decoder(_AnswerTexts)
+
+
 class OpenAICall(Call):
     """Shared by the OpenAI routes: the body cap, the answer's renderer, the forwarded stream's errors."""
 
     __slots__ = ()
+    reads_answers = True
 
     def cap_body(self, body: dict[str, Any], limit: int) -> None:
         cap_body(body, limit)
+
+    def read_answer(self, body: bytes) -> Any:
+        try:
+            resp = wire_response.response_decoder.decode(body)
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        return wire_response.response_to_canonical(resp, self.public_model)
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        # What response_to_canonical makes a text part: the first choice's message content
+        # (a completion's text when there is no message), when not empty.
+        try:
+            choices = _answer_texts.decode(body).choices
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        if not choices:
+            return []
+        c = choices[0]
+        text = c.message.content if c.message is not None else c.text
+        return [text] if text else []
 
     def render(self, result: Any) -> bytes:
         return json_encode(wire_response.render_response(result, self.public_model))
@@ -168,6 +210,12 @@ class EmbeddingCall(OpenAICall):
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
         assert dep.embedder is not None
         return dep.embedder.embed(self.canonical(), ctx)  # type: ignore[arg-type]
+
+    def read_answer(self, body: bytes) -> Any:
+        return None  # vectors: no text for the output guardrails
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        return None
 
     def render(self, result: Any) -> bytes:
         canonical = self.canonical()

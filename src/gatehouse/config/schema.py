@@ -462,6 +462,10 @@ class GuardPolicyConfig(_Base):
 
 class GuardrailsConfig(_Base):
     policies: dict[str, GuardPolicyConfig] = field(default_factory=dict)
+    # The access log's `guardrails` list: every check of the request (full), or only those that
+    # did not pass (findings: matches, skipped checks, guard-model verdicts; a check not listed
+    # passed). Metrics count every verdict either way (docs/guardrails.md#audit-and-metrics).
+    audit_log: Literal["full", "findings"] = "full"
 
 
 class Config(_Base):

@@ -71,7 +71,7 @@ class Exchange:
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies
         self.sensitive = False  # a guardrail `reroute` check matched the prompt
-        self.guard_audit: list[dict[str, str]] | None = None  # what the guardrails decided (access log)
+        self.guard_audit: Any = None  # what the guardrails decided: their audit as JSON (access log)
         self.limits: Any = None  # the limits step's reservation, given back at settle
         self.metering: Any = None  # the metering hook's open attempt record
         self.cost_usd = 0.0  # of every attempt so far (metering), read by later settles (budgets)

@@ -17,7 +17,7 @@ from gatehouse.errors import GatehouseError
 from gatehouse.gateway.relay import relay
 
 if TYPE_CHECKING:
-    from gatehouse.gateway.endpoint import Endpoint
+    from gatehouse.gateway.endpoint import Call, Endpoint
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.runtime import Runtime
@@ -45,7 +45,7 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)
         # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)
-        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard) \
+        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call) \
             and ex.cache is None
         ex.stream = call.stream
         with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
@@ -65,10 +65,13 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
             await rt.pipeline.settle(ex)
 
 
-def _guarded(guard: Guard | None) -> bool:
-    """A guardrail redacted the prompt (the raw body must not go upstream), checks the answer
-    (which must arrive as canonical events) or holds it for a parallel guard: no pass-through."""
-    return guard is not None and (guard.rewritten or guard.plan.checks_output or guard.pending is not None)
+def _guarded(guard: Guard | None, call: Call) -> bool:
+    """A guardrail redacted the prompt (the raw body must not go upstream), checks a streamed
+    answer or one of a dialect the relay cannot read (either must arrive as canonical events),
+    or holds it for a parallel guard: no pass-through. (A unary answer the call can read is
+    checked as forwarded: gateway/relay.py.)"""
+    return guard is not None and (guard.rewritten or guard.pending is not None or (
+        guard.plan.checks_output and (call.stream or not call.reads_answers)))
 
 
 def _failed(ex: Exchange, exc: BaseException) -> None:

@@ -10,7 +10,8 @@ The bookkeeping both kinds share lives here once: the first-token time, the usag
 upstream's report, else an estimate of what was relayed), the 499 of a client that went away, the
 error frame that ends a cut or failed stream, the shutdown frame. Guardrail output filters apply
 here to canonical events and answers (policy/guardrails/output.py), so every dialect gets them;
-a guarded request is never forwarded (gateway/handle.py decides).
+a unary answer the call can read (`Call.read_answer`) is checked as forwarded, and passes through
+unchanged unless a check redacts it; other guarded requests are not forwarded (gateway/handle.py).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from gatehouse.asgi_ext import SpliceSource, splice_message
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.observability.safe import describe
-from gatehouse.policy.guardrails.output import guard_events, guard_response
+from gatehouse.policy.guardrails.output import guard_events, guard_forwarded, guard_response
 from gatehouse.policy.guardrails.step import GuardrailBlocked
 from gatehouse.types import StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, Usage
 from gatehouse.upstream.client import upstream_error
@@ -94,11 +95,17 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
     else:  # forwarded unary (or a stream request the upstream answered with plain JSON)
         body = reply.body or b""
         ex.usage = usage_or_estimate(reply.usage, ex.prompt_estimate, lambda: estimate_json_output(body))
-        ex.status = reply.status
+        status, content_type = reply.status, reply.content_type
+        guard = ex.guard
+        if guard is not None and guard.plan.checks_output and not call.stream:  # (handle.py: a call that reads it)
+            checked = await guard_forwarded(guard, call, body, ex.request_id)  # a block raises, tokens billed
+            if checked is not body:  # redacted: rendered as the translated path renders it
+                body, status, content_type = checked, 200, "application/json"
+        ex.status = status
         if not ex.stream:
             end_attempt(ex)
-        await send_bytes(req.send, reply.status, body, header_list(ex.request_id, ex.response_headers),
-                         reply.content_type.encode("latin-1"))
+        await send_bytes(req.send, status, body, header_list(ex.request_id, ex.response_headers),
+                         content_type.encode("latin-1"))
 
 
 async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,

@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from gatehouse.metering.journal import Journal
+    from gatehouse.policy.guardrails.audit import VerdictCounts
     from gatehouse.metering.writer import LedgerWriter
     from gatehouse.routing.health import Health
     from gatehouse.store.limiter_shared import LimitStats
@@ -49,7 +50,7 @@ class Metrics:
         self.groups = frozenset(groups)
         self.providers = frozenset(providers)
         self._limit_stats: LimitStats | None = None  # bound by track_limits (again after a reload)
-        self._guardrail_verdicts: Counter | None = None
+        self._guardrail_verdicts: VerdictCounts | None = None
         self._cache: tuple[Counter, Counter, Counter] | None = None  # (track_cache)
         self._cache_bytes: Gauge | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -147,14 +148,14 @@ class Metrics:
 
     # ---- guardrails (policy/guardrails; docs/guardrails.md) ----------------------------------
 
-    def track_guardrails(self) -> Counter:
+    def track_guardrails(self) -> VerdictCounts:
         """gatehouse_guardrail_verdicts_total: one per check that ran on a request's input or
         output, by verdict (pass | match | skipped) and the check's action. Made only when a
-        guardrail policy is configured."""
+        guardrail policy is configured; counted in bulk (policy/guardrails/audit.py)."""
+        from gatehouse.policy.guardrails.audit import VerdictCounts
+
         if self._guardrail_verdicts is None:  # once per process: a reload keeps counting
-            self._guardrail_verdicts = Counter("gatehouse_guardrail_verdicts", "Guardrail checks run, by verdict "
-                                               "and action.", ["guardrail", "policy", "stage", "verdict", "action",
-                                                              "group"], registry=self.registry)
+            self._guardrail_verdicts = VerdictCounts(self.registry)
         return self._guardrail_verdicts
 
     # ---- response cache (policy/cache.py; docs/cache.md) ---------------------------------------
