@@ -61,8 +61,13 @@ def eventually(fetch: Callable[[], httpx.Response], ok: Callable[[httpx.Response
 
 
 def test_guardrail_matches_are_audit_events_without_the_text(gh):
-    rid = chat(gh, ALICE_KEY, "echo", f"say {SECRET_WORD} to {EMAIL}").headers["x-request-id"]
-    quiet = chat(gh, ALICE_KEY, "echo", "nothing to see").headers["x-request-id"]
+    matched = chat(gh, ALICE_KEY, "echo", f"say {SECRET_WORD} to {EMAIL}")
+    rid = matched.headers["x-request-id"]
+    # the caller is told which checks matched (input and, for a unary answer, output), never the text
+    assert matched.headers["x-gatehouse-guardrails"] == "watch/codeword:flag, watch/email:redact"
+    quiet_reply = chat(gh, ALICE_KEY, "echo", "nothing to see")
+    quiet = quiet_reply.headers["x-request-id"]
+    assert "x-gatehouse-guardrails" not in quiet_reply.headers
     r = eventually(lambda: get(gh, "/admin/audit", kind="guardrail", request_id=rid), lambda r: len(r.json()["data"]) >= 3)
     rows = r.json()["data"]
     assert SECRET_WORD not in r.text and EMAIL not in r.text and "carol.secret" not in r.text
@@ -87,6 +92,16 @@ def test_guardrail_matches_are_audit_events_without_the_text(gh):
         ("flag", "codeword", "input"), ("flag", "codeword", "output"), ("redact", "email", "input")]
     missing = get(gh, "/admin/requests/no-such-request")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_request"
+
+
+def test_a_stream_carries_the_input_verdicts_in_its_headers(gh):
+    with httpx.stream("POST", gh.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {ALICE_KEY}",
+                      "Origin": "http://ui.example"}, timeout=10,
+                      json={"model": "echo", "stream": True, "messages": [{"role": "user", "content": f"write {EMAIL}"}]}) as r:
+        assert r.status_code == 200
+        assert r.headers["x-gatehouse-guardrails"] == "watch/email:redact"
+        assert "x-gatehouse-guardrails" in r.headers["access-control-expose-headers"]  # a browser script may read it
+        assert EMAIL not in r.read().decode()
 
 
 def test_deployments_show_breaker_state_and_recent_latency(gh):

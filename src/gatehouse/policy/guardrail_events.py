@@ -113,3 +113,20 @@ class GuardrailEvents:
             except asyncio.CancelledError:
                 pass
         await self.flush()
+
+
+HEADER = "x-gatehouse-guardrails"
+
+
+def verdict_header(ex: Exchange) -> None:
+    """Tell the caller which checks matched so far: `x-gatehouse-guardrails: <policy>/<check>:<action>, ...`
+    (matches only, never the text; unset when none matched). Set after admission (the input checks)
+    and again before a non-streamed answer goes out (the output checks); a stream's output checks
+    decide after its headers are sent (GET /admin/requests/{id} has them)."""
+    guard = ex.guard
+    if guard is None:
+        return
+    found = {f"{policy}/{check}:{action}" for (check, _stage), (verdict, action, _category, policy)
+             in guard.verdicts.items() if verdict == "match"}
+    if found:
+        ex.response_headers[HEADER] = ", ".join(sorted(found))
