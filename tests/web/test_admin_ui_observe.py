@@ -24,6 +24,7 @@ def observed(openai_upstream: ServerThread, tmp_path_factory: pytest.TempPathFac
     cfg["guardrails"] = {"policies": {"watch": {"checks": [
         {"type": "keywords", "name": "codeword", "words": [CODE_WORD], "action": "flag"},
         {"type": "email", "action": "redact", "stage": "input"},
+        {"type": "keywords", "name": "stopword", "words": ["forbidden-word"], "action": "block", "stage": "input"},
     ]}}}
     cfg["providers"]["dead"] = {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "x",
                                 "failure_threshold": 1, "ejection_seconds": 300}
@@ -82,6 +83,13 @@ def test_models_playground_and_audit_show_what_the_gateway_did(observed: Gatehou
     assert "watch/codeword (input)" in verdicts and "watch/codeword (output)" in verdicts and "watch/email (input)" in verdicts
     assert CODE_WORD not in verdicts and "dana@" not in verdicts
     shot(page, "playground-verdicts")
+    # A blocked prompt: the error, and the block verdict (no upstream call, so no route).
+    page.fill("#pg-prompt", "say forbidden-word")
+    page.click("#playground button[type=submit]")
+    page.wait_for_selector("#pg-meta:has-text('guardrail_blocked')")
+    page.wait_for_selector("#pg-guardrails:has-text('watch/stopword (input)')", timeout=15000)
+    assert page.text_content("#pg-route") == "—" and "block" in (page.text_content("#pg-guardrails") or "")
+    assert "forbidden-word" not in (page.text_content("#pg-facts") or "")
 
     # Audit: guardrail events apart from admin actions (one made here).
     page.goto(observed.url + "/ui#/groups")
