@@ -104,6 +104,17 @@ def test_a_stream_carries_the_input_verdicts_in_its_headers(gh):
         assert EMAIL not in r.read().decode()
 
 
+def test_a_request_is_found_by_the_clients_own_request_id(gh):
+    r = httpx.post(gh.url + "/v1/chat/completions", timeout=10,
+                   headers={"Authorization": f"Bearer {ALICE_KEY}", "x-request-id": "client-chosen-42"},
+                   json={"model": "echo", "messages": [{"role": "user", "content": f"write {EMAIL}"}]})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "client-chosen-42"
+    summary = eventually(lambda: get(gh, "/admin/requests/client-chosen-42"),
+                         lambda r: r.status_code == 200 and bool(r.json()["guardrails"])).json()
+    assert summary["route"] == "echo/echo"
+    assert [(g["check"], g["action"]) for g in summary["guardrails"]] == [("email", "redact")]
+
+
 def test_deployments_show_breaker_state_and_recent_latency(gh):
     chat(gh, BOB_KEY, "flaky", "hello")  # the dead deployment fails once (threshold 1): ejected; echo answers
     r = eventually(lambda: get(gh, "/admin/deployments", window=600),

@@ -30,12 +30,15 @@ async def request_summary(rt: Runtime, req: Request, ex: Exchange) -> None:
     require_admin(rt, req)
     rid = req.path_params["request_id"][:128]
     t = usage_records.c
-    q = (sa.select(t.attempt, t.model, t.provider, t.deployment, t.status, t.error_type, t.input_tokens,
+    q = (sa.select(t.request_id, t.attempt, t.model, t.provider, t.deployment, t.status, t.error_type, t.input_tokens,
                    t.output_tokens, t.cost_usd, t.latency_ms, t.ttft_ms, t.streamed, t.cache_hit, t.consumer)
          .where(sa.or_(t.request_id == rid, t.client_request_id == rid)).order_by(t.attempt).limit(50))
     async with rt.store.engine.connect() as conn:
         rows = (await conn.execute(q)).all()
-    events = await AuditStore(rt.store).query(since=time.time() - LOOKBACK, kind="guardrail", request_id=rid)
+    # guardrail events carry the gateway's own id; the client may have asked by its x-request-id
+    audit, since = AuditStore(rt.store), time.time() - LOOKBACK
+    events = [e for gid in sorted({rid, *(r.request_id for r in rows)})
+              for e in await audit.query(since=since, kind="guardrail", request_id=gid)]
     if not rows and not events:
         raise NotFound(f"No request '{rid[:60]}' in the ledger (yet).", code="unknown_request")
     attempts = [{"attempt": r.attempt, "model": r.model, "provider": r.provider, "deployment": r.deployment,

@@ -44,6 +44,7 @@ class GuardrailEvents:
         self.flush_seconds = flush_seconds
         self._rows: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()  # set by close: a waiting batch is written at once
         self.dropped = 0
 
     def wrap(self, on_verdicts: OnVerdicts) -> OnVerdicts:
@@ -86,10 +87,13 @@ class GuardrailEvents:
 
     async def _flush_later(self) -> None:
         try:
-            await asyncio.sleep(self.flush_seconds)
-        finally:
-            self._task = None
-            await self.flush()
+            await asyncio.wait_for(self._closing.wait(), self.flush_seconds)
+        except asyncio.TimeoutError:
+            pass
+        await self.flush()
+        self._task = None
+        if self._rows:  # noted while the batch was written
+            self._task = asyncio.get_running_loop().create_task(self._flush_later())
 
     async def flush(self) -> None:
         rows, self._rows = self._rows, []
@@ -105,15 +109,12 @@ class GuardrailEvents:
             log.error("could not store %d guardrail events in the audit log: %s", len(rows), describe(e))
 
     async def close(self) -> None:
-        task = self._task
-        if task is not None:
-            task.cancel()  # its finally flushes
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        """Write what waits now (a batch being written is awaited, not cut); rows noted after
+        this are written at once."""
+        self._closing.set()
+        while self._task is not None:
+            await self._task
         await self.flush()
-
 
 HEADER = "x-gatehouse-guardrails"
 
