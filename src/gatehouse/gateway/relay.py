@@ -24,8 +24,8 @@ from gatehouse.api.http import SSE_HEADERS, Request, header_list, send_bytes, st
 from gatehouse.asgi_ext import SpliceSource, splice_message
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
-from gatehouse.observability.safe import describe
 from gatehouse.policy.guardrail_events import verdict_header
+from gatehouse.observability.safe import describe
 from gatehouse.policy.guardrails.output import guard_events, guard_response
 from gatehouse.policy.guardrails.step import GuardrailBlocked
 from gatehouse.types import StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, Usage
