@@ -118,16 +118,16 @@ def test_a_request_is_found_by_the_clients_own_request_id(gh):
 def test_deployments_show_breaker_state_and_recent_latency(gh):
     chat(gh, BOB_KEY, "flaky", "hello")  # the dead deployment fails once (threshold 1): ejected; echo answers
     r = eventually(lambda: get(gh, "/admin/deployments", window=600),
-                   lambda r: any(d["recent"] for m in r.json()["data"] if m["model"] == "flaky" for d in m["deployments"]))
-    flaky = next(m for m in r.json()["data"] if m["model"] == "flaky")
+                   lambda r: any(d["recent"] for m in r.json()["models"] if m["name"] == "flaky" for d in m["deployments"]))
+    flaky = next(m for m in r.json()["models"] if m["name"] == "flaky")
     dead, echo = flaky["deployments"]
     assert (dead["provider"], dead["model"], dead["state"]) == ("dead", "gone", "ejected")
-    assert 200 < dead["ejected_for_seconds"] <= 300 and dead["consecutive_failures"] == 1 and dead["ejections"] == 1
-    assert (echo["provider"], echo["state"], echo["ejected_for_seconds"]) == ("echo", "healthy", 0.0)
+    assert 200 < dead["retry_in_seconds"] <= 300 and dead["consecutive_failures"] == 1 and dead["ejections"] == 1
+    assert (echo["provider"], echo["state"], echo["retry_in_seconds"]) == ("echo", "healthy", 0.0)
     assert echo["recent"]["requests"] >= 1 and echo["recent"]["errors"] == 0 and echo["recent"]["latency_ms_avg"] >= 0
     assert "127.0.0.1" not in r.text and "api_key" not in r.text  # never hosts or credentials
-    up = next(m for m in r.json()["data"] if m["model"] == "chat")["deployments"][0]
-    assert up["in_flight"] == 0 and up["max_connections"] > 0
+    up = next(m for m in r.json()["models"] if m["name"] == "chat")["deployments"][0]
+    assert up["provider_connections"]["in_use"] == 0 and up["provider_connections"]["max"] > 0
     bad = get(gh, "/admin/deployments", window="soon")
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "window"
 

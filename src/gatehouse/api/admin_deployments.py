@@ -2,6 +2,10 @@
 state, ejection, in-flight upstream connections) and recently (requests, errors and latency
 from the ledger over the last `window` seconds). The admin UI's Models page reads it.
 
+The answer has the shape of the routing helper's routing/status.py (`models`: `name`,
+`deployments`: `provider`, `model`, `state`, `retry_in_seconds`, ...), so the two can be merged
+into one route: this adds `recent`, `provider_connections`, `type` and `window_seconds`.
+
 The live part is read from the routing table's breakers (routing/health.py) and the
 providers' connection caps (upstream/pool.py): no request is made to any upstream. Hosts and
 credentials are never shown.
@@ -28,16 +32,15 @@ MAX_WINDOW = 86_400.0
 
 
 def breaker_view(b: Breaker, now: float) -> dict[str, Any]:
-    """healthy (closed) | ejected (until the period runs out) | probing (one request let through
-    after an ejection, not reported yet) | probe_due (the next request is the probe)."""
-    if not b.ejected_until:
-        state = "healthy"
-    elif now < b.ejected_until:
-        state = "probing" if b.probing else "ejected"
+    """healthy | probing (an ejection ran out and one request was let through; not reported yet)
+    | ejected (for `retry_in_seconds` more). The same states and names as the routing helper's
+    routing/status.py, which adds `cooling`."""
+    if not b.ejected_until or now >= b.ejected_until:
+        state = "probing" if b.probing else "healthy"
     else:
-        state = "probe_due"
-    return {"state": state, "consecutive_failures": b.failures, "ejections": b.ejections,
-            "ejected_for_seconds": round(b.retry_after(now), 3) if state == "ejected" else 0.0}
+        state = "ejected"
+    return {"state": state, "retry_in_seconds": round(b.retry_after(now), 3), "consecutive_failures": b.failures,
+            "ejections": b.ejections}
 
 
 async def _recent(rt: Runtime, since: float) -> dict[tuple[str, str, str], dict[str, Any]]:
@@ -80,8 +83,8 @@ async def deployments(rt: Runtime, req: Request, ex: Exchange) -> None:
                 "provider": d.provider_name, "type": provider_cfg.type if provider_cfg is not None else "",
                 "model": d.upstream_model, "weight": d.weight, **breaker_view(d.breaker, now),
                 # upstream connections in use, per provider (shared by its deployments)
-                "in_flight": getattr(cap, "active", None), "max_connections": getattr(cap, "size", None),
+                "provider_connections": None if cap is None else {"in_use": cap.active, "max": cap.size},
                 "recent": recent.get((entry.name, d.provider_name, d.upstream_model)),
             })
-        out.append({"model": entry.name, "private": entry.private, "deployments": deps})
-    await send_json(req.send, 200, {"window_seconds": window, "data": out}, header_list(ex.request_id))
+        out.append({"name": entry.name, "private": entry.private, "deployments": deps})
+    await send_json(req.send, 200, {"window_seconds": window, "models": out}, header_list(ex.request_id))

@@ -255,8 +255,16 @@ async function groups(view) {
 // ejection, upstream connections in flight, and the ledger's last 15 minutes.
 function healthBadge(h) {
   if (!h) return el("span", { class: "muted" }, "—");
-  const text = h.state === "ejected" ? `ejected, ${Math.ceil(h.ejected_for_seconds)} s left` : h.state.replace("_", " ");
+  const text = ["ejected", "cooling"].includes(h.state) ? `${h.state}, ${Math.ceil(h.retry_in_seconds)} s left` : h.state;
   return el("span", { class: `badge state-${h.state}` }, text);
+}
+
+// Per deployment when the router tracks it (in_flight), else the provider's upstream connections.
+function inFlight(h) {
+  if (!h) return "—";
+  if (typeof h.in_flight === "number") return h.max_in_flight ? `${h.in_flight} / ${h.max_in_flight}` : String(h.in_flight);
+  const c = h.provider_connections;
+  return c ? `${c.in_use} / ${c.max} (provider)` : "—";
 }
 
 function recentLine(h) {
@@ -269,13 +277,13 @@ function recentLine(h) {
 async function models(view) {
   const [data, live] = await Promise.all([api("GET", "/admin/models"), api("GET", "/admin/deployments")]);
   const health = new Map();
-  for (const m of live.data) for (const d of m.deployments) health.set(`${m.model}|${d.provider}|${d.model}`, d);
+  for (const m of live.models) for (const d of m.deployments) health.set(`${m.name}|${d.provider}|${d.model}`, d);
   const per = (render) => (m) => m.deployments.map((d) => el("div", { class: "dep" }, render(d, health.get(`${m.name}|${d.provider}|${d.model}`))));
   view.append(el("h1", {}, "Models"), el("div", { class: "card" }, table([
     ["name", "Model"], [(m) => (m.private ? "private" : "managed ok"), "Data"],
     [per((d) => `${d.provider} (${d.type}) → ${d.model}`), "Deployments"],
     [per((d, h) => el("span", { "data-health": `${d.provider}/${d.model}` }, healthBadge(h))), "Health"],
-    [per((d, h) => (h && h.in_flight !== null ? `${h.in_flight} / ${h.max_connections}` : "—")), "In flight"],
+    [per((d, h) => inFlight(h)), "In flight"],
     [per((d, h) => recentLine(h)), `Last ${Math.round(live.window_seconds / 60)} min`],
     [per((d) => (d.input_per_mtok !== null ? `$${d.input_per_mtok} / $${d.output_per_mtok} per Mtok` : d.gpu_cost_per_hour !== null ? `$${d.gpu_cost_per_hour}/h GPU` : "unpriced")), "Price"],
   ], data.data)), el("p", { class: "muted" }, "Health is each deployment's circuit breaker now: ejected after consecutive failures, then one probe request. " +
