@@ -87,7 +87,7 @@ ROUTES: list[Route] = [
     Route("DELETE", "/admin/cache", admin_cache.clear_cache, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
-    Route("GET", "/admin/deployments", admin_deployments.deployments, "admin"),
+    Route("GET", "/admin/deployments", admin_deployments.list_deployments, "admin"),
     Route("GET", "/admin/requests/{request_id}", admin_requests.request_summary, "admin"),
     Route("GET", "/ui", ui.page, "ui"),
     Route("GET", "/ui/{asset}", ui.page, "ui"),

@@ -61,7 +61,7 @@ def _ms(v: Any) -> float | None:
     return None if v is None else round(float(v), 1)
 
 
-async def deployments(rt: Runtime, req: Request, ex: Exchange) -> None:
+async def list_deployments(rt: Runtime, req: Request, ex: Exchange) -> None:
     """?window=<seconds> (default 900, at most a day) for the recent figures."""
     require_admin(rt, req)
     raw = req.query.get("window") or str(int(DEFAULT_WINDOW))
