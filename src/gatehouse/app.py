@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Union
 
-from gatehouse.api import admin, admin_cache, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import admin, admin_cache, admin_deployments, admin_directory, admin_requests, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
@@ -87,6 +87,8 @@ ROUTES: list[Route] = [
     Route("DELETE", "/admin/cache", admin_cache.clear_cache, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
+    Route("GET", "/admin/deployments", admin_deployments.list_deployments, "admin"),
+    Route("GET", "/admin/requests/{request_id}", admin_requests.request_summary, "admin"),
     Route("GET", "/ui", ui.page, "ui"),
     Route("GET", "/ui/{asset}", ui.page, "ui"),
     Route("POST", "/ui/login", ui.login, "ui"),

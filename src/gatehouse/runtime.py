@@ -22,6 +22,7 @@ from gatehouse.policy.key_auth import KeyAuth
 from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
 from gatehouse.policy.cache import CacheStep, build_step as build_cache
+from gatehouse.policy.guardrail_events import GuardrailEvents
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
@@ -87,6 +88,7 @@ class Runtime:
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
     responses: ResponseStore | None = None  # stored Responses API responses (set by build)
     cache: CacheStep | None = None  # the response cache, when a model or group has `cache:` (docs/cache.md)
+    guardrail_events: GuardrailEvents | None = None  # guardrail matches, written to the audit log in batches
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     health: Health = field(default_factory=Health)  # circuit breakers of the deployments
     # Which config this is (gatehouse_config_generation, /readyz) and the file's sha256.
@@ -173,8 +175,11 @@ class Runtime:
         meter.metrics.track_limits(limiter.stats)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
         guardrails = build_guardrails(cfg, directory, meter.metrics, models)
+        events: GuardrailEvents | None = None
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)
+            events = GuardrailEvents(store)  # matches go to the audit log, off the request path
+            guardrails.on_verdicts = events.wrap(guardrails.on_verdicts)
         cache = build_cache(cfg, meter.metrics, models)
         if cache is not None:  # after limits: a hit is a request (and its tokens count), at no cost
             steps.append(cache)
@@ -185,6 +190,7 @@ class Runtime:
                  cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
         rt.cache = cache
+        rt.guardrail_events = events
         rt.table = ModelTable(models, cfg.model_aliases)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
@@ -242,6 +248,8 @@ class Runtime:
         await self.http.close()
         # drains the journal into the store: before store.close
         await self.meter.close(keep_ledger=heir is not None and heir.meter.writer is self.meter.writer)
+        if self.guardrail_events is not None:
+            await self.guardrail_events.close()
         if self.responses is not None:
             await self.responses.flush()  # stored responses still being written
         if heir is None or heir.store is not self.store:

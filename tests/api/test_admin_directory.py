@@ -46,21 +46,21 @@ def test_every_admin_route_is_covered_below():
 
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_admin_routes_deny_without_the_admin_key(gh, route):
-    path = route.path.format(key_id="key_x", name="limited")
+    path = route.path.format(key_id="key_x", name="limited", request_id="req_x")
     for key in (None, ALICE_KEY, "wrong-admin-key", ADMIN_KEY + "x"):
         r = admin(gh, route.method, path, key=key, json={})
         assert r.status_code == 401, (key, r.status_code, r.text)
         assert r.json()["error"]["code"] == "invalid_admin_key"
     r = admin(gh, route.method, path, json={})
     assert r.status_code not in (401, 403, 404, 405) or r.json()["error"]["code"] in (
-        "key_not_found", "group_not_found", "consumer_not_found", "defined_in_config"), r.text
+        "key_not_found", "group_not_found", "consumer_not_found", "defined_in_config", "unknown_request"), r.text
 
 
 def test_admin_routes_are_off_without_an_admin_key_configured(start_gatehouse, openai_upstream):
     g = start_gatehouse(base_config(openai_upstream.url, admin={}))
     for r in ADMIN_ROUTES:
         for key in (None, ALICE_KEY, ADMIN_KEY, ""):
-            got = admin(g, r.method, r.path.format(key_id="k", name="n"), key=key, json={})
+            got = admin(g, r.method, r.path.format(key_id="k", name="n", request_id="r"), key=key, json={})
             assert got.status_code == 403 and got.json()["error"]["code"] == "admin_disabled", (r.path, key)
 
 

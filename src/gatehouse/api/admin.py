@@ -21,7 +21,7 @@ from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
 from gatehouse.supervisor import ask_reload_broadcast
 from gatehouse.runtime import Runtime
-from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
+from gatehouse.store.audit_sql import KINDS, MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
 from gatehouse.wire.common import convert, decode_json_object
 
@@ -115,12 +115,12 @@ async def show_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
 
 
-AUDIT_FILTERS = ("since", "until", "actor", "action", "target", "limit")
+AUDIT_FILTERS = ("since", "until", "actor", "action", "target", "kind", "request_id", "limit")
 
 
 async def audit_log(rt: Runtime, req: Request, ex: Exchange) -> None:
-    """GET /admin/audit: admin actions, newest first, filtered by time, actor, action
-    (`key.revoke`, or a family: `key.*`) and target."""
+    """GET /admin/audit: admin actions and guardrail events, newest first, filtered by time, actor,
+    action (`key.revoke`, or a family: `key.*`), target, kind (`admin` or `guardrail`) and request id."""
     require_admin(rt, req)
     params = req.query
     unknown = sorted(set(params) - set(AUDIT_FILTERS))
@@ -136,9 +136,13 @@ async def audit_log(rt: Runtime, req: Request, ex: Exchange) -> None:
     raw_limit = params.get("limit") or "100"
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit")
+    kind = params.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        raise InvalidRequest(f"'kind' must be one of: {', '.join(KINDS)}.", param="kind")
     entries = await AuditStore(rt.store).query(since=since, until=until, actor=params.get("actor") or None,
                                                action=params.get("action") or None,
-                                               target=params.get("target") or None, limit=int(raw_limit))
+                                               target=params.get("target") or None, kind=kind,
+                                               request_id=params.get("request_id") or None, limit=int(raw_limit))
     await send_json(req.send, 200, {"data": [e.view() for e in entries]}, header_list(ex.request_id))
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from gatehouse.api.http import ClientGone, HangUp, Request, header_list, send_bytes
 from gatehouse.errors import GatehouseError
 from gatehouse.gateway.relay import relay
+from gatehouse.policy.guardrail_events import verdict_header
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call, Endpoint
@@ -42,6 +43,8 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     attempts = rt.attempts
     try:
         await rt.pipeline.admit(ex)
+        if ex.guard is not None:  # the input checks that matched, in a header (policy/guardrail_events.py)
+            verdict_header(ex)
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)
         # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)

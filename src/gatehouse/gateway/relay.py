@@ -25,6 +25,7 @@ from gatehouse.api.http import SSE_HEADERS, Request, header_list, send_bytes, st
 from gatehouse.asgi_ext import SpliceSource, splice_message
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
+from gatehouse.policy.guardrail_events import verdict_header
 from gatehouse.observability.safe import describe
 from gatehouse.policy.guardrails.output import guard_events, guard_forwarded, guard_response
 from gatehouse.policy.guardrails.step import GuardrailBlocked
@@ -116,6 +117,7 @@ async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,
         await guard.passed()  # mode: parallel; a block raises: the answer is discarded, tokens billed
     if guard is not None and guard.plan.checks_output:
         await guard_response(guard, result, ex.request_id)  # a block raises: an error, tokens billed
+        verdict_header(ex)
     ex.status = 200
     out = call.render(result)
     end_attempt(ex)
