@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
-from gatehouse.api.openai import require_ability
+from gatehouse.api.openai import bind_embedding, require_ability
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.gateway.exchange import Exchange
@@ -188,12 +188,7 @@ class EmbedCall(OllamaCall):
         return wire.embed_to_canonical(self.oreq)
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        self.public_model = entry.name
-        canonical = self.canonical()
-        assert isinstance(canonical, EmbeddingRequest)
-        require_ability(entry, "embedder", "embeddings")
-        self.subject = canonical
-        self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+        bind_embedding(self, entry)
         self.timing = Timing(ex.started)
         return None
 

@@ -144,6 +144,18 @@ def require_ability(entry: ModelEntry, ability: str, what: str, param: str = "mo
             raise InvalidRequest(f"The model '{entry.name}' does not support {what}.", param=param)
 
 
+def bind_embedding(call: Call, entry: ModelEntry) -> EmbeddingRequest:
+    """An embeddings route's bind (OpenAI's and Ollama's): the deployments can embed, the input is
+    what input guardrails read and the estimate; there is no output."""
+    call.public_model = entry.name
+    canonical = call.canonical()
+    assert isinstance(canonical, EmbeddingRequest)
+    require_ability(entry, "embedder", "embeddings")
+    call.subject = canonical
+    call.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+    return canonical
+
+
 class CompletionCall(OpenAICall):
     __slots__ = ("oreq",)
 
@@ -199,12 +211,7 @@ class EmbeddingCall(OpenAICall):
         return wire.embedding_to_canonical(self.oreq)
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        self.public_model = entry.name
-        canonical = self.canonical()
-        assert isinstance(canonical, EmbeddingRequest)
-        require_ability(entry, "embedder", "embeddings")
-        self.subject = canonical
-        self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+        bind_embedding(self, entry)
         return None
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
