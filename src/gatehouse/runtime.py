@@ -31,6 +31,7 @@ from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
 from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import STRATEGIES
+from gatehouse.routing.policy_routes import group_defaults
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
@@ -185,7 +186,7 @@ class Runtime:
                  cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
         rt.cache = cache
-        rt.table = ModelTable(models, cfg.model_aliases)
+        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg))
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
         rt.secret = secret

@@ -86,6 +86,8 @@ class Messages(Endpoint):
     def parse(self, body: bytes, headers: Mapping[str, str]) -> MessagesCall:
         obj = decode_json_object(body)
         screen_body(obj, wire.BODY)
+        if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+            obj["model"] = ""
         return MessagesCall(obj, wire.parse_request(obj), len(body), headers)
 
 

@@ -30,6 +30,8 @@ DIALECT = "openai"
 def _object(raw: bytes, spec: BodySpec) -> dict[str, Any]:
     obj = decode_json_object(raw)
     screen_body(obj, spec)
+    if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+        obj["model"] = ""
     return obj
 
 

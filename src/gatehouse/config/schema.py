@@ -279,6 +279,9 @@ class ModelConfig(_Base):
     context_window: Annotated[int, Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
     cache: CacheConfig | None = None  # response cache (docs/cache.md)
+    # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
+    # classes without a policy (a `private: true` model receives every class).
+    data_classes: list[str] | None = None
 
 
 Unlimited = Literal["unlimited"]
@@ -303,6 +306,11 @@ class GroupConfig(LimitSettings):
     limit_scope: Literal["consumer", "group"] = "consumer"
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
     cache: CacheConfig | None = None  # response cache for the group's requests (docs/cache.md)
+    # ---- policy routing (docs/policy-routing.md) ----
+    # The model a request without one (or with `model: default`) uses.
+    default_model: str | None = None
+    # Every request of the group is at least this data class (compliance routing).
+    data_class: str | None = None
 
 
 class ConsumerConfig(LimitSettings):
@@ -462,6 +470,25 @@ class GuardrailsConfig(_Base):
     policies: dict[str, GuardPolicyConfig] = field(default_factory=dict)
 
 
+# ---- compliance routing (policy/compliance.py, docs/policy-routing.md) ------------------------
+
+
+class ReroutePolicy(_Base):
+    reroute: str  # the model (one that may receive the class) that serves the request instead
+
+
+class ComplianceConfig(_Base):
+    """Data classes: each request gets one (detector findings, its group's class, a header that
+    can only raise it); a model that may not receive it sends the request to the class's policy."""
+
+    # Least sensitive first; the first is a request's class when nothing raises it.
+    classes: list[str] = field(default_factory=list)
+    # A built-in guardrail detector (payment_card, us_ssn, iban, email, ...) -> the class its finding gives.
+    detectors: dict[str, str] = field(default_factory=dict)
+    # Per class: `deny` (403 naming the class) or `{reroute: <model>}`.
+    policies: dict[str, Union[Literal["deny"], ReroutePolicy]] = field(default_factory=dict)
+
+
 class Config(_Base):
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -483,3 +510,4 @@ class Config(_Base):
     auth: AuthConfig = field(default_factory=AuthConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
+    compliance: ComplianceConfig | None = None  # compliance routing (docs/policy-routing.md)

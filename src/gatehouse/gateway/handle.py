@@ -27,7 +27,12 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.principal = principal = await rt.auth.authenticate(req.headers)
     call = ep.parse(await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type), req.headers)
     ex.call = call
-    entry = ex.entry = rt.table.resolve(call.model, principal)
+    name = call.model
+    if not name or name == "default":  # the group's default model (routing/policy_routes.py)
+        name = call.model = rt.table.requested(name, principal)
+        if not name:
+            raise call.missing_model()
+    entry = ex.entry = rt.table.resolve(name, principal)
     ready = await call.bind(rt, ex, entry)
     if ready is not None:  # answered by the endpoint itself: nothing to admit or attempt
         ex.status = ex.status or ready.status
