@@ -31,6 +31,7 @@ from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
 from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import STRATEGIES
+from gatehouse.policy.compliance import Compliance, build_compliance
 from gatehouse.routing.policy_routes import group_defaults
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
@@ -105,6 +106,7 @@ class Runtime:
     # The routing table (models, aliases, access) and the attempts loop (router plan + hooks).
     table: ModelTable = field(default_factory=lambda: ModelTable({}, {}))
     attempts: Attempts = field(default_factory=lambda: Attempts(Router(), ()))
+    compliance: Compliance | None = None  # compliance routing (policy/compliance.py); None: not configured
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -187,6 +189,7 @@ class Runtime:
         rt.health = health
         rt.cache = cache
         rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg))
+        rt.compliance = build_compliance(cfg, models)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
         rt.secret = secret

@@ -135,6 +135,8 @@ class CountTokens(Endpoint):
 def _guarded(rt: Runtime, ex: Exchange, entry: ModelEntry) -> bool:
     step = next((s for s in rt.pipeline.steps if isinstance(s, GuardrailStep)), None)
     p = ex.principal
+    if rt.compliance is not None and entry.name in rt.compliance.limits:  # restricted by data class
+        return True
     return step is not None and step.plan(p.group if p else None, entry.name) is not None
 
 

@@ -34,6 +34,11 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
             raise call.missing_model()
     entry = ex.entry = rt.table.resolve(name, principal)
     ready = await call.bind(rt, ex, entry)
+    if rt.compliance is not None and ready is None:  # the request's data class may send it elsewhere
+        served = rt.compliance.decide(ex, entry, call.subject, principal, req.headers)
+        if served is not entry:
+            entry = ex.entry = served
+            ready = await call.bind(rt, ex, entry)
     if ready is not None:  # answered by the endpoint itself: nothing to admit or attempt
         ex.status = ex.status or ready.status
         await send_bytes(req.send, ready.status, ready.body or b"", header_list(ex.request_id, ex.response_headers),

@@ -71,9 +71,10 @@ class Compliance:
         limit = self.limits.get(model)
         return limit is None or data_class is None or self.rank[data_class] <= limit
 
-    def decide(self, ex: Exchange, entry: ModelEntry, principal: Principal,
+    def decide(self, ex: Exchange, entry: ModelEntry, subject: Any, principal: Principal,
                headers: Mapping[str, str]) -> ModelEntry:
-        """The model that serves the request: `entry`, or its class's reroute target; raises
+        """The model that serves the request (`subject`: its canonical form, None when the endpoint
+        could not build one): `entry`, or its class's reroute target; raises
         DataClassDenied for a `deny` class (or one without a policy the model may not receive)."""
         limit = self.limits.get(entry.name)
         if limit is None:
@@ -93,7 +94,7 @@ class Compliance:
             if r > rank:
                 rank, reason = r, "header"
         if rank < self.top_detected and self.top_detected > limit:  # a finding could still matter
-            found, detector = self.detect(ex.subject, rank)
+            found, detector = self.detect(subject, rank)
             if found > rank:
                 rank, reason = found, detector
         cls = self.classes[rank]
