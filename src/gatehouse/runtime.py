@@ -33,6 +33,7 @@ from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import STRATEGIES
 from gatehouse.policy.compliance import Compliance, build_compliance
 from gatehouse.routing.policy_routes import group_defaults
+from gatehouse.routing.virtual import VirtualModel, build_virtual
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
@@ -107,6 +108,7 @@ class Runtime:
     table: ModelTable = field(default_factory=lambda: ModelTable({}, {}))
     attempts: Attempts = field(default_factory=lambda: Attempts(Router(), ()))
     compliance: Compliance | None = None  # compliance routing (policy/compliance.py); None: not configured
+    virtual: dict[str, VirtualModel] = field(default_factory=dict)  # virtual models (routing/virtual.py)
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -150,7 +152,7 @@ class Runtime:
             )
             for m in cfg.models
         }
-        directory = AccessControl(cfg, list(models), DirectoryStore(store))
+        directory = AccessControl(cfg, [*models, *cfg.routers], DirectoryStore(store))
         await directory.reload()
         config_keys: dict[str, str] = {}
         config_sha: dict[str, str] = {}
@@ -190,6 +192,7 @@ class Runtime:
         rt.cache = cache
         rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg))
         rt.compliance = build_compliance(cfg, models)
+        rt.virtual = build_virtual(cfg)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
         rt.secret = secret

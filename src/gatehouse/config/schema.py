@@ -282,6 +282,8 @@ class ModelConfig(_Base):
     # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
     # classes without a policy (a `private: true` model receives every class).
     data_classes: list[str] | None = None
+    # What it can do, for virtual models' `cheapest` (docs/policy-routing.md#virtual-models).
+    capabilities: list[Literal["tools", "vision", "json_schema", "reasoning"]] = field(default_factory=list)
 
 
 Unlimited = Literal["unlimited"]
@@ -489,6 +491,32 @@ class ComplianceConfig(_Base):
     policies: dict[str, Union[Literal["deny"], ReroutePolicy]] = field(default_factory=dict)
 
 
+# ---- virtual models (routing/virtual.py, docs/policy-routing.md#virtual-models) --------------
+
+
+class RouteRuleConfig(_Base):
+    """One rule of a `rules` router: every condition set must hold; the first matching rule wins."""
+
+    model: str
+    keywords: list[str] = field(default_factory=list)  # any of them in the last user message (case-insensitive)
+    regex: str | None = None  # RE2, searched in the last user message
+    min_prompt_tokens: Annotated[int, Meta(gt=0)] | None = None  # the prompt estimate is at least this
+    tools: bool | None = None  # the request offers tools (true) / none (false)
+    images: bool | None = None  # the request holds images
+    groups: list[str] = field(default_factory=list)  # the caller's group is one of these
+    user_agent: str | None = None  # RE2, searched in the User-Agent header
+
+
+class VirtualModelConfig(_Base):
+    """A model name clients ask for that picks one of the configured models per request."""
+
+    strategy: Literal["rules", "cheapest"] = "rules"
+    rules: list[RouteRuleConfig] = field(default_factory=list)  # rules: in order
+    default: str | None = None  # rules: when no rule matches (required)
+    candidates: list[str] = field(default_factory=list)  # cheapest: the models it chooses from
+    description: str | None = None
+
+
 class Config(_Base):
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -511,3 +539,4 @@ class Config(_Base):
     access: AccessConfig = field(default_factory=AccessConfig)
     guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
     compliance: ComplianceConfig | None = None  # compliance routing (docs/policy-routing.md)
+    routers: dict[str, VirtualModelConfig] = field(default_factory=dict)  # virtual models (routing/virtual.py)

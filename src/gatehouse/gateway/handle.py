@@ -32,8 +32,12 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
         name = call.model = rt.table.requested(name, principal)
         if not name:
             raise call.missing_model()
-    entry = ex.entry = rt.table.resolve(name, principal)
-    ready = await call.bind(rt, ex, entry)
+    virtual = rt.virtual.get(name) if rt.virtual else None
+    if virtual is None:
+        entry = ex.entry = rt.table.resolve(name, principal)
+        ready = await call.bind(rt, ex, entry)
+    else:  # a virtual model picks the model from the request (routing/virtual.py)
+        entry, ready = await virtual.route(rt, ex, call, principal, req.headers)
     if rt.compliance is not None and ready is None:  # the request's data class may send it elsewhere
         served = rt.compliance.decide(ex, entry, call.subject, principal, req.headers)
         if served is not entry:

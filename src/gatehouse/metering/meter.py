@@ -301,6 +301,7 @@ class Meter:
                 **({"guardrails": g} if (g := ex.guard_audit) else {}),
                 # compliance routing: the request's data class, why, and what it did (never the text)
                 **({"compliance": c} if (c := ex.compliance) else {}),
+                **({"routing": r} if (r := ex.routing) else {}),  # a virtual model's choice
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:

@@ -37,11 +37,13 @@ def check_policy_routing(cfg: Config) -> str | None:
     for gname, g in cfg.groups.items():
         if g.default_model is not None:
             path = f"groups.{gname}.default_model"
-            if g.default_model not in models:
+            if g.default_model not in models and g.default_model not in cfg.routers:
                 return f"{path}: unknown model '{g.default_model}'"
             if not any(fnmatchcase(g.default_model, pat) for pat in g.models):
                 return f"{path}: the group may not use model '{g.default_model}' (its `models` list)"
-    return _check_compliance(cfg, models)
+    from gatehouse.routing.virtual import check_virtual
+
+    return _check_compliance(cfg, models) or check_virtual(cfg)
 
 
 def _check_compliance(cfg: Config, models: dict[str, ModelConfig]) -> str | None:

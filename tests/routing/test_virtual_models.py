@@ -1,0 +1,145 @@
+"""Virtual models over real sockets (docs/policy-routing.md#virtual-models): `auto` rules send a
+code question to the coder model, a long prompt to the long-context model, images to the vision
+model; `cheapest` picks by the price book among the models able to serve the request; the
+choice is in `x-gatehouse-routed-to` and the access log; access applies to both names."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from gatehouse.config import ConfigError, from_mapping
+from tests.conftest import ALICE_KEY, BOB_KEY
+from tests.support import Gatehouse
+from tests.upstreams import openai_wire
+
+PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAA"
+       "AABJRU5ErkJggg==")
+LONG = "lorem ipsum dolor sit amet " * 8000  # ~54k tokens by the gateway's estimate
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+
+
+def model(name: str, price: tuple[float, float], window: int, caps: list[str]) -> dict[str, Any]:
+    return {"name": name, "context_window": window, "capabilities": caps,
+            "deployments": [{"provider": "oa", "model": "up-" + name, "input_per_mtok": price[0],
+                             "output_per_mtok": price[1]}]}
+
+
+@pytest.fixture(scope="module")
+def gh(openai_upstream, tmp_path_factory):
+    cfg = {
+        "providers": {"oa": {"type": "openai", "base_url": openai_upstream.url + "/v1", "api_key": openai_wire.API_KEY}},
+        "models": [model("cheap", (0.1, 0.4), 8000, []), model("coder", (1, 4), 32000, ["tools"]),
+                   model("long", (2, 8), 200000, ["tools"]), model("vision", (3, 12), 128000, ["tools", "vision"])],
+        "routers": {
+            "auto": {"strategy": "rules", "default": "cheap", "rules": [
+                {"keywords": ["python", "stack trace", "typescript"], "model": "coder"},
+                {"regex": r"\bdef \w+\(", "model": "coder"},
+                {"min_prompt_tokens": 20000, "model": "long"},
+                {"images": True, "model": "vision"},
+            ]},
+            "thrifty": {"strategy": "cheapest", "candidates": ["vision", "long", "coder", "cheap"]},
+        },
+        "groups": {"dev": {"models": ["*"], "default_model": "auto"},
+                   "narrow": {"models": ["auto", "cheap", "long", "vision"]}},
+        "consumers": {"alice": {"group": "dev", "keys": [ALICE_KEY]}, "bob": {"group": "narrow", "keys": [BOB_KEY]}},
+    }
+    g = Gatehouse(cfg, tmp_path_factory.mktemp("gh-virtual")).start()
+    yield g
+    g.stop()
+
+
+def ask(gh: Gatehouse, body: dict[str, Any], key: str = ALICE_KEY, path: str = "/v1/chat/completions",
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    req = urllib.request.Request(gh.url + path, json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {key}", "content-type": "application/json",
+                                          **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, json.loads(e.read())
+
+
+def user(content: Any, model: str = "auto", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+
+
+IMAGE = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": PNG}}]
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("why does this python loop never end?", "coder"),
+    ("def total(xs):\n    return sum(xs)\nwhat is wrong?", "coder"),
+    (LONG, "long"),
+    (IMAGE, "vision"),
+    ("what is the capital of France?", "cheap"),
+])
+def test_auto_rules(gh, openai_upstream, content, expected):
+    openai_upstream.recorder.clear()
+    status, headers, out = ask(gh, user(content))
+    assert status == 200, out
+    assert headers["x-gatehouse-routed-to"] == expected and out["model"] == expected
+    assert openai_upstream.recorder.last.json()["model"] == "up-" + expected
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (user("hello", "thrifty"), "cheap"),
+    (user("hello", "thrifty", tools=[TOOL]), "coder"),
+    (user(IMAGE, "thrifty"), "vision"),
+    (user(LONG, "thrifty"), "long"),
+    (user("hello", "thrifty", max_tokens=10000), "coder"),  # 8000-token window too small for cheap
+])
+def test_cheapest_able_model(gh, openai_upstream, body, expected):
+    status, headers, out = ask(gh, body)
+    assert status == 200, out
+    assert headers["x-gatehouse-routed-to"] == expected
+
+
+def test_cheapest_with_no_able_candidate_is_a_400(gh):
+    status, _, out = ask(gh, user(LONG * 4, "thrifty", tools=[TOOL]))
+    assert status == 400 and "No model behind 'thrifty'" in out["error"]["message"]
+
+
+def test_access_applies_to_both_names(gh, openai_upstream):
+    status, headers, out = ask(gh, user("why does this python loop never end?"), key=BOB_KEY)
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "cheap", "a rule to a model bob may not use is skipped"
+    status, _, out = ask(gh, user("hello", "thrifty"), key=BOB_KEY)
+    assert status == 403
+
+
+def test_a_group_default_can_be_a_virtual_model_and_the_log_says_why(gh):
+    status, headers, out = ask(gh, {"messages": [{"role": "user", "content": "a typescript question"}]},
+                               path="/v1/chat", headers={"x-request-id": "vm-log-1"})
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "coder"
+    deadline = time.monotonic() + 5
+    while "vm-log-1" not in gh.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [entry] = [e for e in (json.loads(line) for line in gh.logs().splitlines() if line.startswith("{"))
+               if e.get("client_request_id") == "vm-log-1"]
+    assert entry["model"] == "coder"
+    assert entry["routing"] == {"virtual_model": "auto", "routed_to": "coder", "reason": "rule 0"}
+
+
+BASE: dict[str, Any] = {
+    "providers": {"oa": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k"}},
+    "models": [{"name": "m", "deployments": [{"provider": "oa", "model": "m"}]}],
+}
+
+
+@pytest.mark.parametrize(("routers", "message"), [
+    ({"m": {"default": "m"}}, r"routers\.m: a model \(or alias\) already has this name"),
+    ({"auto": {"rules": [{"model": "m"}]}}, r"routers\.auto\.default: a rules router needs"),
+    ({"auto": {"default": "m", "rules": [{"model": "x"}]}}, r"routers\.auto\.rules\[0\]\.model: unknown model 'x'"),
+    ({"auto": {"default": "m", "rules": [{"model": "m", "regex": "(?<=a)b"}]}},
+     r"routers\.auto\.rules\[0\]\.regex: not a valid RE2 pattern"),
+    ({"c": {"strategy": "cheapest"}}, r"routers\.c\.candidates: cheapest needs at least one"),
+    ({"c": {"strategy": "cheapest", "candidates": ["nope"]}}, r"routers\.c\.candidates\[0\]: unknown model 'nope'"),
+])
+def test_virtual_models_are_checked_at_load(routers, message):
+    with pytest.raises(ConfigError, match=message):
+        from_mapping({**BASE, "routers": routers})
