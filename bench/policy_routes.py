@@ -15,6 +15,7 @@ from gatehouse.policy.compliance import build_compliance
 from gatehouse.policy.principal import Principal
 from gatehouse.routing.policy_routes import group_defaults
 from gatehouse.routing.table import ModelEntry, ModelTable
+from gatehouse.routing.virtual import Signals, build_virtual
 from gatehouse.types import ChatRequest, Message, TextPart
 
 CONFIG: dict[str, Any] = {
@@ -24,6 +25,15 @@ CONFIG: dict[str, Any] = {
     "compliance": {"classes": ["public", "internal", "pii", "pci", "phi"],
                    "detectors": {"payment_card": "pci", "iban": "pci", "us_ssn": "phi", "email": "pii"},
                    "policies": {"pii": {"reroute": "local"}, "pci": {"reroute": "local"}, "phi": "deny"}},
+    "routers": {
+        "auto": {"default": "gpt", "rules": [
+            {"keywords": ["python", "typescript", "stack trace", "compile error", "segfault"], "model": "local"},
+            {"regex": r"\bdef \w+\(|\bfunction \w+\(", "model": "local"},
+            {"min_prompt_tokens": 20000, "model": "local"},
+            {"images": True, "model": "local"},
+            {"groups": ["health"], "user_agent": "(?i)claude-cli", "model": "local"}]},
+        "thrifty": {"strategy": "cheapest", "candidates": ["gpt", "local"]},
+    },
     "groups": {"shop": {"models": ["*"], "default_model": "gpt"}, "health": {"models": ["*"], "data_class": "pii"}},
 }
 SHORT = "Summarise the attached meeting notes in three bullet points, please."
@@ -53,6 +63,15 @@ def main() -> None:
     ex = Exchange("r", "chat", "openai")
     gpt, local = entries["gpt"], entries["local"]
     short, long, card = chat(SHORT), chat(LONG), chat(LONG[:2000] + " card 4111 1111 1111 1111 " + LONG[2000:])
+    virtual = build_virtual(cfg)
+    auto, thrifty = virtual["auto"], virtual["thrifty"]
+    ua = {"user-agent": "curl/8"}
+    print(f"auto, 5 rules, 70-char prompt, none match:    "
+          f"{per_call(lambda: auto.pick(Signals(short, 20), None, shop, ua)):6.2f} us")
+    print(f"auto, 5 rules, 4 KB prompt, none match:       "
+          f"{per_call(lambda: auto.pick(Signals(long, 1000), None, shop, ua)):6.2f} us")
+    print(f"cheapest of 2 candidates:                      "
+          f"{per_call(lambda: thrifty.pick(Signals(short, 20), None, shop, ua)):6.2f} us")
     print(f"default model (no model in the request):      {per_call(lambda: table.requested('', shop)):6.2f} us")
     print(f"compliance, private model (not looked at):    {per_call(lambda: comp.decide(ex, local, short, shop, {})):6.2f} us")
     print(f"compliance, group class decides (no scan):    "

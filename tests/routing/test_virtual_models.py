@@ -100,6 +100,19 @@ def test_cheapest_able_model(gh, openai_upstream, body, expected):
     assert headers["x-gatehouse-routed-to"] == expected
 
 
+def test_anthropic_and_ollama_ingress(gh, openai_upstream):
+    openai_upstream.recorder.clear()
+    status, headers, out = ask(gh, {"model": "auto", "max_tokens": 32, "messages": [
+        {"role": "user", "content": "a stack trace from my service"}]}, path="/v1/messages",
+        headers={"anthropic-version": "2023-06-01"})
+    assert status == 200 and out["type"] == "message", out
+    assert headers["x-gatehouse-routed-to"] == "coder" and out["model"] == "coder"
+    status, headers, out = ask(gh, {**user(IMAGE[0]["text"]), "stream": False}, path="/api/chat")
+    assert status == 200 and out["done"] is True, out
+    assert headers["x-gatehouse-routed-to"] == "cheap" and out["model"] == "cheap"
+    assert [r.json()["model"] for r in openai_upstream.recorder.requests] == ["up-coder", "up-cheap"]
+
+
 def test_cheapest_with_no_able_candidate_is_a_400(gh):
     status, _, out = ask(gh, user(LONG * 4, "thrifty", tools=[TOOL]))
     assert status == 400 and "No model behind 'thrifty'" in out["error"]["message"]
