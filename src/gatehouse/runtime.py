@@ -190,7 +190,7 @@ class Runtime:
                  cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
         rt.cache = cache
-        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg))
+        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg), {n: ModelEntry(n, ()) for n in cfg.routers})
         rt.compliance = build_compliance(cfg, models)
         rt.virtual = build_virtual(cfg)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.

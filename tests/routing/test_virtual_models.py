@@ -113,6 +113,18 @@ def test_anthropic_and_ollama_ingress(gh, openai_upstream):
     assert [r.json()["model"] for r in openai_upstream.recorder.requests] == ["up-coder", "up-cheap"]
 
 
+def test_virtual_models_are_listed_for_those_who_may_use_them(gh):
+    def names(path: str, key: str) -> list[str]:
+        req = urllib.request.Request(gh.url + path, headers={"authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = json.loads(resp.read())
+        return [m.get("id") or m["name"] for m in body.get("data") or body["models"]]
+
+    assert names("/v1/models", ALICE_KEY) == ["cheap", "coder", "long", "vision", "auto", "thrifty"]
+    assert names("/v1/models", BOB_KEY) == ["cheap", "long", "vision", "auto"]
+    assert names("/api/tags", BOB_KEY) == ["cheap", "long", "vision", "auto"]
+
+
 def test_cheapest_with_no_able_candidate_is_a_400(gh):
     status, _, out = ask(gh, user(LONG * 4, "thrifty", tools=[TOOL]))
     assert status == 400 and "No model behind 'thrifty'" in out["error"]["message"]

@@ -92,10 +92,12 @@ class ModelTable:
     """The models by public name, with alias resolution and access checks."""
 
     def __init__(self, models: dict[str, ModelEntry], aliases: dict[str, str],
-                 defaults: dict[str, str] | None = None):
+                 defaults: dict[str, str] | None = None, virtual: dict[str, ModelEntry] | None = None):
         self.models = models
         self.aliases = Aliases(aliases)
         self.defaults = defaults or {}  # group -> its default_model (routing/policy_routes.py)
+        # virtual models (routing/virtual.py), listed with the models; never resolved to (no deployments)
+        self.virtual = virtual or {}
 
     def requested(self, name: str, principal: Principal) -> str:
         """The model a request without one ('') or with `model: default` asks for: its group's
@@ -117,4 +119,6 @@ class ModelTable:
         return entry
 
     def visible(self, principal: Principal) -> list[ModelEntry]:
-        return [m for n, m in self.models.items() if principal.allowed is None or n in principal.allowed]
+        allowed = principal.allowed
+        listed = [m for n, m in self.models.items() if allowed is None or n in allowed]
+        return listed + [v for n, v in self.virtual.items() if allowed is None or n in allowed] if self.virtual else listed
