@@ -43,6 +43,8 @@ def gh(openai_upstream, tmp_path_factory):
                 {"images": True, "model": "vision"},
             ]},
             "thrifty": {"strategy": "cheapest", "candidates": ["vision", "long", "coder", "cheap"]},
+            "premium": {"strategy": "best", "candidates": ["vision", "long", "coder", "cheap"],
+                        "max_request_usd": 0.001},
         },
         "groups": {"dev": {"models": ["*"], "default_model": "auto"},
                    "narrow": {"models": ["auto", "cheap", "long", "vision"]}},
@@ -120,9 +122,29 @@ def test_virtual_models_are_listed_for_those_who_may_use_them(gh):
             body = json.loads(resp.read())
         return [m.get("id") or m["name"] for m in body.get("data") or body["models"]]
 
-    assert names("/v1/models", ALICE_KEY) == ["cheap", "coder", "long", "vision", "auto", "thrifty"]
+    alice = names("/v1/models", ALICE_KEY)
+    assert alice[:4] == ["cheap", "coder", "long", "vision"] and sorted(alice[4:]) == ["auto", "premium", "thrifty"]
     assert names("/v1/models", BOB_KEY) == ["cheap", "long", "vision", "auto"]
     assert names("/api/tags", BOB_KEY) == ["cheap", "long", "vision", "auto"]
+
+
+@pytest.mark.parametrize(("body", "headers", "expected"), [
+    (user("hello", "premium"), {}, "cheap"),  # 500 output tokens priced: only cheap is within $0.001
+    (user("hello", "premium", max_tokens=50), {}, "vision"),
+    (user("hello", "premium", max_tokens=50), {"x-gatehouse-max-cost-usd": "0.0003"}, "coder"),
+    (user("hello", "premium", max_tokens=50), {"x-gatehouse-max-cost-usd": "5"}, "vision"),  # never above the config
+])
+def test_best_within_the_cost_ceiling(gh, body, headers, expected):
+    status, got, out = ask(gh, body, headers=headers)
+    assert status == 200, out
+    assert got["x-gatehouse-routed-to"] == expected
+
+
+def test_best_refuses_a_bad_ceiling_and_one_nothing_fits(gh):
+    status, _, out = ask(gh, user("hello", "premium"), headers={"x-gatehouse-max-cost-usd": "cheap"})
+    assert status == 400 and "x-gatehouse-max-cost-usd" in out["error"]["message"]
+    status, _, out = ask(gh, user("hello", "premium"), headers={"x-gatehouse-max-cost-usd": "0.0000001"})
+    assert status == 400 and "at most $1e-07" in out["error"]["message"]
 
 
 def test_cheapest_with_no_able_candidate_is_a_400(gh):
@@ -163,6 +185,8 @@ BASE: dict[str, Any] = {
     ({"auto": {"default": "m", "rules": [{"model": "m", "regex": "(?<=a)b"}]}},
      r"routers\.auto\.rules\[0\]\.regex: not a valid RE2 pattern"),
     ({"c": {"strategy": "cheapest"}}, r"routers\.c\.candidates: cheapest needs at least one"),
+    ({"c": {"strategy": "cheapest", "candidates": ["m"], "max_request_usd": 1}},
+     r"routers\.c\.max_request_usd: only for strategy best"),
     ({"c": {"strategy": "cheapest", "candidates": ["nope"]}}, r"routers\.c\.candidates\[0\]: unknown model 'nope'"),
 ])
 def test_virtual_models_are_checked_at_load(routers, message):

@@ -510,10 +510,13 @@ class RouteRuleConfig(_Base):
 class VirtualModelConfig(_Base):
     """A model name clients ask for that picks one of the configured models per request."""
 
-    strategy: Literal["rules", "cheapest"] = "rules"
+    strategy: Literal["rules", "cheapest", "best"] = "rules"
     rules: list[RouteRuleConfig] = field(default_factory=list)  # rules: in order
     default: str | None = None  # rules: when no rule matches (required)
-    candidates: list[str] = field(default_factory=list)  # cheapest: the models it chooses from
+    # cheapest: the models it chooses from; best: the same, best first
+    candidates: list[str] = field(default_factory=list)
+    # best: the most one request may cost (estimated, USD); the x-gatehouse-max-cost-usd header can lower it
+    max_request_usd: Annotated[float, Meta(gt=0)] | None = None
     description: str | None = None
 
 

@@ -6,7 +6,8 @@ tools or images present, the caller's group and User-Agent; the first whose cond
 names the model, else `default`. `cheapest`: of the candidates that can serve the request (the
 prompt estimate plus max_tokens fits the context window; tools -> `tools`, images -> `vision`,
 a json_schema response format -> `json_schema` capability), the one the price book makes
-cheapest for this request. The choice is in the `x-gatehouse-routed-to` response header and the
+cheapest for this request; `best`: the first able candidate (best first) whose estimated cost
+is within the per-request ceiling. The choice is in the `x-gatehouse-routed-to` response header and the
 access log; the caller must be allowed both the virtual model and the model it picks (a rule
 naming a model the caller may not use is skipped).
 """
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from gatehouse.runtime import Runtime
 
 ROUTED_HEADER = "x-gatehouse-routed-to"
+MAX_COST_HEADER = "x-gatehouse-max-cost-usd"  # (best) a ceiling the client sets, below the configured one
 OUTPUT_GUESS = 500  # output tokens a request without max_tokens is priced at (cheapest)
 
 
@@ -132,6 +134,7 @@ class VirtualModel:
         self.strategy = c.strategy
         self.rules = tuple(Rule(r, i) for i, r in enumerate(c.rules))
         self.default = c.default
+        self.max_usd = c.max_request_usd
         book = PriceBook(cfg)
         models = {m.name: m for m in cfg.models}
         self.candidates = tuple(
@@ -169,9 +172,23 @@ class VirtualModel:
                     return rule.model, rule.why
             assert self.default is not None
             return self.default, "default"
-        return self.cheapest(sig, max_tokens, allowed)
+        ceiling = None
+        if self.strategy == "best":
+            ceiling = self.max_usd
+            asked = headers.get(MAX_COST_HEADER)
+            if asked is not None:
+                try:
+                    mine = float(asked)
+                except ValueError:
+                    raise InvalidRequest(f"{MAX_COST_HEADER} must be a number of US dollars.",
+                                         param=MAX_COST_HEADER) from None
+                ceiling = mine if ceiling is None else min(ceiling, mine)
+        return self.choose(sig, max_tokens, allowed, ceiling)
 
-    def cheapest(self, sig: Signals, max_tokens: int | None, allowed: frozenset[str] | None) -> tuple[str, str]:
+    def choose(self, sig: Signals, max_tokens: int | None, allowed: frozenset[str] | None,
+               ceiling: float | None) -> tuple[str, str]:
+        """cheapest: the able candidate of least estimated cost; best: the first able one (in the
+        configured order) whose estimated cost is within `ceiling`."""
         needs = [cap for cap, need in (("tools", sig.tools), ("vision", sig.images),
                                        ("json_schema", sig.json_schema)) if need]
         total = sig.estimate + (max_tokens or 0)
@@ -185,11 +202,17 @@ class VirtualModel:
                 continue
             if any(n not in c.caps for n in needs):
                 continue
-            cost = sig.estimate * c.input_per_mtok + out * c.output_per_mtok
+            cost = (sig.estimate * c.input_per_mtok + out * c.output_per_mtok) / 1e6
+            if self.strategy == "best":
+                if ceiling is None or cost <= ceiling:
+                    return c.name, "best"
+                continue
             if best is None or cost < best_cost:
                 best, best_cost = c, cost
         if best is None:
             what = [*needs, f"{total} tokens of context"]
+            if ceiling is not None:
+                what.append(f"at most ${ceiling:g}")
             raise InvalidRequest(f"No model behind '{self.name}' can serve this request (it needs: "
                                  f"{', '.join(what)}).", param="model")
         return best.name, "cheapest"
@@ -226,7 +249,9 @@ def check_virtual(cfg: Config) -> str | None:
                         return f"{path}.rules[{i}].{field_name}: not a valid RE2 pattern ({e})"
         else:
             if not v.candidates:
-                return f"{path}.candidates: cheapest needs at least one candidate model"
+                return f"{path}.candidates: {v.strategy} needs at least one candidate model"
+            if v.max_request_usd is not None and v.strategy != "best":
+                return f"{path}.max_request_usd: only for strategy best"
             if v.rules or v.default:
                 return f"{path}.rules: rules and default are only for strategy rules"
             for i, c in enumerate(v.candidates):
