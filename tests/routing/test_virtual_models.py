@@ -32,9 +32,12 @@ def model(name: str, price: tuple[float, float], window: int, caps: list[str]) -
 @pytest.fixture(scope="module")
 def gh(openai_upstream, tmp_path_factory):
     cfg = {
-        "providers": {"oa": {"type": "openai", "base_url": openai_upstream.url + "/v1", "api_key": openai_wire.API_KEY}},
+        "providers": {"oa": {"type": "openai", "base_url": openai_upstream.url + "/v1", "api_key": openai_wire.API_KEY},
+                      "dead": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k"}},
         "models": [model("cheap", (0.1, 0.4), 8000, []), model("coder", (1, 4), 32000, ["tools"]),
-                   model("long", (2, 8), 200000, ["tools"]), model("vision", (3, 12), 128000, ["tools", "vision"])],
+                   model("long", (2, 8), 200000, ["tools"]), model("vision", (3, 12), 128000, ["tools", "vision"]),
+                   {"name": "embed", "embeddings": True, "deployments": [{"provider": "oa", "model": "up-embed"}]},
+                   {"name": "embed-down", "embeddings": True, "deployments": [{"provider": "dead", "model": "e"}]}],
         "routers": {
             "auto": {"strategy": "rules", "default": "cheap", "rules": [
                 {"keywords": ["python", "stack trace", "typescript"], "model": "coder"},
@@ -42,6 +45,9 @@ def gh(openai_upstream, tmp_path_factory):
                 {"min_prompt_tokens": 20000, "model": "long"},
                 {"images": True, "model": "vision"},
             ]},
+            "near": {"default": "cheap", "semantic": {"model": "embed", "min_similarity": 0.99, "routes": {
+                "coder": ["fix my segfault"], "long": ["summarise this contract", "summarise this lease"]}}},
+            "near-down": {"default": "cheap", "semantic": {"model": "embed-down", "routes": {"coder": ["x"]}}},
             "thrifty": {"strategy": "cheapest", "candidates": ["vision", "long", "coder", "cheap"]},
             "premium": {"strategy": "best", "candidates": ["vision", "long", "coder", "cheap"],
                         "max_request_usd": 0.001},
@@ -123,7 +129,8 @@ def test_virtual_models_are_listed_for_those_who_may_use_them(gh):
         return [m.get("id") or m["name"] for m in body.get("data") or body["models"]]
 
     alice = names("/v1/models", ALICE_KEY)
-    assert alice[:4] == ["cheap", "coder", "long", "vision"] and sorted(alice[4:]) == ["auto", "premium", "thrifty"]
+    assert alice[:6] == ["cheap", "coder", "long", "vision", "embed", "embed-down"]
+    assert sorted(alice[6:]) == ["auto", "near", "near-down", "premium", "thrifty"]
     assert names("/v1/models", BOB_KEY) == ["cheap", "long", "vision", "auto"]
     assert names("/api/tags", BOB_KEY) == ["cheap", "long", "vision", "auto"]
 
@@ -145,6 +152,24 @@ def test_best_refuses_a_bad_ceiling_and_one_nothing_fits(gh):
     assert status == 400 and "x-gatehouse-max-cost-usd" in out["error"]["message"]
     status, _, out = ask(gh, user("hello", "premium"), headers={"x-gatehouse-max-cost-usd": "0.0000001"})
     assert status == 400 and "at most $1e-07" in out["error"]["message"]
+
+
+def test_semantic_signal_when_no_rule_decides(gh, openai_upstream):
+    openai_upstream.recorder.clear()
+    status, headers, out = ask(gh, user("fix my segfault", "near"), headers={"x-request-id": "vm-sem-1"})
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "coder", out
+    embedded = [r.json()["input"] for r in openai_upstream.recorder.requests if r.path == "/v1/embeddings"]
+    assert embedded == [["fix my segfault", "summarise this contract", "summarise this lease"],
+                        ["fix my segfault"]], "centroids once, then the message"
+    status, headers, _ = ask(gh, user("what is the weather like", "near"))
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "cheap", "too far from every route: the default"
+    embedded = [r for r in openai_upstream.recorder.requests if r.path == "/v1/embeddings"]
+    assert len(embedded) == 3, "centroids are kept"
+
+
+def test_semantic_signal_failing_falls_back_to_the_default(gh):
+    status, headers, out = ask(gh, user("x", "near-down"))
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "cheap", out
 
 
 def test_cheapest_with_no_able_candidate_is_a_400(gh):
@@ -185,6 +210,8 @@ BASE: dict[str, Any] = {
     ({"auto": {"default": "m", "rules": [{"model": "m", "regex": "(?<=a)b"}]}},
      r"routers\.auto\.rules\[0\]\.regex: not a valid RE2 pattern"),
     ({"c": {"strategy": "cheapest"}}, r"routers\.c\.candidates: cheapest needs at least one"),
+    ({"s": {"default": "m", "semantic": {"model": "m", "routes": {"m": ["x"]}}}},
+     r"routers\.s\.semantic\.model: 'm' is not a configured embeddings model"),
     ({"c": {"strategy": "cheapest", "candidates": ["m"], "max_request_usd": 1}},
      r"routers\.c\.max_request_usd: only for strategy best"),
     ({"c": {"strategy": "cheapest", "candidates": ["nope"]}}, r"routers\.c\.candidates\[0\]: unknown model 'nope'"),

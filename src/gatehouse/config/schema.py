@@ -507,12 +507,22 @@ class RouteRuleConfig(_Base):
     user_agent: str | None = None  # RE2, searched in the User-Agent header
 
 
+class SemanticRouteConfig(_Base):
+    """A rules router's semantic signal, asked only when no rule matches."""
+
+    model: str  # a configured embeddings model
+    routes: dict[str, list[str]]  # model -> example utterances (their mean embedding is the route's centroid)
+    min_similarity: Annotated[float, Meta(ge=-1, le=1)] = 0.5  # cosine; below it: the default route
+    timeout_seconds: Annotated[float, Meta(gt=0, le=30)] = 1.0  # then the default route
+
+
 class VirtualModelConfig(_Base):
     """A model name clients ask for that picks one of the configured models per request."""
 
     strategy: Literal["rules", "cheapest", "best"] = "rules"
     rules: list[RouteRuleConfig] = field(default_factory=list)  # rules: in order
     default: str | None = None  # rules: when no rule matches (required)
+    semantic: SemanticRouteConfig | None = None  # rules: asked when no rule matches, before the default
     # cheapest: the models it chooses from; best: the same, best first
     candidates: list[str] = field(default_factory=list)
     # best: the most one request may cost (estimated, USD); the x-gatehouse-max-cost-usd header can lower it

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.errors import InvalidRequest, PermissionDenied
+from gatehouse.routing.semantic import SemanticSignal
 from gatehouse.types import ChatRequest, CompletionRequest, ImagePart, TextPart
 
 if TYPE_CHECKING:
@@ -134,6 +135,7 @@ class VirtualModel:
         self.strategy = c.strategy
         self.rules = tuple(Rule(r, i) for i, r in enumerate(c.rules))
         self.default = c.default
+        self.semantic = SemanticSignal(c.semantic) if c.semantic is not None else None
         self.max_usd = c.max_request_usd
         book = PriceBook(cfg)
         models = {m.name: m for m in cfg.models}
@@ -154,7 +156,12 @@ class VirtualModel:
         ready = await call.bind(rt, ex, first)
         if ready is not None:
             return first, ready
-        name, why = self.pick(Signals(call.subject, call.prompt_estimate), call.max_tokens, principal, headers)
+        sig = Signals(call.subject, call.prompt_estimate)
+        name, why = self.pick(sig, call.max_tokens, principal, headers)
+        if why == "default" and self.semantic is not None:  # no rule decided: the embedding signal
+            near = await self.semantic.pick(rt.table.models[self.semantic.model], sig.text, ex.request_id)
+            if near is not None and (principal.allowed is None or near[0] in principal.allowed):
+                name, why = near[0], f"semantic {near[1]:.2f}"
         entry = rt.table.resolve(name, principal)
         ex.response_headers[ROUTED_HEADER] = entry.name
         ex.routing = {"virtual_model": self.name, "routed_to": entry.name, "reason": why}
@@ -236,6 +243,18 @@ def check_virtual(cfg: Config) -> str | None:
                 return f"{path}.default: unknown model '{v.default}'"
             if v.candidates:
                 return f"{path}.candidates: only for strategy cheapest (rules name their models)"
+            sem = v.semantic
+            if sem is not None:
+                embedders = {m.name for m in cfg.models if m.embeddings}
+                if sem.model not in embedders:
+                    return f"{path}.semantic.model: '{sem.model}' is not a configured embeddings model"
+                if not sem.routes:
+                    return f"{path}.semantic.routes: at least one route with example utterances"
+                for target, examples in sem.routes.items():
+                    if target not in models:
+                        return f"{path}.semantic.routes.{target}: unknown model '{target}'"
+                    if not examples or any(not e.strip() for e in examples):
+                        return f"{path}.semantic.routes.{target}: a non-empty list of example utterances"
             for i, r in enumerate(v.rules):
                 if r.model not in models:
                     return f"{path}.rules[{i}].model: unknown model '{r.model}'"
@@ -252,8 +271,8 @@ def check_virtual(cfg: Config) -> str | None:
                 return f"{path}.candidates: {v.strategy} needs at least one candidate model"
             if v.max_request_usd is not None and v.strategy != "best":
                 return f"{path}.max_request_usd: only for strategy best"
-            if v.rules or v.default:
-                return f"{path}.rules: rules and default are only for strategy rules"
+            if v.rules or v.default or v.semantic:
+                return f"{path}.rules: rules, default and semantic are only for strategy rules"
             for i, c in enumerate(v.candidates):
                 if c not in models:
                     return f"{path}.candidates[{i}]: unknown model '{c}'"
