@@ -47,6 +47,8 @@ def gh(openai_upstream, tmp_path_factory):
             ]},
             "near": {"default": "cheap", "semantic": {"model": "embed", "min_similarity": 0.99, "routes": {
                 "coder": ["fix my segfault"], "long": ["summarise this contract", "summarise this lease"]}}},
+            "labelled": {"default": "cheap", "classifier": {"model": "cheap", "timeout_seconds": 1,
+                                                           "labels": {"code": "coder", "document": "long"}}},
             "near-down": {"default": "cheap", "semantic": {"model": "embed-down", "routes": {"coder": ["x"]}}},
             "thrifty": {"strategy": "cheapest", "candidates": ["vision", "long", "coder", "cheap"]},
             "premium": {"strategy": "best", "candidates": ["vision", "long", "coder", "cheap"],
@@ -130,7 +132,7 @@ def test_virtual_models_are_listed_for_those_who_may_use_them(gh):
 
     alice = names("/v1/models", ALICE_KEY)
     assert alice[:6] == ["cheap", "coder", "long", "vision", "embed", "embed-down"]
-    assert sorted(alice[6:]) == ["auto", "near", "near-down", "premium", "thrifty"]
+    assert sorted(alice[6:]) == ["auto", "labelled", "near", "near-down", "premium", "thrifty"]
     assert names("/v1/models", BOB_KEY) == ["cheap", "long", "vision", "auto"]
     assert names("/api/tags", BOB_KEY) == ["cheap", "long", "vision", "auto"]
 
@@ -170,6 +172,24 @@ def test_semantic_signal_when_no_rule_decides(gh, openai_upstream):
 def test_semantic_signal_failing_falls_back_to_the_default(gh):
     status, headers, out = ask(gh, user("x", "near-down"))
     assert status == 200 and headers["x-gatehouse-routed-to"] == "cheap", out
+
+
+def test_classifier_label_when_nothing_else_decides(gh, openai_upstream):
+    openai_upstream.recorder.clear()
+    # the test upstream echoes the message: its answer carries the label the message names
+    status, headers, out = ask(gh, user("this is a Document question", "labelled"))
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "long", out
+    asked = openai_upstream.recorder.requests[0].json()
+    assert asked["model"] == "up-cheap" and "one of these labels" in asked["messages"][0]["content"]
+    status, headers, _ = ask(gh, user("no label here", "labelled"))
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "cheap"
+
+
+def test_classifier_timeout_means_the_default_route(gh):
+    t = time.monotonic()
+    status, headers, out = ask(gh, user("SLOW code", "labelled"))  # the classifier's upstream takes 3 s
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "cheap", out
+    assert time.monotonic() - t < 6  # the 1 s timeout, then the default's own (slow) answer
 
 
 def test_cheapest_with_no_able_candidate_is_a_400(gh):

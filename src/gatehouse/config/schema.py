@@ -516,6 +516,15 @@ class SemanticRouteConfig(_Base):
     timeout_seconds: Annotated[float, Meta(gt=0, le=30)] = 1.0  # then the default route
 
 
+class ClassifierRouteConfig(_Base):
+    """A rules router's classifier: a small chat model labels the message (asked last, before the default)."""
+
+    model: str  # a configured chat model
+    labels: dict[str, str]  # label -> the model it routes to
+    instructions: str | None = None  # the system prompt; default: "answer with one of <labels>"
+    timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 2.0  # then the default route
+
+
 class VirtualModelConfig(_Base):
     """A model name clients ask for that picks one of the configured models per request."""
 
@@ -523,6 +532,7 @@ class VirtualModelConfig(_Base):
     rules: list[RouteRuleConfig] = field(default_factory=list)  # rules: in order
     default: str | None = None  # rules: when no rule matches (required)
     semantic: SemanticRouteConfig | None = None  # rules: asked when no rule matches, before the default
+    classifier: ClassifierRouteConfig | None = None  # rules: asked when neither rules nor semantic decided
     # cheapest: the models it chooses from; best: the same, best first
     candidates: list[str] = field(default_factory=list)
     # best: the most one request may cost (estimated, USD); the x-gatehouse-max-cost-usd header can lower it

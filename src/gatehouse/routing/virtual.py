@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.errors import InvalidRequest, PermissionDenied
+from gatehouse.routing.classifier import ClassifierSignal
 from gatehouse.routing.semantic import SemanticSignal
 from gatehouse.types import ChatRequest, CompletionRequest, ImagePart, TextPart
 
@@ -136,6 +137,7 @@ class VirtualModel:
         self.rules = tuple(Rule(r, i) for i, r in enumerate(c.rules))
         self.default = c.default
         self.semantic = SemanticSignal(c.semantic) if c.semantic is not None else None
+        self.classifier = ClassifierSignal(c.classifier) if c.classifier is not None else None
         self.max_usd = c.max_request_usd
         book = PriceBook(cfg)
         models = {m.name: m for m in cfg.models}
@@ -162,6 +164,10 @@ class VirtualModel:
             near = await self.semantic.pick(rt.table.models[self.semantic.model], sig.text, ex.request_id)
             if near is not None and (principal.allowed is None or near[0] in principal.allowed):
                 name, why = near[0], f"semantic {near[1]:.2f}"
+        if why == "default" and self.classifier is not None:  # last: a small model's label
+            label = await self.classifier.pick(rt.table.models[self.classifier.model], sig.text, ex.request_id)
+            if label is not None and (principal.allowed is None or label[0] in principal.allowed):
+                name, why = label[0], f"classifier {label[1]}"
         entry = rt.table.resolve(name, principal)
         ex.response_headers[ROUTED_HEADER] = entry.name
         ex.routing = {"virtual_model": self.name, "routed_to": entry.name, "reason": why}
@@ -255,6 +261,18 @@ def check_virtual(cfg: Config) -> str | None:
                         return f"{path}.semantic.routes.{target}: unknown model '{target}'"
                     if not examples or any(not e.strip() for e in examples):
                         return f"{path}.semantic.routes.{target}: a non-empty list of example utterances"
+            cl = v.classifier
+            if cl is not None:
+                chat_models = {m.name for m in cfg.models if not m.embeddings}
+                if cl.model not in chat_models:
+                    return f"{path}.classifier.model: '{cl.model}' is not a configured chat model"
+                if not cl.labels:
+                    return f"{path}.classifier.labels: at least one label -> model"
+                for label, target in cl.labels.items():
+                    if not label.strip():
+                        return f"{path}.classifier.labels: an empty label"
+                    if target not in models:
+                        return f"{path}.classifier.labels.{label}: unknown model '{target}'"
             for i, r in enumerate(v.rules):
                 if r.model not in models:
                     return f"{path}.rules[{i}].model: unknown model '{r.model}'"
@@ -271,8 +289,8 @@ def check_virtual(cfg: Config) -> str | None:
                 return f"{path}.candidates: {v.strategy} needs at least one candidate model"
             if v.max_request_usd is not None and v.strategy != "best":
                 return f"{path}.max_request_usd: only for strategy best"
-            if v.rules or v.default or v.semantic:
-                return f"{path}.rules: rules, default and semantic are only for strategy rules"
+            if v.rules or v.default or v.semantic or v.classifier:
+                return f"{path}.rules: rules, default, semantic and classifier are only for strategy rules"
             for i, c in enumerate(v.candidates):
                 if c not in models:
                     return f"{path}.candidates[{i}]: unknown model '{c}'"
