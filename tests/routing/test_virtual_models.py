@@ -192,6 +192,15 @@ def test_classifier_timeout_means_the_default_route(gh):
     assert time.monotonic() - t < 6  # the 1 s timeout, then the default's own (slow) answer
 
 
+def test_responses_api_ingress(gh, openai_upstream):
+    openai_upstream.recorder.clear()
+    status, headers, out = ask(gh, {"model": "auto", "input": "a python question", "store": False},
+                               path="/v1/responses")
+    assert status == 200 and out["object"] == "response", out
+    assert headers["x-gatehouse-routed-to"] == "coder" and out["model"] == "coder"
+    assert openai_upstream.recorder.last.json()["model"] == "up-coder"
+
+
 def test_cheapest_with_no_able_candidate_is_a_400(gh):
     status, _, out = ask(gh, user(LONG * 4, "thrifty", tools=[TOOL]))
     assert status == 400 and "No model behind 'thrifty'" in out["error"]["message"]
