@@ -41,6 +41,7 @@ def gh(openai_upstream, anthropic_upstream, ollama_upstream, tmp_path_factory): 
             {"name": "gpt", "deployments": [{"provider": "oa", "model": "up-chat"}]},
             {"name": "claude", "deployments": [{"provider": "an", "model": "claude-up"}]},
             {"name": "local", "private": True, "deployments": [{"provider": "ol", "model": "llama3.2:latest"}]},
+            {"name": "gpt-embed", "embeddings": True, "deployments": [{"provider": "oa", "model": "up-embed"}]},
             {"name": "pii-ok", "data_classes": ["public", "internal", "pii"],
              "deployments": [{"provider": "oa", "model": "up-chat"}]},
         ],
@@ -101,6 +102,15 @@ def test_every_ingress_is_rerouted(gh, seen):
     assert status == 200, body
     assert headers["x-gatehouse-data-class"] == "pci"
     assert seen["an"].requests == [] and seen["oa"].requests == [] and len(seen["ol"].requests) == 2
+
+
+def test_responses_api_and_embeddings_are_rerouted_too(gh, seen):
+    status, headers, body = post(gh, "/v1/responses", {"model": "gpt", "input": f"card {CARD}", "store": False})
+    assert status == 200, body
+    assert headers["x-gatehouse-data-class"] == "pci" and json.loads(body)["model"] == "local"
+    status, headers, body = post(gh, "/v1/embeddings", {"model": "gpt-embed", "input": [f"card {CARD}"]})
+    assert status == 403 and "'pci'" in body, "no private embeddings model to reroute to: refused"
+    assert seen["oa"].requests == [] and CARD in sent(seen["ol"])
 
 
 def test_clean_prompts_and_allowed_classes_stay_where_asked(gh, seen):

@@ -62,6 +62,8 @@ class Compliance:
             if allowed is None or len(allowed) == len(self.classes):
                 continue  # receives every class: its requests are not looked at
             self.limits[m.name] = max((self.rank[c] for c in allowed), default=-1)
+        # an embeddings request is rerouted only to an embeddings model (and a generation to a generating one)
+        self.embedders = frozenset(m.name for m in cfg.models if m.embeddings)
         # class rank -> None (deny) or the model that serves it instead
         self.policies: dict[int, ModelEntry | None] = {
             self.rank[c]: None if p == "deny" else models[p.reroute] for c, p in comp.policies.items()}
@@ -104,6 +106,8 @@ class Compliance:
         if rank <= limit:
             return entry
         target = self.policies.get(rank)
+        if target is not None and (ex.surface == "embeddings") != (target.name in self.embedders):
+            target = None  # (its reroute model cannot serve this kind of request)
         if target is None:
             record["action"] = "deny"
             raise DataClassDenied(f"The request carries data of class '{cls}', which model '{entry.name}' may "
