@@ -74,7 +74,7 @@ def main() -> None:
           f"{per_call(lambda: thrifty.pick(Signals(short, 20), None, shop, ua)):6.2f} us")
     print(f"default model (no model in the request):      {per_call(lambda: table.requested('', shop)):6.2f} us")
     print(f"compliance, private model (not looked at):    {per_call(lambda: comp.decide(ex, local, short, shop, {})):6.2f} us")
-    print(f"compliance, group class decides (no scan):    "
+    print(f"compliance, group class + header, 70-char scan:"
           f"{per_call(lambda: comp.decide(ex, gpt, short, health, {'x-gatehouse-data-class': 'pci'})):6.2f} us")
     print(f"compliance, 70-char clean prompt (4 detectors): {per_call(lambda: comp.decide(ex, gpt, short, shop, {})):6.2f} us")
     print(f"compliance, 4 KB clean prompt (4 detectors):    {per_call(lambda: comp.decide(ex, gpt, long, shop, {})):6.2f} us")
