@@ -134,6 +134,13 @@ def test_virtual_models_are_listed_for_those_who_may_use_them(gh):
     assert alice[:6] == ["cheap", "coder", "long", "vision", "embed", "embed-down"]
     assert sorted(alice[6:]) == ["auto", "labelled", "near", "near-down", "premium", "thrifty"]
     assert names("/v1/models", BOB_KEY) == ["cheap", "long", "vision", "auto"]
+    req = urllib.request.Request(gh.url + "/v1/models/auto", headers={"authorization": f"Bearer {BOB_KEY}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.loads(resp.read())["id"] == "auto"
+    req = urllib.request.Request(gh.url + "/v1/models/thrifty", headers={"authorization": f"Bearer {BOB_KEY}"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 404
     assert names("/api/tags", BOB_KEY) == ["cheap", "long", "vision", "auto"]
 
 
