@@ -106,7 +106,7 @@ ROUTES: list[Route] = [
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
            "/embeddings": "/v1/embeddings", "/models": "/v1/models",
            # migration (docs/migration.md): Kong AI Gateway-style routes, a FastAPI gateway's /health
-           "/ai/chat": "/v1/chat/completions", "/ai/completions": "/v1/completions", "/health": "/healthz"}
+           "/ai/chat": "/v1/chat/completions", "/v1/chat": "/v1/chat/completions", "/ai/completions": "/v1/completions", "/health": "/healthz"}
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/health"})
 UNCAPPED = ALWAYS_SERVED | {"/metrics"}  # probes and scrapes still answer at server.max_in_flight
 

@@ -32,6 +32,9 @@ from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
 from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import STRATEGIES
+from gatehouse.policy.compliance import Compliance, build_compliance
+from gatehouse.routing.policy_routes import group_defaults
+from gatehouse.routing.virtual import VirtualModel, build_virtual
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
@@ -106,6 +109,8 @@ class Runtime:
     # The routing table (models, aliases, access) and the attempts loop (router plan + hooks).
     table: ModelTable = field(default_factory=lambda: ModelTable({}, {}))
     attempts: Attempts = field(default_factory=lambda: Attempts(Router(), ()))
+    compliance: Compliance | None = None  # compliance routing (policy/compliance.py); None: not configured
+    virtual: dict[str, VirtualModel] = field(default_factory=dict)  # virtual models (routing/virtual.py)
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -149,7 +154,7 @@ class Runtime:
             )
             for m in cfg.models
         }
-        directory = AccessControl(cfg, list(models), DirectoryStore(store))
+        directory = AccessControl(cfg, [*models, *cfg.routers], DirectoryStore(store))
         await directory.reload()
         config_keys: dict[str, str] = {}
         config_sha: dict[str, str] = {}
@@ -191,7 +196,9 @@ class Runtime:
         rt.health = health
         rt.cache = cache
         rt.guardrail_events = events
-        rt.table = ModelTable(models, cfg.model_aliases)
+        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg), {n: ModelEntry(n, ()) for n in cfg.routers})
+        rt.compliance = build_compliance(cfg, models)
+        rt.virtual = build_virtual(cfg)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
         rt.secret = secret

@@ -97,6 +97,8 @@ class Messages(Endpoint):
     def parse(self, body: bytes, headers: Mapping[str, str]) -> MessagesCall:
         obj = decode_json_object(body)
         screen_body(obj, wire.BODY)
+        if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+            obj["model"] = ""
         return MessagesCall(obj, wire.parse_request(obj), len(body), headers)
 
 
@@ -144,6 +146,8 @@ class CountTokens(Endpoint):
 def _guarded(rt: Runtime, ex: Exchange, entry: ModelEntry) -> bool:
     step = next((s for s in rt.pipeline.steps if isinstance(s, GuardrailStep)), None)
     p = ex.principal
+    if rt.compliance is not None and entry.name in rt.compliance.limits:  # restricted by data class
+        return True
     return step is not None and step.plan(p.group if p else None, entry.name) is not None
 
 

@@ -33,6 +33,8 @@ DIALECT = "openai"
 def _object(raw: bytes, spec: BodySpec) -> dict[str, Any]:
     obj = decode_json_object(raw)
     screen_body(obj, spec)
+    if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+        obj["model"] = ""
     return obj
 
 
@@ -262,7 +264,7 @@ async def get_model(rt: Runtime, req: Request, ex: Exchange) -> None:
     principal = ex.principal
     assert principal is not None
     name = req.path_params["model"]
-    entry = rt.models.get(name)
+    entry = rt.models.get(name) or rt.table.virtual.get(name)  # (a virtual model: routing/virtual.py)
     if entry is None or (principal.allowed is not None and name not in principal.allowed):
         raise NotFound(f"The model '{name}' does not exist.", param="model")
     await send_bytes(req.send, 200, json_encode(_model_card(entry)), header_list(ex.request_id))

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from gatehouse.config.schema import Config, ConfigError
 from gatehouse.policy.guardrails.config import check_parallel, check_policies
 from gatehouse.policy.limits_config import check_limit_settings, check_name
+from gatehouse.routing.policy_routes import check_policy_routing
 from gatehouse.tls import client_context, file_problem, server_context
 
 
@@ -224,9 +225,16 @@ def check_cache(cfg: Config) -> None:
                               "of this file)")
 
 
+def check_routing_policies(cfg: Config) -> None:
+    """Group default models and compliance routing (routing/policy_routes.py)."""
+    problem = check_policy_routing(cfg)
+    if problem:
+        raise ConfigError(problem)
+
+
 CHECKS: tuple[Callable[[Config], None], ...] = (
     check_models, check_names_and_limits, check_redis_url, check_jwt, check_consumers, check_tls,
-    check_guardrails, check_cache, check_extras,
+    check_guardrails, check_cache, check_extras, check_routing_policies,
 )
 
 

@@ -279,6 +279,11 @@ class ModelConfig(_Base):
     context_window: Annotated[int, Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
     cache: CacheConfig | None = None  # response cache (docs/cache.md)
+    # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
+    # classes without a policy (a `private: true` model receives every class).
+    data_classes: list[str] | None = None
+    # What it can do, for virtual models' `cheapest` (docs/policy-routing.md#virtual-models).
+    capabilities: list[Literal["tools", "vision", "json_schema", "reasoning"]] = field(default_factory=list)
 
 
 Unlimited = Literal["unlimited"]
@@ -303,6 +308,11 @@ class GroupConfig(LimitSettings):
     limit_scope: Literal["consumer", "group"] = "consumer"
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
     cache: CacheConfig | None = None  # response cache for the group's requests (docs/cache.md)
+    # ---- policy routing (docs/policy-routing.md) ----
+    # The model a request without one (or with `model: default`) uses.
+    default_model: str | None = None
+    # Every request of the group is at least this data class (compliance routing).
+    data_class: str | None = None
 
 
 class ConsumerConfig(LimitSettings):
@@ -468,6 +478,74 @@ class GuardrailsConfig(_Base):
     audit_log: Literal["full", "findings"] = "full"
 
 
+# ---- compliance routing (policy/compliance.py, docs/policy-routing.md) ------------------------
+
+
+class ReroutePolicy(_Base):
+    reroute: str  # the model (one that may receive the class) that serves the request instead
+
+
+class ComplianceConfig(_Base):
+    """Data classes: each request gets one (detector findings, its group's class, a header that
+    can only raise it); a model that may not receive it sends the request to the class's policy."""
+
+    # Least sensitive first; the first is a request's class when nothing raises it.
+    classes: list[str] = field(default_factory=list)
+    # A built-in guardrail detector (payment_card, us_ssn, iban, email, ...) -> the class its finding gives.
+    detectors: dict[str, str] = field(default_factory=dict)
+    # Per class: `deny` (403 naming the class) or `{reroute: <model>}`.
+    policies: dict[str, Union[Literal["deny"], ReroutePolicy]] = field(default_factory=dict)
+
+
+# ---- virtual models (routing/virtual.py, docs/policy-routing.md#virtual-models) --------------
+
+
+class RouteRuleConfig(_Base):
+    """One rule of a `rules` router: every condition set must hold; the first matching rule wins."""
+
+    model: str
+    keywords: list[str] = field(default_factory=list)  # any of them in the last user message (case-insensitive)
+    regex: str | None = None  # RE2, searched in the last user message
+    min_prompt_tokens: Annotated[int, Meta(gt=0)] | None = None  # the prompt estimate is at least this
+    tools: bool | None = None  # the request offers tools (true) / none (false)
+    images: bool | None = None  # the request holds images
+    groups: list[str] = field(default_factory=list)  # the caller's group is one of these
+    user_agent: str | None = None  # RE2, searched in the User-Agent header
+
+
+class SemanticRouteConfig(_Base):
+    """A rules router's semantic signal, asked only when no rule matches."""
+
+    model: str  # a configured embeddings model
+    routes: dict[str, list[str]]  # model -> example utterances (their mean embedding is the route's centroid)
+    min_similarity: Annotated[float, Meta(ge=-1, le=1)] = 0.5  # cosine; below it: the default route
+    timeout_seconds: Annotated[float, Meta(gt=0, le=30)] = 1.0  # then the default route
+
+
+class ClassifierRouteConfig(_Base):
+    """A rules router's classifier: a small chat model labels the message (asked last, before the default)."""
+
+    model: str  # a configured chat model
+    labels: dict[str, str]  # label -> the model it routes to
+    instructions: str | None = None  # the system prompt; default: "answer with one of <labels>"
+    timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 2.0  # then the default route
+
+
+class VirtualModelConfig(_Base):
+    """A model name clients ask for that picks one of the configured models per request."""
+
+    strategy: Literal["rules", "cheapest", "best"] = "rules"
+    rules: list[RouteRuleConfig] = field(default_factory=list)  # rules: in order
+    default: str | None = None  # rules: when no rule matches (required)
+    semantic: SemanticRouteConfig | None = None  # rules: asked when no rule matches, before the default
+    classifier: ClassifierRouteConfig | None = None  # rules: asked when neither rules nor semantic decided
+    # cheapest: the models it chooses from; best: the same, best first
+    candidates: list[str] = field(default_factory=list)
+    # best: the most one request may cost (estimated, USD); the x-gatehouse-max-cost-usd header can lower it
+    max_request_usd: Annotated[float, Meta(gt=0)] | None = None
+    description: str | None = None
+
+
 class Config(_Base):
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -489,3 +567,5 @@ class Config(_Base):
     auth: AuthConfig = field(default_factory=AuthConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
+    compliance: ComplianceConfig | None = None  # compliance routing (docs/policy-routing.md)
+    routers: dict[str, VirtualModelConfig] = field(default_factory=dict)  # virtual models (routing/virtual.py)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from gatehouse.errors import UpstreamError
+from gatehouse.errors import InvalidRequest, UpstreamError
 from gatehouse.gateway.relay import Reply
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, TextPart
 
@@ -109,6 +109,11 @@ class Call:
 
     def cap_body(self, body: dict[str, Any], limit: int) -> None:
         body["max_tokens"] = limit
+
+    def missing_model(self) -> InvalidRequest:
+        """The dialect's error for a request without a model (none named, no group default)."""
+        return InvalidRequest("Invalid value for 'model': required field is missing", code="invalid_value",
+                              param="model")
 
     # ---- calling a deployment (translated) ----------------------------------------------------
 

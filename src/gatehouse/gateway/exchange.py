@@ -33,7 +33,7 @@ class Exchange:
         "call", "entry", "admitted", "attempt", "attempts",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
-        "request_headers", "cached", "cache",
+        "request_headers", "cached", "cache", "compliance", "routing",
         # tracing (observability/tracing.py)
         "span", "attempt_span", "trace_wall", "traceparent",
     )
@@ -79,6 +79,9 @@ class Exchange:
         self.request_headers: dict[str, str] | None = None  # the client's (model routes), for policy steps
         self.cached: Reply | None = None  # the cache step's answer: relayed instead of attempts
         self.cache: CacheTicket | None = None  # a cacheable miss: the cache reads its answer and stores it
+        # compliance routing's decision (policy/compliance.py): data_class, reason, action, routed_from
+        self.compliance: dict[str, str] | None = None
+        self.routing: dict[str, str] | None = None  # a virtual model's choice (routing/virtual.py)
         self.span: Any = None  # the request's trace span, when tracing is on
         self.attempt_span: Any = None
         self.trace_wall: tuple[int, float, str] | None = None  # (wall ns at start, monotonic start, method)

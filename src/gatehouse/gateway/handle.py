@@ -28,8 +28,22 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.principal = principal = await rt.auth.authenticate(req.headers)
     call = ep.parse(await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type), req.headers)
     ex.call = call
-    entry = ex.entry = rt.table.resolve(call.model, principal)
-    ready = await call.bind(rt, ex, entry)
+    name = call.model
+    if not name or name == "default":  # the group's default model (routing/policy_routes.py)
+        name = call.model = rt.table.requested(name, principal)
+        if not name:
+            raise call.missing_model()
+    virtual = rt.virtual.get(name) if rt.virtual else None
+    if virtual is None:
+        entry = ex.entry = rt.table.resolve(name, principal)
+        ready = await call.bind(rt, ex, entry)
+    else:  # a virtual model picks the model from the request (routing/virtual.py)
+        entry, ready = await virtual.route(rt, ex, call, principal, req.headers)
+    if rt.compliance is not None and ready is None:  # the request's data class may send it elsewhere
+        served = rt.compliance.decide(ex, entry, call.subject, principal, req.headers)
+        if served is not entry:
+            entry = ex.entry = served
+            ready = await call.bind(rt, ex, entry)
     if ready is not None:  # answered by the endpoint itself: nothing to admit or attempt
         ex.status = ex.status or ready.status
         await send_bytes(req.send, ready.status, ready.body or b"", header_list(ex.request_id, ex.response_headers),

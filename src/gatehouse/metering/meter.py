@@ -299,6 +299,9 @@ class Meter:
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
                 # which guardrail checks ran and what they decided (never the matched text)
                 **({"guardrails": g} if (g := ex.guard_audit) else {}),
+                # compliance routing: the request's data class, why, and what it did (never the text)
+                **({"compliance": c} if (c := ex.compliance) else {}),
+                **({"routing": r} if (r := ex.routing) else {}),  # a virtual model's choice
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:

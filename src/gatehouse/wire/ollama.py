@@ -268,10 +268,7 @@ def _extras(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
 
 
 def parse_chat(obj: dict[str, Any]) -> OLChatRequest:
-    req = convert(obj, OLChatRequest)
-    if not req.model:
-        raise InvalidRequest("model is required", param="model")
-    return req
+    return convert(obj, OLChatRequest)  # (api/ollama.py checked the model, or left it to a group default)
 
 
 def chat_to_canonical(req: OLChatRequest, obj: dict[str, Any]) -> ChatRequest:
