@@ -15,7 +15,8 @@ WORKDIR /src
 RUN python3 -m venv /opt/gatehouse
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/gatehouse/bin/pip install --no-compile . \
+# Every extra: the image serves any config (Postgres, Redis, Bedrock, JWT, OpenTelemetry).
+RUN /opt/gatehouse/bin/pip install --no-compile '.[all]' \
  && /opt/gatehouse/bin/python -m compileall -q /opt/gatehouse/lib
 
 FROM python:3.11-slim-bookworm AS runtime

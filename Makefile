@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check chart-observability local-up local-down image image-offline image-check
+.PHONY: run test test-fast lint typecheck install dev-install services claude-code codex bench check clean tf-checkov tf-validate promtool deploy-tools deploy-check chart-observability local-up local-down image image-offline image-check
 
 # The real Claude Code CLI, as a client for the Anthropic-facade tests (npm registry).
 CLAUDE_CODE_VERSION ?= 2.1.197
@@ -18,8 +18,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# make run: every extra (pyproject.toml), so `make run CONFIG=...` serves a Postgres, Redis,
+# Bedrock or JWT config as it serves the embedded default; `pip install llm-gatehouse` alone
+# is enough for the embedded default.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[all]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
@@ -71,11 +74,20 @@ tf-validate:
 	@set -e; for d in $(TF_DIRS); do echo "== $$d"; \
 	  terraform -chdir=$$d init -backend=false -input=false >/dev/null; terraform -chdir=$$d validate; done
 
+## Two pytest-xdist workers, each module on one worker (its module-scoped gatehouse and Redis start
+## once); most of the suite's wall time is waiting on sockets and timers. XDIST= runs in one process.
+XDIST ?= -n 2 --dist loadscope
+
 test: dev-install services claude-code codex deploy-tools
 	$(if $(wildcard $(CLAUDE_CODE_BIN)),GATEHOUSE_CLAUDE_CODE_BIN=$(abspath $(CLAUDE_CODE_BIN))) \
 	  $(if $(wildcard $(CODEX_BIN)),GATEHOUSE_CODEX_BIN=$(abspath $(CODEX_BIN))) \
 	  $(if $(wildcard $(CHECKOV)),GATEHOUSE_CHECKOV_BIN=$(abspath $(CHECKOV))) \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+## The quick loop while editing (docs/testing.md): everything but the tests whose subject is a process
+## (`-m process`: signals, exit codes, first-start output, terminals) and those on Postgres.
+test-fast: dev-install
+	$(BIN)/python -m pytest -m "not process and not postgres" $(XDIST) $(PYTEST_ARGS)
 
 ## The CI gate before the tests: ruff (pyflakes, pycodestyle errors, bugbear) and mypy over src/.
 lint: dev-install
@@ -154,7 +166,7 @@ image:
 ## Offline: wheels made on the host, mounted into the build (the base image must already be there:
 ## pulled, or imported from debootstrap as docs/deploy-compose.md#the-image shows).
 image-offline:
-	$(BIN)/pip wheel -q -w .cache/wheels . "setuptools>=68" wheel "async-timeout>=4.0.3"
+	$(BIN)/pip wheel -q -w .cache/wheels '.[all]' "setuptools>=68" wheel "async-timeout>=4.0.3"
 	$(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) --pull=never -v $(CURDIR)/.cache/wheels:/wheels:ro \
 	  --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels -t gatehouse:dev .
 

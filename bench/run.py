@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import procs, report, rounds, scenarios, targets as tg, tools  # noqa: E402
 
-ALL = "abcdefghi"
+ALL = "abcdefghijkl"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,11 +43,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=tools.BENCH_DIR / "results", help="results directory")
     p.add_argument("--no-readme", action="store_true", help="do not update bench/README.md's latest table")
     p.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs)")
+    p.add_argument("--baseline-src", type=Path, help="also run Gatehouse from this src/ directory (e.g. a worktree of "
+                   "the commit before a change) as 'gatehouse-before', interleaved in the same rounds, and print "
+                   "before/after per metric (implies --no-litellm)")
     args = p.parse_args(argv)
     args.duration = args.duration or (2.0 if args.quick else 8.0)
     args.warmup = args.warmup or (1.0 if args.quick else 2.0)
     args.soak = args.soak or (10.0 if args.quick else 600.0)
     args.scenarios = "".join(s for s in ALL if s in args.scenarios.lower())
+    if args.baseline_src is not None:
+        args.no_litellm = True
     return args
 
 
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             except tg.StartError as e:
                 print(f"bench: Gatehouse is not runnable, measuring without it:\n{e}", flush=True)
                 notes.append(f"Gatehouse did not start: {str(e).splitlines()[0][:200]}")
+        if args.baseline_src is not None:
+            gateways.append(tg.start_gatehouse(mock, run_dir, name="gatehouse-before", source=args.baseline_src.resolve()))
         if litellm_exe is not None:
             try:
                 gateways.append(tg.start_litellm(litellm_exe, mock, run_dir))
@@ -112,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("c", scenarios.scenario_streaming), ("e", scenarios.scenario_translation),
                 ("g", scenarios.scenario_responses), ("d", scenarios.scenario_memory),
                 ("f", scenarios.scenario_distributed), ("h", scenarios.scenario_guardrails),
-                ("i", scenarios.scenario_routing)]
+                ("i", scenarios.scenario_workers), ("j", scenarios.scenario_cache),
+                ("k", scenarios.scenario_tracing), ("l", scenarios.scenario_routing)]
         for sid, fn in plan:
             if sid not in args.scenarios:
                 continue
-            if sid in "fhi" and args.no_gatehouse:
+            if sid in "fhijkl" and args.no_gatehouse:
                 continue
             if sid != "f" and not gateways:
                 continue
@@ -159,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     table = report.markdown(results)
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(f"# Gatehouse bench {stem}\n\n{table}")
+    if args.baseline_src is not None:
+        compared = report.before_after(results)
+        table += f"\nBefore ({args.baseline_src}) and after ({tg.PROJECT_DIR / 'src'}), same rounds:\n\n{compared}"
     print("\n" + table, flush=True)
     print(f"bench: wrote {args.out / (stem + '.json')} and {stem}.md in {results['elapsed_s']:.0f} s", flush=True)
     full = not args.quick and args.scenarios == ALL and not args.no_litellm and not args.no_gatehouse

@@ -1,4 +1,5 @@
-"""Session fixtures: test upstreams, gatehouse processes, and real Redis/Postgres servers."""
+"""Session fixtures: test upstreams, gatehouse (served in the test process; a real process where the
+process is the subject), and real Redis/Postgres servers."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.support import Gatehouse, PostgresServer, RedisServer
+from tests.support import Gatehouse, GatehouseProcess, PostgresServer, RedisServer
 from tests.upstreams import openai_wire
 from tests.upstreams.harness import ServerThread
 
@@ -15,6 +16,14 @@ pytest_plugins = ["tests.provider_fixtures"]
 ADMIN_KEY = "test-admin-key"
 ALICE_KEY = "alice-secret-key-1"
 BOB_KEY = "bob-secret-key-2"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the session's Postgres server are marked `postgres` (`make test-fast` leaves them out:
+    initdb alone takes seconds)."""
+    for item in items:
+        if "postgres_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +64,28 @@ def base_config(upstream_url: str, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def start_gatehouse(tmp_path: Path) -> Iterator[Callable[..., Gatehouse]]:
-    """Start gatehouse processes for a test; all are stopped at teardown."""
+    """Start gatehouses in the test process for a test; all are stopped at teardown."""
     started: list[Gatehouse] = []
 
     def start(config: dict[str, Any] | None, env: dict[str, str] | None = None, home: Path | None = None) -> Gatehouse:
         gh = Gatehouse(config, home or tmp_path / f"home{len(started)}", env).start()
+        started.append(gh)
+        return gh
+
+    yield start
+    for gh in reversed(started):
+        gh.stop()
+
+
+@pytest.fixture
+def start_gatehouse_process(tmp_path: Path) -> Iterator[Callable[..., GatehouseProcess]]:
+    """Start `gatehouse serve` processes, for tests whose subject is the process (mark them
+    `@pytest.mark.process`); all are stopped at teardown."""
+    started: list[GatehouseProcess] = []
+
+    def start(config: dict[str, Any] | None, env: dict[str, str] | None = None,
+              home: Path | None = None) -> GatehouseProcess:
+        gh = GatehouseProcess(config, home or tmp_path / f"home{len(started)}", env).start()
         started.append(gh)
         return gh
 

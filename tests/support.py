@@ -1,4 +1,5 @@
-"""Helpers for driving real gatehouse processes and real Redis/Postgres servers in tests."""
+"""Helpers for driving gatehouse (in the test process, or as a real process where the process is
+the subject) and real Redis/Postgres servers in tests."""
 from __future__ import annotations
 
 import os
@@ -15,7 +16,11 @@ from typing import Any
 
 import yaml
 
+from tests.in_process import ENV, InProcessGatehouse, run_cli
 from tests.upstreams.harness import free_port
+
+__all__ = ["Gatehouse", "GatehouseProcess", "InProcessGatehouse", "PostgresServer", "RedisServer", "run_cli",
+           "wait_http"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -36,8 +41,9 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = N
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-class Gatehouse:
-    """A real `gatehouse serve` process on a free loopback port."""
+class GatehouseProcess:
+    """A real `gatehouse serve` process on a free loopback port. Only for tests whose subject is the
+    process (signals, exit status, first-start output): mark them `@pytest.mark.process`."""
 
     def __init__(self, config: dict[str, Any] | None, home: Path, env: dict[str, str] | None = None,
                  port: int | None = None):
@@ -45,7 +51,7 @@ class Gatehouse:
         self.port = port or free_port()
         self.config = config
         self.config_path: Path | None = None
-        self.env = {**os.environ, "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off", **(env or {})}
+        self.env = {**ENV.base(), "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off", **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.log_path = home / f"gatehouse-{self.port}.log"
         self.out_path = home / f"gatehouse-{self.port}.out"
@@ -59,7 +65,7 @@ class Gatehouse:
             self.config_path = self.home / f"config-{self.port}.yaml"
             self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def start(self, timeout: float = 30.0) -> "Gatehouse":
+    def start(self, timeout: float = 30.0) -> "GatehouseProcess":
         self.home.mkdir(parents=True, exist_ok=True)
         self.write_config()
         cmd = [sys.executable, "-m", "gatehouse", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -92,6 +98,10 @@ class Gatehouse:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+# What tests get by default: the same interface, served in the test process.
+Gatehouse = InProcessGatehouse
 
 
 class RedisServer:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gatehouse.client_env import KEY_PLACEHOLDER
+from tests.in_process import run_cli
 
 
 def client_env(*args: str, home: Path) -> str:
     env = {**os.environ, "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off"}
-    done = subprocess.run([sys.executable, "-m", "gatehouse", "client-env", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = run_cli("client-env", *args, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -80,16 +79,14 @@ def test_other_shells(tmp_path, shell, expected):
 
 
 def test_unknown_client_is_refused(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "gatehouse", "client-env", "emacs"], capture_output=True, text=True,
-                          env={**os.environ, "GATEHOUSE_HOME": str(tmp_path)}, timeout=60)
+    done = run_cli("client-env", "emacs", env={**os.environ, "GATEHOUSE_HOME": str(tmp_path)})
     assert done.returncode == 2 and "claude-code" in done.stderr
 
 
 def run_client_env(*args: str, home: Path, env: dict[str, str] | None = None) -> str:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_", "CLAUDE_CODE_"))}
-    done = subprocess.run([sys.executable, "-m", "gatehouse", "client-env", *args], capture_output=True, text=True,
-                          env={**clean, "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off", **(env or {})},
-                          timeout=60)
+    done = run_cli("client-env", *args,
+                   env={**clean, "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off", **(env or {})})
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,15 @@ import yaml
 from tests.conftest import ALICE_KEY, BOB_KEY, base_config
 from tests.support import Gatehouse
 from tests.upstreams.harness import ServerThread
+from tests.in_process import CliResult, run_cli
 
 CODEX = os.environ.get("GATEHOUSE_CODEX_BIN", "")
 needs_codex = pytest.mark.skipif(not CODEX or not os.path.exists(CODEX), reason="set GATEHOUSE_CODEX_BIN")
 
 
-def client_env_codex(*args: str, home: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
+def client_env_codex(*args: str, home: Path, ok: bool = True) -> CliResult:
     env = {**os.environ, "GATEHOUSE_HOME": str(home), "GATEHOUSE_OLLAMA_URL": "off"}
-    done = subprocess.run([sys.executable, "-m", "gatehouse", "client-env", "codex", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = run_cli("client-env", "codex", *args, env=env)
     assert (done.returncode == 0) == ok, done.stderr
     return done
 

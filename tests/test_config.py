@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gatehouse.config import ConfigError, from_mapping, load
+from tests.in_process import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,11 +62,26 @@ def test_missing_variable_names_the_field():
     (lambda c: c["providers"]["ollama"].update(ejection_seconds=0), "providers.ollama.ejection_seconds: must be"),
     (lambda c: c.update(server={"max_in_flight": -1}), "server.max_in_flight: must not be negative"),
     (lambda c: c.update(metering={"journal_memory_records": 0}), "metering.journal_memory_records: must be"),
+    (lambda c: c.update(server={"header_timeout": 3601}), "server.header_timeout: must be at most 3600"),
+    (lambda c: c.update(limits={"replicas": 0}), "limits.replicas: must be positive"),
+    (lambda c: c.update(metering={"journal_fsync_seconds": -1}), "metering.journal_fsync_seconds: must not be negative"),
+    (lambda c: c["providers"]["ollama"].update(keep_alive="5m"),
+     "providers.ollama.keep_alive: not used by openai (only by type ollama)"),
+    (lambda c: c["providers"]["ollama"].update(tpye="openai"), "providers.ollama: unknown field 'tpye'"),
+    (lambda c: c["providers"]["ollama"].pop("type"), "providers.ollama.type: required field is missing"),
 ])
 def test_errors_name_the_field_path(mutate, expected):
     raw = minimal()
     mutate(raw)
     assert error_of(raw).startswith(expected)
+
+
+def test_a_deployment_weight_is_refused_until_routing_implements_it():
+    raw = minimal()
+    raw["models"][0]["deployments"][0]["weight"] = 1  # the default: accepted
+    from_mapping(raw, {})
+    raw["models"][0]["deployments"][0]["weight"] = 3
+    assert error_of(raw).startswith("models[0].deployments[0].weight: not implemented yet")
 
 
 def test_invalid_yaml_reports_line(tmp_path):
@@ -78,8 +92,7 @@ def test_invalid_yaml_reports_line(tmp_path):
 
 
 def run_check(*args: str, env=None):
-    return subprocess.run([sys.executable, "-m", "gatehouse", "check", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    return run_cli("check", *args, env=env)
 
 
 def test_check_command_exit_codes(tmp_path):

@@ -10,6 +10,7 @@ import time
 
 import openai
 import httpx
+import pytest
 from aiohttp import web
 
 from tests.conftest import ALICE_KEY, base_config
@@ -26,10 +27,11 @@ def _ollama_tags_app(recorder) -> web.Application:
     return app
 
 
-def test_embedded_default_first_start_prints_key_once_and_detects_ollama(start_gatehouse, tmp_path):
+@pytest.mark.process
+def test_embedded_default_first_start_prints_key_once_and_detects_ollama(start_gatehouse_process, tmp_path):
     home = tmp_path / "home"
     with ServerThread(_ollama_tags_app) as ollama:
-        gh = start_gatehouse(None, env={"GATEHOUSE_OLLAMA_URL": ollama.url}, home=home)
+        gh = start_gatehouse_process(None, env={"GATEHOUSE_OLLAMA_URL": ollama.url}, home=home)
         out = gh.output()
         key = re.search(r"^\s+(gh-\S+)$", out, re.M).group(1)
         assert f"export OPENAI_BASE_URL={gh.url}/v1 OPENAI_API_KEY={key}" in out
@@ -45,7 +47,7 @@ def test_embedded_default_first_start_prints_key_once_and_detects_ollama(start_g
     assert (home / "gatehouse.db").exists()
     assert key not in (home / "gatehouse.db").read_bytes().decode(errors="replace")
     # Second start: no new key is printed, the old one still works.
-    gh2 = start_gatehouse(None, home=home)
+    gh2 = start_gatehouse_process(None, home=home)
     assert "gh-" not in gh2.output().replace(out, "")
     assert openai.OpenAI(base_url=gh2.url + "/v1", api_key=key).models.list().data
 
@@ -88,9 +90,10 @@ def test_health_and_readiness(gatehouse):
                                                                    "config_generation": 1, "config_sha256": sha}
 
 
-def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gatehouse, openai_upstream):
+@pytest.mark.process
+def test_graceful_shutdown_finishes_streams_and_refuses_new_requests(start_gatehouse_process, openai_upstream):
     cfg = base_config(openai_upstream.url, server={"drain_seconds": 1.5, "shutdown_grace_seconds": 10})
-    gh = start_gatehouse(cfg)
+    gh = start_gatehouse_process(cfg)
     client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
     result: dict = {}
 

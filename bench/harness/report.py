@@ -20,7 +20,11 @@ TARGETS = {
     "translation_rps": 1500, "distributed_rps": 1500,
     "responses_vs_translation": 0.9,  # (g) within 10% of (e)
     "guardrails_vs_plain": 0.9,       # (h) within 10% of the same gateway without guardrails
-    "routing_vs_single": 0.95,        # (i) three deployments within 5% of one
+    "workers_vs_one": 1.7,            # (i) serve --workers 2 on this 2-core machine
+    "cache_vs_plain": 2.0,            # (j) in-process hits at least 2x uncached at c=64
+    "cache_hit_added_ms": 0.2,        # (j) a hit answers within 0.2 ms added at c=1
+    "tracing_vs_off": 0.9,            # (k) every request traced costs at most 10% (issue 20)
+    "routing_vs_single": 0.95,        # (l) three deployments within 5% of one (issue 16)
 }
 
 
@@ -230,29 +234,78 @@ def rows_guardrails(h: dict) -> list[list[str]]:
     return out
 
 
-def rows_routing(i: dict) -> list[list[str]]:
-    """(i): one deployment vs three under each routing strategy, and their ratios."""
-    limit = TARGETS["routing_vs_single"]
+def rows_workers(i: dict) -> list[list[str]]:
+    """(i): two worker processes against one, closed loop at c=64."""
+    limit = TARGETS["workers_vs_one"]
+    label = "(i) serve --workers 2 ÷ one worker: closed loop c=64 (wrk and the mock share core 1)"
     if "skipped" in i:
-        return [["(i) routing: three deployments ÷ one", "—", i["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+        return [[label, "—", i["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
     out = []
-    for strategy, r in (i.get("routing_ratio") or {}).items():
-        e = _get(i, "best", f"gatehouse-{strategy}") or {}
+    for name, what in (("gatehouse", "1 worker (core 0)"), ("gatehouse-workers", "2 workers (cores 0-1)")):
+        out.append([f"(i) {what}: closed-loop throughput, req/s", fmt(_get(i, "summary", "direct", "rps"), thousands=True),
+                    fmt(_get(i, "summary", name, "rps"), thousands=True), "—", "—", "—", "—"])
+    r = i.get("workers_ratio")
+    out.append([label, "—", "n/a" if r is None else f"{r:.3f}", "—", "—", f"≥ {limit:g}",
+                met(None if r is None else r >= limit)])
+    return out
+
+
+def rows_cache(j: dict) -> list[list[str]]:
+    """(j): the same gateway with an in-process cache (every request a hit) and without."""
+    label = "(j) cache hits ÷ uncached, c=64, closed loop"
+    if "skipped" in j:
+        return [[label, "—", j["skipped"], "—", "—", f"≥ {TARGETS['cache_vs_plain']:g}", "—"]]
+    r = j.get("cache_closed_loop_ratio")
+    out = [[label, "—", "n/a" if r is None else f"{r:.2f}", "—", "—", f"≥ {TARGETS['cache_vs_plain']:g}",
+            met(None if r is None else r >= TARGETS["cache_vs_plain"])]]
+    for name, what in (("gatehouse", "uncached"), ("gatehouse-cache", "cache hit")):
+        a = _get(j, "latency_c1", "added", name, "p50_ms")
+        limit = TARGETS["cache_hit_added_ms"] if name == "gatehouse-cache" else None
+        out.append([f"(j) {what}: added latency p50, c=1, ms", "—", fmt(a), "—", "—",
+                    "—" if limit is None else f"≤ {limit:g}",
+                    "—" if limit is None or a is None else met(float(a.get("median", 0.0)) <= limit)])
+    return out
+
+
+def rows_tracing(k: dict) -> list[list[str]]:
+    """(k): the same gateway with every request traced (one per OTLP protocol) and without."""
+    limit = TARGETS["tracing_vs_off"]
+    label = "(k) tracing on ÷ off"
+    if "skipped" in k:
+        return [[label, "—", k["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for name, e in (k.get("tracing") or {}).items():
+        proto = name.removeprefix("gatehouse-trace-")
+        for key, what in (("cpu_ratio", "1 / CPU per request"), ("closed_loop_ratio", "closed-loop throughput c=64")):
+            r = e.get(key)
+            out.append([f"{label}, {proto}: {what}, paired per round", "—", "n/a" if r is None else f"{r:.3f}",
+                        "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
+    return out
+
+
+def rows_routing(r_: dict) -> list[list[str]]:
+    """(l): one deployment vs three under each routing strategy, and their ratios."""
+    limit = TARGETS["routing_vs_single"]
+    if "skipped" in r_:
+        return [["(l) routing: three deployments ÷ one", "—", r_["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for strategy, r in (r_.get("routing_ratio") or {}).items():
+        e = _get(r_, "best", f"gatehouse-{strategy}") or {}
         txt = fmt(e.get("rps"), thousands=True) if e.get("rps") else "p99 < 50 ms not reached"
-        out.append([f"(i) {strategy}, three deployments: throughput, req/s",
-                    fmt(_get(i, "summary", "direct", "rps"), thousands=True),
+        out.append([f"(l) {strategy}, three deployments: throughput, req/s",
+                    fmt(_get(r_, "summary", "direct", "rps"), thousands=True),
                     txt + (" (paced)" if e.get("paced") else ""), "—", "—", "—", "—"])
-        out.append([f"(i) {strategy}: three deployments ÷ one, c=64, 0 errors, p99 < 50 ms", "—",
+        out.append([f"(l) {strategy}: three deployments ÷ one, c=64, 0 errors, p99 < 50 ms", "—",
                     "n/a" if r is None else f"{r:.3f}", "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
-        c = (i.get("routing_closed_loop_ratio") or {}).get(strategy)
-        out.append([f"(i) {strategy}: three ÷ one, closed loop c=64, no p99 limit", "—",
+        c = (r_.get("routing_closed_loop_ratio") or {}).get(strategy)
+        out.append([f"(l) {strategy}: three ÷ one, closed loop c=64, no p99 limit", "—",
                     "n/a" if c is None else f"{c:.3f}", "—", "—", "—", "—"])
     return out
 
 
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails, "i": rows_routing}
+        "h": rows_guardrails, "i": rows_workers, "j": rows_cache, "k": rows_tracing, "l": rows_routing}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:
@@ -308,3 +361,22 @@ def update_readme(readme: Path, table_md: str) -> bool:
         return False
     readme.write_text(pattern.sub(lambda _: f"{README_START}\n{table_md}{README_END}", text))
     return True
+
+
+def before_after(results: dict, before: str = "gatehouse-before", after: str = "gatehouse") -> str:
+    """`--baseline-src`: each metric of each scenario for the two checkouts, measured in the same
+    interleaved rounds (medians over rounds; "added" is through the gateway minus direct)."""
+    lines = ["| scenario | figure | metric | before | after | after ÷ before |", "|---|---|---|---|---|---|"]
+    for sc in results.get("scenarios", []):
+        for part in ("added", "summary"):
+            figures = sc.get(part) or {}
+            if not isinstance(figures, dict) or before not in figures or after not in figures:
+                continue
+            for metric, spread in figures[after].items():
+                a = stats.median(spread) if isinstance(spread, dict) else None
+                b = stats.median(figures[before].get(metric)) if isinstance(figures[before].get(metric), dict) else None
+                if a is None or b is None:
+                    continue
+                ratio = f"{a / b:.3f}" if b else "—"
+                lines.append(f"| ({sc['id']}) | {part} | {metric} | {b:,.3f} | {a:,.3f} | {ratio} |")
+    return "\n".join(lines) + "\n"

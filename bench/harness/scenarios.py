@@ -1,14 +1,15 @@
-"""The scenarios (a)-(h). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(l). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import time
 
 from . import load, stats, targets as tg
-from .procs import Proc
+from .procs import Proc, cpu_seconds, http, wait_idle
 from .rounds import (ANTHROPIC_VERSION, Ctx, added, alone, anthropic_body, available, brief,
                      errors, interleaved, openai_body, responses_body, revive, say, settle, summaries,
                      wrk_runner)
@@ -332,7 +333,185 @@ def scenario_guardrails(ctx: Ctx) -> dict:
                 gh.proc.stop()
 
 
-# ---- (i) routing over three deployments -----------------------------------------------------
+# ---- (i) serve --workers 2 vs one worker ------------------------------------------------------
+
+WORKERS = 2
+
+
+def scenario_workers(ctx: Ctx) -> dict:
+    """As (b), Gatehouse only: `serve --workers 2` (both cores, shared with wrk and the mock on
+    core 1) against the usual one worker on core 0, interleaved in the same rounds. The ratio
+    is of closed-loop throughput at c=64 (no p99 limit): what the second core adds."""
+    say(f"(i) workers: serve --workers {WORKERS} vs one worker, c={CONCURRENCY}")
+    title = f"serve --workers {WORKERS} vs one worker, throughput"
+    out: dict = {"id": "i", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    gh = None
+    try:
+        try:
+            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-workers", workers=WORKERS)
+        except tg.StartError as e:
+            out["skipped"] = "the gateway did not start with --workers"
+            out["log_tail"] = str(e)[-2000:]
+            say(f"  skipped: {out['skipped']}")
+            return out
+        ctx.extra_gateways.append(gh)
+        res = _throughput(ctx, "i", title, "/v1/chat/completions", openai_body(), False,
+                          [ctx.mock, plain, gh], sample_rss=False)
+        res["params"]["workers"] = WORKERS
+        res["workers_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
+                                           stats.median(res["summary"][plain.name]["rps"]))
+        say(f"  {WORKERS} workers / 1 worker, closed loop: {res['workers_ratio'] or 0:.3f}")
+        return res
+    finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+            if gh.proc is not None:
+                gh.proc.stop()
+
+
+# ---- (j) response cache hits vs uncached -------------------------------------------------------
+
+
+def cached_body() -> bytes:
+    """openai_body at temperature 0: what a cache may answer (docs/cache.md)."""
+    body = json.loads(openai_body())
+    body["temperature"] = 0
+    return json.dumps(body).encode()
+
+
+def scenario_cache(ctx: Ctx) -> dict:
+    """Gatehouse only: the same temperature-0 request through the plain gateway (every request
+    goes upstream) and through one whose model has an in-process `cache:` block (every request
+    after the first is a hit), interleaved in the same rounds: throughput at c=64 and the added
+    latency at c=1."""
+    say(f"(j) response cache: in-process hits vs uncached, c={CONCURRENCY} and c=1")
+    title = "Response cache (in-process) hits vs uncached"
+    out: dict = {"id": "j", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    gh = None
+    try:
+        try:
+            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-cache",
+                                    cache={"ttl_seconds": 3600, "backend": "memory"})
+        except tg.StartError as e:
+            out["skipped"] = "the gateway did not start with a cache block"
+            out["log_tail"] = str(e)[-2000:]
+            return out
+        ctx.extra_gateways.append(gh)
+        body = cached_body()
+        res = _throughput(ctx, "j", title, "/v1/chat/completions", body, False, [ctx.mock, plain, gh],
+                          sample_rss=False)
+        res["params"]["cache"] = "memory, ttl 3600 s, temperature-0 body"
+        res["cache_closed_loop_ratio"] = stats.ratio(stats.median(res["summary"][gh.name]["rps"]),
+                                                     stats.median(res["summary"][plain.name]["rps"]))
+        run = wrk_runner(ctx, "/v1/chat/completions", body, 1)
+        lat = interleaved(ctx, available(ctx, [ctx.mock, plain, gh], "/v1/chat/completions", body, False, []),
+                          run, "j")
+        res["latency_c1"] = {"summary": summaries(lat, LAT_METRICS),
+                             "added": added(lat, {k: v for k, v in LAT_METRICS.items() if k != "rps"})}
+        say(f"  cached / uncached at c={CONCURRENCY}: {res['cache_closed_loop_ratio'] or 0:.2f}x (closed loop)")
+        return res
+    finally:
+        if gh is not None:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+            if gh.proc is not None:
+                gh.proc.stop()
+
+
+# ---- (k) tracing on vs off ---------------------------------------------------------------------
+
+TRACING_PROTOCOLS = ("http/protobuf", "http/json", "grpc")
+
+
+def scenario_tracing(ctx: Ctx) -> dict:
+    """As (b), Gatehouse only: the same gateway without tracing and with tracing on, every
+    request sampled (wrk sends no traceparent: each request is a new, kept trace), one gateway
+    per OTLP protocol, exporting to bench/otlp_sink.py on the load core; interleaved rounds."""
+    say(f"(k) tracing: every request traced ({', '.join(TRACING_PROTOCOLS)}) vs off, c={CONCURRENCY}")
+    title = "Tracing on (every request sampled) vs off, throughput"
+    out: dict = {"id": "k", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    sink = None
+    traced: list[Target] = []
+    try:
+        try:
+            sink, http_port, grpc_port = tg.start_otlp_sink(ctx.run_dir)
+            for protocol in TRACING_PROTOCOLS:
+                endpoint = (f"http://127.0.0.1:{grpc_port}" if protocol == "grpc"
+                            else f"http://127.0.0.1:{http_port}/v1/traces")
+                traced.append(tg.start_gatehouse(
+                    ctx.mock, ctx.run_dir, name=f"gatehouse-trace-{protocol.replace('/', '-')}",
+                    tracing={"enabled": True, "protocol": protocol, "endpoint": endpoint}))
+                ctx.extra_gateways.append(traced[-1])
+        except tg.StartError as e:
+            out["skipped"] = "not available yet: a traced gateway or the OTLP sink did not start"
+            out["log_tail"] = str(e)[-2000:]
+            say(f"  skipped: {out['skipped']}\n    " + str(e).strip().splitlines()[-1][:300])
+            return out
+        wrk = wrk_runner(ctx, "/v1/chat/completions", openai_body(), CONCURRENCY)
+
+        def run(t: Target, duration: float) -> dict:
+            """wrk, plus the gateway's CPU seconds per request served: on a shared machine other
+            work steals wall time (throughput) far more than it changes CPU time per request."""
+            before = cpu_seconds(t.proc.pid) if t.proc is not None else 0.0
+            res = wrk(t, duration)
+            if t.proc is not None and res.get("requests"):
+                wait_idle(t.proc)  # the export thread's last batch counts too
+                res["cpu_us_per_request"] = (cpu_seconds(t.proc.pid) - before) / res["requests"] * 1e6
+            return res
+
+        res = _throughput(ctx, "k", title, "/v1/chat/completions", openai_body(), False,
+                          [ctx.mock, plain, *traced], sample_rss=False, pace=False, run=run)
+        res["tracing"] = {}
+        off_rounds = res["rounds"][plain.name]
+        for t in traced:
+            on_rounds = res["rounds"][t.name]
+            pairs = list(zip(on_rounds, off_rounds))  # the same round: the same machine conditions
+            entry = {"closed_loop_ratio": _mid([stats.ratio(a.get("rps"), b.get("rps")) for a, b in pairs]),
+                     # throughput on a saturated core is 1 / CPU per request: off ÷ on
+                     "cpu_ratio": _mid([stats.ratio(b.get("cpu_us_per_request"), a.get("cpu_us_per_request"))
+                                                for a, b in pairs]),
+                     "cpu_us_per_request": _mid([a.get("cpu_us_per_request") for a in on_rounds]),
+                     "cpu_us_per_request_off": _mid([b.get("cpu_us_per_request") for b in off_rounds]),
+                     # the gateway warns when its span queue overflowed or an export failed
+                     "export_warnings": [ln for ln in t.proc.log_tail(200).splitlines() if "tracing:" in ln][:5]
+                     if t.proc is not None else []}
+            res["tracing"][t.name] = entry
+            say(f"  {t.name} ÷ off, paired per round: closed-loop throughput {entry['closed_loop_ratio'] or 0:.3f},"
+                f" 1 / CPU per request {entry['cpu_ratio'] or 0:.3f} ({entry['cpu_us_per_request'] or 0:.0f} vs "
+                f"{entry['cpu_us_per_request_off'] or 0:.0f} µs)"
+                + (f"; warnings: {entry['export_warnings']}" if entry["export_warnings"] else ""))
+        status, body = http("GET", f"http://127.0.0.1:{http_port}/stats", timeout=5)
+        stats_body = json.loads(body) if status == 200 else {}
+        res["sink"] = stats_body
+        say(f"  OTLP sink received: {stats_body}")
+        return res
+    finally:
+        for t in traced:
+            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not t]
+            if t.proc is not None:
+                t.proc.stop()
+        if sink is not None:
+            sink.stop()
+
+
+
+def _mid(xs: list) -> float | None:
+    xs = sorted(x for x in xs if x is not None)
+    return None if not xs else (xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2)
+
+
+# ---- (l) routing over three deployments -----------------------------------------------------
 
 ROUTING_STRATEGIES = ("least-busy", "prefix-affinity")
 
@@ -340,9 +519,9 @@ ROUTING_STRATEGIES = ("least-busy", "prefix-affinity")
 def scenario_routing(ctx: Ctx) -> dict:
     """As (b), Gatehouse only: the model served by one deployment vs by three (three providers on
     the same mock) under each of ROUTING_STRATEGIES, interleaved in the same rounds."""
-    say(f"(i) routing: one deployment vs three under {', '.join(ROUTING_STRATEGIES)}, c={CONCURRENCY}")
+    say(f"(l) routing: one deployment vs three under {', '.join(ROUTING_STRATEGIES)}, c={CONCURRENCY}")
     title = "Routing over three deployments vs one, throughput"
-    out: dict = {"id": "i", "title": title}
+    out: dict = {"id": "l", "title": title}
     plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
     if plain is None:
         out["skipped"] = "Gatehouse is not running"
@@ -358,7 +537,7 @@ def scenario_routing(ctx: Ctx) -> dict:
                 say(f"  skipped: {out['skipped']}")
                 return out
         ctx.extra_gateways.extend(pools)
-        res = _throughput(ctx, "i", title, "/v1/chat/completions", openai_body(), False,
+        res = _throughput(ctx, "l", title, "/v1/chat/completions", openai_body(), False,
                           [ctx.mock, plain, *pools], sample_rss=False)
         one = stats.median((res["best"].get(plain.name) or {}).get("rps"))
         one_closed = stats.median(res["summary"][plain.name]["rps"])

@@ -114,15 +114,16 @@ def ecommerce_guardrails() -> dict:
 
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
                      redis_url: str | None = None, guardrails: str | None = None,
-                     routing: str | None = None) -> dict:
+                     cache: dict | None = None, tracing: dict | None = None, routing: str | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
     by default. `store_url`/`redis_url` select the distributed mode (Postgres + Redis).
     `guardrails` names a policy of examples/guardrails-ecommerce.yaml to attach to the bench
     group (scenario h); everything else stays the same, so the difference is the guardrails.
-    `routing` serves the model from three deployments (three providers on the same mock, as three
-    replicas would be) under that routing strategy (scenario i).
+    `cache` is the bench model's `cache:` block (scenario j: response cache hits); `tracing` the
+    `tracing:` section (scenario k). `routing` serves the model from three deployments (three
+    providers on the same mock, as three replicas would be) under that routing strategy (scenario l).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -132,6 +133,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     if guardrails:
         group["guardrails"] = [guardrails]
         extra["guardrails"] = ecommerce_guardrails()
+    if tracing:
+        extra["tracing"] = tracing
     providers = {"mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "x"}}
     model: dict = {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]}
     if routing:
@@ -139,6 +142,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
             providers[f"mock{i}"] = dict(providers["mock"])
         model = {"name": MODEL, "routing": {"strategy": routing},
                  "deployments": [{"provider": p, "model": UPSTREAM_MODEL} for p in providers]}
+    if cache is not None:
+        model["cache"] = cache
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "store": store,
@@ -166,7 +171,8 @@ def _smoke(target: Target, upstream: Target | None = None) -> None:
         raise StartError(f"{target.name}: first request answered {status}{gone}: {payload[:300]!r}")
 
 
-def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", **config_kw) -> Target:
+def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", workers: int = 1,
+                    source: Path | None = None, **config_kw) -> Target:
     if not GATEHOUSE_EXE.exists():
         raise StartError(f"{GATEHOUSE_EXE} is missing (run `make dev-install`)")
     port = procs.free_port()
@@ -175,9 +181,13 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", **conf
     cfg_path = cfg_dir / "gatehouse.yaml"
     cfg_path.write_text(to_yaml(gatehouse_config(cfg_dir, mock.port, port, **config_kw)) + "\n")
     env = dict(os.environ, GATEHOUSE_HOME=str(cfg_dir))
-    proc = Proc(name, [str(GATEHOUSE_EXE), "serve", "--config", str(cfg_path),
-                       "--host", "127.0.0.1", "--port", str(port)],
-                cfg_dir / "gatehouse.log", cpu=GATEWAY_CPU, env=env, cwd=cfg_dir).start()
+    if source is not None:  # --baseline-src: another checkout's sources, same venv
+        env["PYTHONPATH"] = str(source)
+    argv = [str(GATEHOUSE_EXE), "serve", "--config", str(cfg_path), "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:  # scenario (i): the workers take both cores, shared with the load generator and mock
+        argv += ["--workers", str(workers)]
+    proc = Proc(name, argv, cfg_dir / "gatehouse.log", cpu=GATEWAY_CPU if workers == 1 else f"{GATEWAY_CPU},{LOAD_CPU}",
+                env=env, cwd=cfg_dir).start()
     target = Target(name, port, {"Authorization": f"Bearer {BENCH_KEY}"}, {"x-api-key": BENCH_KEY},
                     proc, {"config": str(cfg_path)})
     if not procs.wait_http(f"{target.base}/healthz", proc, timeout=60):
@@ -190,8 +200,21 @@ def start_gatehouse(mock: Target, run_dir: Path, name: str = "gatehouse", **conf
         tail = proc.log_tail(30)
         proc.stop()
         raise StartError(f"{e}\n{tail}") from None
-    target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, **config_kw)
+    target.info["restart"] = lambda: start_gatehouse(mock, run_dir, name, workers=workers, source=source, **config_kw)
     return target
+
+
+def start_otlp_sink(run_dir: Path) -> tuple[Proc, int, int]:
+    """bench/otlp_sink.py on the load core: OTLP/HTTP and OTLP/gRPC that accept and discard."""
+    http_port, grpc_port = procs.free_port(), procs.free_port()
+    python = PROJECT_DIR / ".venv" / "bin" / "python"
+    proc = Proc("otlp-sink", [str(python), str(PROJECT_DIR / "bench" / "otlp_sink.py"), "--http-port",
+                              str(http_port), "--grpc-port", str(grpc_port)],
+                run_dir / "otlp-sink.log", cpu=LOAD_CPU).start()
+    if not procs.wait_http(f"http://127.0.0.1:{http_port}/stats", proc, timeout=30):
+        proc.stop()
+        raise StartError(f"the OTLP sink did not start:\n{proc.log_tail(20)}")
+    return proc, http_port, grpc_port
 
 
 # ---- LiteLLM -----------------------------------------------------------------------------

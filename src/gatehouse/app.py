@@ -7,23 +7,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
-from gatehouse.api import admin, admin_deployments, admin_directory, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import (
+    admin,
+    admin_cache,
+    admin_deployments,
+    admin_directory,
+    admin_requests,
+    anthropic,
+    migration,
+    ollama,
+    openai,
+    ops,
+    responses,
+    responses_state,
+    ui,
+    usage,
+)
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
-from gatehouse.observability.safe import describe
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
 from gatehouse.gateway.endpoint import Endpoint
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.gateway.handle import handle
+from gatehouse.observability.safe import describe
 from gatehouse.reload import ConfigReloader
 from gatehouse.runtime import Runtime
 
@@ -86,8 +100,11 @@ ROUTES: list[Route] = [
     Route("GET", "/admin/deployments", admin_deployments.list_deployments, "admin"),
     Route("GET", "/admin/audit", admin.audit_log, "admin"),
     Route("POST", "/admin/reload", admin.reload_config, "admin"),
+    Route("DELETE", "/admin/cache", admin_cache.clear_cache, "admin"),
     Route("GET", "/admin/models", ui.models, "admin"),
     Route("POST", "/admin/playground/key", ui.playground_key, "admin"),
+    Route("GET", "/admin/deployments", admin_deployments.list_deployments, "admin"),
+    Route("GET", "/admin/requests/{request_id}", admin_requests.request_summary, "admin"),
     Route("GET", "/ui", ui.page, "ui"),
     Route("GET", "/ui/{asset}", ui.page, "ui"),
     Route("POST", "/ui/login", ui.login, "ui"),
@@ -105,7 +122,7 @@ ROUTES: list[Route] = [
 ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
            "/embeddings": "/v1/embeddings", "/models": "/v1/models",
            # migration (docs/migration.md): Kong AI Gateway-style routes, a FastAPI gateway's /health
-           "/ai/chat": "/v1/chat/completions", "/ai/completions": "/v1/completions", "/health": "/healthz"}
+           "/ai/chat": "/v1/chat/completions", "/v1/chat": "/v1/chat/completions", "/ai/completions": "/v1/completions", "/health": "/healthz"}
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/health"})
 UNCAPPED = ALWAYS_SERVED | {"/metrics"}  # probes and scrapes still answer at server.max_in_flight
 
@@ -144,8 +161,10 @@ class GatehouseApp:
     """The ASGI application. `runtime` is built in lifespan startup (or handed in by tests)."""
 
     def __init__(self, build: Callable[[], Awaitable[Runtime]], cors_origins: list[str] | None = None,
-                 config_path: Path | None = None, config_sha256: str = ""):
+                 config_path: Path | None = None, config_sha256: str = "",
+                 on_started: Callable[[], None] | None = None):
         self._build = build
+        self._on_started = on_started  # `gatehouse serve`'s process settings (cli/serve.py): after the build
         self.cors = Cors(cors_origins or [])
         self._cors_origins = list(cors_origins or [])
         self.runtime: Runtime | None = None
@@ -175,12 +194,8 @@ class GatehouseApp:
                 if self.runtime.meter is not None:
                     self.runtime.meter.metrics.track_inflight(lambda: self.inflight)
                 self._start_reloading(self.runtime)
-                # Everything built so far lives as long as the process: move it out of the
-                # cyclic GC's sight, so collections only walk per-request garbage (full
-                # collections over the loaded libraries were the multi-ms pauses at p99).
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(20_000, 50, 100)  # requests make ~100s of short-lived objects
+                if self._on_started is not None:
+                    self._on_started()
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
                 await self._stop_reloading()
@@ -260,7 +275,7 @@ class GatehouseApp:
             rt.meter.tracing.start(ex, req.headers.get("traceparent"), req.method, req.path)
         started = False
 
-        async def tracking_send(message: dict) -> None:
+        async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
             if not started:
                 started = True

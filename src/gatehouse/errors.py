@@ -13,7 +13,12 @@
     ├── RateLimited                     429 limits and budgets (carries Retry-After)
     ├── ServiceUnavailable              503 draining, overloaded, store down with limits closed
     └── UpstreamError                   502 upstream unreachable, refused or malformed
-        ├── UpstreamStatus              the upstream answered with an error status
+        ├── UpstreamStatus              502 the upstream answered with an error status (ours to fix)
+        │   ├── UpstreamRejected        400 it refused the client's request (400, 422)
+        │   ├── UpstreamNotFound        404 it does not know the model or route
+        │   ├── UpstreamTooLarge        413 it found the request too large
+        │   ├── UpstreamRateLimited     429 it is rate limiting
+        │   └── UpstreamOverloaded      503 it is overloaded (503, Anthropic's 529)
         ├── UpstreamTimeout             504
         └── UpstreamUnavailable         503 every deployment ejected by its circuit breaker
             └── UpstreamBusy            503 no connection free within the provider's pool_timeout
@@ -21,6 +26,8 @@
 Messages are written for the client: they never contain a key, a credential, an internal
 URL or a stack trace. Upstream error bodies never reach the client: it gets the status and an
 allow-listed error type/code (upstream/error_text.py); their text goes to the log, scrubbed.
+Which UpstreamStatus an upstream's status becomes is decided in one place,
+`classify_upstream_status`; each dialect's parser (wire/errors_<dialect>.py) calls it.
 """
 from __future__ import annotations
 
@@ -118,28 +125,59 @@ class UpstreamError(GatehouseError):
 
 
 class UpstreamStatus(UpstreamError):
-    """The upstream answered with an error status; client errors keep their status."""
+    """The upstream answered with an error status. The class says what that means for the
+    client; `classify_upstream_status` picks it. This base is the 502 case: a 5xx, or an auth
+    failure between the gateway and the upstream, is the gateway's problem, not the client's."""
 
-    def __init__(self, status: int, message: str, *, error_type: str | None = None, **kw: Any):
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, upstream_status: int, upstream_type: str | None = None, **kw: Any):
         super().__init__(message, **kw)
-        # 4xx from the upstream are the client's problem (bad params, rate limits); 5xx and
-        # auth failures between us and the upstream are ours and become 502.
-        if status in (400, 404, 413, 422, 429):
-            self.status = 400 if status == 422 else status
-            self.type = {429: "rate_limit_error", 413: "request_too_large"}.get(
-                status, "invalid_request_error"
-            )
-            self.code = "upstream_rate_limited" if status == 429 else "upstream_rejected"
-        elif status in (503, 529):
-            self.status = 503
-            self.type = "overloaded_error"
-            self.code = "upstream_unavailable"
-        else:
-            self.status = 502
-            self.code = "upstream_error"
-        self.upstream_status = status
-        if error_type:
-            self.upstream_type = error_type
+        self.upstream_status = upstream_status
+        self.upstream_type = upstream_type  # the upstream's own error type, when allow-listed
+
+
+class UpstreamRejected(UpstreamStatus):
+    """The upstream refused the client's request (bad parameters): the client's problem."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+
+
+class UpstreamNotFound(UpstreamRejected):
+    status = 404
+
+
+class UpstreamTooLarge(UpstreamRejected):
+    status = 413
+    type = "request_too_large"
+
+
+class UpstreamRateLimited(UpstreamStatus):
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
+class UpstreamOverloaded(UpstreamStatus):
+    status = 503
+    type = "overloaded_error"
+    code = "upstream_unavailable"
+
+
+# The upstream's status -> what it means for the client; any other status is UpstreamStatus (502).
+_UPSTREAM_STATUS_CLASSES: dict[int, type[UpstreamStatus]] = {
+    400: UpstreamRejected, 422: UpstreamRejected, 404: UpstreamNotFound, 413: UpstreamTooLarge,
+    429: UpstreamRateLimited, 503: UpstreamOverloaded, 529: UpstreamOverloaded,
+}
+
+
+def classify_upstream_status(status: int, message: str, *, upstream_type: str | None = None,
+                             code: str | None = None, headers: dict[str, str] | None = None) -> UpstreamStatus:
+    """The gateway error for an upstream's error status (`code` overrides the class's code)."""
+    cls = _UPSTREAM_STATUS_CLASSES.get(status, UpstreamStatus)
+    return cls(message, upstream_status=status, upstream_type=upstream_type, code=code, headers=headers)
 
 
 class UpstreamTimeout(UpstreamError):

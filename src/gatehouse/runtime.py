@@ -11,34 +11,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gatehouse.config import Config, DeploymentConfig
+from gatehouse.config import Config, DeploymentConfig, OpenAIConfig
 from gatehouse.gateway.attempts import Attempts
 from gatehouse.metering.meter import Meter
-from gatehouse.policy.ui_session import UiSessions
-from gatehouse.observability.safe import describe
-from gatehouse.policy.auth import KeyAuthenticator, Principal
-from gatehouse.policy.directory import AccessControl
-from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
+from gatehouse.observability.safe import describe
+from gatehouse.observability.worker_metrics import WorkerMetrics
+from gatehouse.policy.auth import AuthChain, Authenticator
+from gatehouse.policy.cache import CacheStep
+from gatehouse.policy.cache import build_step as build_cache
+from gatehouse.policy.compliance import Compliance, build_compliance
+from gatehouse.policy.directory import AccessControl
+from gatehouse.policy.guardrail_events import GuardrailEvents
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
+from gatehouse.policy.key_auth import KeyAuth
+from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
+from gatehouse.policy.principal import Principal
+from gatehouse.policy.ui_session import UiSessions
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
-from gatehouse.routing.router import Router
+from gatehouse.routing.policy_routes import group_defaults
 from gatehouse.routing.route import build_routes, uses_load
+from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import LoadHook, Ordered
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
+from gatehouse.routing.virtual import VirtualModel, build_virtual
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
-from gatehouse.store.migrate import require_current
+from gatehouse.store.migrate import require_current, upgrade
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
+from gatehouse.supervisor import worker_count, worker_index
 from gatehouse.upstream.client import HttpPool
 from gatehouse.wire.model_swap import for_deployment as model_swap_for
 
 if TYPE_CHECKING:
+    from gatehouse.policy.jwt_auth import BearerJwt
     from gatehouse.reload import ConfigReloader
 
 log = logging.getLogger("gatehouse")
@@ -67,18 +78,22 @@ class Runtime:
     http: HttpPool
     providers: dict[str, Provider]
     models: dict[str, ModelEntry]
-    auth: KeyAuthenticator
+    auth: AuthChain  # credential -> Principal: [BearerJwt (auth.jwt), KeyAuth]
     hasher: KeyHasher
     pipeline: Pipeline
     admin_key: str | None
     meter: Meter  # ledger, usage headers, metrics, access log
     access: AccessControl  # groups and consumers (config + store), hot-reloaded
     limiter: SharedLimiter  # limits store; .stats are exported as metrics
+    keys: KeyAuth  # the chain's API keys (forget() after a key changes)
+    jwt: BearerJwt | None  # auth.jwt's verifier (also the admin UI's ID-token sign-in)
     draining: bool = False
     ready: bool = False
     pipeline_needs_body: bool = False  # a step rewrites bodies: no same-dialect fast path
     ui: UiSessions | None = None  # admin UI sessions; None when the UI is off (or no admin key)
     responses: ResponseStore | None = None  # stored Responses API responses (set by build)
+    cache: CacheStep | None = None  # the response cache, when a model or group has `cache:` (docs/cache.md)
+    guardrail_events: GuardrailEvents | None = None  # guardrail matches, written to the audit log in batches
     _models_json: dict[frozenset[str] | None, bytes] = field(default_factory=dict)
     health: Health = field(default_factory=Health)  # circuit breakers of the deployments
     # Which config this is (gatehouse_config_generation, /readyz) and the file's sha256.
@@ -91,9 +106,13 @@ class Runtime:
     successor: "Runtime | None" = None
     secret: str = field(default="", repr=False)  # the key HMAC secret (UI sessions sign with it too)
     reloader: "ConfigReloader | None" = None  # set by app.py when the config came from a file
+    # `serve --workers N`: this worker's metrics socket and the merged /metrics (handed over on reload)
+    worker_metrics: WorkerMetrics | None = None
     # The routing table (models, aliases, access) and the attempts loop (router plan + hooks).
     table: ModelTable = field(default_factory=lambda: ModelTable({}, {}))
     attempts: Attempts = field(default_factory=lambda: Attempts(Router(), ()))
+    compliance: Compliance | None = None  # compliance routing (policy/compliance.py); None: not configured
+    virtual: dict[str, VirtualModel] = field(default_factory=dict)  # virtual models (routing/virtual.py)
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -108,7 +127,7 @@ class Runtime:
         else:
             store = SqlStore(store_url(cfg, data_dir), pool_size=cfg.store.pool_size)
             if cfg.store.migrate_on_start:
-                await store.create_schema()
+                await upgrade(store)
             else:
                 await require_current(store)
             secret = cfg.server.secret or os.environ.get("GATEHOUSE_SECRET") or \
@@ -129,7 +148,8 @@ class Runtime:
                 tuple(Deployment(d.provider, providers[d.provider], d.model, d.weight,
                                  _passthrough_dialect(providers[d.provider]), model_swap_for(m.name, d.model),
                                  breaker(d),
-                                 RESPONSES_DIALECT if cfg.providers[d.provider].responses_api else frozenset())
+                                 RESPONSES_DIALECT if isinstance(pc := cfg.providers[d.provider], OpenAIConfig)
+                                 and pc.responses_api else frozenset())
                       for d in m.deployments),
                 m.private,
                 context_window=m.context_window,
@@ -137,7 +157,7 @@ class Runtime:
             for m in cfg.models
         }
         models = build_routes(cfg, models, health, http)  # strategies, tiers, fallbacks (docs/routing.md)
-        directory = AccessControl(cfg, list(models), DirectoryStore(store))
+        directory = AccessControl(cfg, [*models, *cfg.routers], DirectoryStore(store))
         await directory.reload()
         config_keys: dict[str, str] = {}
         config_sha: dict[str, str] = {}
@@ -147,28 +167,41 @@ class Runtime:
                     config_sha[k[7:]] = cname
                 else:
                     config_keys[hasher.hash(k)] = cname
-        auth = KeyAuthenticator(hasher, store, config_keys, config_sha, directory.principal)
-        directory.on_change.append(auth.forget)
+        keys = KeyAuth(hasher, store, config_keys, config_sha, directory.principal)
+        directory.on_change.append(keys.forget)
+        jwt: BearerJwt | None = None
         if cfg.auth.jwt is not None:
             from gatehouse.policy.jwt_auth import BearerJwt  # pyjwt/cryptography only when used
 
-            auth.jwt = BearerJwt(cfg.auth.jwt, http, directory)
+            jwt = BearerJwt(cfg.auth.jwt, http, directory)
+        chain: list[Authenticator] = [keys] if jwt is None else [jwt, keys]  # keys last: they claim everything
+        auth = AuthChain(chain)
         keep_limiter = previous is not None and previous.cfg.limits == cfg.limits
         limiter = previous.limiter if previous is not None and keep_limiter else \
-            SharedLimiter(cfg.limits, cfg.store.redis_url or None)
+            SharedLimiter(cfg.limits, cfg.store.redis_url or None, worker_count())
         meter = Meter(cfg, models, store, data_dir, previous.meter if previous is not None else None)
         meter.metrics.track_limits(limiter.stats)
         steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
         guardrails = build_guardrails(cfg, directory, meter.metrics, models)
+        events: GuardrailEvents | None = None
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)
+            events = GuardrailEvents(store)  # matches go to the audit log, off the request path
+            guardrails.on_verdicts = events.wrap(guardrails.on_verdicts)
+        cache = build_cache(cfg, meter.metrics, models)
+        if cache is not None:  # after limits: a hit is a request (and its tokens count), at no cost
+            steps.append(cache)
         # The steps' declared order: guardrails, limits, then metering, whatever else is in
         # `steps`: it admits only what every other step admitted, and its attempts end before
         # any settle (gateway/handle.py), so budgets settle with the request's cost in ex.cost_usd.
         rt = cls(cfg, data_dir, store, http, providers, models, auth, hasher, Pipeline([*steps, meter.step]),
-                 cfg.admin.key or None, meter, directory, limiter)
+                 cfg.admin.key or None, meter, directory, limiter, keys, jwt)
         rt.health = health
-        rt.table = ModelTable(models, cfg.model_aliases)
+        rt.cache = cache
+        rt.guardrail_events = events
+        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg), {n: ModelEntry(n, ()) for n in cfg.routers})
+        rt.compliance = build_compliance(cfg, models)
+        rt.virtual = build_virtual(cfg)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         # Then the deployments' load, where a strategy reads it (routing/strategies.py).
         rt.attempts = Attempts(Router(Ordered()), (meter.hook, HealthHook(), *([LoadHook()] if uses_load(cfg) else [])))
@@ -178,6 +211,11 @@ class Runtime:
             meter.metrics.track_routing(models)
         rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
+        if previous is not None:
+            rt.worker_metrics = previous.worker_metrics
+        elif worker_count() > 1:
+            rt.worker_metrics = WorkerMetrics(meter.metrics, data_dir / "run", worker_index(), worker_count())
+            await rt.worker_metrics.start()
         directory.start()
         if not keep_limiter:
             limiter.start()
@@ -219,6 +257,10 @@ class Runtime:
             await self.health.active.stop()
         if heir is None or heir.limiter is not self.limiter:
             await self.limiter.close()
+        if self.worker_metrics is not None and (heir is None or heir.worker_metrics is not self.worker_metrics):
+            await self.worker_metrics.close()
+        if self.cache is not None:
+            await self.cache.close()
         for p in self.providers.values():
             try:
                 await p.close()
@@ -227,6 +269,8 @@ class Runtime:
         await self.http.close()
         # drains the journal into the store: before store.close
         await self.meter.close(keep_ledger=heir is not None and heir.meter.writer is self.meter.writer)
+        if self.guardrail_events is not None:
+            await self.guardrail_events.close()
         if self.responses is not None:
             await self.responses.flush()  # stored responses still being written
         if heir is None or heir.store is not self.store:

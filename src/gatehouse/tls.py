@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gatehouse.config import Config, ProviderConfig, TlsConfig
+    from gatehouse.config.schema import ProviderConfig, TlsConfig
 
 log = logging.getLogger("gatehouse.tls")
 
@@ -45,46 +45,11 @@ def client_context(cfg: ProviderConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-def _problem(err: Exception) -> str:
+def file_problem(err: Exception) -> str:
+    """What went wrong loading a TLS file, in words (config checks and reload logs)."""
     if isinstance(err, OSError) and err.strerror and not isinstance(err, ssl.SSLError):
         return f"cannot read it: {err.strerror}"
     return f"not a usable PEM certificate/key: {getattr(err, 'reason', None) or err}"
-
-
-def check_tls(cfg: Config) -> None:
-    """Load every configured TLS file once, so `gatehouse check` and startup name a bad one."""
-    from gatehouse.config import ConfigError
-
-    tls = cfg.server.tls
-    if tls is not None:
-        if tls.reload_seconds < 0:
-            raise ConfigError("server.tls.reload_seconds: must not be negative")
-        for name in ("cert_file", "key_file", "client_ca_file"):
-            path = getattr(tls, name)
-            if path is not None and not os.path.isfile(path):
-                raise ConfigError(f"server.tls.{name}: no such file: {path}")
-        try:
-            server_context(tls)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"server.tls: {_problem(e)}") from None
-    for pname, prov in cfg.providers.items():
-        path = f"providers.{pname}"
-        if prov.client_key_file and not prov.client_cert_file:
-            raise ConfigError(f"{path}.client_key_file: needs client_cert_file")
-        if not (prov.ca_file or prov.client_cert_file):
-            continue
-        url = prov.base_url or prov.endpoint_url or ("http://" if prov.type == "ollama" else "")  # (ollama: local default)
-        if url.startswith("http://") or prov.type == "echo":
-            raise ConfigError(f"{path}.ca_file: TLS settings apply to https upstreams only "
-                              f"(this provider's URL is not https)")
-        for name in ("ca_file", "client_cert_file", "client_key_file"):
-            file = getattr(prov, name)
-            if file is not None and not os.path.isfile(file):
-                raise ConfigError(f"{path}.{name}: no such file: {file}")
-        try:
-            client_context(prov)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{path}: TLS files: {_problem(e)}") from None
 
 
 def _stamp(paths: list[str]) -> tuple[tuple[int, int, int], ...]:
@@ -125,7 +90,7 @@ class ListenerTls:
             ctx = server_context(self.cfg)
         except (OSError, ValueError) as e:
             log.error("TLS files changed but cannot be loaded (%s); still serving the previous certificate",
-                      _problem(e))
+                      file_problem(e))
             return False
         self.current = ctx
         self.generation += 1

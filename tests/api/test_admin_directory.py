@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from urllib.parse import quote
 
@@ -15,6 +13,7 @@ import pytest
 from gatehouse.app import ROUTES
 from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
 from tests.support import Gatehouse
+from tests.in_process import CliResult, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +46,21 @@ def test_every_admin_route_is_covered_below():
 
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_admin_routes_deny_without_the_admin_key(gh, route):
-    path = route.path.format(key_id="key_x", name="limited")
+    path = route.path.format(key_id="key_x", name="limited", request_id="req_x")
     for key in (None, ALICE_KEY, "wrong-admin-key", ADMIN_KEY + "x"):
         r = admin(gh, route.method, path, key=key, json={})
         assert r.status_code == 401, (key, r.status_code, r.text)
         assert r.json()["error"]["code"] == "invalid_admin_key"
     r = admin(gh, route.method, path, json={})
     assert r.status_code not in (401, 403, 404, 405) or r.json()["error"]["code"] in (
-        "key_not_found", "group_not_found", "consumer_not_found", "defined_in_config"), r.text
+        "key_not_found", "group_not_found", "consumer_not_found", "defined_in_config", "unknown_request"), r.text
 
 
 def test_admin_routes_are_off_without_an_admin_key_configured(start_gatehouse, openai_upstream):
     g = start_gatehouse(base_config(openai_upstream.url, admin={}))
     for r in ADMIN_ROUTES:
         for key in (None, ALICE_KEY, ADMIN_KEY, ""):
-            got = admin(g, r.method, r.path.format(key_id="k", name="n"), key=key, json={})
+            got = admin(g, r.method, r.path.format(key_id="k", name="n", request_id="r"), key=key, json={})
             assert got.status_code == 403 and got.json()["error"]["code"] == "admin_disabled", (r.path, key)
 
 
@@ -209,9 +208,8 @@ def test_limits_status(gh):
     assert s["backend"] == "memory" and s["store_up"] is True and s["on_store_error"] == "open"
 
 
-def cli(gh, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gatehouse", *args, "--config", str(gh.config_path)],
-                          capture_output=True, text=True, env=gh.env, cwd=gh.home, timeout=60)
+def cli(gh, *args: str) -> CliResult:
+    return run_cli(*args, "--config", str(gh.config_path), env=gh.env)
 
 
 def test_cli_manages_groups_consumers_and_rotation_and_the_server_follows(gh):

@@ -1,4 +1,4 @@
-"""Same-dialect streams relayed from the upstream socket to the client socket (api/splice.py):
+"""Same-dialect streams relayed from the upstream socket to the client socket (server/splice.py):
 a client that reads slower than the upstream writes gets every byte, in order, and usage is
 still read on the way; the response is well-formed chunked HTTP that the SDK can parse."""
 from __future__ import annotations

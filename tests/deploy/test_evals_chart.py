@@ -191,6 +191,7 @@ def _get(url: str, token: str) -> str:
         return str(resp.read().decode())
 
 
+@pytest.mark.process  # the CronJob's shell command, running `gatehouse eval` as the pod would
 def test_the_cronjobs_command_records_a_run_the_gateway_exports(
         start_gatehouse: Callable[..., Gatehouse], postgres_server: PostgresServer, tmp_path: Path) -> None:
     """The chart's config for the gateway, the chart's default smoke suite, the CronJob's own

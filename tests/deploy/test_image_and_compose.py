@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from gatehouse.evals.exported import EvalResults
 from tests.deploy.manifests import REPO, TOOLS, run, tool
 from tests.observability.promql import exported_names
 from tests.support import Gatehouse, PostgresServer, RedisServer
+from tests.in_process import run_cli
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 # the canonical alert rules and dashboards: compose mounts them, the chart ships copies of them
@@ -138,9 +138,7 @@ def test_the_gateway_runs_the_compose_config_with_secrets_from_env(
     Postgres and Redis: `gatehouse migrate` then `gatehouse serve --config FILE`."""
     env = {**ENV, "GATEHOUSE_DATABASE_URL": postgres_server.url, "GATEHOUSE_REDIS_URL": redis_server.url}
     config = REPO / "deploy/compose/gatehouse.yaml"
-    migrate = subprocess.run([sys.executable, "-m", "gatehouse", "migrate", "--config", str(config)],
-                             env={**Gatehouse(None, tmp_path).env, **env}, capture_output=True, text=True,
-                             timeout=120, check=False)
+    migrate = run_cli("migrate", "--config", str(config), env={**Gatehouse(None, tmp_path).env, **env})
     assert migrate.returncode == 0, migrate.stderr
     gh = start_gatehouse(yaml.safe_load(config.read_text()), env=env)
     assert _get(gh.url + "/healthz")[0] == 200

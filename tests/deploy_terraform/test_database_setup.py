@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gatehouse.store.migrate import upgrade
 from gatehouse.store.sql import SqlStore, async_url
 from tests.deploy_terraform.hcl_rules import load_module
 from tests.support import PG_BIN, PostgresServer
@@ -53,7 +54,7 @@ async def test_bootstrap_sql_gives_the_gateway_its_own_database(postgres_server:
     url = f"postgresql://{app}:rotated-password@127.0.0.1:{postgres_server.port}/{db}"
     store = SqlStore(url)
     try:
-        await store.create_schema()
+        await upgrade(store)
         await store.ping()
     finally:
         await store.engine.dispose()

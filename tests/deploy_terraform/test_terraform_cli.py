@@ -9,13 +9,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.in_process import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TF = ROOT / "deploy" / "terraform"
@@ -117,8 +117,7 @@ def gatehouse_check(config: dict[str, Any], tmp_path: Path) -> subprocess.Comple
            "GATEHOUSE_ADMIN_KEY": "a" * 48,
            "GATEHOUSE_DATABASE_URL": "postgresql://gatehouse:pw@db.internal:5432/gatehouse?ssl=require",
            "GATEHOUSE_REDIS_URL": "rediss://:token@redis.internal:6379/0"}
-    return subprocess.run([sys.executable, "-m", "gatehouse", "check", "--config", str(path)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_cli("check", "--config", str(path), env=env)
 
 
 @pytest.mark.parametrize("shape", ["values_ollama", "values_vllm"])

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import ADMIN_KEY, ALICE_KEY
-from tests.support import Gatehouse
+from tests.support import Gatehouse, run_cli
 from tests.upstreams import codex_chat
 from tests.upstreams.harness import ServerThread
 
@@ -34,10 +33,9 @@ def test_codex_exec_completes_a_tool_step_through_the_gateway(tmp_path: Path, st
         home.mkdir()
         work.mkdir()
         # The config `gatehouse client-env codex` prints, with the catalog it generates for alice's models.
-        generated = subprocess.run(
-            [sys.executable, "-m", "gatehouse", "client-env", "codex", "--url", gh.url, "--key", ALICE_KEY,
-             "--catalog", str(home / "gatehouse-models.json"), "--codex-bin", CODEX],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "GATEHOUSE_HOME": str(tmp_path)})
+        generated = run_cli("client-env", "codex", "--url", gh.url, "--key", ALICE_KEY,
+                            "--catalog", str(home / "gatehouse-models.json"), "--codex-bin", CODEX,
+                            env={**os.environ, "GATEHOUSE_HOME": str(tmp_path)})
         assert generated.returncode == 0, generated.stderr
         (home / "config.toml").write_text(generated.stdout)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "CODEX_HOME": str(home),

@@ -137,8 +137,9 @@ def kill_and_restart_under_load(gh: Gatehouse, load: Load, kills: int = 3) -> No
     gh.stop()  # SIGTERM: flushes the journal into the store before exiting
 
 
-def test_sigkill_under_load_loses_no_record_sqlite(openai_upstream, recorder, start_gatehouse):
-    gh = start_gatehouse(durable_config(openai_upstream.url))
+@pytest.mark.process
+def test_sigkill_under_load_loses_no_record_sqlite(openai_upstream, recorder, start_gatehouse_process):
+    gh = start_gatehouse_process(durable_config(openai_upstream.url))
     prefix = f"kill-sqlite-{uuid.uuid4().hex[:6]}"
     load = Load(gh.url, prefix)
     kill_and_restart_under_load(gh, load)
@@ -149,8 +150,9 @@ def test_sigkill_under_load_loses_no_record_sqlite(openai_upstream, recorder, st
         p.stat().st_size == 0 for p in (gh.home / "journal").glob("seg-*"))
 
 
-def test_sigkill_under_load_loses_no_record_postgres(openai_upstream, recorder, start_gatehouse, postgres_server):
-    gh = start_gatehouse(durable_config(openai_upstream.url, postgres_server.url))
+@pytest.mark.process
+def test_sigkill_under_load_loses_no_record_postgres(openai_upstream, recorder, start_gatehouse_process, postgres_server):
+    gh = start_gatehouse_process(durable_config(openai_upstream.url, postgres_server.url))
     prefix = f"kill-pg-{uuid.uuid4().hex[:6]}"
     load = Load(gh.url, prefix)
     kill_and_restart_under_load(gh, load)
@@ -201,8 +203,9 @@ def postgres_rows_safely(postgres_server) -> list | None:
         return None
 
 
-def test_sigterm_flushes_the_journal_before_exit(openai_upstream, recorder, start_gatehouse):
-    gh = start_gatehouse(durable_config(openai_upstream.url, flush_seconds=60))  # the writer would wait a minute
+@pytest.mark.process
+def test_sigterm_flushes_the_journal_before_exit(openai_upstream, recorder, start_gatehouse_process):
+    gh = start_gatehouse_process(durable_config(openai_upstream.url, flush_seconds=60))  # the writer would wait a minute
     prefix = f"term-{uuid.uuid4().hex[:6]}"
 
     async def send(n: int) -> None:

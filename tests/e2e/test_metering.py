@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 
@@ -17,7 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY, base_config
-from tests.support import ROOT, Gatehouse
+from tests.support import Gatehouse, run_cli
 from tests.upstreams.harness import free_port
 
 METRICS_TOKEN = "metrics-token-123"
@@ -234,16 +232,15 @@ def test_usage_cli_prints_a_table_and_csv(gh, alice):
                                   extra_headers={"x-request-id": request_id})
     records(gh, request_id)
     env = {**gh.env}
-    cmd = [sys.executable, "-m", "gatehouse", "usage", "--config", str(gh.config_path), "--since", "1d"]
-    table = subprocess.run(cmd + ["--by", "consumer"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    cmd = ["usage", "--config", str(gh.config_path), "--since", "1d"]
+    table = run_cli(*cmd, "--by", "consumer", env=env)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["consumer", "requests", "input"]
     assert any(line.startswith("alice") for line in lines) and lines[-1].startswith("total")
-    csv = subprocess.run(cmd + ["--by", "group", "--csv"], env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+    csv = run_cli(*cmd, "--by", "group", "--csv", env=env)
     assert csv.returncode == 0 and csv.stdout.splitlines()[1].startswith("dev,")
-    bad = subprocess.run(cmd + ["--until", "soon"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    bad = run_cli(*cmd, "--until", "soon", env=env)
     assert bad.returncode == 2 and "until" in bad.stderr
 
 
@@ -353,10 +350,10 @@ def test_migrate_command_and_no_migrate_on_start(tmp_path):
     with pytest.raises(RuntimeError) as e:
         g.start(timeout=15)
     assert "gatehouse migrate" in str(e.value)
-    cmd = [sys.executable, "-m", "gatehouse", "migrate", "--config", str(cfg_path)]
-    first = subprocess.run(cmd, env=g.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    cmd = ["migrate", "--config", str(cfg_path)]
+    first = run_cli(*cmd, env=g.env)
     assert first.returncode == 0 and "migrated from empty to revision" in first.stdout, first.stderr
-    again = subprocess.run(cmd, env=g.env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    again = run_cli(*cmd, env=g.env)
     assert "up to date" in again.stdout
     g.start()
     client = openai.OpenAI(base_url=g.url + "/v1", api_key=ALICE_KEY, max_retries=0)

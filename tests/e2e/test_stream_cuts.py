@@ -270,10 +270,11 @@ def _dechunk(raw_body: bytes) -> bytes:
 
 @pytest.mark.parametrize(("model", "path"), [("raw-chat", "/v1/chat/completions"), ("claude-raw", "/v1/messages")],
                          ids=["openai-spliced", "anthropic"])
+@pytest.mark.process
 def test_streams_cut_when_the_shutdown_grace_runs_out_are_billed_and_end_with_an_error(
-        start_gatehouse, raw, openai_upstream, tmp_path, model, path):
+        start_gatehouse_process, raw, openai_upstream, tmp_path, model, path):
     home = tmp_path / "home"
-    gh = start_gatehouse(cuts_config(raw.url, openai_upstream.url, shutdown_grace_seconds=1), home=home)
+    gh = start_gatehouse_process(cuts_config(raw.url, openai_upstream.url, shutdown_grace_seconds=1), home=home)
     request_id = rid("shutdown")
     data = json.dumps({"model": model, "stream": True, "max_tokens": 5000,
                        "messages": [{"role": "user", "content": "DRIP"}]}).encode()
@@ -300,7 +301,7 @@ def test_streams_cut_when_the_shutdown_grace_runs_out_are_billed_and_end_with_an
         expected = len(texts)  # relayed without usage: one token per content frame
     assert len(texts) > DELTAS + 10  # it kept streaming through the grace
     if not _rows(home, request_id):  # not drained into the store before the exit: replayed on the next start
-        start_gatehouse(gh.config, home=home)
+        start_gatehouse_process(gh.config, home=home)
     rec = record(home, request_id)
     assert rec["estimated"] and rec["output_tokens"] == expected, "billed for what was delivered"
     assert (rec["status"], rec["error_type"]) == (499, "cancelled")
@@ -311,10 +312,11 @@ def test_streams_cut_when_the_shutdown_grace_runs_out_are_billed_and_end_with_an
     assert gh.proc.returncode == 0, "a graceful shutdown exits 0"
 
 
-def test_a_graceful_shutdown_exits_0(start_gatehouse, openai_upstream):
-    gh = start_gatehouse(base_config(openai_upstream.url))
+@pytest.mark.process
+def test_a_graceful_shutdown_exits_0(start_gatehouse_process, openai_upstream):
+    gh = start_gatehouse_process(base_config(openai_upstream.url))
     client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
     assert client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}]).choices
     assert gh.stop(signal.SIGTERM) == 0
-    gh2 = start_gatehouse(base_config(openai_upstream.url))
+    gh2 = start_gatehouse_process(base_config(openai_upstream.url))
     assert gh2.stop(signal.SIGINT) == 0

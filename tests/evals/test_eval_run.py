@@ -17,6 +17,7 @@ import yaml
 from gatehouse.cli import main
 from tests.conftest import ADMIN_KEY, ALICE_KEY
 from tests.support import Gatehouse
+from tests.support import run_cli as gatehouse_cli
 from tests.upstreams import eval_wire
 from tests.upstreams.harness import ServerThread
 
@@ -168,9 +169,8 @@ def test_recorded_runs_appear_in_the_gateways_metrics(eval_upstream: ServerThrea
     assert gh.config_path is not None
     suite = write_suite(tmp_path / "s.yaml", [("ok", {"prompt": "hi", "category": "smoke"})], models=["m1", "m2"])
     env = {**os.environ, "GATEHOUSE_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-m", "gatehouse.cli", "eval", str(suite), "--url", gh.url, "--key",
-                           ALICE_KEY, "--record", "--config", str(gh.config_path)],
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = gatehouse_cli("eval", str(suite), "--url", gh.url, "--key", ALICE_KEY, "--record", "--config",
+                   str(gh.config_path), env=env)
     assert proc.returncode == 0, proc.stderr
     req = urllib.request.Request(gh.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     body = urllib.request.urlopen(req, timeout=5).read().decode()
@@ -189,6 +189,7 @@ def test_in_process_gateway_from_a_config(eval_upstream: ServerThread, tmp_path:
     assert json.loads((tmp_path / "o" / "results.json").read_text())["results"][0]["status"] == "passed"
 
 
+@pytest.mark.process  # stderr a pipe, then a terminal
 def test_progress_bar_only_on_a_terminal(gateway: Gatehouse, tmp_path: Path) -> None:
     suite = write_suite(tmp_path / "s.yaml", [("ok", {"prompt": "hi"})])
     cmd = [sys.executable, "-m", "gatehouse.cli", "eval", str(suite), "--url", gateway.url, "--key", ALICE_KEY]

@@ -4,8 +4,6 @@ models to the same keys, with no secret copied."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,11 @@ import pytest
 import yaml
 
 from tests.upstreams import openai_wire
+from tests.in_process import CliResult, run_cli
 
 
-def gatehouse(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gatehouse", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+def gatehouse(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    return run_cli(*args, env={**os.environ, **(env or {})})
 
 
 def imported(tmp_path: Path, source: str, doc: dict[str, Any]) -> tuple[str, dict[str, Any], str]:

@@ -16,6 +16,7 @@ import pytest
 from gatehouse.metering.journal import Journal, JournalLocked
 from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, encode_record, row_tuple
 from gatehouse.metering.writer import LedgerWriter
+from gatehouse.store.migrate import upgrade
 from gatehouse.store.sql import SqlStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def crash(journal_dir: Path, n: int, segment_bytes: int = 1 << 20) -> None:
 async def drain(journal_dir: Path, db: Path) -> int:
     """Start like the gateway does (open, replay, drain), stop, return the records replayed."""
     store = SqlStore(f"sqlite:///{db}")
-    await store.create_schema()
+    await upgrade(store)
     journal = Journal(journal_dir)
     replayed = await asyncio.to_thread(journal.open)
     journal.has_data.set()
@@ -66,6 +67,7 @@ def rows(db: Path) -> list[tuple]:
                             "ORDER BY ts").fetchall()
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_sigkill_then_replay_writes_every_record_once_and_marks_interrupted_attempts(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 50)
@@ -82,6 +84,7 @@ def test_sigkill_then_replay_writes_every_record_once_and_marks_interrupted_atte
     assert [p.name for p in jdir.glob("seg-*")] == []
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_replay_is_idempotent_when_the_store_already_has_the_records(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 30)
@@ -93,6 +96,7 @@ def test_replay_is_idempotent_when_the_store_already_has_the_records(tmp_path):
     assert len(rows(db)) == 30
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_small_segments_rotate_and_are_removed_once_committed(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 200, segment_bytes=2000)
@@ -102,6 +106,7 @@ def test_small_segments_rotate_and_are_removed_once_committed(tmp_path):
     assert list(jdir.glob("seg-*")) == []
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_a_torn_last_line_is_skipped(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "ledger.db"
     crash(jdir, 9)
@@ -112,6 +117,7 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     assert len(rows(db)) == 9
 
 
+@pytest.mark.process  # a journal left by a SIGKILLed process
 def test_a_corrupt_line_inside_a_segment_is_skipped_and_the_rest_lands(tmp_path):
     """SQLite takes a whole range of lines in one statement; a line it cannot parse sends that
     range through the line-by-line decoder, which skips only the bad line."""
@@ -130,7 +136,7 @@ def test_a_corrupt_line_inside_a_segment_is_skipped_and_the_rest_lands(tmp_path)
 async def test_every_column_lands_as_the_record_has_it(tmp_path):
     """The journal lines omit default fields; the insert fills them from the record's defaults."""
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    await store.create_schema()
+    await upgrade(store)
     journal = Journal(tmp_path / "journal")
     journal.open()
     full = LedgerRecord(id="full", request_id="q1", attempt=2, ts=1.5, consumer="c\"q", model="m", surface="chat",
@@ -171,7 +177,7 @@ async def test_records_wait_in_the_journal_while_the_store_is_unusable_then_drai
     await broken.close()
     assert list(jdir.glob("seg-*")) != []
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    await store.create_schema()
+    await upgrade(store)
     await store.close()
     assert await drain(jdir, tmp_path / "ledger.db") == 25
     assert len(rows(tmp_path / "ledger.db")) == 25
@@ -195,7 +201,7 @@ def _ledger_threads() -> dict[str, int]:
 
 async def _write_through(tmp_path: Path, n: int, catch_up_records: int) -> dict[str, int]:
     store = SqlStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    await store.create_schema()
+    await upgrade(store)
     journal = Journal(tmp_path / "journal")
     journal.open()
     writer = LedgerWriter(journal, store, batch_size=10, flush_seconds=0.01, catch_up_records=catch_up_records)

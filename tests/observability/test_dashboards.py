@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -35,7 +34,7 @@ from tests.observability.promql import (
     unknown_names,
 )
 from tests.observability.traffic import METRICS_TOKEN, observed_config, send_traffic, settled
-from tests.support import Gatehouse
+from tests.support import Gatehouse, run_cli
 from tests.upstreams.harness import free_port
 
 PROMETHEUS = shutil.which("prometheus")
@@ -176,10 +175,8 @@ def record_eval_run(gh: Gatehouse, tmp: Path) -> None:
         {"id": "echo", "category": "basics", "prompt": "hello", "assert": [{"type": "contains", "value": "hello"}]},
         {"id": "miss", "category": "basics", "prompt": "hello", "assert": [{"type": "contains", "value": "bye"}]}]}))
     assert gh.config_path is not None
-    out = subprocess.run([sys.executable, "-m", "gatehouse.cli", "eval", str(suite), "--url", gh.url, "--key",
-                          ALICE_KEY, "--record", "--config", str(gh.config_path), "--threshold", "0"],
-                         env={**os.environ, "GATEHOUSE_HOME": str(gh.home)}, capture_output=True, text=True,
-                         timeout=120)
+    out = run_cli("eval", str(suite), "--url", gh.url, "--key", ALICE_KEY, "--record", "--config",
+                  str(gh.config_path), "--threshold", "0", env={**os.environ, "GATEHOUSE_HOME": str(gh.home)})
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -7,13 +7,12 @@ import pty
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from gatehouse.observability.top import quantile
 from tests.observability.traffic import METRICS_TOKEN, observed_config, send_traffic
-from tests.support import Gatehouse
+from tests.support import Gatehouse, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,11 @@ def gh(openai_upstream, tmp_path_factory):
 
 
 def top(gh: Gatehouse, *args: str, token: str = METRICS_TOKEN) -> list[str]:
-    return [sys.executable, "-m", "gatehouse.cli", "top", "--url", gh.url, "--token", token, *args]
+    return [sys.executable, "-m", "gatehouse.cli", *top_args(gh, *args, token=token)]
+
+
+def top_args(gh: Gatehouse, *args: str, token: str = METRICS_TOKEN) -> list[str]:
+    return ["top", "--url", gh.url, "--token", token, *args]
 
 
 def columns(text: str, first: str) -> list[str]:
@@ -32,12 +35,12 @@ def columns(text: str, first: str) -> list[str]:
 
 
 def test_plain_text_rates_per_model_group_and_consumer(gh):
-    proc = subprocess.Popen(top(gh, "--interval", "4", "--count", "1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)  # top has read its first sample
-    send_traffic(gh.url)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    traffic = threading.Timer(1.0, send_traffic, (gh.url,))  # top has read its first sample by then
+    traffic.start()
+    done = run_cli(*top_args(gh, "--interval", "4", "--count", "1"))
+    traffic.join(30)
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 0, err
     assert out.startswith(f"gatehouse top  {gh.url}") and "in flight" in out and "ledger backlog" in out
     header = columns(out, "model")
     assert header[:4] == ["model", "req/s", "5xx/s", "429/s"]
@@ -49,6 +52,7 @@ def test_plain_text_rates_per_model_group_and_consumer(gh):
     assert float(columns(out, "alice")[1]) > 0 and float(columns(out, "carol")[3]) > 0
 
 
+@pytest.mark.process  # stdout a terminal
 def test_a_terminal_gets_a_live_table(gh):
     leader, follower = pty.openpty()
     proc = subprocess.Popen(top(gh, "--interval", "1", "--count", "2", "--by", "model"), stdout=follower,
@@ -74,11 +78,10 @@ def test_a_terminal_gets_a_live_table(gh):
 
 
 def test_a_wrong_token_is_a_clear_error_without_a_traceback(gh):
-    out = subprocess.run(top(gh, "--count", "1", token="wrong"), capture_output=True, text=True, timeout=30)
+    out = run_cli(*top_args(gh, "--count", "1", token="wrong"))
     assert out.returncode == 1
     assert "answered 401" in out.stderr and "--token" in out.stderr and "Traceback" not in out.stderr
-    gone = subprocess.run([sys.executable, "-m", "gatehouse.cli", "top", "--url", "http://127.0.0.1:9", "--count",
-                           "1"], capture_output=True, text=True, timeout=30)
+    gone = run_cli("top", "--url", "http://127.0.0.1:9", "--count", "1")
     assert gone.returncode == 1 and "cannot reach" in gone.stderr and "Traceback" not in gone.stderr
 
 

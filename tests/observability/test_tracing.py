@@ -1,20 +1,23 @@
 """OpenTelemetry traces over a real gateway, exported over OTLP/HTTP to a test collector:
 the request span under the client's traceparent, one child span per upstream attempt
 (failovers visible), GenAI attributes, the first-token event, traceparent propagated to the
-upstream, no prompt text anywhere — and nothing of it when tracing is off."""
+upstream, no prompt text anywhere — and nothing of it when tracing is off. Then the other
+encodings and transports (OTLP/JSON, OTLP/gRPC) and the standard OTEL_* variables."""
 from __future__ import annotations
-
 
 import openai
 import pytest
 
 from tests.conftest import ALICE_KEY
-from tests.observability.otlp_collector import make_app, wait_for
+from gatehouse.config import TracingConfig
+from gatehouse.observability.otlp_encode import JsonEncoder, ProtobufEncoder
+from gatehouse.observability.otlp_export import settings
+from tests.observability.otlp_collector import GrpcCollector, make_app, parse_json, wait_for
 from tests.observability.traffic import observed_config
 from tests.support import Gatehouse
 from tests.upstreams.harness import ServerThread
 
-pytest.importorskip("opentelemetry.sdk", reason="the [otel] extra is not installed")
+pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto (dev extra) parses what is exported")
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -118,3 +121,92 @@ def test_a_malformed_traceparent_starts_a_new_trace(traced, collector, bad):
     got = wait_for(collector, lambda s: any(x["kind"] == SERVER and x["span_id"] not in before for x in s))
     new = [s for s in got if s["kind"] == SERVER and s["span_id"] not in before]
     assert len(new) == 1 and new[0]["parent_span_id"] == "" and new[0]["trace_id"] != TRACE
+
+
+def _one_traced_request(gh, collector, recorder, trace: str) -> tuple[dict, dict]:
+    client(gh, trace).chat.completions.create(model="chat", messages=[{"role": "user", "content": PROMPT}])
+    got = wait_for(collector, lambda s: len([x for x in s if x["trace_id"] == trace]) >= 2)
+    request = next(s for s in got if s["trace_id"] == trace and s["kind"] == SERVER)
+    attempt = next(s for s in got if s["trace_id"] == trace and s["kind"] == CLIENT)
+    assert request["parent_span_id"] == PARENT and attempt["parent_span_id"] == request["span_id"]
+    assert request["attributes"]["gatehouse.consumer"] == "alice"
+    assert attempt["attributes"]["gen_ai.response.model"] == "up-chat"
+    assert recorder.last.headers["traceparent"] == f"00-{trace}-{attempt['span_id']}-01"
+    assert all(PROMPT.encode() not in s["raw"] for s in got)
+    return request, attempt
+
+
+def test_otlp_json_export(openai_upstream, recorder, collector, start_gatehouse):
+    cfg = observed_config(openai_upstream.url)
+    cfg["tracing"] = {"enabled": True, "protocol": "http/json", "endpoint": collector.url + "/v1/traces"}
+    gh = start_gatehouse(cfg, env={"OTEL_BSP_SCHEDULE_DELAY": "50"})
+    trace = "7bf92f3577b34da6a3ce929d0e0e4739"
+    _one_traced_request(gh, collector, recorder, trace)
+    assert any(r.headers["content-type"] == "application/json" for r in collector.recorder.requests)
+
+
+def test_otlp_grpc_export_configured_by_otel_variables_and_sampling(openai_upstream, recorder, start_gatehouse):
+    """Nothing in the YAML but `enabled`: protocol, endpoint, headers, service name, resource
+    and sampler from the standard variables. The ratio 0 keeps no new trace, but a client's
+    sampled trace is kept (parent-based) and an unsampled one still goes upstream, flagged 00."""
+    with GrpcCollector() as grpc_collector:
+        cfg = observed_config(openai_upstream.url)
+        cfg["tracing"] = {"enabled": True}
+        gh = start_gatehouse(cfg, env={
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_collector.url, "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cr%20t",
+            "OTEL_SERVICE_NAME": "from-env", "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0",
+            "OTEL_BSP_SCHEDULE_DELAY": "50"})
+        openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}])
+        unsampled = recorder.last.headers["traceparent"]
+        assert unsampled.startswith("00-") and unsampled.endswith("-00")
+        trace = "8bf92f3577b34da6a3ce929d0e0e4730"
+        request, _ = _one_traced_request(gh, grpc_collector, recorder, trace)
+        assert request["resource"]["service.name"] == "from-env" and request["scope"] == "gatehouse"
+        assert request["resource"]["deployment.environment"] == "test"
+        assert grpc_collector.exports[-1][1]["x-api-key"] == "s3cr t"
+        gh.stop()  # flushes: the unsampled trace never arrives
+        assert not [s for s in wait_for(grpc_collector, lambda s: True, 0) if s["trace_id"] == unsampled[3:35]]
+
+
+def test_settings_yaml_then_otel_variables_then_defaults():
+    assert settings(TracingConfig(enabled=True), {}).endpoint == "http://localhost:4318/v1/traces"
+    assert settings(TracingConfig(enabled=True, protocol="grpc"), {}).endpoint == "http://localhost:4317"
+    base = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}
+    s = settings(TracingConfig(enabled=True), base)
+    assert (s.endpoint, s.protocol) == ("http://c:4318/v1/traces", "http/json")
+    s = settings(TracingConfig(enabled=True), {**base, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t/x"})
+    assert s.endpoint == "http://t/x"  # the signal's own variable is used as it is
+    s = settings(TracingConfig(enabled=True, protocol="http/protobuf", endpoint="http://y/v1/traces",
+                               headers={"a": "yaml"}, sample_ratio=0.25),
+                 {**base, "OTEL_EXPORTER_OTLP_HEADERS": "a=env,b=env", "OTEL_TRACES_SAMPLER": "always_off"})
+    assert (s.protocol, s.endpoint, s.headers) == ("http/protobuf", "http://y/v1/traces", {"a": "yaml", "b": "env"})
+    assert (s.sampler.ratio, s.sampler.parent_based) == (0.25, True)
+    s = settings(TracingConfig(enabled=True), {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5",
+                                               "OTEL_EXPORTER_OTLP_TIMEOUT": "2500"})
+    assert (s.sampler.ratio, s.sampler.parent_based, s.timeout) == (0.5, False, 2.5)
+
+
+def test_both_encodings_parse_as_the_same_request():
+    """The hand-written encoders against opentelemetry-proto's generated classes: every value
+    type, a negative int, non-ASCII text, an event and an error status."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    layouts = {SERVER: (("s", "b", "none", "f"), ("i", "big", "d", "nothing")), CLIENT: ((), ())}
+    span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST chat", SERVER, 1, 2 ** 63,
+            ("grüße \"x\"", True, None, False), (-3, 2 ** 62, 0.125, None), 7, True)
+    child = (span[0], "00f067aa0ba902b7", span[1], "chat m", CLIENT, 3, 4, (), (), None, False)
+    resource, scope = {"service.name": "s"}, ("gatehouse", "1")
+    pb = ExportTraceServiceRequest.FromString(ProtobufEncoder(resource, scope, layouts).encode([span, child, span]))
+    js = parse_json(JsonEncoder(resource, scope, layouts).encode([span, child, span]))
+    assert pb == js
+    s = pb.resource_spans[0].scope_spans[0].spans[0]
+    assert s.trace_id.hex() == span[0] and s.end_time_unix_nano == 2 ** 63 and s.status.code == ERROR
+    assert [a.key for a in s.attributes] == ["s", "b", "f", "i", "big", "d"]  # None: left out
+    assert {a.key: a.value.WhichOneof("value") for a in s.attributes}["i"] == "int_value"
+    assert pb.resource_spans[0].scope_spans[0].spans[2] == s  # the second time from the caches
+    assert [a.value.int_value for a in s.attributes if a.key == "i"] == [-3]
+    assert s.attributes[0].value.string_value == "grüße \"x\"" and s.events[0].time_unix_nano == 7
+    assert pb.resource_spans[0].scope_spans[0].spans[1].parent_span_id.hex() == span[1]

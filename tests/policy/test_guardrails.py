@@ -209,6 +209,21 @@ def test_answer_block_ends_the_stream_in_dialect(gh, upstreams, surface):
         assert "error" in text
 
 
+@pytest.mark.parametrize("surface", ["openai-chat", "anthropic"])
+def test_clean_checked_answer_passes_through_as_the_upstream_sent_it(gh, upstreams, surface):
+    """Output checks on a unary answer of the client's own dialect read the forwarded bytes: a
+    clean answer is relayed as is (the test upstream's JSON spacing, which the gateway's own
+    renderer never writes), a redacted one is rendered by the gateway."""
+    path, family, body = SURFACES[surface]
+    status, clean = post(gh, path, body("hello there", model_for(surface, family, "-out"), False), key=BOB_KEY)
+    assert status == 200 and '"echo: hello there"' in clean and '": ' in clean, clean
+    _, plain = post(gh, path, body("hello there", model_for(surface, family), False), key=BOB_KEY)
+    same = {"model": "-", "created": 0}  # (the model's public name differs; a second may pass)
+    assert json.loads(clean) | same == json.loads(plain) | same
+    status, redacted = post(gh, path, body(f"repeat {CARD}", model_for(surface, family, "-out"), False), key=BOB_KEY)
+    assert status == 200 and "[REDACTED:card]" in redacted and '": ' not in redacted, redacted
+
+
 def test_card_split_across_stream_chunks_is_caught(gh, upstreams):
     # The test upstream streams word by word: the card arrives in four chunks.
     status, text = post(gh, "/v1/chat/completions", {"model": "oa-out", "messages": msgs(f"a {CARD} b"),

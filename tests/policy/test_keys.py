@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import subprocess
-import sys
 
 import openai
 import pytest
 import httpx
 
 from tests.conftest import ADMIN_KEY, base_config
+from tests.in_process import CliResult, run_cli
 
 
 def chat(url: str, key: str, header: str = "Authorization") -> int:
@@ -21,9 +20,8 @@ def chat(url: str, key: str, header: str = "Authorization") -> int:
     return r.status_code
 
 
-def cli(gh, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gatehouse", "keys", *args, "--config", str(gh.config_path)],
-                          capture_output=True, text=True, env=gh.env, cwd=gh.home, timeout=60)
+def cli(gh, *args: str) -> CliResult:
+    return run_cli("keys", *args, "--config", str(gh.config_path), env=gh.env)
 
 
 @pytest.fixture(scope="module")

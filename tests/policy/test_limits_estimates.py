@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import base_config
-from tests.support import Gatehouse, RedisServer
+from tests.support import Gatehouse, GatehouseProcess, RedisServer
 from tests.upstreams.harness import Recorder, ServerThread
 
 LIMIT = 1000  # tokens per minute, refilling at ~16.7 a second
@@ -48,6 +48,11 @@ def make_upstream(recorder: Recorder) -> web.Application:
     return app
 
 
+# Three replicas under a 150-connection burst: each a process of its own, as in production (in the test
+# process they would share one GIL with the 150 client threads).
+pytestmark = pytest.mark.process
+
+
 @pytest.fixture(scope="module")
 def upstream():
     with ServerThread(make_upstream) as srv:
@@ -68,7 +73,7 @@ def replicas(upstream, tmp_path_factory):
     started: list[Gatehouse] = []
     try:
         for i in range(3):
-            started.append(Gatehouse(cfg, home / f"r{i}").start())
+            started.append(GatehouseProcess(cfg, home / f"r{i}").start())
         yield started
     finally:
         for g in started:

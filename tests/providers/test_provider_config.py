@@ -1,4 +1,4 @@
-"""Config checks of the bedrock, gemini and ollama provider types: errors name the field."""
+"""Config of each provider type (a tagged union on `type`): errors name the field."""
 from __future__ import annotations
 
 import pytest
@@ -27,15 +27,19 @@ def test_bedrock_needs_a_region(monkeypatch):
     ({"type": "gemini"}, "providers.p.api_key: required for gemini"),
     ({"type": "gemini", "api_key": "k", "base_url": "generativelanguage"}, "providers.p.base_url: must be an http(s) URL"),
     ({"type": "ollama", "base_url": "http://ollama:11434/v1/"}, "providers.p.base_url: the native ollama provider"),
+    ({"type": "gemini", "api_key": "k", "region": "us-east-1"}, "providers.p.region: not used by gemini (only by type bedrock)"),
+    ({"type": "echo", "base_url": "http://x"}, "providers.p.base_url: not used by echo (only by type anthropic, gemini, "
+                                               "ollama, openai)"),
+    ({"type": "openai", "first_byte_timeout": 0}, "providers.p.first_byte_timeout: must be positive"),
 ])
 def test_provider_config_errors_name_the_field(provider, expected):
     assert check(provider).startswith(expected)
 
 
 @pytest.mark.parametrize("guardrail,expected", [
-    ({"identifier": "g"}, "guardrail.version: required field is missing"),
-    ({"identifier": "g", "version": "1", "trace": "loud"}, "guardrail.trace: invalid enum value 'loud'"),
+    ({"identifier": "g"}, "providers.p.guardrail.version: required field is missing"),
+    ({"identifier": "g", "version": "1", "trace": "loud"}, "providers.p.guardrail.trace: invalid enum value 'loud'"),
+    ({"identifier": "g", "version": "1", "headers": {}}, "providers.p.guardrail: unknown field 'headers'"),
 ])
 def test_guardrail_fields_are_typed(guardrail, expected):
-    # (msgspec names a dict entry `providers[...]`, not by its key: a config.py limitation)
-    assert check({"type": "bedrock", "region": "us-east-1", "guardrail": guardrail}).endswith(expected)
+    assert check({"type": "bedrock", "region": "us-east-1", "guardrail": guardrail}) == expected

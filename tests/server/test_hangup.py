@@ -1,7 +1,8 @@
 """A client that hangs up while the app works on a request it has read whole (a non-streamed
-upstream call): our server calls the cycle's `on_disconnect` callback, which api/http.HangUp
-uses to cancel the work at once; the request then ends as ClientGone. Served over raw sockets
-by uvicorn with H1Protocol, as `gatehouse serve` runs it."""
+upstream call): our server calls the callback of the disconnect watch it offers in the scope
+(asgi_ext.DISCONNECT), which api/http.HangUp uses to cancel the work at once; the request then
+ends as ClientGone. Served over raw sockets by uvicorn with H1Protocol, as `gatehouse serve`
+runs it."""
 from __future__ import annotations
 
 import asyncio
@@ -77,3 +78,12 @@ def test_work_that_completes_answers_normally_and_the_connection_stays_usable(po
                 buf += s.recv(4096)
             assert buf.startswith(b"HTTP/1.1 200 ")
             assert outcome[f"done{i}"] == "finished"
+
+
+def test_under_another_asgi_server_hang_up_does_nothing_and_the_work_finishes():
+    """uvicorn's own protocol offers no disconnect watch: HangUp is a no-op there."""
+    with serve_h1(app, http="httptools") as other:  # type: ignore[arg-type]
+        with socket.create_connection(("127.0.0.1", other), timeout=5) as s:
+            _post(s, "elsewhere", 0.3)
+            time.sleep(0.1)
+        assert _wait_for("elsewhere", 5) == "finished"

@@ -66,15 +66,17 @@ def with_new_model(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def served(openai_upstream, start_gatehouse):
-    def start(**overrides: Any) -> tuple[Gatehouse, dict[str, Any]]:
+def served(openai_upstream, start_gatehouse, start_gatehouse_process):
+    """process=True: a `gatehouse serve` process, for the tests that send it SIGHUP."""
+    def start(process: bool = False, **overrides: Any) -> tuple[Gatehouse, dict[str, Any]]:
         cfg = base_config(openai_upstream.url, **overrides)
-        return start_gatehouse(cfg), cfg
+        return (start_gatehouse_process if process else start_gatehouse)(cfg), cfg
     return start
 
 
+@pytest.mark.process
 def test_sighup_makes_a_new_model_live_and_old_keys_keep_working(served):
-    gh, cfg = served()
+    gh, cfg = served(process=True)
     assert chat(gh, ALICE_KEY, "chat-next").status_code == 404
     assert chat(gh, ALICE_KEY, "chat").status_code == 200
     assert readyz_checks(gh)["config_generation"] == 1
@@ -99,8 +101,9 @@ def test_sighup_makes_a_new_model_live_and_old_keys_keep_working(served):
     assert gh.proc.poll() is None
 
 
+@pytest.mark.process
 def test_admin_reload_refuses_a_bad_file_naming_the_field_and_the_old_config_serves(served):
-    gh, cfg = served()
+    gh, cfg = served(process=True)
     assert httpx.post(gh.url + "/admin/reload", timeout=10).status_code == 401
     assert httpx.post(gh.url + "/admin/reload", headers={"Authorization": f"Bearer {ALICE_KEY}"},
                       timeout=10).status_code == 401
@@ -200,8 +203,9 @@ class Load:
                 self.failed.append(f"{rid} {type(e).__name__}")
 
 
+@pytest.mark.process
 def test_reloads_under_load_fail_nothing_and_the_ledger_holds_every_request_once(served):
-    gh, cfg = served(metering={"flush_seconds": 0.05}, logging={"access_log": False})
+    gh, cfg = served(process=True, metering={"flush_seconds": 0.05}, logging={"access_log": False})
     prefix = f"rl{uuid.uuid4().hex[:6]}"
     load = Load(gh.url, prefix)
     variants = [with_new_model(cfg), cfg, with_new_model(cfg)]
@@ -252,8 +256,9 @@ def test_a_restart_only_change_is_refused_but_the_rest_of_the_house_reloads(serv
     assert chat(gh, ALICE_KEY, "chat-next").status_code == 404
 
 
-def test_started_without_a_config_file_has_nothing_to_reload(start_gatehouse):
-    gh = start_gatehouse(None, env={"GATEHOUSE_ADMIN_KEY": ADMIN_KEY})
+@pytest.mark.process
+def test_started_without_a_config_file_has_nothing_to_reload(start_gatehouse_process):
+    gh = start_gatehouse_process(None, env={"GATEHOUSE_ADMIN_KEY": ADMIN_KEY})
     r = httpx.post(gh.url + "/admin/reload", headers=ADMIN, timeout=10)
     assert r.status_code == 409 and json.loads(r.text)["error"]["code"] == "no_config_file", r.text
     assert gh.proc is not None

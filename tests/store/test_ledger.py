@@ -9,6 +9,7 @@ import pytest
 
 from gatehouse.metering.record import LedgerRecord
 from gatehouse.store.ledger import insert_records, usage_report
+from gatehouse.store.migrate import upgrade
 from gatehouse.store.sql import SqlStore
 
 DAY1 = datetime(2024, 6, 1, 23, 30, tzinfo=timezone.utc).timestamp()
@@ -23,7 +24,7 @@ def record(tag: str, consumer: str, model: str, ts: float, **kw) -> LedgerRecord
 
 
 async def exercise(store: SqlStore, tag: str) -> None:
-    await store.create_schema()
+    await upgrade(store)
     shared = uuid.uuid4().hex
     rows = [
         record(tag, "alice", "chat", DAY1, input_tokens=10, output_tokens=5, cost_usd=0.25),

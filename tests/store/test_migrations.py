@@ -11,12 +11,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import gatehouse.store.audit_sql  # noqa: F401 - registers audit_log on the shared metadata
-import gatehouse.store.directory_sql  # noqa: F401 - registers the access_* tables on the shared metadata
-import gatehouse.store.ledger  # noqa: F401 - registers usage_records on the shared metadata
-import gatehouse.store.responses_sql  # noqa: F401 - registers the stored_responses tables on the shared metadata
 from gatehouse.store.migrate import current_revision, head_revision, upgrade
-from gatehouse.store.sql import SqlStore, api_keys, metadata, settings
+from gatehouse.store.schema import api_keys, metadata, settings
+from gatehouse.store.sql import SqlStore
 
 
 async def schema_drift(store: SqlStore) -> list:
@@ -102,7 +99,7 @@ async def upgrade_from_0003_with_a_ledger_row(url: str) -> None:
     """A ledger from before client ids had a column keeps its rows; new rows fill both ids."""
     from alembic import command
 
-    from gatehouse.store.ledger import usage_records
+    from gatehouse.store.schema import usage_records
     from gatehouse.store.migrate import _alembic_config
 
     store = SqlStore(url, pool_size=2)

@@ -148,6 +148,9 @@ def test_the_admin_journey_in_a_real_browser(ui_gateway: Gatehouse, browser: Any
     page.click("#playground button[type=submit]")
     page.wait_for_selector("#pg-meta:has-text('tokens')")
     assert page.text_content("#pg-answer") == "echo: hello playground"
+    page.wait_for_selector("#pg-route", timeout=15000)  # looked up in the ledger once it lands
+    assert page.text_content("#pg-route") == "echo/echo"
+    assert page.text_content("#pg-guardrails") == "no check matched"
     shot(page, "playground")
 
     page.goto(ui_gateway.url + "/ui#/audit")

@@ -19,8 +19,9 @@ from gatehouse.policy.keys import new_key
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
+from gatehouse.supervisor import ask_reload_broadcast
 from gatehouse.runtime import Runtime
-from gatehouse.store.audit_sql import MAX_LIMIT, AuditStore
+from gatehouse.store.audit_sql import KINDS, MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
 from gatehouse.wire.common import convert, decode_json_object
 
@@ -83,7 +84,7 @@ async def create_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
     record = rt.hasher.record(body.consumer, key, body.description, expires)
     await rt.store.add_key(record)
-    rt.auth.forget(record.key_hash)
+    rt.keys.forget(record.key_hash)
     await admin.record("key.create", record.id, {"consumer": record.consumer, "description": record.description,
                                                   "expires_at": record.expires_at})
     await send_json(req.send, 201, {**key_view(record), "key": key}, header_list(ex.request_id))
@@ -101,7 +102,7 @@ async def revoke_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     record = await rt.store.revoke_key(req.path_params["key_id"], time.time())
     if record is None:
         raise NotFound(f"No key with id '{req.path_params['key_id']}'.", code="key_not_found")
-    rt.auth.forget(record.key_hash)
+    rt.keys.forget(record.key_hash)
     await audit_trail(rt, req, ex).record("key.revoke", record.id, {"consumer": record.consumer})
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
 
@@ -114,12 +115,12 @@ async def show_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     await send_json(req.send, 200, key_view(record), header_list(ex.request_id))
 
 
-AUDIT_FILTERS = ("since", "until", "actor", "action", "target", "limit")
+AUDIT_FILTERS = ("since", "until", "actor", "action", "target", "kind", "request_id", "limit")
 
 
 async def audit_log(rt: Runtime, req: Request, ex: Exchange) -> None:
-    """GET /admin/audit: admin actions, newest first, filtered by time, actor, action
-    (`key.revoke`, or a family: `key.*`) and target."""
+    """GET /admin/audit: admin actions and guardrail events, newest first, filtered by time, actor,
+    action (`key.revoke`, or a family: `key.*`), target, kind (`admin` or `guardrail`) and request id."""
     require_admin(rt, req)
     params = req.query
     unknown = sorted(set(params) - set(AUDIT_FILTERS))
@@ -135,9 +136,13 @@ async def audit_log(rt: Runtime, req: Request, ex: Exchange) -> None:
     raw_limit = params.get("limit") or "100"
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit")
+    kind = params.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        raise InvalidRequest(f"'kind' must be one of: {', '.join(KINDS)}.", param="kind")
     entries = await AuditStore(rt.store).query(since=since, until=until, actor=params.get("actor") or None,
                                                action=params.get("action") or None,
-                                               target=params.get("target") or None, limit=int(raw_limit))
+                                               target=params.get("target") or None, kind=kind,
+                                               request_id=params.get("request_id") or None, limit=int(raw_limit))
     await send_json(req.send, 200, {"data": [e.view() for e in entries]}, header_list(ex.request_id))
 
 
@@ -157,7 +162,7 @@ async def rotate_key(rt: Runtime, req: Request, ex: Exchange) -> None:
     admin = directory_admin(rt, req, ex)
     new, key, old = await rotate(rt.store, rt.hasher, req.path_params["key_id"], body.grace_seconds,
                                  body.description, admin.require_consumer)
-    rt.auth.forget(old.key_hash)
+    rt.keys.forget(old.key_hash)
     await admin.record("key.rotate", old.id, {"consumer": old.consumer, "new_key_id": new.id,
                                                "old_key_expires_at": old.expires_at})
     await send_json(req.send, 201, {**key_view(new), "key": key, "replaces": old.id,
@@ -179,6 +184,7 @@ async def reload_config(rt: Runtime, req: Request, ex: Exchange) -> None:
                                               {"generation": rt.generation, "error": e.message})
         raise
     await audit_trail(new, req, ex).record("config.reload", new.config_sha256[:12], {"generation": new.generation})
+    ask_reload_broadcast(new.data_dir / "run")  # `serve --workers N`: the other workers reload too
     await send_json(req.send, 200, {"status": "reloaded", "generation": new.generation,
                                     "sha256": new.config_sha256, "models": len(new.models)},
                     header_list(ex.request_id))

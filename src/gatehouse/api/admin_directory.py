@@ -100,7 +100,7 @@ async def delete_consumer(rt: Runtime, req: Request, ex: Exchange) -> None:
     name = req.path_params["name"]
     await _admin(rt, req, ex).delete_consumer(name)
     await _changed(rt)
-    rt.auth.forget()
+    rt.keys.forget()
     await _reply(req, ex, 200, {"name": name, "deleted": True, "keys_revoked": True})
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamError
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.gateway.relay import Reply
@@ -18,7 +20,8 @@ from gatehouse.policy.guardrails.step import GuardrailStep
 from gatehouse.providers.base import CallContext
 from gatehouse.types import ChatRequest, StreamEvent, json_encode
 from gatehouse.wire import anthropic as wire
-from gatehouse.wire.anthropic_response import render_response
+from gatehouse.upstream.client import malformed
+from gatehouse.wire.anthropic_response import render_response, response_decoder, response_to_canonical
 from gatehouse.wire.anthropic_stream import MessageStreamEncoder, with_keepalive
 from gatehouse.wire.common import decode_json_object
 from gatehouse.wire.screen import screen_body
@@ -42,6 +45,7 @@ class MessagesCall(Call):
 
     __slots__ = ("areq", "raw_len", "_extra")
     dialect = DIALECT
+    reads_answers = True
 
     def __init__(self, obj: dict[str, Any], areq: wire.ARequest, raw_len: int, headers: Mapping[str, str]):
         super().__init__(areq.model, obj, MESSAGES_PATH, bool(areq.stream), areq.max_tokens)
@@ -72,6 +76,13 @@ class MessagesCall(Call):
     def events(self, dep: Deployment, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         return with_keepalive(dep.provider.chat_stream(self.canonical(), ctx), KEEPALIVE_SECONDS)  # type: ignore[arg-type]
 
+    def read_answer(self, body: bytes) -> Any:
+        try:
+            resp = response_decoder.decode(body)
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        return response_to_canonical(resp, self.public_model)
+
     def render(self, result: Any) -> bytes:
         return json_encode(render_response(result, self.public_model))
 
@@ -86,6 +97,8 @@ class Messages(Endpoint):
     def parse(self, body: bytes, headers: Mapping[str, str]) -> MessagesCall:
         obj = decode_json_object(body)
         screen_body(obj, wire.BODY)
+        if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+            obj["model"] = ""
         return MessagesCall(obj, wire.parse_request(obj), len(body), headers)
 
 
@@ -133,6 +146,8 @@ class CountTokens(Endpoint):
 def _guarded(rt: Runtime, ex: Exchange, entry: ModelEntry) -> bool:
     step = next((s for s in rt.pipeline.steps if isinstance(s, GuardrailStep)), None)
     p = ex.principal
+    if rt.compliance is not None and entry.name in rt.compliance.limits:  # restricted by data class
+        return True
     return step is not None and step.plan(p.group if p else None, entry.name) is not None
 
 

@@ -14,13 +14,14 @@ from gatehouse.api.http import Send
 
 ALLOW_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 # Response headers a browser script may read: correlation, rate limits (policy/limits.py) and
-# usage (metering/meter.py, the token-count header of /v1/messages/count_tokens).
+# usage (metering/meter.py, the token-count header of /v1/messages/count_tokens), and the
+# guardrail checks that matched (policy/guardrail_events.py).
 EXPOSE_HEADERS = b", ".join((
     b"x-request-id", b"retry-after",
     b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests", b"x-ratelimit-reset-requests",
     b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens",
     b"x-gatehouse-tokens-input", b"x-gatehouse-tokens-output", b"x-gatehouse-cost-usd",
-    b"x-gatehouse-token-count",
+    b"x-gatehouse-token-count", b"x-gatehouse-guardrails",
 ))
 MAX_AGE = b"600"
 
@@ -61,7 +62,7 @@ class Cors:
         if not extra:
             return send
 
-        async def cors_send(message: dict[str, Any]) -> None:
+        async def cors_send(message: dict[str, Any]) -> None:  # any other message as it is (the splice too)
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)

@@ -11,9 +11,8 @@ import re
 from types import TracebackType
 from typing import Any, AsyncIterator, Awaitable, Callable, Self
 
-from gatehouse.api.splice import RawWriter, Splice, splice_body
+from gatehouse.asgi_ext import SPLICE, DisconnectWatch, disconnect_watch
 from gatehouse.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from gatehouse.server.cycle import Cycle
 from gatehouse.types import json_encode
 
 Scope = dict[str, Any]
@@ -98,25 +97,25 @@ class HangUp:
     cancelled at once and the block raises ClientGone, so the upstream call is closed (the
     upstream stops generating) and the request settles as 499 (its concurrency slot freed).
 
-    The cost is a callback slot set and cleared on our server's Cycle (server/cycle.py); no
-    task, no read. Under another ASGI server it does nothing: a hang-up is then noticed only
-    when the response is written."""
+    The cost is a callback slot set and cleared on the disconnect watch our server offers in
+    the scope's extensions (asgi_ext.DISCONNECT, server/cycle.py); no task, no read. Under
+    another ASGI server it does nothing: a hang-up is then noticed only when the response is
+    written."""
 
-    __slots__ = ("cycle", "fired", "task")
+    __slots__ = ("watch", "fired", "task")
 
     def __init__(self, req: Request):
-        cycle = getattr(req.receive, "__self__", None)
-        self.cycle = cycle if type(cycle) is Cycle else None
+        self.watch: DisconnectWatch | None = disconnect_watch(req.scope)
         self.task: asyncio.Task[Any] | None = None
         self.fired = False
 
     def __enter__(self) -> Self:
-        cycle = self.cycle
-        if cycle is not None:
-            if cycle.disconnected:  # gone already (while the request was admitted)
+        watch = self.watch
+        if watch is not None:
+            if watch.gone:  # gone already (while the request was admitted)
                 raise ClientGone()
             self.task = asyncio.current_task()
-            cycle.on_disconnect = self._fire
+            watch.callback = self._fire
         return self
 
     def _fire(self) -> None:
@@ -126,8 +125,8 @@ class HangUp:
 
     def off(self) -> None:
         """Stop watching (the response is about to start: from then on the writes notice)."""
-        if self.cycle is not None:
-            self.cycle.on_disconnect = None
+        if self.watch is not None:
+            self.watch.callback = None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -160,12 +159,12 @@ async def send_json(send: Send, status: int, obj: Any, headers: list[tuple[bytes
 
 async def stream_out(req: Request, status: int, headers: list[tuple[bytes, bytes]],
                      chunks: AsyncIterator[bytes], content_type: list[tuple[bytes, bytes]] | None = None,
-                     splice: Splice | None = None) -> bool:
+                     splice: dict[str, Any] | None = None) -> bool:
     """Send a streaming response chunk by chunk. Returns False when the client went away
     (the upstream iteration is cancelled at once, so the upstream connection is closed).
 
-    With `splice`, the body is relayed by api/splice instead of iterating `chunks` when the
-    server lets us write to the client's transport."""
+    `splice`, an asgi_ext.splice_message for the same body: sent instead of iterating `chunks`
+    when the server offers the splice (then `chunks` is only closed, never iterated)."""
     await req.send({"type": "http.response.start", "status": status, "headers": [*(content_type or SSE_HEADERS), *headers]})
     send = req.send  # (after the start: app.py's status-tracking wrapper has stepped aside)
     task = asyncio.current_task()
@@ -183,11 +182,8 @@ async def stream_out(req: Request, status: int, headers: list[tuple[bytes, bytes
 
     watcher = asyncio.ensure_future(watch())
     try:
-        writer = RawWriter.of(send) if splice is not None else None
-        if writer is not None:
-            tail = await splice_body(writer, splice)  # type: ignore[arg-type]
-            if tail:
-                await send({"type": "http.response.body", "body": tail, "more_body": True})
+        if splice is not None and SPLICE in req.scope.get("extensions", ()):
+            await send(splice)  # the server relays the body and its last bytes (server/splice.py)
         else:
             async for chunk in chunks:
                 if chunk:

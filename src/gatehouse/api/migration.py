@@ -108,7 +108,9 @@ def _tree(node: Any) -> Any:
     """Config structs as plain data with every field, defaults included (to_builtins omits
     them: the config structs are omit_defaults)."""
     if isinstance(node, msgspec.Struct):
-        return {f: _tree(getattr(node, f)) for f in node.__struct_fields__}
+        conf = node.__struct_config__
+        tag = {conf.tag_field: conf.tag} if conf.tag_field else {}  # a provider's `type`
+        return {**tag, **{f: _tree(getattr(node, f)) for f in node.__struct_fields__}}
     if isinstance(node, dict):
         return {str(k): _tree(v) for k, v in node.items()}
     if isinstance(node, (list, tuple)):

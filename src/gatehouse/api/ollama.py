@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
-from gatehouse.api.openai import require_ability
+from gatehouse.api.openai import bind_embedding, require_ability
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.gateway.exchange import Exchange
@@ -44,22 +44,28 @@ DIALECT = "ollama"
 VERSION = "0.12.6"  # the Ollama API version this surface follows; clients gate features on it
 
 
-def _object(raw: bytes, spec: BodySpec) -> dict[str, Any]:
+def _object(raw: bytes, spec: BodySpec, model_optional: bool = False) -> dict[str, Any]:
     obj = decode_json_object(raw)
     screen_body(obj, spec)
-    _model_name(obj)
+    _model_name(obj, model_optional)
     return obj
 
 
-def _model_name(obj: dict[str, Any]) -> None:
+def _model_name(obj: dict[str, Any], optional: bool = False) -> None:
+    """optional: a request without a model may use its group's default (gateway/handle.py)."""
     if not obj.get("model") and isinstance(obj.get("name"), str):
         obj["model"] = obj["name"]  # older clients
-    if not isinstance(obj.get("model"), str) or not obj["model"]:
+    if optional and obj.get("model") is None:
+        obj["model"] = ""
+    elif not isinstance(obj.get("model"), str) or not obj["model"]:
         raise InvalidRequest("model is required", param="model")
 
 
 class OllamaCall(Call):
     """Shared by the generating routes: the body cap (options.num_predict) and the renderers."""
+
+    def missing_model(self) -> InvalidRequest:
+        return InvalidRequest("model is required", param="model")
 
     __slots__ = ("timing",)
     dialect = DIALECT
@@ -109,7 +115,7 @@ class Chat(Endpoint):
     any_content_type = True
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> ChatCall:
-        obj = _object(body, wire.CHAT_BODY)
+        obj = _object(body, wire.CHAT_BODY, model_optional=True)
         return ChatCall(wire.parse_chat(obj), obj)
 
 
@@ -188,12 +194,7 @@ class EmbedCall(OllamaCall):
         return wire.embed_to_canonical(self.oreq)
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        self.public_model = entry.name
-        canonical = self.canonical()
-        assert isinstance(canonical, EmbeddingRequest)
-        require_ability(entry, "embedder", "embeddings")
-        self.subject = canonical
-        self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+        bind_embedding(self, entry)
         self.timing = Timing(ex.started)
         return None
 

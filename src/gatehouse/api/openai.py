@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.routing.table import ModelEntry
+from gatehouse.upstream.client import malformed
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
@@ -30,6 +33,8 @@ DIALECT = "openai"
 def _object(raw: bytes, spec: BodySpec) -> dict[str, Any]:
     obj = decode_json_object(raw)
     screen_body(obj, spec)
+    if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+        obj["model"] = ""
     return obj
 
 
@@ -40,13 +45,52 @@ def cap_body(obj: dict[str, Any], max_tokens: int) -> None:
         obj[f] = max_tokens
 
 
+class _AnswerMessage(msgspec.Struct):
+    content: str | None = None
+
+
+class _AnswerChoice(msgspec.Struct):
+    message: _AnswerMessage | None = None
+    text: str | None = None
+
+
+class _AnswerTexts(msgspec.Struct):
+    """Only the text of an answer (wire/openai_response.OAResponse reads the rest)."""
+
+    choices: list[_AnswerChoice] = []
+
+
+_answer_texts = msgspec.json.Decoder(_AnswerTexts)
+
+
 class OpenAICall(Call):
     """Shared by the OpenAI routes: the body cap, the answer's renderer, the forwarded stream's errors."""
 
     __slots__ = ()
+    reads_answers = True
 
     def cap_body(self, body: dict[str, Any], limit: int) -> None:
         cap_body(body, limit)
+
+    def read_answer(self, body: bytes) -> Any:
+        try:
+            resp = wire_response.response_decoder.decode(body)
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        return wire_response.response_to_canonical(resp, self.public_model)
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        # What response_to_canonical makes a text part: the first choice's message content
+        # (a completion's text when there is no message), when not empty.
+        try:
+            choices = _answer_texts.decode(body).choices
+        except msgspec.DecodeError:
+            raise malformed(self.public_model) from None
+        if not choices:
+            return []
+        c = choices[0]
+        text = c.message.content if c.message is not None else c.text
+        return [text] if text else []
 
     def render(self, result: Any) -> bytes:
         return json_encode(wire_response.render_response(result, self.public_model))
@@ -100,6 +144,18 @@ def require_ability(entry: ModelEntry, ability: str, what: str, param: str = "mo
     for dep in entry.deployments:
         if getattr(dep, ability) is None:
             raise InvalidRequest(f"The model '{entry.name}' does not support {what}.", param=param)
+
+
+def bind_embedding(call: Call, entry: ModelEntry) -> EmbeddingRequest:
+    """An embeddings route's bind (OpenAI's and Ollama's): the deployments can embed, the input is
+    what input guardrails read and the estimate; there is no output."""
+    call.public_model = entry.name
+    canonical = call.canonical()
+    assert isinstance(canonical, EmbeddingRequest)
+    require_ability(entry, "embedder", "embeddings")
+    call.subject = canonical
+    call.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+    return canonical
 
 
 class CompletionCall(OpenAICall):
@@ -157,17 +213,18 @@ class EmbeddingCall(OpenAICall):
         return wire.embedding_to_canonical(self.oreq)
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        self.public_model = entry.name
-        canonical = self.canonical()
-        assert isinstance(canonical, EmbeddingRequest)
-        require_ability(entry, "embedder", "embeddings")
-        self.subject = canonical
-        self.prompt_estimate = sum(estimate_text(t) for t in canonical.input)
+        bind_embedding(self, entry)
         return None
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
         assert dep.embedder is not None
         return dep.embedder.embed(self.canonical(), ctx)  # type: ignore[arg-type]
+
+    def read_answer(self, body: bytes) -> Any:
+        return None  # vectors: no text for the output guardrails
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        return None
 
     def render(self, result: Any) -> bytes:
         canonical = self.canonical()
@@ -207,7 +264,7 @@ async def get_model(rt: Runtime, req: Request, ex: Exchange) -> None:
     principal = ex.principal
     assert principal is not None
     name = req.path_params["model"]
-    entry = rt.models.get(name)
+    entry = rt.models.get(name) or rt.table.virtual.get(name)  # (a virtual model: routing/virtual.py)
     if entry is None or (principal.allowed is not None and name not in principal.allowed):
         raise NotFound(f"The model '{name}' does not exist.", param="model")
     await send_bytes(req.send, 200, json_encode(_model_card(entry)), header_list(ex.request_id))

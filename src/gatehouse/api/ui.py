@@ -75,7 +75,7 @@ class SignIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _token_sign_in(rt: Runtime) -> bool:
-    return rt.auth.jwt is not None and bool(rt.cfg.ui.admin_values or rt.cfg.ui.read_only_values)
+    return rt.jwt is not None and bool(rt.cfg.ui.admin_values or rt.cfg.ui.read_only_values)
 
 
 async def _role_of_token(rt: Runtime, token: str) -> tuple[str, str | None]:
@@ -86,10 +86,10 @@ async def _role_of_token(rt: Runtime, token: str) -> tuple[str, str | None]:
     if not _token_sign_in(rt):
         raise AuthenticationFailed("Sign-in with an ID token is not configured (auth.jwt and ui.admin_values or "
                                    "ui.read_only_values).", code="ui_token_sign_in_off")
-    assert rt.auth.jwt is not None
-    claims, _ = await rt.auth.jwt.verify(token)
+    assert rt.jwt is not None
+    claims, _ = await rt.jwt.verify(token)
     values = set(claim_values(claims, rt.cfg.ui.role_claim))
-    sub = claims.get(rt.auth.jwt.cfg.consumer_claim)
+    sub = claims.get(rt.jwt.cfg.consumer_claim)
     subject = sub if isinstance(sub, str) and 0 < len(sub) <= 128 and sub.isprintable() else None
     if values.intersection(rt.cfg.ui.admin_values):
         return ROLE_ADMIN, subject

@@ -70,4 +70,5 @@ async def metrics(rt: Runtime, req: Request, ex: Exchange) -> None:
     if not ok:
         raise AuthenticationFailed("Invalid metrics token.", code="invalid_metrics_token")
     await rt.meter.metrics.evals.refresh(rt.store)
-    await send_bytes(req.send, 200, rt.meter.metrics.render(), header_list(ex.request_id), CONTENT_TYPE.encode())
+    body = rt.meter.metrics.render() if rt.worker_metrics is None else await rt.worker_metrics.render()
+    await send_bytes(req.send, 200, body, header_list(ex.request_id), CONTENT_TYPE.encode())

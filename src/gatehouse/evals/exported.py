@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gatehouse.store.sql import SqlStore, settings
+from gatehouse.store.schema import settings
+from gatehouse.store.sql import SqlStore
 
 PREFIX = "eval:"
 REFRESH_SECONDS = 60.0

@@ -10,10 +10,13 @@ import hashlib
 import json
 from typing import Any
 
+from gatehouse.config import Config
 from gatehouse.evals.exported import PREFIX
 from gatehouse.evals.report import by_category, by_model
 from gatehouse.evals.runner import Run
-from gatehouse.store.sql import SqlStore, settings
+from gatehouse.store.migrate import upgrade
+from gatehouse.store.schema import settings
+from gatehouse.store.sql import SqlStore
 
 
 def summary(name: str, run: Run) -> dict[str, Any]:
@@ -33,13 +36,12 @@ async def save_summary(store: SqlStore, doc: dict[str, Any]) -> None:
             await conn.execute(settings.insert().values(name=name, value=value))
 
 
-async def record_run(config_path: str, name: str, run: Run) -> None:
-    from gatehouse.cli import load_config
+async def record_run(cfg: Config, name: str, run: Run) -> None:
     from gatehouse.runtime import data_dir_from_env, store_url
 
-    store = SqlStore(store_url(load_config(config_path), data_dir_from_env()))
+    store = SqlStore(store_url(cfg, data_dir_from_env()))
     try:
-        await store.create_schema()
+        await upgrade(store)
         await save_summary(store, summary(name, run))
     finally:
         await store.close()

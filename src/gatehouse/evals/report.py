@@ -147,7 +147,8 @@ def to_junit(run: Run, suite_name: str) -> bytes:
                 message = "; ".join(f"{c.type}: {c.reason}" for c in failed) or f"HTTP {r.outcome.status}"
                 node = ET.SubElement(case, "failure", message=message[:500], type="assertion")
                 node.text = r.outcome.text[:2000]
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml
 
 
 # ---- Prometheus --------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from gatehouse.errors import UpstreamError
+from gatehouse.errors import InvalidRequest, UpstreamError
 from gatehouse.gateway.relay import Reply
-from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent
+from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, TextPart
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
@@ -47,6 +47,9 @@ class Call:
 
     # The client dialect a deployment must take unchanged to be sent `body` (Deployment.forwards).
     dialect: ClassVar[str] = "openai"
+    # (guardrails) `read_answer` reads a forwarded unary answer of this dialect, so its output
+    # checks need no translated path; without it such a request is translated (gateway/handle.py).
+    reads_answers: ClassVar[bool] = False
 
     def __init__(self, model: str, body: dict[str, Any] | None, path: str | None, stream: bool = False,
                  max_tokens: int | None = None):
@@ -107,6 +110,11 @@ class Call:
     def cap_body(self, body: dict[str, Any], limit: int) -> None:
         body["max_tokens"] = limit
 
+    def missing_model(self) -> InvalidRequest:
+        """The dialect's error for a request without a model (none named, no group default)."""
+        return InvalidRequest("Invalid value for 'model': required field is missing", code="invalid_value",
+                              param="model")
+
     # ---- calling a deployment (translated) ----------------------------------------------------
 
     def unary(self, dep: Deployment, ctx: CallContext) -> Awaitable[Any]:
@@ -114,6 +122,16 @@ class Call:
 
     def events(self, dep: Deployment, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         return dep.provider.chat_stream(self.canonical(), ctx)  # type: ignore[arg-type]
+
+    def read_answer(self, body: bytes) -> Any:
+        """A forwarded unary answer (the client's dialect) as the canonical answer a translated
+        call would have returned, for the output guardrails; None for one without text."""
+        raise NotImplementedError
+
+    def answer_texts(self, body: bytes) -> list[str] | None:
+        """The texts of `read_answer(body)`'s text parts, in order (a dialect may read just them)."""
+        result = self.read_answer(body)
+        return None if result is None else [p.text for p in result.content if isinstance(p, TextPart)]
 
     # ---- rendering -------------------------------------------------------------------------------
 

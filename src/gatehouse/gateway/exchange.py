@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call
-    from gatehouse.policy.auth import Principal
+    from gatehouse.gateway.relay import Reply
+    from gatehouse.policy.cache import CacheTicket
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
+    from gatehouse.policy.principal import Principal
     from gatehouse.routing.route import RouteState
     from gatehouse.routing.table import Deployment, ModelEntry
     from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Usage
@@ -32,6 +34,7 @@ class Exchange:
         "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
+        "request_headers", "cached", "cache", "compliance", "virtual_route",
         # tracing (observability/tracing.py)
         "span", "attempt_span", "trace_wall", "traceparent",
     )
@@ -71,11 +74,17 @@ class Exchange:
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies
         self.sensitive = False  # a guardrail `reroute` check matched the prompt
-        self.guard_audit: list[dict[str, str]] | None = None  # what the guardrails decided (access log)
+        self.guard_audit: Any = None  # what the guardrails decided: their audit as JSON (access log)
         self.limits: Any = None  # the limits step's reservation, given back at settle
         self.metering: Any = None  # the metering hook's open attempt record
         self.cost_usd = 0.0  # of every attempt so far (metering), read by later settles (budgets)
         self.cache_hit = False  # answered without an upstream attempt
+        self.request_headers: dict[str, str] | None = None  # the client's (model routes), for policy steps
+        self.cached: Reply | None = None  # the cache step's answer: relayed instead of attempts
+        self.cache: CacheTicket | None = None  # a cacheable miss: the cache reads its answer and stores it
+        # compliance routing's decision (policy/compliance.py): data_class, reason, action, routed_from
+        self.compliance: dict[str, str] | None = None
+        self.virtual_route: dict[str, str] | None = None  # a virtual model's choice (routing/virtual.py)
         self.span: Any = None  # the request's trace span, when tracing is on
         self.attempt_span: Any = None
         self.trace_wall: tuple[int, float, str] | None = None  # (wall ns at start, monotonic start, method)

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from gatehouse.api.http import ClientGone, HangUp, Request, header_list, send_bytes
 from gatehouse.errors import GatehouseError
 from gatehouse.gateway.relay import relay
+from gatehouse.policy.guardrail_events import verdict_header
 
 if TYPE_CHECKING:
-    from gatehouse.gateway.endpoint import Endpoint
+    from gatehouse.gateway.endpoint import Call, Endpoint
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.runtime import Runtime
@@ -27,8 +28,22 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.principal = principal = await rt.auth.authenticate(req.headers)
     call = ep.parse(await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type), req.headers)
     ex.call = call
-    entry = ex.entry = rt.table.resolve(call.model, principal)
-    ready = await call.bind(rt, ex, entry)
+    name = call.model
+    if not name or name == "default":  # the group's default model (routing/policy_routes.py)
+        name = call.model = rt.table.requested(name, principal)
+        if not name:
+            raise call.missing_model()
+    virtual = rt.virtual.get(name) if rt.virtual else None
+    if virtual is None:
+        entry = ex.entry = rt.table.resolve(name, principal)
+        ready = await call.bind(rt, ex, entry)
+    else:  # a virtual model picks the model from the request (routing/virtual.py)
+        entry, ready = await virtual.route(rt, ex, call, principal, req.headers)
+    if rt.compliance is not None and ready is None:  # the request's data class may send it elsewhere
+        served = rt.compliance.decide(ex, entry, call.subject, principal, req.headers)
+        if served is not entry:
+            entry = ex.entry = served
+            ready = await call.bind(rt, ex, entry)
     if ready is not None:  # answered by the endpoint itself: nothing to admit or attempt
         ex.status = ex.status or ready.status
         await send_bytes(req.send, ready.status, ready.body or b"", header_list(ex.request_id, ex.response_headers),
@@ -38,15 +53,24 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.prompt_estimate = call.prompt_estimate
     ex.max_tokens = asked = call.max_tokens
     ex.subject = call.subject
+    ex.request_headers = req.headers
     attempts = rt.attempts
     try:
         await rt.pipeline.admit(ex)
+        if ex.guard is not None:  # the input checks that matched, in a header (policy/guardrail_events.py)
+            verdict_header(ex)
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)
-        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard)
+        # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)
+        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call) \
+            and ex.cache is None
         ex.stream = call.stream
         with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
-            reply = await attempts.run(ex, ep, call)
+            reply = ex.cached  # a cache hit: no attempt
+            if reply is None:
+                reply = await attempts.run(ex, ep, call)
+                if ex.cache is not None:
+                    reply = ex.cache.tap(reply)
             hangup.off()
             await relay(req, ex, call, reply, attempts.end)
     except BaseException as exc:
@@ -58,10 +82,13 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
             await rt.pipeline.settle(ex)
 
 
-def _guarded(guard: Guard | None) -> bool:
-    """A guardrail redacted the prompt (the raw body must not go upstream), checks the answer
-    (which must arrive as canonical events) or holds it for a parallel guard: no pass-through."""
-    return guard is not None and (guard.rewritten or guard.plan.checks_output or guard.pending is not None)
+def _guarded(guard: Guard | None, call: Call) -> bool:
+    """A guardrail redacted the prompt (the raw body must not go upstream), checks a streamed
+    answer or one of a dialect the relay cannot read (either must arrive as canonical events),
+    or holds it for a parallel guard: no pass-through. (A unary answer the call can read is
+    checked as forwarded: gateway/relay.py.)"""
+    return guard is not None and (guard.rewritten or guard.pending is not None or (
+        guard.plan.checks_output and (call.stream or not call.reads_answers)))
 
 
 def _failed(ex: Exchange, exc: BaseException) -> None:

@@ -10,7 +10,8 @@ The bookkeeping both kinds share lives here once: the first-token time, the usag
 upstream's report, else an estimate of what was relayed), the 499 of a client that went away, the
 error frame that ends a cut or failed stream, the shutdown frame. Guardrail output filters apply
 here to canonical events and answers (policy/guardrails/output.py), so every dialect gets them;
-a guarded request is never forwarded (gateway/handle.py decides).
+a unary answer the call can read (`Call.read_answer`) is checked as forwarded, and passes through
+unchanged unless a check redacts it; other guarded requests are not forwarded (gateway/handle.py).
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.api.http import SSE_HEADERS, Request, header_list, send_bytes, stream_out
-from gatehouse.api.splice import Splice
+from gatehouse.asgi_ext import SpliceSource, splice_message
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
+from gatehouse.policy.guardrail_events import verdict_header
 from gatehouse.observability.safe import describe
-from gatehouse.policy.guardrails.output import guard_events, guard_response
+from gatehouse.policy.guardrails.output import guard_events, guard_forwarded, guard_response
 from gatehouse.policy.guardrails.step import GuardrailBlocked
 from gatehouse.types import StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, Usage
 from gatehouse.upstream.client import upstream_error
@@ -51,7 +53,7 @@ class Reply:
         self.result: Any = None  # a translated unary answer (canonical)
         self.frames: AsyncIterator[bytes] | None = None  # a forwarded stream
         self.tally: StreamTally | None = None  # ... what its relay saw
-        self.splice: tuple[Any, Callable[[bytes], bytes], Callable[[], bytes]] | None = None
+        self.splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None
         self.first: StreamEvent | None = None  # a translated stream: its first event
         self.events: AsyncIterator[StreamEvent] | None = None  # ... and the rest
 
@@ -94,11 +96,18 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
     else:  # forwarded unary (or a stream request the upstream answered with plain JSON)
         body = reply.body or b""
         ex.usage = usage_or_estimate(reply.usage, ex.prompt_estimate, lambda: estimate_json_output(body))
-        ex.status = reply.status
+        status, content_type = reply.status, reply.content_type
+        guard = ex.guard
+        if guard is not None and guard.plan.checks_output and not call.stream:  # (handle.py: a call that reads it)
+            checked = await guard_forwarded(guard, call, body, ex.request_id)  # a block raises, tokens billed
+            if checked is not body:  # redacted: rendered as the translated path renders it
+                body, status, content_type = checked, 200, "application/json"
+            verdict_header(ex)
+        ex.status = status
         if not ex.stream:
             end_attempt(ex)
-        await send_bytes(req.send, reply.status, body, header_list(ex.request_id, ex.response_headers),
-                         reply.content_type.encode("latin-1"))
+        await send_bytes(req.send, status, body, header_list(ex.request_id, ex.response_headers),
+                         content_type.encode("latin-1"))
 
 
 async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,
@@ -109,6 +118,7 @@ async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,
         await guard.passed()  # mode: parallel; a block raises: the answer is discarded, tokens billed
     if guard is not None and guard.plan.checks_output:
         await guard_response(guard, result, ex.request_id)  # a block raises: an error, tokens billed
+        verdict_header(ex)
     ex.status = 200
     out = call.render(result)
     end_attempt(ex)
@@ -119,7 +129,7 @@ async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,
 
 
 async def _stream_out(req: Request, ex: Exchange, status: int, chunks: AsyncIterator[bytes],
-                      content_type: list[tuple[bytes, bytes]] | None, splice: Splice | None,
+                      content_type: list[tuple[bytes, bytes]] | None, splice: dict[str, Any] | None,
                       encoder: StreamEncoder) -> None:
     try:
         completed = await stream_out(req, status, header_list(ex.request_id, ex.response_headers), chunks,
@@ -198,7 +208,11 @@ async def _relay_forwarded_stream(req: Request, ex: Exchange, call: Call, reply:
             tail: bytes = flush()
             return tail + _unterminated(ex, tally, encoder)
 
-        splice = Splice(resp, feed, end, fail, ex)
+        def first_byte() -> None:
+            if ex.first_token_at is None:
+                ex.first_token_at = time.monotonic()
+
+        splice = splice_message(resp, feed, end, fail, first_byte)
     content_type = SSE_HEADERS if reply.content_type.startswith("text/event-stream") else \
         [(b"content-type", reply.content_type.encode("latin-1")), *SSE_HEADERS[1:]]
     try:

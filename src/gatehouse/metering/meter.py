@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -34,6 +34,7 @@ from gatehouse.observability.access_log import AccessLog
 from gatehouse.observability.metrics import Metrics
 from gatehouse.observability.tracing import Tracing
 from gatehouse.store.sql import SqlStore
+from gatehouse.supervisor import journal_base, journal_dir_for, worker_index
 from gatehouse.types import Usage
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class Meter:
         # and tracing settings are restart-only (gatehouse/reload.py).
         self.owns_ledger = previous is None
         if previous is None:
-            self.journal = Journal(Path(m.journal_dir) if m.journal_dir else data_dir / "journal",
+            self.journal = Journal(journal_dir_for(journal_base(cfg, data_dir), worker_index()),  # one per worker
                                    m.journal_fsync_seconds, memory_limit=m.journal_memory_records)
             self.writer = LedgerWriter(self.journal, store, m.batch_size, m.flush_seconds)
             self.metrics = Metrics(models, cfg.groups, cfg.providers,
@@ -98,8 +99,8 @@ class Meter:
         self._id_prefix: str = os.urandom(8).hex() if previous is None else previous._id_prefix
         self._ids: itertools.count[int] = itertools.count(1) if previous is None else previous._ids
         # Labelled metric children, looked up once per label set rather than per request.
-        self._attempt_series: dict[tuple, tuple] = {}
-        self._request_series: dict[tuple, tuple] = {}
+        self._attempt_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._request_series: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.step = MeteringStep(self)
         self.hook = MeterHook(self)
 
@@ -300,6 +301,9 @@ class Meter:
                 **({"guardrails": g} if (g := ex.guard_audit) else {}),
                 # served by a fallback model, and why (routing/route.py; never a URL)
                 **({"route": r} if (r := ex.response_headers.get("x-gatehouse-route")) else {}),
+                # compliance routing: the request's data class, why, and what it did (never the text)
+                **({"compliance": c} if (c := ex.compliance) else {}),
+                **({"routing": v} if (v := ex.virtual_route) else {}),  # a virtual model's choice
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:

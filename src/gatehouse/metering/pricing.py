@@ -22,7 +22,7 @@ from msgspec import Struct
 from gatehouse.types import Usage
 
 if TYPE_CHECKING:
-    from gatehouse.config import Config, DeploymentConfig
+    from gatehouse.config.schema import Config, DeploymentConfig
 
 MILLION = 1_000_000.0
 
@@ -64,27 +64,6 @@ def cost_usd(price: "Price | DeploymentConfig | None", usage: Usage | None) -> f
     cached_rate = price.input_per_mtok if price.cached_input_per_mtok is None else price.cached_input_per_mtok
     return ((usage.input_tokens - cached) * price.input_per_mtok + cached * cached_rate
             + usage.output_tokens * price.output_per_mtok) / MILLION
-
-
-def check_prices(cfg: "Config") -> None:
-    """Refuse negative prices and half-configured GPU amortisation, naming the field."""
-    from gatehouse.config import ConfigError
-
-    for i, model in enumerate(cfg.models):
-        for j, dep in enumerate(model.deployments):
-            path = f"models[{i}].deployments[{j}]"
-            for name in ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "gpu_cost_per_hour"):
-                value = getattr(dep, name)
-                if value is not None and value < 0:
-                    raise ConfigError(f"{path}.{name}: must not be negative")
-            for name in ("gpu_output_tokens_per_second", "gpu_input_tokens_per_second"):
-                value = getattr(dep, name)
-                if value is not None and value <= 0:
-                    raise ConfigError(f"{path}.{name}: must be positive")
-            if dep.gpu_cost_per_hour is not None and dep.gpu_output_tokens_per_second is None \
-                    and dep.output_per_mtok is None:
-                raise ConfigError(f"{path}.gpu_output_tokens_per_second: required with gpu_cost_per_hour "
-                                  "(the measured aggregate output throughput of the backend)")
 
 
 FREE = Price()

@@ -1,7 +1,7 @@
 """The ledger record: one per upstream attempt. Never a prompt, a completion or a key."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct
@@ -38,7 +38,7 @@ class LedgerRecord(Struct, omit_defaults=True):
     # is over. A `begin` without its `end` after a crash becomes an `interrupted` record.
     phase: Phase = "end"
 
-    def row(self) -> dict:
+    def row(self) -> dict[str, Any]:
         """The columns of the `usage_records` table."""
         return {
             "id": self.id, "request_id": self.request_id, "attempt": self.attempt, "ts": self.ts,
@@ -59,7 +59,7 @@ ROW_COLUMNS = tuple("group_name" if f == "group" else f for f in LedgerRecord.__
 assert LedgerRecord.__struct_fields__[-1] == "phase"
 
 
-def row_tuple(record: LedgerRecord) -> tuple:
+def row_tuple(record: LedgerRecord) -> tuple[Any, ...]:
     return msgspec.structs.astuple(record)[:-1]
 
 

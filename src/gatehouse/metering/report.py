@@ -7,6 +7,7 @@ import io
 import re
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from msgspec import Struct
 
@@ -66,7 +67,7 @@ def parse_query(params: dict[str, str], *, allowed_by: tuple[str, ...] = GROUPIN
                       params.get("model") or None, status)
 
 
-def rows_json(query: UsageQuery, rows: list[UsageRow]) -> dict:
+def rows_json(query: UsageQuery, rows: list[UsageRow]) -> dict[str, Any]:
     return {
         "by": query.by, "since": query.since, "until": query.until,
         "data": [{query.by: r.key, **{c: getattr(r, c) for c in COLUMNS}} for r in rows],

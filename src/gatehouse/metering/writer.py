@@ -70,8 +70,8 @@ class LedgerWriter:
         self._stopping = asyncio.Event()
         self._sync_stop = asyncio.Event()
         self._drain_lock = asyncio.Lock()  # one reader of the journal at a time
-        self._task: asyncio.Task | None = None
-        self._sync_task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
         path = sqlite_path(store)
         self._sink = SqliteLedgerSink(path, ROW_COLUMNS) if path else None
         self._idle_thread = ThreadPoolExecutor(1, thread_name_prefix="gatehouse-ledger-idle",

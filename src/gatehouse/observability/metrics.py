@@ -17,7 +17,6 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily
@@ -36,6 +35,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from gatehouse.metering.journal import Journal
     from gatehouse.metering.writer import LedgerWriter
+    from gatehouse.policy.guardrails.audit import VerdictCounts
     from gatehouse.routing.health import Health
     from gatehouse.routing.metrics import RoutingCollector
     from gatehouse.routing.table import ModelEntry
@@ -48,12 +48,13 @@ class Metrics:
 
     def __init__(self, models: Iterable[str], groups: Iterable[str], providers: Iterable[str],
                  backlog: Callable[[], float], consumer_label: bool = False):
-        disable_created_metrics()  # `*_created` series double the scrape and nobody graphs them
         self.models = frozenset(models)
         self.groups = frozenset(groups)
         self.providers = frozenset(providers)
         self._limit_stats: LimitStats | None = None  # bound by track_limits (again after a reload)
-        self._guardrail_verdicts: Counter | None = None
+        self._guardrail_verdicts: VerdictCounts | None = None
+        self._cache: tuple[Counter, Counter, Counter] | None = None  # (track_cache)
+        self._cache_bytes: Gauge | None = None
         self._routing: RoutingCollector | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
@@ -159,15 +160,36 @@ class Metrics:
 
     # ---- guardrails (policy/guardrails; docs/guardrails.md) ----------------------------------
 
-    def track_guardrails(self) -> Counter:
+    def track_guardrails(self) -> VerdictCounts:
         """gatehouse_guardrail_verdicts_total: one per check that ran on a request's input or
         output, by verdict (pass | match | skipped) and the check's action. Made only when a
-        guardrail policy is configured."""
+        guardrail policy is configured; counted in bulk (policy/guardrails/audit.py)."""
+        from gatehouse.policy.guardrails.audit import VerdictCounts
+
         if self._guardrail_verdicts is None:  # once per process: a reload keeps counting
-            self._guardrail_verdicts = Counter("gatehouse_guardrail_verdicts", "Guardrail checks run, by verdict "
-                                               "and action.", ["guardrail", "policy", "stage", "verdict", "action",
-                                                              "group"], registry=self.registry)
+            self._guardrail_verdicts = VerdictCounts(self.registry)
         return self._guardrail_verdicts
+
+    # ---- response cache (policy/cache.py; docs/cache.md) ---------------------------------------
+
+    def track_cache(self, held: Callable[[], float]) -> tuple[Counter, Counter, Counter]:
+        """gatehouse_cache_lookups_total{model,result} (hit | miss | bypass),
+        gatehouse_cache_bypasses_total{model,reason}, gatehouse_cache_stored_total{model} and the
+        gauge gatehouse_cache_bytes (answers held in process; `held` is re-bound on reload). Made
+        only when a cache is configured."""
+        if self._cache is None:  # once per process: a reload keeps counting
+            r = self.registry
+            self._cache = (
+                Counter("gatehouse_cache_lookups", "Response cache lookups by result.", ["model", "result"], registry=r),
+                Counter("gatehouse_cache_bypasses", "Requests the response cache let through, by reason.",
+                        ["model", "reason"], registry=r),
+                Counter("gatehouse_cache_stored", "Answers stored in the response cache.", ["model"], registry=r),
+            )
+            self._cache_bytes = Gauge("gatehouse_cache_bytes", "Bytes of answers held by in-process response caches.",
+                                      registry=r)
+        assert self._cache_bytes is not None
+        self._cache_bytes.set_function(held)
+        return self._cache
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

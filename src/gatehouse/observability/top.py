@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from gatehouse.cli_admin import Subparsers
+    from gatehouse.cli.common import Subparsers
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 DIMENSIONS = ("model", "group", "consumer")
@@ -119,12 +119,14 @@ def compare(before: dict[Key, float], now: dict[Key, float], seconds: float) -> 
                 row.tokens_out += d
             else:
                 row.cost += d
-    cpu_key: Key = ("process_cpu_seconds_total", ())
-    cpu = _delta(now, before, cpu_key) / seconds if cpu_key in now and seconds > 0 else None
+    # (summed: under `serve --workers N` every worker's process series is there, labelled)
+    cpu_keys = [k for k in now if k[0] == "process_cpu_seconds_total"]
+    cpu = sum(_delta(now, before, k) for k in cpu_keys) / seconds if cpu_keys and seconds > 0 else None
+    rss = [v for (n, _), v in now.items() if n == "process_resident_memory_bytes"]
     return Snapshot(seconds, {d: dict(r) for d, r in rows.items()},
                     sum(v for (n, _), v in now.items() if n == "gatehouse_inflight_requests"),
                     sum(v for (n, _), v in now.items() if n == "gatehouse_ledger_backlog"),
-                    cpu, now.get(("process_resident_memory_bytes", ())))
+                    cpu, sum(rss) if rss else None)
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:

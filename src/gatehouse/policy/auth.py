@@ -1,43 +1,33 @@
-"""Authenticate a request to a Principal: consumer keys from config and from the store.
+"""Authenticate a request to a Principal through a chain of authenticators.
 
-Keys arrive as `Authorization: Bearer K`, `x-api-key: K` or `apikey: K`. They are looked up
-by their HMAC digest, so the lookup itself reveals nothing about stored hashes; the found
-hash is still compared in constant time. Missing, unknown, revoked and expired keys get the
-same error, and every path computes one HMAC, so they also cost the same.
-
-Store lookups are cached for `CACHE_SECONDS`, positive and negative: a key revoked on
-another replica stops working within that time; on this replica immediately.
+The chain reads the credential once - `Authorization: Bearer K`, `x-api-key: K` or `apikey: K`
+- and asks each authenticator in turn; the first that recognises the credential's kind
+decides: it returns the Principal or raises (401 AuthenticationFailed, 403, 503). Runtime
+builds the chain from config: `[BearerJwt, KeyAuth]` with `auth.jwt`, else `[KeyAuth]`.
+API keys (key_auth.py) come last and claim every credential, so a credential nobody knows
+gets the same 401 as an unknown key. A new kind of credential (another token issuer, say)
+is one more Authenticator in the list.
 """
 from __future__ import annotations
 
-import hmac
-import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from msgspec import Struct
+from gatehouse.errors import AuthenticationFailed
+from gatehouse.policy.principal import Principal
 
-from gatehouse.errors import AuthenticationFailed, ServiceUnavailable
-from gatehouse.policy.keys import KeyHasher, sha256_hex
-from gatehouse.policy.limits_config import Limits
-from gatehouse.store.protocols import KeyRecord, KeyStore
-
-if TYPE_CHECKING:
-    from gatehouse.policy.jwt_auth import BearerJwt
-
-CACHE_SECONDS = 0.5
-_CACHE_MAX = 100_000
 INVALID_KEY = "Invalid API key: provide a valid key in the Authorization header (Bearer), x-api-key or apikey."
 
 
-class Principal(Struct, frozen=True):
-    consumer: str
-    group: str | None
-    key_id: str
-    allowed: frozenset[str] | None  # None = every model
-    limits: Limits | None = None  # computed when the directory loads; None = unlimited
+class Authenticator(Protocol):
+    async def authenticate(self, credential: str) -> Principal | None:
+        """The Principal for a credential of this authenticator's kind; None when the credential
+        is not of its kind (the chain asks the next one). Raises when it is, but is not valid.
+        `credential` is "" when the request carries none."""
+        ...
 
 
-def key_from_headers(headers: dict[str, str]) -> str | None:
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
@@ -46,61 +36,16 @@ def key_from_headers(headers: dict[str, str]) -> str | None:
     return headers.get("x-api-key") or headers.get("apikey") or None
 
 
-class KeyAuthenticator:
-    def __init__(
-        self,
-        hasher: KeyHasher,
-        store: KeyStore,
-        config_keys: dict[str, str],  # hmac digest -> consumer
-        config_sha256: dict[str, str],  # sha256 hex -> consumer
-        principal_for: Callable[[str, str], Principal],  # (consumer, key_id) -> Principal
-    ):
-        self.hasher = hasher
-        self.store = store
-        self.config_keys = config_keys
-        self.config_sha256 = config_sha256
-        self.principal_for = principal_for
-        self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
-        # Bearer JWTs (auth.jwt): checked before keys when the credential looks like a JWT.
-        self.jwt: "BearerJwt | None" = None
+class AuthChain:
+    __slots__ = ("authenticators",)
 
-    def forget(self, key_hash: str | None = None) -> None:
-        if key_hash is None:
-            self._cache.clear()
-        else:
-            self._cache.pop(key_hash, None)
+    def __init__(self, authenticators: Sequence[Authenticator]):
+        self.authenticators = tuple(authenticators)
 
-    async def authenticate(self, headers: dict[str, str]) -> Principal:
-        key = key_from_headers(headers)
-        digest = self.hasher.hash(key or "")
-        if key is None:
-            raise AuthenticationFailed(INVALID_KEY)
-        if self.jwt is not None and key.startswith("eyJ") and key.count(".") == 2:
-            return await self.jwt.authenticate(key)
-        consumer = self.config_keys.get(digest)
-        if consumer is not None:
-            return self.principal_for(consumer, "config:" + digest[:12])
-        if self.config_sha256:
-            consumer = self.config_sha256.get(sha256_hex(key))
-            if consumer is not None:
-                return self.principal_for(consumer, "config:" + digest[:12])
-        record = await self._lookup(digest)
-        now = time.time()
-        if record is None or not hmac.compare_digest(record.key_hash, digest) or not record.usable(now):
-            raise AuthenticationFailed(INVALID_KEY)
-        return self.principal_for(record.consumer, record.id)
-
-    async def _lookup(self, digest: str) -> KeyRecord | None:
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        try:
-            record = await self.store.key_by_hash(digest)
-        except Exception:
-            raise ServiceUnavailable("The key store is unavailable; try again shortly.",
-                                     code="store_unavailable") from None
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
-        self._cache[digest] = (now + CACHE_SECONDS, record)
-        return record
+    async def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        credential = key_from_headers(headers) or ""
+        for authenticator in self.authenticators:
+            principal = await authenticator.authenticate(credential)
+            if principal is not None:
+                return principal
+        raise AuthenticationFailed(INVALID_KEY)

@@ -24,8 +24,9 @@ from msgspec import Struct
 from gatehouse.config import Config, ConsumerConfig, GroupConfig
 from gatehouse.errors import AuthenticationFailed
 from gatehouse.policy.access import expand
-from gatehouse.policy.auth import INVALID_KEY, Principal
-from gatehouse.policy.limits_config import Limits, effective_limits
+from gatehouse.policy.auth import INVALID_KEY
+from gatehouse.policy.limits_config import effective_limits
+from gatehouse.policy.principal import Limits, Principal
 from gatehouse.store.directory_sql import DirectoryStore, Row
 
 log = logging.getLogger("gatehouse.directory")
@@ -120,7 +121,7 @@ class AccessControl:
         self.current = Directory(cfg, model_names, {}, {})
         self.version = -1
         self.on_change: list[Callable[[], None]] = []
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     def principal(self, consumer: str, key_id: str) -> Principal:

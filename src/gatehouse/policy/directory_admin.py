@@ -115,7 +115,7 @@ class DirectoryAdmin:
                                      param=f"guardrails[{i}]")
         return spec
 
-    def _group_view(self, name: str, g: GroupConfig, source: str, row: Row | None = None) -> dict[str, Any]:
+    def _group_view(self, name: str, g: GroupConfig, source: str, row: Row[Any] | None = None) -> dict[str, Any]:
         allowed = expand(g.models, self.model_names)
         return {
             "name": name, "source": source, "description": g.description, "models": g.models,
@@ -181,7 +181,7 @@ class DirectoryAdmin:
         if name not in self.cfg.consumers and not await self.store.consumer_exists(name):
             raise NotFound(f"No consumer named '{name}': create it first (POST /admin/consumers, in a group).",
                            param=param, code="consumer_not_found")
-        return name
+        return str(name)
 
     async def delete_consumer(self, name: str) -> None:
         self._writable(name, self.cfg.consumers, "Consumer")
@@ -208,7 +208,7 @@ class DirectoryAdmin:
         return spec
 
     def _consumer_view(self, name: str, c: ConsumerConfig, source: str, groups: dict[str, GroupConfig],
-                       row: Row | None = None) -> dict[str, Any]:
+                       row: Row[Any] | None = None) -> dict[str, Any]:
         group_name = c.group or self.cfg.access.default_group
         group = groups.get(group_name) if group_name else None
         allowed = expand(group.models, self.model_names) if group else frozenset()
@@ -232,7 +232,7 @@ class DirectoryAdmin:
         return groups
 
     @staticmethod
-    def _writable(name: str, configured: dict, what: str) -> None:
+    def _writable(name: str, configured: dict[str, Any], what: str) -> None:
         if name in configured:
             raise Conflict(f"{what} '{name}' is defined in the config file; change it there.",
                            code="defined_in_config")

@@ -28,8 +28,8 @@ from jwt import PyJWK
 
 from gatehouse.config import JwtConfig
 from gatehouse.errors import AuthenticationFailed, PermissionDenied, ServiceUnavailable
-from gatehouse.policy.auth import Principal
 from gatehouse.policy.directory import AccessControl
+from gatehouse.policy.principal import Principal
 from gatehouse.upstream.client import HttpPool
 
 log = logging.getLogger("gatehouse.jwt")
@@ -48,7 +48,7 @@ class JwksCache:
         self.keys: dict[str | None, Any] = {}  # kid -> (public key, jwk alg or None)
         self.fetched_at = 0.0  # monotonic time of the last successful fetch
         self.tried_at = float("-inf")
-        self._inflight: asyncio.Task | None = None
+        self._inflight: asyncio.Task[Any] | None = None
 
     async def key(self, kid: str | None) -> tuple[Any, str | None] | None:
         now = time.monotonic()
@@ -60,7 +60,7 @@ class JwksCache:
         if found is None and now - self.tried_at >= self.cfg.jwks_cooldown_seconds:
             await self._refresh()
             found = self._find(kid)
-        return found
+        return found  # type: ignore[no-any-return]
 
     def _find(self, kid: str | None) -> Any:
         if kid is None:  # a token without kid is fine when the set has exactly one key
@@ -126,7 +126,14 @@ def claim_values(claims: dict[str, Any], path: str) -> list[str]:
         if isinstance(raw, list) else []
 
 
+def looks_like_jwt(credential: str) -> bool:
+    return credential.startswith("eyJ") and credential.count(".") == 2
+
+
 class BearerJwt:
+    """An Authenticator for credentials shaped like a JWT (`eyJ...` with three parts); it goes
+    before API keys in the chain. Also verifies ID tokens for the admin UI's sign-in."""
+
     def __init__(self, cfg: JwtConfig, http: HttpPool, access: AccessControl):
         self.cfg = cfg
         self.access = access
@@ -167,7 +174,13 @@ class BearerJwt:
             raise AuthenticationFailed(INVALID_TOKEN, code="invalid_token") from None
         return claims, kid if isinstance(kid, str) else None
 
-    async def authenticate(self, token: str) -> Principal:
+    async def authenticate(self, credential: str) -> Principal | None:
+        """None for a credential not shaped like a JWT (an API key: the next authenticator's)."""
+        if not looks_like_jwt(credential):
+            return None
+        return await self.principal(credential)
+
+    async def principal(self, token: str) -> Principal:
         claims, kid = await self.verify(token)
         subject = _claim(claims, self.cfg.consumer_claim)
         if not isinstance(subject, str) or not subject:

@@ -1,4 +1,5 @@
-"""Effective limits of a consumer, and the validation shared by config files and the admin API.
+"""Effective limits of a consumer, and the name and limit rules shared by config files
+(config/check.py) and the admin API.
 
 A consumer's limits are its group's allowance overlaid with its own overrides, computed once
 when the directory is (re)loaded and carried on every Principal, so the hot path only reads
@@ -8,23 +9,14 @@ it is always counted on the consumer's own pool.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
-from msgspec import Struct
-
-from gatehouse.config import Config, ConfigError, ConsumerConfig, GroupConfig, LimitSettings
+from gatehouse.config.schema import ConfigError, ConsumerConfig, GroupConfig, LimitSettings
+from gatehouse.policy.principal import METERED, Limits
 
 LIMIT_FIELDS = ("tokens_per_minute", "requests_per_minute", "max_concurrent", "max_tokens",
                 "budget_usd_per_day", "budget_usd_per_month")
-# Fields counted in a pool (max_tokens is a per-request cap, not a counter).
-METERED = ("requests_per_minute", "tokens_per_minute", "max_concurrent", "budget_usd_per_day",
-           "budget_usd_per_month")
-# Asymmetric algorithms only: a JWKS is public, so an HMAC secret cannot come from one.
-JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-                            "ES512", "EdDSA"})
 # Group and consumer names: a letter or digit, then letters, digits and . _ @ - (64 at most).
 # No ':' - identities from other authenticators carry one (`jwt:<subject>`), so no name
 # made here can ever be one of them; no '/', spaces or control characters - names appear in
@@ -33,23 +25,6 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 NAME_RULE = ("1-64 characters: letters, digits and . _ @ -, starting with a letter or digit "
              f"(pattern {NAME_PATTERN})")
 _NAME = re.compile(NAME_PATTERN)
-_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,30}:")  # ends in ':', which no made name has
-
-
-class Limits(Struct, frozen=True):
-    """What one consumer may use. `pools[i]` is where METERED[i] is counted."""
-
-    tokens_per_minute: int | None = None
-    requests_per_minute: int | None = None
-    max_concurrent: int | None = None
-    max_tokens: int | None = None
-    budget_usd_per_day: float | None = None
-    budget_usd_per_month: float | None = None
-    pools: tuple[str, ...] = ()
-
-    @property
-    def metered(self) -> bool:
-        return any(getattr(self, f) is not None for f in METERED)
 
 
 def _value(v: Any) -> Any:
@@ -100,48 +75,3 @@ def check_limit_settings(s: LimitSettings, path: str) -> None:
             continue
         if v <= 0:
             raise ConfigError(f"{path}.{f}: must be positive, or 'unlimited'")
-
-
-def check_access_config(cfg: Config) -> None:
-    for name, g in cfg.groups.items():
-        check_name(name, "groups")
-        check_limit_settings(g, f"groups.{name}")
-    admin = cfg.admin.key or None
-    admin_sha = hashlib.sha256(admin.encode()).hexdigest() if admin else None
-    for name, c in cfg.consumers.items():
-        check_name(name, "consumers")
-        check_limit_settings(c, f"consumers.{name}")
-        for k, key in enumerate(c.keys):
-            if admin and (key == admin or key == f"sha256:{admin_sha}"):
-                raise ConfigError(f"consumers.{name}.keys[{k}]: a consumer key must differ from admin.key")
-    lim = cfg.limits
-    for f in ("store_timeout_seconds", "breaker_reset_seconds", "lease_seconds"):
-        if getattr(lim, f) <= 0:
-            raise ConfigError(f"limits.{f}: must be positive")
-    for f in ("breaker_failures", "replicas", "default_reserve_tokens"):
-        if getattr(lim, f) < 1:
-            raise ConfigError(f"limits.{f}: must be at least 1")
-    if cfg.store.redis_url and not cfg.store.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("store.redis_url: must start with redis://, rediss:// or unix://")
-    jwt = cfg.auth.jwt
-    if (cfg.ui.admin_values or cfg.ui.read_only_values) and jwt is None:
-        raise ConfigError("ui.admin_values / ui.read_only_values: ID-token sign-in needs auth.jwt (issuer, "
-                          "audience, jwks_url)")
-    if not cfg.ui.role_claim:
-        raise ConfigError("ui.role_claim: must not be empty")
-    if jwt is not None:
-        if urlsplit(jwt.jwks_url).scheme not in ("http", "https"):
-            raise ConfigError("auth.jwt.jwks_url: must be an http(s) URL")
-        if not jwt.algorithms:
-            raise ConfigError("auth.jwt.algorithms: list at least one algorithm")
-        for i, alg in enumerate(jwt.algorithms):
-            if alg not in JWT_ALGORITHMS:
-                raise ConfigError(f"auth.jwt.algorithms[{i}]: '{alg}' is not allowed (use one of "
-                                  f"{', '.join(sorted(JWT_ALGORITHMS))})")
-        if not jwt.issuer:
-            raise ConfigError("auth.jwt.issuer: must not be empty")
-        if not jwt.audience:
-            raise ConfigError("auth.jwt.audience: must not be empty")
-        if jwt.consumer_prefix and not _PREFIX.fullmatch(jwt.consumer_prefix):
-            raise ConfigError("auth.jwt.consumer_prefix: must be '' (subjects are key consumers' names, on purpose) "
-                              "or 1-32 letters, digits, . _ @ - ending in ':' (default 'jwt:')")

@@ -11,17 +11,15 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any, AsyncIterator
 
-import aiohttp
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.errors import UpstreamStatus
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.config import AnthropicConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
-from gatehouse.upstream.auth import HeaderAuth, NoAuth, UpstreamAuth
+from gatehouse.upstream.auth import AuthScheme
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
-from gatehouse.upstream.error_text import upstream_status
 from gatehouse.wire import anthropic as wire
+from gatehouse.wire import errors_anthropic
 from gatehouse.wire import anthropic_response as response_wire
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
 
@@ -32,14 +30,6 @@ COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking
                 "context_management", "output_format", "output_config")
 
 
-class _ErrorDetail(msgspec.Struct):
-    type: Any = None
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-
-
 class _Count(msgspec.Struct):
     input_tokens: int
 
@@ -48,37 +38,23 @@ class _Count(msgspec.Struct):
 GENERATION_ONLY_FIELDS = frozenset({"max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences",
                                     "metadata", "service_tier"})
 
-_error_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 _count_decoder = msgspec.json.Decoder(_Count)
-
-
-def upstream_error(status: int, raw: bytes, model: str, headers: Any = None) -> UpstreamStatus:
-    """The gateway error for an Anthropic error answer: its type kept when allow-listed, its text
-    only in the operator's log (scrubbed)."""
-    try:
-        env = _error_decoder.decode(raw)
-        kinds = (env.error.type,) if isinstance(env.error, _ErrorDetail) else ()
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        kinds = ()
-    return upstream_status(status, model, "anthropic", raw, kinds=kinds, headers=headers)
 
 
 class AnthropicProvider(Provider):
     type_name = "anthropic"
+    cfg: AnthropicConfig
     dialect = "anthropic"
+    auth_scheme = AuthScheme("x-api-key")
+    parse_error = staticmethod(errors_anthropic.error_from_response)
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: AnthropicConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         base = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.base_url = base[:-3] if base.endswith("/v1") else base  # paths carry /v1
-        self.auth: UpstreamAuth = HeaderAuth("x-api-key", cfg.api_key) if cfg.api_key else NoAuth()
         self.beta_allow = cfg.beta_allow
 
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        return http_url_problem(cfg.base_url)
-
-    # ---- headers and transport -----------------------------------------------------------------
+    # ---- headers (sent by Provider._post) -----------------------------------------------------------
 
     def betas(self, client_value: str | None) -> str | None:
         """The client's beta flags this provider lets through (None in config = all)."""
@@ -97,14 +73,6 @@ class AnthropicProvider(Provider):
         if beta:
             headers["anthropic-beta"] = beta
         return headers
-
-    async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
-        url = self.base_url + path
-        resp = await self._send(url, body, self._headers(call), call)
-        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
-            raw = await read_body(resp, call.public_model)
-            raise upstream_error(resp.status, raw, call.public_model, resp.headers)
-        return resp
 
     # ---- canonical chat (OpenAI-dialect clients) ---------------------------------------------------
 
@@ -139,7 +107,7 @@ class AnthropicProvider(Provider):
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
             if head.error is not None:
-                raise upstream_error(resp.status, raw, call.public_model)
+                raise errors_anthropic.error_from_response(resp.status, raw, None, call.public_model)
             if call.model_swap is not None:
                 raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=head.usage.canonical() if head.usage else None)

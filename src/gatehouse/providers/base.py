@@ -4,6 +4,11 @@ A provider is built once per configured upstream (it holds the pooled HTTP sessi
 upstream auth and the base URL); each call gets a CallContext. Stream decoding state lives
 in the per-call generator, so nothing is shared between requests.
 
+Every upstream call goes out through `Provider._send`: the upstream auth (built from config by
+upstream/auth.py from the type's `auth_scheme`) is applied after translation, transport
+failures become gateway errors, and an error status is raised as the error its dialect's
+parser (`parse_error`, from wire/errors_<dialect>.py) makes of the answer.
+
 Core ability: `chat` / `chat_stream` on canonical types. Optional abilities are separate
 Protocols, checked with isinstance at load time, never by provider name:
 `Embedder`, `Completer`, `Passthrough` (same-dialect fast path), `ModelLister` and
@@ -14,11 +19,12 @@ from __future__ import annotations
 import ssl
 from abc import ABC, abstractmethod
 from typing import Any, AsyncIterator, Callable, ClassVar, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from msgspec import Struct, field
 
+from gatehouse.asgi_ext import SpliceSource
 from gatehouse.config import ProviderConfig
+from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.tls import client_context
 from gatehouse.types import (
     ChatRequest,
@@ -29,9 +35,11 @@ from gatehouse.types import (
     StreamEvent,
     Usage,
 )
-from gatehouse.upstream.client import HttpPool, timeout, transport_errors
+from gatehouse.upstream.auth import NO_AUTH, AuthScheme, CredentialsUnavailable, UpstreamAuth, auth_from_config
+from gatehouse.upstream.client import HttpPool, read_body, timeout, transport_errors
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.upstream.pool import ConnectionLimit
+from gatehouse.upstream.transport import UpstreamResponse
 
 
 class CallContext(Struct):
@@ -66,10 +74,11 @@ class Forwarded:
     Non-stream: `body` holds the bytes and `usage` is read from them. Stream: iterate
     `chunks`; afterwards `tally` holds the usage seen. `release()` frees the connection.
 
-    `splice`, when the provider offers it, is the same stream for api/splice instead of
-    `chunks`: (the upstream response, which can hand its body to a callback as it arrives;
-    the function that turns arrived bytes into the bytes for the client; the one that
-    flushes at the end). Using it means not iterating `chunks`.
+    `splice`, when the provider offers it, is the same stream for the server's splice
+    (asgi_ext.SPLICE) instead of `chunks`: (the upstream response as a SpliceSource, which
+    can hand its body to a callback as it arrives; the function that turns arrived bytes into
+    the bytes for the client; the one that flushes at the end). Using it means not iterating
+    `chunks`.
     """
 
     __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice")
@@ -77,7 +86,7 @@ class Forwarded:
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
                  tally: StreamTally | None = None, release: Any = None,
-                 splice: tuple[Any, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
+                 splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -88,13 +97,15 @@ class Forwarded:
         self.splice = splice
 
 
-def http_url_problem(url: str | None, field_name: str = "base_url") -> tuple[str, str] | None:
-    """(field, message) for check_config when a configured upstream URL is not http(s)."""
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            return field_name, "must be an http(s) URL"
-    return None
+class ErrorParser(Protocol):
+    """A dialect's `error_from_response` (wire/errors_<dialect>.py): the gateway error for an
+    upstream's error answer. `url` is the URL that was called (Bedrock names its IAM action)."""
+
+    def __call__(self, status: int, raw: bytes, headers: Any, model: str, url: str = "") -> GatehouseError: ...
+
+
+def _no_parser(status: int, raw: bytes, headers: Any, model: str, url: str = "") -> GatehouseError:
+    raise NotImplementedError("a provider that calls an upstream sets parse_error")
 
 
 class Provider(ABC):
@@ -103,7 +114,10 @@ class Provider(ABC):
 
     type_name: ClassVar[str] = ""
     dialect: ClassVar[str] = ""  # wire dialect spoken upstream, for the pass-through fast path
-    auth: Any  # the provider's upstream auth (upstream/auth.py), set by subclasses
+    auth_scheme: ClassVar[AuthScheme] = NO_AUTH  # how `api_key` (or AWS) authenticates upstream
+    parse_error: ClassVar[ErrorParser] = staticmethod(_no_parser)  # the upstream dialect's error parser
+    upstream_label: ClassVar[str] = "the upstream"  # named when the gateway has no credentials for it
+    base_url: str = ""
 
     def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
         self.name = name
@@ -114,24 +128,44 @@ class Provider(ABC):
         self.static_headers = {"Content-Type": "application/json", **cfg.headers}
         # https upstreams: the provider's CA bundle / client certificate, else the system trust
         self.ssl: ssl.SSLContext | bool = client_context(cfg) or True
+        self.auth: UpstreamAuth = auth_from_config(self.auth_scheme, cfg)
 
-    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> Any:
-        """POST `body` with `headers` plus the request id and the upstream auth; transport
-        failures become gateway errors. The caller checks the status (its dialect's errors)."""
+    def _headers(self, call: CallContext) -> dict[str, str]:
+        """A fresh header dict for one call (a provider adds per-call headers here)."""
+        return dict(self.static_headers)
+
+    async def _post(self, path: str, body: bytes, call: CallContext,
+                    headers: dict[str, str] | None = None) -> Any:
+        """`_send` to `base_url + path`, with this call's headers unless `headers` are given."""
+        return await self._send(self.base_url + path, body, self._headers(call) if headers is None else headers,
+                                call)
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str], call: CallContext) -> UpstreamResponse:
+        """POST `body` with `headers`, the upstream auth applied after translation, then the
+        request id and trace context (unsigned: proxies may rewrite them). Transport failures
+        become gateway errors; an error status (a redirect too: its body is not an answer, and
+        it is never relayed) is raised as the error the dialect's `parse_error` makes of it."""
+        auth = self.auth
+        if auth.refreshes:
+            try:
+                await auth.ready()
+            except CredentialsUnavailable as e:
+                raise UpstreamError(f"Cannot call {self.upstream_label} for model '{call.public_model}': {e}",
+                                    code="upstream_credentials_unavailable") from None
+        auth.apply(headers, "POST", url, body)
         headers["x-request-id"] = call.request_id
         if call.traceparent is not None:
             headers["traceparent"] = call.traceparent
-        self.auth.apply(headers, "POST", url, body)
         async with transport_errors(call.public_model):
-            return await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout,
-                                           limit=self.connections,
-                                           first_byte=self.cfg.first_byte_timeout if call.stream else None,
-                                           ssl=self.ssl)
-
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        """Return (field, message) when the config cannot work for this provider type."""
-        return None
+            resp: Any = await self.http.request("POST", url, data=body, headers=headers, timeout=self.timeout,
+                                                limit=self.connections,
+                                                first_byte=self.cfg.first_byte_timeout if call.stream else None,
+                                                ssl=self.ssl)
+        if resp.status >= 300:
+            raw = await read_body(resp, call.public_model)
+            raise self.parse_error(resp.status, raw, resp.headers, call.public_model, url)
+        answer: UpstreamResponse = resp
+        return answer
 
     @abstractmethod
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse: ...
@@ -140,10 +174,12 @@ class Provider(ABC):
     def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]: ...
 
     async def start(self) -> None:
-        """Called once when the Runtime starts (e.g. to warm credentials)."""
+        """Called once when the Runtime starts: warms the upstream credentials."""
+        await self.auth.start()
 
     async def close(self) -> None:
         """Called once when the Runtime stops."""
+        await self.auth.close()
 
 
 @runtime_checkable

@@ -8,18 +8,15 @@ With `api_key` set, a Bedrock API key (bearer token) is used instead of SigV4.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
-from yarl import URL
 
-from gatehouse.config import ProviderConfig
-from gatehouse.errors import InvalidRequest, UpstreamError
+from gatehouse.config import BedrockConfig
+from gatehouse.errors import InvalidRequest
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider, http_url_problem
+from gatehouse.providers.base import CallContext, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -29,83 +26,38 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.auth import AwsCredentialsUnavailable, HeaderAuth, SigV4Auth
-from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, transport_errors
+from gatehouse.upstream.auth import AuthScheme, aws_region
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
 from gatehouse.wire import bedrock as wire
+from gatehouse.wire import errors_bedrock
 from gatehouse.wire.bedrock_stream import decode_stream
-
-INVOKE = "bedrock:InvokeModel"
-INVOKE_STREAM = "bedrock:InvokeModelWithResponseStream"
-
-
-def _region(cfg: ProviderConfig) -> str | None:
-    return cfg.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+from gatehouse.wire.errors_bedrock import INVOKE_STREAM
 
 
 class BedrockProvider(Provider):
     type_name = "bedrock"
+    cfg: BedrockConfig
     dialect = "bedrock"
+    # A Bedrock API key (bearer token) when `api_key` is set, else SigV4 from the AWS chain.
+    auth_scheme = AuthScheme("Authorization", "Bearer ", aws_service="bedrock")
+    parse_error = staticmethod(errors_bedrock.error_from_response)
+    upstream_label = "Bedrock"
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: BedrockConfig, http: HttpPool):
         super().__init__(name, cfg, http)
-        region = _region(cfg) or "us-east-1"
+        region = aws_region(cfg) or "us-east-1"
         self.base_url = (cfg.endpoint_url or f"https://bedrock-runtime.{region}.amazonaws.com").rstrip("/")
-        self.sigv4: SigV4Auth | None = None
-        if cfg.api_key:
-            self.auth: Any = HeaderAuth("Authorization", f"Bearer {cfg.api_key}")
-        else:
-            self.sigv4 = self.auth = SigV4Auth("bedrock", region, cfg.profile)
 
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if not _region(cfg):
-            return "region", "required for bedrock (or set AWS_REGION in the gateway's environment)"
-        problem = http_url_problem(cfg.endpoint_url, "endpoint_url")
-        if problem is not None:
-            return problem
-        if cfg.base_url:
-            return "base_url", "not used by bedrock; set region (and endpoint_url for a VPC endpoint)"
-        return None
+    # ---- transport (Provider._post; the IAM action an error names comes from the URL) ------------
 
-    async def start(self) -> None:
-        if self.sigv4 is not None:
-            await self.sigv4.start()
-
-    async def close(self) -> None:
-        if self.sigv4 is not None:
-            await self.sigv4.close()
-
-    # ---- transport -------------------------------------------------------------------------
-
-    async def _post(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext,
-                    permission: str, accept: str = "application/json") -> aiohttp.ClientResponse:
-        url = f"{self.base_url}/model/{quote(model_id, safe='')}/{action}"
-        body = json_encode(payload)
-        headers = dict(self.static_headers)
+    async def _invoke(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext,
+                      accept: str = "application/json") -> Any:
+        headers = self._headers(call)
         headers["Accept"] = accept
-        if self.sigv4 is not None:
-            try:
-                await self.sigv4.ready()
-            except AwsCredentialsUnavailable as e:
-                raise UpstreamError(f"Cannot call Bedrock for model '{call.public_model}': {e}",
-                                    code="upstream_credentials_unavailable") from None
-        self.auth.apply(headers, "POST", url, body)
-        headers["x-request-id"] = call.request_id  # unsigned: proxies may rewrite it
-        if call.traceparent is not None:
-            headers["traceparent"] = call.traceparent
-        async with transport_errors(call.public_model), asyncio.timeout(
-                self.cfg.first_byte_timeout if call.stream else None):
-            resp = await self.http.session_for(self.connections).post(URL(url, encoded=True), data=body,
-                                                                      headers=headers, timeout=self.timeout,
-                                                                      ssl=self.ssl)
-        if resp.status >= 400:
-            raw = await read_body(resp, call.public_model)
-            raise wire.error_from_response(resp.status, resp.headers.get("x-amzn-ErrorType"), raw,
-                                           call.public_model, permission, resp.headers)
-        return resp
+        return await self._post(f"/model/{quote(model_id, safe='')}/{action}", json_encode(payload), call, headers)
 
     async def _json(self, model_id: str, action: str, payload: dict[str, Any], call: CallContext) -> tuple[bytes, Any]:
-        resp = await self._post(model_id, action, payload, call, INVOKE)
+        resp = await self._invoke(model_id, action, payload, call)
         return await read_body(resp, call.public_model), resp.headers
 
 
@@ -124,8 +76,8 @@ class BedrockProvider(Provider):
                                           call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
-        resp = await self._post(call.upstream_model, "converse-stream", self._body(req, call, True), call,
-                                INVOKE_STREAM, accept="application/vnd.amazon.eventstream")
+        resp = await self._invoke(call.upstream_model, "converse-stream", self._body(req, call, True), call,
+                                  accept="application/vnd.amazon.eventstream")
         response_id = resp.headers.get("x-amzn-RequestId") or call.request_id
         async for ev in decode_stream(iter_body(resp, call.public_model), response_id, call.public_model,
                                       INVOKE_STREAM):
@@ -161,7 +113,7 @@ class BedrockProvider(Provider):
         return resp.embedding, resp.inputTextTokenCount or _token_header(headers) or estimate_text(text)
 
     @staticmethod
-    def _decode(decoder: msgspec.json.Decoder, raw: bytes, call: CallContext) -> Any:
+    def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes, call: CallContext) -> Any:
         try:
             return decoder.decode(raw)
         except msgspec.DecodeError:

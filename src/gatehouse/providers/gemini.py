@@ -8,12 +8,11 @@ from __future__ import annotations
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
 
-from gatehouse.config import ProviderConfig
+from gatehouse.config import GeminiConfig
 from gatehouse.metering.tokens import estimate_text
-from gatehouse.providers.base import CallContext, Provider, http_url_problem
+from gatehouse.providers.base import CallContext, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -23,8 +22,9 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.auth import HeaderAuth
+from gatehouse.upstream.auth import AuthScheme
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
+from gatehouse.wire import errors_gemini
 from gatehouse.wire import gemini as wire
 from gatehouse.wire.gemini_stream import decode_stream
 
@@ -33,37 +33,26 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
 class GeminiProvider(Provider):
     type_name = "gemini"
+    cfg: GeminiConfig
     dialect = "gemini"
+    auth_scheme = AuthScheme("x-goog-api-key")
+    parse_error = staticmethod(errors_gemini.error_from_response)
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: GeminiConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.auth = HeaderAuth("x-goog-api-key", cfg.api_key or "")
 
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        if not cfg.api_key:
-            return "api_key", "required for gemini (a Google AI Studio API key)"
-        return http_url_problem(cfg.base_url)
+    @staticmethod
+    def _path(model: str, method: str) -> str:
+        return f"/{quote(wire.model_path(model), safe='/')}:{method}"
 
-    def _url(self, model: str, method: str) -> str:
-        return f"{self.base_url}/{quote(wire.model_path(model), safe='/')}:{method}"
-
-    async def _post(self, url: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
-        body = json_encode(payload)
-        resp = await self._send(url, body, dict(self.static_headers), call)
-        if resp.status >= 400:
-            raw = await read_body(resp, call.public_model)
-            raise wire.error_from_body(resp.status, raw, call.public_model, resp.headers)
-        return resp
-
-    async def _read(self, url: str, payload: dict[str, Any], call: CallContext) -> bytes:
-        resp = await self._post(url, payload, call)
+    async def _read(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
+        resp = await self._post(path, json_encode(payload), call)
         return await read_body(resp, call.public_model)
 
 
     async def chat(self, req: ChatRequest, call: CallContext) -> ChatResponse:
-        raw = await self._read(self._url(call.upstream_model, "generateContent"),
+        raw = await self._read(self._path(call.upstream_model, "generateContent"),
                                wire.generate_body(req, self.cfg.options), call)
         try:
             resp = wire.response_decoder.decode(raw)
@@ -72,13 +61,13 @@ class GeminiProvider(Provider):
         return wire.response_to_canonical(resp, call.request_id, call.public_model)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
-        url = self._url(call.upstream_model, "streamGenerateContent") + "?alt=sse"
-        resp = await self._post(url, wire.generate_body(req, self.cfg.options), call)
+        path = self._path(call.upstream_model, "streamGenerateContent") + "?alt=sse"
+        resp = await self._post(path, json_encode(wire.generate_body(req, self.cfg.options)), call)
         async for ev in decode_stream(iter_body(resp, call.public_model), call.request_id, call.public_model):
             yield ev
 
     async def embed(self, req: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
-        raw = await self._read(self._url(call.upstream_model, "batchEmbedContents"),
+        raw = await self._read(self._path(call.upstream_model, "batchEmbedContents"),
                                wire.embed_body(call.upstream_model, req.input, req.dimensions), call)
         try:
             resp = wire.embeddings_decoder.decode(raw)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import uuid
 from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
-from gatehouse.providers.openai import raise_for_status
+from gatehouse.config import OllamaConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -28,9 +25,9 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.auth import bearer
-from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
-from gatehouse.upstream.error_text import upstream_status
+from gatehouse.upstream.auth import BEARER
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout
+from gatehouse.wire import errors_ollama
 from gatehouse.wire import ollama as wire
 from gatehouse.wire.ollama_stream import NDJSONRelay, decode_stream
 
@@ -49,40 +46,19 @@ class _Tags(msgspec.Struct):
 
 class OllamaProvider(Provider):
     type_name = "ollama"
+    cfg: OllamaConfig
     dialect = "ollama"
+    auth_scheme = BEARER  # for an Ollama behind an authenticating proxy
+    parse_error = staticmethod(errors_ollama.error_from_response)  # Ollama errors: {"error": "..."}
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: OllamaConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.auth = bearer(cfg.api_key)  # for an Ollama behind an authenticating proxy
 
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        problem = http_url_problem(cfg.base_url)
-        if problem is not None:
-            return problem
-        if cfg.base_url:
-            if urlsplit(cfg.base_url).path.rstrip("/").endswith("/v1"):
-                return "base_url", ("the native ollama provider takes the server root (http://host:11434); "
-                                    "for Ollama's /v1 API use type: openai")
-        return None
-
-    # ---- transport -----------------------------------------------------------------------
-
-    async def _post(self, path: str, payload: dict[str, Any], call: CallContext) -> aiohttp.ClientResponse:
-        url = self.base_url + path
-        body = json_encode(payload)
-        resp = await self._send(url, body, dict(self.static_headers), call)
-        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
-            try:
-                async with transport_errors(call.public_model):
-                    await raise_for_status(resp, call.public_model, "ollama")  # Ollama errors: {"error": "..."}
-            finally:
-                resp.release()
-        return resp
+    # ---- transport (Provider._post) -------------------------------------------------------
 
     async def _read(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
-        resp = await self._post(path, payload, call)
+        resp = await self._post(path, json_encode(payload), call)
         return await read_body(resp, call.public_model)
 
 
@@ -102,7 +78,7 @@ class OllamaProvider(Provider):
         return self._reply(await self._read("/api/chat", self._chat_body(req, call, False), call), call)
 
     async def chat_stream(self, req: ChatRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
-        resp = await self._post("/api/chat", self._chat_body(req, call, True), call)
+        resp = await self._post("/api/chat", json_encode(self._chat_body(req, call, True)), call)
         async for ev in decode_stream(iter_body(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
                                       call.public_model):
             yield ev
@@ -114,7 +90,7 @@ class OllamaProvider(Provider):
         return self._reply(await self._read("/api/generate", self._generate_body(req, call, False), call), call)
 
     async def complete_stream(self, req: CompletionRequest, call: CallContext) -> AsyncIterator[StreamEvent]:
-        resp = await self._post("/api/generate", self._generate_body(req, call, True), call)
+        resp = await self._post("/api/generate", json_encode(self._generate_body(req, call, True)), call)
         async for ev in decode_stream(iter_body(resp, call.public_model), f"ollama-{uuid.uuid4().hex[:16]}",
                                       call.public_model):
             yield ev
@@ -148,7 +124,7 @@ class OllamaProvider(Provider):
             if self.cfg.options:
                 client = body.get("options")
                 body["options"] = {**self.cfg.options, **(client if isinstance(client, dict) else {})}
-        resp = await self._post(path, body, call)
+        resp = await self._post(path, json_encode(body), call)
         ctype = resp.headers.get("Content-Type", "application/json")
         if not stream or "ndjson" not in ctype:
             raw = await read_body(resp, call.public_model)
@@ -159,7 +135,7 @@ class OllamaProvider(Provider):
                 except msgspec.DecodeError:
                     raise malformed(call.public_model) from None
                 if reply.error is not None:  # an error body sent with a 2xx status: never relayed
-                    raise upstream_status(resp.status, call.public_model, "ollama", raw)
+                    raise errors_ollama.error_from_response(resp.status, raw, None, call.public_model)
                 usage = reply.usage()
             if call.model_swap is not None:
                 raw = call.model_swap.apply(raw)

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
-import aiohttp
 import msgspec
 
-from gatehouse.config import ProviderConfig
-from gatehouse.providers.base import CallContext, Forwarded, Provider, http_url_problem
+from gatehouse.config import OpenAIConfig
+from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -18,9 +17,10 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.auth import bearer
-from gatehouse.upstream.error_text import upstream_status
-from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout, transport_errors
+from gatehouse.upstream.auth import BEARER
+from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout
+from gatehouse.upstream.transport import splice_source
+from gatehouse.wire import errors_openai
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
 from gatehouse.wire import responses_passthrough
@@ -49,62 +49,18 @@ _embedding_decoder = msgspec.json.Decoder(_EmbeddingResponse)
 _models_decoder = msgspec.json.Decoder(_ModelList)
 
 
-class _ErrorDetail(msgspec.Struct):
-    type: Any = None
-    code: Any = None
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorDetail | str | None = None
-    type: Any = None  # TGI: {"error": "...", "error_type": "..."}; some servers put it at the top
-    error_type: Any = None
-
-
-def upstream_error_kinds(raw: bytes) -> tuple[str | None, ...]:
-    """The error type and code an upstream error body names (OpenAI, vLLM, TGI, FastAPI), to be
-    checked against the allow-list; the message text itself is never shown to the client."""
-    try:
-        env = msgspec.json.decode(raw, type=_ErrorEnvelope)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ()
-    names = [env.type, env.error_type]
-    if isinstance(env.error, _ErrorDetail):
-        names += [env.error.type, env.error.code]
-    return tuple(n for n in names if isinstance(n, str))
-
-
-async def raise_for_status(resp: aiohttp.ClientResponse, model: str, dialect: str = "openai") -> None:
-    if resp.status < 300:
-        return
-    raw = await resp.read()
-    raise upstream_status(resp.status, model, dialect, raw, kinds=upstream_error_kinds(raw), headers=resp.headers)
-
-
 class OpenAIProvider(Provider):
     type_name = "openai"
+    cfg: OpenAIConfig
     dialect = "openai"
+    auth_scheme = BEARER
+    parse_error = staticmethod(errors_openai.error_from_response)
 
-    def __init__(self, name: str, cfg: ProviderConfig, http: HttpPool):
+    def __init__(self, name: str, cfg: OpenAIConfig, http: HttpPool):
         super().__init__(name, cfg, http)
         self.base_url = (cfg.base_url or "https://api.openai.com/v1").rstrip("/")
-        self.auth = bearer(cfg.api_key)
 
-    @classmethod
-    def check_config(cls, cfg: ProviderConfig) -> tuple[str, str] | None:
-        return http_url_problem(cfg.base_url)
-
-    # ---- transport -----------------------------------------------------------------------
-
-    async def _post(self, path: str, body: bytes, call: CallContext) -> aiohttp.ClientResponse:
-        url = self.base_url + path
-        resp = await self._send(url, body, dict(self.static_headers), call)
-        if resp.status >= 300:  # a redirect body is not an answer either: never relayed
-            try:
-                async with transport_errors(call.public_model):
-                    await raise_for_status(resp, call.public_model)
-            finally:
-                resp.release()
-        return resp
+    # ---- transport (Provider._post) -------------------------------------------------------
 
     async def _json(self, path: str, payload: dict[str, Any], call: CallContext) -> bytes:
         resp = await self._post(path, json_encode(payload), call)
@@ -189,13 +145,14 @@ class OpenAIProvider(Provider):
             except msgspec.DecodeError:
                 raise malformed(call.public_model) from None
             if head.error is not None:
-                raise upstream_status(resp.status, call.public_model, "openai", raw, kinds=upstream_error_kinds(raw))
+                raise errors_openai.error_from_response(resp.status, raw, None, call.public_model)
             usage = head.usage.canonical() if head.usage else None
             if call.model_swap is not None:
                 raw = call.model_swap.apply(raw)
             return Forwarded(resp.status, ctype, body=raw, usage=usage)
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
-        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None  # the lean h1 client's
+        source = splice_source(resp)  # the lean h1 client's
+        splice = (source, relay.feed, relay.flush) if source is not None else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 
@@ -210,7 +167,8 @@ class OpenAIProvider(Provider):
             return Forwarded(resp.status, ctype, body=call.model_swap.apply(raw) if call.model_swap else raw,
                              usage=usage)
         relay = responses_passthrough.ResponsesRelay(call.model_swap)
-        splice = (resp, relay.feed, relay.flush) if hasattr(resp, "splice") else None
+        source = splice_source(resp)
+        splice = (source, relay.feed, relay.flush) if source is not None else None
         return Forwarded(resp.status, ctype, chunks=relay.relay(iter_body(resp, call.public_model)),
                          tally=relay, release=resp.release, splice=splice)
 

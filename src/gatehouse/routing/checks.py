@@ -1,21 +1,21 @@
 """The config checks of routing's fields (docs/routing.md) that span sections or fields: a
 fallback names another model, a field is only accepted where it does something (a `weight` under
 the weighted strategy, `context_window_fallbacks` on a model with a `context_window`, a cold start
-on deployments that have a URL to poll). Called from config_check.py like the other checks.
+on deployments that have a URL to poll). One of config/check.py's CHECKS.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gatehouse.config import ConfigError
+from gatehouse.config.schema import ConfigError
 
 if TYPE_CHECKING:
-    from gatehouse.config import Config
+    from gatehouse.config.schema import Config
 
 
 def check_routing(cfg: Config) -> None:
     for name, p in cfg.providers.items():
-        if p.health_check is not None and not p.base_url:
+        if p.health_check is not None and not getattr(p, "base_url", ""):
             raise ConfigError(f"providers.{name}.health_check: needs the provider's base_url")
     names = {m.name for m in cfg.models}
     for i, m in enumerate(cfg.models):
@@ -46,7 +46,7 @@ def check_routing(cfg: Config) -> None:
             raise ConfigError(f"{path}.context_window_fallbacks: needs the model's context_window "
                               "(the prompt is measured against it)")
         if m.cold_start is not None:
-            if not any(cfg.providers[d.provider].base_url for d in m.deployments if d.provider in cfg.providers):
+            if not any(getattr(cfg.providers[d.provider], "base_url", "") for d in m.deployments if d.provider in cfg.providers):
                 raise ConfigError(f"{path}.cold_start: none of the model's deployments has a base_url to poll")
             wake = m.cold_start.wake
             if wake is not None:

@@ -117,7 +117,7 @@ class Breaker:
                     self.failures)
 
     def _period(self, n: int) -> float:
-        return min(self.base * (2 ** max(0, min(n, 30))), self.cap)
+        return float(min(self.base * (2 ** max(0, min(n, 30))), self.cap))
 
 
 class Health:

@@ -266,7 +266,7 @@ def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: H
     for dep, dc in zip(deps, m.deployments):
         url = dc.metrics_url
         if url is None:
-            base = cfg.providers[dc.provider].base_url
+            base = getattr(cfg.providers[dc.provider], "base_url", "")
             if not base:
                 continue  # a managed provider: scored on in-flight alone
             base = base.rstrip("/")
@@ -282,12 +282,12 @@ def _active_checks(cfg: Config, health: Health, http: HttpPool) -> None:
 
     for name, p in cfg.providers.items():
         hc = p.health_check
-        if hc is None or not p.base_url:
+        if hc is None or not getattr(p, "base_url", ""):
             continue
         breakers = [b for (prov, _), b in health.breakers.items() if prov == name]
         if not breakers:
             continue
-        base = p.base_url.rstrip("/")
+        base = str(getattr(p, "base_url", "")).rstrip("/")
         url = (base[:-3] if base.endswith("/v1") else base) + "/" + hc.path.lstrip("/")
         if health.active is None:
             health.active = ActiveChecks(http)
@@ -295,7 +295,7 @@ def _active_checks(cfg: Config, health: Health, http: HttpPool) -> None:
 
 
 def _ready_url(cfg: Config, provider: str, path: str) -> str | None:
-    base = cfg.providers[provider].base_url
+    base: str = getattr(cfg.providers[provider], "base_url", "")
     return base.rstrip("/") + "/" + path.lstrip("/") if base else None
 
 

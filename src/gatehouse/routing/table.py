@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from gatehouse.errors import NotFound, PermissionDenied
 from gatehouse.providers.base import Completer, Embedder, Passthrough, TokenCounter
 from gatehouse.routing.health import Breaker
+from gatehouse.routing.policy_routes import DEFAULT
 
 if TYPE_CHECKING:
-    from gatehouse.policy.auth import Principal
+    from gatehouse.policy.principal import Principal
     from gatehouse.providers.base import Provider
     from gatehouse.routing.route import EjectionCap, Route
     from gatehouse.routing.strategies import Load
@@ -105,9 +106,21 @@ class Aliases:
 class ModelTable:
     """The models by public name, with alias resolution and access checks."""
 
-    def __init__(self, models: dict[str, ModelEntry], aliases: dict[str, str]):
+    def __init__(self, models: dict[str, ModelEntry], aliases: dict[str, str],
+                 defaults: dict[str, str] | None = None, virtual: dict[str, ModelEntry] | None = None):
         self.models = models
         self.aliases = Aliases(aliases)
+        self.defaults = defaults or {}  # group -> its default_model (routing/policy_routes.py)
+        # virtual models (routing/virtual.py), listed with the models; never resolved to (no deployments)
+        self.virtual = virtual or {}
+
+    def requested(self, name: str, principal: Principal) -> str:
+        """The model a request without one ('') or with `model: default` asks for: its group's
+        default model, when it has one (a model named `default` is itself); else `name`."""
+        if name and (name != DEFAULT or name in self.models):
+            return name
+        group = principal.group
+        return (self.defaults.get(group) if group is not None else None) or name
 
     def resolve(self, name: str, principal: Principal) -> ModelEntry:
         entry = self.models.get(name)
@@ -121,4 +134,6 @@ class ModelTable:
         return entry
 
     def visible(self, principal: Principal) -> list[ModelEntry]:
-        return [m for n, m in self.models.items() if principal.allowed is None or n in principal.allowed]
+        allowed = principal.allowed
+        listed = [m for n, m in self.models.items() if allowed is None or n in allowed]
+        return listed + [v for n, v in self.virtual.items() if allowed is None or n in allowed] if self.virtual else listed

@@ -7,6 +7,10 @@ stream) waits for its first chunk until the end of this turn of the event loop, 
 stream whose first token is already there starts with one write, and one whose first token
 is slow still gets its head at once. Without a length on HTTP/1.0 the body is delimited by
 closing.
+
+Beyond plain ASGI the scope's `extensions` offer (gatehouse/asgi_ext.py): the splice, for
+HTTP/1.1 requests other than HEAD (a message the app sends instead of body chunks; carried
+out by server/splice.py), and a disconnect watch whose callback `lost()` calls.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from gatehouse.asgi_ext import DISCONNECT, SPLICE, DisconnectWatch
 from gatehouse.observability.safe import describe
+from gatehouse.server.splice import splice_response
 
 if TYPE_CHECKING:
     from gatehouse.server.protocol import H1Protocol
@@ -45,10 +51,24 @@ _INTERNAL_ERROR = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: applica
                    b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(_INTERNAL_BODY), _INTERNAL_BODY))
 
 
+_SPLICE_OFFERED: dict[str, Any] = {}  # the extension takes no parameters (shared: nobody writes to it)
+
+
+class ClientWatch:
+    """An asgi_ext.DisconnectWatch: the app sets `callback` while it waits on something other than
+    `receive` (an upstream call; api/http.HangUp cancels the work)."""
+
+    __slots__ = ("gone", "callback")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.callback: Callable[[], None] | None = None
+
+
 class Cycle:
     __slots__ = ("conn", "transport", "scope", "body", "buffered", "more_body", "final_read", "waiter",
                  "disconnected", "keep_alive", "expect_continue", "started", "complete", "frame",
-                 "remaining", "head", "head_only", "on_disconnect")
+                 "remaining", "head", "head_only", "watch")
 
     def __init__(self, conn: H1Protocol, scope: dict[str, Any], keep_alive: bool, expect_continue: bool):
         self.conn = conn
@@ -67,16 +87,20 @@ class Cycle:
         self.remaining = 0  # Content-Length bytes still to send
         self.head: bytes | None = None  # a head held back to leave with the first body bytes
         self.head_only = scope["method"] == "HEAD"
-        # Set by the app while it waits on something other than `receive` (an upstream call):
-        # called once when the client's connection is lost (api/http.HangUp cancels the work).
-        self.on_disconnect: Callable[[], None] | None = None
+        # (the watch refers to nothing: no reference cycle through the scope)
+        self.watch = ClientWatch()
+        watch: dict[str, DisconnectWatch] = {"watch": self.watch}
+        scope["extensions"] = {DISCONNECT: watch} if self.head_only or scope["http_version"] != "1.1" \
+            else {SPLICE: _SPLICE_OFFERED, DISCONNECT: watch}
 
     # -- fed by the protocol ---------------------------------------------------------------------
     def lost(self) -> None:
         """The client's connection is gone before this response completed."""
         self.disconnected = True
         self.wake()
-        callback, self.on_disconnect = self.on_disconnect, None
+        watch = self.watch
+        watch.gone = True
+        callback, watch.callback = watch.callback, None
         if callback is not None:
             callback()
 
@@ -137,6 +161,9 @@ class Cycle:
         if conn.write_paused and not self.disconnected:
             await conn.drain()
         if self.disconnected:
+            if message["type"] == SPLICE:  # the app must learn it; and the source be released
+                message["source"].release()
+                raise ConnectionResetError("the client closed the connection")
             return
         if not self.started:
             if message["type"] != "http.response.start":
@@ -144,6 +171,9 @@ class Cycle:
             self._start(message["status"], message.get("headers") or ())
         elif not self.complete:
             if message["type"] != "http.response.body":
+                if message["type"] == SPLICE:
+                    await splice_response(self, message)
+                    return
                 raise RuntimeError(f"expected 'http.response.body', got '{message['type']}'")
             self._body(message.get("body", b""), message.get("more_body", False))
         else:
@@ -231,11 +261,18 @@ class Cycle:
         self.wake()
         self.conn.cycle_done(self)
 
-    # -- for api/splice: body bytes straight to the transport ----------------------------------
+    # -- for server/splice: body bytes straight to the transport -------------------------------
     def chunked_open(self) -> bool:
         """The head is sent or held (`take_head`), the body is chunked and not finished: a raw
         chunk may be written."""
         return self.frame == _CHUNKED and self.started and not self.complete
+
+    def unchunked_open(self) -> bool:
+        """Started, not finished, and framed without chunks or a length: `write_unchunked`."""
+        return (self.frame == _CLOSE or self.frame == _NONE) and self.started and not self.complete
+
+    def write_unchunked(self, data: bytes) -> None:
+        self._body(data, True)
 
     def take_head(self) -> bytes:
         """The held head, if it has not left yet, for the writer to put before its chunk."""

@@ -1,5 +1,6 @@
 """The audit log: one row per admin action (create, update, revoke, rotate, delete of keys,
-groups and consumers), next to the keys in the SQL store.
+groups and consumers), next to the keys in the SQL store; and one per guardrail match
+(actor `guardrails`, action `guardrail.<action>`: policy/guardrail_events.py).
 
 A row says who (the admin principal: `admin-key` for the admin API, `cli:<user>` for the
 CLI), from where, what, on which target, when, and the fields given - never a key or a key
@@ -13,22 +14,12 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
-from gatehouse.store.sql import SqlStore, metadata
-
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("ts", sa.Float, nullable=False, index=True),
-    sa.Column("actor", sa.String(200), nullable=False),
-    sa.Column("source", sa.String(200), nullable=True),  # client address (admin API) or host (CLI)
-    sa.Column("action", sa.String(64), nullable=False, index=True),  # key.create, group.update, ...
-    sa.Column("target", sa.String(200), nullable=False, index=True),  # a key id, group or consumer name
-    sa.Column("detail", sa.Text, nullable=False),  # JSON object: the fields given, ids; never a key
-    sa.Column("request_id", sa.String(128), nullable=True),
-)
+from gatehouse.store.schema import audit_log
+from gatehouse.store.sql import SqlStore
 
 MAX_LIMIT = 1000
+GUARDRAIL_PREFIX = "guardrail."  # the actions of guardrail events (policy/guardrail_events.py)
+KINDS = ("admin", "guardrail")
 
 
 class AuditEntry(msgspec.Struct, frozen=True):
@@ -58,8 +49,10 @@ class AuditStore:
         return entry
 
     async def query(self, *, since: float, until: float | None = None, actor: str | None = None,
-                    action: str | None = None, target: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        """Newest first. `action` matches exactly, or a whole family with a trailing '.*' (`key.*`)."""
+                    action: str | None = None, target: str | None = None, kind: str | None = None,
+                    request_id: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first. `action` matches exactly, or a whole family with a trailing '.*' (`key.*`);
+        `kind`: admin actions only (`admin`) or guardrail events only (`guardrail`)."""
         t = audit_log.c
         q = sa.select(audit_log).where(t.ts >= since)
         if until is not None:
@@ -71,6 +64,12 @@ class AuditStore:
                         else t.action == action)
         if target is not None:
             q = q.where(t.target == target)
+        if kind == "guardrail":
+            q = q.where(t.action.startswith(GUARDRAIL_PREFIX, autoescape=True))
+        elif kind == "admin":
+            q = q.where(sa.not_(t.action.startswith(GUARDRAIL_PREFIX, autoescape=True)))
+        if request_id is not None:
+            q = q.where(t.request_id == request_id)
         q = q.order_by(t.ts.desc(), t.id).limit(max(1, min(limit, MAX_LIMIT)))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()

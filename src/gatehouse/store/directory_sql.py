@@ -15,33 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gatehouse.config import ConsumerConfig, GroupConfig
-from gatehouse.store.sql import SqlStore, api_keys, metadata
-
-access_groups = sa.Table(
-    "access_groups",
-    metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("spec", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-access_consumers = sa.Table(
-    "access_consumers",
-    metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("group_name", sa.String(200), nullable=False, index=True),
-    sa.Column("spec", sa.Text, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-access_version = sa.Table(
-    "access_version",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("version", sa.BigInteger, nullable=False),
-)
+from gatehouse.store.schema import access_consumers, access_groups, access_version, api_keys
+from gatehouse.store.sql import SqlStore
 
 _encode = msgspec.json.Encoder().encode
 

@@ -13,38 +13,8 @@ from msgspec import Struct
 
 import sqlalchemy as sa
 
-from gatehouse.store.sql import SqlStore, metadata
-
-usage_records = sa.Table(
-    "usage_records",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("request_id", sa.String(128), nullable=False, index=True),
-    sa.Column("attempt", sa.Integer, nullable=False),
-    sa.Column("ts", sa.Float, nullable=False, index=True),
-    sa.Column("consumer", sa.String(200), nullable=False),
-    sa.Column("group_name", sa.String(200), nullable=True),
-    sa.Column("key_id", sa.String(64), nullable=True),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("deployment", sa.String(200), nullable=False),
-    sa.Column("provider", sa.String(200), nullable=False),
-    sa.Column("surface", sa.String(32), nullable=False),
-    sa.Column("status", sa.Integer, nullable=False),
-    sa.Column("error_type", sa.String(64), nullable=True),
-    sa.Column("input_tokens", sa.BigInteger, nullable=False),
-    sa.Column("output_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cached_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cost_usd", sa.Float, nullable=False),
-    sa.Column("priced", sa.Boolean, nullable=False),
-    sa.Column("latency_ms", sa.Float, nullable=False),
-    sa.Column("ttft_ms", sa.Float, nullable=True),
-    sa.Column("streamed", sa.Boolean, nullable=False),
-    sa.Column("cache_hit", sa.Boolean, nullable=False),
-    sa.Column("estimated", sa.Boolean, nullable=False),
-    sa.Column("client_request_id", sa.String(128), nullable=True, index=True),
-    sa.Index("ix_usage_records_consumer_ts", "consumer", "ts"),
-)
-
+from gatehouse.store.schema import usage_records
+from gatehouse.store.sql import SqlStore
 
 _COLUMNS = tuple(c.name for c in usage_records.columns)
 
@@ -61,13 +31,13 @@ def insert_sql(paramstyle: str, columns: tuple[str, ...] = _COLUMNS) -> str:
     return f"INSERT INTO usage_records ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
 
 
-async def insert_records(store: SqlStore, rows: list[dict]) -> None:
+async def insert_records(store: SqlStore, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     await insert_tuples(store, _COLUMNS, [tuple(r[c] for c in _COLUMNS) for r in rows])
 
 
-async def insert_tuples(store: SqlStore, columns: tuple[str, ...], rows: list[tuple]) -> None:
+async def insert_tuples(store: SqlStore, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Insert rows given as tuples in `columns` order, in one transaction, through the engine."""
     if not rows:
         return
@@ -132,7 +102,7 @@ class SqliteLedgerSink:
         self._connection()
         return self.takes_json
 
-    def insert(self, rows: list[tuple]) -> None:
+    def insert(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             self._transaction(lambda conn: conn.executemany(self.sql, rows))
 

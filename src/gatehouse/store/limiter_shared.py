@@ -102,8 +102,10 @@ class Breaker:
 
 
 class SharedLimiter:
-    def __init__(self, cfg: LimitsConfig, redis_url: str | None):
+    def __init__(self, cfg: LimitsConfig, redis_url: str | None, workers: int = 1):
         self.cfg = cfg
+        # Without Redis, `serve --workers N` counts in each process: each enforces 1/N (supervisor.py).
+        self.local_share = workers if not redis_url else 1
         self.local = MemoryLimiter()
         self.redis = None
         self._store_exceptions: tuple[type[BaseException], ...] = (OSError, asyncio.TimeoutError)
@@ -113,7 +115,8 @@ class SharedLimiter:
 
             self.redis = RedisLimiter(redis_url, cfg.store_timeout_seconds)
         self.breaker = Breaker(cfg.breaker_failures, cfg.breaker_reset_seconds)
-        self.stats = LimitStats(backend="redis" if redis_url else "memory", replicas=cfg.replicas)
+        self.stats = LimitStats(backend="redis" if redis_url else "memory",
+                                replicas=cfg.replicas if redis_url else max(cfg.replicas, workers))
         self.replica_id = uuid.uuid4().hex[:16]
         self._last_spent: dict[str, tuple[str, int]] = {}  # budget pool -> (window, spent) from Redis
         self._pending: deque[tuple[list[Refund], str]] = deque(maxlen=10_000)
@@ -151,6 +154,8 @@ class SharedLimiter:
 
     async def admit(self, meters: list[Meter], member: str) -> Outcome:
         if self.redis is None:
+            if self.local_share > 1:
+                meters = [m._replace(limit=max(1, math.ceil(m.limit / self.local_share))) for m in meters]
             return self.local.admit_now(meters, member, math.inf)
         if self.breaker.allow():
             try:

@@ -7,7 +7,6 @@ alembic_version) is stamped at revision 0001 first, then upgraded.
 """
 from __future__ import annotations
 
-import logging
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -19,9 +18,6 @@ if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 from gatehouse.store.sql import SqlStore
-
-# Alembic announces its context at INFO on every start; only real upgrades are worth a line.
-logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_ID = 0x6761746568  # "gateh": any constant shared by every replica

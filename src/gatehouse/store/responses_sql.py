@@ -22,31 +22,10 @@ import msgspec
 import sqlalchemy as sa
 
 from gatehouse.observability.safe import describe
-from gatehouse.store.sql import SqlStore, metadata
+from gatehouse.store.schema import stored_response_items, stored_responses
+from gatehouse.store.sql import SqlStore
 
 log = logging.getLogger("gatehouse.responses")
-
-stored_responses = sa.Table(
-    "stored_responses",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("consumer", sa.String(200), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False, index=True),
-    sa.Column("body", sa.Text, nullable=False),  # the response object (JSON)
-)
-
-stored_response_items = sa.Table(
-    "stored_response_items",
-    metadata,
-    sa.Column("response_id", sa.String(64), primary_key=True),
-    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("kind", sa.String(8), nullable=False),  # input | output
-    sa.Column("item_id", sa.String(255), nullable=False),
-    sa.Column("consumer", sa.String(200), nullable=False),
-    sa.Column("item", sa.Text, nullable=False),  # the item (JSON)
-    sa.Index("ix_stored_response_items_consumer_item", "consumer", "item_id"),
-)
 
 PURGE_EVERY = 600.0
 MAX_ITEM_ID = 255

@@ -1,6 +1,7 @@
 """SQL store (SQLAlchemy Core, async): SQLite through aiosqlite, Postgres through asyncpg.
 
-One schema for both. The engine's pool is bounded so a burst cannot exhaust Postgres.
+One schema for both (store/schema.py), brought up to date by `migrate.upgrade(store)`. The
+engine's pool is bounded so a burst cannot exhaust Postgres.
 """
 from __future__ import annotations
 
@@ -11,21 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gatehouse.store.protocols import KeyRecord
-
-metadata = sa.MetaData()
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("consumer", sa.String(200), nullable=False, index=True),
-    sa.Column("key_hash", sa.String(128), nullable=False, unique=True),
-    sa.Column("prefix", sa.String(32), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("revoked_at", sa.Float, nullable=True),
-    sa.Column("expires_at", sa.Float, nullable=True),
-    sa.Column("description", sa.Text, nullable=True),
-)
+from gatehouse.store.schema import api_keys, settings
 
 _KEY_COLUMNS = [c for c in api_keys.c]
 
@@ -51,7 +38,7 @@ def redact_url(url: str) -> str:
 class SqlStore:
     def __init__(self, url: str, *, pool_size: int = 10):
         self.url = async_url(url)
-        kwargs: dict = {}
+        kwargs: dict[str, Any] = {}
         if self.url.startswith("sqlite"):
             Path(self.url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
@@ -60,12 +47,6 @@ class SqlStore:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.url.startswith("sqlite"):
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-
-    async def create_schema(self) -> None:
-        """Apply the Alembic migrations (store/migrations) up to the newest revision."""
-        from gatehouse.store.migrate import upgrade
-
-        await upgrade(self)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -120,7 +101,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _record_values(r: KeyRecord) -> dict:
+def _record_values(r: KeyRecord) -> dict[str, Any]:
     return {c.name: getattr(r, c.name) for c in _KEY_COLUMNS}
 
 
@@ -128,28 +109,16 @@ def _row_to_key(row: sa.Row[Any]) -> KeyRecord:
     return KeyRecord(**row._mapping)
 
 
-settings = sa.Table(
-    "settings",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-
 async def get_or_create_setting(store: SqlStore, name: str, make_value: Callable[[], str]) -> str:
     """Read a setting, creating it once if absent (safe when replicas race: first insert wins)."""
     async with store.engine.begin() as conn:
         row = (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).first()
         if row:
-            return row[0]
+            return str(row[0])
     try:
         async with store.engine.begin() as conn:
             await conn.execute(settings.insert().values(name=name, value=make_value()))
     except sa.exc.IntegrityError:
         pass
     async with store.engine.begin() as conn:
-        return (await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one()
-
-
-# Tables of run-time groups and consumers share this schema (created by create_schema).
-from gatehouse.store import directory_sql as _directory_tables  # noqa: E402,F401
+        return str((await conn.execute(sa.select(settings.c.value).where(settings.c.name == name))).scalar_one())

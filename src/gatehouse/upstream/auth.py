@@ -1,24 +1,65 @@
-"""Upstream credentials. Translators ask an UpstreamAuth to sign; they never see the secret."""
+"""Upstream credentials, built from a provider's config in one place (`auth_from_config`).
+
+A provider type declares only its scheme (which header an `api_key` goes in, or AWS SigV4);
+the provider base builds the UpstreamAuth and applies it to each request after translation,
+so translators never see a secret. Reprs never show one.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 log = logging.getLogger("gatehouse.upstream.auth")
 
 
 class UpstreamAuth(Protocol):
+    @property
+    def refreshes(self) -> bool:
+        """True when `ready()` must be awaited before `apply()` (credentials that expire)."""
+        ...
+
     def apply(self, headers: dict[str, str], method: str, url: str, body: bytes) -> None: ...
 
+    async def ready(self) -> None:
+        """Make sure usable credentials are at hand; raise CredentialsUnavailable if not."""
+        ...
 
-class NoAuth:
-    def apply(self, headers: dict[str, str], method: str, url: str, body: bytes) -> None:
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class CredentialsUnavailable(Exception):
+    """The gateway has no usable upstream credentials; the message names no secret."""
+
+
+class _Static:
+    __slots__ = ()
+    refreshes = False
+
+    async def ready(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
-class HeaderAuth:
+class NoAuth(_Static):
+    def apply(self, headers: dict[str, str], method: str, url: str, body: bytes) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "NoAuth()"
+
+
+class HeaderAuth(_Static):
     """A static secret in one header: `Authorization: Bearer K`, `x-api-key: K`, `x-goog-api-key: K`."""
 
     __slots__ = ("_name", "_value")
@@ -34,8 +75,33 @@ class HeaderAuth:
         return f"HeaderAuth({self._name}=***)"
 
 
-def bearer(api_key: str | None) -> UpstreamAuth:
-    return HeaderAuth("Authorization", f"Bearer {api_key}") if api_key else NoAuth()
+@dataclass(frozen=True, slots=True)
+class AuthScheme:
+    """How a provider type authenticates to its upstream: `header` (with `prefix`) carries a
+    configured `api_key`; without a key, `aws_service` names the service to sign for (SigV4)."""
+
+    header: str | None = None
+    prefix: str = ""
+    aws_service: str | None = None
+
+
+NO_AUTH = AuthScheme()
+BEARER = AuthScheme("Authorization", "Bearer ")
+
+
+def aws_region(cfg: Any) -> str | None:
+    """The configured AWS region, else the gateway's environment's."""
+    return getattr(cfg, "region", None) or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
+
+def auth_from_config(scheme: AuthScheme, cfg: Any) -> UpstreamAuth:
+    """The UpstreamAuth for a provider's config (`api_key`; for AWS `region`, `profile`)."""
+    api_key = getattr(cfg, "api_key", None)
+    if api_key and scheme.header:
+        return HeaderAuth(scheme.header, scheme.prefix + api_key)
+    if scheme.aws_service:
+        return SigV4Auth(scheme.aws_service, aws_region(cfg) or "us-east-1", getattr(cfg, "profile", None))
+    return NoAuth()
 
 
 # ---- AWS SigV4 ----------------------------------------------------------------------------
@@ -44,7 +110,7 @@ NO_CREDENTIALS = ("No AWS credentials were found for this gateway (looked in: en
                   "profile, web identity / EKS IRSA, EKS Pod Identity / container, instance metadata).")
 
 
-class AwsCredentialsUnavailable(Exception):
+class AwsCredentialsUnavailable(CredentialsUnavailable):
     """Raised by SigV4Auth.ready(); the message names the source that failed, never a secret."""
 
 
@@ -66,6 +132,7 @@ class SigV4Auth:
     expire, so after the first call no request waits on the network for credentials.
     """
 
+    refreshes = True
     RECHECK_SECONDS = 60.0
     RETRY_AFTER_FAILURE_SECONDS = 5.0
 
@@ -84,7 +151,7 @@ class SigV4Auth:
         self._failed: str | None = None
         self._retry_at = 0.0
         self._lock: asyncio.Lock | None = None
-        self._refreshing: asyncio.Task | None = None
+        self._refreshing: asyncio.Task[Any] | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"SigV4Auth(service={self.service}, region={self.region})"

@@ -12,10 +12,12 @@ from types import SimpleNamespace
 from typing import AsyncIterator
 
 import aiohttp
+from yarl import URL
 
 from gatehouse.errors import UpstreamBusy, UpstreamError, UpstreamTimeout
 from gatehouse.upstream import h1
 from gatehouse.upstream.pool import ConnectionLimit, PoolTimeout
+from gatehouse.upstream.transport import UpstreamResponse
 
 
 def _new_session(limit: ConnectionLimit | None) -> aiohttp.ClientSession:
@@ -75,10 +77,10 @@ class HttpPool:
                       headers: dict[str, str] | None = None,
                       timeout: aiohttp.ClientTimeout | None = None, limit: ConnectionLimit | None = None,
                       first_byte: float | None = None,
-                      ssl: ssl_mod.SSLContext | bool = True) -> h1.Response | aiohttp.ClientResponse:
+                      ssl: ssl_mod.SSLContext | bool = True) -> UpstreamResponse:
         """Plain-http upstreams (in-cluster vLLM/Ollama/llama.cpp: the high-volume path) go through
-        the lean h1 client; https (managed providers) through aiohttp. Both answer with an object
-        offering .status, .headers, read(), content.iter_any() and release().
+        the lean h1 client; https (managed providers) through aiohttp. Both answer with an
+        upstream/transport.UpstreamResponse.
 
         `limit`: the provider's connection cap (queueing up to its timeout); `first_byte`:
         seconds until the response head, apart from the read timeout between bytes; `ssl`: a
@@ -86,8 +88,11 @@ class HttpPool:
         if url.startswith("http://"):
             return await self.h1.request(method, url, data, headers, timeout, limit, first_byte)
         session = self.session if limit is None else self.session_for(limit)
+        # A URL with percent-escapes is sent as written (yarl would decode %3A in a Bedrock model
+        # ARN, and the SigV4 signature covers the path as written).
+        target = URL(url, encoded=True) if "%" in url else url
         async with asyncio.timeout(first_byte):
-            return await session.request(method, url, data=data, headers=headers, timeout=timeout, ssl=ssl)
+            return await session.request(method, target, data=data, headers=headers, timeout=timeout, ssl=ssl)
 
     async def close(self) -> None:
         self.h1.close()
@@ -131,7 +136,7 @@ def upstream_error(exc: BaseException, model: str) -> UpstreamError:
     return UpstreamError(f"The upstream for model '{model}' failed.")
 
 
-async def read_body(resp: aiohttp.ClientResponse, model: str) -> bytes:
+async def read_body(resp: UpstreamResponse, model: str) -> bytes:
     """The whole body of an upstream reply; the connection goes back to the pool either way."""
     try:
         async with transport_errors(model):
@@ -140,7 +145,7 @@ async def read_body(resp: aiohttp.ClientResponse, model: str) -> bytes:
         resp.release()
 
 
-async def iter_body(resp: aiohttp.ClientResponse, model: str) -> AsyncIterator[bytes]:
+async def iter_body(resp: UpstreamResponse, model: str) -> AsyncIterator[bytes]:
     """An upstream reply's body as it arrives, chunk by chunk, with no buffering."""
     try:
         async with transport_errors(model):

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from gatehouse.errors import UpstreamStatus
+from gatehouse.errors import UpstreamStatus, classify_upstream_status
 
 log = logging.getLogger("gatehouse.upstream")
 
@@ -166,5 +166,6 @@ def upstream_status(status: int, model: str, dialect: str, text: str | bytes, *,
     """The gateway error for an upstream's error answer: logged scrubbed, shown reduced."""
     names = tuple(kinds)
     note(dialect, model, status, text)
-    return UpstreamStatus(status, client_message(model, status, safe_kind(dialect, *names)),
-                          error_type=first_kind(dialect, names), headers=retry_after(headers, retry_delay))
+    return classify_upstream_status(status, client_message(model, status, safe_kind(dialect, *names)),
+                                    upstream_type=first_kind(dialect, names),
+                                    headers=retry_after(headers, retry_delay))

@@ -5,7 +5,7 @@ byte stream. Frames are yielded as soon as their last byte arrives, whatever the
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from botocore.eventstream import EventStreamBuffer, ParserError
 
@@ -15,7 +15,7 @@ from gatehouse.errors import UpstreamError
 class EventMessage:
     __slots__ = ("message_type", "event_type", "headers", "payload")
 
-    def __init__(self, headers: dict, payload: bytes):
+    def __init__(self, headers: dict[str, Any], payload: bytes):
         self.headers = headers
         self.payload = payload
         self.message_type: str = headers.get(":message-type", "event")

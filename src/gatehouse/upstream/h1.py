@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict
 
+from gatehouse.asgi_ext import SpliceSink
 from gatehouse.upstream.pool import ConnectionLimit
 
 HIGH_WATER = 256 * 1024  # buffered body bytes at which we stop reading the socket
@@ -61,7 +62,8 @@ def _split(url: str) -> tuple[str, int, str]:
 
 class Response:
     """The part of aiohttp.ClientResponse the providers use: status, headers, read(),
-    content.iter_any(), release(), async with."""
+    content.iter_any(), release(), async with (upstream/transport.UpstreamResponse); and, which
+    aiohttp's has not, an asgi_ext.SpliceSource: splice(), pause_reading(), resume_reading()."""
 
     def __init__(self, conn: _Conn, status: int, headers: CIMultiDict[str]):
         self.status = status
@@ -73,7 +75,7 @@ class Response:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._body: bytes | None = None
-        self._sink: Any = None  # see splice()
+        self._sink: SpliceSink | None = None  # see splice()
         enc = headers.get("Content-Encoding", "").lower()  # only if an upstream sends it unasked
         self._inflate = zlib.decompressobj(47 if enc == "gzip" else 15) if enc in ("gzip", "deflate") else None
 
@@ -140,7 +142,7 @@ class Response:
             yield chunk
 
     # -- splice: the body handed on from the connection's data callback ---------------------------
-    def splice(self, sink: Any) -> None:
+    def splice(self, sink: SpliceSink) -> None:
         """Deliver the rest of the body to `sink` as it arrives, in the connection's data callback
         (no task wake-up per chunk): `sink.data(bytes)` per chunk, then `sink.end(exc)` once with
         None at the end of the body or the transport error. Bytes already buffered go first."""

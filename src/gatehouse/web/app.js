@@ -251,13 +251,43 @@ async function groups(view) {
   }
 }
 
+// Each deployment's health as the router sees it now (GET /admin/deployments): breaker state,
+// ejection, upstream connections in flight, and the ledger's last 15 minutes.
+function healthBadge(h) {
+  if (!h) return el("span", { class: "muted" }, "—");
+  const text = ["ejected", "cooling"].includes(h.state) ? `${h.state}, ${Math.ceil(h.retry_in_seconds)} s left` : h.state;
+  return el("span", { class: `badge state-${h.state}` }, text);
+}
+
+// Per deployment when the router tracks it (in_flight), else the provider's upstream connections.
+function inFlight(h) {
+  if (!h) return "—";
+  if (typeof h.in_flight === "number") return h.max_in_flight ? `${h.in_flight} / ${h.max_in_flight}` : String(h.in_flight);
+  const c = h.provider_connections;
+  return c ? `${c.in_use} / ${c.max} (provider)` : "—";
+}
+
+function recentLine(h) {
+  const r = h && h.recent;
+  if (!r) return "no requests";
+  const lat = r.latency_ms_avg === null ? "" : `, avg ${Math.round(r.latency_ms_avg)} ms, max ${Math.round(r.latency_ms_max)} ms`;
+  return `${r.requests} req, ${r.errors} err${lat}`;
+}
+
 async function models(view) {
-  const data = await api("GET", "/admin/models");
+  const [data, live] = await Promise.all([api("GET", "/admin/models"), api("GET", "/admin/deployments")]);
+  const health = new Map();
+  for (const m of live.models) for (const d of m.deployments) health.set(`${m.name}|${d.provider}|${d.model}`, d);
+  const per = (render) => (m) => m.deployments.map((d) => el("div", { class: "dep" }, render(d, health.get(`${m.name}|${d.provider}|${d.model}`))));
   view.append(el("h1", {}, "Models"), el("div", { class: "card" }, table([
     ["name", "Model"], [(m) => (m.private ? "private" : "managed ok"), "Data"],
-    [(m) => m.deployments.map((d) => el("div", {}, `${d.provider} (${d.type}) → ${d.model}`)), "Deployments"],
-    [(m) => m.deployments.map((d) => el("div", {}, d.input_per_mtok !== null ? `$${d.input_per_mtok} / $${d.output_per_mtok} per Mtok` : d.gpu_cost_per_hour !== null ? `$${d.gpu_cost_per_hour}/h GPU` : "unpriced")), "Price"],
-  ], data.data)), el("p", { class: "muted" }, "Health, load and cold-start state appear here once load-aware routing lands."));
+    [per((d) => `${d.provider} (${d.type}) → ${d.model}`), "Deployments"],
+    [per((d, h) => el("span", { "data-health": `${d.provider}/${d.model}` }, healthBadge(h))), "Health"],
+    [per((d, h) => inFlight(h)), "In flight"],
+    [per((d, h) => recentLine(h)), `Last ${Math.round(live.window_seconds / 60)} min`],
+    [per((d) => (d.input_per_mtok !== null ? `$${d.input_per_mtok} / $${d.output_per_mtok} per Mtok` : d.gpu_cost_per_hour !== null ? `$${d.gpu_cost_per_hour}/h GPU` : "unpriced")), "Price"],
+  ], data.data)), el("p", { class: "muted" }, "Health is each deployment's circuit breaker now: ejected after consecutive failures, then one probe request. " +
+    "In flight counts the provider's upstream connections in use (shared by its deployments). Requests, errors and latency come from the ledger."));
 }
 
 async function usage(view) {
@@ -287,25 +317,49 @@ async function usage(view) {
   } catch (x) { showError(out, x); }
 }
 
+// What the gateway recorded for one playground answer (GET /admin/requests/{id}): route, tokens,
+// cost and guardrail verdicts. The ledger and the audit log are written in batches off the request
+// path, so the first look waits a moment and a 404 means "not yet".
+async function requestFacts(rid, facts) {
+  const sleep = (ms) => new Promise((ok) => { setTimeout(ok, ms); });
+  const started = Date.now();
+  let got = null;
+  await sleep(800);
+  while (!got && Date.now() - started < 10000) {
+    try { got = await api("GET", `/admin/requests/${encodeURIComponent(rid)}`); } catch (x) { if (x.status !== 404) throw x; await sleep(300); }
+  }
+  if (got && !got.guardrails.length && Date.now() - started < 1500) { await sleep(1500 - (Date.now() - started)); got = await api("GET", `/admin/requests/${encodeURIComponent(rid)}`); }
+  if (!got) { facts.replaceChildren(el("p", { class: "muted" }, "Not in the ledger yet; see the usage page.")); return; }
+  const verdicts = got.guardrails.map((g) => el("li", {}, el("span", { class: `badge verdict-${g.action}` }, g.action), ` ${g.policy}/${g.check} (${g.stage})`));
+  const row = (id, term, value) => [el("dt", {}, term), el("dd", { id }, value)];
+  facts.replaceChildren(el("dl", { class: "facts" },
+    row("pg-route", "Route", got.route || "—"), row("pg-tokens", "Tokens", `${got.input_tokens} in, ${got.output_tokens} out`),
+    row("pg-cost", "Cost", `$${Number(got.cost_usd).toFixed(6)}`),
+    row("pg-guardrails", "Guardrails", verdicts.length ? el("ul", { class: "plain" }, verdicts) : "no check matched"),
+    row("pg-request-id", "Request id", rid)));
+}
+
 async function playground(view) {
   if (!canWrite()) { view.append(el("h1", {}, "Playground"), el("p", {}, "The playground needs a full admin sign-in (it makes a key).")); return; }
   const data = await api("GET", "/admin/models");
   const answer = el("pre", { id: "pg-answer", "aria-live": "polite" }), meta = el("p", { class: "muted", id: "pg-meta" });
+  const facts = el("div", { id: "pg-facts", "aria-live": "polite" });
   const form = el("form", { class: "card", id: "playground" },
     el("label", { for: "pg-model" }, "Model"), el("select", { id: "pg-model" }, data.data.filter((m) => !m.embeddings).map((m) => el("option", { value: m.name }, m.name))),
     el("label", { for: "pg-prompt" }, "Message"), el("textarea", { id: "pg-prompt", rows: 4, required: true }),
     el("button", { type: "submit" }, "Send (streamed)"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    answer.textContent = ""; meta.textContent = "";
+    answer.textContent = ""; meta.textContent = ""; facts.replaceChildren();
     try {
       if (!state.playgroundKey) state.playgroundKey = (await api("POST", "/admin/playground/key")).key;  // memory only
       const resp = await fetch("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${state.playgroundKey}` },
         body: JSON.stringify({ model: document.getElementById("pg-model").value, stream: true, stream_options: { include_usage: true },
           messages: [{ role: "user", content: document.getElementById("pg-prompt").value }] }) });
-      if (!resp.ok) { const body = await resp.json().catch(() => ({})); throw new ApiError(resp.status, body); }
+      const rid = resp.headers.get("x-request-id");
+      if (!resp.ok) { const body = await resp.json().catch(() => ({})); if (rid) requestFacts(rid, facts).catch(() => {}); throw new ApiError(resp.status, body); }
       const reader = resp.body.getReader(), decoder = new TextDecoder();
-      let buf = "", usage = null;
+      let buf = "", usage = null, failed = null;
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
@@ -316,23 +370,39 @@ async function playground(view) {
           const line = frame.split("\n").find((l) => l.startsWith("data: "));
           if (!line || line === "data: [DONE]") continue;
           const chunk = JSON.parse(line.slice(6));
-          if (chunk.error) throw new Error(chunk.error.message || "stream error");
+          if (chunk.error) { failed = new Error(chunk.error.message || "stream error"); continue; }
           const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
           if (delta && delta.content) answer.textContent += delta.content;
           if (chunk.usage) usage = chunk.usage;
         }
       }
-      meta.textContent = usage ? `tokens: ${usage.prompt_tokens} in, ${usage.completion_tokens} out` : "done";
+      meta.textContent = failed ? failed.message : usage ? `tokens: ${usage.prompt_tokens} in, ${usage.completion_tokens} out` : "done";
+      facts.replaceChildren(el("p", { class: "muted" }, "Looking up route, cost and guardrail verdicts…"));
+      if (rid) await requestFacts(rid, facts);
     } catch (x) { meta.textContent = x.message; }
   });
-  view.append(el("h1", {}, "Playground"), form, el("div", { class: "card" }, el("h2", {}, "Answer"), answer, meta));
+  view.append(el("h1", {}, "Playground"), form, el("div", { class: "card" }, el("h2", {}, "Answer"), answer, meta, facts));
+}
+
+// Admin actions (who changed what) and guardrail events (which check matched which request;
+// never the matched text), filtered by kind.
+function auditDetail(r) {
+  const d = r.detail || {};
+  if (r.actor === "guardrails") return `${d.stage} · model ${d.model} · group ${d.group ?? "—"} · consumer ${d.consumer ?? "—"}`;
+  return Object.entries(d).map(([k, v]) => `${k}: ${v !== null && typeof v === "object" ? JSON.stringify(v) : fmt(v)}`).join(", ");
 }
 
 async function audit(view) {
-  view.append(el("h1", {}, "Audit"));
+  const kind = new URLSearchParams(location.hash.split("?")[1] || "").get("kind") || "";
+  const select = el("select", { id: "audit-kind" }, [["", "Everything"], ["admin", "Admin actions"], ["guardrail", "Guardrail events"]]
+    .map(([v, t]) => el("option", { value: v, selected: v === kind }, t)));
+  select.addEventListener("change", () => { location.hash = select.value ? `#/audit?kind=${select.value}` : "#/audit"; });
+  view.append(el("h1", {}, "Audit"), el("div", { class: "card row" }, el("div", {}, el("label", { for: "audit-kind" }, "Show"), select)));
   try {
-    const data = await api("GET", "/admin/audit");
-    view.append(el("div", { class: "card" }, table([[(r) => when(r.at ?? r.ts), "When"], ["actor", "Who"], ["action", "Action"], ["target", "Target"]], data.data || [])));
+    const data = await api("GET", `/admin/audit${kind ? `?kind=${kind}` : ""}`);
+    view.append(el("div", { class: "card" }, table([[(r) => when(r.ts), "When"],
+      [(r) => (r.actor === "guardrails" ? el("span", { class: "badge verdict-flag" }, "guardrail") : r.actor), "Who"],
+      ["action", "Action"], ["target", "Target"], [auditDetail, "Details"], ["request_id", "Request id"]], data.data || [])));
   } catch (x) { showError(view, x); }
 }
 

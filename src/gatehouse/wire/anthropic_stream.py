@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 import msgspec
 from msgspec import Struct
 
-from gatehouse.errors import GatehouseError, UpstreamError, UpstreamStatus
+from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.types import (
     KeepAlive,
     StreamEnd,
@@ -31,8 +31,8 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.error_text import client_message, note, safe_kind
 from gatehouse.upstream.sse import iter_events, iter_frames, parse_frame
+from gatehouse.wire import errors_anthropic
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.anthropic import ABlock
 from gatehouse.wire.anthropic_response import (
@@ -80,21 +80,10 @@ class _Event(Struct, omit_defaults=True):
 
 event_decoder = msgspec.json.Decoder(_Event)
 
-# Anthropic error types -> the HTTP status they stand for, so the gateway error keeps its kind.
-ERROR_STATUS = {
-    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-    "timeout_error": 504, "overloaded_error": 529,
-}
-
 
 def stream_error(err: _ErrorBody, model: str) -> GatehouseError:
-    """An upstream `error` event as a gateway error: its type kept when allow-listed, its text
-    only in the operator's log (scrubbed)."""
-    status = ERROR_STATUS.get(err.type, 500)
-    note("anthropic", model, 0, f"{err.type}: {err.message}")
-    kind = safe_kind("anthropic", err.type)
-    return UpstreamStatus(status, client_message(model, status, kind, in_stream=True), error_type=kind)
+    """An upstream `error` event as a gateway error (wire/errors_anthropic.py)."""
+    return errors_anthropic.stream_error(err.type, err.message, model)
 
 
 def _merge_usage(total: AUsage, part: AUsage | None) -> None:
@@ -168,13 +157,6 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
 
 def frame(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + json_encode(data) + b"\n\n"
-
-
-# Gateway error types -> the Anthropic error types clients know.
-_CLIENT_ERROR_TYPES = frozenset({
-    "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
-    "request_too_large", "rate_limit_error", "timeout_error", "overloaded_error", "api_error",
-})
 
 
 class MessageStreamEncoder:
@@ -271,8 +253,7 @@ class MessageStreamEncoder:
         return out + frame("message_stop", {"type": "message_stop"})
 
     def error(self, message: str, type_: str = "api_error") -> bytes:
-        kind = type_ if type_ in _CLIENT_ERROR_TYPES else "api_error"
-        return frame("error", {"type": "error", "error": {"type": kind, "message": message}})
+        return errors_anthropic.stream_frame(message, type_)
 
 
 async def with_keepalive(events: AsyncIterator[StreamEvent], interval: float) -> AsyncIterator[StreamEvent]:
@@ -281,7 +262,7 @@ async def with_keepalive(events: AsyncIterator[StreamEvent], interval: float) ->
     so clients with an idle timeout (Claude Code aborts after minutes of silence) stay put.
     Before the first event nothing is inserted: the dispatcher may still fail over."""
     it = events.__aiter__()
-    pending: asyncio.Future | None = None
+    pending: asyncio.Future[Any] | None = None
     started = False
     try:
         while True:

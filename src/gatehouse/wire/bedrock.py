@@ -1,5 +1,5 @@
-"""AWS Bedrock Runtime wire format (Converse, InvokeModel embeddings) ⇄ canonical types, and
-Bedrock's error types mapped onto the gateway's error hierarchy.
+"""AWS Bedrock Runtime wire format (Converse, InvokeModel embeddings) ⇄ canonical types.
+Bedrock's error types are mapped onto the gateway's errors in wire/errors_bedrock.py.
 
 Converse is strict where the dialects are lenient: roles must alternate starting with a
 user turn, text blocks must not be blank, every toolResult must answer a toolUse of the
@@ -9,15 +9,13 @@ reject them.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
 from msgspec import Struct
 
 from gatehouse.config import GuardrailConfig
-from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamStatus, UpstreamTimeout
-from gatehouse.upstream.error_text import note, retry_after, safe_kind
+from gatehouse.errors import InvalidRequest
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -33,12 +31,11 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
+from gatehouse.wire.anthropic import EFFORT_BUDGETS  # Claude's thinking budgets, the same on Bedrock
 from gatehouse.wire.common import tool_input
 
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/gif": "gif",
                  "image/webp": "webp"}
-# Claude's extended thinking through additionalModelRequestFields, for an `effort` request.
-EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384}
 
 
 # ---- canonical -> Converse -------------------------------------------------------------------
@@ -331,81 +328,3 @@ cohere_decoder = msgspec.json.Decoder(CohereEmbeddings)
 
 def cohere_vectors(resp: CohereEmbeddings) -> list[list[float]]:
     return resp.embeddings.floats if isinstance(resp.embeddings, CohereByType) else resp.embeddings
-
-
-# ---- errors ------------------------------------------------------------------------------------
-
-_ACTION = re.compile(r"perform:\s*([a-z0-9-]+:[A-Za-z]+)")
-_CREDENTIAL_ERRORS = {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
-                      "IncompleteSignatureException", "MissingAuthenticationTokenException",
-                      "InvalidClientTokenId", "SignatureDoesNotMatch"}
-
-
-def bedrock_error(status: int, error_type: str, message: str, model: str, permission: str,
-                  headers: Any = None) -> GatehouseError:
-    """Map a Bedrock error type (header `x-amzn-ErrorType`, or a stream exception) to ours.
-
-    `permission` is the IAM action the call needs, named when AWS denies access. AWS's message
-    text goes to the operator's log only (scrubbed: it names accounts, roles and ARNs); the
-    client sees the error type when it is a known one.
-    """
-    kind = error_type.split(":", 1)[0].strip()
-    kind = kind[:1].upper() + kind[1:]  # stream exceptions are camelCase: throttlingException
-    note("bedrock", model, status, f"{kind}: {message}")
-    safe = safe_kind("bedrock", kind)
-    named = f" ({safe})" if safe else ""
-    wait = retry_after(headers)
-    err: GatehouseError
-    if kind in ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"):
-        err = UpstreamStatus(429, f"Bedrock is throttling requests for model '{model}'{named}.",
-                             error_type=safe, headers=wait)
-    elif kind == "ValidationException":
-        err = UpstreamStatus(400, f"Bedrock rejected the request for model '{model}'{named}.",
-                             error_type=safe)
-    elif kind == "AccessDeniedException":
-        found = _ACTION.search(message)
-        action = found.group(1) if found else permission
-        err = UpstreamStatus(403, (
-            f"AWS denied the gateway access to the Bedrock model behind '{model}': the gateway's AWS "
-            f"identity needs the IAM permission {action} on that model (or inference profile), and "
-            "access to the model must be enabled in the Bedrock console."), error_type=safe)
-        err.code = "upstream_access_denied"
-    elif kind in _CREDENTIAL_ERRORS:
-        err = UpstreamStatus(403, (
-            f"AWS did not accept the gateway's credentials for model '{model}'{named}; check the "
-            "gateway's AWS credential source and region."), error_type=safe)
-        err.code = "upstream_auth_failed"
-    elif kind in ("ModelNotReadyException", "ServiceUnavailableException"):
-        err = UpstreamStatus(503, f"The Bedrock model behind '{model}' is not available right now{named}.",
-                             error_type=safe, headers=wait)
-    elif kind == "ResourceNotFoundException":
-        err = UpstreamStatus(502, f"Bedrock does not know the model configured for '{model}'{named}.",
-                             error_type=safe)
-        err.code = "upstream_model_not_found"
-    elif kind == "ModelTimeoutException":
-        err = UpstreamTimeout(f"The Bedrock model behind '{model}' timed out{named}.")
-    else:
-        err = UpstreamStatus(status if status >= 500 else 502,
-                             f"Bedrock failed for model '{model}' ({f'HTTP {status}' if status else 'in the stream'}"
-                             f"{', ' + safe if safe else ''}).",
-                             error_type=safe)
-    return err
-
-
-class _AwsMessage(Struct):
-    message: str | None = None
-    Message: str | None = None
-
-
-def error_message(raw: bytes) -> str:
-    try:
-        body = msgspec.json.decode(raw, type=_AwsMessage)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return raw.decode(errors="replace")[:300]
-    return body.message or body.Message or ""
-
-
-def error_from_response(status: int, error_type: str | None, raw: bytes, model: str,
-                        permission: str, headers: Any = None) -> GatehouseError:
-    return bedrock_error(status, error_type or "", error_message(raw), model, permission, headers)
-

@@ -12,7 +12,7 @@ from typing import AsyncIterator
 import msgspec
 from msgspec import Struct
 
-from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.errors import UpstreamError
 from gatehouse.upstream.client import malformed
 from gatehouse.types import (
     StreamEnd,
@@ -24,8 +24,9 @@ from gatehouse.types import (
     ToolCallStart,
     Usage,
 )
-from gatehouse.upstream.eventstream import EventMessage, iter_messages
-from gatehouse.wire.bedrock import STOP_REASONS, BRUsage, bedrock_error, error_message
+from gatehouse.upstream.eventstream import iter_messages
+from gatehouse.wire.bedrock import STOP_REASONS, BRUsage
+from gatehouse.wire.errors_bedrock import stream_error
 
 
 class _ToolStart(Struct):
@@ -75,13 +76,6 @@ _block_start = msgspec.json.Decoder(_BlockStart)
 _block_delta = msgspec.json.Decoder(_BlockDelta)
 _message_stop = msgspec.json.Decoder(_MessageStop)
 _metadata = msgspec.json.Decoder(_Metadata)
-
-
-def stream_error(msg: EventMessage, model: str, permission: str) -> GatehouseError:
-    if msg.message_type == "error":  # protocol-level error: code and message in headers
-        return bedrock_error(0, msg.headers.get(":error-code", ""), msg.headers.get(":error-message", ""),
-                             model, permission)
-    return bedrock_error(0, msg.event_type, error_message(msg.payload), model, permission)
 
 
 async def decode_stream(chunks: AsyncIterator[bytes], response_id: str, model: str,

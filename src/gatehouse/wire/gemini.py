@@ -14,8 +14,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from gatehouse.errors import GatehouseError, InvalidRequest, UpstreamStatus, UpstreamTimeout
-from gatehouse.upstream.error_text import note, retry_after, safe_kind
+from gatehouse.errors import InvalidRequest
 from gatehouse.types import (
     ChatRequest,
     ChatResponse,
@@ -335,56 +334,3 @@ class GEmbeddings(Struct):
 
 
 embeddings_decoder = msgspec.json.Decoder(GEmbeddings)
-
-
-# ---- errors ----------------------------------------------------------------------------------------
-
-
-class GErrorEnvelope(Struct):
-    error: GError | None = None
-
-
-def gemini_error(status: int, err: GError | None, model: str, headers: Any = None) -> GatehouseError:
-    """Map a Google API error to ours. Google's message text goes to the operator's log only
-    (scrubbed); the client sees the status name when it is a known one."""
-    if err is None:
-        return UpstreamStatus(status, f"Gemini failed for model '{model}' ({status}).", headers=retry_after(headers))
-    kind = err.status
-    note("gemini", model, status, f"{kind}: {err.message}")
-    safe = safe_kind("gemini", kind)
-    named = f" ({safe})" if safe else ""
-    if any(d.reason == "API_KEY_INVALID" for d in err.details) or kind in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
-        e = UpstreamStatus(403, f"Gemini did not accept the gateway's credentials for model '{model}'{named}.",
-                           error_type=safe)
-        e.code = "upstream_auth_failed"
-        return e
-    if kind == "NOT_FOUND" or status == 404:
-        e = UpstreamStatus(502, f"Gemini does not know the model configured for '{model}'{named}.",
-                           error_type=safe)
-        e.code = "upstream_model_not_found"
-        return e
-    if kind == "DEADLINE_EXCEEDED" or status == 504:
-        return UpstreamTimeout(f"Gemini timed out for model '{model}'{named}.")
-    delay = next((d.retryDelay for d in err.details if d.retryDelay), None)
-    if kind == "RESOURCE_EXHAUSTED" or status == 429:
-        return UpstreamStatus(429, f"Gemini is rate limiting model '{model}'{named}.", error_type=safe,
-                              headers=retry_after(headers, delay))
-    if kind == "UNAVAILABLE" or status == 503:
-        return UpstreamStatus(503, f"Gemini is unavailable for model '{model}'{named}.", error_type=safe,
-                              headers=retry_after(headers, delay))
-    if kind in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE") or status == 400:
-        return UpstreamStatus(400, f"Gemini rejected the request for model '{model}'{named}.",
-                              error_type=safe)
-    return UpstreamStatus(status if status >= 500 else 502, f"Gemini failed for model '{model}'{named}.",
-                          error_type=safe)
-
-
-def error_from_body(status: int, raw: bytes, model: str, headers: Any = None) -> GatehouseError:
-    try:
-        env = msgspec.json.decode(raw, type=GErrorEnvelope)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        env = GErrorEnvelope()
-    if env.error is None:
-        note("gemini", model, status, raw)
-    return gemini_error(status, env.error, model, headers)
-

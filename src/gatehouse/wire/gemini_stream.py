@@ -26,7 +26,8 @@ from gatehouse.types import (
     Usage,
 )
 from gatehouse.upstream.sse import iter_events
-from gatehouse.wire.gemini import gemini_error, part_to_canonical, response_decoder, stop_reason
+from gatehouse.wire.errors_gemini import gemini_error
+from gatehouse.wire.gemini import part_to_canonical, response_decoder, stop_reason
 
 
 async def decode_stream(chunks: AsyncIterator[bytes], request_id: str, model: str) -> AsyncIterator[StreamEvent]:

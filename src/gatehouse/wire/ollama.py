@@ -242,7 +242,7 @@ def _options(options: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _format(fmt: Union[str, dict, None]) -> dict[str, Any] | None:
+def _format(fmt: Union[str, dict[str, Any], None]) -> dict[str, Any] | None:
     if fmt == "json":
         return {"type": "json_object"}
     if isinstance(fmt, dict):
@@ -268,10 +268,7 @@ def _extras(obj: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
 
 
 def parse_chat(obj: dict[str, Any]) -> OLChatRequest:
-    req = convert(obj, OLChatRequest)
-    if not req.model:
-        raise InvalidRequest("model is required", param="model")
-    return req
+    return convert(obj, OLChatRequest)  # (api/ollama.py checked the model, or left it to a group default)
 
 
 def chat_to_canonical(req: OLChatRequest, obj: dict[str, Any]) -> ChatRequest:

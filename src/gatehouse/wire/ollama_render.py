@@ -27,6 +27,7 @@ from gatehouse.types import (
     json_decode,
     json_encode,
 )
+from gatehouse.wire import errors_ollama
 
 DONE_REASON = {"length": "length"}  # everything else ends as "stop", as Ollama reports it
 NDJSON_HEADERS = [
@@ -171,4 +172,4 @@ class NDJSONEncoder:
         return b""
 
     def error(self, message: str, type_: str = "api_error") -> bytes:
-        return json_encode({"error": message}) + b"\n"
+        return errors_ollama.stream_frame(message, type_)

@@ -20,10 +20,9 @@ from gatehouse.types import (
     ToolCallDelta,
     ToolCallStart,
     Usage,
-    json_encode,
 )
-from gatehouse.upstream.error_text import client_message, note
 from gatehouse.upstream.ndjson import iter_lines
+from gatehouse.wire import errors_ollama
 from gatehouse.wire.common import FrameCountingTally
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.ollama import response_decoder, stop_reason, tool_call_parts
@@ -66,10 +65,8 @@ async def decode_stream(chunks: AsyncIterator[bytes], response_id: str, model: s
 
 
 def stream_failure(line: bytes, model: str) -> UpstreamStatus:
-    """An upstream's `{"error": ...}` line as a gateway error: its text only in the operator's
-    log (scrubbed); Ollama errors carry no type to keep."""
-    note("ollama", model, 0, line)
-    return UpstreamStatus(500, client_message(model, 500, None, in_stream=True))
+    """An upstream's `{"error": ...}` line as a gateway error (wire/errors_ollama.py)."""
+    return errors_ollama.stream_failure(line, model)
 
 
 def _names_error(line: bytes) -> bool:
@@ -104,7 +101,7 @@ class NDJSONRelay(FrameCountingTally):
                     self.usage = final.usage()
                     self.finished = True
             elif b'"error"' in line and _names_error(line):
-                line = json_encode({"error": stream_failure(line, self.public_model).message})
+                line = errors_ollama.stream_line(stream_failure(line, self.public_model).message)
             else:
                 self.frames += 1
             yield line + b"\n" if self.swap is None else self.swap(line) + b"\n"

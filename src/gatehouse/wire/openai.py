@@ -273,7 +273,7 @@ def to_canonical(req: OAChatRequest, extra: dict[str, Any]) -> ChatRequest:
     )
 
 
-def _tool_choice(tc: Union[str, dict, None], parallel: bool | None) -> ToolChoice | None:
+def _tool_choice(tc: Union[str, dict[str, Any], None], parallel: bool | None) -> ToolChoice | None:
     if tc is None:
         return ToolChoice(parallel=parallel) if parallel is not None else None
     if isinstance(tc, str):
@@ -311,12 +311,12 @@ def embedding_to_canonical(req: OAEmbeddingRequest) -> EmbeddingRequest:
 # ---- canonical -> OpenAI request (egress) ------------------------------------------------------
 
 
-def _content_out(parts: list[Part]) -> Union[str, list[dict], None]:
+def _content_out(parts: list[Part]) -> Union[str, list[dict[str, Any]], None]:
     texts = [p for p in parts if isinstance(p, TextPart)]
     images = [p for p in parts if isinstance(p, ImagePart)]
     if not images:
         return "".join(p.text for p in texts) if texts else None
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for p in parts:
         if isinstance(p, TextPart):
             out.append({"type": "text", "text": p.text})

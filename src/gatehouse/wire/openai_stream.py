@@ -19,8 +19,8 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
-from gatehouse.upstream.error_text import client_message, first_kind, note, safe_kind
 from gatehouse.upstream.sse import iter_events, split_frames
+from gatehouse.wire import errors_openai
 from gatehouse.wire.common import FrameCountingTally
 from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.openai_response import STOP_TO_FINISH, OAUsage, stop_from_finish, usage_out
@@ -138,12 +138,9 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
 
 
 def stream_failure(data: bytes, error: OAErrorBody | str, model: str) -> UpstreamStatus:
-    """An upstream's in-stream error as a gateway error: its type/code kept when allow-listed,
-    its text only in the operator's log (scrubbed)."""
-    note("openai", model, 0, data)
+    """An upstream's in-stream error as a gateway error (wire/errors_openai.py)."""
     kinds = (error.type, error.code) if isinstance(error, OAErrorBody) else ()
-    return UpstreamStatus(500, client_message(model, 500, safe_kind("openai", *kinds), in_stream=True),
-                          error_type=first_kind("openai", kinds))
+    return errors_openai.stream_failure(data, kinds, model)
 
 
 class ChunkEncoder:
@@ -192,7 +189,7 @@ class ChunkEncoder:
         return b""
 
     def error(self, message: str, type_: str = "upstream_error") -> bytes:
-        return b"data: " + json_encode({"error": {"message": message, "type": type_, "param": None, "code": None}}) + b"\n\n"
+        return errors_openai.stream_frame(message, type_)
 
 
 def _worth_decoding(frame: bytes) -> bool:
@@ -234,7 +231,7 @@ class PassthroughRelay(FrameCountingTally):
             yield out
 
     def feed(self, data: bytes) -> bytes:
-        """The complete frames in what has arrived so far, as they go to the client (api/splice
+        """The complete frames in what has arrived so far, as they go to the client (server/splice
         calls this from the upstream connection's data callback)."""
         if not self._buf and data[-2:] == b"\n\n":
             # The common case, whole frames that are all ordinary content chunks (each has one
@@ -312,8 +309,7 @@ class PassthroughRelay(FrameCountingTally):
 
     @staticmethod
     def _error_frame(err: UpstreamStatus) -> bytes:
-        body = {"error": {"message": err.message, "type": err.type, "param": None, "code": err.code}}
-        return b"data: " + json_encode(body)
+        return errors_openai.error_event(err.message, err.type, err.code)
 
 
 class CompletionChunkEncoder(ChunkEncoder):

@@ -29,6 +29,7 @@ from gatehouse.types import (
     Usage,
     json_encode,
 )
+from gatehouse.wire import errors_responses
 from gatehouse.wire.responses import CUSTOM_INPUT
 
 _INCOMPLETE: dict[str, str] = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -247,6 +248,5 @@ class ResponsesStreamEncoder:
         out = b"" if self.started else self._start()
         out += self._close_open() + self._close_calls()
         self.finished = True
-        failure = {"code": "rate_limit_exceeded" if type_ == "rate_limit_error" else "server_error",
-                   "message": message}
+        failure = errors_responses.failure(message, type_)
         return out + self._event("response.failed", {"response": self._response(None, None, failure)})

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from gatehouse.observability.metrics import Metrics
     from gatehouse.policy.directory import AccessControl
     from gatehouse.gateway.exchange import Exchange
-    from gatehouse.runtime import ModelEntry
+    from gatehouse.routing.table import ModelEntry
 
 
 def asker(models: dict[str, ModelEntry]) -> Ask:
@@ -56,13 +56,14 @@ def build_step(cfg: Config, directory: AccessControl, metrics: Metrics,
         spec = directory.current.groups.get(group) if group else None
         return list(spec.guardrails) if spec is not None else []
 
+    full = cfg.guardrails.audit_log == "full"
+
     def on_verdicts(guard: Guard, ex: Exchange) -> None:
-        guard.finish()
+        out = guard.finish()
         p = ex.principal
-        group = metrics.group(p.group if p else None)
-        for (check, stage), (verdict, action, _category, policy) in guard.verdicts.items():
-            verdicts.labels(check, policy, stage, verdict, action, group).inc()
-        ex.guard_audit = guard.audit()  # the access log's record of what ran
+        verdicts.count(out, metrics.group(p.group if p else None))
+        # the access log's record of what ran (JSON, built once per outcome)
+        ex.guard_audit = out.json if full else out.findings
 
     private = frozenset(m.name for m in cfg.models if m.private)
     step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models), private)

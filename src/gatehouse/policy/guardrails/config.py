@@ -1,51 +1,11 @@
-"""The `guardrails:` config section (a leaf: msgspec structs and their load-time checks)."""
+"""The `guardrails:` config section's load-time checks (its structs are in config/schema.py)."""
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
-from msgspec import Struct, field
+from gatehouse.config.schema import GuardCheckConfig, GuardPolicyConfig, GuardrailsConfig
 
-Action = Literal["block", "redact", "flag", "reroute"]
-Stage = Literal["input", "output", "both"]
-CheckType = Literal[
-    "keywords", "regex", "payment_card", "iban", "us_ssn", "email", "phone", "ip_address",
-    "aws_access_key", "private_key", "jwt", "github_token", "slack_token", "high_entropy",
-    "prompt_injection", "guard_model",
-]
-GuardFormat = Literal["llamaguard", "shieldgemma", "granite_guardian", "regex"]
-
-
-class GuardCheckConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    type: CheckType
-    action: Action = "block"
-    name: str | None = None  # in errors, metrics and the audit; default: the type
-    stage: Stage = "both"  # input (prompts), output (answers) or both; (`on:` would be a YAML boolean)
-    words: list[str] = field(default_factory=list)  # keywords: case-insensitive, matched where a word starts
-    patterns: list[str] = field(default_factory=list)  # regex: RE2 syntax (linear time)
-    # regex: the longest text one pattern can match, for the streaming window (characters)
-    max_length: int = 256
-    # high_entropy: tokens at least this long whose Shannon entropy is at least `min_entropy` bits/char
-    min_length: int = 24
-    min_entropy: float = 4.0
-    # guard_model: a configured model asked to judge the prompt (docs/guardrails.md#guard-models)
-    model: str | None = None
-    format: GuardFormat = "llamaguard"
-    categories: dict[str, Action] = field(default_factory=dict)  # llamaguard: S1..S14 -> action (else `action`)
-    unsafe_pattern: str | None = None  # regex format: RE2 pattern that marks the guard's answer unsafe
-    timeout_seconds: float = 5.0
-    on_error: Literal["open", "closed"] = "closed"  # the guard failed or timed out: let through, or refuse
-    # guard_model on prompts: judge before the upstream call, or beside it with the answer held
-    # until the guard passes (only for `private: true` models: the upstream sees the prompt first)
-    mode: Literal["before", "parallel"] = "before"
-
-
-class GuardPolicyConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    checks: list[GuardCheckConfig]
-    description: str | None = None
-
-
-class GuardrailsConfig(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    policies: dict[str, GuardPolicyConfig] = field(default_factory=dict)
+__all__ = ["GuardCheckConfig", "GuardPolicyConfig", "GuardrailsConfig", "check_parallel", "check_policies"]
 
 
 def check_policies(cfg: GuardrailsConfig) -> str | None:

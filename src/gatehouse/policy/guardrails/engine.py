@@ -141,7 +141,7 @@ class Plan:
     """The checks applying to one request (its group's and its model's policies)."""
 
     __slots__ = ("policies", "input", "output", "window", "guard_models", "guard_input", "guard_output",
-                 "checks_output")
+                 "checks_output", "outcomes")
 
     def __init__(self, policies: tuple[str, ...], checks: Iterable[Check], guard_models: tuple[Any, ...] = ()):
         checks = tuple(checks)
@@ -153,15 +153,7 @@ class Plan:
         self.output = Scanner(c for c in checks if c.on_output)
         self.window = max((c.window for c in self.output), default=0)
         self.checks_output = bool(self.output) or bool(self.guard_output)  # answers are checked
-
-
-    def without_guards(self) -> Plan:
-        plan = Plan.__new__(Plan)
-        for name in Plan.__slots__:
-            setattr(plan, name, getattr(self, name))
-        plan.guard_models, plan.guard_input, plan.guard_output = (), (), ()
-        plan.checks_output = bool(self.output)
-        return plan
+        self.outcomes: dict[Any, Any] = {}  # audit.outcome: the full audits seen, built once each
 
 
 def compile_policies(cfg: GuardrailsConfig) -> dict[str, tuple[Check, ...]]:

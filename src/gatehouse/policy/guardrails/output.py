@@ -8,11 +8,14 @@ are not checked (docs/guardrails.md).
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from gatehouse.policy.guardrails.engine import redact
 from gatehouse.policy.guardrails.step import Guard, blocked, judge_answer
 from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, StreamStart, TextDelta, TextPart
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.endpoint import Call
 
 
 async def guard_response(guard: Guard, result: object, request_id: str) -> None:
@@ -26,6 +29,25 @@ async def guard_response(guard: Guard, result: object, request_id: str) -> None:
             part.text = guard.check_text(part.text, checks, "output")
     if guard.plan.guard_output:
         await judge_answer(guard, "".join(p.text for p in result.content if isinstance(p, TextPart)), request_id)
+
+
+async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str) -> bytes:
+    """Check a forwarded unary answer: the same checks on the same text as `guard_response`
+    (the text parts of the canonical answer: `Call.answer_texts`). Returns `body` itself when
+    nothing was redacted (the bytes pass through), else the answer rendered redacted."""
+    texts = call.answer_texts(body)
+    if texts is None:
+        return body  # embeddings: no text comes back
+    checks = guard.plan.output
+    checked = [guard.check_text(t, checks, "output") for t in texts]  # a block raises
+    if guard.plan.guard_output:
+        await judge_answer(guard, "".join(checked), request_id)
+    if all(a is b for a, b in zip(texts, checked)):
+        return body
+    result = call.read_answer(body)
+    for part, text in zip((p for p in result.content if isinstance(p, TextPart)), checked):
+        part.text = text
+    return call.render(result)
 
 
 class StreamFilter:
@@ -66,9 +88,15 @@ async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent], g
     With output guard models the answer is held until they pass (only its start and
     keepalives go out before)."""
     if guard.plan.guard_output:
-        async for ev in _held(guard_events(first, events, _text_only(guard)), guard, request_id):
+        async for ev in _held(_filtered(first, events, guard), guard, request_id):
             yield ev
         return
+    async for ev in _filtered(first, events, guard):
+        yield ev
+
+
+async def _filtered(first: StreamEvent, events: AsyncIterator[StreamEvent], guard: Guard) -> AsyncIterator[StreamEvent]:
+    """The stream's text through the output checks (StreamFilter)."""
     f = StreamFilter(guard)
 
     async def source() -> AsyncIterator[StreamEvent]:
@@ -97,15 +125,6 @@ async def guard_events(first: StreamEvent, events: AsyncIterator[StreamEvent], g
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-def _text_only(guard: Guard) -> Guard:
-    """The same guard (verdicts recorded on it) seen without its guard models."""
-    view = Guard.__new__(Guard)
-    for name in Guard.__slots__:
-        setattr(view, name, getattr(guard, name))
-    view.plan = guard.plan.without_guards()
-    return view
 
 
 async def _held(events: AsyncIterator[StreamEvent], guard: Guard, request_id: str) -> AsyncIterator[StreamEvent]:

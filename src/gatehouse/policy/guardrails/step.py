@@ -2,8 +2,8 @@
 hands the output checks to the relay (gateway/relay.py) through `ex.guard`.
 
 The endpoint's canonical request is in `ex.subject` before admission (gateway/handle.py). A request
-whose group and model have no policy costs one cached dict lookup. The audit (`Verdicts`) says
-which checks ran on what, and what they decided; never the matched text.
+whose group and model have no policy costs one cached dict lookup. The audit (audit.py, built
+once per outcome) says which checks ran on what, and what they decided; never the matched text.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from gatehouse.errors import InvalidRequest
+from gatehouse.policy.guardrails.audit import INPUT, OUTPUT, Outcome, Verdict, outcome
 from gatehouse.policy.guardrails.engine import Check, Hit, Plan, Scanner, plan_for, redact
 from gatehouse.policy.guardrails.guard_model import Ask, GuardModelCheck, conversation, judge, unavailable
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Message, TextPart, ToolResultPart
@@ -37,14 +38,17 @@ def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailB
 class Guard:
     """One request's guardrail state: its plan, and the audit of what ran."""
 
-    __slots__ = ("plan", "verdicts", "rewritten", "sensitive", "subject", "ask", "pending")
+    __slots__ = ("plan", "verdicts", "scanned", "rewritten", "sensitive", "subject", "ask", "pending")
 
     def __init__(self, plan: Plan, subject: Any = None, ask: Ask | None = None):
         self.plan = plan
         self.subject = subject  # the canonical request (output guard models see it with the answer)
         self.ask = ask
-        # (check, stage) -> (verdict, action, category, policy); verdict: pass | match | skipped
-        self.verdicts: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        # The verdicts that are not a plain pass: (check, stage) -> (verdict, action, category,
+        # policy), verdict: match | pass | skipped (guard models say pass too). Every other check
+        # of a stage in `scanned` passed; of a stage not scanned, was skipped (audit.outcome).
+        self.verdicts: dict[tuple[str, str], Verdict] = {}
+        self.scanned = 0  # audit.INPUT | audit.OUTPUT: the stages whose checks ran on some text
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
         self.sensitive = False  # a reroute check matched
         # the input guard models of `mode: parallel`, running beside the upstream call: the relay
@@ -71,15 +75,15 @@ class Guard:
             task.cancel()
 
     def record(self, checks: Scanner, hits: list[Hit], stage: str) -> None:
+        self.scanned |= INPUT if stage == "input" else OUTPUT
+        if not hits:
+            return
         matched = {h.check.name for h in hits}
         for c in checks:
-            key = (c.name, stage)
             if c.name in matched:
-                self.verdicts[key] = ("match", c.action, c.category, c.policy)
+                self.verdicts[(c.name, stage)] = ("match", c.action, c.category, c.policy)
                 if c.action == "reroute":
                     self.sensitive = True
-            elif key not in self.verdicts:
-                self.verdicts[key] = ("pass", c.action, c.category, c.policy)
 
     def check_text(self, text: str, checks: Scanner, stage: str) -> str:
         """Scan one text: raise on a block, return it redacted (the same object when unchanged)."""
@@ -97,19 +101,13 @@ class Guard:
         blocking = [h.check for h in hits if h.check.action == "block"]
         return (text if blocking else redact(text, hits)), blocking
 
-    def finish(self) -> None:
-        """Checks that never ran (the prompt was refused first, the upstream failed, the answer
-        never came) are recorded as skipped: the audit never says a check passed that did not run."""
-        for stage, checks in (("input", self.plan.input), ("output", self.plan.output)):
-            for c in checks:
-                self.verdicts.setdefault((c.name, stage), ("skipped", c.action, c.category, c.policy))
-        for stage, guards in (("input", self.plan.guard_input), ("output", self.plan.guard_output)):
-            for g in guards:
-                self.verdicts.setdefault((g.name, stage), ("skipped", g.action, "guard_model", g.policy))
+    def finish(self) -> Outcome:
+        """The full audit. Checks that never ran (the prompt was refused first, the upstream
+        failed, the answer never came) are skipped: it never says a check passed that did not run."""
+        return outcome(self.plan, self.scanned, self.verdicts)
 
     def audit(self) -> list[dict[str, str]]:
-        return [{"check": name, "stage": stage, "verdict": v, "action": a, "category": cat, "policy": pol}
-                for (name, stage), (v, a, cat, pol) in self.verdicts.items()]
+        return self.finish().audit()
 
 
 def _texts(subject: Any) -> list[tuple[Any, str]]:
@@ -193,10 +191,13 @@ class GuardrailStep:
         self.group_policies = group_policies  # reads the current directory (store groups too)
         self.on_verdicts = on_verdicts
         self._plans: dict[tuple[str | None, str], Plan | None] = {}
+        # one Plan per combination of policies, whatever group and model it came from: its
+        # audit outcomes (audit.outcome) are built once for all of them
+        self._combos: dict[tuple[str, ...], Plan | None] = {}
 
     def forget(self) -> None:
         """The groups changed (directory reload): plans are rebuilt on next use."""
-        self._plans = {}
+        self._plans, self._combos = {}, {}
 
     def plan(self, group: str | None, model: str) -> Plan | None:
         key = (group, model)
@@ -210,7 +211,13 @@ class GuardrailStep:
             log.error("group %r names unknown guardrail policies %s: its requests are refused", group, unknown)
             raise GuardrailBlocked("The gateway's guardrails for this group are misconfigured; ask an operator.",
                                    code="guardrail_blocked")
-        plan = plan_for(self.policies, names, self.guards)
+        combo = tuple(names)
+        if combo in self._combos:
+            plan = self._combos[combo]
+        else:
+            plan = plan_for(self.policies, names, self.guards)
+            if len(self._combos) < 1_000:
+                self._combos[combo] = plan
         if len(self._plans) < 10_000:
             self._plans[key] = plan
         return plan

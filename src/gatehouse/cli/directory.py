@@ -1,4 +1,4 @@
-"""`gatehouse groups ...`, `gatehouse consumers ...`, `gatehouse keys rotate` and `gatehouse audit`.
+"""`gatehouse groups ...` and `gatehouse consumers ...`: list, show, create, update, delete.
 
 Like `gatehouse keys`, these work on the store directly (no running server needed); running
 replicas pick a change up within half a second. Config-file entries are shown but can only
@@ -10,20 +10,14 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from gatehouse.cli.common import WithConfig, load_config, open_store
 from gatehouse.errors import GatehouseError
 
 if TYPE_CHECKING:
+    from gatehouse.cli.common import Subparsers
     from gatehouse.config import Config
-    from gatehouse.policy.keys import KeyHasher
-    from gatehouse.policy.directory_admin import DirectoryAdmin
-    from gatehouse.store.sql import SqlStore
-
-    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-WithConfig = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
 LIMIT_FLAGS = {
     "tokens_per_minute": int, "requests_per_minute": int, "max_concurrent": int, "max_tokens": int,
@@ -64,7 +58,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def add_admin_commands(sub: Subparsers, with_config: WithConfig) -> None:
+def add_directory_commands(sub: Subparsers, with_config: WithConfig) -> None:
     for what in ("groups", "consumers"):
         consumer = what == "consumers"
         p = sub.add_parser(what, help=f"create, list, show, update and delete {what}")
@@ -84,27 +78,16 @@ def add_admin_commands(sub: Subparsers, with_config: WithConfig) -> None:
         p.set_defaults(func=cmd_directory, what=what)
 
 
-def add_rotate_command(keys_sub: Subparsers, with_config: WithConfig) -> None:
-    r = with_config(keys_sub.add_parser("rotate", help="a new key for the same consumer; the old one "
-                                                       "keeps working for --grace seconds"))
-    r.add_argument("key_id")
-    r.add_argument("--grace", type=float, default=3600.0, help="seconds the old key stays valid (default 3600)")
-    r.add_argument("--description")
-
-
 def cmd_directory(args: argparse.Namespace) -> int:
-    from gatehouse.cli import load_config
-
     return asyncio.run(_directory(load_config(args.config), args))
 
 
 async def _directory(cfg: Config, args: argparse.Namespace) -> int:
-    from gatehouse.cli import _open_store
     from gatehouse.policy.audit import AuditTrail
     from gatehouse.policy.directory_admin import DirectoryAdmin
     from gatehouse.store.directory_sql import DirectoryStore
 
-    store, _ = await _open_store(cfg)
+    store, _ = await open_store(cfg)
     admin = DirectoryAdmin(cfg, DirectoryStore(store), [m.name for m in cfg.models], AuditTrail.for_cli(store))
     groups = args.what == "groups"
     try:
@@ -131,72 +114,6 @@ async def _directory(cfg: Config, args: argparse.Namespace) -> int:
         return 1
     finally:
         await store.close()
-
-
-async def rotate_key(store: SqlStore, hasher: KeyHasher, args: argparse.Namespace, admin: DirectoryAdmin) -> int:
-    from gatehouse.policy.key_rotation import rotate
-
-    try:
-        new, key, old = await rotate(store, hasher, args.key_id, args.grace, args.description,
-                                     admin.require_consumer)
-    except GatehouseError as e:
-        print(f"error: {e.message}", file=sys.stderr)
-        return 1
-    await admin.record("key.rotate", old.id, {"consumer": old.consumer, "new_key_id": new.id,
-                                              "old_key_expires_at": old.expires_at})
-    until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old.expires_at)) if old.expires_at else "-"
-    print(f"created key {new.id} for consumer '{new.consumer}' (shown only once); {old.id} stays valid until {until}:")
-    print(key)
-    return 0
-
-
-def add_audit_command(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
-    a = with_config(sub.add_parser("audit", help="admin actions (who changed keys, groups, consumers), newest first"))
-    a.add_argument("--since", default="7d", help="7d, 24h, 30m or an ISO date (default 7d)")
-    a.add_argument("--until", help="same forms as --since (default: now)")
-    a.add_argument("--actor", help="admin-key, or cli:<user>")
-    a.add_argument("--action", help="key.create, consumer.delete, ... or a family: key.*")
-    a.add_argument("--target", help="a key id, group or consumer name")
-    a.add_argument("--limit", type=int, default=100, help="at most this many (1-1000, default 100)")
-    a.add_argument("--json", action="store_true", help="one JSON object per line")
-    a.set_defaults(func=cmd_audit)
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    from gatehouse.cli import load_config
-    from gatehouse.metering.report import UsageQueryError, parse_time
-
-    now = time.time()
-    try:
-        since = parse_time(args.since, "since", now)
-        until = parse_time(args.until, "until", now) if args.until else None
-    except UsageQueryError as e:
-        print(f"audit: {e}", file=sys.stderr)
-        return 2
-    if not 1 <= args.limit <= 1000:
-        print("audit: --limit must be from 1 to 1000", file=sys.stderr)
-        return 2
-    return asyncio.run(_audit(load_config(args.config), args, since, until))
-
-
-async def _audit(cfg: Any, args: argparse.Namespace, since: float, until: float | None) -> int:
-    from gatehouse.cli import _open_store
-    from gatehouse.store.audit_sql import AuditStore
-
-    store, _ = await _open_store(cfg)
-    try:
-        entries = await AuditStore(store).query(since=since, until=until, actor=args.actor, action=args.action,
-                                                target=args.target, limit=args.limit)
-    finally:
-        await store.close()
-    for e in entries:
-        if args.json:
-            print(json.dumps(e.view(), ensure_ascii=False))
-        else:
-            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.ts))
-            detail = json.dumps(e.detail, ensure_ascii=True, sort_keys=True)
-            print(f"{when}  {e.actor:<16} {e.action:<16} {e.target!r:<24} {detail}")
-    return 0
 
 
 def _row(r: dict[str, Any], groups: bool) -> str:

@@ -1,4 +1,5 @@
-"""The `gatehouse import` command."""
+"""`gatehouse import litellm|kong FILE`: a peer gateway's config converted into a Gatehouse config
+(the converters are gatehouse/importers/)."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 if TYPE_CHECKING:
-    from gatehouse.cli_admin import Subparsers
+    from gatehouse.cli.common import Subparsers
 
 
 def add_import_command(sub: Subparsers) -> None:

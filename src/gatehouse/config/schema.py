@@ -1,31 +1,106 @@
-"""Typed configuration: YAML, ${VAR} interpolation, and errors that name the field path.
+"""The config's types: msgspec structs whose fields carry their own rules (a leaf: it imports
+nothing from gatehouse, so every module can depend on it and it depends on none).
 
-Loading is three steps, each of which can fail with a ConfigError naming the field:
-interpolate environment variables into the raw YAML tree, convert the tree into the typed
-structs below (msgspec, unknown fields refused so typos surface), then check the references
-between sections (a deployment's provider, a consumer's group, ...) in config_check.py.
+Each field's range is a `Meta` constraint, each struct's rules between its own fields a
+`__post_init__` raising ValueError("<field>: <why>"); msgspec then reports either with the
+path of the field, which loader.py turns into `models[2].deployments[0].provider: ...`.
+Rules between sections (a deployment's provider exists, ...) are in check.py.
+
+Providers are a tagged union on `type`: one struct per provider type, so a field is accepted
+only by the types that use it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
+from urllib.parse import urlsplit
 
-import msgspec
-import yaml
-from msgspec import Struct, field
+from msgspec import Meta, field
 
-from gatehouse.policy.guardrails.config import GuardrailsConfig
-
-
-class ConfigError(Exception):
-    """A config problem, message prefixed with the field path (`models[2].deployments[0]`)."""
-
-
-class _Base(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    pass
+from gatehouse.config.schema_base import (
+    HTTP_URL as HTTP_URL,
+)
+from gatehouse.config.schema_base import (
+    PATTERN_RULES as PATTERN_RULES,
+)
+from gatehouse.config.schema_base import (
+    ConfigError as ConfigError,
+)
+from gatehouse.config.schema_base import (
+    Deadline as Deadline,
+)
+from gatehouse.config.schema_base import (
+    HttpUrl as HttpUrl,
+)
+from gatehouse.config.schema_base import (
+    NonNegative as NonNegative,
+)
+from gatehouse.config.schema_base import (
+    NonNegativeInt as NonNegativeInt,
+)
+from gatehouse.config.schema_base import (
+    Positive as Positive,
+)
+from gatehouse.config.schema_base import (
+    PositiveInt as PositiveInt,
+)
+from gatehouse.config.schema_base import (
+    _Base as _Base,
+)
+from gatehouse.config.schema_policy import (
+    Action as Action,
+)
+from gatehouse.config.schema_policy import (
+    CheckType as CheckType,
+)
+from gatehouse.config.schema_policy import (
+    ClassifierRouteConfig as ClassifierRouteConfig,
+)
+from gatehouse.config.schema_policy import (
+    ComplianceConfig as ComplianceConfig,
+)
+from gatehouse.config.schema_policy import (
+    GuardCheckConfig as GuardCheckConfig,
+)
+from gatehouse.config.schema_policy import (
+    GuardFormat as GuardFormat,
+)
+from gatehouse.config.schema_policy import (
+    GuardPolicyConfig as GuardPolicyConfig,
+)
+from gatehouse.config.schema_policy import (
+    GuardrailsConfig as GuardrailsConfig,
+)
+from gatehouse.config.schema_policy import (
+    ReroutePolicy as ReroutePolicy,
+)
+from gatehouse.config.schema_policy import (
+    RouteRuleConfig as RouteRuleConfig,
+)
+from gatehouse.config.schema_policy import (
+    SemanticRouteConfig as SemanticRouteConfig,
+)
+from gatehouse.config.schema_policy import (
+    Stage as Stage,
+)
+from gatehouse.config.schema_policy import (
+    VirtualModelConfig as VirtualModelConfig,
+)
+from gatehouse.config.schema_routing import (
+    ColdStartConfig as ColdStartConfig,
+)
+from gatehouse.config.schema_routing import (
+    HealthCheckConfig as HealthCheckConfig,
+)
+from gatehouse.config.schema_routing import (
+    KubernetesScaleConfig as KubernetesScaleConfig,
+)
+from gatehouse.config.schema_routing import (
+    RoutingConfig as RoutingConfig,
+)
+from gatehouse.config.schema_routing import (
+    WakeConfig as WakeConfig,
+)
 
 
 class TlsConfig(_Base):
@@ -34,17 +109,17 @@ class TlsConfig(_Base):
     cert_file: str  # the certificate chain, leaf first
     key_file: str
     client_ca_file: str | None = None  # set: mutual TLS, clients without a certificate it signed are refused
-    reload_seconds: float = 10.0  # how often the files are checked for a change (0: never)
+    reload_seconds: NonNegative = 10.0  # how often the files are checked for a change (0: never)
 
 
 class ServerConfig(_Base):
     host: str = "127.0.0.1"
     port: int = 8080
-    max_body_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: PositiveInt = 10 * 1024 * 1024
     # Read deadlines (seconds): a request's head must arrive within header_timeout of its first
     # byte, its body within body_timeout of the head; else 408 and the connection is closed.
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
+    header_timeout: Deadline = 10.0
+    body_timeout: Deadline = 30.0
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     # Secret for HMAC-hashing keys. Replicas sharing a store must share it; without it a
     # random one is generated once and kept in the data dir.
@@ -55,7 +130,7 @@ class ServerConfig(_Base):
     drain_seconds: float = 0.0
     public_url: str | None = None  # shown in client-env and first-start hints
     # Requests in flight per process beyond which new ones get 503 + Retry-After (0 = no cap).
-    max_in_flight: int = 1024
+    max_in_flight: NonNegativeInt = 1024
     tls: TlsConfig | None = None
     # Poll the config file every reload_watch_seconds and reload it when its content changes
     # (a Kubernetes ConfigMap update); SIGHUP and POST /admin/reload work either way.
@@ -66,7 +141,7 @@ class ServerConfig(_Base):
 class StoreConfig(_Base):
     url: str | None = None  # sqlite:///path.db | postgresql://...; None = data dir SQLite
     redis_url: str | None = None
-    pool_size: int = 10  # Postgres connections per process (bounded: no overflow)
+    pool_size: PositiveInt = 10  # Postgres connections per process (bounded: no overflow)
     migrate_on_start: bool = True  # apply schema migrations at start (else: `gatehouse migrate`)
 
 
@@ -82,7 +157,7 @@ class ResponsesConfig(_Base):
     hosted_tools: Literal["drop", "refuse"] = "drop"
     # Responses kept with `store: true` (for previous_response_id, item_reference, GET/DELETE
     # /v1/responses/{id}) are deleted this long after they were made.
-    store_ttl_seconds: Annotated[int, msgspec.Meta(gt=0)] = 30 * 86400
+    store_ttl_seconds: Annotated[int, Meta(gt=0)] = 30 * 86400
     # Whether a request that does not say `store` is kept. OpenAI keeps it; the gateway keeps
     # prompts only when asked, unless this is true.
     store_default: bool = False
@@ -92,8 +167,8 @@ class UiConfig(_Base):
     """The admin web UI at /ui (docs/admin-ui.md). Off whenever admin.key is not set."""
 
     enabled: bool = True
-    session_minutes: Annotated[int, msgspec.Meta(gt=0, le=10080)] = 480
-    login_attempts_per_minute: Annotated[int, msgspec.Meta(gt=0)] = 10
+    session_minutes: Annotated[int, Meta(gt=0, le=10080)] = 480
+    login_attempts_per_minute: Annotated[int, Meta(gt=0)] = 10
     # Sign-in with an ID token (needs auth.jwt): the token's `role_claim` (a string or list of
     # strings; dotted paths allowed) gives the role. A value in admin_values: full admin; else a
     # value in read_only_values: read-only (GET admin routes only); else the sign-in is refused.
@@ -111,138 +186,177 @@ class GuardrailConfig(_Base):
     stream_processing_mode: Literal["sync", "async"] | None = None
 
 
-class ProviderConfig(_Base):
-    type: str
-    base_url: str | None = None
-    api_key: str | None = None
+# ---- providers: one struct per type, a tagged union on `type` -----------------------------
+
+
+class UpstreamConfig(_Base, tag_field="type"):
+    """What every provider type shares: the connection to its upstream. A type's own struct
+    below adds its fields; a field of another type is refused (`unused_hints` may say why)."""
+
+    # Why a field of another type is refused here, beyond "not used by <type>" (loader.py).
+    unused_hints: ClassVar[dict[str, str]] = {}
+
     headers: dict[str, str] = field(default_factory=dict)
     connect_timeout: float = 5.0
     read_timeout: float = 600.0
     # Streamed requests: seconds until the upstream's response head; then 504 and failover.
-    first_byte_timeout: float = 120.0
-    max_connections: int = 256  # requests in flight (each holds a connection) to this upstream
-    pool_timeout: float = 30.0  # longest wait for one of those connections; then 503 upstream_busy
+    first_byte_timeout: Positive = 120.0
+    max_connections: PositiveInt = 256  # requests in flight (each holds a connection) to this upstream
+    pool_timeout: Positive = 30.0  # longest wait for one of those connections; then 503 upstream_busy
     health_check: HealthCheckConfig | None = None  # active checks (docs/routing.md#health)
     # Circuit breaker: this many consecutive failures (connect errors, timeouts, 5xx) eject a
     # deployment for ejection_seconds, doubled after each failed probe up to max_ejection_seconds.
-    failure_threshold: int = 3  # 0 = never eject
-    ejection_seconds: float = 5.0
-    max_ejection_seconds: float = 120.0
+    failure_threshold: NonNegativeInt = 3  # 0 = never eject
+    ejection_seconds: Positive = 5.0
+    max_ejection_seconds: Positive = 120.0
     # https upstreams: a CA bundle to verify the upstream with (instead of the system's), and a
     # client certificate for upstreams that require mutual TLS (PEM; key in the cert file or apart)
     ca_file: str | None = None
     client_cert_file: str | None = None
     client_key_file: str | None = None
-    # bedrock
-    region: str | None = None
-    endpoint_url: str | None = None
-    profile: str | None = None
-    # anthropic
+
+    @property
+    def type(self) -> str:
+        """The provider type (the union's tag: `type:` in the file)."""
+        return str(self.__struct_config__.tag)
+
+
+class OpenAIConfig(UpstreamConfig, tag="openai"):
+    """Anything that speaks OpenAI's API: OpenAI, vLLM, Ollama's /v1, llama.cpp, TGI."""
+
+    base_url: HttpUrl | None = None  # None: https://api.openai.com/v1
+    api_key: str | None = None
+    # The deployments speak the Responses API themselves (OpenAI), so POST /v1/responses is
+    # forwarded to them untouched (model swapped) instead of translated onto chat completions.
+    responses_api: bool = False
+
+
+class AnthropicConfig(UpstreamConfig, tag="anthropic"):
+    base_url: HttpUrl | None = None
+    api_key: str | None = None
     anthropic_version: str | None = None
     beta_allow: list[str] | None = None
-    # openai: the deployments speak the Responses API themselves (OpenAI), so POST /v1/responses
-    # is forwarded to them untouched (model swapped) instead of translated onto chat completions.
-    responses_api: bool = False
-    # ollama native
-    keep_alive: str | int | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # bedrock/gemini: model request fields
-    # bedrock
+
+
+class BedrockConfig(UpstreamConfig, tag="bedrock"):
+    unused_hints: ClassVar[dict[str, str]] = {"base_url": "set region (and endpoint_url for a VPC endpoint)"}
+
+    region: str | None = None  # None: $AWS_REGION, then $AWS_DEFAULT_REGION
+    endpoint_url: HttpUrl | None = None
+    profile: str | None = None
+    api_key: str | None = None  # a Bedrock API key (bearer) instead of SigV4
+    options: dict[str, Any] = field(default_factory=dict)  # additionalModelRequestFields
     guardrail: GuardrailConfig | None = None
 
-
-# ---- routing (issue 16; docs/routing.md; checked in routing/checks.py) ---------------------------
-
-
-class RoutingConfig(_Base):
-    """How a model's deployments share its requests, and how much failing over one request may do."""
-
-    strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity", "load-aware"] = "ordered"
-    max_attempts: Annotated[int, msgspec.Meta(ge=1)] | None = None  # deployments tried per request, fallbacks too
-    deadline_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = None  # no new attempt after this long
-    # Plans tried again after a retryable failure (not a 429), after a jittered backoff that
-    # starts at retry_backoff_seconds and doubles (at most 5 s); the fallbacks come after them.
-    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
-    retry_backoff_seconds: Annotated[float, msgspec.Meta(gt=0)] = 0.25
-    # At most this share of the model's deployments is ejected at once (at least one always may be).
-    max_ejected_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 100
-    # load-aware only: how often each deployment's engine metrics are scraped (default 1 s), and
-    # the queue (waiting requests) above which a deployment is saturated (default 16)
-    scrape_interval_seconds: Annotated[float, msgspec.Meta(ge=0.05)] | None = None
-    queue_threshold: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    def __post_init__(self) -> None:
+        if not (self.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            raise ValueError("region: required for bedrock (or set AWS_REGION in the gateway's environment)")
 
 
-class KubernetesScaleConfig(_Base):
-    """Scale a Deployment/StatefulSet up through the Kubernetes scale subresource (the pod's
-    service account; RBAC in docs/routing.md)."""
+class GeminiConfig(UpstreamConfig, tag="gemini"):
+    base_url: HttpUrl | None = None
+    api_key: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # generationConfig defaults
 
-    namespace: str
-    name: str
-    kind: Literal["deployment", "statefulset"] = "deployment"
-    replicas: Annotated[int, msgspec.Meta(ge=1)] = 1
-    api_url: str = "https://kubernetes.default.svc"
-    token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ValueError("api_key: required for gemini (a Google AI Studio API key)")
 
 
-class HealthCheckConfig(_Base):
-    """Active checks of a provider (routing/active.py): GET base_url's root + path."""
+class OllamaConfig(UpstreamConfig, tag="ollama"):
+    """Ollama's native API (/api/chat): keep_alive and options pass through."""
 
-    path: str = "/health"
-    interval_seconds: Annotated[float, msgspec.Meta(ge=0.05)] = 10.0
+    base_url: HttpUrl | None = None  # the server root, http://127.0.0.1:11434 by default
+    api_key: str | None = None  # for an Ollama behind an authenticating proxy
+    keep_alive: str | int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # Ollama options defaults (num_ctx, ...)
 
-
-class WakeConfig(_Base):
-    """How a cold start wakes the backend: a webhook and/or the Kubernetes scale subresource."""
-
-    url: str | None = None  # POSTed {"model": name} when a cold start begins
-    kubernetes: KubernetesScaleConfig | None = None
-
-
-class ColdStartConfig(_Base):
-    """Hold requests while a model's deployments (scaled to zero) come up, instead of failing them."""
-
-    max_queue: Annotated[int, msgspec.Meta(ge=0)] = 100
-    timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
-    poll_interval_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    ready_path: str = "/models"  # polled under each deployment's provider base_url; any answer < 500 = up
-    wake: WakeConfig | None = None
+    def __post_init__(self) -> None:
+        if self.base_url and urlsplit(self.base_url).path.rstrip("/").endswith("/v1"):
+            raise ValueError("base_url: the native ollama provider takes the server root (http://host:11434); "
+                             "for Ollama's /v1 API use type: openai")
 
 
-# ---- end of the routing block --------------------------------------------------------------------
+class EchoConfig(UpstreamConfig, tag="echo"):
+    """The built-in deterministic model: no upstream, nothing to set beyond the shared fields."""
+
+
+# A provider's config, chosen by its `type`. A new provider type adds its struct here.
+ProviderConfig = Union[OpenAIConfig, AnthropicConfig, BedrockConfig, GeminiConfig, OllamaConfig, EchoConfig]
+
+
 
 
 class DeploymentConfig(_Base):
     provider: str
     model: str
-    weight: Annotated[int, msgspec.Meta(ge=1)] = 1  # routing.strategy: weighted
-    priority: Annotated[int, msgspec.Meta(ge=1)] = 1  # tier: 2 takes traffic only when every 1 cannot
-    max_in_flight: Annotated[int, msgspec.Meta(ge=1)] | None = None  # saturated beyond: others first
+    weight: Annotated[int, Meta(ge=1)] = 1  # routing.strategy: weighted
+    priority: Annotated[int, Meta(ge=1)] = 1  # tier: 2 takes traffic only when every 1 cannot
+    max_in_flight: Annotated[int, Meta(ge=1)] | None = None  # saturated beyond: others first
     metrics_url: str | None = None  # load-aware: the engine's Prometheus endpoint (default: base_url's /metrics)
     # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
-    input_per_mtok: float | None = None
-    output_per_mtok: float | None = None
-    cached_input_per_mtok: float | None = None
+    input_per_mtok: NonNegative | None = None
+    output_per_mtok: NonNegative | None = None
+    cached_input_per_mtok: NonNegative | None = None
     # Self-hosted: the GPU's hourly cost amortised over its measured aggregate throughput.
-    gpu_cost_per_hour: float | None = None
-    gpu_output_tokens_per_second: float | None = None
-    gpu_input_tokens_per_second: float | None = None
+    gpu_cost_per_hour: NonNegative | None = None
+    gpu_output_tokens_per_second: Positive | None = None
+    gpu_input_tokens_per_second: Positive | None = None
+
+    def __post_init__(self) -> None:
+        if self.gpu_cost_per_hour is not None and self.gpu_output_tokens_per_second is None \
+                and self.output_per_mtok is None:
+            raise ValueError("gpu_output_tokens_per_second: required with gpu_cost_per_hour "
+                             "(the measured aggregate output throughput of the backend)")
+
+
+# ---- response cache (policy/cache.py, docs/cache.md) --------------------------------------
+
+
+class SemanticCacheConfig(_Base):
+    """Approximate matching of the last user message (docs/cache.md#semantic-cache): off unless set."""
+
+    model: str  # an embeddings model of this config (models[].name)
+    threshold: Annotated[float, Meta(gt=0, le=1)] = 0.95  # cosine similarity to count as the same
+    max_entries: PositiveInt = 10_000  # vectors held per cache block (oldest go first)
+
+
+class CacheConfig(_Base):
+    """`cache:` on a model or a group: answers to identical requests are served from a store."""
+
+    enabled: bool = True  # false on a group: its members are never served from or stored in a cache
+    ttl_seconds: Positive = 300.0
+    # Who shares entries: the consumer's group (default), each consumer alone, or everyone.
+    scope: Literal["group", "consumer", "global"] = "group"
+    backend: Literal["memory", "redis"] = "memory"  # redis: store.redis_url, shared by replicas
+    max_bytes: PositiveInt = 64 * 1024 * 1024  # memory: LRU bound on stored answers
+    max_entry_bytes: PositiveInt = 1024 * 1024  # a larger answer is not stored
+    allow_temperature: bool = False  # cache sampled answers too (temperature > 0 or unset)
+    allow_tools: bool = False  # cache requests that offer tools (agents: stale answers break them)
+    semantic: SemanticCacheConfig | None = None  # also answer near-identical last user messages
 
 
 class ModelConfig(_Base):
     name: str
     deployments: list[DeploymentConfig]
-    private: bool = False  # may receive sensitive data
+    private: bool = False  # may receive sensitive data (guardrails: a parallel guard needs it)
     description: str | None = None
     embeddings: bool = False
     # Tokens the model can take in (prompt + output), shown in GET /v1/models for clients that
     # size their context by it (Codex: `gatehouse client-env codex`).
-    context_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    context_window: Annotated[int, Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
     # routing (docs/routing.md)
     routing: RoutingConfig | None = None
     fallbacks: list[str] = field(default_factory=list)  # models tried when every deployment failed
     context_window_fallbacks: list[str] = field(default_factory=list)  # when the prompt exceeds context_window
     cold_start: ColdStartConfig | None = None
+    cache: CacheConfig | None = None  # response cache (docs/cache.md)
+    # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
+    # classes without a policy (a `private: true` model receives every class).
+    data_classes: list[str] | None = None
+    # What it can do, for virtual models' `cheapest` (docs/policy-routing.md#virtual-models).
+    capabilities: list[Literal["tools", "vision", "json_schema", "reasoning"]] = field(default_factory=list)
 
 
 Unlimited = Literal["unlimited"]
@@ -266,6 +380,12 @@ class GroupConfig(LimitSettings):
     # consumer: every member gets the allowance; group: the members share one allowance.
     limit_scope: Literal["consumer", "group"] = "consumer"
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    cache: CacheConfig | None = None  # response cache for the group's requests (docs/cache.md)
+    # ---- policy routing (docs/policy-routing.md) ----
+    # The model a request without one (or with `model: default`) uses.
+    default_model: str | None = None
+    # Every request of the group is at least this data class (compliance routing).
+    data_class: str | None = None
 
 
 class ConsumerConfig(LimitSettings):
@@ -292,13 +412,13 @@ class PricingConfig(_Base):
 class MeteringConfig(_Base):
     journal_dir: str | None = None  # None: <data dir>/journal
     # fsync the journal this often (seconds); 0 = after every record (slow, power-loss safe).
-    journal_fsync_seconds: float = 1.0
-    batch_size: int = 500  # ledger rows per store transaction
+    journal_fsync_seconds: NonNegative = 1.0
+    batch_size: PositiveInt = 500  # ledger rows per store transaction
     flush_seconds: float = 0.25  # longest a record waits in the journal when the store is up
     shutdown_flush_seconds: float = 10.0  # on SIGTERM, how long to keep draining into the store
     # The journal's disk refuses writes (full): records held in memory, at most this many; then
     # metered requests get 503 ledger_unavailable (docs/operations.md#disk-full).
-    journal_memory_records: int = 10_000
+    journal_memory_records: PositiveInt = 10_000
 
 
 class MetricsConfig(_Base):
@@ -315,13 +435,15 @@ class TracingConfig(_Base):
     """OpenTelemetry traces (docs/observability.md#tracing); needs the `[otel]` extra."""
 
     enabled: bool = False
-    # OTLP over HTTP (protobuf). None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
-    # OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, then http://localhost:4318/v1/traces.
+    # None: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, then OTEL_EXPORTER_OTLP_PROTOCOL, then http/protobuf.
+    protocol: Literal["http/protobuf", "http/json", "grpc"] | None = None
+    # None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then OTEL_EXPORTER_OTLP_ENDPOINT (+ /v1/traces
+    # over HTTP), then http://localhost:4318/v1/traces (HTTP) or http://localhost:4317 (gRPC).
     endpoint: str | None = None
     headers: dict[str, str] = field(default_factory=dict)  # e.g. an API key of the collector
     # Share of new traces kept (parent-based: a client's sampled trace is always kept).
     # None: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else every trace.
-    sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    sample_ratio: Annotated[float, Meta(ge=0, le=1)] | None = None
     service_name: str = "gatehouse"  # OTEL_SERVICE_NAME wins when set
 
 
@@ -331,15 +453,15 @@ class LimitsConfig(_Base):
     # Redis unreachable: open = keep limiting per replica (each limit divided by the replica
     # count last seen in Redis, or `replicas` before any was seen); closed = answer 503.
     on_store_error: Literal["open", "closed"] = "open"
-    store_timeout_seconds: float = 0.25
-    breaker_failures: int = 3  # consecutive Redis failures that open the circuit
-    breaker_reset_seconds: float = 2.0  # then one probe after this long
-    replicas: int = 1
+    store_timeout_seconds: Positive = 0.25
+    breaker_failures: PositiveInt = 3  # consecutive Redis failures that open the circuit
+    breaker_reset_seconds: Positive = 2.0  # then one probe after this long
+    replicas: PositiveInt = 1
     # Output tokens reserved when neither the request nor the group sets max_tokens.
-    default_reserve_tokens: int = 1024
+    default_reserve_tokens: PositiveInt = 1024
     # A concurrency slot kept in Redis is a lease of this long, renewed every third of it
     # while its request runs: the slot of a replica that died or hung frees after this long.
-    lease_seconds: float = 30.0
+    lease_seconds: Positive = 30.0
 
 
 class JwtConfig(_Base):
@@ -401,118 +523,5 @@ class Config(_Base):
     auth: AuthConfig = field(default_factory=AuthConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     guardrails: GuardrailsConfig = field(default_factory=GuardrailsConfig)
-
-
-# ---- interpolation -------------------------------------------------------------------
-
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-
-
-def _interpolate_str(value: str, path: str, env: dict[str, str]) -> str:
-    def sub(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, default = m.group(1), m.group(2)
-        got = env.get(name)
-        if got is None or (got == "" and default is not None):
-            if default is None:
-                raise ConfigError(f"{path}: environment variable {name} is not set")
-            return default
-        return got
-
-    return _VAR.sub(sub, value)
-
-
-def interpolate(node: Any, env: dict[str, str], path: str = "") -> Any:
-    if isinstance(node, str):
-        return _interpolate_str(node, path or "<root>", env)
-    if isinstance(node, dict):
-        return {k: interpolate(v, env, _join(path, str(k))) for k, v in node.items()}
-    if isinstance(node, list):
-        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
-    return node
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-# ---- typed conversion with readable paths ------------------------------------------------
-
-_MSGSPEC_PATH = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
-
-
-def _msgspec_message(err: msgspec.ValidationError) -> str:
-    m = _MSGSPEC_PATH.match(str(err))
-    assert m is not None
-    message, where = m.group(1), (m.group(2) or "")
-    where = where.lstrip(".")
-    message = message.replace("`", "'")
-    if message.startswith("Object contains unknown field"):
-        message = "unknown field " + message.split("field", 1)[1].strip()
-    elif message.startswith("Object missing required field"):
-        name = message.split("field", 1)[1].strip().strip("'")
-        where = _join(where, name)
-        message = "required field is missing"
-    else:
-        message = message[0].lower() + message[1:]
-    return f"{where}: {message}" if where else message
-
-
-def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError("the config file must be a mapping at the top level")
-    raw = interpolate(raw, dict(os.environ) if env is None else env)
-    try:
-        cfg = msgspec.convert(raw, Config, str_keys=True)
-    except msgspec.ValidationError as e:
-        raise ConfigError(_name_map_key(_msgspec_message(e), raw)) from None
-    from gatehouse.config_check import check_references  # late: it imports the types above
-
-    check_references(cfg)
-    return cfg
-
-
-def _name_map_key(message: str, raw: dict[str, Any]) -> str:
-    """msgspec says `groups[...]` for an entry of a map; find which entry and name it."""
-    section, sep, _ = message.partition("[...]")
-    if not sep or section not in raw or not isinstance(raw[section], dict):
-        return message
-    for key, value in raw[section].items():
-        try:
-            msgspec.convert({section: {key: value}}, Config, str_keys=True)
-        except msgspec.ValidationError:
-            return message.replace(f"{section}[...]", f"{section}.{key}", 1)
-    return message
-
-
-def load(path: str | Path, env: dict[str, str] | None = None) -> Config:
-    return load_with_digest(path, env)[0]
-
-
-def load_with_digest(path: str | Path, env: dict[str, str] | None = None) -> tuple[Config, str]:
-    """The config and the sha256 (hex) of the file's bytes as read, so a reload can say which
-    file is live without reading it twice."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        text = data.decode()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
-    return _parse(p, text, env), digest
-
-
-def _parse(p: Path, text: str, env: dict[str, str] | None) -> Config:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
-    return from_mapping(raw, env)
+    compliance: ComplianceConfig | None = None  # compliance routing (docs/policy-routing.md)
+    routers: dict[str, VirtualModelConfig] = field(default_factory=dict)  # virtual models (routing/virtual.py)

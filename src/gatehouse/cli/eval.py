@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 # Only argparse at import: `gatehouse serve` builds this parser too, and must not pay for the
 # runner's imports (aiohttp sessions, jsonschema, rich) in its start time and memory.
 if TYPE_CHECKING:
-    from gatehouse.cli_admin import Subparsers
+    from gatehouse.cli.common import Subparsers
     from gatehouse.evals.runner import CaseResult, Run, RunOptions
     from gatehouse.evals.suite import Suite
 
@@ -80,7 +80,7 @@ async def _gateway(args: argparse.Namespace) -> AsyncIterator[str]:
     from gatehouse.evals.suite import SuiteError
 
     from gatehouse.app import GatehouseApp
-    from gatehouse.cli import load_config
+    from gatehouse.cli.common import load_config
     from gatehouse.runtime import Runtime
     from gatehouse.server.protocol import H1Protocol
 
@@ -194,9 +194,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         push_to_gateway(args.pushgateway, job="gatehouse_eval", registry=registry_for(run, name))
     if args.record:
+        from gatehouse.cli.common import load_config
         from gatehouse.evals.record import record_run
 
-        asyncio.run(record_run(args.config, name, run))
+        asyncio.run(record_run(load_config(args.config), name, run))
     low = below_threshold(run.results, suite.threshold)
     if low:
         print(f"below the threshold of {100 * suite.threshold:.0f}%: {', '.join(low)}", file=sys.stderr)

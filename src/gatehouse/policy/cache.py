@@ -1,0 +1,340 @@
+"""The response cache step: an identical request is answered from a store instead of upstream.
+
+Opt-in per model and/or group (`cache:` blocks, docs/cache.md). At admit the step decides whether
+the request may be cached at all (safe by default: temperature 0, no tools, n = 1, the client did
+not say no-store / no-cache / `x-gatehouse-cache: off`), computes the key and looks it up:
+
+- hit: `ex.cached` is a Reply made from the stored canonical answer (a unary answer, or a replayed
+  stream: policy/cache_replay.py), and gateway/handle.py relays it instead of running attempts, so
+  the output guardrails and the client's own dialect renderer apply as to any answer;
+- miss: `ex.cache` holds a ticket; the request takes the translated path (the answer must be read
+  as canonical events to be stored), the ticket `tap`s the reply as it goes out, and `settle`
+  stores the answer only when it is complete: status 200, no error, no cut stream, no guardrail
+  block, no content-filter finish.
+
+The key is a blake2b digest of the canonical request after the gateway's own rewriting (resolved
+model, capped max_tokens, messages, system, tools, tool choice, response format, seed, sampling,
+stop, reasoning, dialect extras) plus the tenant (group, consumer or everyone): the same question
+asked in two dialects shares an entry, two groups never do. The step exists only when some model or
+group has a `cache:` block; requests to other models pay one dict lookup.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from gatehouse.config import CacheConfig, Config
+from gatehouse.gateway.relay import Reply
+from gatehouse.observability.safe import describe
+from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
+from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
+from gatehouse.store.cache_memory import MemoryCache
+from gatehouse.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.observability.metrics import Metrics
+    from gatehouse.routing.table import ModelEntry
+
+log = logging.getLogger("gatehouse.cache")
+
+_encode_request = msgspec.json.Encoder(order="deterministic").encode
+_encode_answer = msgspec.json.Encoder().encode
+_decode_answer = msgspec.json.Decoder(ChatResponse).decode
+
+CACHED_SURFACES = frozenset({"chat", "messages"})  # routes whose answer is a canonical ChatResponse
+OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
+
+
+class CacheStore(Protocol):
+    kind: str
+    held: int  # bytes held in process (0 for a shared store)
+
+    def key(self, digest: str, model: str, group: str | None) -> str: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def put(self, key: str, payload: bytes, ttl: float, model: str, group: str | None) -> None: ...
+    async def clear(self, model: str | None = None, group: str | None = None) -> int: ...
+    async def close(self) -> None: ...
+
+
+class CachePolicy:
+    """One `cache:` block, compiled once: its settings and its store."""
+
+    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools", "semantic")
+
+    def __init__(self, cfg: CacheConfig, store: CacheStore, semantic: SemanticIndex | None = None):
+        self.ttl = cfg.ttl_seconds
+        self.scope = cfg.scope
+        self.store = store
+        self.max_entry_bytes = cfg.max_entry_bytes
+        self.allow_temperature = cfg.allow_temperature
+        self.allow_tools = cfg.allow_tools
+        self.semantic = semantic  # policy/cache_semantic.py; None: exact only
+
+
+class CacheTicket:
+    """A cacheable miss: where its answer goes once complete (`ex.cache`)."""
+
+    __slots__ = ("policy", "key", "model", "group", "payload", "collector", "semantic")
+
+    def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None):
+        self.policy, self.key, self.model, self.group = policy, key, model, group
+        self.payload: bytes | None = None  # a unary answer, encoded as it arrived
+        self.collector: Collector | None = None  # a stream, read as it is relayed
+        self.semantic: tuple[str, list[float]] | None = None  # (context, vector): indexed once stored
+
+    def tap(self, reply: Reply) -> Reply:
+        """Read the answer on its way to the client (gateway/handle.py calls this on a miss)."""
+        result = reply.result
+        if result is not None:
+            if isinstance(result, ChatResponse) and result.stop_reason not in UNSTORABLE:
+                self.payload = _encode_answer(result)  # before an output guardrail can redact it in place
+        elif reply.events is not None and reply.first is not None:
+            self.collector = Collector()
+            reply.events = collecting(reply.first, reply.events, self.collector)
+        return reply
+
+    def answer(self, ex: Exchange) -> bytes | None:
+        if self.payload is not None:
+            return self.payload
+        if self.collector is not None:
+            answer = self.collector.answer(ex.usage)
+            if answer is not None:
+                return _encode_answer(answer)
+        return None
+
+
+class CacheStep:
+    name = "cache"
+
+    def __init__(self, models: dict[str, CachePolicy], groups: dict[str, CachePolicy | None],
+                 stores: list[CacheStore], metrics: Metrics):
+        self.models = models
+        self.groups = groups  # None: caching is off for the group
+        self.stores = stores
+        self.indexes = [p.semantic for p in [*models.values(), *groups.values()]
+                        if p is not None and p.semantic is not None]
+        self.metrics = metrics
+        self.lookups, self.bypasses, self.stored = metrics.track_cache(self.bytes_held)
+        self._series: dict[tuple[str, str], Any] = {}
+
+    def bytes_held(self) -> float:
+        return float(sum(s.held for s in self.stores if s.kind == "memory"))
+
+    # ---- admit -------------------------------------------------------------------------------
+
+    def policy_for(self, ex: Exchange) -> CachePolicy | None:
+        p = ex.principal
+        group = p.group if p is not None else None
+        if group is not None and group in self.groups:
+            gp = self.groups[group]
+            if gp is None:
+                return None
+            return self.models.get(ex.model) or gp
+        return self.models.get(ex.model)
+
+    async def admit(self, ex: Exchange) -> None:
+        policy = self.policy_for(ex)
+        if policy is None:
+            return
+        subject = ex.subject
+        headers = ex.request_headers
+        reason = _bypass(ex, subject, policy, headers)
+        if reason is not None:
+            self._bypass(ex, reason)
+            return
+        assert isinstance(subject, ChatRequest)
+        p = ex.principal
+        group = p.group if p is not None else None
+        tenant = "*" if policy.scope == "global" else \
+            "c:" + (p.consumer if p is not None else "") if policy.scope == "consumer" else "g:" + (group or "")
+        digest = request_digest(subject, ex.model, ex.max_tokens, tenant, ex.sensitive)
+        store = policy.store
+        key = store.key(digest, ex.model, group)
+        cc = headers.get("cache-control") if headers is not None else None
+        if cc is not None and "no-cache" in cc.lower():  # not from the cache, but the fresh answer is stored
+            self._bypass(ex, "no_cache")
+            ex.cache = CacheTicket(policy, key, ex.model, group)
+            return
+        try:
+            raw = await store.get(key)
+        except Exception as e:  # noqa: BLE001 - an unreachable cache is a miss, never an error
+            log.warning("cache lookup failed (%s): %s", store.kind, describe(e))
+            self._bypass(ex, "store_error")
+            return
+        ticket, result = None, "hit"
+        if raw is None and policy.semantic is not None and not subject.tools:
+            ticket, result = CacheTicket(policy, key, ex.model, group), "semantic_hit"
+            raw = await self._semantic(ex, policy, subject, tenant, ticket)
+        if raw is None or not self._hit(ex, raw, result):
+            self._count(ex.model, "miss")
+            ex.response_headers["x-gatehouse-cache"] = "miss"
+            ex.cache = ticket or CacheTicket(policy, key, ex.model, group)
+
+    def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
+        stamp, _, body = raw.partition(b" ")
+        try:
+            answer = _decode_answer(body)
+            stored = float(stamp)
+        except (msgspec.DecodeError, ValueError) as e:  # not ours, or from an incompatible version: a miss
+            log.warning("cache entry unreadable (%s): a miss", describe(e))
+            return False
+        self._count(ex.model, result)
+        h = ex.response_headers
+        h["x-gatehouse-cache"] = "hit"
+        h["age"] = str(max(0, int(time.time() - stored)))
+        ex.cache_hit = True
+        call = ex.call
+        if call is not None and call.stream:
+            first, rest = replay(answer)
+            ex.cached = Reply.translated_stream(first, rest)
+        else:  # the usage headers an upstream answer gets from metering, at no cost
+            u = answer.usage
+            h["x-gatehouse-tokens-input"] = str(u.input_tokens)
+            h["x-gatehouse-tokens-output"] = str(u.output_tokens)
+            h["x-gatehouse-cost-usd"] = "0"
+            ex.cached = Reply.answer(answer)
+        return True
+
+    async def _semantic(self, ex: Exchange, policy: CachePolicy, subject: ChatRequest, tenant: str,
+                        ticket: CacheTicket) -> bytes | None:
+        """After an exact miss: the stored answer whose last user message means the same, if any;
+        else the ticket carries the vector to index once the answer is stored."""
+        index = policy.semantic
+        text = last_user_text(subject)
+        if index is None or text is None:
+            return None
+        vector = await index.embed(text, ex.request_id)
+        if vector is None:
+            return None
+        before = msgspec.structs.replace(subject, messages=subject.messages[:-1])
+        context = request_digest(before, ex.model, ex.max_tokens, tenant + "\0semantic", ex.sensitive)
+        ticket.semantic = (context, vector)
+        found = index.nearest(context, vector)
+        if found is None:
+            return None
+        key, similarity = found
+        try:
+            raw = await policy.store.get(key)
+        except Exception as e:  # noqa: BLE001 - an unreachable cache is a miss
+            log.warning("cache lookup failed (%s): %s", policy.store.kind, describe(e))
+            return None
+        if raw is None:  # expired, evicted or cleared
+            index.forget(context, key)
+            return None
+        ex.response_headers["x-gatehouse-cache-similarity"] = f"{similarity:.4f}"
+        return raw
+
+    def _bypass(self, ex: Exchange, reason: str) -> None:
+        ex.response_headers["x-gatehouse-cache"] = "bypass"
+        self._count(ex.model, "bypass")
+        self.bypasses.labels(self.metrics.model(ex.model), reason).inc()
+
+    def _count(self, model: str, result: str) -> None:
+        series = self._series.get((model, result))
+        if series is None:
+            series = self._series[(model, result)] = self.lookups.labels(self.metrics.model(model), result)
+        series.inc()
+
+    # ---- settle ------------------------------------------------------------------------------
+
+    async def settle(self, ex: Exchange) -> None:
+        ticket, ex.cache = ex.cache, None
+        if ticket is None or ex.status != 200 or ex.error_type is not None:
+            return
+        answer = ticket.answer(ex)
+        policy = ticket.policy
+        if answer is None or len(answer) > policy.max_entry_bytes:
+            return
+        payload = b"%.3f " % time.time() + answer
+        try:
+            await policy.store.put(ticket.key, payload, policy.ttl, ticket.model, ticket.group)
+        except Exception as e:  # noqa: BLE001 - the client has its answer; the next one is a miss
+            log.warning("cache store failed (%s): %s", policy.store.kind, describe(e))
+            return
+        self.stored.labels(self.metrics.model(ticket.model)).inc()
+        if ticket.semantic is not None and policy.semantic is not None:
+            policy.semantic.add(*ticket.semantic, ticket.key, policy.ttl)
+
+    # ---- admin -------------------------------------------------------------------------------
+
+    async def clear(self, model: str | None = None, group: str | None = None) -> int:
+        """DELETE /admin/cache: entries of every store, narrowed by model and/or group."""
+        n = 0
+        for store in self.stores:
+            n += await store.clear(model, group)
+        for index in self.indexes:  # (vectors whose entry is gone are dropped when next matched)
+            if model is None and group is None:
+                index.clear()
+        return n
+
+    async def close(self) -> None:
+        for store in self.stores:
+            await store.close()
+
+
+def request_digest(req: ChatRequest, model: str, max_tokens: int | None, tenant: str, sensitive: bool) -> str:
+    """What determines the answer, hashed: the canonical request as it goes upstream (the resolved
+    model, the capped max_tokens; not the stream flag or the client's `user`), and the tenant."""
+    canonical = msgspec.structs.replace(req, model=model, stream=False, user=None, max_tokens=max_tokens)
+    h = hashlib.blake2b(_encode_request(canonical), digest_size=20)
+    h.update(b"\0" + tenant.encode() + (b"\0s" if sensitive else b""))
+    return h.hexdigest()
+
+
+def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> str | None:
+    """Why this request must not be cached, or None."""
+    if ex.surface not in CACHED_SURFACES or not isinstance(subject, ChatRequest):
+        return "route"
+    if headers is not None:
+        opt = headers.get("x-gatehouse-cache")
+        if opt is not None and opt.lower() in OPT_OUT:
+            return "opt_out"
+        cc = headers.get("cache-control")
+        if cc is not None and "no-store" in cc.lower():
+            return "no_store"
+    if not policy.allow_temperature and (subject.temperature is None or subject.temperature > 0):
+        return "temperature"  # unset: the upstream's default, which samples
+    if subject.tools and not policy.allow_tools:
+        return "tools"
+    for extra in subject.extra.values():
+        n = extra.get("n")
+        if isinstance(n, int) and n > 1:
+            return "n"
+    return None
+
+
+def build_step(cfg: Config, metrics: Metrics, entries: dict[str, ModelEntry]) -> CacheStep | None:
+    """The step, or None when no model or group has a `cache:` block (then nothing is added)."""
+    blocks = [m.cache for m in cfg.models if m.cache is not None and m.cache.enabled]
+    blocks += [g.cache for g in cfg.groups.values() if g.cache is not None and g.cache.enabled]
+    if not blocks:
+        return None
+    stores: list[CacheStore] = []
+    redis: CacheStore | None = None
+
+    def compile_block(c: CacheConfig) -> CachePolicy:
+        nonlocal redis
+        semantic = SemanticIndex(c.semantic, entries[c.semantic.model]) if c.semantic is not None else None
+        if c.backend == "redis":
+            if redis is None:
+                from gatehouse.store.cache_redis import RedisCache  # redis-py only when used
+
+                assert cfg.store.redis_url is not None  # (config_check)
+                redis = RedisCache(cfg.store.redis_url)
+                stores.append(redis)
+            return CachePolicy(c, redis, semantic)
+        store = MemoryCache(c.max_bytes)
+        stores.append(store)
+        return CachePolicy(c, store, semantic)
+
+    models = {m.name: compile_block(m.cache) for m in cfg.models if m.cache is not None and m.cache.enabled}
+    groups: dict[str, CachePolicy | None] = {
+        name: compile_block(g.cache) if g.cache.enabled else None
+        for name, g in cfg.groups.items() if g.cache is not None
+    }
+    return CacheStep(models, groups, stores, metrics)

@@ -1,0 +1,146 @@
+"""Compliance routing: each request gets a data class, and a model that may not receive that
+class never sees the request: the class's policy sends it to a private model or refuses it.
+
+The class is the highest of: the caller's group `data_class`, the `x-gatehouse-data-class`
+request header (it can raise the class, never lower it), and the classes of what the built-in
+guardrail detectors find in the prompt (`compliance.detectors`: payment_card -> pci, ...).
+Everything is decided at load: which models restrict classes (only their requests are looked
+at), which detectors could matter for each (none run when the model may receive every class a
+detector gives), each class's policy. A request to a model that may receive every class costs
+one dict lookup. Matched text never leaves the scan: errors, headers and the access log name
+the class and the reason (`group`, `header`, the detector), never the text.
+
+gateway/handle.py calls `decide` after the endpoint built the canonical request and before
+any policy step or attempt, so the guardrails, limits, cache and every attempt see the model
+that will serve. Failover stays inside that model's deployments (gateway/attempts.py); a
+later cross-model fallback must ask `may_receive` (docs/policy-routing.md).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gatehouse.errors import InvalidRequest, PermissionDenied
+from gatehouse.routing.policy_routes import allowed_classes
+
+if TYPE_CHECKING:
+    from gatehouse.config.schema import Config
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.policy.guardrails.engine import Scanner
+    from gatehouse.policy.principal import Principal
+    from gatehouse.routing.table import ModelEntry
+
+HEADER = "x-gatehouse-data-class"
+
+
+class DataClassDenied(PermissionDenied):
+    code = "data_class_denied"
+
+
+class Compliance:
+    def __init__(self, cfg: Config, models: Mapping[str, ModelEntry]):
+        comp = cfg.compliance
+        assert comp is not None
+        self.classes = tuple(comp.classes)
+        self.rank = {c: i for i, c in enumerate(self.classes)}
+        self.group_rank = {n: self.rank[g.data_class] for n, g in cfg.groups.items() if g.data_class}
+        # The detectors, as guardrail checks run in one RE2 pass (policy/guardrails/engine.py).
+        self.detector_rank: dict[str, int] = {det: self.rank[c] for det, c in comp.detectors.items()}
+        self.scanner: Scanner | None = None
+        if self.detector_rank:
+            from gatehouse.config.schema import GuardCheckConfig
+            from gatehouse.policy.guardrails.engine import Scanner, compile_check
+
+            self.scanner = Scanner(compile_check(GuardCheckConfig(type=det, action="flag", stage="input"))  # type: ignore[arg-type]
+                                   for det in self.detector_rank)
+        self.top_detected = max(self.detector_rank.values(), default=0)
+        # model -> the rank of the most sensitive class it may receive (config/check.py: a model
+        # receives a prefix of the classes); models that receive every class are not listed.
+        self.limits: dict[str, int] = {}
+        for m in cfg.models:
+            allowed = allowed_classes(m, cfg)
+            if allowed is None or len(allowed) == len(self.classes):
+                continue  # receives every class: its requests are not looked at
+            self.limits[m.name] = max((self.rank[c] for c in allowed), default=-1)
+        # an embeddings request is rerouted only to an embeddings model (and a generation to a generating one)
+        self.embedders = frozenset(m.name for m in cfg.models if m.embeddings)
+        # class rank -> None (deny) or the model that serves it instead
+        self.policies: dict[int, ModelEntry | None] = {
+            self.rank[c]: None if p == "deny" else models[p.reroute] for c, p in comp.policies.items()}
+
+    def may_receive(self, model: str, data_class: str | None) -> bool:
+        """For a cross-model fallback: may `model` receive a request of this class?"""
+        limit = self.limits.get(model)
+        return limit is None or data_class is None or self.rank[data_class] <= limit
+
+    def decide(self, ex: Exchange, entry: ModelEntry, subject: Any, principal: Principal,
+               headers: Mapping[str, str]) -> ModelEntry:
+        """The model that serves the request (`subject`: its canonical form, None when the endpoint
+        could not build one): `entry`, or its class's reroute target; raises
+        DataClassDenied for a `deny` class (or one without a policy the model may not receive)."""
+        limit = self.limits.get(entry.name)
+        if limit is None:
+            return entry
+        rank, reason = 0, ""
+        group = principal.group
+        if group is not None:
+            r = self.group_rank.get(group, 0)
+            if r:
+                rank, reason = r, "group"
+        asked = headers.get(HEADER)
+        if asked is not None:
+            r = self.rank.get(asked.strip(), -1)
+            if r < 0:
+                raise InvalidRequest(f"Unknown data class '{asked[:64]}' in {HEADER} (one of: "
+                                     f"{', '.join(self.classes)}).", param=HEADER)
+            if r > rank:
+                rank, reason = r, "header"
+        if rank < self.top_detected and self.top_detected > limit:  # a finding could still matter
+            found, detector = self.detect(subject, rank)
+            if found > rank:
+                rank, reason = found, detector
+        cls = self.classes[rank]
+        ex.response_headers[HEADER] = cls
+        record = {"data_class": cls, "reason": reason or "default"}
+        ex.compliance = record
+        if rank <= limit:
+            return entry
+        target = self.policies.get(rank)
+        if target is not None and (ex.surface == "embeddings") != (target.name in self.embedders):
+            target = None  # (its reroute model cannot serve this kind of request)
+        if target is None:
+            record["action"] = "deny"
+            raise DataClassDenied(f"The request carries data of class '{cls}', which model '{entry.name}' may "
+                                  "not receive (the gateway's compliance policy).", param="model",
+                                  code="data_class_denied")
+        record["action"], record["routed_from"] = "reroute", entry.name
+        return target
+
+    def detect(self, subject: Any, floor: int) -> tuple[int, str]:
+        """(the highest class rank a detector finds in the prompt, that detector), from `floor`.
+        A prompt the detectors cannot read is taken to hold the most sensitive class they give."""
+        scanner = self.scanner
+        if scanner is None:
+            return floor, ""
+        if subject is None:
+            return self.top_detected, "uninspectable"
+        from gatehouse.policy.guardrails.step import _texts
+
+        best, why, top = floor, "", self.top_detected
+        for holder, where in _texts(subject):
+            text = holder[where] if isinstance(where, int) else getattr(holder, where)
+            for hit in scanner.scan(text):
+                r = self.detector_rank[hit.check.name]
+                if r > best:
+                    best, why = r, hit.check.name
+                    if best >= top:
+                        return best, why
+        return best, why
+
+
+def build_compliance(cfg: Config, models: Mapping[str, ModelEntry]) -> Compliance | None:
+    """None when no config section or no model restricts classes: the path skips the step."""
+    if cfg.compliance is None:
+        return None
+    c = Compliance(cfg, models)
+    return c if c.limits else None

@@ -1,0 +1,91 @@
+"""Routes decided by who asks and what they send, checked at load: a group's default model
+(a request without `model`, or with `model: default`) and the compliance section's references
+(data classes, detectors, reroute targets). The per-request side is in routing/table.py
+(`ModelTable.requested`) and policy/compliance.py; docs/policy-routing.md describes both.
+"""
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gatehouse.config.schema import Config, ModelConfig
+
+DEFAULT = "default"  # the model name that asks for the group's default (unless a model has it)
+
+
+def group_defaults(cfg: Config) -> dict[str, str]:
+    """Group name -> its default model, for the groups that have one."""
+    return {name: g.default_model for name, g in cfg.groups.items() if g.default_model}
+
+
+def allowed_classes(m: ModelConfig, cfg: Config) -> frozenset[str] | None:
+    """The data classes model `m` may receive; None: every class (private, or no compliance).
+    Undeclared: the classes less sensitive than the first one with a policy."""
+    comp = cfg.compliance
+    if comp is None or m.private:
+        return None
+    if m.data_classes is not None:
+        return frozenset(m.data_classes)
+    first = next((i for i, c in enumerate(comp.classes) if c in comp.policies), len(comp.classes))
+    return frozenset(comp.classes[:first])
+
+
+def check_policy_routing(cfg: Config) -> str | None:
+    """The first problem as 'path: message', or None."""
+    models = {m.name: m for m in cfg.models}
+    for gname, g in cfg.groups.items():
+        if g.default_model is not None:
+            path = f"groups.{gname}.default_model"
+            if g.default_model not in models and g.default_model not in cfg.routers:
+                return f"{path}: unknown model '{g.default_model}'"
+            if not any(fnmatchcase(g.default_model, pat) for pat in g.models):
+                return f"{path}: the group may not use model '{g.default_model}' (its `models` list)"
+    from gatehouse.routing.virtual import check_virtual
+
+    return _check_compliance(cfg, models) or check_virtual(cfg)
+
+
+def _check_compliance(cfg: Config, models: dict[str, ModelConfig]) -> str | None:
+    comp = cfg.compliance
+    classes = set(comp.classes) if comp is not None else set()
+    named = [(f"models[{i}].data_classes", m.data_classes or []) for i, m in enumerate(cfg.models)]
+    named += [(f"groups.{n}.data_class", [g.data_class] if g.data_class else []) for n, g in cfg.groups.items()]
+    for path, names in named:
+        for c in names:
+            if c not in classes:
+                return f"{path}: unknown data class '{c}' (declare it in compliance.classes)"
+    if comp is None:
+        return None
+    if not comp.classes:
+        return "compliance.classes: at least one class is required (least sensitive first)"
+    if len(classes) != len(comp.classes):
+        return "compliance.classes: duplicate class"
+    for i, m in enumerate(cfg.models):
+        if m.data_classes:  # a request's class is the highest of its signals: a model takes a prefix
+            top = max(comp.classes.index(c) for c in m.data_classes)
+            missing = [c for c in comp.classes[:top] if c not in m.data_classes]
+            if missing:
+                return (f"models[{i}].data_classes: a model that receives '{comp.classes[top]}' receives every "
+                        f"less sensitive class too; add {', '.join(missing)}")
+    from gatehouse.policy.guardrails.detectors import BUILTIN  # late: it compiles the detectors
+
+    for det, c in comp.detectors.items():
+        if det not in BUILTIN:
+            return f"compliance.detectors.{det}: unknown detector (one of {', '.join(sorted(BUILTIN))})"
+        if c not in classes:
+            return f"compliance.detectors.{det}: unknown data class '{c}'"
+    for c, policy in comp.policies.items():
+        path = f"compliance.policies.{c}"
+        if c not in classes:
+            return f"{path}: unknown data class '{c}'"
+        if policy == "deny":
+            continue
+        target = models.get(policy.reroute)
+        if target is None:
+            return f"{path}.reroute: unknown model '{policy.reroute}'"
+        allowed = allowed_classes(target, cfg)
+        if allowed is not None and c not in allowed:
+            return (f"{path}.reroute: model '{policy.reroute}' may not receive class '{c}' "
+                    "(make it private: true or list the class in its data_classes)")
+    return None

@@ -1,0 +1,76 @@
+"""The in-process response cache: an LRU bounded by the bytes of the answers it holds, with TTL.
+
+Entries are the stored bytes (policy/cache.py encodes them), so what is counted is what is held
+and a hit decodes a fresh copy (output guardrails may redact an answer in place). Expired entries
+are dropped when read and, oldest first, when room is needed. One instance per `cache:` block.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import NamedTuple
+
+# Rough per-entry overhead besides the payload: key, tuple, dict slot.
+_OVERHEAD = 200
+
+
+class _Entry(NamedTuple):
+    expires: float  # monotonic
+    payload: bytes
+    model: str
+    group: str | None
+    size: int
+
+
+class MemoryCache:
+    kind = "memory"
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.held = 0  # held now (gatehouse_cache_bytes)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    @staticmethod
+    def key(digest: str, model: str, group: str | None) -> str:
+        return digest  # (the tenant and model are inside the digest; kept on the entry to clear by them)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        e = self._entries.get(key)
+        if e is None:
+            return None
+        if e.expires <= time.monotonic():
+            self._drop(key, e)
+            return None
+        self._entries.move_to_end(key)
+        return e.payload
+
+    async def put(self, key: str, payload: bytes, ttl: float, model: str, group: str | None) -> None:
+        size = len(payload) + len(key) + _OVERHEAD
+        if size > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.held -= old.size
+        entries = self._entries
+        while self.held + size > self.max_bytes and entries:
+            _, evicted = entries.popitem(last=False)  # least recently used
+            self.held -= evicted.size
+        entries[key] = _Entry(time.monotonic() + ttl, payload, model, group, size)
+        self.held += size
+
+    async def clear(self, model: str | None = None, group: str | None = None) -> int:
+        doomed = [k for k, e in self._entries.items()
+                  if (model is None or e.model == model) and (group is None or e.group == group)]
+        for k in doomed:
+            self._drop(k, self._entries[k])
+        return len(doomed)
+
+    async def close(self) -> None:
+        return None
+
+    def _drop(self, key: str, e: _Entry) -> None:
+        del self._entries[key]
+        self.held -= e.size
