@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gatehouse.config import ConfigError, from_mapping
-from gatehouse.errors import UpstreamStatus
+from gatehouse.errors import UpstreamStatus, classify_upstream_status
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, cool_down_seconds
@@ -83,7 +83,7 @@ def test_a_cool_down_takes_a_deployment_out_without_a_probe_after():
 
 def test_retry_after_seconds_and_http_dates_bound_the_cool_down():
     def err(value: str | None) -> UpstreamStatus:
-        return UpstreamStatus(429, "limited", headers={"retry-after": value} if value else None)
+        return classify_upstream_status(429, "limited", headers={"retry-after": value} if value else None)
 
     assert cool_down_seconds(err("7")) == 7
     assert cool_down_seconds(err("99999")) == 300
