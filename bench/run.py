@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import procs, report, rounds, scenarios, targets as tg, tools  # noqa: E402
 
-ALL = "abcdefghijk"
+ALL = "abcdefghijkl"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                 ("g", scenarios.scenario_responses), ("d", scenarios.scenario_memory),
                 ("f", scenarios.scenario_distributed), ("h", scenarios.scenario_guardrails),
                 ("i", scenarios.scenario_workers), ("j", scenarios.scenario_cache),
-                ("k", scenarios.scenario_tracing)]
+                ("k", scenarios.scenario_tracing), ("l", scenarios.scenario_routing)]
         for sid, fn in plan:
             if sid not in args.scenarios:
                 continue
-            if sid in "fhijk" and args.no_gatehouse:
+            if sid in "fhijkl" and args.no_gatehouse:
                 continue
             if sid != "f" and not gateways:
                 continue

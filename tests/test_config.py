@@ -76,12 +76,14 @@ def test_errors_name_the_field_path(mutate, expected):
     assert error_of(raw).startswith(expected)
 
 
-def test_a_deployment_weight_is_refused_until_routing_implements_it():
+def test_a_deployment_weight_needs_the_weighted_strategy():
     raw = minimal()
     raw["models"][0]["deployments"][0]["weight"] = 1  # the default: accepted
     from_mapping(raw, {})
-    raw["models"][0]["deployments"][0]["weight"] = 3
-    assert error_of(raw).startswith("models[0].deployments[0].weight: not implemented yet")
+    raw["models"][0]["deployments"][0]["weight"] = 3  # ignored by the configured order: refused
+    assert error_of(raw).startswith("models[0].deployments[0].weight: only used by routing.strategy 'weighted'")
+    raw["models"][0]["routing"] = {"strategy": "weighted"}
+    from_mapping(raw, {})
 
 
 def test_invalid_yaml_reports_line(tmp_path):

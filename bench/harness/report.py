@@ -24,6 +24,7 @@ TARGETS = {
     "cache_vs_plain": 2.0,            # (j) in-process hits at least 2x uncached at c=64
     "cache_hit_added_ms": 0.2,        # (j) a hit answers within 0.2 ms added at c=1
     "tracing_vs_off": 0.9,            # (k) every request traced costs at most 10% (issue 20)
+    "routing_vs_single": 0.95,        # (l) three deployments within 5% of one (issue 16)
 }
 
 
@@ -282,9 +283,29 @@ def rows_tracing(k: dict) -> list[list[str]]:
     return out
 
 
+def rows_routing(r_: dict) -> list[list[str]]:
+    """(l): one deployment vs three under each routing strategy, and their ratios."""
+    limit = TARGETS["routing_vs_single"]
+    if "skipped" in r_:
+        return [["(l) routing: three deployments ÷ one", "—", r_["skipped"], "—", "—", f"≥ {limit:g}", "—"]]
+    out = []
+    for strategy, r in (r_.get("routing_ratio") or {}).items():
+        e = _get(r_, "best", f"gatehouse-{strategy}") or {}
+        txt = fmt(e.get("rps"), thousands=True) if e.get("rps") else "p99 < 50 ms not reached"
+        out.append([f"(l) {strategy}, three deployments: throughput, req/s",
+                    fmt(_get(r_, "summary", "direct", "rps"), thousands=True),
+                    txt + (" (paced)" if e.get("paced") else ""), "—", "—", "—", "—"])
+        out.append([f"(l) {strategy}: three deployments ÷ one, c=64, 0 errors, p99 < 50 ms", "—",
+                    "n/a" if r is None else f"{r:.3f}", "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
+        c = (r_.get("routing_closed_loop_ratio") or {}).get(strategy)
+        out.append([f"(l) {strategy}: three ÷ one, closed loop c=64, no p99 limit", "—",
+                    "n/a" if c is None else f"{c:.3f}", "—", "—", "—", "—"])
+    return out
+
+
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
-        "h": rows_guardrails, "i": rows_workers, "j": rows_cache, "k": rows_tracing}
+        "h": rows_guardrails, "i": rows_workers, "j": rows_cache, "k": rows_tracing, "l": rows_routing}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

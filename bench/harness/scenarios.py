@@ -1,4 +1,4 @@
-"""The scenarios (a)-(k). Each returns a dict that goes into results/<date>.json as is;
+"""The scenarios (a)-(l). Each returns a dict that goes into results/<date>.json as is;
 report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
@@ -509,3 +509,51 @@ def scenario_tracing(ctx: Ctx) -> dict:
 def _mid(xs: list) -> float | None:
     xs = sorted(x for x in xs if x is not None)
     return None if not xs else (xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2)
+
+
+# ---- (l) routing over three deployments -----------------------------------------------------
+
+ROUTING_STRATEGIES = ("least-busy", "prefix-affinity")
+
+
+def scenario_routing(ctx: Ctx) -> dict:
+    """As (b), Gatehouse only: the model served by one deployment vs by three (three providers on
+    the same mock) under each of ROUTING_STRATEGIES, interleaved in the same rounds."""
+    say(f"(l) routing: one deployment vs three under {', '.join(ROUTING_STRATEGIES)}, c={CONCURRENCY}")
+    title = "Routing over three deployments vs one, throughput"
+    out: dict = {"id": "l", "title": title}
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        return out
+    pools: list[Target] = []
+    try:
+        for strategy in ROUTING_STRATEGIES:
+            try:
+                pools.append(tg.start_gatehouse(ctx.mock, ctx.run_dir, name=f"gatehouse-{strategy}", routing=strategy))
+            except tg.StartError as e:
+                out["skipped"] = f"the gateway did not start with routing.strategy {strategy}"
+                out["log_tail"] = str(e)[-2000:]
+                say(f"  skipped: {out['skipped']}")
+                return out
+        ctx.extra_gateways.extend(pools)
+        res = _throughput(ctx, "l", title, "/v1/chat/completions", openai_body(), False,
+                          [ctx.mock, plain, *pools], sample_rss=False)
+        one = stats.median((res["best"].get(plain.name) or {}).get("rps"))
+        one_closed = stats.median(res["summary"][plain.name]["rps"])
+        res["routing_ratio"] = {}
+        res["routing_closed_loop_ratio"] = {}
+        for strategy, g in zip(ROUTING_STRATEGIES, pools):
+            three = stats.median((res["best"].get(g.name) or {}).get("rps"))
+            res["routing_ratio"][strategy] = stats.ratio(three, one)
+            res["routing_closed_loop_ratio"][strategy] = stats.ratio(stats.median(res["summary"][g.name]["rps"]),
+                                                                     one_closed)
+            say(f"  {strategy}: three / one deployment {three or 0:.0f} / {one or 0:.0f} req/s = "
+                f"{res['routing_ratio'][strategy] or 0:.3f} (closed loop: "
+                f"{res['routing_closed_loop_ratio'][strategy] or 0:.3f})")
+        return res
+    finally:
+        ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g not in pools]
+        for g in pools:
+            if g.proc is not None:
+                g.proc.stop()

@@ -114,7 +114,7 @@ def ecommerce_guardrails() -> dict:
 
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
                      redis_url: str | None = None, guardrails: str | None = None,
-                     cache: dict | None = None, tracing: dict | None = None) -> dict:
+                     cache: dict | None = None, tracing: dict | None = None, routing: str | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
@@ -122,7 +122,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     `guardrails` names a policy of examples/guardrails-ecommerce.yaml to attach to the bench
     group (scenario h); everything else stays the same, so the difference is the guardrails.
     `cache` is the bench model's `cache:` block (scenario j: response cache hits); `tracing` the
-    `tracing:` section (scenario k).
+    `tracing:` section (scenario k). `routing` serves the model from three deployments (three
+    providers on the same mock, as three replicas would be) under that routing strategy (scenario l).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -134,16 +135,20 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
         extra["guardrails"] = ecommerce_guardrails()
     if tracing:
         extra["tracing"] = tracing
+    providers = {"mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "x"}}
     model: dict = {"name": MODEL, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]}
+    if routing:
+        for i in (1, 2):
+            providers[f"mock{i}"] = dict(providers["mock"])
+        model = {"name": MODEL, "routing": {"strategy": routing},
+                 "deployments": [{"provider": p, "model": UPSTREAM_MODEL} for p in providers]}
     if cache is not None:
         model["cache"] = cache
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "store": store,
         "admin": {"key": "bench-admin"},
-        "providers": {
-            "mock": {"type": "openai", "base_url": f"http://127.0.0.1:{mock_port}/v1", "api_key": "x"},
-        },
+        "providers": providers,
         "models": [model],
         "groups": {"bench": group},
         "consumers": {"bench": {"group": "bench", "keys": [BENCH_KEY]}},

@@ -14,15 +14,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Union
 
-from gatehouse.api import admin, admin_cache, admin_deployments, admin_directory, admin_requests, anthropic, migration, ollama, ops, openai, responses, responses_state, ui, usage
+from gatehouse.api import (
+    admin,
+    admin_cache,
+    admin_deployments,
+    admin_directory,
+    admin_requests,
+    anthropic,
+    migration,
+    ollama,
+    openai,
+    ops,
+    responses,
+    responses_state,
+    ui,
+    usage,
+)
 from gatehouse.api.cors import Cors
 from gatehouse.api.errors import render, status_for
 from gatehouse.api.http import ClientGone, Receive, Request, Scope, Send, header_list, send_bytes
-from gatehouse.observability.safe import describe
 from gatehouse.errors import GatehouseError, MethodNotAllowed, NotFound, ServiceUnavailable
 from gatehouse.gateway.endpoint import Endpoint
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.gateway.handle import handle
+from gatehouse.observability.safe import describe
 from gatehouse.reload import ConfigReloader
 from gatehouse.runtime import Runtime
 
@@ -82,6 +97,7 @@ ROUTES: list[Route] = [
     Route("PATCH", "/admin/consumers/{name}", admin_directory.update_consumer, "admin"),
     Route("DELETE", "/admin/consumers/{name}", admin_directory.delete_consumer, "admin"),
     Route("GET", "/admin/limits", admin_directory.limits_status, "admin"),
+    Route("GET", "/admin/deployments", admin_deployments.list_deployments, "admin"),
     Route("GET", "/admin/audit", admin.audit_log, "admin"),
     Route("POST", "/admin/reload", admin.reload_config, "admin"),
     Route("DELETE", "/admin/cache", admin_cache.clear_cache, "admin"),

@@ -14,35 +14,37 @@ from typing import TYPE_CHECKING
 from gatehouse.config import Config, DeploymentConfig, OpenAIConfig
 from gatehouse.gateway.attempts import Attempts
 from gatehouse.metering.meter import Meter
-from gatehouse.policy.ui_session import UiSessions
-from gatehouse.observability.safe import describe
-from gatehouse.policy.auth import AuthChain, Authenticator
-from gatehouse.policy.directory import AccessControl
-from gatehouse.policy.key_auth import KeyAuth
-from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.metering.pricing import PriceBook
-from gatehouse.policy.cache import CacheStep, build_step as build_cache
+from gatehouse.observability.safe import describe
+from gatehouse.observability.worker_metrics import WorkerMetrics
+from gatehouse.policy.auth import AuthChain, Authenticator
+from gatehouse.policy.cache import CacheStep
+from gatehouse.policy.cache import build_step as build_cache
+from gatehouse.policy.compliance import Compliance, build_compliance
+from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.guardrail_events import GuardrailEvents
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
+from gatehouse.policy.key_auth import KeyAuth
+from gatehouse.policy.keys import KeyHasher, new_secret, sha256_hex
 from gatehouse.policy.limits import LimitsStep
 from gatehouse.policy.pipeline import Pipeline, Step
 from gatehouse.policy.principal import Principal
+from gatehouse.policy.ui_session import UiSessions
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
-from gatehouse.routing.router import Router
-from gatehouse.routing.strategies import STRATEGIES
-from gatehouse.policy.compliance import Compliance, build_compliance
 from gatehouse.routing.policy_routes import group_defaults
-from gatehouse.routing.virtual import VirtualModel, build_virtual
+from gatehouse.routing.route import build_routes, uses_load
+from gatehouse.routing.router import Router
+from gatehouse.routing.strategies import LoadHook, Ordered
 from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
+from gatehouse.routing.virtual import VirtualModel, build_virtual
 from gatehouse.store.directory_sql import DirectoryStore
 from gatehouse.store.limiter_shared import SharedLimiter
-from gatehouse.observability.worker_metrics import WorkerMetrics
 from gatehouse.store.migrate import require_current, upgrade
-from gatehouse.supervisor import worker_count, worker_index
 from gatehouse.store.responses_sql import ResponseStore
 from gatehouse.store.sql import SqlStore, get_or_create_setting
+from gatehouse.supervisor import worker_count, worker_index
 from gatehouse.upstream.client import HttpPool
 from gatehouse.wire.model_swap import for_deployment as model_swap_for
 
@@ -154,6 +156,7 @@ class Runtime:
             )
             for m in cfg.models
         }
+        models = build_routes(cfg, models, health, http)  # strategies, tiers, fallbacks (docs/routing.md)
         directory = AccessControl(cfg, [*models, *cfg.routers], DirectoryStore(store))
         await directory.reload()
         config_keys: dict[str, str] = {}
@@ -200,10 +203,12 @@ class Runtime:
         rt.compliance = build_compliance(cfg, models)
         rt.virtual = build_virtual(cfg)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
-        rt.attempts = Attempts(Router(STRATEGIES["ordered"]()), (meter.hook, HealthHook()))
+        # Then the deployments' load, where a strategy reads it (routing/strategies.py).
+        rt.attempts = Attempts(Router(Ordered()), (meter.hook, HealthHook(), *([LoadHook()] if uses_load(cfg) else [])))
         rt.secret = secret
         if previous is None:  # a reloaded runtime re-binds the shared metrics in activate()
             meter.metrics.track_upstreams({name: p.connections for name, p in providers.items()}, health)
+            meter.metrics.track_routing(models)
         rt.responses = ResponseStore(store, cfg.responses.store_ttl_seconds)
         await meter.start()
         if previous is not None:
@@ -214,6 +219,10 @@ class Runtime:
         directory.start()
         if not keep_limiter:
             limiter.start()
+        if health.scraper is not None:
+            health.scraper.start()  # load-aware routing's engine metrics, off the request path
+        if health.active is not None:
+            health.active.start()  # providers' active health checks
         try:
             for p in providers.values():
                 await p.start()
@@ -235,12 +244,17 @@ class Runtime:
         if not self.meter.owns_ledger:
             m.reconfigure(self.models, self.cfg.groups, self.cfg.providers)
             m.track_upstreams({name: p.connections for name, p in self.providers.items()}, self.health)
+            m.track_routing(self.models)
         m.config_loaded(self.generation, self.config_sha256)
 
     async def close(self) -> None:
         heir = self.successor  # set by a reload: it runs on with what it took over
         self.ready = False
         await self.access.close()
+        if self.health.scraper is not None:
+            await self.health.scraper.stop()
+        if self.health.active is not None:
+            await self.health.active.stop()
         if heir is None or heir.limiter is not self.limiter:
             await self.limiter.close()
         if self.worker_metrics is not None and (heir is None or heir.worker_metrics is not self.worker_metrics):

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("module", ["schema", "schema_base", "schema_policy"])
+@pytest.mark.parametrize("module", ["schema", "schema_base", "schema_policy", "schema_routing"])
 def test_the_schema_is_a_leaf(module):
     """config/schema*.py import nothing from gatehouse but each other, so every module can import them."""
     tree = ast.parse((ROOT / f"src/gatehouse/config/{module}.py").read_text())
@@ -36,7 +36,8 @@ for name in sys.argv[1:]:
     from_mapping({}, {})
 print("ok")
 """
-MODULES = ["gatehouse.config.schema", "gatehouse.config.schema_policy", "gatehouse.config.check", "gatehouse.config.loader",
+MODULES = ["gatehouse.config.schema", "gatehouse.config.schema_policy", "gatehouse.config.schema_routing",
+           "gatehouse.routing.checks", "gatehouse.config.check", "gatehouse.config.loader",
            "gatehouse.policy.limits_config", "gatehouse.policy.guardrails.config", "gatehouse.tls",
            "gatehouse.metering.pricing", "gatehouse.providers.base", "gatehouse.runtime"]
 

@@ -22,6 +22,7 @@ from gatehouse.config.schema import (
     AuthConfig,
     BedrockConfig,
     CacheConfig,
+    ColdStartConfig,
     Config,
     ConfigError,
     ConsumerConfig,
@@ -33,7 +34,9 @@ from gatehouse.config.schema import (
     GuardPolicyConfig,
     GuardrailConfig,
     GuardrailsConfig,
+    HealthCheckConfig,
     JwtConfig,
+    KubernetesScaleConfig,
     LimitsConfig,
     LimitSettings,
     LoggingConfig,
@@ -45,6 +48,7 @@ from gatehouse.config.schema import (
     PricingConfig,
     ProviderConfig,
     ResponsesConfig,
+    RoutingConfig,
     SemanticCacheConfig,
     ServerConfig,
     StoreConfig,
@@ -52,6 +56,7 @@ from gatehouse.config.schema import (
     TracingConfig,
     UiConfig,
     UpstreamConfig,
+    WakeConfig,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
 _LOADING = ("from_mapping", "interpolate", "load", "load_with_digest")
 
 __all__ = [
+    "ColdStartConfig", "HealthCheckConfig", "KubernetesScaleConfig", "RoutingConfig", "WakeConfig",
     "AccessConfig", "AdminConfig", "AnthropicConfig", "AuthConfig", "BedrockConfig", "CacheConfig", "Config",
     "ConfigError",
     "ConsumerConfig", "DeploymentConfig", "EchoConfig", "GeminiConfig", "GroupConfig", "GuardCheckConfig",

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 from gatehouse.config.schema import Config, ConfigError
 from gatehouse.policy.guardrails.config import check_parallel, check_policies
 from gatehouse.policy.limits_config import check_limit_settings, check_name
+from gatehouse.routing.checks import check_routing
 from gatehouse.routing.policy_routes import check_policy_routing
 from gatehouse.tls import client_context, file_problem, server_context
-
 
 # Asymmetric algorithms only: a JWKS is public, so an HMAC secret cannot come from one.
 JWT_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
@@ -234,7 +234,7 @@ def check_routing_policies(cfg: Config) -> None:
 
 CHECKS: tuple[Callable[[Config], None], ...] = (
     check_models, check_names_and_limits, check_redis_url, check_jwt, check_consumers, check_tls,
-    check_guardrails, check_cache, check_extras, check_routing_policies,
+    check_guardrails, check_cache, check_routing, check_extras, check_routing_policies,
 )
 
 

@@ -19,30 +19,87 @@ from msgspec import Meta, field
 
 from gatehouse.config.schema_base import (
     HTTP_URL as HTTP_URL,
+)
+from gatehouse.config.schema_base import (
     PATTERN_RULES as PATTERN_RULES,
+)
+from gatehouse.config.schema_base import (
     ConfigError as ConfigError,
+)
+from gatehouse.config.schema_base import (
     Deadline as Deadline,
+)
+from gatehouse.config.schema_base import (
     HttpUrl as HttpUrl,
+)
+from gatehouse.config.schema_base import (
     NonNegative as NonNegative,
+)
+from gatehouse.config.schema_base import (
     NonNegativeInt as NonNegativeInt,
+)
+from gatehouse.config.schema_base import (
     Positive as Positive,
+)
+from gatehouse.config.schema_base import (
     PositiveInt as PositiveInt,
+)
+from gatehouse.config.schema_base import (
     _Base as _Base,
 )
 from gatehouse.config.schema_policy import (
     Action as Action,
+)
+from gatehouse.config.schema_policy import (
     CheckType as CheckType,
+)
+from gatehouse.config.schema_policy import (
     ClassifierRouteConfig as ClassifierRouteConfig,
+)
+from gatehouse.config.schema_policy import (
     ComplianceConfig as ComplianceConfig,
+)
+from gatehouse.config.schema_policy import (
     GuardCheckConfig as GuardCheckConfig,
+)
+from gatehouse.config.schema_policy import (
     GuardFormat as GuardFormat,
+)
+from gatehouse.config.schema_policy import (
     GuardPolicyConfig as GuardPolicyConfig,
+)
+from gatehouse.config.schema_policy import (
     GuardrailsConfig as GuardrailsConfig,
+)
+from gatehouse.config.schema_policy import (
     ReroutePolicy as ReroutePolicy,
+)
+from gatehouse.config.schema_policy import (
     RouteRuleConfig as RouteRuleConfig,
+)
+from gatehouse.config.schema_policy import (
     SemanticRouteConfig as SemanticRouteConfig,
+)
+from gatehouse.config.schema_policy import (
     Stage as Stage,
+)
+from gatehouse.config.schema_policy import (
     VirtualModelConfig as VirtualModelConfig,
+)
+from gatehouse.config.schema_routing import (
+    ColdStartConfig as ColdStartConfig,
+)
+from gatehouse.config.schema_routing import (
+    HealthCheckConfig as HealthCheckConfig,
+)
+from gatehouse.config.schema_routing import (
+    KubernetesScaleConfig as KubernetesScaleConfig,
+)
+from gatehouse.config.schema_routing import (
+    RoutingConfig as RoutingConfig,
+)
+from gatehouse.config.schema_routing import (
+    WakeConfig as WakeConfig,
 )
 
 
@@ -146,6 +203,7 @@ class UpstreamConfig(_Base, tag_field="type"):
     first_byte_timeout: Positive = 120.0
     max_connections: PositiveInt = 256  # requests in flight (each holds a connection) to this upstream
     pool_timeout: Positive = 30.0  # longest wait for one of those connections; then 503 upstream_busy
+    health_check: HealthCheckConfig | None = None  # active checks (docs/routing.md#health)
     # Circuit breaker: this many consecutive failures (connect errors, timeouts, 5xx) eject a
     # deployment for ejection_seconds, doubled after each failed probe up to max_ejection_seconds.
     failure_threshold: NonNegativeInt = 3  # 0 = never eject
@@ -227,10 +285,15 @@ class EchoConfig(UpstreamConfig, tag="echo"):
 ProviderConfig = Union[OpenAIConfig, AnthropicConfig, BedrockConfig, GeminiConfig, OllamaConfig, EchoConfig]
 
 
+
+
 class DeploymentConfig(_Base):
     provider: str
     model: str
-    weight: int = 1  # refused unless 1 until routing implements weighted balancing (__post_init__)
+    weight: Annotated[int, Meta(ge=1)] = 1  # routing.strategy: weighted
+    priority: Annotated[int, Meta(ge=1)] = 1  # tier: 2 takes traffic only when every 1 cannot
+    max_in_flight: Annotated[int, Meta(ge=1)] | None = None  # saturated beyond: others first
+    metrics_url: str | None = None  # load-aware: the engine's Prometheus endpoint (default: base_url's /metrics)
     # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
     input_per_mtok: NonNegative | None = None
     output_per_mtok: NonNegative | None = None
@@ -241,9 +304,6 @@ class DeploymentConfig(_Base):
     gpu_input_tokens_per_second: Positive | None = None
 
     def __post_init__(self) -> None:
-        if self.weight != 1:
-            raise ValueError("weight: not implemented yet (weighted balancing arrives with routing); remove it: "
-                             "deployments are tried in the order listed")
         if self.gpu_cost_per_hour is not None and self.gpu_output_tokens_per_second is None \
                 and self.output_per_mtok is None:
             raise ValueError("gpu_output_tokens_per_second: required with gpu_cost_per_hour "
@@ -286,6 +346,11 @@ class ModelConfig(_Base):
     # size their context by it (Codex: `gatehouse client-env codex`).
     context_window: Annotated[int, Meta(gt=0)] | None = None
     guardrails: list[str] = field(default_factory=list)  # guardrails.policies names (docs/guardrails.md)
+    # routing (docs/routing.md)
+    routing: RoutingConfig | None = None
+    fallbacks: list[str] = field(default_factory=list)  # models tried when every deployment failed
+    context_window_fallbacks: list[str] = field(default_factory=list)  # when the prompt exceeds context_window
+    cold_start: ColdStartConfig | None = None
     cache: CacheConfig | None = None  # response cache (docs/cache.md)
     # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
     # classes without a policy (a `private: true` model receives every class).

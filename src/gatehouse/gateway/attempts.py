@@ -50,7 +50,8 @@ class Attempts:
 
     async def run(self, ex: Exchange, ep: Endpoint, call: Call) -> Reply:
         """The first answer from the plan's deployments; raises the last retryable error when
-        every one failed, or the first error that another deployment would not fix."""
+        every one failed, or the first error that another deployment would not fix. When the
+        router has a way on (a cold-start hold, a retry, the fallbacks), it plans again after it."""
         entry = ex.entry
         assert entry is not None
         hooks = self.hooks
@@ -60,7 +61,7 @@ class Attempts:
                 hook.started(ex, dep)
             ex.attempt = dep
             ex.deployment, ex.provider = dep.upstream_model, dep.provider_name
-            ctx = CallContext(ex.request_id, entry.name, dep.upstream_model, call.forward_headers, dep.model_swap,
+            ctx = CallContext(ex.request_id, dep.model_name or entry.name, dep.upstream_model, call.forward_headers, dep.model_swap,
                               ex.stream, ex.traceparent)
             try:
                 reply = await ep.invoke(dep, call, ctx)
@@ -78,7 +79,12 @@ class Attempts:
             for hook in hooks:
                 hook.answered(ex, dep)
             return reply
-        raise last or self.router.unavailable(entry)
+        failure = last or self.router.unavailable(entry)
+        wait = self.router.recover(ex, failure)  # a cold-start hold, a retry's backoff (routing/route.py)
+        if wait is None:
+            raise failure
+        await wait
+        return await self.run(ex, ep, call)
 
     def end(self, ex: Exchange) -> None:
         """End the attempt in progress, if any (its answer was relayed, or the request ended)."""

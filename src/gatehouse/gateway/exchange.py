@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call
     from gatehouse.gateway.relay import Reply
     from gatehouse.policy.cache import CacheTicket
-    from gatehouse.policy.principal import Principal
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
+    from gatehouse.policy.principal import Principal
+    from gatehouse.routing.route import RouteState
     from gatehouse.routing.table import Deployment, ModelEntry
     from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Usage
 
@@ -30,10 +31,10 @@ class Exchange:
         "prompt_estimate", "max_tokens", "response_headers", "error_type",
         "gateway_id", "client_request_id",
         # the path (gateway/handle.py)
-        "call", "entry", "admitted", "attempt", "attempts",
+        "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
-        "request_headers", "cached", "cache", "compliance", "routing",
+        "request_headers", "cached", "cache", "compliance", "virtual_route",
         # tracing (observability/tracing.py)
         "span", "attempt_span", "trace_wall", "traceparent",
     )
@@ -67,6 +68,8 @@ class Exchange:
         # The deployment of the attempt in progress (gateway/attempts.py), and how many were made.
         self.attempt: Deployment | None = None
         self.attempts = 0
+        self.attempt_started = 0.0  # monotonic; set by routing's LoadHook only where a strategy reads load
+        self.routing: RouteState | None = None  # its recovery after a failed plan (routing/route.py)
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies
@@ -81,7 +84,7 @@ class Exchange:
         self.cache: CacheTicket | None = None  # a cacheable miss: the cache reads its answer and stores it
         # compliance routing's decision (policy/compliance.py): data_class, reason, action, routed_from
         self.compliance: dict[str, str] | None = None
-        self.routing: dict[str, str] | None = None  # a virtual model's choice (routing/virtual.py)
+        self.virtual_route: dict[str, str] | None = None  # a virtual model's choice (routing/virtual.py)
         self.span: Any = None  # the request's trace span, when tracing is on
         self.attempt_span: Any = None
         self.trace_wall: tuple[int, float, str] | None = None  # (wall ns at start, monotonic start, method)

@@ -26,7 +26,6 @@ import msgspec
 
 from gatehouse.config import Config
 from gatehouse.errors import GatehouseError, PermissionDenied, ServiceUnavailable
-from gatehouse.supervisor import journal_base, journal_dir_for, worker_index
 from gatehouse.metering.journal import Journal, Segment
 from gatehouse.metering.pricing import Price, cost_usd, price_of
 from gatehouse.metering.record import LedgerRecord
@@ -35,6 +34,7 @@ from gatehouse.observability.access_log import AccessLog
 from gatehouse.observability.metrics import Metrics
 from gatehouse.observability.tracing import Tracing
 from gatehouse.store.sql import SqlStore
+from gatehouse.supervisor import journal_base, journal_dir_for, worker_index
 from gatehouse.types import Usage
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class Meter:
         if previous is not None:  # not ended by the caller: close it rather than lose it
             self._end(ex, previous, ex.status or 502, ex.error_type or "abandoned", None)
         number = ex.attempts = ex.attempts + 1
-        price = self.prices.get((ex.model, dep))
+        price = self.prices.get((dep.model_name or ex.model, dep))  # a fallback's deployment: its own model's
         p = ex.principal
         prompt = ex.prompt_estimate
         record = LedgerRecord(
@@ -299,9 +299,11 @@ class Meter:
                 "ttft_ms": round((ex.first_token_at - ex.started) * 1000, 3) if ex.first_token_at else None,
                 # which guardrail checks ran and what they decided (never the matched text)
                 **({"guardrails": g} if (g := ex.guard_audit) else {}),
+                # served by a fallback model, and why (routing/route.py; never a URL)
+                **({"route": r} if (r := ex.response_headers.get("x-gatehouse-route")) else {}),
                 # compliance routing: the request's data class, why, and what it did (never the text)
                 **({"compliance": c} if (c := ex.compliance) else {}),
-                **({"routing": r} if (r := ex.routing) else {}),  # a virtual model's choice
+                **({"routing": v} if (v := ex.virtual_route) else {}),  # a virtual model's choice
             })
 
     def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:

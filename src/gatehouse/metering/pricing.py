@@ -76,11 +76,17 @@ class PriceBook:
 
     def __init__(self, cfg: "Config"):
         self.by_deployment: dict[tuple[str, str, str], Price] = {}
+        self.by_upstream: dict[tuple[str, str], Price] = {}  # a fallback's attempt (docs/routing.md)
         self.worst_by_model: dict[str, Price] = {}
+        deps = {m.name: m.deployments for m in cfg.models}
         for m in cfg.models:
-            prices = [price_of(d) or FREE for d in m.deployments]
-            for d, p in zip(m.deployments, prices):
+            for d in m.deployments:
+                p = price_of(d) or FREE
                 self.by_deployment[(m.name, d.provider, d.model)] = p
+                self.by_upstream.setdefault((d.provider, d.model), p)
+            # reserved at the dearest deployment the request may reach, its fallbacks' included
+            reachable = [d for name in (m.name, *m.fallbacks, *m.context_window_fallbacks) for d in deps.get(name, ())]
+            prices = [price_of(d) or FREE for d in reachable]
             self.worst_by_model[m.name] = Price(
                 max(p.input_per_mtok for p in prices), max(p.output_per_mtok for p in prices),
                 max(p.input_per_mtok if p.cached_input_per_mtok is None else p.cached_input_per_mtok
@@ -91,4 +97,7 @@ class PriceBook:
         return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / MILLION
 
     def cost(self, model: str, provider: str, upstream_model: str, usage: Usage) -> float:
-        return cost_usd(self.by_deployment.get((model, provider, upstream_model), FREE), usage)
+        price = self.by_deployment.get((model, provider, upstream_model))
+        if price is None:  # served by a fallback model's deployment
+            price = self.by_upstream.get((provider, upstream_model), FREE)
+        return cost_usd(price, usage)

@@ -34,9 +34,11 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from gatehouse.metering.journal import Journal
-    from gatehouse.policy.guardrails.audit import VerdictCounts
     from gatehouse.metering.writer import LedgerWriter
+    from gatehouse.policy.guardrails.audit import VerdictCounts
     from gatehouse.routing.health import Health
+    from gatehouse.routing.metrics import RoutingCollector
+    from gatehouse.routing.table import ModelEntry
     from gatehouse.store.limiter_shared import LimitStats
     from gatehouse.upstream.pool import ConnectionLimit
 
@@ -53,6 +55,7 @@ class Metrics:
         self._guardrail_verdicts: VerdictCounts | None = None
         self._cache: tuple[Counter, Counter, Counter] | None = None  # (track_cache)
         self._cache_bytes: Gauge | None = None
+        self._routing: RoutingCollector | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
                                 ["model", "group", "status"], registry=r)
@@ -142,6 +145,15 @@ class Metrics:
         for (provider, deployment), breaker in health.breakers.items():
             self.ejected.labels(self.provider(provider), deployment).set_function(
                 _reader(lambda b: 0.0 if b.is_available() else 1.0, breaker))
+
+    def track_routing(self, models: Mapping[str, ModelEntry]) -> None:
+        """Routing's series (routing/metrics.py), read from the live runtime's models."""
+        if self._routing is None:
+            from gatehouse.routing.metrics import RoutingCollector
+
+            self._routing = RoutingCollector()
+            self.registry.register(self._routing)
+        self._routing.models = dict(models)
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         self.inflight.set_function(read)

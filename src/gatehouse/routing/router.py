@@ -4,17 +4,18 @@
 latency) and compliance routing: gateway/attempts.py walks the plan, failing over on retryable
 upstream errors, and calls the attempt hooks (metering, health, tracing) on each step. Today's
 strategy is the configured order, skipping deployments whose circuit breaker does not allow an
-attempt (routing/health.py); other strategies are in routing/strategies.py. The plan is lazy: a breaker is asked (and may let its half-open
-probe through) only when the attempt before it failed.
+attempt (routing/health.py). A model whose config asks for more (a strategy, priority tiers,
+fallbacks, a retry budget, a cold-start hold) has a compiled `Route` (routing/route.py) that plans
+instead; the plain loop stays as cheap as it was. The plan is lazy: a breaker is asked (and may
+let its half-open probe through) only when the attempt before it failed.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
-from gatehouse.errors import UpstreamUnavailable
-
+from gatehouse.errors import GatehouseError, UpstreamUnavailable
 from gatehouse.routing.strategies import Ordered, Strategy
 
 if TYPE_CHECKING:
@@ -31,9 +32,20 @@ class Router:
         self.strategy: Strategy = strategy or Ordered()
 
     def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
+        route = entry.route
+        if route is not None:
+            yield from route.plan(entry, ex)
+            return
         for dep in self.strategy.order(entry.deployments, ex):
             if dep.breaker.allow():
                 yield dep
+
+    def recover(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:
+        """What to await before planning once more after a failed plan (a cold-start hold, a
+        retry's backoff, nothing before the fallbacks: routing/route.py); None: fail with `err`."""
+        entry = ex.entry
+        route = entry.route if entry is not None else None
+        return route.recover(ex, err) if route is not None else None
 
     def unavailable(self, entry: ModelEntry) -> UpstreamUnavailable:
         """The plan was empty (every deployment ejected): fail fast, saying when one takes a probe."""

@@ -1,17 +1,62 @@
-"""Routing strategies: the order in which a model's deployments are tried.
+"""Routing strategies: the order in which the deployments of one priority tier are tried.
 
-A strategy is one small class with `order(deployments, ex)`; `STRATEGIES` names them for
-runtime.py, which hands the chosen one to the Router (routing/router.py), where breakers filter
-the order lazily. Weighted, least-inflight and latency strategies plug in here (CONTRIBUTING.md).
+A strategy is one small object per tier with `order(deployments, ex)`, built once at load from the
+tier's deployments (`STRATEGIES[name](deployments)`), so a decision never sorts or allocates more
+than a generator: the first pick is O(1) (a precomputed weighted schedule, or two random
+candidates), the rest of the order is only worked out when the first attempt failed. The Router
+(routing/router.py, routing/route.py) skips ejected deployments lazily.
+
+`least-busy` and `latency` read each deployment's `Load` (requests in flight, peak-EWMA of the time
+to first byte), which `LoadHook`, an attempt hook, keeps up to date.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
+from gatehouse.routing.affinity import PrefixAffinity
+
 if TYPE_CHECKING:
+    from gatehouse.errors import GatehouseError
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.table import Deployment
+
+# Peak-EWMA decay (Finagle's default): a latency observed this long ago weighs 1/e.
+DECAY_SECONDS = 10.0
+
+
+class Load:
+    """One deployment's load as this process sees it, shared by every model using it."""
+
+    __slots__ = ("ewma", "in_flight", "kv_cache", "queue", "queue_threshold", "running", "saturated",
+                 "scraped_at", "stamp")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.ewma = 0.0  # seconds to first byte; 0: not measured yet (tried first, to measure it)
+        self.stamp = 0.0  # monotonic time of the last observation
+        # the engine's own numbers (load-aware: routing/scrape.py); scraped_at 0: none
+        self.queue = 0.0
+        self.running = 0.0
+        self.kv_cache = 0.0
+        self.scraped_at = 0.0
+        self.queue_threshold = 16.0
+        self.saturated = False  # its queue is above the threshold: others first
+
+    def observe(self, seconds: float, now: float) -> None:
+        """Peak-EWMA: a slower observation is taken at once, a faster one decays in."""
+        if seconds >= self.ewma:
+            self.ewma = seconds
+        else:
+            w = math.exp(-(now - self.stamp) / DECAY_SECONDS)
+            self.ewma = self.ewma * w + seconds * (1.0 - w)
+        self.stamp = now
+
+    def cost(self) -> float:
+        return self.ewma * (self.in_flight + 1)
 
 
 class Strategy(Protocol):
@@ -23,8 +68,163 @@ class Ordered:
 
     __slots__ = ()
 
+    def __init__(self, deployments: tuple[Deployment, ...] = ()) -> None:
+        pass
+
     def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterable[Deployment]:
         return deployments
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"ordered": Ordered}
+def smooth_schedule(weights: list[int]) -> tuple[int, ...]:
+    """nginx's smooth weighted round robin, unrolled once at load: one full cycle of indices in
+    which each appears `weight` times, spread out (5,1,1 -> a a b a c a a, not a a a a a b c)."""
+    g = math.gcd(*weights)
+    weights = [w // g for w in weights]
+    total = sum(weights)
+    if total > 10_000:  # a cycle that long is not worth unrolling: scale it down
+        weights = [max(1, round(w * 10_000 / total)) for w in weights]
+        total = sum(weights)
+    current = [0] * len(weights)
+    out = []
+    for _ in range(total):
+        for i, w in enumerate(weights):
+            current[i] += w
+        best = max(range(len(weights)), key=current.__getitem__)
+        current[best] -= total
+        out.append(best)
+    return tuple(out)
+
+
+class Weighted:
+    """Each deployment takes its `weight` share, spread evenly (smooth weighted round robin from a
+    schedule built at load); on failure, the others in the configured order."""
+
+    __slots__ = ("next", "schedule")
+
+    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
+        self.schedule = smooth_schedule([d.weight for d in deployments]) if deployments else (0,)
+        self.next = 0
+
+    def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
+        i = self.next
+        self.next = i + 1 if i + 1 < len(self.schedule) else 0
+        first = deployments[self.schedule[i]]
+        yield first
+        for dep in deployments:
+            if dep is not first:
+                yield dep
+
+
+def _two_choices(deployments: tuple[Deployment, ...], key: str) -> Iterator[Deployment]:
+    """Power of two choices on `key` (a Load method or attribute): two random candidates, the
+    lighter first; then, only if asked (a failover), the rest from lightest to heaviest."""
+    n = len(deployments)
+    if n == 1:
+        yield deployments[0]
+        return
+    i = random.randrange(n)
+    j = random.randrange(n - 1)
+    if j >= i:
+        j += 1
+    a, b = deployments[i], deployments[j]
+    if _score(b, key) < _score(a, key):
+        a, b = b, a
+    yield a
+    rest = sorted((d for d in deployments if d is not a), key=lambda d: _score(d, key))  # failover only
+    yield from rest
+
+
+def _score(dep: Deployment, key: str) -> float:
+    load = dep.load
+    if load is None:
+        return 0.0
+    return load.in_flight if key == "in_flight" else load.cost()
+
+
+class LeastBusy:
+    """The deployment with fewer requests in flight of two picked at random (power of two
+    choices: near-optimal balance without scanning every deployment)."""
+
+    __slots__ = ()
+
+    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
+        pass
+
+    def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
+        return _two_choices(deployments, "in_flight")
+
+
+class Latency:
+    """Peak-EWMA: of two picked at random, the one whose time to first byte times its requests in
+    flight is lower; a deployment not measured yet goes first (so it gets measured)."""
+
+    __slots__ = ()
+
+    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
+        pass
+
+    def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
+        return _two_choices(deployments, "cost")
+
+
+def engine_score(dep: Deployment) -> float:
+    """Lower is better: 2 × the engine's waiting requests + 20 × its KV cache use (0..1) + the
+    requests this gateway has on it (they cover the time between scrapes)."""
+    load = dep.load
+    if load is None:
+        return 0.0
+    if not load.scraped_at:
+        return float(load.in_flight)
+    return 2.0 * load.queue + 20.0 * load.kv_cache + load.in_flight
+
+
+class LoadAware:
+    """The deployment whose engine reports the least queue and KV cache use (scraped off the
+    request path: routing/scrape.py), counting what this gateway has in flight there. One
+    pass over the tier; saturated deployments (queue above the threshold) come after all tiers."""
+
+    __slots__ = ()
+
+    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
+        pass
+
+    def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
+        best = min(deployments, key=engine_score)
+        yield best
+        yield from sorted((d for d in deployments if d is not best), key=engine_score)  # failover only
+
+
+STRATEGIES: dict[str, type[Ordered] | type[Weighted] | type[LeastBusy] | type[Latency] | type[PrefixAffinity]
+                 | type[LoadAware]] = {
+    "ordered": Ordered, "weighted": Weighted, "least-busy": LeastBusy, "latency": Latency,
+    "prefix-affinity": PrefixAffinity, "load-aware": LoadAware}
+# Strategies that read Load: their deployments get one, and the runtime adds LoadHook.
+LOAD_AWARE = frozenset({"least-busy", "latency", "load-aware"})
+
+
+class LoadHook:
+    """The attempt hook that keeps `Load` current: in flight from start to end, the time to first
+    byte at `answered`, and a failure counted as at least as slow as the slowest seen (a refused
+    connection is quick, and must not look like a fast deployment)."""
+
+    __slots__ = ()
+
+    def started(self, ex: Exchange, dep: Deployment) -> None:
+        load = dep.load
+        if load is not None:
+            load.in_flight += 1
+            ex.attempt_started = time.monotonic()
+
+    def answered(self, ex: Exchange, dep: Deployment) -> None:
+        load = dep.load
+        if load is not None:
+            now = time.monotonic()
+            load.observe(now - ex.attempt_started, now)
+
+    def ended(self, ex: Exchange, dep: Deployment, error: GatehouseError | None) -> None:
+        load = dep.load
+        if load is not None:
+            load.in_flight -= 1
+            if error is not None:
+                now = time.monotonic()
+                load.observe(max(now - ex.attempt_started, 2.0 * load.ewma, 1.0), now)

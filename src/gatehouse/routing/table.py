@@ -21,6 +21,8 @@ from gatehouse.routing.policy_routes import DEFAULT
 if TYPE_CHECKING:
     from gatehouse.policy.principal import Principal
     from gatehouse.providers.base import Provider
+    from gatehouse.routing.route import EjectionCap, Route
+    from gatehouse.routing.strategies import Load
     from gatehouse.wire.model_swap import ModelSwap
 
 
@@ -41,6 +43,16 @@ class Deployment:
     also_forwards: frozenset[str] = frozenset()
     # Every client dialect whose body this deployment takes unchanged (the two above).
     forwards: frozenset[str] = field(init=False, compare=False, default=frozenset())
+    # Routing (docs/routing.md): the public name of the model it serves, its tier, its in-flight
+    # cap, its load (least-busy / latency strategies only; else None: nothing to keep up to date),
+    # the model's cap on ejections, and whether an upstream 429 cools it down (the model has
+    # somewhere else to send the request).
+    model_name: str = ""
+    priority: int = 1
+    max_in_flight: int | None = None
+    load: Load | None = field(default=None, compare=False)
+    ejection_cap: EjectionCap | None = field(default=None, compare=False)
+    cools_down: bool = False
     # The provider's optional abilities (providers/base.py), typed; None: it has not that ability.
     # Checked here once: a Protocol isinstance per request is slow.
     forwarder: Passthrough | None = field(init=False, compare=False, default=None)
@@ -65,6 +77,9 @@ class ModelEntry:
     private: bool = False
     created: int = 0
     context_window: int | None = None
+    # Strategies, tiers, fallbacks, budgets, cold start (routing/route.py); None: the configured
+    # order of one tier, nothing else (the plain path costs no more than that).
+    route: Route | None = field(default=None, compare=False)
 
 
 class Aliases:

@@ -170,7 +170,7 @@ class VirtualModel:
                 name, why = label[0], f"classifier {label[1]}"
         entry = rt.table.resolve(name, principal)
         ex.response_headers[ROUTED_HEADER] = entry.name
-        ex.routing = {"virtual_model": self.name, "routed_to": entry.name, "reason": why}
+        ex.virtual_route = {"virtual_model": self.name, "routed_to": entry.name, "reason": why}
         if entry is not first:
             ex.entry = entry
             ready = await call.bind(rt, ex, entry)

@@ -1,0 +1,63 @@
+"""Active health checks (`providers.<name>.health_check`): a GET on each checked provider every
+`interval_seconds`, off the request path, so a dead backend is ejected before a request pays its
+timeout, and an ejected one comes back as soon as it answers again.
+
+A check fails on a connect error, a timeout or a status of 500 or more; each failure counts
+against the breaker of every deployment on that provider like a failed request would
+(`failure_threshold` consecutive ones eject). A passing check puts an ejected deployment back in
+rotation at once, without waiting for its probe. The URL is the provider's `base_url` without its
+`/v1`, plus `path` (vLLM, SGLang and llama.cpp server answer `/health`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from gatehouse.routing.health import Breaker
+    from gatehouse.upstream.client import HttpPool
+
+log = logging.getLogger("gatehouse.health")
+
+
+class ActiveChecks:
+    """Every checked provider of one Runtime: (url, interval, its breakers); one task each."""
+
+    def __init__(self, http: HttpPool) -> None:
+        self.http = http
+        self.checks: list[tuple[str, float, list[Breaker]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, url: str, interval: float, breakers: list[Breaker]) -> None:
+        self.checks.append((url, interval, breakers))
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(*c)) for c in self.checks]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self, url: str, interval: float, breakers: list[Breaker]) -> None:
+        timeout = aiohttp.ClientTimeout(total=max(1.0, min(interval, 5.0)))
+        while True:
+            started = time.monotonic()
+            try:
+                async with self.http.session.get(url, timeout=timeout) as r:
+                    ok = r.status < 500
+            except Exception:  # noqa: BLE001 - unreachable or timed out: a failed check
+                ok = False
+            for b in breakers:
+                if ok:
+                    if b.ejected_until and not b.cooling:
+                        b.record_success()
+                else:
+                    b.record_failure()
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,305 @@
+"""A model's compiled routing: strategy per priority tier, fallbacks, the retry budget, cold start.
+
+Built once at load (`build_routes`, called by runtime.py) for the models whose config asks for more
+than the configured order (`routing`, `priority`, `max_in_flight`, `fallbacks`,
+`context_window_fallbacks`, `cold_start`); every other model keeps `route = None` and the Router's
+plain loop. `Route.plan(entry, ex)` is lazy like the plain one: each next deployment is worked out
+only when the attempt before it failed (gateway/attempts.py), so a breaker's probe, a fallback's
+access check or a failover's sort happen only when needed. docs/routing.md has the user's view.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.routing.health import is_retryable
+from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
+
+if TYPE_CHECKING:
+    from gatehouse.config import Config, ModelConfig
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.routing.coldstart import ColdStart
+    from gatehouse.routing.health import Health
+    from gatehouse.routing.table import Deployment, ModelEntry
+    from gatehouse.upstream.client import HttpPool
+
+ROUTE_HEADER = "x-gatehouse-route"
+# Where a request is after a failed plan (Exchange.routing, a RouteState; None: the first plan).
+# A model with a cold-start hold or retries defers its fallbacks until those are spent.
+FIRST = "first"
+AFTER_HOLD = "after_hold"
+RETRY = "retry"
+FALLBACKS_ONLY = "fallbacks_only"
+BACKOFF_CAP = 5.0  # seconds, the longest wait before a retry
+
+
+class RouteState:
+    """One request's recovery so far: made only once a plan has failed."""
+
+    __slots__ = ("retries", "stage")
+
+    def __init__(self) -> None:
+        self.stage = FIRST
+        self.retries = 0
+
+
+class EjectionCap:
+    """`routing.max_ejected_percent`: at most this share of a model's deployments ejected at once
+    (one always may be), so a fault on our side cannot empty a whole pool."""
+
+    __slots__ = ("deployments", "percent")
+
+    def __init__(self, percent: int) -> None:
+        self.percent = percent
+        self.deployments: tuple[Deployment, ...] = ()
+
+    def may_eject(self, dep: Deployment) -> bool:
+        now = time.monotonic()
+        ejected = sum(1 for d in self.deployments if d is not dep and not d.breaker.is_available(now))
+        return ejected + 1 <= max(1, len(self.deployments) * self.percent // 100)
+
+
+class Route:
+    __slots__ = ("backoff", "cold_start", "context_fallbacks", "deadline", "defers_fallbacks", "fallback_counts",
+                 "fallbacks", "max_attempts", "retries", "strategy", "tiers")
+
+    def __init__(self, strategy: str, tiers: tuple[tuple[Strategy, tuple[Deployment, ...]], ...],
+                 max_attempts: int | None, deadline: float | None, cold_start: ColdStart | None,
+                 retries: int = 0, backoff: float = 0.25) -> None:
+        self.strategy = strategy  # its name, for reports
+        self.tiers = tiers
+        self.max_attempts = max_attempts or 1 << 30
+        self.deadline = deadline
+        self.cold_start = cold_start
+        self.retries = retries
+        self.backoff = backoff
+        self.defers_fallbacks = cold_start is not None or retries > 0
+        self.fallbacks: tuple[ModelEntry, ...] = ()  # linked once every entry exists
+        self.context_fallbacks: tuple[ModelEntry, ...] = ()
+        self.fallback_counts: dict[tuple[str, str], int] = {}  # (fallback, reason) -> requests (metrics)
+
+    def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
+        """The deployments to try in turn: the entry's (or a context-window fallback's, when the
+        prompt does not fit), then the error fallbacks', within the attempt budget and deadline."""
+        deadline = ex.started + self.deadline if self.deadline is not None else math.inf
+        budget = self.max_attempts
+        served = entry
+        window = entry.context_window
+        if self.context_fallbacks and window is not None and ex.prompt_estimate > window:
+            fit = next((fb for fb in self.context_fallbacks if _fits(fb, ex) and _may_use(ex, entry, fb)), None)
+            if fit is not None:
+                served = fit
+                ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason=context_window"
+                self._count(fit.name, "context_window")
+        n = 0
+        state = ex.routing
+        if state is None or state.stage != FALLBACKS_ONLY:
+            for dep in deployments_of(served, ex):
+                if n and time.monotonic() >= deadline:
+                    return
+                yield dep
+                n += 1
+                if n >= budget:
+                    return
+            if self.defers_fallbacks:
+                return  # a hold or a retry first: `recover` moves on to the fallbacks
+        for fb in self.fallbacks:
+            if fb is served or not _fits(fb, ex) or not _may_use(ex, entry, fb):
+                continue
+            first = True
+            for dep in deployments_of(fb, ex):
+                if n and time.monotonic() >= deadline:
+                    return
+                if first:
+                    first = False
+                    ex.response_headers[ROUTE_HEADER] = f"model={fb.name}; reason=fallback"
+                    self._count(fb.name, "fallback")
+                yield dep
+                n += 1
+                if n >= budget:
+                    return
+
+    def recover(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:
+        """After a failed plan, what to await before planning once more (None: fail with `err`):
+        the cold-start hold when every deployment is cold (once); a jittered, growing backoff
+        before a retry (`routing.retries`, within the deadline; not after a 429); then, once
+        those are spent, nothing before the fallbacks."""
+        state = ex.routing
+        if state is None:
+            state = ex.routing = RouteState()
+        if state.stage == FALLBACKS_ONLY:
+            return None
+        cold = self.cold_start
+        if state.stage == FIRST and cold is not None and isinstance(err, UpstreamError) and cold.is_cold(err):
+            return _held(cold, ex, state, bool(self.fallbacks))
+        if state.retries < self.retries and is_retryable(err) and err.status != 429:
+            delay = min(BACKOFF_CAP, self.backoff * 2 ** state.retries) * (0.5 + random.random() / 2)
+            if self.deadline is None or time.monotonic() + delay < ex.started + self.deadline:
+                state.retries += 1
+                state.stage = RETRY
+                return asyncio.sleep(delay)
+        if self.defers_fallbacks and self.fallbacks:
+            state.stage = FALLBACKS_ONLY
+            return _nothing()
+        return None
+
+    def _count(self, name: str, reason: str) -> None:
+        key = (name, reason)
+        self.fallback_counts[key] = self.fallback_counts.get(key, 0) + 1
+
+
+async def _held(cold: ColdStart, ex: Exchange, state: RouteState, has_fallbacks: bool) -> None:
+    ready = await cold.hold(ex, raise_on_timeout=not has_fallbacks)
+    state.stage = AFTER_HOLD if ready else FALLBACKS_ONLY
+
+
+async def _nothing() -> None:
+    return None
+
+
+def deployments_of(entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
+    """One model's own deployments: tier by tier in its strategy's order, skipping ejected ones;
+    those at their `max_in_flight` go last, after every tier (busy beats failing)."""
+    route = entry.route
+    if route is None:
+        for dep in entry.deployments:
+            if dep.breaker.allow():
+                yield dep
+        return
+    saturated: list[Deployment] | None = None
+    for strategy, deps in route.tiers:
+        for dep in strategy.order(deps, ex):
+            cap, load = dep.max_in_flight, dep.load
+            if load is not None and (load.saturated or (cap is not None and load.in_flight >= cap)):
+                if saturated is None:
+                    saturated = []
+                saturated.append(dep)
+                continue
+            if dep.breaker.allow():
+                yield dep
+    if saturated:
+        for dep in saturated:
+            if dep.breaker.allow():
+                yield dep
+
+
+def _fits(entry: ModelEntry, ex: Exchange) -> bool:
+    return entry.context_window is None or ex.prompt_estimate <= entry.context_window
+
+
+def _may_use(ex: Exchange, asked: ModelEntry, fb: ModelEntry) -> bool:
+    """A fallback is checked against the caller's access as if asked for by name, and a prompt
+    a guardrail found sensitive never leaves private models for a public one."""
+    p = ex.principal
+    if p is not None and p.allowed is not None and fb.name not in p.allowed:
+        return False
+    return not (ex.sensitive and asked.private and not fb.private)
+
+
+# ---- built at load ------------------------------------------------------------------------------
+
+
+def needs_route(m: ModelConfig) -> bool:
+    return bool(m.routing or m.fallbacks or m.context_window_fallbacks or m.cold_start
+                or any(d.priority != 1 or d.max_in_flight is not None for d in m.deployments))
+
+
+def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, http: HttpPool) -> dict[str, ModelEntry]:
+    """The entries again, with their deployments' routing fields and, where configured, a Route."""
+    from gatehouse.routing.coldstart import ColdStart  # aiohttp-using module: only when configured
+
+    out: dict[str, ModelEntry] = {}
+    for m in cfg.models:
+        entry = models[m.name]
+        several = len(m.deployments) > 1 or bool(m.fallbacks)
+        if not needs_route(m):
+            deps = tuple(replace(d, model_name=m.name, cools_down=several) for d in entry.deployments)
+            out[m.name] = replace(entry, deployments=deps)
+            continue
+        rc = m.routing
+        strategy = rc.strategy if rc is not None else "ordered"
+        cap = EjectionCap(rc.max_ejected_percent) if rc is not None and rc.max_ejected_percent < 100 else None
+        deps = tuple(
+            replace(d, model_name=m.name, priority=dc.priority, max_in_flight=dc.max_in_flight,
+                    load=health.load(dc.provider, dc.model)
+                    if strategy in LOAD_AWARE or dc.max_in_flight is not None else None,
+                    ejection_cap=cap, cools_down=several)
+            for d, dc in zip(entry.deployments, m.deployments))
+        if cap is not None:
+            cap.deployments = deps
+        if strategy == "load-aware":
+            _scrape(cfg, m, deps, health, http)
+        tiers = tuple((STRATEGIES[strategy](tier) if len(tier) > 1 else Ordered(), tier)
+                      for tier in (tuple(d for d in deps if d.priority == p)
+                                   for p in sorted({d.priority for d in deps})))
+        cold = None
+        if m.cold_start is not None:
+            urls = tuple(_ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
+            cold = ColdStart(m.name, deps, urls, m.cold_start, http)
+        route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold,
+                      rc.retries if rc else 0, rc.retry_backoff_seconds if rc else 0.25)
+        out[m.name] = replace(entry, deployments=deps, route=route)
+    _active_checks(cfg, health, http)
+    for m in cfg.models:
+        linked = out[m.name].route
+        if linked is not None:
+            linked.fallbacks = tuple(out[n] for n in m.fallbacks)
+            linked.context_fallbacks = tuple(out[n] for n in m.context_window_fallbacks)
+    return out
+
+
+def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: Health, http: HttpPool) -> None:
+    """Each deployment's engine metrics URL onto the runtime's scraper (routing/scrape.py)."""
+    from gatehouse.routing.scrape import EngineScraper
+
+    rc = m.routing
+    assert rc is not None
+    interval = rc.scrape_interval_seconds or 1.0
+    if health.scraper is None:
+        health.scraper = EngineScraper(http, interval)
+    for dep, dc in zip(deps, m.deployments):
+        url = dc.metrics_url
+        if url is None:
+            base = getattr(cfg.providers[dc.provider], "base_url", "")
+            if not base:
+                continue  # a managed provider: scored on in-flight alone
+            base = base.rstrip("/")
+            url = (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+        assert dep.load is not None
+        dep.load.queue_threshold = float(rc.queue_threshold if rc.queue_threshold is not None else 16)
+        health.scraper.add(url, dep.load, interval)
+
+
+def _active_checks(cfg: Config, health: Health, http: HttpPool) -> None:
+    """Each `health_check` provider's URL and the breakers of its deployments (routing/active.py)."""
+    from gatehouse.routing.active import ActiveChecks
+
+    for name, p in cfg.providers.items():
+        hc = p.health_check
+        if hc is None or not getattr(p, "base_url", ""):
+            continue
+        breakers = [b for (prov, _), b in health.breakers.items() if prov == name]
+        if not breakers:
+            continue
+        base = str(getattr(p, "base_url", "")).rstrip("/")
+        url = (base[:-3] if base.endswith("/v1") else base) + "/" + hc.path.lstrip("/")
+        if health.active is None:
+            health.active = ActiveChecks(http)
+        health.active.add(url, hc.interval_seconds, breakers)
+
+
+def _ready_url(cfg: Config, provider: str, path: str) -> str | None:
+    base: str = getattr(cfg.providers[provider], "base_url", "")
+    return base.rstrip("/") + "/" + path.lstrip("/") if base else None
+
+
+def uses_load(cfg: Config) -> bool:
+    """Whether any deployment keeps a Load (the runtime then adds routing's LoadHook)."""
+    return any((m.routing is not None and m.routing.strategy in LOAD_AWARE)
+               or any(d.max_in_flight is not None for d in m.deployments) for m in cfg.models)
