@@ -19,7 +19,7 @@ LOCK = threading.Lock()
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real collector
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         with LOCK:
             STATS["http_requests"] += 1
@@ -31,7 +31,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(reply)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         with LOCK:
             body = json.dumps(STATS).encode()
         self.send_response(200)

@@ -7,7 +7,8 @@ asserted by tests (issue 17's budget: <= 50 us per request for the rules).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gatehouse.config import from_mapping
 from gatehouse.gateway.exchange import Exchange

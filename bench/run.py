@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import procs, report, rounds, scenarios, targets as tg, tools  # noqa: E402
+from harness import procs, report, rounds, scenarios, tools
+from harness import targets as tg
 
 ALL = "abcdefghijkl"
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(f"stopped early: {str(e).splitlines()[0]}")
                 failed = True
                 break
-            except Exception as e:  # noqa: BLE001 - one broken scenario must not lose the others
+            except Exception as e:
                 traceback.print_exc()
                 results["scenarios"].append({"id": sid, "error": f"{type(e).__name__}: {e}"[:500]})
                 notes.append(f"scenario ({sid}) failed: {type(e).__name__}: {str(e)[:200]}")

@@ -2,8 +2,9 @@
 process is the subject), and real Redis/Postgres servers."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -26,9 +26,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import uvicorn
 import yaml
@@ -224,8 +225,8 @@ class InProcessGatehouse:
         self.home.mkdir(parents=True, exist_ok=True)
         self.write_config()
         # Unbuffered appends: the log router, the access log thread and logs() share the files.
-        log = open(self.log_path, "ab", buffering=0)  # noqa: SIM115 - closed in stop()
-        out = open(self.out_path, "ab", buffering=0)  # noqa: SIM115
+        log = open(self.log_path, "ab", buffering=0)
+        out = open(self.out_path, "ab", buffering=0)
         self._files = [log, out]
         self._env_token = ENV.push(self.env)
         try:
@@ -238,8 +239,8 @@ class InProcessGatehouse:
     def _start(self, log: IO[bytes], out: IO[bytes], timeout: float) -> None:
         from gatehouse import config as config_mod
         from gatehouse.app import GatehouseApp
-        from gatehouse.runtime import Runtime, data_dir_from_env
         from gatehouse.cli.serve import configure_process
+        from gatehouse.runtime import Runtime, data_dir_from_env
         from gatehouse.server import H1Protocol
 
         configure_process()  # what `gatehouse serve` sets process-wide (no *_created series, a quiet Alembic)

@@ -65,7 +65,7 @@ class GatehouseProcess:
             self.config_path = self.home / f"config-{self.port}.yaml"
             self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def start(self, timeout: float = 30.0) -> "GatehouseProcess":
+    def start(self, timeout: float = 30.0) -> GatehouseProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         self.write_config()
         cmd = [sys.executable, "-m", "gatehouse", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -114,7 +114,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (make test installs it)")
@@ -137,7 +137,7 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
 
-    def restart(self) -> "RedisServer":
+    def restart(self) -> RedisServer:
         """Start again on the same port, empty (as after a crash without persistence)."""
         self.stop()
         return self.start()
@@ -162,7 +162,7 @@ class PostgresServer:
             prefix = ["runuser", "-u", self.user, "--"]
         subprocess.run([*prefix, *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if not (PG_BIN / "initdb").exists():
             raise RuntimeError("Postgres binaries not found at /usr/lib/postgresql/15/bin")
         if os.geteuid() == 0:

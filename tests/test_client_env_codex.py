@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from tests.conftest import ALICE_KEY, BOB_KEY, base_config
+from tests.in_process import CliResult, run_cli
 from tests.support import Gatehouse
 from tests.upstreams.harness import ServerThread
-from tests.in_process import CliResult, run_cli
 
 CODEX = os.environ.get("GATEHOUSE_CODEX_BIN", "")
 needs_codex = pytest.mark.skipif(not CODEX or not os.path.exists(CODEX), reason="set GATEHOUSE_CODEX_BIN")

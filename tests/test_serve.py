@@ -8,8 +8,8 @@ import signal
 import threading
 import time
 
-import openai
 import httpx
+import openai
 import pytest
 from aiohttp import web
 

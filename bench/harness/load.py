@@ -60,7 +60,7 @@ class RssSampler:
             self.samples.append((time.monotonic() - t0, self.target.rss_kb()))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         if self.target.proc is not None:
             self._thread.start()
         return self

@@ -21,7 +21,7 @@ from pathlib import Path
 GATEWAY_CPU = "0"
 LOAD_CPU = "1"
 
-_live: list["Proc"] = []
+_live: list[Proc] = []
 
 
 def can_pin() -> bool:
@@ -46,7 +46,7 @@ class Proc:
         self.cwd = cwd
         self.popen: subprocess.Popen | None = None
 
-    def start(self) -> "Proc":
+    def start(self) -> Proc:
         log = open(self.log_path, "ab")
         try:
             self.popen = subprocess.Popen(
@@ -120,11 +120,11 @@ def stop_all() -> None:
     for proc in reversed(list(_live)):
         try:
             proc.stop(timeout=5)
-        except Exception:  # noqa: BLE001 - cleanup must go on for the others
+        except Exception:
             pass
 
 
-def _on_signal(signum, frame):  # noqa: ANN001
+def _on_signal(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -186,7 +186,7 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def wait_idle(proc: "Proc | None", max_wait: float = 60.0, busy_below: float = 0.05) -> float:
+def wait_idle(proc: Proc | None, max_wait: float = 60.0, busy_below: float = 0.05) -> float:
     """Wait until a server stops burning CPU (a slow one works off its backlog after the
     load generator has gone), so the next run on the shared core starts clean.
     Returns the seconds waited."""

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import load, procs, stats, targets as tg
+from . import load, procs, stats
+from . import targets as tg
 from .targets import MockSettings, Target
 
 
@@ -116,7 +117,7 @@ def revive(ctx: Ctx, t: Target) -> bool:
         return False
     try:
         fresh = restart()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         incident["restart"] = f"failed: {str(e)[:300]}"
         say(f"  !! restarting {t.name} failed: {e}")
         return False
@@ -149,7 +150,7 @@ def interleaved(ctx: Ctx, targets: list[Target], run_one, label: str) -> dict[st
         try:
             with alone(ctx, t):
                 run_one(t, ctx.warmup)
-        except Exception as e:  # noqa: BLE001 - reported per round below
+        except Exception as e:
             say(f"  {label}: warm-up on {t.name} failed: {e}")
         revive(ctx, t)
         settle(t)
@@ -159,7 +160,7 @@ def interleaved(ctx: Ctx, targets: list[Target], run_one, label: str) -> dict[st
             try:
                 with alone(ctx, t):
                     res = run_one(t, ctx.duration)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 check_mock(ctx)
                 res = {"error": str(e)[:500]}
             if t.proc is not None and not t.proc.alive():

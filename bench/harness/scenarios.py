@@ -8,11 +8,27 @@ import shutil
 import signal
 import time
 
-from . import load, stats, targets as tg
+from . import load, stats
+from . import targets as tg
 from .procs import Proc, cpu_seconds, http, wait_idle
-from .rounds import (ANTHROPIC_VERSION, Ctx, added, alone, anthropic_body, available, brief,
-                     errors, interleaved, openai_body, responses_body, revive, say, settle, summaries,
-                     wrk_runner)
+from .rounds import (
+    ANTHROPIC_VERSION,
+    Ctx,
+    added,
+    alone,
+    anthropic_body,
+    available,
+    brief,
+    errors,
+    interleaved,
+    openai_body,
+    responses_body,
+    revive,
+    say,
+    settle,
+    summaries,
+    wrk_runner,
+)
 from .targets import Target
 
 P99_LIMIT_US = 50_000  # scenario (b): throughput counts only while p99 stays under 50 ms
@@ -81,7 +97,7 @@ def _paced_search(ctx: Ctx, t: Target, path: str, body: bytes, anthropic: bool, 
             with alone(ctx, t):
                 res = load.run_wrk(ctx.wrk, f"{t.base}{path}", ctx.script(body, headers, delay), CONCURRENCY,
                                    ctx.duration)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             say(f"  paced {t.name} at ~{rate:.0f} req/s: ERROR {str(e)[:200]}")
             revive(ctx, t)
             return None
@@ -104,10 +120,11 @@ def _paced_search(ctx: Ctx, t: Target, path: str, body: bytes, anthropic: bool, 
 
 
 def _throughput(ctx: Ctx, sid: str, title: str, path: str, body: bytes, anthropic: bool,
-                targets: list[Target], sample_rss: bool) -> dict:
+                targets: list[Target], sample_rss: bool, pace: bool = True, run=None) -> dict:
+    """`pace=False`: closed loop only; `run`: another runner than plain wrk (scenario k)."""
     notes: list[str] = []
     targets = available(ctx, targets, path, body, anthropic, notes)
-    run = wrk_runner(ctx, path, body, CONCURRENCY, anthropic, sample_rss=sample_rss)
+    run = run or wrk_runner(ctx, path, body, CONCURRENCY, anthropic, sample_rss=sample_rss)
     results = interleaved(ctx, targets, run, sid)
     summary = summaries(results, TP_METRICS)
     best: dict[str, dict] = {}
@@ -120,7 +137,7 @@ def _throughput(ctx: Ctx, sid: str, title: str, path: str, body: bytes, anthropi
         entry = {"rps": stats.spread([r["rps"] for r in ok_rounds]) if ok_rounds else None,
                  "closed_loop_rps": summary[t.name]["rps"], "rounds_meeting_slo": len(ok_rounds),
                  "paced": None}
-        if len(ok_rounds) * 2 <= len(rounds) and t.name.startswith("gatehouse"):
+        if pace and len(ok_rounds) * 2 <= len(rounds) and t.name.startswith("gatehouse"):
             closed = stats.median(summary[t.name]["rps"]) or 0.0
             paced = _paced_search(ctx, t, path, body, anthropic, closed) if closed else None
             entry["paced"] = paced
@@ -213,7 +230,7 @@ def scenario_memory(ctx: Ctx) -> dict:
             with alone(ctx, t), load.RssSampler(t, interval=1.0) as sampler:
                 res = load.run_wrk(ctx.wrk, f"{t.base}/v1/chat/completions", ctx.script(body, headers),
                                    CONCURRENCY, ctx.soak)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             out["targets"][t.name] = {"error": str(e)[:300], "idle_kb": t.info.get("rss_idle_kb")}
             say(f"  {t.name}: soak failed: {e}")
             revive(ctx, t)

@@ -10,9 +10,10 @@ import contextlib
 import logging
 import re
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Union
+from typing import Any
 
 from gatehouse.api import (
     admin,
@@ -50,7 +51,7 @@ Handler = Callable[[Runtime, Request, Exchange], Awaitable[None]]
 class Route:
     method: str
     path: str  # may hold {name} parameters
-    target: Union[Handler, Endpoint]  # an Endpoint: a model route (gateway/handle.py)
+    target: Handler | Endpoint  # an Endpoint: a model route (gateway/handle.py)
     surface: str
     dialect: str = "openai"
     consumer: bool = False  # a plain handler that needs the caller's key (ex.principal)
@@ -119,10 +120,12 @@ ROUTES: list[Route] = [
     Route("POST", "/api/pull", ollama.pull, "models", "ollama", consumer=True),
 ]
 # Clients configured with a base URL without /v1 (some editors do this) reach the same routes.
-ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions", "/responses": "/v1/responses",
+ALIASES = {"/chat/completions": "/v1/chat/completions", "/completions": "/v1/completions",
+           "/responses": "/v1/responses",
            "/embeddings": "/v1/embeddings", "/models": "/v1/models",
            # migration (docs/migration.md): Kong AI Gateway-style routes, a FastAPI gateway's /health
-           "/ai/chat": "/v1/chat/completions", "/v1/chat": "/v1/chat/completions", "/ai/completions": "/v1/completions", "/health": "/healthz"}
+           "/ai/chat": "/v1/chat/completions", "/v1/chat": "/v1/chat/completions",
+           "/ai/completions": "/v1/completions", "/health": "/healthz"}
 ALWAYS_SERVED = frozenset({"/healthz", "/readyz", "/health"})
 UNCAPPED = ALWAYS_SERVED | {"/metrics"}  # probes and scrapes still answer at server.max_in_flight
 
@@ -240,7 +243,7 @@ class GatehouseApp:
             await asyncio.sleep(0.05)
         try:
             await old.close()
-        except Exception as e:  # noqa: BLE001 - the new runtime serves on
+        except Exception as e:
             log.error("closing the replaced runtime: %s", describe(e))
         else:
             log.info("config generation %d closed after its last request", old.generation)
@@ -254,7 +257,7 @@ class GatehouseApp:
             grace = self.runtime.cfg.server.shutdown_grace_seconds if self.runtime is not None else 30.0
             try:
                 await asyncio.wait_for(asyncio.shield(self._retiring), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("a replaced runtime still had requests after %.0fs; closing anyway", grace)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

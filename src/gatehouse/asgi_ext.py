@@ -13,7 +13,8 @@ This module is a leaf: it imports nothing from gatehouse.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 # -- the splice: a same-dialect stream relayed from the upstream socket to the client socket ----
 

@@ -2,8 +2,8 @@
 tools) at this gateway, printed as bash/zsh, fish or PowerShell statements."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
-from typing import Callable, Mapping
 
 from gatehouse.config import Config
 

@@ -42,10 +42,11 @@ def models_from_gateway(base_url: str, key: str, timeout: float = 10.0) -> list[
     """The models this key may use, from the running gateway's GET /v1/models."""
     req = urllib.request.Request(f"{base_url.rstrip('/')}/v1/models", headers={"Authorization": f"Bearer {key}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the gateway URL the user gave
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as e:
-        raise ClientEnvError(f"the gateway at {base_url} answered GET /v1/models with {e.code}: check the key") from None
+        raise ClientEnvError(f"the gateway at {base_url} answered GET /v1/models with {e.code}: "
+                             "check the key") from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", e)
         raise ClientEnvError(f"cannot list the models at {base_url}: {reason}") from None

@@ -104,7 +104,7 @@ class ConfigReloader:
                                          "apply it (the live config keeps serving)", param=changed[0])
                 try:
                     new = await Runtime.build(cfg, previous=old)
-                except Exception as e:  # noqa: BLE001 - whatever failed, the old config serves on
+                except Exception as e:
                     log.error("config reload: building the new runtime failed: %s", describe(e))
                     raise ReloadRejected(f"the new config could not be started: {describe(e)} "
                                          "(the live config keeps serving)") from None

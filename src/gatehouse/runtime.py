@@ -103,9 +103,9 @@ class Runtime:
     # runtime is closed once this reaches 0.
     inflight: int = 0
     # The runtime a reload replaced this one with: what it took over is not closed here.
-    successor: "Runtime | None" = None
+    successor: Runtime | None = None
     secret: str = field(default="", repr=False)  # the key HMAC secret (UI sessions sign with it too)
-    reloader: "ConfigReloader | None" = None  # set by app.py when the config came from a file
+    reloader: ConfigReloader | None = None  # set by app.py when the config came from a file
     # `serve --workers N`: this worker's metrics socket and the merged /metrics (handed over on reload)
     worker_metrics: WorkerMetrics | None = None
     # The routing table (models, aliases, access) and the attempts loop (router plan + hooks).
@@ -117,7 +117,7 @@ class Runtime:
     # ---- building ---------------------------------------------------------------------------
 
     @classmethod
-    async def build(cls, cfg: Config, data_dir: Path | None = None, previous: "Runtime | None" = None) -> "Runtime":
+    async def build(cls, cfg: Config, data_dir: Path | None = None, previous: Runtime | None = None) -> Runtime:
         """previous: the live runtime a reload replaces. Its store, key hasher, ledger journal
         and writer (and its limiter when `limits` is unchanged) are taken over, not reopened;
         the restart-only settings (gatehouse/reload.py) must be equal."""
@@ -199,7 +199,8 @@ class Runtime:
         rt.health = health
         rt.cache = cache
         rt.guardrail_events = events
-        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg), {n: ModelEntry(n, ()) for n in cfg.routers})
+        rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg),
+                              {n: ModelEntry(n, ()) for n in cfg.routers})
         rt.compliance = build_compliance(cfg, models)
         rt.virtual = build_virtual(cfg)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.

@@ -105,7 +105,7 @@ class ListenerTls:
         while not self._stop.wait(self.cfg.reload_seconds):
             try:
                 self.check()
-            except Exception as e:  # noqa: BLE001 - the watcher must outlive any one bad check
+            except Exception as e:
                 log.error("TLS reload check failed: %s", type(e).__name__)
 
     def stop(self) -> None:

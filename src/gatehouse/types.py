@@ -8,7 +8,7 @@ dialect.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 from msgspec import Struct, field
@@ -41,7 +41,7 @@ class ToolCallPart(Struct, tag="tool_call", omit_defaults=True):
 
 class ToolResultPart(Struct, tag="tool_result", omit_defaults=True):
     tool_call_id: str
-    content: list[Union[TextPart, ImagePart]] = field(default_factory=list)
+    content: list[TextPart | ImagePart] = field(default_factory=list)
     is_error: bool = False
 
     def text(self) -> str:
@@ -54,7 +54,7 @@ class ThinkingPart(Struct, tag="thinking", omit_defaults=True):
     redacted_data: str | None = None  # Anthropic redacted_thinking
 
 
-Part = Union[TextPart, ImagePart, ToolCallPart, ToolResultPart, ThinkingPart]
+Part = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -177,7 +177,7 @@ class KeepAlive(Struct, tag="keepalive"):
     the rest send nothing. Produced by the ingress, never by a provider."""
 
 
-StreamEvent = Union[StreamStart, TextDelta, ThinkingDelta, ToolCallStart, ToolCallDelta, StreamEnd, KeepAlive]
+StreamEvent = StreamStart | TextDelta | ThinkingDelta | ToolCallStart | ToolCallDelta | StreamEnd | KeepAlive
 
 
 class EmbeddingRequest(Struct, omit_defaults=True):

@@ -12,8 +12,8 @@ import pytest
 
 from gatehouse.app import ROUTES
 from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
-from tests.support import Gatehouse
 from tests.in_process import CliResult, run_cli
+from tests.support import Gatehouse
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ Raw HTTP (aiohttp) so every byte is seen; the anthropic SDK for its exception cl
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import anthropic

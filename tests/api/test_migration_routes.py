@@ -22,7 +22,7 @@ HEADER_SECRET = "Bearer header-secret-never-shown"
 
 
 @pytest.fixture(scope="module")
-def gh(openai_upstream, tmp_path_factory):  # noqa: ANN001
+def gh(openai_upstream, tmp_path_factory):
     from tests.support import Gatehouse
 
     cfg = base_config(openai_upstream.url, server={"max_body_bytes": 65536, "secret": SERVER_SECRET},

@@ -8,8 +8,9 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from gatehouse.app import GatehouseApp
 from gatehouse.config import from_mapping

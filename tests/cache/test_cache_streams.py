@@ -2,8 +2,9 @@
 read them), a stream and a non-stream request share an entry, and a cut stream is never stored."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import anthropic
 import openai

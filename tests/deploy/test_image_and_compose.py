@@ -17,9 +17,9 @@ import yaml
 
 from gatehouse.evals.exported import EvalResults
 from tests.deploy.manifests import REPO, TOOLS, run, tool
+from tests.in_process import run_cli
 from tests.observability.promql import exported_names
 from tests.support import Gatehouse, PostgresServer, RedisServer
-from tests.in_process import run_cli
 
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 # the canonical alert rules and dashboards: compose mounts them, the chart ships copies of them

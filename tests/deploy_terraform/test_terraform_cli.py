@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.in_process import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

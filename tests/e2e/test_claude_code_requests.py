@@ -16,7 +16,8 @@ import copy
 import json
 import os
 import subprocess
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import pytest

@@ -44,7 +44,7 @@ class Load:
     def __post_init__(self) -> None:
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self.thread.start()
         return self
 
@@ -75,7 +75,7 @@ class Load:
                             self.complete_unary[request_id] = (u["prompt_tokens"], u["completion_tokens"])
                     else:
                         await r.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, ValueError):
                 await asyncio.sleep(0.05)  # gatehouse is down or restarting
 
 

@@ -4,7 +4,7 @@ not, with tools, reasoning and errors."""
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import openai
 import pytest

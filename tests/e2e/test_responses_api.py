@@ -4,7 +4,8 @@ ending in response.failed, and policies (keys, access) as on chat completions.""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai

@@ -5,7 +5,8 @@ id is a 404); `store: false` and a request that does not say keep nothing."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai

@@ -11,8 +11,8 @@ import openai
 import pytest
 import yaml
 
-from tests.upstreams import openai_wire
 from tests.in_process import CliResult, run_cli
+from tests.upstreams import openai_wire
 
 
 def gatehouse(*args: str, env: dict[str, str] | None = None) -> CliResult:

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.upstreams.harness import ServerThread, free_port, Recorder
+from tests.upstreams.harness import Recorder, ServerThread, free_port
 
 
 def parse_json(body: bytes) -> ExportTraceServiceRequest:
@@ -44,7 +44,7 @@ def make_app(recorder: Recorder) -> web.Application:
     async def traces(request: web.Request) -> web.Response:
         try:
             parse(await request.read(), request.content_type)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return web.Response(status=400, text=str(e))
         if request.content_type == "application/json":
             return web.json_response({})
@@ -82,7 +82,7 @@ class GrpcCollector:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "GrpcCollector":
+    def __enter__(self) -> GrpcCollector:
         self.server.start()
         return self
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.conftest import ALICE_KEY
 from gatehouse.config import TracingConfig
 from gatehouse.observability.otlp_encode import JsonEncoder, ProtobufEncoder
 from gatehouse.observability.otlp_export import settings
+from tests.conftest import ALICE_KEY
 from tests.observability.otlp_collector import GrpcCollector, make_app, parse_json, wait_for
 from tests.observability.traffic import observed_config
 from tests.support import Gatehouse

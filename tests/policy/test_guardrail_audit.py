@@ -12,7 +12,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gatehouse.config import ConfigError, from_mapping
-
 from gatehouse.policy.guardrails.audit import VerdictCounts
 from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardPolicyConfig, GuardrailsConfig
 from gatehouse.policy.guardrails.engine import Plan, compile_policies

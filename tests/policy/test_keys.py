@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 
+import httpx
 import openai
 import pytest
-import httpx
 
 from tests.conftest import ADMIN_KEY, base_config
 from tests.in_process import CliResult, run_cli

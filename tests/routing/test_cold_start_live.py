@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.conftest import BOB_KEY
-from tests.routing.test_strategies_live import chat, metrics, deployments, with_model
+from tests.routing.test_strategies_live import chat, deployments, metrics, with_model
 from tests.upstreams.fleet import Replica, dead_url, fleet
 
 

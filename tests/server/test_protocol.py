@@ -16,7 +16,7 @@ from tests.server.serving import serve_h1
 seen: dict[str, object] = {}
 
 
-async def app(scope, receive, send):  # noqa: ANN001 - ASGI
+async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})

@@ -12,8 +12,8 @@ import urllib.request
 import pytest
 
 from gatehouse.server import H1Protocol
-from tests.server.test_protocol import read_response
 from tests.server.serving import serve_h1
+from tests.server.test_protocol import read_response
 
 HEADER_TIMEOUT, BODY_TIMEOUT = 0.5, 1.0
 seen: dict[str, object] = {}

@@ -199,7 +199,7 @@ class Load:
                     data = await r.read()
                     complete = r.status == 200 and (b"[DONE]" in data if kind else b'"usage"' in data)
                     (self.ok if complete else self.failed).append(f"{rid} {r.status} {data[:200]!r}")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError) as e:
                 self.failed.append(f"{rid} {type(e).__name__}")
 
 

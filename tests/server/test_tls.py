@@ -98,7 +98,7 @@ def pki(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def tls_gatehouse(tmp_path: Path, openai_upstream):  # noqa: ANN001
+def tls_gatehouse(tmp_path: Path, openai_upstream):
     started: list[TlsGatehouse] = []
 
     def start(tls: dict[str, Any], probe: ssl.SSLContext) -> TlsGatehouse:

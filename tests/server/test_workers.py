@@ -12,9 +12,9 @@ import httpx
 import pytest
 import yaml
 
+from gatehouse.config import ConfigError
 from gatehouse.observability.worker_metrics import merge
 from gatehouse.supervisor import adopt_orphan_journals, parse_workers, usable_cpus
-from gatehouse.config import ConfigError
 from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
 from tests.e2e.test_ledger_durability import Load, check_exactly_once, durable_config, sqlite_rows, upstream_ids
 from tests.support import GatehouseProcess as Gatehouse

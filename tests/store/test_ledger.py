@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,8 +12,8 @@ from gatehouse.store.ledger import insert_records, usage_report
 from gatehouse.store.migrate import upgrade
 from gatehouse.store.sql import SqlStore
 
-DAY1 = datetime(2024, 6, 1, 23, 30, tzinfo=timezone.utc).timestamp()
-DAY2 = datetime(2024, 6, 2, 0, 30, tzinfo=timezone.utc).timestamp()
+DAY1 = datetime(2024, 6, 1, 23, 30, tzinfo=UTC).timestamp()
+DAY2 = datetime(2024, 6, 2, 0, 30, tzinfo=UTC).timestamp()
 
 
 def record(tag: str, consumer: str, model: str, ts: float, **kw) -> LedgerRecord:

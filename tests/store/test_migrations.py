@@ -99,8 +99,8 @@ async def upgrade_from_0003_with_a_ledger_row(url: str) -> None:
     """A ledger from before client ids had a column keeps its rows; new rows fill both ids."""
     from alembic import command
 
-    from gatehouse.store.schema import usage_records
     from gatehouse.store.migrate import _alembic_config
+    from gatehouse.store.schema import usage_records
 
     store = SqlStore(url, pool_size=2)
     try:

@@ -4,8 +4,9 @@ client certificate signed by its own CA."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import openai
 import pytest

@@ -24,8 +24,16 @@ from typing import Any
 from aiohttp import web
 
 from .conventions import (
-    THINKING_SIGNATURE, FailureTracker, PromptCache, abort_connection, chunks, make_reply,
-    pause_if_slow, pieces, stable_id, words,
+    THINKING_SIGNATURE,
+    FailureTracker,
+    PromptCache,
+    abort_connection,
+    chunks,
+    make_reply,
+    pause_if_slow,
+    pieces,
+    stable_id,
+    words,
 )
 
 API_KEY = "test-anthropic-key"

@@ -19,7 +19,7 @@ TOKEN = "pod-identity-token"
 async def credentials(request: web.Request) -> web.Response:
     if request.headers.get("Authorization") != TOKEN:
         return web.json_response({"message": "unauthorized"}, status=401)
-    expiration = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(hours=1)
+    expiration = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=1)
     return web.json_response({
         "AccessKeyId": sts_wire.TEMP_ACCESS_KEY, "SecretAccessKey": sts_wire.TEMP_SECRET_KEY,
         "Token": sts_wire.TEMP_SESSION_TOKEN, "AccountId": "123456789012",

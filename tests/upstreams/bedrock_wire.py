@@ -40,8 +40,17 @@ from botocore.credentials import Credentials
 
 from . import sts_wire
 from .conventions import (
-    THINKING_SIGNATURE, FailureTracker, PromptCache, abort_connection, chunks, embedding,
-    make_reply, pause_if_slow, pieces, stable_id, words,
+    THINKING_SIGNATURE,
+    FailureTracker,
+    PromptCache,
+    abort_connection,
+    chunks,
+    embedding,
+    make_reply,
+    pause_if_slow,
+    pieces,
+    stable_id,
+    words,
 )
 
 ACCESS_KEY, SECRET_KEY = "AKIDTEST", "test-secret"
@@ -94,11 +103,11 @@ def verify_signature(request: web.Request, body: bytes) -> web.Response | None:
         return aws_error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
     amz_date = request.headers.get("X-Amz-Date", "")
     try:
-        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         return aws_error(403, "InvalidSignatureException", "Authorization header requires existence of either "
                          "a 'X-Amz-Date' or a 'Date' header.")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     if abs((now - when).total_seconds()) > 300 + 600:  # AWS allows 15 minutes of clock skew
         return aws_error(403, "InvalidSignatureException", f"Signature expired: {amz_date} is now earlier than "
                          f"{(now - dt.timedelta(minutes=15)).strftime('%Y%m%dT%H%M%SZ')}")

@@ -27,7 +27,14 @@ from typing import Any
 from aiohttp import web
 
 from .conventions import (
-    FailureTracker, abort_connection, embedding, make_reply, pause_if_slow, pieces, stable_id, words,
+    FailureTracker,
+    abort_connection,
+    embedding,
+    make_reply,
+    pause_if_slow,
+    pieces,
+    stable_id,
+    words,
 )
 
 API_KEY = "test-gemini-key"

@@ -27,7 +27,14 @@ from typing import Any
 from aiohttp import web
 
 from .conventions import (
-    FailureTracker, abort_connection, embedding, make_reply, pause_if_slow, pieces, stable_id, words,
+    FailureTracker,
+    abort_connection,
+    embedding,
+    make_reply,
+    pause_if_slow,
+    pieces,
+    stable_id,
+    words,
 )
 
 VERSION = "0.12.6"
@@ -64,7 +71,7 @@ def resolve(name: Any) -> str | None:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def timings(prompt_tokens: int, output_tokens: int) -> dict:

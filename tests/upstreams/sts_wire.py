@@ -57,7 +57,7 @@ async def sts_handler(request: web.Request) -> web.Response:
     if not 900 <= duration <= 43200:
         return _error(400, "ValidationError", "1 validation error detected: Value at 'durationSeconds' "
                                               "failed to satisfy constraint: Member must have value between 900 and 43200")
-    expiration = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=duration)
+    expiration = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=duration)
     account, role_name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[-1]
     xml = f"""<AssumeRoleWithWebIdentityResponse xmlns="{NS}">
   <AssumeRoleWithWebIdentityResult>

@@ -10,9 +10,9 @@ import urllib.request
 
 import pytest
 
-from .harness import ServerThread
 from . import anthropic_wire, bedrock_wire, gemini_wire, ollama_wire, sts_wire
 from .conventions import embedding, make_reply, pieces
+from .harness import ServerThread
 
 
 def http(method: str, url: str, body=None, headers=None) -> tuple[int, dict, bytes]:
@@ -313,7 +313,7 @@ def test_sts_web_identity_credentials(bedrock_srv, tmp_path, monkeypatch):
     creds = sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="session", WebIdentityToken="a.jwt.token")["Credentials"]
     assert (creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]) == (
         sts_wire.TEMP_ACCESS_KEY, sts_wire.TEMP_SECRET_KEY, sts_wire.TEMP_SESSION_TOKEN) == ("ASIATEST", "sts-secret", "sts-token")
-    assert creds["Expiration"] > dt.datetime.now(dt.timezone.utc)
+    assert creds["Expiration"] > dt.datetime.now(dt.UTC)
     with pytest.raises(ClientError) as info:
         sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="session", WebIdentityToken="invalid")
     assert info.value.response["Error"]["Code"] == "InvalidIdentityToken"

@@ -4,7 +4,8 @@ route, tokens, cost and guardrail verdicts per answer, and the Audit page's guar
 (filtered apart from admin actions, never the matched text)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import openai
 import pytest

@@ -4,7 +4,8 @@ write controls and are refused server side; admin tokens can create keys; unmapp
 refused. Also: the groups page shows spend against budgets after a priced request."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai

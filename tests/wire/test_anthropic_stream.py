@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from gatehouse.errors import UpstreamError, UpstreamStatus
 from gatehouse.types import (
-    StreamEnd, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, ToolCallStart, Usage,
+    StreamEnd,
+    StreamStart,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    ToolCallStart,
+    Usage,
 )
 from gatehouse.wire import openai_stream
 from gatehouse.wire.anthropic_stream import MessageStreamEncoder, MessageStreamRelay, decode_stream, with_keepalive

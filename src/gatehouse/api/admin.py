@@ -10,19 +10,19 @@ import msgspec
 
 from gatehouse.api.http import Request, header_list, send_json
 from gatehouse.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.metering.report import UsageQueryError, parse_time
 from gatehouse.policy.audit import ADMIN_API_ACTOR, AuditTrail
 from gatehouse.policy.auth import key_from_headers
 from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.policy.key_rotation import rotate
 from gatehouse.policy.keys import new_key
-from gatehouse.gateway.exchange import Exchange
 from gatehouse.policy.ui_session import ROLE_ADMIN, SAFE_METHODS, cookie_value
 from gatehouse.reload import ReloadRejected
-from gatehouse.supervisor import ask_reload_broadcast
 from gatehouse.runtime import Runtime
 from gatehouse.store.audit_sql import KINDS, MAX_LIMIT, AuditStore
 from gatehouse.store.protocols import KeyRecord
+from gatehouse.supervisor import ask_reload_broadcast
 from gatehouse.wire.common import convert, decode_json_object
 
 

@@ -32,7 +32,8 @@ MAX_WINDOW = 86_400.0
 async def _recent(rt: Runtime, since: float) -> dict[tuple[str, str, str], dict[str, Any]]:
     """(model, provider, upstream model) -> requests, errors, latency of upstream attempts since `since`."""
     t = usage_records.c
-    q = (sa.select(t.model, t.provider, t.deployment, sa.func.count(), sa.func.sum(sa.case((t.status >= 400, 1), else_=0)),
+    errors = sa.func.sum(sa.case((t.status >= 400, 1), else_=0))
+    q = (sa.select(t.model, t.provider, t.deployment, sa.func.count(), errors,
                    sa.func.avg(t.latency_ms), sa.func.max(t.latency_ms), sa.func.avg(t.ttft_ms))
          .where(t.ts >= since, t.cache_hit.is_(False))
          .group_by(t.model, t.provider, t.deployment))

@@ -9,8 +9,8 @@ from typing import Any
 
 from gatehouse.api.admin import directory_admin, require_admin
 from gatehouse.api.http import Request, header_list, send_json
-from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.gateway.exchange import Exchange
+from gatehouse.policy.directory_admin import DirectoryAdmin
 from gatehouse.runtime import Runtime
 from gatehouse.wire.common import decode_json_object
 

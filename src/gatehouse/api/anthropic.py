@@ -19,8 +19,8 @@ from gatehouse.metering.tokens import estimate_request
 from gatehouse.policy.guardrails.step import GuardrailStep
 from gatehouse.providers.base import CallContext
 from gatehouse.types import ChatRequest, StreamEvent, json_encode
-from gatehouse.wire import anthropic as wire
 from gatehouse.upstream.client import malformed
+from gatehouse.wire import anthropic as wire
 from gatehouse.wire.anthropic_response import render_response, response_decoder, response_to_canonical
 from gatehouse.wire.anthropic_stream import MessageStreamEncoder, with_keepalive
 from gatehouse.wire.common import decode_json_object

@@ -5,7 +5,8 @@ this module only picks the dialect's renderer. An unknown dialect gets the OpenA
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gatehouse.errors import GatehouseError
 from gatehouse.types import json_encode

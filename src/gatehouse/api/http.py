@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Any, AsyncIterator, Awaitable, Callable, Self
+from typing import Any, Self
 
 from gatehouse.asgi_ext import SPLICE, DisconnectWatch, disconnect_watch
 from gatehouse.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -165,7 +166,8 @@ async def stream_out(req: Request, status: int, headers: list[tuple[bytes, bytes
 
     `splice`, an asgi_ext.splice_message for the same body: sent instead of iterating `chunks`
     when the server offers the splice (then `chunks` is only closed, never iterated)."""
-    await req.send({"type": "http.response.start", "status": status, "headers": [*(content_type or SSE_HEADERS), *headers]})
+    await req.send({"type": "http.response.start", "status": status,
+                    "headers": [*(content_type or SSE_HEADERS), *headers]})
     send = req.send  # (after the start: app.py's status-tracking wrapper has stepped aside)
     task = asyncio.current_task()
     assert task is not None

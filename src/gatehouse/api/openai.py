@@ -10,11 +10,11 @@ import msgspec
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
-from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.gateway.exchange import Exchange
+from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.routing.table import ModelEntry
-from gatehouse.upstream.client import malformed
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
+from gatehouse.upstream.client import malformed
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
 from gatehouse.wire.common import convert, decode_json_object

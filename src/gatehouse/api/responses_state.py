@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatehouse.api.http import Request, send_bytes, header_list
+from gatehouse.api.http import Request, header_list, send_bytes
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.runtime import Runtime

@@ -17,8 +17,8 @@ import msgspec
 from gatehouse.api.admin import key_view, require_admin
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import AuthenticationFailed, Conflict, NotFound, PermissionDenied, RateLimited
-from gatehouse.policy.keys import new_key
 from gatehouse.gateway.exchange import Exchange
+from gatehouse.policy.keys import new_key
 from gatehouse.policy.ui_session import ROLE_ADMIN, ROLE_READ_ONLY, cookie_value
 from gatehouse.runtime import Runtime
 from gatehouse.wire.common import convert, decode_json_object

@@ -7,10 +7,10 @@ import hmac
 from gatehouse.api.admin import require_admin
 from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.metering.report import UsageQuery, UsageQueryError, parse_query, render_csv, rows_json
 from gatehouse.observability.metrics import CONTENT_TYPE
 from gatehouse.policy.auth import key_from_headers
-from gatehouse.gateway.exchange import Exchange
 from gatehouse.runtime import Runtime
 from gatehouse.store.ledger import usage_report
 

@@ -35,7 +35,8 @@ def add_client_env_command(sub: Subparsers) -> None:
     e.add_argument("--shell", choices=SHELLS, default="bash", help="bash (also zsh), fish or powershell")
     e.add_argument("--catalog", metavar="PATH", help="codex: write a model_catalog_json of the key's models here "
                    "(with --key: the models the gateway lets that key use)")
-    e.add_argument("--codex-bin", help="codex: the Codex binary whose catalog entries are cloned (default: codex on PATH)")
+    e.add_argument("--codex-bin",
+                   help="codex: the Codex binary whose catalog entries are cloned (default: codex on PATH)")
     e.set_defaults(func=cmd_client_env)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gatehouse import config as config_mod
 from gatehouse.config import Config

@@ -10,7 +10,8 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gatehouse.cli.common import WithConfig, load_config, open_store
 from gatehouse.errors import GatehouseError

@@ -11,8 +11,9 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 # Only argparse at import: `gatehouse serve` builds this parser too, and must not pay for the
 # runner's imports (aiohttp sessions, jsonschema, rich) in its start time and memory.
@@ -77,10 +78,9 @@ async def _gateway(args: argparse.Namespace) -> AsyncIterator[str]:
         return
     import uvicorn
 
-    from gatehouse.evals.suite import SuiteError
-
     from gatehouse.app import GatehouseApp
     from gatehouse.cli.common import load_config
+    from gatehouse.evals.suite import SuiteError
     from gatehouse.runtime import Runtime
     from gatehouse.server.protocol import H1Protocol
 

@@ -147,7 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server_config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop",
         http=H1Protocol.configured(cfg.server.header_timeout, cfg.server.body_timeout), ws="none",
-        lifespan="on", access_log=False, proxy_headers=False, log_level="warning", server_header=False, date_header=False,
+        lifespan="on", access_log=False, proxy_headers=False, log_level="warning", server_header=False,
+        date_header=False,
         timeout_graceful_shutdown=int(cfg.server.shutdown_grace_seconds), timeout_keep_alive=30,
         ssl_context_factory=None if tls is None else (lambda _config, _default: tls.front),
     )

@@ -71,7 +71,8 @@ __all__ = [
     "ConsumerConfig", "DeploymentConfig", "EchoConfig", "GeminiConfig", "GroupConfig", "GuardCheckConfig",
     "GuardPolicyConfig", "GuardrailConfig", "GuardrailsConfig", "JwtConfig", "LimitSettings", "LimitsConfig",
     "LoggingConfig", "MeteringConfig", "MetricsConfig", "ModelConfig", "OllamaConfig", "OpenAIConfig",
-    "PricingConfig", "ProviderConfig", "ResponsesConfig", "SemanticCacheConfig", "ServerConfig", "StoreConfig", "TlsConfig",
+    "PricingConfig", "ProviderConfig", "ResponsesConfig", "SemanticCacheConfig", "ServerConfig", "StoreConfig",
+    "TlsConfig",
     "TracingConfig", "UiConfig", "UpstreamConfig", "from_mapping", "interpolate", "load",
     "load_with_digest",
 ]

@@ -12,7 +12,7 @@ only by the types that use it.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from msgspec import Meta, field
@@ -282,7 +282,7 @@ class EchoConfig(UpstreamConfig, tag="echo"):
 
 
 # A provider's config, chosen by its `type`. A new provider type adds its struct here.
-ProviderConfig = Union[OpenAIConfig, AnthropicConfig, BedrockConfig, GeminiConfig, OllamaConfig, EchoConfig]
+ProviderConfig = OpenAIConfig | AnthropicConfig | BedrockConfig | GeminiConfig | OllamaConfig | EchoConfig
 
 
 

@@ -2,12 +2,11 @@
 (docs/guardrails.md, docs/policy-routing.md). A leaf, like config/schema.py, which re-exports it."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from msgspec import Meta, field
 
 from gatehouse.config.schema_base import _Base
-
 
 # ---- guardrails: named policies of checks (docs/guardrails.md; rules in policy/guardrails/config.py)
 
@@ -74,7 +73,7 @@ class ComplianceConfig(_Base):
     # A built-in guardrail detector (payment_card, us_ssn, iban, email, ...) -> the class its finding gives.
     detectors: dict[str, str] = field(default_factory=dict)
     # Per class: `deny` (403 naming the class) or `{reroute: <model>}`.
-    policies: dict[str, Union[Literal["deny"], ReroutePolicy]] = field(default_factory=dict)
+    policies: dict[str, Literal["deny"] | ReroutePolicy] = field(default_factory=dict)
 
 
 # ---- virtual models (routing/virtual.py, docs/policy-routing.md#virtual-models) --------------

@@ -9,7 +9,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -177,7 +178,7 @@ class EvalClient:
                     except ValueError:
                         payload = None
                     return outcome_from(resp.status, headers, payload, latency, attempts)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
                 if attempts <= self.opts.retries:
                     await asyncio.sleep(delay)
                     continue

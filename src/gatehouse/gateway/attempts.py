@@ -61,7 +61,8 @@ class Attempts:
                 hook.started(ex, dep)
             ex.attempt = dep
             ex.deployment, ex.provider = dep.upstream_model, dep.provider_name
-            ctx = CallContext(ex.request_id, dep.model_name or entry.name, dep.upstream_model, call.forward_headers, dep.model_swap,
+            ctx = CallContext(ex.request_id, dep.model_name or entry.name, dep.upstream_model, call.forward_headers,
+                              dep.model_swap,
                               ex.stream, ex.traceparent)
             try:
                 reply = await ep.invoke(dep, call, ctx)

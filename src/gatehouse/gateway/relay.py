@@ -25,8 +25,8 @@ from gatehouse.api.http import SSE_HEADERS, Request, header_list, send_bytes, st
 from gatehouse.asgi_ext import SpliceSource, splice_message
 from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
-from gatehouse.policy.guardrail_events import verdict_header
 from gatehouse.observability.safe import describe
+from gatehouse.policy.guardrail_events import verdict_header
 from gatehouse.policy.guardrails.output import guard_events, guard_forwarded, guard_response
 from gatehouse.policy.guardrails.step import GuardrailBlocked
 from gatehouse.types import StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, Usage
@@ -140,7 +140,7 @@ async def _stream_out(req: Request, ex: Exchange, status: int, chunks: AsyncIter
         try:  # so the client sees an error, not a quiet end (the connection closes after it)
             await req.send({"type": "http.response.body", "body": encoder.error(err.message, err.type),
                             "more_body": False})
-        except Exception as e:  # noqa: BLE001 - the stream is being cut either way
+        except Exception as e:
             log.debug("could not end the cut stream of request %s: %s", ex.request_id, describe(e))
         raise
     if not completed:

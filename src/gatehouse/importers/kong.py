@@ -40,7 +40,8 @@ def _target(draft: Draft, where: str, cfg: dict[str, Any]) -> tuple[str, dict[st
     else:
         # Kong's upstream_url is the whole endpoint; a Gatehouse provider takes the base URL
         url = options.get("upstream_url")
-        settings["base_url"] = re.sub(r"/(chat/completions|completions|embeddings|messages)/?$", "", url) if url else None
+        settings["base_url"] = (re.sub(r"/(chat/completions|completions|embeddings|messages)/?$", "", url)
+                                if url else None)
         header, value = str(auth.get("header_name") or ""), auth.get("header_value")
         secret = value.removeprefix("Bearer ").strip() if isinstance(value, str) else None
         ref = draft.secret(secret, f"{provider}_API_KEY", f"API key for {provider} (was the ai-proxy auth header)")
@@ -52,7 +53,8 @@ def _target(draft: Draft, where: str, cfg: dict[str, Any]) -> tuple[str, dict[st
         elif auth.get("param_value"):
             settings["api_key"] = draft.secret(auth["param_value"], f"{provider}_API_KEY", f"API key for {provider}")
         if ptype == "gemini" and "api_key" not in settings:
-            settings["api_key"] = draft.secret("os.environ/GEMINI_API_KEY", "GEMINI_API_KEY", "Google AI Studio API key")
+            settings["api_key"] = draft.secret("os.environ/GEMINI_API_KEY", "GEMINI_API_KEY",
+                                               "Google AI Studio API key")
     if provider == "azure":
         draft.notes.append(f"{where}: an Azure OpenAI deployment became an openai provider; check its base_url")
     dep: dict[str, Any] = {"provider": draft.provider(ptype, provider or ptype, **settings), "model": upstream}
@@ -138,6 +140,6 @@ def convert(doc: Any) -> Draft:
     if not draft.groups:
         draft.groups["default"] = {"models": ["*"]}
     for g in doc.get("consumer_groups") or []:
-        draft.groups.setdefault(slug(str(g.get("name"))), {"models": [], **_limits(group_plugins.get(g.get("name"), []),
-                                                                                  draft, f"consumer_groups.{g.get('name')}")})
+        limits = _limits(group_plugins.get(g.get("name"), []), draft, f"consumer_groups.{g.get('name')}")
+        draft.groups.setdefault(slug(str(g.get("name"))), {"models": [], **limits})
     return draft

@@ -61,7 +61,8 @@ def _deployment(draft: Draft, i: int, entry: dict[str, Any]) -> None:
         region = params.get("aws_region_name")
         pname = draft.provider("bedrock", f"bedrock-{region}" if region else "bedrock", region=region)
     else:
-        key = draft.secret(params.get("api_key"), f"{prefix}_API_KEY", f"API key for {prefix} ({base_url or 'default URL'})")
+        key = draft.secret(params.get("api_key"), f"{prefix}_API_KEY",
+                           f"API key for {prefix} ({base_url or 'default URL'})")
         if ptype == "gemini" and key is None:
             key = draft.secret("os.environ/GEMINI_API_KEY", "GEMINI_API_KEY", "Google AI Studio API key")
         pname = draft.provider(ptype, prefix if prefix != "hosted_vllm" else "vllm", base_url=base_url, api_key=key)
@@ -70,7 +71,8 @@ def _deployment(draft: Draft, i: int, entry: dict[str, Any]) -> None:
         if params.get(theirs) is not None:
             dep[ours] = round(float(params[theirs]) * 1_000_000, 6)
     if params.get("rpm") or params.get("tpm"):
-        draft.notes.append(f"model_list[{i}] ({name}): per-deployment rpm/tpm are not carried over (limits are per group)")
+        draft.notes.append(f"model_list[{i}] ({name}): per-deployment rpm/tpm are not carried over "
+                           "(limits are per group)")
     draft.deploy(name, dep)
 
 

@@ -340,7 +340,7 @@ class Journal:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.fsync_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             await self.sync()
 

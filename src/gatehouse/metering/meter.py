@@ -65,7 +65,7 @@ def _money(cost: float) -> str:
 
 
 class Meter:
-    def __init__(self, cfg: Config, models: dict[str, "ModelEntry"], store: SqlStore, data_dir: Path,
+    def __init__(self, cfg: Config, models: dict[str, ModelEntry], store: SqlStore, data_dir: Path,
                  previous: Meter | None = None):
         m = cfg.metering
         self.shutdown_flush_seconds = m.shutdown_flush_seconds
@@ -127,7 +127,7 @@ class Meter:
 
     # ---- attempts (MeterHook) ------------------------------------------------------------------
 
-    def begin_attempt(self, ex: "Exchange", dep: "Deployment") -> None:
+    def begin_attempt(self, ex: Exchange, dep: Deployment) -> None:
         previous, ex.metering = ex.metering, None
         if previous is not None:  # not ended by the caller: close it rather than lose it
             self._end(ex, previous, ex.status or 502, ex.error_type or "abandoned", None)
@@ -151,13 +151,13 @@ class Meter:
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):08x}"
 
-    def fail_attempt(self, ex: "Exchange", err: GatehouseError) -> None:
+    def fail_attempt(self, ex: Exchange, err: GatehouseError) -> None:
         """The attempt failed before any answer: recorded as the client would see the error."""
         attempt, ex.metering = ex.metering, None
         if attempt is not None:
             self._end(ex, attempt, err.status, err.code, None)
 
-    def end_attempt(self, ex: "Exchange") -> None:
+    def end_attempt(self, ex: Exchange) -> None:
         """End the attempt with what the exchange holds. A non-streamed answer about to be sent
         (not an error) gets its usage and cost in headers."""
         attempt, ex.metering = ex.metering, None
@@ -172,20 +172,20 @@ class Meter:
 
     # ---- settling (pipeline) ------------------------------------------------------------------
 
-    def settle(self, ex: "Exchange") -> None:
+    def settle(self, ex: Exchange) -> None:
         if ex.metering is not None:  # (the request path ends its attempts; this is a safety net)
             self.end_attempt(ex)
         elif ex.cache_hit:  # answered by the cache step: no upstream attempt
             self._cache_hit(ex)
 
-    def _usage(self, ex: "Exchange", usage: Usage | None, error_type: str | None) -> Usage:
+    def _usage(self, ex: Exchange, usage: Usage | None, error_type: str | None) -> Usage:
         if usage is not None:
             return usage
         if error_type in _STOPPED:
             return Usage(input_tokens=ex.prompt_estimate, estimated=True)
         return Usage()  # refused or failed upstream: nothing was generated
 
-    def _end(self, ex: "Exchange", attempt: Attempt, status: int, error_type: str | None,
+    def _end(self, ex: Exchange, attempt: Attempt, status: int, error_type: str | None,
              usage: Usage | None) -> LedgerRecord:
         now = time.monotonic()
         u = self._usage(ex, usage, error_type)
@@ -204,7 +204,7 @@ class Meter:
             self.tracing.end_attempt(ex, rec, attempt.started)
         return rec
 
-    def _cache_hit(self, ex: "Exchange") -> None:
+    def _cache_hit(self, ex: Exchange) -> None:
         p = ex.principal
         u = ex.usage or Usage()
         rec = LedgerRecord(
@@ -256,7 +256,7 @@ class Meter:
 
     # ---- after every request (app.py) ----------------------------------------------------------
 
-    def observe(self, ex: "Exchange", method: str, path: str) -> None:
+    def observe(self, ex: Exchange, method: str, path: str) -> None:
         now = time.monotonic()
         finished = ex.finished_at or now
         p = ex.principal
@@ -287,7 +287,8 @@ class Meter:
             u = ex.usage
             self.access_log.write({
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "request_id": ex.gateway_id, "client_request_id": ex.client_request_id, "method": method, "path": path, "surface": ex.surface,
+                "request_id": ex.gateway_id, "client_request_id": ex.client_request_id, "method": method, "path": path,
+                "surface": ex.surface,
                 "consumer": p.consumer if p else None, "group": p.group if p else None,
                 "key_id": p.key_id if p else None, "model": ex.model or None,
                 "provider": ex.provider or None, "deployment": ex.deployment or None,
@@ -306,7 +307,7 @@ class Meter:
                 **({"routing": v} if (v := ex.virtual_route) else {}),  # a virtual model's choice
             })
 
-    def _detail(self, ex: "Exchange", group: str | None, finished: float) -> None:
+    def _detail(self, ex: Exchange, group: str | None, finished: float) -> None:
         """Inter-token latency, rate-limit reasons and the opt-in per-consumer series."""
         u = ex.usage
         out = u.output_tokens if u else 0
@@ -327,7 +328,7 @@ class MeteringStep:
         self.meter = meter
         self.deny_unpriced = meter.unpriced_policy == "deny"
 
-    async def admit(self, ex: "Exchange") -> None:
+    async def admit(self, ex: Exchange) -> None:
         if self.meter.journal.full:  # the disk refuses the journal and the memory buffer is full
             raise ServiceUnavailable("The gateway cannot record usage right now; retry on another instance.",
                                      code="ledger_unavailable", headers={"retry-after": "5"})
@@ -335,7 +336,7 @@ class MeteringStep:
             raise PermissionDenied(f"The model '{ex.model}' has no price configured and unpriced use is not "
                                    "allowed here.", param="model", code="model_unpriced")
 
-    async def settle(self, ex: "Exchange") -> None:
+    async def settle(self, ex: Exchange) -> None:
         self.meter.settle(ex)
 
 
@@ -347,13 +348,13 @@ class MeterHook:
     def __init__(self, meter: Meter):
         self.meter = meter
 
-    def started(self, ex: "Exchange", dep: "Deployment") -> None:
+    def started(self, ex: Exchange, dep: Deployment) -> None:
         self.meter.begin_attempt(ex, dep)
 
-    def answered(self, ex: "Exchange", dep: "Deployment") -> None:
+    def answered(self, ex: Exchange, dep: Deployment) -> None:
         pass
 
-    def ended(self, ex: "Exchange", dep: "Deployment", error: GatehouseError | None) -> None:
+    def ended(self, ex: Exchange, dep: Deployment, error: GatehouseError | None) -> None:
         if error is not None:
             self.meter.fail_attempt(ex, error)
         else:

@@ -41,7 +41,7 @@ def _per_mtok_from_gpu(cost_per_hour: float | None, tokens_per_second: float | N
     return cost_per_hour / 3600.0 / tokens_per_second * MILLION
 
 
-def price_of(dep: "DeploymentConfig") -> Price | None:
+def price_of(dep: DeploymentConfig) -> Price | None:
     """The deployment's effective price, or None when it is unpriced."""
     gpu_in = _per_mtok_from_gpu(dep.gpu_cost_per_hour, dep.gpu_input_tokens_per_second)
     gpu_out = _per_mtok_from_gpu(dep.gpu_cost_per_hour, dep.gpu_output_tokens_per_second)
@@ -52,7 +52,7 @@ def price_of(dep: "DeploymentConfig") -> Price | None:
     return Price(inp or 0.0, out or 0.0, dep.cached_input_per_mtok)
 
 
-def cost_usd(price: "Price | DeploymentConfig | None", usage: Usage | None) -> float:
+def cost_usd(price: Price | DeploymentConfig | None, usage: Usage | None) -> float:
     """The cost in USD of `usage` at `price` (a Price or a DeploymentConfig); 0.0 if unpriced."""
     if price is None or usage is None:
         return 0.0
@@ -74,7 +74,7 @@ class PriceBook:
     deployment of each public model for reserving before the deployment is known. Unpriced
     deployments count as free here; metering applies `pricing.unpriced` to them."""
 
-    def __init__(self, cfg: "Config"):
+    def __init__(self, cfg: Config):
         self.by_deployment: dict[tuple[str, str, str], Price] = {}
         self.by_upstream: dict[tuple[str, str], Price] = {}  # a fallback's attempt (docs/routing.md)
         self.worst_by_model: dict[str, Price] = {}

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from msgspec import Struct
@@ -44,7 +44,7 @@ def parse_time(value: str, name: str, now: float) -> float:
         raise UsageQueryError(f"{name}: expected a duration like 7d, 24h, 30m or an ISO date, got '{value[:40]}'") \
             from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return when.timestamp()
 
 

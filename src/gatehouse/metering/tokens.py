@@ -14,7 +14,8 @@ frame (servers send about one token per frame).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 

@@ -16,8 +16,9 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from gatehouse.metering.journal import Journal, Segment, count_end_records, decode_end_records
 from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, row_tuple
@@ -196,7 +197,7 @@ class LedgerWriter:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 5)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 pass
         deadline = time.monotonic() + timeout
         while self.journal.backlog > 0 or self.journal.overflow:

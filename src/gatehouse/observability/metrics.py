@@ -180,7 +180,8 @@ class Metrics:
         if self._cache is None:  # once per process: a reload keeps counting
             r = self.registry
             self._cache = (
-                Counter("gatehouse_cache_lookups", "Response cache lookups by result.", ["model", "result"], registry=r),
+                Counter("gatehouse_cache_lookups", "Response cache lookups by result.", ["model", "result"],
+                        registry=r),
                 Counter("gatehouse_cache_bypasses", "Requests the response cache let through, by reason.",
                         ["model", "reason"], registry=r),
                 Counter("gatehouse_cache_stored", "Answers stored in the response cache.", ["model"], registry=r),

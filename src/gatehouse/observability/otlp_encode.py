@@ -16,6 +16,7 @@ common/v1/common,resource/v1/resource}.proto.
 from __future__ import annotations
 
 import struct
+
 import msgspec
 
 AttrValue = str | bool | int | float

@@ -166,7 +166,8 @@ class _GrpcSender:
         try:
             import grpc  # type: ignore[import-untyped,unused-ignore]
         except ImportError:
-            raise ConfigError("tracing.protocol grpc: grpcio is not installed (pip install 'llm-gatehouse[otel]')") from None
+            raise ConfigError("tracing.protocol grpc: grpcio is not installed "
+                              "(pip install 'llm-gatehouse[otel]')") from None
         self._grpc = grpc
         u = urllib.parse.urlsplit(s.endpoint if "://" in s.endpoint else f"http://{s.endpoint}")
         self._target = f"{u.hostname}:{u.port or 4317}"
@@ -230,7 +231,7 @@ class Exporter:
             try:
                 self.sender.send(self.encoder.encode(batch))
                 self.exported += n
-            except Exception as e:  # noqa: BLE001 - any failure: count, warn, carry on
+            except Exception as e:
                 self.failed += n
                 self._warn(f"export to the trace collector failed ({e}); {n} spans dropped")
         if self.dropped:

@@ -29,8 +29,8 @@ from gatehouse.observability.otlp_export import Exporter, settings
 
 if TYPE_CHECKING:
     from gatehouse.config import TracingConfig
-    from gatehouse.metering.record import LedgerRecord
     from gatehouse.gateway.exchange import Exchange
+    from gatehouse.metering.record import LedgerRecord
     from gatehouse.routing.table import Deployment
 
 # ---- the per-request state: the only place that knows where it lives on the Exchange ---------

@@ -123,7 +123,7 @@ class WorkerMetrics:
                     return index, await reader.read()
                 finally:
                     writer.close()
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             log.debug("worker %d's metrics were not read: %s", index, type(e).__name__)
             return None
 

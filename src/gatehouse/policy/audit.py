@@ -31,7 +31,7 @@ class AuditTrail:
         self.request_id = request_id
 
     @classmethod
-    def for_cli(cls, store: SqlStore) -> "AuditTrail":
+    def for_cli(cls, store: SqlStore) -> AuditTrail:
         try:
             user = getpass.getuser()
         except Exception:  # no login name (a container without one): still a record

@@ -162,7 +162,7 @@ class CacheStep:
             return
         try:
             raw = await store.get(key)
-        except Exception as e:  # noqa: BLE001 - an unreachable cache is a miss, never an error
+        except Exception as e:
             log.warning("cache lookup failed (%s): %s", store.kind, describe(e))
             self._bypass(ex, "store_error")
             return
@@ -220,7 +220,7 @@ class CacheStep:
         key, similarity = found
         try:
             raw = await policy.store.get(key)
-        except Exception as e:  # noqa: BLE001 - an unreachable cache is a miss
+        except Exception as e:
             log.warning("cache lookup failed (%s): %s", policy.store.kind, describe(e))
             return None
         if raw is None:  # expired, evicted or cleared
@@ -253,7 +253,7 @@ class CacheStep:
         payload = b"%.3f " % time.time() + answer
         try:
             await policy.store.put(ticket.key, payload, policy.ttl, ticket.model, ticket.group)
-        except Exception as e:  # noqa: BLE001 - the client has its answer; the next one is a miss
+        except Exception as e:
             log.warning("cache store failed (%s): %s", policy.store.kind, describe(e))
             return
         self.stored.labels(self.metrics.model(ticket.model)).inc()

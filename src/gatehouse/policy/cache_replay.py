@@ -10,8 +10,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from gatehouse.types import (
-    ChatResponse, KeepAlive, Part, StreamEnd, StreamEvent, StreamStart, TextDelta, TextPart, ThinkingDelta,
-    ThinkingPart, ToolCallDelta, ToolCallPart, ToolCallStart, Usage,
+    ChatResponse,
+    KeepAlive,
+    Part,
+    StreamEnd,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    TextPart,
+    ThinkingDelta,
+    ThinkingPart,
+    ToolCallDelta,
+    ToolCallPart,
+    ToolCallStart,
+    Usage,
 )
 
 # Text replays in deltas of about this many characters: clients render progressively, and
@@ -82,7 +94,8 @@ class Collector:
                             usage or end.usage or Usage())
 
 
-async def collecting(first: StreamEvent, events: AsyncIterator[StreamEvent], into: Collector) -> AsyncIterator[StreamEvent]:
+async def collecting(first: StreamEvent, events: AsyncIterator[StreamEvent],
+                     into: Collector) -> AsyncIterator[StreamEvent]:
     """`events` unchanged, each one seen by `into` on its way out."""
     into.see(first)
     try:

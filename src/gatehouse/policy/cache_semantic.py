@@ -60,7 +60,7 @@ class SemanticIndex:
             ctx = CallContext(request_id, self.model.name, dep.upstream_model)
             try:
                 resp = await provider.embed(EmbeddingRequest(self.model.name, [text]), ctx)
-            except Exception as e:  # noqa: BLE001 - no vector: the request is an exact miss, nothing more
+            except Exception as e:
                 log.warning("semantic cache: embedding through %s/%s failed: %s", dep.provider_name,
                             dep.upstream_model, describe(e))
                 continue

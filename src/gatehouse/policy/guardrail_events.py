@@ -16,7 +16,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -88,7 +89,7 @@ class GuardrailEvents:
     async def _flush_later(self) -> None:
         try:
             await asyncio.wait_for(self._closing.wait(), self.flush_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await self.flush()
         self._task = None

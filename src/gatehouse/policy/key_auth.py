@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gatehouse.errors import AuthenticationFailed, ServiceUnavailable
 from gatehouse.policy.auth import INVALID_KEY

@@ -3,7 +3,8 @@ period, so clients can switch over without an outage. Used by the admin API and 
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from gatehouse.errors import Conflict, NotFound
 from gatehouse.policy.keys import KeyHasher, new_key

@@ -15,10 +15,10 @@ import math
 
 from gatehouse.config import LimitsConfig
 from gatehouse.errors import RateLimited
+from gatehouse.gateway.exchange import Exchange
 from gatehouse.metering.pricing import PriceBook
 from gatehouse.metering.tokens import Calibration
 from gatehouse.policy.principal import Limits
-from gatehouse.gateway.exchange import Exchange
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.limiter_types import BUCKET, DAY, LEASE, MONTH, NANO, Meter, Outcome, Refund
 

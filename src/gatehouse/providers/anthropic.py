@@ -8,8 +8,9 @@ config or taken from the client; `anthropic-beta` flags pass the `beta_allow` li
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from fnmatch import fnmatchcase
-from typing import Any, AsyncIterator
+from typing import Any
 
 import msgspec
 
@@ -19,8 +20,8 @@ from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import AuthScheme
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
 from gatehouse.wire import anthropic as wire
-from gatehouse.wire import errors_anthropic
 from gatehouse.wire import anthropic_response as response_wire
+from gatehouse.wire import errors_anthropic
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -126,7 +127,8 @@ class AnthropicProvider(Provider):
             assert request is not None
             full = wire.from_canonical(request, call.upstream_model)
             payload = {k: v for k, v in full.items() if k in COUNT_FIELDS}
-        raw = await read_body(await self._post("/v1/messages/count_tokens", json_encode(payload), call), call.public_model)
+        resp = await self._post("/v1/messages/count_tokens", json_encode(payload), call)
+        raw = await read_body(resp, call.public_model)
         try:
             return _count_decoder.decode(raw).input_tokens
         except msgspec.DecodeError:

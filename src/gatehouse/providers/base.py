@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import ssl
 from abc import ABC, abstractmethod
-from typing import Any, AsyncIterator, Callable, ClassVar, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from msgspec import Struct, field
 
@@ -37,9 +38,9 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import NO_AUTH, AuthScheme, CredentialsUnavailable, UpstreamAuth, auth_from_config
 from gatehouse.upstream.client import HttpPool, read_body, timeout, transport_errors
-from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.upstream.pool import ConnectionLimit
 from gatehouse.upstream.transport import UpstreamResponse
+from gatehouse.wire.model_swap import ModelSwap
 
 
 class CallContext(Struct):

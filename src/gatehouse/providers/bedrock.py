@@ -8,7 +8,8 @@ With `api_key` set, a Bedrock API key (bearer token) is used instead of SigV4.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import msgspec

@@ -10,7 +10,7 @@ import hashlib
 import re
 import time
 import uuid
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.providers.base import CallContext, Provider

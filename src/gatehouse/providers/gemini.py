@@ -5,7 +5,8 @@ batchEmbedContents. `options` are generationConfig defaults (e.g. thinkingConfig
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote
 
 import msgspec

@@ -1,7 +1,8 @@
 """Provider `openai`: any OpenAI-compatible server (vLLM, Ollama /v1, llama.cpp, TGI, OpenAI)."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 
@@ -20,10 +21,9 @@ from gatehouse.types import (
 from gatehouse.upstream.auth import BEARER
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout
 from gatehouse.upstream.transport import splice_source
-from gatehouse.wire import errors_openai
+from gatehouse.wire import errors_openai, responses_passthrough
 from gatehouse.wire import openai as wire
 from gatehouse.wire import openai_response as wire_response
-from gatehouse.wire import responses_passthrough
 from gatehouse.wire.openai_stream import PassthroughRelay, decode_stream
 
 
@@ -135,7 +135,8 @@ class OpenAIProvider(Provider):
         body["model"] = call.upstream_model
         if stream:
             opts = body.get("stream_options")
-            body["stream_options"] = {**opts, "include_usage": True} if isinstance(opts, dict) else {"include_usage": True}
+            body["stream_options"] = {**opts, "include_usage": True} if isinstance(opts, dict) \
+                else {"include_usage": True}
         resp = await self._post(path, json_encode(body), call)
         ctype = resp.headers.get("Content-Type", "application/json")
         if not stream or not ctype.startswith("text/event-stream"):

@@ -5,8 +5,9 @@ tool list.
 The key is a CRC-32 (stable across gateway replicas) of the client's own hint when it sends one
 (OpenAI's `prompt_cache_key`; Claude Code's session in `metadata.user_id`), else of the start
 of what stays fixed while a conversation grows: the system prompt (or instructions, or leading
-system messages) and the conversation's first message, at most 1 KiB of text each. Keys map onto a ring of virtual nodes built at load (consistent hashing: replicas
-of the gateway agree, and adding a deployment moves only its share). Bounded load: a new key
+system messages) and the conversation's first message, at most 1 KiB of text each. Keys map
+onto a ring of virtual nodes built at load (consistent hashing: replicas of the gateway agree,
+and adding a deployment moves only its share). Bounded load: a new key
 takes the first deployment along the ring holding fewer than `floor(1.25 × mean)` keys, so no
 deployment gets more than 1.25× the mean; a key once placed stays (an LRU of the most recent
 keys per model), and the rest of the ring order is the failover order.

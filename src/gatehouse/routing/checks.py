@@ -46,7 +46,8 @@ def check_routing(cfg: Config) -> None:
             raise ConfigError(f"{path}.context_window_fallbacks: needs the model's context_window "
                               "(the prompt is measured against it)")
         if m.cold_start is not None:
-            if not any(getattr(cfg.providers[d.provider], "base_url", "") for d in m.deployments if d.provider in cfg.providers):
+            if not any(getattr(cfg.providers[d.provider], "base_url", "") for d in m.deployments
+                       if d.provider in cfg.providers):
                 raise ConfigError(f"{path}.cold_start: none of the model's deployments has a base_url to poll")
             wake = m.cold_start.wake
             if wake is not None:

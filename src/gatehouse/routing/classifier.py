@@ -43,9 +43,9 @@ class ClassifierSignal:
             return None
         try:
             return await asyncio.wait_for(self._ask(entry, text[:MAX_TEXT], request_id), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("classifier routing through %s timed out after %ss: default route", self.model, self.timeout)
-        except Exception as e:  # noqa: BLE001 - any failure means the default route
+        except Exception as e:
             log.warning("classifier routing through %s failed (%s): default route", self.model, describe(e))
         return None
 
@@ -57,7 +57,7 @@ class ClassifierSignal:
             try:
                 resp = await dep.provider.chat(req, CallContext(request_id, entry.name, dep.upstream_model, {},
                                                                 dep.model_swap))
-            except Exception as e:  # noqa: BLE001 - the next deployment may answer
+            except Exception as e:
                 last = e
                 continue
             answer = " ".join(p.text for p in resp.content if isinstance(p, TextPart))

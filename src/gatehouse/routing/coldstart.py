@@ -120,7 +120,7 @@ class ColdStart:
         started = time.monotonic()
         try:
             await asyncio.wait_for(asyncio.shield(fut), cfg.timeout_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.timeouts += 1
             if not raise_on_timeout:
                 return False
@@ -145,7 +145,7 @@ class ColdStart:
                         log.info("woke model %s: the webhook answered %d", self.model, r.status)
                 if wake.kubernetes is not None:
                     await scale_up(session, wake.kubernetes, self.model)
-            except Exception as e:  # noqa: BLE001 - waking is best effort; polling goes on
+            except Exception as e:
                 log.warning("could not wake model %s: %s", self.model, describe(e))
         timeout = aiohttp.ClientTimeout(total=max(1.0, self.cfg.poll_interval_seconds * 2))
         while not fut.done():
@@ -156,7 +156,7 @@ class ColdStart:
                 try:
                     async with session.get(url, timeout=timeout) as r:
                         up = r.status < 500
-                except Exception:  # noqa: BLE001 - still down
+                except Exception:
                     up = False
                 if up:
                     dep.breaker.record_success()

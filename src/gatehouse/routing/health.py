@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import time
-from email.utils import parsedate_to_datetime
 from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from gatehouse.errors import GatehouseError, UpstreamBusy, UpstreamError

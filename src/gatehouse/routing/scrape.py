@@ -107,7 +107,7 @@ class EngineScraper:
         try:
             async with self.http.session.get(url, timeout=timeout) as r:
                 numbers = parse_engine_metrics(await r.text()) if r.status == 200 else None
-        except Exception as e:  # noqa: BLE001 - a scrape that fails leaves the deployment unscored
+        except Exception as e:
             if url not in failing:
                 log.warning("could not scrape the engine metrics of a deployment: %s", describe(e))
             failing.add(url)

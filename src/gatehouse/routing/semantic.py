@@ -50,9 +50,9 @@ class SemanticSignal:
             return None
         try:
             return await asyncio.wait_for(self._pick(entry, text, request_id), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("semantic routing through %s timed out after %ss: default route", self.model, self.timeout)
-        except Exception as e:  # noqa: BLE001 - any failure means the default route
+        except Exception as e:
             log.warning("semantic routing through %s failed (%s): default route", self.model, describe(e))
         return None
 
@@ -86,7 +86,7 @@ async def _embed(entry: ModelEntry, texts: list[str], request_id: str) -> list[l
         ctx = CallContext(request_id, entry.name, dep.upstream_model, {}, dep.model_swap)
         try:
             resp = await dep.embedder.embed(EmbeddingRequest(model=dep.upstream_model, input=texts), ctx)
-        except Exception as e:  # noqa: BLE001 - the next deployment may answer
+        except Exception as e:
             last = e
             continue
         return resp.vectors

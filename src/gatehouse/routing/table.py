@@ -136,4 +136,6 @@ class ModelTable:
     def visible(self, principal: Principal) -> list[ModelEntry]:
         allowed = principal.allowed
         listed = [m for n, m in self.models.items() if allowed is None or n in allowed]
-        return listed + [v for n, v in self.virtual.items() if allowed is None or n in allowed] if self.virtual else listed
+        if not self.virtual:
+            return listed
+        return listed + [v for n, v in self.virtual.items() if allowed is None or n in allowed]

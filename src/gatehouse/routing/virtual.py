@@ -282,7 +282,7 @@ def check_virtual(cfg: Config) -> str | None:
                         continue
                     try:
                         _re2(pattern)
-                    except Exception as e:  # noqa: BLE001 - re2.error
+                    except Exception as e:
                         return f"{path}.rules[{i}].{field_name}: not a valid RE2 pattern ({e})"
         else:
             if not v.candidates:

@@ -80,7 +80,7 @@ class _Sink:
             return
         try:
             out = self.feed(chunk)
-        except Exception as e:  # noqa: BLE001 - a filter bug ends this stream, not the connection's callback
+        except Exception as e:
             self.end(e)
             return
         if not out:

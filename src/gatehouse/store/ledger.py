@@ -6,12 +6,12 @@ batch retried after a lost commit acknowledgement, never counts a record twice.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
-from msgspec import Struct
-
 import sqlalchemy as sa
+from msgspec import Struct
 
 from gatehouse.store.schema import usage_records
 from gatehouse.store.sql import SqlStore

@@ -236,7 +236,7 @@ class SharedLimiter:
         if self.breaker.failure():
             self.stats.store_up = False
             self.stats.outages += 1
-            policy = ("limiting per replica (limits divided by %d replicas)" % max(1, self.stats.replicas)
+            policy = (f"limiting per replica (limits divided by {max(1, self.stats.replicas)} replicas)"
                       if self.cfg.on_store_error == "open" else "refusing requests with 503")
             log.error("limits store unreachable (%s); %s until it is back", type(err).__name__, policy)
             assert self.redis is not None

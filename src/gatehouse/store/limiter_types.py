@@ -13,7 +13,7 @@ Three kinds of meter, all admitted or refused together in one atomic step:
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
 BUCKET, LEASE, DAY, MONTH = "b", "c", "d", "m"
@@ -57,6 +57,6 @@ def window(kind: str, now: float) -> tuple[str, float]:
     day = int(now // 86400)
     if kind == DAY:
         return f"d{day}", (day + 1) * 86400.0
-    d = datetime.fromtimestamp(now, timezone.utc)
+    d = datetime.fromtimestamp(now, UTC)
     ny, nm = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-    return f"m{d.year:04d}{d.month:02d}", datetime(ny, nm, 1, tzinfo=timezone.utc).timestamp()
+    return f"m{d.year:04d}{d.month:02d}", datetime(ny, nm, 1, tzinfo=UTC).timestamp()

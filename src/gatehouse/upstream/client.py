@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl as ssl_mod
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import AsyncIterator
 
 import aiohttp
 from yarl import URL

@@ -5,7 +5,8 @@ byte stream. Frames are yielded as soon as their last byte arrives, whatever the
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from botocore.eventstream import EventStreamBuffer, ParserError
 

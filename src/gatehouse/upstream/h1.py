@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import deque
+from collections.abc import AsyncIterator
 from functools import lru_cache
-from typing import Any, AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -316,7 +317,7 @@ class _Conn(asyncio.Protocol):
             return
         deadline = self._deadline()
         if self.loop.time() >= deadline - 0.001:
-            self._fail(asyncio.TimeoutError())
+            self._fail(TimeoutError())
         else:
             self.timer = self.loop.call_at(deadline, self._on_timer)
 
@@ -422,7 +423,7 @@ class H1Pool:
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: _Conn(self, key), key[0], key[1]), connect_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise
         except OSError as e:
             raise ConnectFailed(str(e)) from None

@@ -1,7 +1,7 @@
 """Incremental newline-delimited JSON framing (Ollama's native streaming format)."""
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 
 async def iter_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -1,7 +1,7 @@
 """Incremental Server-Sent Events framing over a byte stream."""
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 
 class SSEEvent:

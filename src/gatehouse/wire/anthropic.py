@@ -10,7 +10,7 @@ Anthropic upstream gets them back, an OpenAI-compatible one never sees them.
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -40,7 +40,7 @@ class ASource(Struct, omit_defaults=True):
     data: str | None = None
     url: str | None = None
     file_id: str | None = None
-    content: Union[str, list["ABlock"], None] = None  # document source of type "content"
+    content: str | list[ABlock] | None = None  # document source of type "content"
 
 
 class ABlock(Struct, omit_defaults=True):
@@ -53,7 +53,7 @@ class ABlock(Struct, omit_defaults=True):
     name: str | None = None
     input: Any = None
     tool_use_id: str | None = None
-    content: Union[str, list["ABlock"], None] = None
+    content: str | list[ABlock] | None = None
     is_error: bool | None = None
     thinking: str | None = None
     signature: str | None = None
@@ -65,7 +65,7 @@ class ABlock(Struct, omit_defaults=True):
 
 class AMessage(Struct, omit_defaults=True):
     role: str
-    content: Union[str, list[ABlock]]
+    content: str | list[ABlock]
 
 
 class ATool(Struct, omit_defaults=True):
@@ -91,7 +91,7 @@ class ARequest(Struct, omit_defaults=True):
     model: str
     messages: list[AMessage]
     max_tokens: Count | None = None
-    system: Union[str, list[ABlock], None] = None
+    system: str | list[ABlock] | None = None
     stop_sequences: list[str] | None = None
     stream: bool = False
     temperature: Unit | None = None
@@ -186,12 +186,12 @@ def _image(b: ABlock, where: str) -> ImagePart:
     raise InvalidRequest("Image blocks need a base64 or url source.", param=f"{where}.source")
 
 
-def _result_content(content: Union[str, list[ABlock], None], where: str) -> list[Union[TextPart, ImagePart]]:
+def _result_content(content: str | list[ABlock] | None, where: str) -> list[TextPart | ImagePart]:
     if content is None:
         return []
     if isinstance(content, str):
         return [TextPart(content)] if content else []
-    out: list[Union[TextPart, ImagePart]] = []
+    out: list[TextPart | ImagePart] = []
     for k, c in enumerate(content):
         here = f"{where}.content[{k}]"
         if c.type == "text":
@@ -207,7 +207,7 @@ def _result_content(content: Union[str, list[ABlock], None], where: str) -> list
     return out
 
 
-def _blocks(content: Union[str, list[ABlock]], role: str, where: str) -> list[Part]:
+def _blocks(content: str | list[ABlock], role: str, where: str) -> list[Part]:
     if isinstance(content, str):
         return [TextPart(content)] if content else []
     parts: list[Part] = []
@@ -242,7 +242,7 @@ def json_text(value: Any) -> str:
     return msgspec.json.encode(value if value is not None else {}).decode()
 
 
-def _system(system: Union[str, list[ABlock], None]) -> list[TextPart]:
+def _system(system: str | list[ABlock] | None) -> list[TextPart]:
     if system is None:
         return []
     if isinstance(system, str):
@@ -316,7 +316,8 @@ def _text_block(p: TextPart) -> dict[str, Any]:
 
 def _image_block(p: ImagePart) -> dict[str, Any]:
     if p.data is not None:
-        return {"type": "image", "source": {"type": "base64", "media_type": p.media_type or "image/png", "data": p.data}}
+        return {"type": "image",
+                "source": {"type": "base64", "media_type": p.media_type or "image/png", "data": p.data}}
     url = p.url or ""
     if url.startswith("data:") and ";base64," in url:
         media_type, data = url[5:].split(";base64,", 1)
@@ -397,7 +398,8 @@ def from_canonical(req: ChatRequest, upstream_model: str) -> dict[str, Any]:
         body["tools"] = [_tool_out(t) for t in req.tools]
         tc = req.tool_choice
         if tc is not None:
-            choice: dict[str, Any] = {"type": {"auto": "auto", "none": "none", "required": "any", "tool": "tool"}[tc.mode]}
+            kinds = {"auto": "auto", "none": "none", "required": "any", "tool": "tool"}
+            choice: dict[str, Any] = {"type": kinds[tc.mode]}
             if tc.mode == "tool":
                 choice["name"] = tc.name
             if tc.parallel is False and tc.mode != "none":

@@ -13,7 +13,8 @@ a hang, never a made-up `end_turn`.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -33,7 +34,6 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.sse import iter_events, iter_frames, parse_frame
 from gatehouse.wire import errors_anthropic
-from gatehouse.wire.model_swap import ModelSwap
 from gatehouse.wire.anthropic import ABlock
 from gatehouse.wire.anthropic_response import (
     STOP_FROM_ANTHROPIC,
@@ -43,6 +43,7 @@ from gatehouse.wire.anthropic_response import (
     tool_use_id,
     usage_out,
 )
+from gatehouse.wire.model_swap import ModelSwap
 
 # ---- Anthropic SSE -> canonical events (egress decoding) -----------------------------------------
 

@@ -7,13 +7,12 @@ it becomes the matching gateway error, so the client sees a dialect-shaped error
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import msgspec
 from msgspec import Struct
 
 from gatehouse.errors import UpstreamError
-from gatehouse.upstream.client import malformed
 from gatehouse.types import (
     StreamEnd,
     StreamEvent,
@@ -24,6 +23,7 @@ from gatehouse.types import (
     ToolCallStart,
     Usage,
 )
+from gatehouse.upstream.client import malformed
 from gatehouse.upstream.eventstream import iter_messages
 from gatehouse.wire.bedrock import STOP_REASONS, BRUsage
 from gatehouse.wire.errors_bedrock import stream_error

@@ -78,4 +78,5 @@ def body(err: GatehouseError) -> dict[str, Any]:
 def stream_frame(message: str, type_: str = "api_error") -> bytes:
     """The `event: error` frame a started stream ends with (an unknown type becomes api_error)."""
     kind = type_ if type_ in ERROR_STATUS else "api_error"
-    return b"event: error\ndata: " + json_encode({"type": "error", "error": {"type": kind, "message": message}}) + b"\n\n"
+    body = json_encode({"type": "error", "error": {"type": kind, "message": message}})
+    return b"event: error\ndata: " + body + b"\n\n"

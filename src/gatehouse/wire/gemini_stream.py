@@ -6,12 +6,11 @@ arrive complete, so each becomes a ToolCallStart followed by one ToolCallDelta.
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from gatehouse.errors import UpstreamError
-from gatehouse.upstream.client import malformed
 from gatehouse.types import (
     StreamEnd,
     StreamEvent,
@@ -25,6 +24,7 @@ from gatehouse.types import (
     ToolCallStart,
     Usage,
 )
+from gatehouse.upstream.client import malformed
 from gatehouse.upstream.sse import iter_events
 from gatehouse.wire.errors_gemini import gemini_error
 from gatehouse.wire.gemini import part_to_canonical, response_decoder, stop_reason

@@ -10,7 +10,7 @@ matched to calls by position and `tool_name` because most clients send no call i
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
@@ -42,7 +42,7 @@ from gatehouse.wire.screen import DATA, SCHEMA, BodySpec
 
 class OLFunction(Struct, omit_defaults=True):
     name: str = ""
-    arguments: Union[dict[str, Any], str, None] = None
+    arguments: dict[str, Any] | str | None = None
     index: int | None = None
 
 
@@ -113,11 +113,11 @@ class OLChatRequest(Struct, omit_defaults=True):
     model: str
     messages: list[OLMessage] = []
     tools: list[OLTool] | None = None
-    format: Union[str, dict[str, Any], None] = None
+    format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
     stream: bool | None = None  # Ollama streams unless told not to
-    keep_alive: Union[str, int, float, None] = None
-    think: Union[bool, str, None] = None
+    keep_alive: str | int | float | None = None
+    think: bool | str | None = None
 
     def __post_init__(self) -> None:
         _check_options(self.options)
@@ -129,12 +129,12 @@ class OLGenerateRequest(Struct, omit_defaults=True):
     suffix: str | None = None
     system: str | None = None
     images: list[str] | None = None
-    format: Union[str, dict[str, Any], None] = None
+    format: str | dict[str, Any] | None = None
     options: dict[str, Any] | None = None
     stream: bool | None = None
     raw: bool | None = None
-    keep_alive: Union[str, int, float, None] = None
-    think: Union[bool, str, None] = None
+    keep_alive: str | int | float | None = None
+    think: bool | str | None = None
     context: list[int] | None = None  # a previous reply's state: meaningless across backends
     template: str | None = None
 
@@ -144,11 +144,11 @@ class OLGenerateRequest(Struct, omit_defaults=True):
 
 class OLEmbedRequest(Struct, omit_defaults=True):
     model: str
-    input: Union[str, list[str]] = ""
+    input: str | list[str] = ""
     truncate: bool | None = None
     dimensions: Count | None = None
     options: dict[str, Any] | None = None
-    keep_alive: Union[str, int, float, None] = None
+    keep_alive: str | int | float | None = None
 
     def __post_init__(self) -> None:
         _check_options(self.options)
@@ -158,7 +158,7 @@ class OLLegacyEmbedRequest(Struct, omit_defaults=True):
     model: str
     prompt: str = ""
     options: dict[str, Any] | None = None
-    keep_alive: Union[str, int, float, None] = None
+    keep_alive: str | int | float | None = None
 
     def __post_init__(self) -> None:
         _check_options(self.options)
@@ -242,7 +242,7 @@ def _options(options: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _format(fmt: Union[str, dict[str, Any], None]) -> dict[str, Any] | None:
+def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
     if fmt == "json":
         return {"type": "json_object"}
     if isinstance(fmt, dict):
@@ -250,7 +250,7 @@ def _format(fmt: Union[str, dict[str, Any], None]) -> dict[str, Any] | None:
     return None
 
 
-def _reasoning(think: Union[bool, str, None]) -> dict[str, Any] | None:
+def _reasoning(think: bool | str | None) -> dict[str, Any] | None:
     if think is True:
         return {"effort": "medium"}
     if isinstance(think, str) and think:

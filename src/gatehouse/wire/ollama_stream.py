@@ -6,7 +6,7 @@ one line. An `{"error": ...}` line ends a failed stream.
 """
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import msgspec
 

@@ -1,7 +1,7 @@
 """OpenAI Chat Completions / Completions / Embeddings wire format ⇄ canonical types."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from msgspec import Meta, Struct
 
@@ -45,7 +45,7 @@ class OAImageURL(Struct, omit_defaults=True):
 class OAContentPart(Struct, omit_defaults=True):
     type: str
     text: str | None = None
-    image_url: Union[OAImageURL, str, None] = None
+    image_url: OAImageURL | str | None = None
 
 
 class OAFunctionCall(Struct, omit_defaults=True):
@@ -61,7 +61,7 @@ class OAToolCall(Struct, omit_defaults=True):
 
 class OAMessage(Struct, omit_defaults=True):
     role: str
-    content: Union[str, list[OAContentPart], None] = None
+    content: str | list[OAContentPart] | None = None
     name: str | None = None
     tool_calls: list[OAToolCall] | None = None
     tool_call_id: str | None = None
@@ -110,9 +110,9 @@ class OAChatRequest(_Sampling, omit_defaults=True, kw_only=True):
     top_p: Unit | None = None
     top_k: TopK | None = None
     n: Annotated[int, Meta(ge=1, le=128)] | None = None
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     tools: list[OATool] | None = None
-    tool_choice: Union[str, dict[str, Any], None] = None
+    tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
@@ -122,7 +122,7 @@ class OAChatRequest(_Sampling, omit_defaults=True, kw_only=True):
 
 class OACompletionRequest(_Sampling, omit_defaults=True, kw_only=True):
     model: str
-    prompt: Union[str, list[str]]
+    prompt: str | list[str]
     suffix: str | None = None
     stream: bool = False
     stream_options: OAStreamOptions | None = None
@@ -133,12 +133,12 @@ class OACompletionRequest(_Sampling, omit_defaults=True, kw_only=True):
     n: Annotated[int, Meta(ge=1, le=128)] | None = None
     logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     seed: Seed | None = None
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
 
 
 class OAEmbeddingRequest(Struct, omit_defaults=True):
     model: str
-    input: Union[str, list[Any]]
+    input: str | list[Any]
     dimensions: Count | None = None
     encoding_format: str | None = None
     user: str | None = None
@@ -192,7 +192,7 @@ def client_wants_usage(req: OAChatRequest | OACompletionRequest) -> bool:
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
-def _parts(content: Union[str, list[OAContentPart], None], where: str) -> list[Part]:
+def _parts(content: str | list[OAContentPart] | None, where: str) -> list[Part]:
     if content is None:
         return []
     if isinstance(content, str):
@@ -273,7 +273,7 @@ def to_canonical(req: OAChatRequest, extra: dict[str, Any]) -> ChatRequest:
     )
 
 
-def _tool_choice(tc: Union[str, dict[str, Any], None], parallel: bool | None) -> ToolChoice | None:
+def _tool_choice(tc: str | dict[str, Any] | None, parallel: bool | None) -> ToolChoice | None:
     if tc is None:
         return ToolChoice(parallel=parallel) if parallel is not None else None
     if isinstance(tc, str):
@@ -311,7 +311,7 @@ def embedding_to_canonical(req: OAEmbeddingRequest) -> EmbeddingRequest:
 # ---- canonical -> OpenAI request (egress) ------------------------------------------------------
 
 
-def _content_out(parts: list[Part]) -> Union[str, list[dict[str, Any]], None]:
+def _content_out(parts: list[Part]) -> str | list[dict[str, Any]] | None:
     texts = [p for p in parts if isinstance(p, TextPart)]
     images = [p for p in parts if isinstance(p, ImagePart)]
     if not images:

@@ -3,7 +3,7 @@ canonical replies as OpenAI JSON (ingress)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -61,10 +61,10 @@ class OAChoice(Struct, omit_defaults=True):
     message: OARespMessage | None = None
     text: str | None = None  # completions
     finish_reason: str | None = None
-    stop_reason: Union[str, int, None] = None  # vLLM: the stop string (or token id) that matched
+    stop_reason: str | int | None = None  # vLLM: the stop string (or token id) that matched
 
 
-def stop_from_finish(finish: str | None, matched: Union[str, int, None]) -> tuple[StopReason, str | None]:
+def stop_from_finish(finish: str | None, matched: str | int | None) -> tuple[StopReason, str | None]:
     """OpenAI's `stop` covers both a natural end and a stop sequence; vLLM's `stop_reason`
     names the sequence, which Anthropic clients get back as `stop_sequence`."""
     if finish == "stop" and isinstance(matched, str) and matched:

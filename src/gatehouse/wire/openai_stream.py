@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator, Union
+from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 from msgspec import Struct
@@ -51,7 +52,7 @@ class OAChunkChoice(Struct, omit_defaults=True):
     delta: OADelta | None = None
     text: str | None = None
     finish_reason: str | None = None
-    stop_reason: Union[str, int, None] = None  # vLLM names the matched stop string
+    stop_reason: str | int | None = None  # vLLM names the matched stop string
 
 
 class OAErrorBody(Struct, omit_defaults=True):
@@ -86,7 +87,7 @@ async def decode_stream(chunks: AsyncIterator[bytes], model: str) -> AsyncIterat
     chunk that follows the finish_reason chunk is included in it."""
     started = False
     finish: str | None = None
-    matched: Union[str, int, None] = None
+    matched: str | int | None = None
     usage: Usage | None = None
     tool_index: dict[int, int] = {}
     async for ev in iter_events(chunks):

@@ -5,7 +5,8 @@ and the upstream's model id is put back to the public name.
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 
@@ -33,7 +34,8 @@ class _Usage(msgspec.Struct):
 
     def canonical(self) -> Usage:
         return Usage(input_tokens=self.input_tokens or 0, output_tokens=self.output_tokens or 0,
-                     cache_read_tokens=(self.input_tokens_details.cached_tokens or 0) if self.input_tokens_details else 0,
+                     cache_read_tokens=(self.input_tokens_details.cached_tokens or 0)
+                     if self.input_tokens_details else 0,
                      reasoning_tokens=(self.output_tokens_details.reasoning_tokens or 0)
                      if self.output_tokens_details else 0)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gatehouse.types import (
     ChatResponse,
@@ -148,8 +149,8 @@ class ResponsesStreamEncoder:
         self.open = item
         self.next_index += 1
         if kind == "reasoning":
-            out += self._event("response.output_item.added", {"output_index": item.index,
-                                                              "item": {"type": "reasoning", "id": item.id, "summary": []}})
+            added = {"type": "reasoning", "id": item.id, "summary": []}
+            out += self._event("response.output_item.added", {"output_index": item.index, "item": added})
             return out + self._event("response.reasoning_summary_part.added", {
                 "item_id": item.id, "output_index": item.index, "summary_index": 0,
                 "part": {"type": "summary_text", "text": ""}})

@@ -4,7 +4,8 @@ The upstream, its credentials and its request headers are chosen by the gateway'
 only. A client body is screened before anything reads it:
 
 - Top level: only the fields the dialect's endpoint defines (its `BodySpec`) are kept; any
-  other field is dropped (after the nested check below: what it holds is refused, not hidden), so it is neither forwarded on the pass-through path nor carried
+  other field is dropped (after the nested check below: what it holds is refused, not hidden),
+  so it is neither forwarded on the pass-through path nor carried
   as an extra on the translated one. A field that names an upstream override - the
   gateway's own `api_base`/`base_url`/`api_key`/`headers` or another gateway's spelling
   (`extra_headers`, `azure_endpoint`, `API_BASE`, `apiBase`, `baseURL`, ...) - is refused

@@ -10,7 +10,8 @@ outcomes per group in a plain dict and add them to the Prometheus counter when i
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from prometheus_client import Counter

@@ -12,9 +12,9 @@ from gatehouse.types import ChatRequest, Message, TextPart
 
 if TYPE_CHECKING:
     from gatehouse.config import Config
+    from gatehouse.gateway.exchange import Exchange
     from gatehouse.observability.metrics import Metrics
     from gatehouse.policy.directory import AccessControl
-    from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.table import ModelEntry
 
 
@@ -32,7 +32,7 @@ def asker(models: dict[str, ModelEntry]) -> Ask:
             req = ChatRequest(model=entry.name, messages=messages, max_tokens=32, temperature=0.0)
             try:
                 resp = await dep.provider.chat(req, ctx)
-            except Exception as e:  # noqa: BLE001 - the next deployment, then the caller's on_error
+            except Exception as e:
                 dep.breaker.record_failure()
                 last = e
                 continue

@@ -1,7 +1,8 @@
 """The `guardrails:` config section's load-time checks (its structs are in config/schema.py)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from gatehouse.config.schema import GuardCheckConfig, GuardPolicyConfig, GuardrailsConfig
 
@@ -67,7 +68,8 @@ def _check_one(c: GuardCheckConfig) -> str | None:
         if c.mode == "parallel" and (c.action == "reroute" or "reroute" in c.categories.values()):
             return "action: a parallel guard cannot reroute (the upstream is already chosen when it answers)"
     elif guard_fields or c.mode != "before":
-        return f"model: model, categories, unsafe_pattern and mode are only for type 'guard_model' (this check is '{c.type}')"
+        return ("model: model, categories, unsafe_pattern and mode are only for type 'guard_model' "
+                f"(this check is '{c.type}')")
     if c.name is not None and not c.name.replace("-", "").replace("_", "").isalnum():
         return "name: letters, digits, '-' and '_' only"
     return None

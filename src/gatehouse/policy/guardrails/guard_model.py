@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from gatehouse.errors import ServiceUnavailable
 from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardrailsConfig
@@ -135,7 +136,7 @@ async def judge(check: GuardModelCheck, ask: Ask, messages: list[Message],
         read = check.read(answer)
         if read is None:
             raise ValueError("the guard model's answer is not in the expected format")
-    except Exception as e:  # noqa: BLE001 - any failure of the guard is the same to the request
+    except Exception as e:
         log.warning("guard model check %s (%s) could not run for request %s: %s", check.name, check.model,
                     request_id, type(e).__name__)
         return "skipped", check.action, []  # the caller refuses the request under on_error: closed

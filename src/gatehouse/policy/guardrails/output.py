@@ -8,7 +8,8 @@ are not checked (docs/guardrails.md).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from gatehouse.policy.guardrails.engine import redact
 from gatehouse.policy.guardrails.step import Guard, blocked, judge_answer

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gatehouse.errors import InvalidRequest
 from gatehouse.policy.guardrails.audit import INPUT, OUTPUT, Outcome, Verdict, outcome
