@@ -16,8 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import load, procs, tools
-from harness import targets as tg
+from harness import load, procs, targets as tg, tools
 from harness.procs import cpu_seconds, wait_idle
 from harness.rounds import ANTHROPIC_VERSION, anthropic_body, openai_body
 

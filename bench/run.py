@@ -20,8 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import procs, report, rounds, scenarios, tools
-from harness import targets as tg
+from harness import procs, report, rounds, scenarios, targets as tg, tools
 
 ALL = "abcdefghijkl"
 

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import load, procs, stats
-from . import targets as tg
+from . import load, procs, stats, targets as tg
 from .targets import MockSettings, Target
 
 

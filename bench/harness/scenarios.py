@@ -8,8 +8,7 @@ import shutil
 import signal
 import time
 
-from . import load, stats
-from . import targets as tg
+from . import load, stats, targets as tg
 from .procs import Proc, cpu_seconds, http, wait_idle
 from .rounds import (
     ANTHROPIC_VERSION,

@@ -18,8 +18,7 @@ from gatehouse.metering.pricing import PriceBook
 from gatehouse.observability.safe import describe
 from gatehouse.observability.worker_metrics import WorkerMetrics
 from gatehouse.policy.auth import AuthChain, Authenticator
-from gatehouse.policy.cache import CacheStep
-from gatehouse.policy.cache import build_step as build_cache
+from gatehouse.policy.cache import CacheStep, build_step as build_cache
 from gatehouse.policy.compliance import Compliance, build_compliance
 from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.guardrail_events import GuardrailEvents

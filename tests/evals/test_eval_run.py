@@ -17,8 +17,7 @@ import yaml
 
 from gatehouse.cli import main
 from tests.conftest import ADMIN_KEY, ALICE_KEY
-from tests.support import Gatehouse
-from tests.support import run_cli as gatehouse_cli
+from tests.support import Gatehouse, run_cli as gatehouse_cli
 from tests.upstreams import eval_wire
 from tests.upstreams.harness import ServerThread
 

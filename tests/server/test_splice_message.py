@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from gatehouse.asgi_ext import SPLICE, SpliceSink, splice_message
-from gatehouse.upstream.h1 import H1Pool
-from gatehouse.upstream.h1 import Response as H1Response
+from gatehouse.upstream.h1 import H1Pool, Response as H1Response
 from tests.server.serving import serve_h1
 from tests.upstreams import openai_wire
 from tests.upstreams.harness import ServerThread

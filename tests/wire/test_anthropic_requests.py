@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from gatehouse.errors import InvalidRequest
-from gatehouse.wire import anthropic as wa
-from gatehouse.wire import openai as wo
+from gatehouse.wire import anthropic as wa, openai as wo
 
 PNG = "iVBORw0KGgo="
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}

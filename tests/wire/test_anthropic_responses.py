@@ -9,8 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from gatehouse.wire import anthropic_response as wa
-from gatehouse.wire import openai_response as wr
+from gatehouse.wire import anthropic_response as wa, openai_response as wr
 
 
 def openai_reply_as_anthropic(choice: dict[str, Any], usage: dict[str, Any] | None = None) -> dict[str, Any]:

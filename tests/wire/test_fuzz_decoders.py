@@ -16,22 +16,21 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gatehouse.api.ollama import _model_name
 from gatehouse.errors import GatehouseError
 from gatehouse.metering.tokens import estimate_request, estimate_text
-from gatehouse.wire import anthropic as wa
 from gatehouse.wire import (
+    anthropic as wa,
     anthropic_stream,
     bedrock_stream,
     gemini_stream,
+    ollama as wo,
     ollama_stream,
+    openai as woa,
     openai_stream,
 )
-from gatehouse.wire import ollama as wo
-from gatehouse.wire import openai as woa
 from gatehouse.wire.bedrock import converse_body
 from gatehouse.wire.common import convert, decode_json_object
 from gatehouse.wire.gemini import generate_body as gemini_body

@@ -15,8 +15,7 @@ from gatehouse.metering.tokens import estimate_request, estimate_text
 from gatehouse.routing.table import ModelEntry
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.upstream.client import malformed
-from gatehouse.wire import openai as wire
-from gatehouse.wire import openai_response as wire_response
+from gatehouse.wire import openai as wire, openai_response as wire_response
 from gatehouse.wire.common import convert, decode_json_object
 from gatehouse.wire.openai_stream import ChunkEncoder, CompletionChunkEncoder
 from gatehouse.wire.screen import BodySpec, screen_body

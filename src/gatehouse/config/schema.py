@@ -19,86 +19,36 @@ from msgspec import Meta, field
 
 from gatehouse.config.schema_base import (
     HTTP_URL as HTTP_URL,
-)
-from gatehouse.config.schema_base import (
     PATTERN_RULES as PATTERN_RULES,
-)
-from gatehouse.config.schema_base import (
     ConfigError as ConfigError,
-)
-from gatehouse.config.schema_base import (
     Deadline as Deadline,
-)
-from gatehouse.config.schema_base import (
     HttpUrl as HttpUrl,
-)
-from gatehouse.config.schema_base import (
     NonNegative as NonNegative,
-)
-from gatehouse.config.schema_base import (
     NonNegativeInt as NonNegativeInt,
-)
-from gatehouse.config.schema_base import (
     Positive as Positive,
-)
-from gatehouse.config.schema_base import (
     PositiveInt as PositiveInt,
-)
-from gatehouse.config.schema_base import (
     _Base as _Base,
 )
 from gatehouse.config.schema_policy import (
     Action as Action,
-)
-from gatehouse.config.schema_policy import (
     CheckType as CheckType,
-)
-from gatehouse.config.schema_policy import (
     ClassifierRouteConfig as ClassifierRouteConfig,
-)
-from gatehouse.config.schema_policy import (
     ComplianceConfig as ComplianceConfig,
-)
-from gatehouse.config.schema_policy import (
     GuardCheckConfig as GuardCheckConfig,
-)
-from gatehouse.config.schema_policy import (
     GuardFormat as GuardFormat,
-)
-from gatehouse.config.schema_policy import (
     GuardPolicyConfig as GuardPolicyConfig,
-)
-from gatehouse.config.schema_policy import (
     GuardrailsConfig as GuardrailsConfig,
-)
-from gatehouse.config.schema_policy import (
     ReroutePolicy as ReroutePolicy,
-)
-from gatehouse.config.schema_policy import (
     RouteRuleConfig as RouteRuleConfig,
-)
-from gatehouse.config.schema_policy import (
     SemanticRouteConfig as SemanticRouteConfig,
-)
-from gatehouse.config.schema_policy import (
     Stage as Stage,
-)
-from gatehouse.config.schema_policy import (
     VirtualModelConfig as VirtualModelConfig,
 )
 from gatehouse.config.schema_routing import (
     ColdStartConfig as ColdStartConfig,
-)
-from gatehouse.config.schema_routing import (
     HealthCheckConfig as HealthCheckConfig,
-)
-from gatehouse.config.schema_routing import (
     KubernetesScaleConfig as KubernetesScaleConfig,
-)
-from gatehouse.config.schema_routing import (
     RoutingConfig as RoutingConfig,
-)
-from gatehouse.config.schema_routing import (
     WakeConfig as WakeConfig,
 )
 

@@ -19,9 +19,7 @@ from gatehouse.providers.base import CallContext, Forwarded, Provider
 from gatehouse.types import ChatRequest, ChatResponse, StreamEvent, json_encode
 from gatehouse.upstream.auth import AuthScheme
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
-from gatehouse.wire import anthropic as wire
-from gatehouse.wire import anthropic_response as response_wire
-from gatehouse.wire import errors_anthropic
+from gatehouse.wire import anthropic as wire, anthropic_response as response_wire, errors_anthropic
 from gatehouse.wire.anthropic_stream import MessageStreamRelay, decode_stream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"

@@ -29,8 +29,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import AuthScheme, aws_region
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
-from gatehouse.wire import bedrock as wire
-from gatehouse.wire import errors_bedrock
+from gatehouse.wire import bedrock as wire, errors_bedrock
 from gatehouse.wire.bedrock_stream import decode_stream
 from gatehouse.wire.errors_bedrock import INVOKE_STREAM
 

@@ -25,8 +25,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import AuthScheme
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body
-from gatehouse.wire import errors_gemini
-from gatehouse.wire import gemini as wire
+from gatehouse.wire import errors_gemini, gemini as wire
 from gatehouse.wire.gemini_stream import decode_stream
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"

@@ -28,8 +28,7 @@ from gatehouse.types import (
 )
 from gatehouse.upstream.auth import BEARER
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout
-from gatehouse.wire import errors_ollama
-from gatehouse.wire import ollama as wire
+from gatehouse.wire import errors_ollama, ollama as wire
 from gatehouse.wire.ollama_stream import NDJSONRelay, decode_stream
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"

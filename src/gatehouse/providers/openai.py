@@ -21,9 +21,7 @@ from gatehouse.types import (
 from gatehouse.upstream.auth import BEARER
 from gatehouse.upstream.client import HttpPool, iter_body, malformed, read_body, timeout
 from gatehouse.upstream.transport import splice_source
-from gatehouse.wire import errors_openai, responses_passthrough
-from gatehouse.wire import openai as wire
-from gatehouse.wire import openai_response as wire_response
+from gatehouse.wire import errors_openai, openai as wire, openai_response as wire_response, responses_passthrough
 from gatehouse.wire.openai_stream import PassthroughRelay, decode_stream
 
 
