@@ -16,7 +16,6 @@ from gatehouse.api.openai import OpenAICall
 from gatehouse.errors import InvalidRequest
 from gatehouse.gateway.endpoint import Endpoint
 from gatehouse.gateway.exchange import Exchange
-from gatehouse.metering.tokens import estimate_request
 from gatehouse.runtime import Runtime
 from gatehouse.types import ChatRequest, ChatResponse, Message, TextPart, json_encode
 from gatehouse.wire.common import convert, decode_json_object
@@ -56,13 +55,8 @@ class SimpleChatCall(OpenAICall):
                            max_tokens=b.max_tokens, temperature=b.temperature)
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        self.public_model = entry.name
         self.request_id = ex.request_id
-        canonical = self.canonical()
-        assert isinstance(canonical, ChatRequest)
-        self.subject, self.max_tokens = canonical, canonical.max_tokens
-        self.prompt_estimate = estimate_request(canonical)
-        return None
+        return await super().bind(rt, ex, entry)
 
     def render(self, result: Any) -> bytes:
         resp: ChatResponse = result

@@ -103,10 +103,9 @@ class ChatCall(OllamaCall):
         return wire.chat_to_canonical(self.oreq, self.body)
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        canonical = self.canonical()
-        assert isinstance(canonical, ChatRequest)
-        self.subject, self.max_tokens, self.stream = canonical, canonical.max_tokens, bool(canonical.stream)
-        self.prompt_estimate = estimate_request(canonical)
+        await super().bind(rt, ex, entry)
+        assert isinstance(self.subject, ChatRequest)
+        self.stream = bool(self.subject.stream)
         self.bind_timing(ex, entry)
         return None
 

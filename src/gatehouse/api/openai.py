@@ -11,7 +11,7 @@ from gatehouse.api.http import Request, header_list, send_bytes, send_json
 from gatehouse.errors import InvalidRequest, NotFound
 from gatehouse.gateway.endpoint import Call, Endpoint
 from gatehouse.gateway.exchange import Exchange
-from gatehouse.metering.tokens import estimate_request, estimate_text
+from gatehouse.metering.tokens import estimate_text
 from gatehouse.routing.table import ModelEntry
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, json_encode
 from gatehouse.upstream.client import malformed
@@ -115,14 +115,6 @@ class ChatCall(OpenAICall):
     def build_canonical(self) -> ChatRequest:
         assert self.body is not None
         return wire.to_canonical(self.oreq, {k: v for k, v in self.body.items() if k not in wire.CHAT_FIELDS})
-
-    async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
-        self.public_model = entry.name
-        canonical = self.canonical()
-        assert isinstance(canonical, ChatRequest)
-        self.subject, self.max_tokens = canonical, canonical.max_tokens
-        self.prompt_estimate = estimate_request(canonical)
-        return None
 
 
 class ChatCompletions(Endpoint):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from gatehouse.errors import InvalidRequest, UpstreamError
 from gatehouse.gateway.relay import Reply
+from gatehouse.metering.tokens import estimate_request
 from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, StreamEvent, TextPart
 
 if TYPE_CHECKING:
@@ -71,10 +72,12 @@ class Call:
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
         """The model is resolved: build what admission needs (canonical request, estimate) and
         check the model can serve this route. A Reply returned here is the answer (nothing is
-        admitted or sent upstream)."""
+        admitted or sent upstream). This default is a chat route's; other routes override it."""
         self.public_model = entry.name
-        self.subject = self.canonical()
-        self.prompt_estimate = self.estimate()
+        canonical = self.canonical()
+        assert isinstance(canonical, ChatRequest)
+        self.subject, self.max_tokens = canonical, canonical.max_tokens
+        self.prompt_estimate = estimate_request(canonical)
         return None
 
     def canonical(self) -> Canonical:
@@ -85,9 +88,6 @@ class Call:
         return c
 
     def build_canonical(self) -> Canonical:
-        raise NotImplementedError
-
-    def estimate(self) -> int:
         raise NotImplementedError
 
     def passthrough(self) -> tuple[str, dict[str, Any]]:
