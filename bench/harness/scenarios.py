@@ -3,10 +3,12 @@ report.py turns it into table rows. The round runner is in rounds.py.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 
 from . import load, stats, targets as tg
 from .procs import Proc, cpu_seconds, http, wait_idle
@@ -304,6 +306,34 @@ def scenario_distributed(ctx: Ctx) -> dict:
             shutil.rmtree(pg_dir, ignore_errors=True)
 
 
+# ---- scenarios (h)-(j): the plain gateway against a second one, interleaved -------------------
+
+@contextlib.contextmanager
+def _second_gateway(ctx: Ctx, out: dict, name: str, why: str, **start_kw) -> Iterator[tuple[Target, Target] | None]:
+    """The plain gateway and one more started with `start_kw`, stopped afterwards; None (with
+    out["skipped"] set) when either is not there."""
+    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
+    if plain is None:
+        out["skipped"] = "Gatehouse is not running"
+        yield None
+        return
+    try:
+        gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name=name, **start_kw)
+    except tg.StartError as e:
+        out["skipped"] = why
+        out["log_tail"] = str(e)[-2000:]
+        say(f"  skipped: {why}\n    " + (str(e).strip().splitlines() or [""])[-1][:300])
+        yield None
+        return
+    ctx.extra_gateways.append(gh)
+    try:
+        yield plain, gh
+    finally:
+        ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
+        if gh.proc is not None:
+            gh.proc.stop()
+
+
 # ---- (h) guardrails on vs off ----------------------------------------------------------------
 
 GUARDRAILS_POLICY = "ecommerce"  # examples/guardrails-ecommerce.yaml
@@ -315,21 +345,12 @@ def scenario_guardrails(ctx: Ctx) -> dict:
     say(f"(h) guardrails: the '{GUARDRAILS_POLICY}' policy on vs off, c={CONCURRENCY}")
     title = f"Guardrails ({GUARDRAILS_POLICY} policy) on vs off, throughput"
     out: dict = {"id": "h", "title": title}
-    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
-    if plain is None:
-        out["skipped"] = "Gatehouse is not running"
-        return out
-    gh = None
-    try:
-        try:
-            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-guardrails",
-                                    guardrails=GUARDRAILS_POLICY)
-        except tg.StartError as e:
-            out["skipped"] = "not available yet: the gateway did not start with the guardrails policy"
-            out["log_tail"] = str(e)[-2000:]
-            say(f"  skipped: {out['skipped']}\n    " + str(e).strip().splitlines()[-1][:300])
+    with _second_gateway(ctx, out, "gatehouse-guardrails",
+                         "not available yet: the gateway did not start with the guardrails policy",
+                         guardrails=GUARDRAILS_POLICY) as pair:
+        if pair is None:
             return out
-        ctx.extra_gateways.append(gh)
+        plain, gh = pair
         res = _throughput(ctx, "h", title, "/v1/chat/completions", openai_body(), False,
                           [ctx.mock, plain, gh], sample_rss=False)
         res["params"]["guardrails"] = f"{GUARDRAILS_POLICY} (examples/guardrails-ecommerce.yaml)"
@@ -342,11 +363,6 @@ def scenario_guardrails(ctx: Ctx) -> dict:
         say(f"  guardrails on / off: {on or 0:.0f} / {off or 0:.0f} req/s = {res['guardrails_ratio'] or 0:.3f}"
             f" (closed loop: {res['guardrails_closed_loop_ratio'] or 0:.3f})")
         return res
-    finally:
-        if gh is not None:
-            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
-            if gh.proc is not None:
-                gh.proc.stop()
 
 
 # ---- (i) serve --workers 2 vs one worker ------------------------------------------------------
@@ -361,20 +377,11 @@ def scenario_workers(ctx: Ctx) -> dict:
     say(f"(i) workers: serve --workers {WORKERS} vs one worker, c={CONCURRENCY}")
     title = f"serve --workers {WORKERS} vs one worker, throughput"
     out: dict = {"id": "i", "title": title}
-    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
-    if plain is None:
-        out["skipped"] = "Gatehouse is not running"
-        return out
-    gh = None
-    try:
-        try:
-            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-workers", workers=WORKERS)
-        except tg.StartError as e:
-            out["skipped"] = "the gateway did not start with --workers"
-            out["log_tail"] = str(e)[-2000:]
-            say(f"  skipped: {out['skipped']}")
+    with _second_gateway(ctx, out, "gatehouse-workers", "the gateway did not start with --workers",
+                         workers=WORKERS) as pair:
+        if pair is None:
             return out
-        ctx.extra_gateways.append(gh)
+        plain, gh = pair
         res = _throughput(ctx, "i", title, "/v1/chat/completions", openai_body(), False,
                           [ctx.mock, plain, gh], sample_rss=False)
         res["params"]["workers"] = WORKERS
@@ -382,11 +389,6 @@ def scenario_workers(ctx: Ctx) -> dict:
                                            stats.median(res["summary"][plain.name]["rps"]))
         say(f"  {WORKERS} workers / 1 worker, closed loop: {res['workers_ratio'] or 0:.3f}")
         return res
-    finally:
-        if gh is not None:
-            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
-            if gh.proc is not None:
-                gh.proc.stop()
 
 
 # ---- (j) response cache hits vs uncached -------------------------------------------------------
@@ -407,20 +409,11 @@ def scenario_cache(ctx: Ctx) -> dict:
     say(f"(j) response cache: in-process hits vs uncached, c={CONCURRENCY} and c=1")
     title = "Response cache (in-process) hits vs uncached"
     out: dict = {"id": "j", "title": title}
-    plain = next((g for g in ctx.gateways if g.name == "gatehouse"), None)
-    if plain is None:
-        out["skipped"] = "Gatehouse is not running"
-        return out
-    gh = None
-    try:
-        try:
-            gh = tg.start_gatehouse(ctx.mock, ctx.run_dir, name="gatehouse-cache",
-                                    cache={"ttl_seconds": 3600, "backend": "memory"})
-        except tg.StartError as e:
-            out["skipped"] = "the gateway did not start with a cache block"
-            out["log_tail"] = str(e)[-2000:]
+    with _second_gateway(ctx, out, "gatehouse-cache", "the gateway did not start with a cache block",
+                         cache={"ttl_seconds": 3600, "backend": "memory"}) as pair:
+        if pair is None:
             return out
-        ctx.extra_gateways.append(gh)
+        plain, gh = pair
         body = cached_body()
         res = _throughput(ctx, "j", title, "/v1/chat/completions", body, False, [ctx.mock, plain, gh],
                           sample_rss=False)
@@ -434,11 +427,6 @@ def scenario_cache(ctx: Ctx) -> dict:
                              "added": added(lat, {k: v for k, v in LAT_METRICS.items() if k != "rps"})}
         say(f"  cached / uncached at c={CONCURRENCY}: {res['cache_closed_loop_ratio'] or 0:.2f}x (closed loop)")
         return res
-    finally:
-        if gh is not None:
-            ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g is not gh]
-            if gh.proc is not None:
-                gh.proc.stop()
 
 
 # ---- (k) tracing on vs off ---------------------------------------------------------------------
