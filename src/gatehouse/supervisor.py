@@ -36,6 +36,7 @@ import ctypes
 import ctypes.util
 import fcntl
 import logging
+import math
 import os
 import re
 import signal
@@ -64,7 +65,7 @@ def usable_cpus() -> int:
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = _cgroup_quota()
     if quota is not None:
-        n = min(n, max(1, int(-(-quota // 1))))
+        n = min(n, max(1, math.ceil(quota)))
     return max(1, n)
 
 
