@@ -14,7 +14,7 @@ import yaml
 
 from gatehouse.config import ConfigError
 from gatehouse.observability.worker_metrics import merge
-from gatehouse.supervisor import adopt_orphan_journals, parse_workers, usable_cpus
+from gatehouse.supervisor import adopt_orphan_journals, parse_workers, usable_cpus, worker_cpus
 from tests.conftest import ADMIN_KEY, ALICE_KEY, base_config
 from tests.e2e.test_ledger_durability import Load, check_exactly_once, durable_config, sqlite_rows, upstream_ids
 from tests.support import GatehouseProcess as Gatehouse
@@ -75,8 +75,24 @@ def test_two_workers_serve_one_port_and_every_scrape_shows_both(start_gatehouse_
         assert sum(per_worker.values()) == 40
         assert min(per_worker.values()) > 0, "both workers took connections"
     assert len(metric_lines(gh, "gatehouse_config_generation")) == 2
+    mask = sorted(os.sched_getaffinity(0))  # what the parent inherits from this test
+    allowed = [cpus_allowed(worker_pid(gh, i)) for i in range(2)]
+    if len(mask) == 2:  # one CPU per worker: each worker keeps its own
+        assert allowed == [[mask[0]], [mask[1]]]
+    else:  # more CPUs than workers (or fewer): the scheduler places them
+        assert allowed == [mask, mask]
     assert gh.stop() == 0
     assert not any(alive(p) for p in workers_of(gh))
+
+
+def cpus_allowed(pid: int) -> list[int]:
+    line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if ln.startswith("Cpus_allowed_list:"))
+    cpus: list[int] = []
+    for part in line.split(":", 1)[1].strip().split(","):
+        lo, _, hi = part.partition("-")
+        cpus += range(int(lo), int(hi or lo) + 1)
+    return cpus
 
 
 def test_a_killed_worker_is_replaced_and_a_killed_parent_takes_its_workers_along(
@@ -164,6 +180,16 @@ def test_a_port_in_use_fails_fast_with_a_clear_message(tmp_path, openai_upstream
 
 
 # ---- the pieces, in-process -------------------------------------------------------------------
+
+def test_workers_are_pinned_only_when_each_has_a_cpu_of_its_own():
+    mask = sorted(os.sched_getaffinity(0))
+    assert worker_cpus(1) is None
+    assert worker_cpus(len(mask) + 1) is None  # more workers than CPUs: the scheduler shares them
+    if len(mask) >= 2:
+        assert worker_cpus(len(mask)) == mask
+    if len(mask) >= 3:
+        assert worker_cpus(len(mask) - 1) is None  # fewer workers than CPUs (a quota): unpinned
+
 
 def test_workers_flag_values():
     assert parse_workers(None) == 1
