@@ -32,6 +32,7 @@ from gatehouse.server.cycle import Cycle
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers
 HIGH_WATER = 64 * 1024  # request body buffered before reading pauses until the app takes it
 LINGER_MAX_BYTES = 64 * 1024 * 1024  # request body read and dropped after an early answer, at most
+TLS_CLOSE_WAIT_SECONDS = 1.0  # an idle TLS connection asked to close at shutdown: its close_notify, at most
 _IDLE, _HEAD, _BODY = range(3)  # what the parser is reading
 
 
@@ -336,10 +337,17 @@ class H1Protocol(asyncio.Protocol):
             when = min(when, self.deadline)
         self._timer = self.loop.call_at(when, self._idle_check)
 
+    def _drop_if_open(self) -> None:
+        if self in self.connections:
+            self.transport.abort()
+
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: close when idle, else after the current response."""
         self.waiting.clear()
         if self.active is None:
             self.transport.close()
+            if self.scheme == "https":  # close() sent close_notify and waits for the client's, which
+                # an idle keep-alive client may never send: drop it after a moment, nothing is cut
+                self.loop.call_later(TLS_CLOSE_WAIT_SECONDS, self._drop_if_open)
         else:
             self.active.keep_alive = False
