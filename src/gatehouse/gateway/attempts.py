@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from gatehouse.errors import GatehouseError
 from gatehouse.providers.base import CallContext
 from gatehouse.routing.health import is_retryable
+from gatehouse.routing.reasons import failover_reason, replan_reason
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call, Endpoint
@@ -56,6 +57,9 @@ class Attempts:
         assert entry is not None
         hooks = self.hooks
         last: GatehouseError | None = None
+        state = ex.routing
+        if state is not None:  # planning again: after a hold, a retry's backoff, for the fallbacks
+            ex.route_reason = replan_reason(state.stage)
         for dep in self.router.plan(entry, ex):
             for hook in hooks:
                 hook.started(ex, dep)
@@ -76,6 +80,7 @@ class Attempts:
                     log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
                                 dep.upstream_model, err.code)
                 last = err
+                ex.route_reason = failover_reason(err)
                 continue
             for hook in hooks:
                 hook.answered(ex, dep)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.routing.health import is_retryable
+from gatehouse.routing.reasons import CONTEXT_WINDOW, FALLBACK
 from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Route:
             if fit is not None:
                 served = fit
                 ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason=context_window"
+                ex.route_reason = CONTEXT_WINDOW
                 self._count(fit.name, "context_window")
         n = 0
         state = ex.routing
@@ -119,6 +121,7 @@ class Route:
                 if first:
                     first = False
                     ex.response_headers[ROUTE_HEADER] = f"model={fb.name}; reason=fallback"
+                    ex.route_reason = FALLBACK
                     self._count(fb.name, "fallback")
                 yield dep
                 n += 1
