@@ -31,6 +31,7 @@ class Replica:
         self.metrics = ""  # GET /metrics answers this (Prometheus text); "" = 404
         self.health = 200  # GET /health answers this status
         self.fail_next = 0  # the next this-many chat requests answer 502, then it recovers
+        self.error_body: dict | None = None  # the body a `fail` answer carries (default: a server_error)
         self.server = ServerThread(self._make_app)
 
     def engine(self, style: str, waiting: float, running: float, kv: float) -> None:
@@ -80,8 +81,8 @@ class Replica:
                 return web.json_response({"error": {"message": "flake", "type": "server_error"}}, status=502)
             if self.fail is not None:
                 headers = {"Retry-After": self.retry_after} if self.retry_after else {}
-                return web.json_response({"error": {"message": "no", "type": "server_error"}}, status=self.fail,
-                                         headers=headers)
+                return web.json_response(self.error_body or {"error": {"message": "no", "type": "server_error"}},
+                                         status=self.fail, headers=headers)
             text = f"served by {self.name}"
             usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
             if not body.get("stream"):

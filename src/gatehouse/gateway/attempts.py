@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from gatehouse.errors import GatehouseError
+from gatehouse.errors import GatehouseError, UpstreamContextLength
 from gatehouse.providers.base import CallContext
 from gatehouse.routing.health import is_retryable
 from gatehouse.routing.reasons import failover_reason, replan_reason
@@ -75,6 +75,8 @@ class Attempts:
                 for hook in hooks:
                     hook.ended(ex, dep, err)
                 if not is_retryable(err):
+                    if isinstance(err, UpstreamContextLength) and self.router.overflow(ex, dep):
+                        return await self.run(ex, ep, call)  # a context_window_fallback (routing/route.py)
                     raise
                 if dep is not entry.deployments[-1]:
                     log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,

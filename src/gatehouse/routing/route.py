@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.routing.health import is_retryable
-from gatehouse.routing.reasons import CONTEXT_WINDOW, FALLBACK
+from gatehouse.routing.reasons import CONTEXT_WINDOW, CONTEXT_WINDOW_FALLBACK, FALLBACK
 from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
 
 if TYPE_CHECKING:
@@ -37,17 +37,20 @@ FIRST = "first"
 AFTER_HOLD = "after_hold"
 RETRY = "retry"
 FALLBACKS_ONLY = "fallbacks_only"
+CONTEXT_FALLBACK = "context_fallback"  # an upstream's context-length error moved it to a context_window_fallback
 BACKOFF_CAP = 5.0  # seconds, the longest wait before a retry
 
 
 class RouteState:
     """One request's recovery so far: made only once a plan has failed."""
 
-    __slots__ = ("retries", "stage")
+    __slots__ = ("overflowed", "retries", "stage", "target")
 
     def __init__(self) -> None:
         self.stage = FIRST
         self.retries = 0
+        self.target: ModelEntry | None = None  # the context_window_fallback serving it instead
+        self.overflowed: tuple[str, ...] = ()  # models whose upstream said the prompt does not fit
 
 
 class EjectionCap:
@@ -90,9 +93,10 @@ class Route:
         prompt does not fit), then the error fallbacks', within the attempt budget and deadline."""
         deadline = ex.started + self.deadline if self.deadline is not None else math.inf
         budget = self.max_attempts
-        served = entry
+        state = ex.routing
+        served = entry if state is None or state.target is None else state.target
         window = entry.context_window
-        if self.context_fallbacks and window is not None and ex.prompt_estimate > window:
+        if served is entry and self.context_fallbacks and window is not None and ex.prompt_estimate > window:
             fit = next((fb for fb in self.context_fallbacks if _fits(fb, ex) and _may_use(ex, entry, fb)), None)
             if fit is not None:
                 served = fit
@@ -100,7 +104,6 @@ class Route:
                 ex.route_reason = CONTEXT_WINDOW
                 self._count(fit.name, "context_window")
         n = 0
-        state = ex.routing
         if state is None or state.stage != FALLBACKS_ONLY:
             for dep in deployments_of(served, ex):
                 if n and time.monotonic() >= deadline:
@@ -151,6 +154,25 @@ class Route:
             state.stage = FALLBACKS_ONLY
             return _nothing()
         return None
+
+    def overflow(self, entry: ModelEntry, ex: Exchange, failed: str) -> bool:
+        """The upstream of model `failed` answered with its context-length error: whether a
+        `context_window_fallbacks` model (one not tried yet, that the caller may use and whose
+        window fits the estimate) takes the request on the next plan."""
+        if not self.context_fallbacks:
+            return False
+        state = ex.routing
+        if state is None:
+            state = ex.routing = RouteState()
+        tried = state.overflowed = (*state.overflowed, failed)
+        fit = next((fb for fb in self.context_fallbacks
+                    if fb.name not in tried and _fits(fb, ex) and _may_use(ex, entry, fb)), None)
+        if fit is None:
+            return False
+        state.target, state.stage = fit, CONTEXT_FALLBACK
+        ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason={CONTEXT_WINDOW_FALLBACK}"
+        self._count(fit.name, CONTEXT_WINDOW_FALLBACK)
+        return True
 
     def _count(self, name: str, reason: str) -> None:
         key = (name, reason)
