@@ -265,8 +265,11 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
                                    for p in sorted({d.priority for d in deps})))
         cold = None
         if m.cold_start is not None:
-            urls = tuple(_ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
-            cold = ColdStart(m.name, deps, urls, m.cold_start, http)
+            urls = tuple(readiness_url(cfg, dc.provider) if dc.scale_to_zero else
+                         _ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
+            strict = tuple(dc.scale_to_zero for dc in m.deployments)
+            cold = ColdStart(m.name, deps, urls, m.cold_start, http, strict)
+            _readiness(m, deps, urls, health, http)
         route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold,
                       rc.retries if rc else 0, rc.retry_backoff_seconds if rc else 0.25)
         out[m.name] = replace(entry, deployments=deps, route=route)
@@ -317,6 +320,35 @@ def _active_checks(cfg: Config, health: Health, http: HttpPool) -> None:
         if health.active is None:
             health.active = ActiveChecks(http)
         health.active.add(url, hc.interval_seconds, breakers)
+
+
+def _root_url(cfg: Config, provider: str, path: str) -> str | None:
+    """The provider's base_url without its `/v1`, plus `path` (None: no base_url)."""
+    base = str(getattr(cfg.providers[provider], "base_url", "") or "").rstrip("/")
+    if not base:
+        return None
+    return (base[:-3] if base.endswith("/v1") else base) + "/" + path.lstrip("/")
+
+
+def readiness_url(cfg: Config, provider: str) -> str | None:
+    """A scale_to_zero deployment's readiness probe: the provider's health_check path, else
+    `/health` (vLLM, SGLang, llama.cpp server, TGI), or `/` for Ollama (it has no /health)."""
+    p = cfg.providers[provider]
+    path = p.health_check.path if p.health_check is not None else "/" if p.type == "ollama" else "/health"
+    return _root_url(cfg, provider, path)
+
+
+def _readiness(m: ModelConfig, deps: tuple[Deployment, ...], urls: tuple[str | None, ...], health: Health,
+               http: HttpPool) -> None:
+    """Each scale_to_zero deployment's readiness poller (routing/active.py), off the request path."""
+    from gatehouse.routing.active import ActiveChecks
+
+    assert m.cold_start is not None
+    for dep, dc, url in zip(deps, m.deployments, urls):
+        if dc.scale_to_zero and url is not None:
+            if health.active is None:
+                health.active = ActiveChecks(http)
+            health.active.add_readiness(url, m.cold_start.poll_interval_seconds, dep.breaker)
 
 
 def _ready_url(cfg: Config, provider: str, path: str) -> str | None:

@@ -17,7 +17,7 @@ def deployment_state(dep: Deployment, now: float) -> dict[str, Any]:
     if not b.ejected_until or now >= b.ejected_until:
         state = "probing" if b.probing else "healthy"
     else:
-        state = "cooling" if b.cooling else "ejected"
+        state = ("not_ready" if b.not_ready else "cooling") if b.cooling else "ejected"
     out: dict[str, Any] = {
         "provider": dep.provider_name, "model": dep.upstream_model, "state": state,
         "retry_in_seconds": round(b.retry_after(now), 3), "consecutive_failures": b.failures,
