@@ -63,4 +63,5 @@ class ColdStartConfig(_Base):
     timeout_seconds: Annotated[float, Meta(gt=0)] = 300.0
     poll_interval_seconds: Annotated[float, Meta(gt=0)] = 1.0
     ready_path: str = "/models"  # polled under each deployment's provider base_url; any answer < 500 = up
+    keepalive_seconds: Annotated[float, Meta(gt=0)] = 5.0  # a held stream's keep-alive frames (routing/keepalive.py)
     wake: WakeConfig | None = None

@@ -71,6 +71,25 @@ def _credentials(k8s: KubernetesScaleConfig) -> tuple[str, ssl.SSLContext | bool
     return token, ctx
 
 
+async def _wait_sending_keepalives(ex: Exchange, fut: asyncio.Future[None], deadline: float,
+                                   every: float) -> None:
+    """Wait for `fut` until `deadline` (TimeoutError after it), sending the held stream a
+    keep-alive frame every `every` seconds meanwhile (routing/keepalive.py)."""
+    held = ex.held
+    assert held is not None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), min(every, left))
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
+        await held.ping()
+
+
 class ColdStart:
     """One model's hold queue and its readiness poller (see the module doc)."""
 
@@ -122,7 +141,10 @@ class ColdStart:
         ex.response_headers[COLD_HEADER] = "true"
         started = time.monotonic()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), cfg.timeout_seconds)
+            if ex.held is None:
+                await asyncio.wait_for(asyncio.shield(fut), cfg.timeout_seconds)
+            else:
+                await _wait_sending_keepalives(ex, fut, started + cfg.timeout_seconds, cfg.keepalive_seconds)
         except TimeoutError:
             self.timeouts += 1
             if not raise_on_timeout:
