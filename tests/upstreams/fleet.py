@@ -26,6 +26,7 @@ class Replica:
         self.fail = fail
         self.retry_after = retry_after
         self.count = 0
+        self.models: list[str] = []  # the `model` of each chat request, in order
         self.in_flight = 0
         self.max_in_flight = 0
         self.metrics = ""  # GET /metrics answers this (Prometheus text); "" = 404
@@ -71,6 +72,7 @@ class Replica:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.count += 1
+        self.models.append(body.get("model", ""))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

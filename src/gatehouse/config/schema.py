@@ -45,6 +45,7 @@ from gatehouse.config.schema_policy import (
     VirtualModelConfig as VirtualModelConfig,
 )
 from gatehouse.config.schema_routing import (
+    AdapterConfig as AdapterConfig,
     ColdStartConfig as ColdStartConfig,
     HealthCheckConfig as HealthCheckConfig,
     KubernetesScaleConfig as KubernetesScaleConfig,
@@ -289,7 +290,7 @@ class CacheConfig(_Base):
 
 class ModelConfig(_Base):
     name: str
-    deployments: list[DeploymentConfig]
+    deployments: list[DeploymentConfig]  # (an `adapter` model's are its base's: config/adapters.py)
     private: bool = False  # may receive sensitive data (guardrails: a parallel guard needs it)
     description: str | None = None
     embeddings: bool = False
@@ -308,6 +309,9 @@ class ModelConfig(_Base):
     data_classes: list[str] | None = None
     # What it can do, for virtual models' `cheapest` (docs/policy-routing.md#virtual-models).
     capabilities: list[Literal["tools", "vision", "json_schema", "reasoning"]] = field(default_factory=list)
+    # A LoRA adapter served by the base model's deployments (docs/routing.md#lora-adapters-as-models):
+    # its deployments are the base's with `model` set to the adapter (config/adapters.py fills them).
+    adapter: AdapterConfig | None = None
 
 
 Unlimited = Literal["unlimited"]

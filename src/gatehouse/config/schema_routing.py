@@ -56,6 +56,13 @@ class WakeConfig(_Base):
     kubernetes: KubernetesScaleConfig | None = None
 
 
+class AdapterConfig(_Base):
+    """A LoRA adapter served by another model's deployments (vLLM `--lora-modules name=path`)."""
+
+    base: str  # the model whose deployments serve it
+    name: str  # the adapter's name upstream: the `model` field sent
+
+
 class ColdStartConfig(_Base):
     """Hold requests while a model's deployments (scaled to zero) come up, instead of failing them."""
 

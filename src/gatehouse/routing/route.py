@@ -23,10 +23,11 @@ from gatehouse.routing.reasons import CONTEXT_WINDOW, CONTEXT_WINDOW_FALLBACK, F
 from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
 
 if TYPE_CHECKING:
-    from gatehouse.config import Config, ModelConfig
+    from gatehouse.config import Config, DeploymentConfig, ModelConfig
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.coldstart import ColdStart
     from gatehouse.routing.health import Health
+    from gatehouse.routing.lora import LoraState
     from gatehouse.routing.table import Deployment, ModelEntry
     from gatehouse.upstream.client import HttpPool
 
@@ -231,7 +232,7 @@ def _may_use(ex: Exchange, asked: ModelEntry, fb: ModelEntry) -> bool:
 
 
 def needs_route(m: ModelConfig) -> bool:
-    return bool(m.routing or m.fallbacks or m.context_window_fallbacks or m.cold_start
+    return bool(m.routing or m.fallbacks or m.context_window_fallbacks or m.cold_start or m.adapter
                 or any(d.priority != 1 or d.max_in_flight is not None for d in m.deployments))
 
 
@@ -254,13 +255,14 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
             replace(d, model_name=m.name, priority=dc.priority, max_in_flight=dc.max_in_flight,
                     load=health.load(dc.provider, dc.model)
                     if strategy in LOAD_AWARE or dc.max_in_flight is not None else None,
-                    ejection_cap=cap, cools_down=several)
+                    ejection_cap=cap, cools_down=several,
+                    lora=_lora(cfg, dc, health, http) if m.adapter is not None else None)
             for d, dc in zip(entry.deployments, m.deployments))
         if cap is not None:
             cap.deployments = deps
         if strategy == "load-aware":
             _scrape(cfg, m, deps, health, http)
-        tiers = tuple((STRATEGIES[strategy](tier) if len(tier) > 1 else Ordered(), tier)
+        tiers = tuple((_strategy(strategy, tier, m), tier)
                       for tier in (tuple(d for d in deps if d.priority == p)
                                    for p in sorted({d.priority for d in deps})))
         cold = None
@@ -282,6 +284,40 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
     return out
 
 
+def _strategy(name: str, tier: tuple[Deployment, ...], m: ModelConfig) -> Strategy:
+    """A tier's strategy; an adapter model's puts the deployments with the adapter loaded first."""
+    if len(tier) == 1:
+        return Ordered()
+    strategy: Strategy = STRATEGIES[name](tier)
+    if m.adapter is not None:
+        from gatehouse.routing.lora import LoraFirst
+
+        strategy = LoraFirst(strategy, m.adapter.name)
+    return strategy
+
+
+def _metrics_url(cfg: Config, dc: DeploymentConfig) -> str | None:
+    """The deployment's engine metrics: its `metrics_url`, else its provider's base_url root + /metrics."""
+    if dc.metrics_url is not None:
+        return dc.metrics_url
+    base = str(getattr(cfg.providers[dc.provider], "base_url", "") or "").rstrip("/")
+    if not base:
+        return None  # a managed provider
+    return (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+
+
+def _lora(cfg: Config, dc: DeploymentConfig, health: Health, http: HttpPool) -> LoraState | None:
+    """An adapter model's deployment: the loaded adapters of its engine, scraped (routing/lora.py)."""
+    from gatehouse.routing.scrape import EngineScraper
+
+    url = _metrics_url(cfg, dc)
+    if url is None:
+        return None
+    if health.scraper is None:
+        health.scraper = EngineScraper(http, 1.0)
+    return health.scraper.lora(url)
+
+
 def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: Health, http: HttpPool) -> None:
     """Each deployment's engine metrics URL onto the runtime's scraper (routing/scrape.py)."""
     from gatehouse.routing.scrape import EngineScraper
@@ -292,13 +328,9 @@ def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: H
     if health.scraper is None:
         health.scraper = EngineScraper(http, interval)
     for dep, dc in zip(deps, m.deployments):
-        url = dc.metrics_url
+        url = _metrics_url(cfg, dc)
         if url is None:
-            base = getattr(cfg.providers[dc.provider], "base_url", "")
-            if not base:
-                continue  # a managed provider: scored on in-flight alone
-            base = base.rstrip("/")
-            url = (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+            continue  # a managed provider: scored on in-flight alone
         assert dep.load is not None
         dep.load.queue_threshold = float(rc.queue_threshold if rc.queue_threshold is not None else 16)
         health.scraper.add(url, dep.load, interval)
