@@ -301,7 +301,7 @@ class ModelConfig(_Base):
     # routing (docs/routing.md)
     routing: RoutingConfig | None = None
     fallbacks: list[str] = field(default_factory=list)  # models tried when every deployment failed
-    context_window_fallbacks: list[str] = field(default_factory=list)  # when the prompt exceeds context_window
+    context_window_fallbacks: list[str] = field(default_factory=list)  # prompt > context_window, or upstream says so
     cold_start: ColdStartConfig | None = None
     cache: CacheConfig | None = None  # response cache (docs/cache.md)
     # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
