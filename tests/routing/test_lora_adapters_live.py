@@ -11,7 +11,7 @@ import pytest
 
 from gatehouse.config import ConfigError, from_mapping
 from gatehouse.routing.lora import parse_lora_adapters
-from tests.routing.test_strategies_live import chat, with_model
+from tests.routing.test_strategies_live import chat, deployments, with_model
 from tests.upstreams.fleet import Replica, fleet
 
 
@@ -48,6 +48,9 @@ async def test_an_adapter_goes_to_the_deployment_that_has_it_loaded(start_gateho
         assert b.models[-1] == "sql-dpo"  # the adapter's name upstream
         for _ in range(3):
             assert (await chat(gh.url, "qwen-sql"))[1] == "served by b"
+        [sql] = [m for m in (await deployments(gh.url))["models"] if m["name"] == "qwen-sql"]
+        assert [(d["provider"], d["model"], d["lora_adapters"]) for d in sql["deployments"]] == [
+            ("a", "sql-dpo", ["other"]), ("b", "sql-dpo", ["sql-dpo"])]
         status, body, _ = await chat(gh.url, "qwen")  # the base model: its own order and name
         assert body == "served by a" and a.models[-1] == "m"
         # the engine moves the adapter: a has it waiting (on its way to the GPU), b evicted it

@@ -25,6 +25,9 @@ def deployment_state(dep: Deployment, now: float) -> dict[str, Any]:
     }
     if dep.max_in_flight is not None:
         out["max_in_flight"] = dep.max_in_flight
+    lora = dep.lora
+    if lora is not None and lora.scraped_at:  # an adapter model's: what its engine has loaded
+        out["lora_adapters"] = sorted(lora.loaded)
     load = dep.load
     if load is not None:
         out["in_flight"] = load.in_flight
