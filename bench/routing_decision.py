@@ -32,6 +32,8 @@ def table(n: int) -> dict[str, ModelEntry]:
                                        for i in range(n)]})
     models.append({"name": "tiers", "routing": {"strategy": "least-busy"},
                    "deployments": [{"provider": "e", "model": f"t-{i}", "priority": 1 + i % 2} for i in range(n)]})
+    # a LoRA adapter of the least-busy model: its strategy wrapped to put loaded replicas first
+    models.append({"name": "lora-adapter", "adapter": {"base": "least-busy", "name": "sql"}})
     cfg = from_mapping({"providers": {"e": {"type": "echo"}}, "models": models}, {})
     provider = PROVIDERS["echo"]("e", cfg.providers["e"], HttpPool())
     health = Health()

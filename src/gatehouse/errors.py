@@ -15,6 +15,7 @@
     └── UpstreamError                   502 upstream unreachable, refused or malformed
         ├── UpstreamStatus              502 the upstream answered with an error status (ours to fix)
         │   ├── UpstreamRejected        400 it refused the client's request (400, 422)
+        │   │   └── UpstreamContextLength   its context-length error (error_text.context_length)
         │   ├── UpstreamNotFound        404 it does not know the model or route
         │   ├── UpstreamTooLarge        413 it found the request too large
         │   ├── UpstreamRateLimited     429 it is rate limiting
@@ -147,6 +148,14 @@ class UpstreamRejected(UpstreamStatus):
 
 class UpstreamNotFound(UpstreamRejected):
     status = 404
+
+
+class UpstreamContextLength(UpstreamRejected):
+    """The upstream said the prompt does not fit its context window (OpenAI's and vLLM's
+    "maximum context length", Anthropic's "prompt is too long", llama.cpp's, Ollama's): a
+    model's `context_window_fallbacks` may serve it (routing/route.py)."""
+
+    code = "context_length_exceeded"
 
 
 class UpstreamTooLarge(UpstreamRejected):

@@ -142,7 +142,8 @@ async def test_every_column_lands_as_the_record_has_it(tmp_path):
     full = LedgerRecord(id="full", request_id="q1", attempt=2, ts=1.5, consumer="c\"q", model="m", surface="chat",
                         group="g", key_id="k", deployment="d", provider="p", status=429, error_type="rate_limited",
                         input_tokens=11, output_tokens=22, cached_tokens=3, cost_usd=0.125, priced=False,
-                        latency_ms=9.5, ttft_ms=1.25, streamed=True, cache_hit=True, estimated=True)
+                        latency_ms=9.5, ttft_ms=1.25, streamed=True, cache_hit=True, estimated=True,
+                        route="failover_429", data_class="pii", routed_to="coder")
     sparse = LedgerRecord(id="sparse", request_id="q2", attempt=1, ts=2.5, consumer="c", model="m", surface="chat")
     journal.begin(msgspec.structs.replace(sparse, phase="begin"))  # a begin line is not a row
     for rec in (full, sparse):

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gatehouse.metering.record import LedgerRecord
-from gatehouse.store.ledger import insert_records, usage_report
+from gatehouse.metering.record import ROW_COLUMNS, LedgerRecord, row_tuple
+from gatehouse.store.ledger import insert_records, insert_tuples, usage_report
 from gatehouse.store.migrate import upgrade
 from gatehouse.store.sql import SqlStore
 
@@ -58,6 +58,18 @@ async def exercise(store: SqlStore, tag: str) -> None:
     assert ok == {"chat": 3, "embed": 1}
     with pytest.raises(ValueError):
         await usage_report(store, "prompt", since)
+    assert {r.key for r in await usage_report(store, "route", since, until)} == {None}
+
+    # the Postgres ledger writer's path (tuples in ROW_COLUMNS order): why each attempt went where it did
+    routed = [record(tag, "dave", "auto", DAY2, route="primary", data_class="pii", routed_to="coder", status=502),
+              record(tag, "dave", "auto", DAY2, attempt=2, route="failover_5xx", data_class="pii", routed_to="coder")]
+    await insert_tuples(store, ROW_COLUMNS, [row_tuple(r) for r in routed])
+    by_route = {r.key: r.attempts for r in await usage_report(store, "route", since, until, consumer="dave")}
+    assert by_route == {"primary": 1, "failover_5xx": 1}
+    assert [(r.key, r.attempts) for r in await usage_report(store, "data_class", since, until, consumer="dave")] \
+        == [("pii", 2)]
+    assert [(r.key, r.attempts) for r in await usage_report(store, "routed_to", since, until, consumer="dave")] \
+        == [("coder", 2)]
 
 
 async def test_sqlite(tmp_path):

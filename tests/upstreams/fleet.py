@@ -26,11 +26,13 @@ class Replica:
         self.fail = fail
         self.retry_after = retry_after
         self.count = 0
+        self.models: list[str] = []  # the `model` of each chat request, in order
         self.in_flight = 0
         self.max_in_flight = 0
         self.metrics = ""  # GET /metrics answers this (Prometheus text); "" = 404
         self.health = 200  # GET /health answers this status
         self.fail_next = 0  # the next this-many chat requests answer 502, then it recovers
+        self.error_body: dict | None = None  # the body a `fail` answer carries (default: a server_error)
         self.server = ServerThread(self._make_app)
 
     def engine(self, style: str, waiting: float, running: float, kv: float) -> None:
@@ -70,6 +72,7 @@ class Replica:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.count += 1
+        self.models.append(body.get("model", ""))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -80,8 +83,8 @@ class Replica:
                 return web.json_response({"error": {"message": "flake", "type": "server_error"}}, status=502)
             if self.fail is not None:
                 headers = {"Retry-After": self.retry_after} if self.retry_after else {}
-                return web.json_response({"error": {"message": "no", "type": "server_error"}}, status=self.fail,
-                                         headers=headers)
+                return web.json_response(self.error_body or {"error": {"message": "no", "type": "server_error"}},
+                                         status=self.fail, headers=headers)
             text = f"served by {self.name}"
             usage = {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
             if not body.get("stream"):

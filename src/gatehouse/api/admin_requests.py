@@ -31,7 +31,8 @@ async def request_summary(rt: Runtime, req: Request, ex: Exchange) -> None:
     rid = req.path_params["request_id"][:128]
     t = usage_records.c
     q = (sa.select(t.request_id, t.attempt, t.model, t.provider, t.deployment, t.status, t.error_type, t.input_tokens,
-                   t.output_tokens, t.cost_usd, t.latency_ms, t.ttft_ms, t.streamed, t.cache_hit, t.consumer)
+                   t.output_tokens, t.cost_usd, t.latency_ms, t.ttft_ms, t.streamed, t.cache_hit, t.consumer,
+                   t.route, t.data_class, t.routed_to)
          .where(sa.or_(t.request_id == rid, t.client_request_id == rid)).order_by(t.attempt).limit(50))
     async with rt.store.engine.connect() as conn:
         rows = (await conn.execute(q)).all()
@@ -44,7 +45,8 @@ async def request_summary(rt: Runtime, req: Request, ex: Exchange) -> None:
     attempts = [{"attempt": r.attempt, "model": r.model, "provider": r.provider, "deployment": r.deployment,
                  "status": r.status, "error_type": r.error_type, "input_tokens": r.input_tokens,
                  "output_tokens": r.output_tokens, "cost_usd": r.cost_usd, "latency_ms": r.latency_ms,
-                 "ttft_ms": r.ttft_ms, "streamed": r.streamed, "cache_hit": r.cache_hit} for r in rows]
+                 "ttft_ms": r.ttft_ms, "streamed": r.streamed, "cache_hit": r.cache_hit,
+                 "route_reason": r.route, "data_class": r.data_class, "routed_to": r.routed_to} for r in rows]
     served = next((a for a in reversed(attempts) if a["status"] < 400), attempts[-1] if attempts else None)
     out: dict[str, Any] = {
         "request_id": rid, "attempts": attempts,

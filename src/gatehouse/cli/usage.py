@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def add_usage_command(sub: Subparsers, with_config: WithConfig) -> None:
     u = with_config(sub.add_parser("usage", help="usage and cost from the ledger"))
     u.add_argument("--by", default="model", choices=["consumer", "group", "model", "deployment", "provider",
-                                                     "key", "day"])
+                                                     "key", "day", "route", "data_class", "routed_to"])
     u.add_argument("--since", default="7d", help="7d, 24h, 30m or an ISO date (default 7d)")
     u.add_argument("--until", help="same forms as --since (default: now)")
     u.add_argument("--consumer")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from gatehouse.config.adapters import expand_adapters
 from gatehouse.config.schema import Config, ConfigError
 from gatehouse.policy.guardrails.config import check_parallel, check_policies
 from gatehouse.policy.limits_config import check_limit_settings, check_name
@@ -233,7 +234,7 @@ def check_routing_policies(cfg: Config) -> None:
 
 
 CHECKS: tuple[Callable[[Config], None], ...] = (
-    check_models, check_names_and_limits, check_redis_url, check_jwt, check_consumers, check_tls,
+    expand_adapters, check_models, check_names_and_limits, check_redis_url, check_jwt, check_consumers, check_tls,
     check_guardrails, check_cache, check_routing, check_extras, check_routing_policies,
 )
 

@@ -210,10 +210,21 @@ def decode(raw: Any, env: dict[str, str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("the config file must be a mapping at the top level")
     raw = interpolate(raw, dict(os.environ) if env is None else env)
+    _adapters_without_deployments(raw)
     try:
         return msgspec.convert(raw, Config, str_keys=True)
     except msgspec.ValidationError as e:
         raise ConfigError(_name_map_keys(_msgspec_message(e), raw)) from None
+
+
+def _adapters_without_deployments(raw: dict[str, Any]) -> None:
+    """A LoRA adapter model leaves `deployments` out: its base's are filled in by the first
+    check (config/adapters.py); any other model must list its own."""
+    models = raw.get("models")
+    if isinstance(models, list):
+        for m in models:
+            if isinstance(m, dict) and m.get("adapter") is not None and "deployments" not in m:
+                m["deployments"] = []
 
 
 def from_mapping(raw: Any, env: dict[str, str] | None = None) -> Config:

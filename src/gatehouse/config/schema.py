@@ -45,6 +45,7 @@ from gatehouse.config.schema_policy import (
     VirtualModelConfig as VirtualModelConfig,
 )
 from gatehouse.config.schema_routing import (
+    AdapterConfig as AdapterConfig,
     ColdStartConfig as ColdStartConfig,
     HealthCheckConfig as HealthCheckConfig,
     KubernetesScaleConfig as KubernetesScaleConfig,
@@ -244,6 +245,7 @@ class DeploymentConfig(_Base):
     priority: Annotated[int, Meta(ge=1)] = 1  # tier: 2 takes traffic only when every 1 cannot
     max_in_flight: Annotated[int, Meta(ge=1)] | None = None  # saturated beyond: others first
     metrics_url: str | None = None  # load-aware: the engine's Prometheus endpoint (default: base_url's /metrics)
+    scale_to_zero: bool = False  # cold start: out of rotation while its readiness probe says not ready
     # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
     input_per_mtok: NonNegative | None = None
     output_per_mtok: NonNegative | None = None
@@ -288,7 +290,7 @@ class CacheConfig(_Base):
 
 class ModelConfig(_Base):
     name: str
-    deployments: list[DeploymentConfig]
+    deployments: list[DeploymentConfig]  # (an `adapter` model's are its base's: config/adapters.py)
     private: bool = False  # may receive sensitive data (guardrails: a parallel guard needs it)
     description: str | None = None
     embeddings: bool = False
@@ -299,7 +301,7 @@ class ModelConfig(_Base):
     # routing (docs/routing.md)
     routing: RoutingConfig | None = None
     fallbacks: list[str] = field(default_factory=list)  # models tried when every deployment failed
-    context_window_fallbacks: list[str] = field(default_factory=list)  # when the prompt exceeds context_window
+    context_window_fallbacks: list[str] = field(default_factory=list)  # prompt > context_window, or upstream says so
     cold_start: ColdStartConfig | None = None
     cache: CacheConfig | None = None  # response cache (docs/cache.md)
     # The data classes it may receive (compliance routing, docs/policy-routing.md); None: the
@@ -307,6 +309,9 @@ class ModelConfig(_Base):
     data_classes: list[str] | None = None
     # What it can do, for virtual models' `cheapest` (docs/policy-routing.md#virtual-models).
     capabilities: list[Literal["tools", "vision", "json_schema", "reasoning"]] = field(default_factory=list)
+    # A LoRA adapter served by the base model's deployments (docs/routing.md#lora-adapters-as-models):
+    # its deployments are the base's with `model` set to the adapter (config/adapters.py fills them).
+    adapter: AdapterConfig | None = None
 
 
 Unlimited = Literal["unlimited"]

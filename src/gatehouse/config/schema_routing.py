@@ -56,6 +56,13 @@ class WakeConfig(_Base):
     kubernetes: KubernetesScaleConfig | None = None
 
 
+class AdapterConfig(_Base):
+    """A LoRA adapter served by another model's deployments (vLLM `--lora-modules name=path`)."""
+
+    base: str  # the model whose deployments serve it
+    name: str  # the adapter's name upstream: the `model` field sent
+
+
 class ColdStartConfig(_Base):
     """Hold requests while a model's deployments (scaled to zero) come up, instead of failing them."""
 
@@ -63,4 +70,5 @@ class ColdStartConfig(_Base):
     timeout_seconds: Annotated[float, Meta(gt=0)] = 300.0
     poll_interval_seconds: Annotated[float, Meta(gt=0)] = 1.0
     ready_path: str = "/models"  # polled under each deployment's provider base_url; any answer < 500 = up
+    keepalive_seconds: Annotated[float, Meta(gt=0)] = 5.0  # a held stream's keep-alive frames (routing/keepalive.py)
     wake: WakeConfig | None = None

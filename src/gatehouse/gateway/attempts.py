@@ -18,9 +18,10 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from gatehouse.errors import GatehouseError
+from gatehouse.errors import GatehouseError, UpstreamContextLength
 from gatehouse.providers.base import CallContext
 from gatehouse.routing.health import is_retryable
+from gatehouse.routing.reasons import failover_reason, replan_reason
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call, Endpoint
@@ -56,6 +57,9 @@ class Attempts:
         assert entry is not None
         hooks = self.hooks
         last: GatehouseError | None = None
+        state = ex.routing
+        if state is not None:  # planning again: after a hold, a retry's backoff, for the fallbacks
+            ex.route_reason = replan_reason(state.stage)
         for dep in self.router.plan(entry, ex):
             for hook in hooks:
                 hook.started(ex, dep)
@@ -71,11 +75,14 @@ class Attempts:
                 for hook in hooks:
                     hook.ended(ex, dep, err)
                 if not is_retryable(err):
+                    if isinstance(err, UpstreamContextLength) and self.router.overflow(ex, dep):
+                        return await self.run(ex, ep, call)  # a context_window_fallback (routing/route.py)
                     raise
                 if dep is not entry.deployments[-1]:
                     log.warning("deployment %s/%s failed (%s); trying the next", dep.provider_name,
                                 dep.upstream_model, err.code)
                 last = err
+                ex.route_reason = failover_reason(err)
                 continue
             for hook in hooks:
                 hook.answered(ex, dep)

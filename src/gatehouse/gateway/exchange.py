@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
     from gatehouse.policy.principal import Principal
+    from gatehouse.routing.keepalive import HeldStream
     from gatehouse.routing.route import RouteState
     from gatehouse.routing.table import Deployment, ModelEntry
     from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Usage
@@ -31,7 +32,7 @@ class Exchange:
         "prompt_estimate", "max_tokens", "response_headers", "error_type",
         "gateway_id", "client_request_id",
         # the path (gateway/handle.py)
-        "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing",
+        "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing", "route_reason", "held",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
         "request_headers", "cached", "cache", "compliance", "virtual_route",
@@ -70,6 +71,8 @@ class Exchange:
         self.attempts = 0
         self.attempt_started = 0.0  # monotonic; set by routing's LoadHook only where a strategy reads load
         self.routing: RouteState | None = None  # its recovery after a failed plan (routing/route.py)
+        self.route_reason = "primary"  # why the attempt in progress went where it did (routing/reasons.py)
+        self.held: HeldStream | None = None  # a stream a cold start may hold: its keep-alives (routing/keepalive.py)
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies

@@ -65,6 +65,8 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
         call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call) \
             and ex.cache is None
         ex.stream = call.stream
+        if call.stream and entry.route is not None and entry.route.cold_start is not None:
+            _hold_with_keepalives(req, ex, call)
         with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
             reply = ex.cached  # a cache hit: no attempt
             if reply is None:
@@ -75,11 +77,24 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
             await relay(req, ex, call, reply, attempts.end)
     except BaseException as exc:
         _failed(ex, exc)
+        held = ex.held
+        if held is not None and held.started and isinstance(exc, GatehouseError):
+            await held.fail(exc)  # keep-alives started the stream: it ends with an error frame
+            return
         raise
     finally:
         attempts.end(ex)
         if ex.admitted is not None:
             await rt.pipeline.settle(ex)
+
+
+def _hold_with_keepalives(req: Request, ex: Exchange, call: Call) -> None:
+    """A stream to a model with a cold-start hold: keep-alive frames while it is held."""
+    from gatehouse.routing.keepalive import HeldStream, keepalive_frame
+
+    frame = keepalive_frame(call.dialect)
+    if frame is not None:
+        ex.held = HeldStream(req, ex, call, frame)
 
 
 def _guarded(guard: Guard | None, call: Call) -> bool:

@@ -135,6 +135,7 @@ class Meter:
         price = self.prices.get((dep.model_name or ex.model, dep))  # a fallback's deployment: its own model's
         p = ex.principal
         prompt = ex.prompt_estimate
+        c, v = ex.compliance, ex.virtual_route
         record = LedgerRecord(
             id=self._next_id(), request_id=ex.gateway_id, client_request_id=ex.client_request_id,
             attempt=number, ts=time.time(),
@@ -142,7 +143,9 @@ class Meter:
             group=p.group if p else None, key_id=p.key_id if p else None,
             deployment=dep.upstream_model, provider=dep.provider_name, streamed=ex.stream,
             input_tokens=prompt, cost_usd=cost_usd(price, Usage(input_tokens=prompt)) if prompt else 0.0,
-            priced=price is not None, estimated=True, phase="begin",
+            priced=price is not None, estimated=True, route=ex.route_reason,
+            data_class=c.get("data_class") if c else None, routed_to=v.get("routed_to") if v else None,
+            phase="begin",
         )
         ex.metering = Attempt(record, self.journal.begin(record), time.monotonic(), price)
         if self.tracing is not None:
@@ -214,6 +217,8 @@ class Meter:
             status=ex.status, error_type=ex.error_type, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
             cached_tokens=u.cache_read_tokens, latency_ms=round((time.monotonic() - ex.started) * 1000, 3),
             streamed=ex.stream, cache_hit=True, estimated=u.estimated,
+            data_class=c.get("data_class") if (c := ex.compliance) else None,
+            routed_to=v.get("routed_to") if (v := ex.virtual_route) else None,
         )
         self.journal.end(rec)
         self._count(rec)
@@ -294,6 +299,8 @@ class Meter:
                 "provider": ex.provider or None, "deployment": ex.deployment or None,
                 "status": ex.status, "error": ex.error_type, "stream": ex.stream,
                 "attempts": ex.attempts,
+                # why the last attempt went to its deployment (routing/reasons.py)
+                **({"route_reason": ex.route_reason} if ex.attempts else {}),
                 "tokens_in": u.input_tokens if u else 0, "tokens_out": u.output_tokens if u else 0,
                 "estimated": u.estimated if u else False, "cost_usd": round(ex.cost_usd, 10),
                 "latency_ms": round((finished - ex.started) * 1000, 3),

@@ -34,6 +34,11 @@ class LedgerRecord(Struct, omit_defaults=True):
     cache_hit: bool = False
     estimated: bool = False
     client_request_id: str | None = None  # the client's x-request-id, for correlation; counts nothing
+    # Why this attempt went to this deployment (routing/reasons.py: primary, failover_5xx, fallback,
+    # cold_start, ...); None for a cache hit. Never a URL.
+    route: str | None = None
+    data_class: str | None = None  # compliance routing's class for the request (policy/compliance.py)
+    routed_to: str | None = None  # the model a virtual model chose (routing/virtual.py)
     # Journal only: `begin` is written before the upstream is called, `end` when the attempt
     # is over. A `begin` without its `end` after a crash becomes an `interrupted` record.
     phase: Phase = "end"
@@ -49,7 +54,8 @@ class LedgerRecord(Struct, omit_defaults=True):
             "cached_tokens": self.cached_tokens, "cost_usd": self.cost_usd, "priced": self.priced,
             "latency_ms": self.latency_ms, "ttft_ms": self.ttft_ms, "streamed": self.streamed,
             "cache_hit": self.cache_hit, "estimated": self.estimated,
-            "client_request_id": self.client_request_id,
+            "client_request_id": self.client_request_id, "route": self.route,
+            "data_class": self.data_class, "routed_to": self.routed_to,
         }
 
 

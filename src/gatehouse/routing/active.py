@@ -7,6 +7,13 @@ against the breaker of every deployment on that provider like a failed request w
 (`failure_threshold` consecutive ones eject). A passing check puts an ejected deployment back in
 rotation at once, without waiting for its probe. The URL is the provider's `base_url` without its
 `/v1`, plus `path` (vLLM, SGLang and llama.cpp server answer `/health`).
+
+Readiness of `scale_to_zero: true` deployments rides along: their readiness URL (the provider's
+`health_check.path`, else `/health`) is asked every `cold_start.poll_interval_seconds`; while it
+does not answer 2xx (not listening, 503 while the engine loads its weights) the deployment is out of
+rotation (`Breaker.not_ready`, a cool-down renewed each poll, so it lapses if polling stops). A
+request that finds every deployment of its model so is held by the cold start (routing/coldstart.py)
+rather than sent to an engine that cannot answer yet.
 """
 from __future__ import annotations
 
@@ -30,14 +37,20 @@ class ActiveChecks:
     def __init__(self, http: HttpPool) -> None:
         self.http = http
         self.checks: list[tuple[str, float, list[Breaker]]] = []
+        self.readiness: list[tuple[str, float, Breaker]] = []  # scale_to_zero deployments
         self._tasks: list[asyncio.Task[None]] = []
 
     def add(self, url: str, interval: float, breakers: list[Breaker]) -> None:
         self.checks.append((url, interval, breakers))
 
+    def add_readiness(self, url: str, interval: float, breaker: Breaker) -> None:
+        if all(b is not breaker for _, _, b in self.readiness):  # (a deployment shared by models: once)
+            self.readiness.append((url, interval, breaker))
+
     def start(self) -> None:
         if not self._tasks:
             self._tasks = [asyncio.create_task(self._run(*c)) for c in self.checks]
+            self._tasks += [asyncio.create_task(self._ready(*c)) for c in self.readiness]
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -61,3 +74,30 @@ class ActiveChecks:
                 else:
                     b.record_failure()
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _ready(self, url: str, interval: float, breaker: Breaker) -> None:
+        timeout = aiohttp.ClientTimeout(total=max(1.0, min(interval * 2, 5.0)))
+        while True:
+            started = time.monotonic()
+            ready = await is_ready(self.http.session, url, timeout)
+            if ready:
+                if breaker.not_ready:
+                    breaker.not_ready = False
+                    if breaker.cooling:
+                        breaker.record_success()
+                    log.warning("deployment %s reports ready", breaker.name)
+            else:
+                if not breaker.not_ready:
+                    log.warning("deployment %s reports not ready: out of rotation until it is", breaker.name)
+                breaker.not_ready = True
+                breaker.cool_down(interval * 2 + 1.0)  # renewed each poll: lapses if polling stops
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def is_ready(session: aiohttp.ClientSession, url: str, timeout: aiohttp.ClientTimeout) -> bool:
+    """A readiness probe: a 2xx answer (vLLM's /health answers 200 once its engine is up)."""
+    try:
+        async with session.get(url, timeout=timeout) as r:
+            return 200 <= r.status < 300
+    except Exception:
+        return False

@@ -45,6 +45,12 @@ def check_routing(cfg: Config) -> None:
         if m.context_window_fallbacks and m.context_window is None:
             raise ConfigError(f"{path}.context_window_fallbacks: needs the model's context_window "
                               "(the prompt is measured against it)")
+        for k, d in enumerate(m.deployments):
+            if d.scale_to_zero and m.cold_start is None:
+                raise ConfigError(f"{path}.deployments[{k}].scale_to_zero: needs the model's cold_start "
+                                  "(the hold and the poll interval it uses)")
+            if d.scale_to_zero and not getattr(cfg.providers.get(d.provider), "base_url", ""):
+                raise ConfigError(f"{path}.deployments[{k}].scale_to_zero: its provider has no base_url to probe")
         if m.cold_start is not None:
             if not any(getattr(cfg.providers[d.provider], "base_url", "") for d in m.deployments
                        if d.provider in cfg.providers):

@@ -5,7 +5,8 @@ ejected for it), the request joins the model's bounded queue (`max_queue`; beyon
 and waits up to `timeout_seconds`. The first waiter of an episode starts one poller, which wakes the
 backend once (the optional `wake.url` webhook, and/or the Kubernetes scale subresource of
 `wake.kubernetes`), then asks each deployment's readiness URL (its provider's
-`base_url` + `ready_path`) every `poll_interval_seconds`: any answer below 500 means it is up. Then
+`base_url` + `ready_path`) every `poll_interval_seconds`: any answer below 500 means it is up (for a
+`scale_to_zero` deployment: its readiness probe, routing/active.py, answering 2xx). Then
 that deployment's breaker is closed and every waiter goes out, in the order it arrived
 (gateway/attempts.py plans again). The client sees `x-gatehouse-cold-start: true`; on timeout a 503
 with Retry-After in its own dialect. The poller stops when nobody is waiting any more.
@@ -70,13 +71,34 @@ def _credentials(k8s: KubernetesScaleConfig) -> tuple[str, ssl.SSLContext | bool
     return token, ctx
 
 
+async def _wait_sending_keepalives(ex: Exchange, fut: asyncio.Future[None], deadline: float,
+                                   every: float) -> None:
+    """Wait for `fut` until `deadline` (TimeoutError after it), sending the held stream a
+    keep-alive frame every `every` seconds meanwhile (routing/keepalive.py)."""
+    held = ex.held
+    assert held is not None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), min(every, left))
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
+        await held.ping()
+
+
 class ColdStart:
     """One model's hold queue and its readiness poller (see the module doc)."""
 
     def __init__(self, model: str, deployments: tuple[Deployment, ...], ready_urls: tuple[str | None, ...],
-                 cfg: ColdStartConfig, http: HttpPool) -> None:
+                 cfg: ColdStartConfig, http: HttpPool, strict: tuple[bool, ...] = ()) -> None:
         self.model = model
-        self.targets = tuple((d, u) for d, u in zip(deployments, ready_urls) if u is not None)
+        # (deployment, readiness URL, whether only a 2xx is "up": scale_to_zero's readiness probe)
+        strict = strict or (False,) * len(deployments)
+        self.targets = tuple((d, u, s) for d, u, s in zip(deployments, ready_urls, strict) if u is not None)
         self.cfg = cfg
         self.http = http
         self.waiting = 0
@@ -119,7 +141,10 @@ class ColdStart:
         ex.response_headers[COLD_HEADER] = "true"
         started = time.monotonic()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), cfg.timeout_seconds)
+            if ex.held is None:
+                await asyncio.wait_for(asyncio.shield(fut), cfg.timeout_seconds)
+            else:
+                await _wait_sending_keepalives(ex, fut, started + cfg.timeout_seconds, cfg.keepalive_seconds)
         except TimeoutError:
             self.timeouts += 1
             if not raise_on_timeout:
@@ -152,10 +177,10 @@ class ColdStart:
             if self.waiting == 0 and fut is self.episode:  # everyone gave up: stop polling
                 fut.cancel()
                 return
-            for dep, url in self.targets:
+            for dep, url, strict in self.targets:
                 try:
                     async with session.get(url, timeout=timeout) as r:
-                        up = r.status < 500
+                        up = 200 <= r.status < 300 if strict else r.status < 500
                 except Exception:
                     up = False
                 if up:

@@ -38,7 +38,7 @@ log = logging.getLogger("gatehouse.health")
 
 class Breaker:
     __slots__ = ("base", "cap", "cooling", "ejected_total", "ejected_until", "ejections", "failures", "name",
-                 "probing", "threshold")
+                 "not_ready", "probing", "threshold")
 
     def __init__(self, name: str = "", failure_threshold: int = 3, ejection_seconds: float = 5.0,
                  max_ejection_seconds: float = 120.0):
@@ -52,6 +52,7 @@ class Breaker:
         self.probing = False  # a half-open probe was let through and has not reported yet
         self.cooling = False  # ejected_until is a 429's cool-down, not an ejection
         self.ejected_total = 0  # every ejection since start (metrics)
+        self.not_ready = False  # a scale_to_zero deployment's readiness probe says no (routing/active.py)
 
     def allow(self, now: float | None = None) -> bool:
         """Whether an attempt may go to this deployment now. Once an ejection has run out
@@ -84,7 +85,7 @@ class Breaker:
             log.warning("deployment %s answered again; it is back in rotation", self.name)
         self.failures = self.ejections = 0
         self.ejected_until = 0.0
-        self.probing = self.cooling = False
+        self.probing = self.cooling = self.not_ready = False
 
     def cool_down(self, seconds: float, now: float | None = None) -> None:
         """An upstream 429: out of rotation for `seconds` (an ejection in progress stays)."""

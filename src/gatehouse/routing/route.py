@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING
 
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.routing.health import is_retryable
+from gatehouse.routing.reasons import CONTEXT_WINDOW, CONTEXT_WINDOW_FALLBACK, FALLBACK
 from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
 
 if TYPE_CHECKING:
-    from gatehouse.config import Config, ModelConfig
+    from gatehouse.config import Config, DeploymentConfig, ModelConfig
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.coldstart import ColdStart
     from gatehouse.routing.health import Health
+    from gatehouse.routing.lora import LoraState
     from gatehouse.routing.table import Deployment, ModelEntry
     from gatehouse.upstream.client import HttpPool
 
@@ -36,17 +38,20 @@ FIRST = "first"
 AFTER_HOLD = "after_hold"
 RETRY = "retry"
 FALLBACKS_ONLY = "fallbacks_only"
+CONTEXT_FALLBACK = "context_fallback"  # an upstream's context-length error moved it to a context_window_fallback
 BACKOFF_CAP = 5.0  # seconds, the longest wait before a retry
 
 
 class RouteState:
     """One request's recovery so far: made only once a plan has failed."""
 
-    __slots__ = ("retries", "stage")
+    __slots__ = ("overflowed", "retries", "stage", "target")
 
     def __init__(self) -> None:
         self.stage = FIRST
         self.retries = 0
+        self.target: ModelEntry | None = None  # the context_window_fallback serving it instead
+        self.overflowed: tuple[str, ...] = ()  # models whose upstream said the prompt does not fit
 
 
 class EjectionCap:
@@ -89,16 +94,17 @@ class Route:
         prompt does not fit), then the error fallbacks', within the attempt budget and deadline."""
         deadline = ex.started + self.deadline if self.deadline is not None else math.inf
         budget = self.max_attempts
-        served = entry
+        state = ex.routing
+        served = entry if state is None or state.target is None else state.target
         window = entry.context_window
-        if self.context_fallbacks and window is not None and ex.prompt_estimate > window:
+        if served is entry and self.context_fallbacks and window is not None and ex.prompt_estimate > window:
             fit = next((fb for fb in self.context_fallbacks if _fits(fb, ex) and _may_use(ex, entry, fb)), None)
             if fit is not None:
                 served = fit
                 ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason=context_window"
+                ex.route_reason = CONTEXT_WINDOW
                 self._count(fit.name, "context_window")
         n = 0
-        state = ex.routing
         if state is None or state.stage != FALLBACKS_ONLY:
             for dep in deployments_of(served, ex):
                 if n and time.monotonic() >= deadline:
@@ -119,6 +125,7 @@ class Route:
                 if first:
                     first = False
                     ex.response_headers[ROUTE_HEADER] = f"model={fb.name}; reason=fallback"
+                    ex.route_reason = FALLBACK
                     self._count(fb.name, "fallback")
                 yield dep
                 n += 1
@@ -148,6 +155,25 @@ class Route:
             state.stage = FALLBACKS_ONLY
             return _nothing()
         return None
+
+    def overflow(self, entry: ModelEntry, ex: Exchange, failed: str) -> bool:
+        """The upstream of model `failed` answered with its context-length error: whether a
+        `context_window_fallbacks` model (one not tried yet, that the caller may use and whose
+        window fits the estimate) takes the request on the next plan."""
+        if not self.context_fallbacks:
+            return False
+        state = ex.routing
+        if state is None:
+            state = ex.routing = RouteState()
+        tried = state.overflowed = (*state.overflowed, failed)
+        fit = next((fb for fb in self.context_fallbacks
+                    if fb.name not in tried and _fits(fb, ex) and _may_use(ex, entry, fb)), None)
+        if fit is None:
+            return False
+        state.target, state.stage = fit, CONTEXT_FALLBACK
+        ex.response_headers[ROUTE_HEADER] = f"model={fit.name}; reason={CONTEXT_WINDOW_FALLBACK}"
+        self._count(fit.name, CONTEXT_WINDOW_FALLBACK)
+        return True
 
     def _count(self, name: str, reason: str) -> None:
         key = (name, reason)
@@ -206,7 +232,7 @@ def _may_use(ex: Exchange, asked: ModelEntry, fb: ModelEntry) -> bool:
 
 
 def needs_route(m: ModelConfig) -> bool:
-    return bool(m.routing or m.fallbacks or m.context_window_fallbacks or m.cold_start
+    return bool(m.routing or m.fallbacks or m.context_window_fallbacks or m.cold_start or m.adapter
                 or any(d.priority != 1 or d.max_in_flight is not None for d in m.deployments))
 
 
@@ -229,19 +255,23 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
             replace(d, model_name=m.name, priority=dc.priority, max_in_flight=dc.max_in_flight,
                     load=health.load(dc.provider, dc.model)
                     if strategy in LOAD_AWARE or dc.max_in_flight is not None else None,
-                    ejection_cap=cap, cools_down=several)
+                    ejection_cap=cap, cools_down=several,
+                    lora=_lora(cfg, dc, health, http) if m.adapter is not None else None)
             for d, dc in zip(entry.deployments, m.deployments))
         if cap is not None:
             cap.deployments = deps
         if strategy == "load-aware":
             _scrape(cfg, m, deps, health, http)
-        tiers = tuple((STRATEGIES[strategy](tier) if len(tier) > 1 else Ordered(), tier)
+        tiers = tuple((_strategy(strategy, tier, m), tier)
                       for tier in (tuple(d for d in deps if d.priority == p)
                                    for p in sorted({d.priority for d in deps})))
         cold = None
         if m.cold_start is not None:
-            urls = tuple(_ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
-            cold = ColdStart(m.name, deps, urls, m.cold_start, http)
+            urls = tuple(readiness_url(cfg, dc.provider) if dc.scale_to_zero else
+                         _ready_url(cfg, dc.provider, m.cold_start.ready_path) for dc in m.deployments)
+            strict = tuple(dc.scale_to_zero for dc in m.deployments)
+            cold = ColdStart(m.name, deps, urls, m.cold_start, http, strict)
+            _readiness(m, deps, urls, health, http)
         route = Route(strategy, tiers, rc.max_attempts if rc else None, rc.deadline_seconds if rc else None, cold,
                       rc.retries if rc else 0, rc.retry_backoff_seconds if rc else 0.25)
         out[m.name] = replace(entry, deployments=deps, route=route)
@@ -254,6 +284,40 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
     return out
 
 
+def _strategy(name: str, tier: tuple[Deployment, ...], m: ModelConfig) -> Strategy:
+    """A tier's strategy; an adapter model's puts the deployments with the adapter loaded first."""
+    if len(tier) == 1:
+        return Ordered()
+    strategy: Strategy = STRATEGIES[name](tier)
+    if m.adapter is not None:
+        from gatehouse.routing.lora import LoraFirst
+
+        strategy = LoraFirst(strategy, m.adapter.name)
+    return strategy
+
+
+def _metrics_url(cfg: Config, dc: DeploymentConfig) -> str | None:
+    """The deployment's engine metrics: its `metrics_url`, else its provider's base_url root + /metrics."""
+    if dc.metrics_url is not None:
+        return dc.metrics_url
+    base = str(getattr(cfg.providers[dc.provider], "base_url", "") or "").rstrip("/")
+    if not base:
+        return None  # a managed provider
+    return (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+
+
+def _lora(cfg: Config, dc: DeploymentConfig, health: Health, http: HttpPool) -> LoraState | None:
+    """An adapter model's deployment: the loaded adapters of its engine, scraped (routing/lora.py)."""
+    from gatehouse.routing.scrape import EngineScraper
+
+    url = _metrics_url(cfg, dc)
+    if url is None:
+        return None
+    if health.scraper is None:
+        health.scraper = EngineScraper(http, 1.0)
+    return health.scraper.lora(url)
+
+
 def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: Health, http: HttpPool) -> None:
     """Each deployment's engine metrics URL onto the runtime's scraper (routing/scrape.py)."""
     from gatehouse.routing.scrape import EngineScraper
@@ -264,13 +328,9 @@ def _scrape(cfg: Config, m: ModelConfig, deps: tuple[Deployment, ...], health: H
     if health.scraper is None:
         health.scraper = EngineScraper(http, interval)
     for dep, dc in zip(deps, m.deployments):
-        url = dc.metrics_url
+        url = _metrics_url(cfg, dc)
         if url is None:
-            base = getattr(cfg.providers[dc.provider], "base_url", "")
-            if not base:
-                continue  # a managed provider: scored on in-flight alone
-            base = base.rstrip("/")
-            url = (base[:-3] if base.endswith("/v1") else base) + "/metrics"
+            continue  # a managed provider: scored on in-flight alone
         assert dep.load is not None
         dep.load.queue_threshold = float(rc.queue_threshold if rc.queue_threshold is not None else 16)
         health.scraper.add(url, dep.load, interval)
@@ -292,6 +352,35 @@ def _active_checks(cfg: Config, health: Health, http: HttpPool) -> None:
         if health.active is None:
             health.active = ActiveChecks(http)
         health.active.add(url, hc.interval_seconds, breakers)
+
+
+def _root_url(cfg: Config, provider: str, path: str) -> str | None:
+    """The provider's base_url without its `/v1`, plus `path` (None: no base_url)."""
+    base = str(getattr(cfg.providers[provider], "base_url", "") or "").rstrip("/")
+    if not base:
+        return None
+    return (base[:-3] if base.endswith("/v1") else base) + "/" + path.lstrip("/")
+
+
+def readiness_url(cfg: Config, provider: str) -> str | None:
+    """A scale_to_zero deployment's readiness probe: the provider's health_check path, else
+    `/health` (vLLM, SGLang, llama.cpp server, TGI), or `/` for Ollama (it has no /health)."""
+    p = cfg.providers[provider]
+    path = p.health_check.path if p.health_check is not None else "/" if p.type == "ollama" else "/health"
+    return _root_url(cfg, provider, path)
+
+
+def _readiness(m: ModelConfig, deps: tuple[Deployment, ...], urls: tuple[str | None, ...], health: Health,
+               http: HttpPool) -> None:
+    """Each scale_to_zero deployment's readiness poller (routing/active.py), off the request path."""
+    from gatehouse.routing.active import ActiveChecks
+
+    assert m.cold_start is not None
+    for dep, dc, url in zip(deps, m.deployments, urls):
+        if dc.scale_to_zero and url is not None:
+            if health.active is None:
+                health.active = ActiveChecks(http)
+            health.active.add_readiness(url, m.cold_start.poll_interval_seconds, dep.breaker)
 
 
 def _ready_url(cfg: Config, provider: str, path: str) -> str | None:

@@ -47,6 +47,14 @@ class Router:
         route = entry.route if entry is not None else None
         return route.recover(ex, err) if route is not None else None
 
+    def overflow(self, ex: Exchange, dep: Deployment) -> bool:
+        """`dep`'s upstream said the prompt does not fit: whether the model's
+        `context_window_fallbacks` take the request on the next plan (routing/route.py)."""
+        entry = ex.entry
+        if entry is None or entry.route is None:
+            return False
+        return entry.route.overflow(entry, ex, dep.model_name or entry.name)
+
     def unavailable(self, entry: ModelEntry) -> UpstreamUnavailable:
         """The plan was empty (every deployment ejected): fail fast, saying when one takes a probe."""
         wait = min(dep.breaker.retry_after() for dep in entry.deployments)

@@ -9,6 +9,7 @@ The engines name the same things differently; the first name found wins:
                     llamacpp:kv_cache_usage_ratio · sglang:token_usage          (0..1)
 
 Series with labels (several models on one server) are summed, KV cache use is the maximum.
+For LoRA adapter models the same scrape reads `vllm:lora_requests_info` (routing/lora.py).
 A deployment whose scrape fails keeps no engine numbers (`scraped_at` = 0) and is scored on the
 gateway's own in-flight count alone (routing/strategies.py `LoadAware`).
 """
@@ -22,8 +23,10 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from gatehouse.observability.safe import describe
+from gatehouse.routing.lora import parse_lora_adapters
 
 if TYPE_CHECKING:
+    from gatehouse.routing.lora import LoraState
     from gatehouse.routing.strategies import Load
     from gatehouse.upstream.client import HttpPool
 
@@ -77,6 +80,7 @@ class EngineScraper:
         self.http = http
         self.interval = interval
         self.targets: dict[str, list[Load]] = {}  # metrics URL -> the Loads it feeds (shared deployments)
+        self.loras: dict[str, LoraState] = {}  # metrics URL -> the adapters its engine has loaded
         self._task: asyncio.Task[None] | None = None
 
     def add(self, url: str, load: Load, interval: float) -> None:
@@ -84,6 +88,16 @@ class EngineScraper:
         if load not in loads:
             loads.append(load)
         self.interval = min(self.interval, interval)
+
+    def lora(self, url: str) -> LoraState:
+        """The LoRA adapters of the engine at `url`, scraped from now on (one state per URL)."""
+        from gatehouse.routing.lora import LoraState
+
+        state = self.loras.get(url)
+        if state is None:
+            state = self.loras[url] = LoraState()
+            self.targets.setdefault(url, [])
+        return state
 
     def start(self) -> None:
         if self.targets and self._task is None:
@@ -106,15 +120,20 @@ class EngineScraper:
     async def _scrape(self, url: str, loads: list[Load], timeout: aiohttp.ClientTimeout, failing: set[str]) -> None:
         try:
             async with self.http.session.get(url, timeout=timeout) as r:
-                numbers = parse_engine_metrics(await r.text()) if r.status == 200 else None
+                text = await r.text() if r.status == 200 else ""
+            numbers = parse_engine_metrics(text) if text and loads else None
         except Exception as e:
             if url not in failing:
                 log.warning("could not scrape the engine metrics of a deployment: %s", describe(e))
             failing.add(url)
-            numbers = None
+            numbers, text = None, ""
         else:
             failing.discard(url)
         now = time.monotonic()
+        lora = self.loras.get(url)
+        if lora is not None:
+            adapters = parse_lora_adapters(text) if text else None
+            lora.loaded, lora.scraped_at = (adapters, now) if adapters is not None else (frozenset(), 0.0)
         for load in loads:
             if numbers is None:
                 load.scraped_at = 0.0

@@ -17,7 +17,7 @@ def deployment_state(dep: Deployment, now: float) -> dict[str, Any]:
     if not b.ejected_until or now >= b.ejected_until:
         state = "probing" if b.probing else "healthy"
     else:
-        state = "cooling" if b.cooling else "ejected"
+        state = ("not_ready" if b.not_ready else "cooling") if b.cooling else "ejected"
     out: dict[str, Any] = {
         "provider": dep.provider_name, "model": dep.upstream_model, "state": state,
         "retry_in_seconds": round(b.retry_after(now), 3), "consecutive_failures": b.failures,
@@ -25,6 +25,9 @@ def deployment_state(dep: Deployment, now: float) -> dict[str, Any]:
     }
     if dep.max_in_flight is not None:
         out["max_in_flight"] = dep.max_in_flight
+    lora = dep.lora
+    if lora is not None and lora.scraped_at:  # an adapter model's: what its engine has loaded
+        out["lora_adapters"] = sorted(lora.loaded)
     load = dep.load
     if load is not None:
         out["in_flight"] = load.in_flight

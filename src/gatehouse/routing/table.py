@@ -21,6 +21,7 @@ from gatehouse.routing.policy_routes import DEFAULT
 if TYPE_CHECKING:
     from gatehouse.policy.principal import Principal
     from gatehouse.providers.base import Provider
+    from gatehouse.routing.lora import LoraState
     from gatehouse.routing.route import EjectionCap, Route
     from gatehouse.routing.strategies import Load
     from gatehouse.wire.model_swap import ModelSwap
@@ -53,6 +54,8 @@ class Deployment:
     load: Load | None = field(default=None, compare=False)
     ejection_cap: EjectionCap | None = field(default=None, compare=False)
     cools_down: bool = False
+    # An adapter model's deployments: the adapters its engine reports loaded (routing/lora.py).
+    lora: LoraState | None = field(default=None, compare=False)
     # The provider's optional abilities (providers/base.py), typed; None: it has not that ability.
     # Checked here once: a Protocol isinstance per request is slow.
     forwarder: Passthrough | None = field(init=False, compare=False, default=None)

@@ -144,7 +144,8 @@ def sqlite_path(store: SqlStore) -> str | None:
 
 # ---- reports -----------------------------------------------------------------------------
 
-GROUPINGS = ("consumer", "group", "model", "deployment", "provider", "key", "day")
+GROUPINGS = ("consumer", "group", "model", "deployment", "provider", "key", "day", "route", "data_class",
+             "routed_to")
 
 
 class UsageRow(Struct):
@@ -166,7 +167,8 @@ def _grouping(by: str, dialect: str) -> sa.ColumnElement[Any]:
             return sa.func.to_char(sa.func.to_timestamp(t.ts).op("AT TIME ZONE")("UTC"), "YYYY-MM-DD")
         return sa.func.date(t.ts, "unixepoch")
     return {"consumer": t.consumer, "group": t.group_name, "model": t.model, "deployment": t.deployment,
-            "provider": t.provider, "key": t.key_id}[by]
+            "provider": t.provider, "key": t.key_id, "route": t.route, "data_class": t.data_class,
+            "routed_to": t.routed_to}[by]
 
 
 async def usage_report(store: SqlStore, by: str, since: float, until: float | None = None, *,

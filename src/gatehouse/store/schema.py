@@ -33,7 +33,7 @@ settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-# ---- the usage ledger (0002, 0004) ---------------------------------------------------------
+# ---- the usage ledger (0002, 0004, 0007) ---------------------------------------------------------
 
 usage_records = sa.Table(
     "usage_records",
@@ -62,6 +62,9 @@ usage_records = sa.Table(
     sa.Column("cache_hit", sa.Boolean, nullable=False),
     sa.Column("estimated", sa.Boolean, nullable=False),
     sa.Column("client_request_id", sa.String(128), nullable=True, index=True),
+    sa.Column("route", sa.String(32), nullable=True),  # why this deployment: primary, failover_5xx, ...
+    sa.Column("data_class", sa.String(64), nullable=True),  # compliance routing's class
+    sa.Column("routed_to", sa.String(200), nullable=True),  # a virtual model's choice
     sa.Index("ix_usage_records_consumer_ts", "consumer", "ts"),
 )
 

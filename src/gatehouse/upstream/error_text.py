@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from gatehouse.errors import UpstreamStatus, classify_upstream_status
+from gatehouse.errors import UpstreamContextLength, UpstreamStatus, classify_upstream_status
 
 log = logging.getLogger("gatehouse.upstream")
 
@@ -160,12 +160,32 @@ def first_kind(dialect: str, names: Iterable[str | None]) -> str | None:
     return next((n for n in names if isinstance(n, str) and n in allowed), None)
 
 
+# An upstream's "the prompt does not fit the context window" error, in each server's words:
+# OpenAI's code and message, vLLM's message, Anthropic's, llama.cpp server's type and message,
+# Ollama's, Bedrock's. Read from the first 4 KiB of a 400/422 body; never shown to the client.
+_CONTEXT_LENGTH = re.compile(
+    rb"(?i)context_length_exceeded|maximum context length|prompt is too long|exceed_context_size|"
+    rb"exceeds? the (?:available |maximum |model's )?context (?:size|length|window)|"
+    rb"input length exceeds|input is too long|prompt (?:length|tokens?) exceeds?")
+
+
+def context_length(status: int, text: str | bytes) -> bool:
+    """Whether an upstream's error answer is its context-length error."""
+    if status not in (400, 422):
+        return False
+    raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    return _CONTEXT_LENGTH.search(raw, 0, 4096) is not None
+
+
 def upstream_status(status: int, model: str, dialect: str, text: str | bytes, *,
                     kinds: Iterable[str | None] = (), headers: Any = None,
                     retry_delay: str | None = None) -> UpstreamStatus:
     """The gateway error for an upstream's error answer: logged scrubbed, shown reduced."""
     names = tuple(kinds)
     note(dialect, model, status, text)
+    if context_length(status, text):
+        return UpstreamContextLength(client_message(model, status, safe_kind(dialect, *names)),
+                                     upstream_status=status, upstream_type=first_kind(dialect, names))
     return classify_upstream_status(status, client_message(model, status, safe_kind(dialect, *names)),
                                     upstream_type=first_kind(dialect, names),
                                     headers=retry_after(headers, retry_delay))

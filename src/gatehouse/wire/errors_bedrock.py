@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from gatehouse.errors import GatehouseError, UpstreamTimeout, classify_upstream_status
-from gatehouse.upstream.error_text import note, retry_after, safe_kind
+from gatehouse.errors import GatehouseError, UpstreamContextLength, UpstreamTimeout, classify_upstream_status
+from gatehouse.upstream.error_text import context_length, note, retry_after, safe_kind
 from gatehouse.upstream.eventstream import EventMessage
 
 # The IAM actions a call needs, named when AWS denies access.
@@ -44,6 +44,9 @@ def bedrock_error(status: int, error_type: str, message: str, model: str, permis
     if kind in ("ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException"):
         err = classify_upstream_status(429, f"Bedrock is throttling requests for model '{model}'{named}.",
                                        upstream_type=safe, headers=wait)
+    elif kind == "ValidationException" and context_length(400, message):
+        err = UpstreamContextLength(f"Bedrock rejected the request for model '{model}'{named}.",
+                                    upstream_status=400, upstream_type=safe)
     elif kind == "ValidationException":
         err = classify_upstream_status(400, f"Bedrock rejected the request for model '{model}'{named}.",
                                        upstream_type=safe)
