@@ -200,8 +200,9 @@ class Runtime:
         rt.guardrail_events = events
         rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg),
                               {n: ModelEntry(n, ()) for n in cfg.routers})
-        rt.compliance = build_compliance(cfg, models)
-        rt.virtual = build_virtual(cfg)
+        route_counts = meter.metrics.track_policy_routes() if cfg.compliance is not None or cfg.routers else None
+        rt.compliance = build_compliance(cfg, models, route_counts)
+        rt.virtual = build_virtual(cfg, route_counts)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         # Then the deployments' load, where a strategy reads it (routing/strategies.py).
         rt.attempts = Attempts(Router(Ordered()), (meter.hook, HealthHook(), *([LoadHook()] if uses_load(cfg) else [])))

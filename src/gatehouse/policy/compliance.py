@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.errors import InvalidRequest, PermissionDenied
+from gatehouse.routing.policy_metrics import PolicyRouteCounts
 from gatehouse.routing.policy_routes import allowed_classes
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class DataClassDenied(PermissionDenied):
 
 
 class Compliance:
-    def __init__(self, cfg: Config, models: Mapping[str, ModelEntry]):
+    def __init__(self, cfg: Config, models: Mapping[str, ModelEntry], counts: PolicyRouteCounts | None = None):
         comp = cfg.compliance
         assert comp is not None
         self.classes = tuple(comp.classes)
@@ -67,6 +68,8 @@ class Compliance:
         # class rank -> None (deny) or the model that serves it instead
         self.policies: dict[int, ModelEntry | None] = {
             self.rank[c]: None if p == "deny" else models[p.reroute] for c, p in comp.policies.items()}
+        # (class, action, reason) -> requests: gatehouse_compliance_decisions_total (routing/policy_metrics.py)
+        self.counts = (counts or PolicyRouteCounts()).compliance
 
     def may_receive(self, model: str, data_class: str | None) -> bool:
         """For a cross-model fallback: may `model` receive a request of this class?"""
@@ -103,17 +106,22 @@ class Compliance:
         ex.response_headers[HEADER] = cls
         record = {"data_class": cls, "reason": reason or "default"}
         ex.compliance = record
+        counts = self.counts
         if rank <= limit:
+            key = (cls, "pass", record["reason"])
+            counts[key] = counts.get(key, 0) + 1
             return entry
         target = self.policies.get(rank)
         if target is not None and (ex.surface == "embeddings") != (target.name in self.embedders):
             target = None  # (its reroute model cannot serve this kind of request)
+        action = record["action"] = "deny" if target is None else "reroute"
+        key = (cls, action, record["reason"])
+        counts[key] = counts.get(key, 0) + 1
         if target is None:
-            record["action"] = "deny"
             raise DataClassDenied(f"The request carries data of class '{cls}', which model '{entry.name}' may "
                                   "not receive (the gateway's compliance policy).", param="model",
                                   code="data_class_denied")
-        record["action"], record["routed_from"] = "reroute", entry.name
+        record["routed_from"] = entry.name
         return target
 
     def detect(self, subject: Any, floor: int) -> tuple[int, str]:
@@ -138,9 +146,10 @@ class Compliance:
         return best, why
 
 
-def build_compliance(cfg: Config, models: Mapping[str, ModelEntry]) -> Compliance | None:
+def build_compliance(cfg: Config, models: Mapping[str, ModelEntry],
+                     counts: PolicyRouteCounts | None = None) -> Compliance | None:
     """None when no config section or no model restricts classes: the path skips the step."""
     if cfg.compliance is None:
         return None
-    c = Compliance(cfg, models)
+    c = Compliance(cfg, models, counts)
     return c if c.limits else None
