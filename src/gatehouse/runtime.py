@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from gatehouse.observability.safe import describe
 from gatehouse.observability.worker_metrics import WorkerMetrics
 from gatehouse.policy.auth import AuthChain, Authenticator
 from gatehouse.policy.cache import CacheStep, build_step as build_cache
-from gatehouse.policy.compliance import Compliance, build_compliance
+from gatehouse.policy.compliance import Compliance, build_compliance, reclass
 from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.guardrail_events import GuardrailEvents
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
@@ -203,6 +204,8 @@ class Runtime:
         route_counts = meter.metrics.track_policy_routes() if cfg.compliance is not None or cfg.routers else None
         rt.compliance = build_compliance(cfg, models, route_counts)
         rt.virtual = build_virtual(cfg, route_counts)
+        if guardrails is not None and rt.compliance is not None:  # a reroute check raises the data class
+            guardrails.escalate = partial(reclass, rt)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         # Then the deployments' load, where a strategy reads it (routing/strategies.py).
         rt.attempts = Attempts(Router(Ordered()), (meter.hook, HealthHook(), *([LoadHook()] if uses_load(cfg) else [])))

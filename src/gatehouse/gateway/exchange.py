@@ -31,7 +31,7 @@ class Exchange:
         "prompt_estimate", "max_tokens", "response_headers", "error_type",
         "gateway_id", "client_request_id",
         # the path (gateway/handle.py)
-        "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing",
+        "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing", "deployment_filter",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
         "request_headers", "cached", "cache", "compliance", "virtual_route",
@@ -70,6 +70,9 @@ class Exchange:
         self.attempts = 0
         self.attempt_started = 0.0  # monotonic; set by routing's LoadHook only where a strategy reads load
         self.routing: RouteState | None = None  # its recovery after a failed plan (routing/route.py)
+        # compliance routing: ids of the deployments that may receive the request's data class (the
+        # router skips the others, fallbacks' too: policy/compliance.py); None: every deployment may
+        self.deployment_filter: frozenset[int] | None = None
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies
