@@ -114,6 +114,20 @@ def test_responses_api_and_embeddings_are_rerouted_too(gh, seen):
     assert seen["oa"].requests == [] and CARD in sent(seen["ol"])
 
 
+def test_the_openai_sdk_responses_api_is_rerouted(gh, seen):
+    import openai
+
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    raw = client.responses.with_raw_response.create(model="gpt", input=f"card {CARD}", store=False)
+    assert raw.headers["x-gatehouse-data-class"] == "pci" and raw.parse().model == "local"
+    events = list(client.responses.create(model="gpt", input=f"card {CARD}", store=False, stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.model == "local"
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client.responses.create(model="gpt", input=f"ssn {SSN}", store=False)
+    assert "'phi'" in str(denied.value) and SSN not in str(denied.value)
+    assert seen["oa"].requests == [] and CARD in sent(seen["ol"])
+
+
 def test_clean_prompts_and_allowed_classes_stay_where_asked(gh, seen):
     status, headers, body = post(gh, "/v1/chat/completions", chat("gpt", f"is {NOT_A_CARD} a card?"))
     assert status == 200, body

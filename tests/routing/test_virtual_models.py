@@ -279,3 +279,14 @@ def test_metrics_count_each_choice_by_route_and_signal(gh):
     assert grew('route="coder",router="auto",signal="rule"') == 1
     assert grew('route="cheap",router="auto",signal="default"') == 1
     assert grew('route="cheap",router="thrifty",signal="cheapest"') == 1
+
+
+def test_the_openai_sdk_responses_api_reaches_a_virtual_model(gh):
+    import openai
+
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    raw = client.responses.with_raw_response.create(model="auto", input="my python script prints a stack trace",
+                                                    store=False)
+    assert raw.headers["x-gatehouse-routed-to"] == "coder" and raw.parse().model == "coder"
+    raw = client.responses.with_raw_response.create(model="default", input="hello there", store=False)
+    assert raw.headers["x-gatehouse-routed-to"] == "cheap", "the group's default is the virtual model"

@@ -108,6 +108,8 @@ class Create(Endpoint):
     def parse(self, body: bytes, headers: Mapping[str, str]) -> ResponsesCall:
         obj = decode_json_object(body)
         screen_body(obj, wire.RESPONSES_BODY)
+        if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+            obj["model"] = ""
         return ResponsesCall(wire.parse_request(obj), obj, len(body))
 
 
