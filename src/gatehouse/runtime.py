@@ -33,7 +33,7 @@ from gatehouse.policy.ui_session import UiSessions
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
-from gatehouse.routing.policy_routes import group_defaults
+from gatehouse.routing.policy_routes import follow_groups, group_defaults
 from gatehouse.routing.route import build_routes, uses_load
 from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import LoadHook, Ordered
@@ -204,6 +204,7 @@ class Runtime:
         route_counts = meter.metrics.track_policy_routes() if cfg.compliance is not None or cfg.routers else None
         rt.compliance = build_compliance(cfg, models, route_counts)
         rt.virtual = build_virtual(cfg, route_counts)
+        follow_groups(rt.table, rt.compliance, directory)  # store groups' default_model and data_class
         if guardrails is not None and rt.compliance is not None:  # a reroute check raises the data class
             guardrails.escalate = partial(reclass, rt)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.

@@ -25,7 +25,7 @@ from gatehouse.routing.policy_metrics import PolicyRouteCounts
 from gatehouse.routing.policy_routes import deployment_classes
 
 if TYPE_CHECKING:
-    from gatehouse.config.schema import Config
+    from gatehouse.config.schema import Config, GroupConfig
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.policy.guardrails.engine import Scanner
     from gatehouse.policy.principal import Principal
@@ -90,6 +90,12 @@ class Compliance:
             self.rank[c]: None if p == "deny" else models[p.reroute] for c, p in comp.policies.items()}
         # (class, action, reason) -> requests: gatehouse_compliance_decisions_total (routing/policy_metrics.py)
         self.counts = (counts or PolicyRouteCounts()).compliance
+
+    def set_groups(self, groups: Mapping[str, GroupConfig]) -> None:
+        """Each group's class, the store's groups too (routing/policy_routes.py `follow_groups`).
+        A class no longer declared (a store group after a config reload) counts as the most
+        sensitive: fail closed."""
+        self.group_rank = {n: self.rank.get(g.data_class, self.top) for n, g in groups.items() if g.data_class}
 
     def may_receive(self, model: str, data_class: str | None) -> bool:
         """May some deployment of `model` receive a request of this class?"""

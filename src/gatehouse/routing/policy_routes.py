@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gatehouse.config.schema import Config, DeploymentConfig, ModelConfig
+    from gatehouse.policy.compliance import Compliance
+    from gatehouse.policy.directory import AccessControl
+    from gatehouse.routing.table import ModelTable
 
 DEFAULT = "default"  # the model name that asks for the group's default (unless a model has it)
 
@@ -29,6 +32,20 @@ def allowed_classes(m: ModelConfig, cfg: Config) -> frozenset[str] | None:
         return frozenset(m.data_classes)
     first = next((i for i, c in enumerate(comp.classes) if c in comp.policies), len(comp.classes))
     return frozenset(comp.classes[:first])
+
+
+def follow_groups(table: ModelTable, compliance: Compliance | None, access: AccessControl) -> None:
+    """Groups created through the admin API (the store's) have a default model and a data class
+    too: the table's defaults and compliance's group classes follow the directory, now and on
+    each change (a store group never shadows a config group: the admin API refuses the name)."""
+    def update() -> None:
+        groups = access.current.groups
+        table.defaults = {n: g.default_model for n, g in groups.items() if g.default_model}
+        if compliance is not None:
+            compliance.set_groups(groups)
+
+    update()
+    access.on_change.append(update)
 
 
 def deployment_classes(m: ModelConfig, d: DeploymentConfig, cfg: Config) -> frozenset[str] | None:
