@@ -8,12 +8,15 @@ Everything is decided at load: which models restrict classes (only their request
 at), which detectors could matter for each (none run when the model may receive every class a
 detector gives), each class's policy. A request to a model that may receive every class costs
 one dict lookup. Matched text never leaves the scan: errors, headers and the access log name
-the class and the reason (`group`, `header`, the detector), never the text.
+the class and the reason (`group`, `header`, the detector, a guardrail check), never the text.
 
 gateway/handle.py calls `decide` after the endpoint built the canonical request and before
 any policy step or attempt, so the guardrails, limits, cache and every attempt see the model
-that will serve. Failover stays inside that model's deployments (gateway/attempts.py); a
-later cross-model fallback must ask `may_receive` (docs/policy-routing.md).
+that will serve. Deployments may declare their own classes: the decision hands the router the
+ids of the deployments that may receive the class (`ex.deployment_filter`, one precomputed set
+per class), so load balancing, retries and fallbacks keep to them (routing/router.py,
+routing/route.py). A guardrail `reroute` check raises the class after the decision
+(`escalate`, through `reclass`: policy/guardrails/step.py calls it).
 """
 from __future__ import annotations
 
