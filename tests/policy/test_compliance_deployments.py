@@ -202,6 +202,8 @@ def guard(check: dict[str, Any]) -> dict[str, Any]:
      r"compliance\.policies\.phi\.reroute: model 'p' may not receive class 'phi'"),
     (guard({"type": "keywords", "words": ["x"], "action": "block", "data_class": "phi"}),
      r"guardrails\.policies\.g\.checks\[0\]\.data_class: only for a check whose action is reroute"),
+    (guard({"type": "keywords", "words": ["x"], "action": "reroute", "stage": "output", "data_class": "phi"}),
+     r"guardrails\.policies\.g\.checks\[0\]\.data_class: only for a check on prompts"),
     (guard({"type": "keywords", "words": ["x"], "action": "reroute", "data_class": "pci"}),
      r"guardrails\.policies\.g\.checks\[0\]\.data_class: unknown data class 'pci'"),
 ])

@@ -97,6 +97,8 @@ def _check_compliance(cfg: Config, models: dict[str, ModelConfig]) -> str | None
             continue
         if check.action != "reroute" and "reroute" not in check.categories.values():
             return f"{path}.data_class: only for a check whose action is reroute"
+        if check.stage == "output":
+            return f"{path}.data_class: only for a check on prompts (stage input or both): an answer cannot be rerouted"
         named.append((f"{path}.data_class", [check.data_class]))
     named += [(f"groups.{n}.data_class", [g.data_class] if g.data_class else []) for n, g in cfg.groups.items()]
     for path, names in named:
