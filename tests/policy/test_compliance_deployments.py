@@ -177,6 +177,36 @@ def test_a_guardrail_class_with_a_deny_policy_is_refused_before_any_upstream(ope
         g.stop()
 
 
+def test_a_virtual_models_semantic_signal_never_sees_a_class_its_model_may_not_receive(openai_upstream,
+                                                                                         ollama_upstream,  # noqa: F811
+                                                                                         tmp_path):
+    cfg = {
+        "providers": {"oa": {"type": "openai", "base_url": openai_upstream.url + "/v1", "api_key": openai_wire.API_KEY},
+                      "ol": {"type": "ollama", "base_url": ollama_upstream.url}},
+        "models": [{"name": "gpt", "deployments": [{"provider": "oa", "model": "up-chat"}]},
+                   {"name": "local", "private": True, "deployments": [{"provider": "ol", "model": "llama3.2:latest"}]},
+                   {"name": "embed", "embeddings": True, "deployments": [{"provider": "oa", "model": "up-embed"}]}],
+        "compliance": COMPLIANCE,
+        "routers": {"auto": {"default": "gpt", "semantic": {"model": "embed", "min_similarity": 0.99,
+                                                            "routes": {"local": ["summarise this contract"]}}}},
+        "groups": {"g": {"models": ["*"]}},
+        "consumers": {"alice": {"group": "g", "keys": [ALICE_KEY]}},
+    }
+    g = Gatehouse(cfg, tmp_path).start()
+    try:
+        openai_upstream.recorder.clear()
+        status, headers, body = post(g, chat("auto", f"charge card {CARD}"))
+        assert status == 200, body
+        assert headers["x-gatehouse-data-class"] == "pci" and json.loads(body)["model"] == "local"
+        assert openai_upstream.recorder.requests == [], "neither the embedding nor the chat went to the managed upstream"
+        status, headers, body = post(g, chat("auto", "what is the weather like?"))
+        assert status == 200 and json.loads(body)["model"] == "gpt", body
+        paths = [r.path for r in openai_upstream.recorder.requests]  # (the centroids are embedded on first use)
+        assert set(paths[:-1]) == {"/v1/embeddings"} and paths[-1] == "/v1/chat/completions", paths
+    finally:
+        g.stop()
+
+
 BASE: dict[str, Any] = {
     "providers": {"oa": {"type": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "k"}},
     "models": [{"name": "m", "deployments": [{"provider": "oa", "model": "m"}]},

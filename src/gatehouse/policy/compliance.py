@@ -113,6 +113,18 @@ class Compliance:
         floor = self.floors.get(entry.name)
         if floor is None:
             return entry
+        rank, reason = self._classify(subject, principal, headers, floor)
+        return self._apply(ex, entry, rank, reason or "default", entry.name)
+
+    def may_see(self, model: str, subject: Any, principal: Principal, headers: Mapping[str, str]) -> bool:
+        """Before the request is decided: may every deployment `model` can reach receive its class?
+        (A virtual model asks before it sends the prompt to its semantic or classifier model.)"""
+        floor = self.floors.get(model)
+        return floor is None or self._classify(subject, principal, headers, floor)[0] <= floor
+
+    def _classify(self, subject: Any, principal: Principal, headers: Mapping[str, str], floor: int) -> tuple[int, str]:
+        """(the request's class rank, what set it; "" for nothing), for a model whose deployments
+        receive at least the class of rank `floor`: detectors run only when they could matter."""
         rank, reason = 0, ""
         group = principal.group
         if group is not None:
@@ -131,7 +143,7 @@ class Compliance:
             found, detector = self.detect(subject, rank)
             if found > rank:
                 rank, reason = found, detector
-        return self._apply(ex, entry, rank, reason or "default", entry.name)
+        return rank, reason
 
     def escalate(self, ex: Exchange, entry: ModelEntry, raised: Mapping[str, str]) -> ModelEntry:
         """A guardrail `reroute` check matched (after `decide`): its class (`raised`: class, ""

@@ -164,11 +164,15 @@ class VirtualModel:
         sig = Signals(call.subject, call.prompt_estimate)
         name, why = self.pick(sig, call.max_tokens, principal, headers)
         signal = "rule" if why[0] == "r" else why  # (rule <n>, default, cheapest, best)
-        if why == "default" and self.semantic is not None:  # no rule decided: the embedding signal
+        comp = rt.compliance  # the signals' models see the prompt: only those that may receive its class
+        if why == "default" and self.semantic is not None and (
+                comp is None or comp.may_see(self.semantic.model, call.subject, principal, headers)):
             near = await self.semantic.pick(rt.table.models[self.semantic.model], sig.text, ex.request_id)
             if near is not None and (principal.allowed is None or near[0] in principal.allowed):
                 name, why, signal = near[0], f"semantic {near[1]:.2f}", "semantic"
-        if why == "default" and self.classifier is not None:  # last: a small model's label
+        if why == "default" and self.classifier is not None and (
+                comp is None or comp.may_see(self.classifier.model, call.subject, principal, headers)):
+            # last: a small model's label
             label = await self.classifier.pick(rt.table.models[self.classifier.model], sig.text, ex.request_id)
             if label is not None and (principal.allowed is None or label[0] in principal.allowed):
                 name, why, signal = label[0], f"classifier {label[1]}", "classifier"
