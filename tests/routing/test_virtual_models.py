@@ -290,3 +290,14 @@ def test_the_openai_sdk_responses_api_reaches_a_virtual_model(gh):
     assert raw.headers["x-gatehouse-routed-to"] == "coder" and raw.parse().model == "coder"
     raw = client.responses.with_raw_response.create(model="default", input="hello there", store=False)
     assert raw.headers["x-gatehouse-routed-to"] == "cheap", "the group's default is the virtual model"
+
+
+def test_a_stored_conversation_routed_by_a_virtual_model_is_sent_once(gh, openai_upstream):
+    status, _, first = ask(gh, {"model": "auto", "input": "hello there", "store": True}, path="/v1/responses")
+    assert status == 200 and first["model"] == "cheap", first
+    openai_upstream.recorder.clear()
+    status, headers, second = ask(gh, {"model": "auto", "input": "and in python?", "store": True,
+                                       "previous_response_id": first["id"]}, path="/v1/responses")
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "coder", second
+    sent = openai_upstream.recorder.last.json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"], sent  # bound twice, expanded once
