@@ -45,6 +45,8 @@ def gh(openai_upstream, ollama_upstream, tmp_path_factory):  # noqa: F811
              "deployments": [oa_dep, ol_dep]},
             {"name": "gpt", "deployments": [{"provider": "oa", "model": "up-chat"}]},
             {"name": "local", "private": True, "deployments": [ol_dep]},
+            # private, but each deployment may receive only public and internal: pci goes by policy
+            {"name": "burst", "private": True, "deployments": [oa_dep, {**oa_dep, "model": "up-chat-2"}]},
             # private, but down: its fallback is managed; a phi request must not fall back there
             {"name": "down", "private": True, "fallbacks": ["gpt"],
              "deployments": [{"provider": "dead", "model": "x"}]},
@@ -106,6 +108,15 @@ def test_load_balancing_keeps_a_class_to_the_deployments_that_may_receive_it(gh,
         assert status == 200 and headers["x-gatehouse-data-class"] == "public"
     assert len(seen["oa"].requests) >= 1 and len(seen["ol"].requests) >= 7
     assert len(seen["oa"].requests) + len(seen["ol"].requests) == 10
+
+
+def test_when_no_deployment_may_receive_the_class_its_policy_applies(gh, seen):
+    status, headers, body = post(gh, chat("burst", f"card {CARD}"), key=CAROL_KEY)
+    assert status == 200, body
+    assert headers["x-gatehouse-data-class"] == "pci" and json.loads(body)["model"] == "local"
+    assert seen["oa"].requests == []
+    status, headers, body = post(gh, chat("burst", "hello"), key=CAROL_KEY)
+    assert status == 200 and json.loads(body)["model"] == "burst" and len(seen["oa"].requests) == 1
 
 
 def test_a_phi_group_never_reaches_a_managed_deployment_through_fallbacks(gh, seen):
