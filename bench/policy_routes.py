@@ -15,7 +15,7 @@ from gatehouse.gateway.exchange import Exchange
 from gatehouse.policy.compliance import build_compliance
 from gatehouse.policy.principal import Principal
 from gatehouse.routing.policy_routes import group_defaults
-from gatehouse.routing.table import ModelEntry, ModelTable
+from gatehouse.routing.table import Deployment, ModelEntry, ModelTable
 from gatehouse.routing.virtual import Signals, build_virtual
 from gatehouse.types import ChatRequest, Message, TextPart
 
@@ -56,7 +56,8 @@ def chat(text: str) -> ChatRequest:
 
 def main() -> None:
     cfg = from_mapping(CONFIG)
-    entries = {m.name: ModelEntry(m.name, ()) for m in cfg.models}
+    # one deployment each (compliance decides from the deployments' classes)
+    entries = {m.name: ModelEntry(m.name, (Deployment("oa", None, "m"),)) for m in cfg.models}  # type: ignore[arg-type]
     comp = build_compliance(cfg, entries)
     assert comp is not None
     table = ModelTable(entries, {}, group_defaults(cfg))

@@ -114,7 +114,8 @@ def ecommerce_guardrails() -> dict:
 
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
                      redis_url: str | None = None, guardrails: str | None = None,
-                     cache: dict | None = None, tracing: dict | None = None, routing: str | None = None) -> dict:
+                     cache: dict | None = None, tracing: dict | None = None, routing: str | None = None,
+                     auto: dict | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
@@ -124,6 +125,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     `cache` is the bench model's `cache:` block (scenario j: response cache hits); `tracing` the
     `tracing:` section (scenario k). `routing` serves the model from three deployments (three
     providers on the same mock, as three replicas would be) under that routing strategy (scenario l).
+    `auto` makes the bench model's name a virtual `rules` router (this router config) over the
+    models its rules name, each served by the mock (scenario m).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -144,12 +147,17 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
                  "deployments": [{"provider": p, "model": UPSTREAM_MODEL} for p in providers]}
     if cache is not None:
         model["cache"] = cache
+    models = [model]
+    if auto is not None:  # scenario (m): MODEL is the virtual model; the models it picks share the mock
+        names = sorted({auto["default"], *(r["model"] for r in auto.get("rules", []))})
+        models = [{"name": n, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]} for n in names]
+        extra["routers"] = {MODEL: auto}
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "store": store,
         "admin": {"key": "bench-admin"},
         "providers": providers,
-        "models": [model],
+        "models": models,
         "groups": {"bench": group},
         "consumers": {"bench": {"group": "bench", "keys": [BENCH_KEY]}},
         **extra,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from gatehouse.observability.safe import describe
 from gatehouse.observability.worker_metrics import WorkerMetrics
 from gatehouse.policy.auth import AuthChain, Authenticator
 from gatehouse.policy.cache import CacheStep, build_step as build_cache
-from gatehouse.policy.compliance import Compliance, build_compliance
+from gatehouse.policy.compliance import Compliance, build_compliance, reclass
 from gatehouse.policy.directory import AccessControl
 from gatehouse.policy.guardrail_events import GuardrailEvents
 from gatehouse.policy.guardrails.build import build_step as build_guardrails
@@ -32,7 +33,7 @@ from gatehouse.policy.ui_session import UiSessions
 from gatehouse.providers.base import Passthrough, Provider
 from gatehouse.providers.registry import PROVIDERS
 from gatehouse.routing.health import Breaker, Health, HealthHook
-from gatehouse.routing.policy_routes import group_defaults
+from gatehouse.routing.policy_routes import follow_groups, group_defaults
 from gatehouse.routing.route import build_routes, uses_load
 from gatehouse.routing.router import Router
 from gatehouse.routing.strategies import LoadHook, Ordered
@@ -200,8 +201,12 @@ class Runtime:
         rt.guardrail_events = events
         rt.table = ModelTable(models, cfg.model_aliases, group_defaults(cfg),
                               {n: ModelEntry(n, ()) for n in cfg.routers})
-        rt.compliance = build_compliance(cfg, models)
-        rt.virtual = build_virtual(cfg)
+        route_counts = meter.metrics.track_policy_routes() if cfg.compliance is not None or cfg.routers else None
+        rt.compliance = build_compliance(cfg, models, route_counts)
+        rt.virtual = build_virtual(cfg, route_counts)
+        follow_groups(rt.table, rt.compliance, directory)  # store groups' default_model and data_class
+        if guardrails is not None and rt.compliance is not None:  # a reroute check raises the data class
+            guardrails.escalate = partial(reclass, rt)
         # Per attempt, in this order: the ledger record (metering), the deployment's breaker.
         # Then the deployments' load, where a strategy reads it (routing/strategies.py).
         rt.attempts = Attempts(Router(Ordered()), (meter.hook, HealthHook(), *([LoadHook()] if uses_load(cfg) else [])))

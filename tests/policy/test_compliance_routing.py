@@ -46,6 +46,7 @@ def gh(openai_upstream, anthropic_upstream, ollama_upstream, tmp_path_factory): 
              "deployments": [{"provider": "oa", "model": "up-chat"}]},
         ],
         "compliance": COMPLIANCE,
+        "metrics": {"token": "m-token"},
         "groups": {"shop": {"models": ["*"]}, "health": {"models": ["*"], "data_class": "phi"},
                    "hr": {"models": ["*"], "data_class": "pii", "default_model": "gpt"}},
         "consumers": {"alice": {"group": "shop", "keys": [ALICE_KEY]}, "bob": {"group": "health", "keys": [BOB_KEY]},
@@ -113,6 +114,20 @@ def test_responses_api_and_embeddings_are_rerouted_too(gh, seen):
     assert seen["oa"].requests == [] and CARD in sent(seen["ol"])
 
 
+def test_the_openai_sdk_responses_api_is_rerouted(gh, seen):
+    import openai
+
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    raw = client.responses.with_raw_response.create(model="gpt", input=f"card {CARD}", store=False)
+    assert raw.headers["x-gatehouse-data-class"] == "pci" and raw.parse().model == "local"
+    events = list(client.responses.create(model="gpt", input=f"card {CARD}", store=False, stream=True))
+    assert events[-1].type == "response.completed" and events[-1].response.model == "local"
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        client.responses.create(model="gpt", input=f"ssn {SSN}", store=False)
+    assert "'phi'" in str(denied.value) and SSN not in str(denied.value)
+    assert seen["oa"].requests == [] and CARD in sent(seen["ol"])
+
+
 def test_clean_prompts_and_allowed_classes_stay_where_asked(gh, seen):
     status, headers, body = post(gh, "/v1/chat/completions", chat("gpt", f"is {NOT_A_CARD} a card?"))
     assert status == 200, body
@@ -170,6 +185,35 @@ def test_the_access_log_records_class_reason_and_action(gh, seen):
     assert entry["compliance"] == {"data_class": "pci", "reason": "payment_card", "action": "reroute",
                                    "routed_from": "gpt"}
     assert CARD not in gh.logs()
+
+
+def scrape(gh: Gatehouse) -> str:
+    req = urllib.request.Request(gh.url + "/metrics", headers={"authorization": "Bearer m-token"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def series(text: str, name: str) -> dict[str, float]:
+    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(name + "{")}
+
+
+def test_metrics_count_decisions_by_class_action_and_reason_without_text(gh, seen):
+    before = series(scrape(gh), "gatehouse_compliance_decisions_total")
+    assert post(gh, "/v1/chat/completions", chat("gpt", f"card {CARD}"))[0] == 200
+    assert post(gh, "/v1/chat/completions", chat("gpt", f"card {CARD} again"))[0] == 200
+    assert post(gh, "/v1/chat/completions", chat("gpt", f"ssn {SSN}"))[0] == 403
+    assert post(gh, "/v1/chat/completions", chat("gpt", "hello"))[0] == 200
+    text = scrape(gh)
+    after = series(text, "gatehouse_compliance_decisions_total")
+
+    def grew(labels: str) -> float:
+        key = "gatehouse_compliance_decisions_total{" + labels + "}"
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew('action="reroute",data_class="pci",reason="payment_card"') == 2
+    assert grew('action="deny",data_class="phi",reason="us_ssn"') == 1
+    assert grew('action="pass",data_class="public",reason="default"') == 1
+    assert CARD not in text and SSN not in text
 
 
 def test_count_tokens_of_a_restricted_model_is_estimated_here(gh, seen):

@@ -89,6 +89,29 @@ def test_anthropic_and_ollama_ingress_use_the_default(gh, openai_upstream):
     assert len(openai_upstream.recorder.requests) == 2
 
 
+@pytest.mark.parametrize("body", [{"input": "hi", "store": False}, {"model": "default", "input": "hi", "store": False}])
+def test_responses_api_without_a_model_uses_the_group_default(gh, openai_upstream, body):
+    openai_upstream.recorder.clear()
+    status, out = post(gh, "/v1/responses", body, bearer(ALICE_KEY))
+    assert status == 200, out
+    assert out["object"] == "response" and out["model"] == "oa"
+    assert openai_upstream.recorder.last.json()["model"] == "up-chat"
+    status, out = post(gh, "/v1/responses", {"input": "hi"}, bearer(BOB_KEY))
+    assert status == 400 and out["error"]["message"] == "Invalid value for 'model': required field is missing"
+
+
+def test_openai_sdk_responses_create_with_the_default_model(gh, openai_upstream):
+    import openai
+
+    openai_upstream.recorder.clear()
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    resp = client.responses.create(model="default", input="hi", store=False)
+    assert resp.model == "oa" and resp.output_text
+    chunks = list(client.responses.create(model="default", input="hi", store=False, stream=True))
+    assert chunks[-1].type == "response.completed" and chunks[-1].response.model == "oa"
+    assert [r.json()["model"] for r in openai_upstream.recorder.requests] == ["up-chat", "up-chat"]
+
+
 def test_without_a_default_the_missing_model_error_is_unchanged(gh, openai_upstream):
     openai_upstream.recorder.clear()
     status, out = post(gh, "/v1/chat/completions", {"messages": HI}, bearer(BOB_KEY))

@@ -54,6 +54,7 @@ def gh(openai_upstream, tmp_path_factory):
             "premium": {"strategy": "best", "candidates": ["vision", "long", "coder", "cheap"],
                         "max_request_usd": 0.001},
         },
+        "metrics": {"token": "m-token"},
         "groups": {"dev": {"models": ["*"], "default_model": "auto"},
                    "narrow": {"models": ["auto", "cheap", "long", "vision"]}},
         "consumers": {"alice": {"group": "dev", "keys": [ALICE_KEY]}, "bob": {"group": "narrow", "keys": [BOB_KEY]}},
@@ -255,3 +256,48 @@ BASE: dict[str, Any] = {
 def test_virtual_models_are_checked_at_load(routers, message):
     with pytest.raises(ConfigError, match=message):
         from_mapping({**BASE, "routers": routers})
+
+
+def test_metrics_count_each_choice_by_route_and_signal(gh):
+    def scrape() -> dict[str, float]:
+        req = urllib.request.Request(gh.url + "/metrics", headers={"authorization": "Bearer m-token"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+        return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+                if ln.startswith("gatehouse_virtual_route_total{")}
+
+    before = scrape()
+    assert ask(gh, user("why does my python script fail?"))[0] == 200
+    assert ask(gh, user("hello there"))[0] == 200
+    assert ask(gh, user("hello", model="thrifty"))[0] == 200
+    after = scrape()
+
+    def grew(labels: str) -> float:
+        key = "gatehouse_virtual_route_total{" + labels + "}"
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew('route="coder",router="auto",signal="rule"') == 1
+    assert grew('route="cheap",router="auto",signal="default"') == 1
+    assert grew('route="cheap",router="thrifty",signal="cheapest"') == 1
+
+
+def test_the_openai_sdk_responses_api_reaches_a_virtual_model(gh):
+    import openai
+
+    client = openai.OpenAI(base_url=gh.url + "/v1", api_key=ALICE_KEY, max_retries=0)
+    raw = client.responses.with_raw_response.create(model="auto", input="my python script prints a stack trace",
+                                                    store=False)
+    assert raw.headers["x-gatehouse-routed-to"] == "coder" and raw.parse().model == "coder"
+    raw = client.responses.with_raw_response.create(model="default", input="hello there", store=False)
+    assert raw.headers["x-gatehouse-routed-to"] == "cheap", "the group's default is the virtual model"
+
+
+def test_a_stored_conversation_routed_by_a_virtual_model_is_sent_once(gh, openai_upstream):
+    status, _, first = ask(gh, {"model": "auto", "input": "hello there", "store": True}, path="/v1/responses")
+    assert status == 200 and first["model"] == "cheap", first
+    openai_upstream.recorder.clear()
+    status, headers, second = ask(gh, {"model": "auto", "input": "and in python?", "store": True,
+                                       "previous_response_id": first["id"]}, path="/v1/responses")
+    assert status == 200 and headers["x-gatehouse-routed-to"] == "coder", second
+    sent = openai_upstream.recorder.last.json()["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"], sent  # bound twice, expanded once

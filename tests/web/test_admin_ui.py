@@ -134,8 +134,14 @@ def test_the_admin_journey_in_a_real_browser(ui_gateway: Gatehouse, browser: Any
     page.wait_for_selector("#g-team-tokens_per_minute-error:not(:empty)")
     assert "tokens_per_minute" in (page.text_content("#g-team-tokens_per_minute-error") or "")
     page.fill("#g-team-tokens_per_minute", "5000")
+    page.fill("#g-team-default_model", "nope")  # a default model the gateway does not have
+    page.click("form[data-group=team] button[type=submit]")
+    page.wait_for_selector("#g-team-default_model-error:not(:empty)")
+    assert "Unknown model 'nope'" in (page.text_content("#g-team-default_model-error") or "")
+    page.fill("#g-team-default_model", "echo")
     page.click("form[data-group=team] button[type=submit]")
     page.wait_for_selector("#g-team-saved:has-text('Saved')")
+    assert page.request.get(ui_gateway.url + "/admin/groups/team").json()["default_model"] == "echo"
     shot(page, "groups")
 
     page.goto(ui_gateway.url + "/ui#/models")

@@ -35,7 +35,7 @@ class ResponsesCall(Call):
     forwarded may hold what only the upstream understands (input_file, hosted tools and their
     call items, ...)."""
 
-    __slots__ = ("parsed", "raw_len", "translated", "custom", "extra", "on_final")
+    __slots__ = ("parsed", "raw_len", "translated", "custom", "extra", "on_final", "expanded")
     dialect = DIALECT
 
     def __init__(self, parsed: wire.ResponsesRequest, obj: dict[str, Any], raw_len: int):
@@ -46,6 +46,9 @@ class ResponsesCall(Call):
         self.custom: frozenset[str] = frozenset()  # function names standing for custom (free-form) tools
         self.extra: dict[str, Any] | None = None  # more fields of the response object
         self.on_final: Callable[[dict[str, Any]], None] | None = None  # keeps the finished response (store: true)
+        # the stored conversation is in `parsed.input` (a request bound again to another model, by a
+        # virtual model or compliance routing, must not prepend it twice)
+        self.expanded = False
 
     async def bind(self, rt: Runtime, ex: Exchange, entry: ModelEntry) -> Reply | None:
         self.public_model = entry.name
@@ -54,7 +57,8 @@ class ResponsesCall(Call):
         assert principal is not None
         store = rt.cfg.responses.store_default if parsed.store is None else parsed.store
         stateful = store or parsed.previous_response_id is not None or bool(wire.references(parsed.input))
-        if stateful:  # the gateway's own stored responses: translated, never forwarded
+        if stateful and not self.expanded:  # the gateway's own stored responses: translated, never forwarded
+            self.expanded = True
             items = await state.expand_input(rt, principal.consumer, parsed)
             parsed.input = items
             self.extra = {"store": store, "previous_response_id": parsed.previous_response_id}
@@ -108,6 +112,8 @@ class Create(Endpoint):
     def parse(self, body: bytes, headers: Mapping[str, str]) -> ResponsesCall:
         obj = decode_json_object(body)
         screen_body(obj, wire.RESPONSES_BODY)
+        if "model" not in obj:  # the caller's group default may apply (gateway/handle.py)
+            obj["model"] = ""
         return ResponsesCall(wire.parse_request(obj), obj, len(body))
 
 

@@ -246,6 +246,10 @@ class DeploymentConfig(_Base):
     max_in_flight: Annotated[int, Meta(ge=1)] | None = None  # saturated beyond: others first
     metrics_url: str | None = None  # load-aware: the engine's Prometheus endpoint (default: base_url's /metrics)
     scale_to_zero: bool = False  # cold start: out of rotation while its readiness probe says not ready
+    # Compliance routing (docs/policy-routing.md#per-deployment-classes): what this deployment may
+    # receive, when it differs from its model's (`private: true` = every class; unset: the model's).
+    private: bool = False
+    data_classes: list[str] | None = None
     # Prices in USD per million tokens (docs/metering.md). Cached input defaults to input.
     input_per_mtok: NonNegative | None = None
     output_per_mtok: NonNegative | None = None

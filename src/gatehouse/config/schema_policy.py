@@ -42,6 +42,9 @@ class GuardCheckConfig(_Base):
     # guard_model on prompts: judge before the upstream call, or beside it with the answer held
     # until the guard passes (only for `private: true` models: the upstream sees the prompt first)
     mode: Literal["before", "parallel"] = "before"
+    # action reroute: the data class a match gives the request (compliance routing may then send it
+    # to a private model or refuse it); default: the most sensitive of compliance.classes
+    data_class: str | None = None
 
 
 class GuardPolicyConfig(_Base):

@@ -33,6 +33,7 @@ class Exchange:
         "gateway_id", "client_request_id",
         # the path (gateway/handle.py)
         "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing", "route_reason", "held",
+        "deployment_filter",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
         "request_headers", "cached", "cache", "compliance", "virtual_route",
@@ -73,6 +74,9 @@ class Exchange:
         self.routing: RouteState | None = None  # its recovery after a failed plan (routing/route.py)
         self.route_reason = "primary"  # why the attempt in progress went where it did (routing/reasons.py)
         self.held: HeldStream | None = None  # a stream a cold start may hold: its keep-alives (routing/keepalive.py)
+        # compliance routing: ids of the deployments that may receive the request's data class (the
+        # router skips the others, fallbacks' too: policy/compliance.py); None: every deployment may
+        self.deployment_filter: frozenset[int] | None = None
         # The canonical request the input guardrails read (and may redact); None: none was built.
         self.subject: ChatRequest | CompletionRequest | EmbeddingRequest | None = None
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from gatehouse.policy.guardrails.audit import VerdictCounts
     from gatehouse.routing.health import Health
     from gatehouse.routing.metrics import RoutingCollector
+    from gatehouse.routing.policy_metrics import PolicyRouteCounts
     from gatehouse.routing.table import ModelEntry
     from gatehouse.store.limiter_shared import LimitStats
     from gatehouse.upstream.pool import ConnectionLimit
@@ -56,6 +57,7 @@ class Metrics:
         self._cache: tuple[Counter, Counter, Counter] | None = None  # (track_cache)
         self._cache_bytes: Gauge | None = None
         self._routing: RoutingCollector | None = None
+        self._policy_routes: PolicyRouteCounts | None = None
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
                                 ["model", "group", "status"], registry=r)
@@ -154,6 +156,15 @@ class Metrics:
             self._routing = RoutingCollector()
             self.registry.register(self._routing)
         self._routing.models = dict(models)
+
+    def track_policy_routes(self) -> PolicyRouteCounts:
+        """Compliance decisions and virtual models' choices (routing/policy_metrics.py), counted
+        in plain dicts; once per process: a reload keeps counting."""
+        if self._policy_routes is None:
+            from gatehouse.routing.policy_metrics import register
+
+            self._policy_routes = register(self.registry)
+        return self._policy_routes
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         self.inflight.set_function(read)

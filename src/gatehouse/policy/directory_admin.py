@@ -113,14 +113,33 @@ class DirectoryAdmin:
             if name not in self.cfg.guardrails.policies:
                 raise InvalidRequest(f"Unknown guardrail policy '{name}' (policies are defined in the config file).",
                                      param=f"guardrails[{i}]")
+        self._check_routes(spec)
         return spec
+
+    def _check_routes(self, spec: GroupConfig) -> None:
+        """`default_model` and `data_class` (docs/policy-routing.md), as config/check.py checks
+        a config file's groups: a model (or virtual model) the group may use; a declared class."""
+        if spec.default_model is not None:
+            known = {*self.model_names, *self.cfg.routers}
+            if spec.default_model not in known:
+                raise InvalidRequest(f"Unknown model '{spec.default_model}' for default_model.", param="default_model",
+                                     code="invalid_value")
+            if expand(spec.models, [spec.default_model]) == frozenset():
+                raise InvalidRequest(f"The group may not use model '{spec.default_model}' (its `models` list), so it "
+                                     "cannot be its default_model.", param="default_model", code="invalid_value")
+        if spec.data_class is not None:
+            classes = self.cfg.compliance.classes if self.cfg.compliance is not None else []
+            if spec.data_class not in classes:
+                known_classes = ", ".join(classes) or "none: the config has no compliance section"
+                raise InvalidRequest(f"Unknown data class '{spec.data_class}' (declared: {known_classes}).",
+                                     param="data_class", code="invalid_value")
 
     def _group_view(self, name: str, g: GroupConfig, source: str, row: Row[Any] | None = None) -> dict[str, Any]:
         allowed = expand(g.models, self.model_names)
         return {
             "name": name, "source": source, "description": g.description, "models": g.models,
             "allowed_models": "*" if allowed is None else sorted(allowed), "limit_scope": g.limit_scope,
-            "guardrails": g.guardrails,
+            "guardrails": g.guardrails, "default_model": g.default_model, "data_class": g.data_class,
             **_limits_view(g),
             "created_at": row.created_at if row else None, "updated_at": row.updated_at if row else None,
         }

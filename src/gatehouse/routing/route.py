@@ -193,14 +193,17 @@ def deployments_of(entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
     """One model's own deployments: tier by tier in its strategy's order, skipping ejected ones;
     those at their `max_in_flight` go last, after every tier (busy beats failing)."""
     route = entry.route
+    keep = ex.deployment_filter  # compliance routing: the deployments that may receive the data class
     if route is None:
         for dep in entry.deployments:
-            if dep.breaker.allow():
+            if (keep is None or id(dep) in keep) and dep.breaker.allow():
                 yield dep
         return
     saturated: list[Deployment] | None = None
     for strategy, deps in route.tiers:
         for dep in strategy.order(deps, ex):
+            if keep is not None and id(dep) not in keep:
+                continue
             cap, load = dep.max_in_flight, dep.load
             if load is not None and (load.saturated or (cap is not None and load.in_flight >= cap)):
                 if saturated is None:
@@ -220,10 +223,14 @@ def _fits(entry: ModelEntry, ex: Exchange) -> bool:
 
 
 def _may_use(ex: Exchange, asked: ModelEntry, fb: ModelEntry) -> bool:
-    """A fallback is checked against the caller's access as if asked for by name, and a prompt
-    a guardrail found sensitive never leaves private models for a public one."""
+    """A fallback is checked against the caller's access as if asked for by name, a prompt
+    a guardrail found sensitive never leaves private models for a public one, and one of a data
+    class goes only to a fallback with a deployment that may receive it."""
     p = ex.principal
     if p is not None and p.allowed is not None and fb.name not in p.allowed:
+        return False
+    keep = ex.deployment_filter  # compliance routing: a fallback without a deployment for the data class
+    if keep is not None and not any(id(d) in keep for d in fb.deployments):
         return False
     return not (ex.sensitive and asked.private and not fb.private)
 

@@ -36,8 +36,9 @@ class Router:
         if route is not None:
             yield from route.plan(entry, ex)
             return
+        keep = ex.deployment_filter  # compliance routing: the deployments that may receive the data class
         for dep in self.strategy.order(entry.deployments, ex):
-            if dep.breaker.allow():
+            if (keep is None or id(dep) in keep) and dep.breaker.allow():
                 yield dep
 
     def recover(self, ex: Exchange, err: GatehouseError) -> Awaitable[None] | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatehouse.errors import InvalidRequest, PermissionDenied
 from gatehouse.routing.classifier import ClassifierSignal
+from gatehouse.routing.policy_metrics import PolicyRouteCounts
 from gatehouse.routing.semantic import SemanticSignal
 from gatehouse.types import ChatRequest, CompletionRequest, ImagePart, TextPart
 
@@ -129,7 +130,7 @@ class Candidate:
 
 
 class VirtualModel:
-    def __init__(self, name: str, c: VirtualModelConfig, cfg: Config):
+    def __init__(self, name: str, c: VirtualModelConfig, cfg: Config, counts: PolicyRouteCounts | None = None):
         from gatehouse.metering.pricing import PriceBook
 
         self.name = name
@@ -147,6 +148,8 @@ class VirtualModel:
             for n in c.candidates)
         # the model the request is first bound to (its endpoint builds the canonical request)
         self.first = c.default if c.strategy == "rules" and c.default else c.candidates[0]
+        # (virtual model, routed to, signal) -> requests: gatehouse_virtual_route_total (routing/policy_metrics.py)
+        self.counts = (counts or PolicyRouteCounts()).virtual
 
     async def route(self, rt: Runtime, ex: Exchange, call: Call, principal: Principal,
                     headers: Mapping[str, str]) -> tuple[ModelEntry, Reply | None]:
@@ -160,17 +163,24 @@ class VirtualModel:
             return first, ready
         sig = Signals(call.subject, call.prompt_estimate)
         name, why = self.pick(sig, call.max_tokens, principal, headers)
-        if why == "default" and self.semantic is not None:  # no rule decided: the embedding signal
+        signal = "rule" if why[0] == "r" else why  # (rule <n>, default, cheapest, best)
+        comp = rt.compliance  # the signals' models see the prompt: only those that may receive its class
+        if why == "default" and self.semantic is not None and (
+                comp is None or comp.may_see(self.semantic.model, call.subject, principal, headers)):
             near = await self.semantic.pick(rt.table.models[self.semantic.model], sig.text, ex.request_id)
             if near is not None and (principal.allowed is None or near[0] in principal.allowed):
-                name, why = near[0], f"semantic {near[1]:.2f}"
-        if why == "default" and self.classifier is not None:  # last: a small model's label
+                name, why, signal = near[0], f"semantic {near[1]:.2f}", "semantic"
+        if why == "default" and self.classifier is not None and (
+                comp is None or comp.may_see(self.classifier.model, call.subject, principal, headers)):
+            # last: a small model's label
             label = await self.classifier.pick(rt.table.models[self.classifier.model], sig.text, ex.request_id)
             if label is not None and (principal.allowed is None or label[0] in principal.allowed):
-                name, why = label[0], f"classifier {label[1]}"
+                name, why, signal = label[0], f"classifier {label[1]}", "classifier"
         entry = rt.table.resolve(name, principal)
         ex.response_headers[ROUTED_HEADER] = entry.name
         ex.virtual_route = {"virtual_model": self.name, "routed_to": entry.name, "reason": why}
+        counts, key = self.counts, (self.name, entry.name, signal)
+        counts[key] = counts.get(key, 0) + 1
         if entry is not first:
             ex.entry = entry
             ready = await call.bind(rt, ex, entry)
@@ -231,8 +241,8 @@ class VirtualModel:
         return best.name, "cheapest"
 
 
-def build_virtual(cfg: Config) -> dict[str, VirtualModel]:
-    return {name: VirtualModel(name, c, cfg) for name, c in cfg.routers.items()}
+def build_virtual(cfg: Config, counts: PolicyRouteCounts | None = None) -> dict[str, VirtualModel]:
+    return {name: VirtualModel(name, c, cfg, counts) for name, c in cfg.routers.items()}
 
 
 def check_virtual(cfg: Config) -> str | None:

@@ -207,6 +207,9 @@ async function budgetLine(g) {
   return el("p", { class: "spend", "data-spend": g.name }, [part("Spent today", day, g.budget_usd_per_day), part("this month", month, g.budget_usd_per_month)].filter(Boolean).join(" · "), ` (budget ${who})`);
 }
 
+// A group's policy routing (docs/policy-routing.md): its default model and its data class.
+const ROUTE_FIELDS = [["default_model", "Default model (requests without one)"], ["data_class", "Data class (compliance)"]];
+
 async function groups(view) {
   const data = await api("GET", "/admin/groups");
   const spend = await Promise.all(data.data.map((g) => budgetLine(g).catch((x) => el("p", { class: "error" }, x.message))));
@@ -229,6 +232,7 @@ async function groups(view) {
       spend[i],
       field(id("models"), "Models (comma-separated, patterns allowed)", { value: (g.models || []).join(", "), readonly: locked }),
       el("div", { class: "row" }, LIMITS.map(([k, label]) => field(id(k), label, { value: g[k] ?? "", inputmode: "decimal", readonly: locked }))),
+      el("div", { class: "row" }, ROUTE_FIELDS.map(([k, label]) => field(id(k), label, { value: g[k] ?? "", readonly: locked }))),
       locked ? null : el("button", { type: "submit" }, "Save"),
       el("p", { class: "ok", role: "status", id: id("saved") }));
     form.addEventListener("submit", async (e) => {
@@ -239,6 +243,7 @@ async function groups(view) {
         const v = document.getElementById(id(k)).value.trim();
         body[k] = v === "" ? null : (v === "unlimited" ? v : Number.isNaN(Number(v)) ? v : Number(v));
       }
+      for (const [k] of ROUTE_FIELDS) body[k] = document.getElementById(id(k)).value.trim() || null;
       try {
         await api("PATCH", `/admin/groups/${encodeURIComponent(g.name)}`, body);
         document.getElementById(id("saved")).textContent = "Saved.";

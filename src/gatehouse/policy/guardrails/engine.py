@@ -27,6 +27,7 @@ class Check:
     window: int  # the longest text one match can span (the streaming hold-back)
     find: Callable[[str], list[Span]]
     triggers: tuple[str, ...]  # RE2 patterns one of which every match contains (see Scanner)
+    data_class: str = ""  # reroute: the data class a match gives the request ("": the most sensitive)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
         det = high_entropy(c.min_length, c.min_entropy) if c.type == "high_entropy" else BUILTIN[c.type]
         find, window, label, triggers = det.find, det.window, det.label, (det.trigger,)
     return Check(name, policy, c.type, label, c.action, c.stage in ("input", "both"), c.stage in ("output", "both"),
-                 window, find, triggers)
+                 window, find, triggers, c.data_class or "")
 
 
 class Scanner:

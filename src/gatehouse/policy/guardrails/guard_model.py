@@ -39,6 +39,7 @@ class GuardModelCheck:
     categories: dict[str, str] = field(default_factory=dict)
     unsafe: Any = None  # regex format: compiled RE2 pattern
     parallel: bool = False  # on input: beside the upstream call, the answer held until it passes
+    data_class: str = ""  # a reroute verdict: the data class it gives the request ("": the most sensitive)
 
     def read(self, answer: str) -> tuple[bool, list[str]] | None:
         """(unsafe, categories) from the guard's answer; None when it cannot be read."""
@@ -84,7 +85,8 @@ def compile_guard(c: GuardCheckConfig, policy: str) -> GuardModelCheck:
     assert c.model is not None
     return GuardModelCheck(c.name or c.type, policy, c.model, c.format, c.action, c.timeout_seconds, c.on_error,
                            c.stage in ("input", "both"), c.stage in ("output", "both"),
-                           {k.upper(): v for k, v in c.categories.items()}, unsafe, c.mode == "parallel")
+                           {k.upper(): v for k, v in c.categories.items()}, unsafe, c.mode == "parallel",
+                           c.data_class or "")
 
 
 def compile_guard_models(cfg: GuardrailsConfig) -> dict[str, tuple[GuardModelCheck, ...]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.errors import InvalidRequest
@@ -39,7 +39,7 @@ def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailB
 class Guard:
     """One request's guardrail state: its plan, and the audit of what ran."""
 
-    __slots__ = ("plan", "verdicts", "scanned", "rewritten", "sensitive", "subject", "ask", "pending")
+    __slots__ = ("plan", "verdicts", "scanned", "rewritten", "sensitive", "raised", "subject", "ask", "pending")
 
     def __init__(self, plan: Plan, subject: Any = None, ask: Ask | None = None):
         self.plan = plan
@@ -52,6 +52,7 @@ class Guard:
         self.scanned = 0  # audit.INPUT | audit.OUTPUT: the stages whose checks ran on some text
         self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
         self.sensitive = False  # a reroute check matched
+        self.raised: dict[str, str] | None = None  # its data class ("": the most sensitive) -> the check
         # the input guard models of `mode: parallel`, running beside the upstream call: the relay
         # awaits `passed()` before any of the answer goes out (gateway/relay.py)
         self.pending: asyncio.Task[None] | None = None
@@ -84,7 +85,15 @@ class Guard:
             if c.name in matched:
                 self.verdicts[(c.name, stage)] = ("match", c.action, c.category, c.policy)
                 if c.action == "reroute":
-                    self.sensitive = True
+                    self.reroute(c.data_class, c.name)
+
+    def reroute(self, data_class: str, check: str) -> None:
+        """A reroute check matched: the request is sensitive, of (at least) this data class."""
+        self.sensitive = True
+        raised = self.raised
+        if raised is None:
+            raised = self.raised = {}
+        raised.setdefault(data_class, check)
 
     def check_text(self, text: str, checks: Scanner, stage: str) -> str:
         """Scan one text: raise on a block, return it redacted (the same object when unchanged)."""
@@ -165,7 +174,7 @@ async def judge_all(guard: Guard, guards: tuple[GuardModelCheck, ...], messages:
         elif verdict == "match" and action == "block":
             blocking.append(g)
         elif verdict == "match" and action == "reroute":
-            guard.sensitive = True
+            guard.reroute(g.data_class, g.name)
     if blocking:
         raise blocked(blocking, stage)
     if failed:
@@ -191,6 +200,9 @@ class GuardrailStep:
         self.model_policies = model_policies
         self.group_policies = group_policies  # reads the current directory (store groups too)
         self.on_verdicts = on_verdicts
+        # compliance routing, set by runtime.py when configured: (ex, raised classes) -> whether
+        # the request now goes to another model (policy/compliance.py `reclass`)
+        self.escalate: Callable[[Exchange, dict[str, str]], Awaitable[bool]] | None = None
         self._plans: dict[tuple[str | None, str], Plan | None] = {}
         # one Plan per combination of policies, whatever group and model it came from: its
         # audit outcomes (audit.outcome) are built once for all of them
@@ -252,6 +264,26 @@ class GuardrailStep:
                 raise
             if guard.sensitive:  # a reroute check matched: compliance routing reads this (docs/guardrails.md)
                 ex.sensitive = True
+                if self.escalate is not None and guard.raised:
+                    await self._escalate(ex, guard, plan)
+
+    async def _escalate(self, ex: Exchange, guard: Guard, plan: Plan) -> None:
+        """The reroute checks raised the request's data class: compliance routing (policy/
+        compliance.py) may send it to another model (which then gets its own plan's checks, when
+        they differ) or refuse it."""
+        assert self.escalate is not None and guard.raised is not None
+        try:
+            moved = await self.escalate(ex, guard.raised)
+        except BaseException:
+            guard.drop()
+            self.on_verdicts(guard, ex)  # the settle of a refused step does not run
+            raise
+        p = ex.principal
+        if moved and self.plan(p.group if p else None, ex.model) is not plan:
+            guard.drop()
+            self.on_verdicts(guard, ex)
+            ex.guard = None
+            await self.admit(ex)
 
     async def settle(self, ex: Exchange) -> None:
         guard = ex.guard
