@@ -8,6 +8,9 @@
  *   POST /v1/messages           Anthropic messages: JSON, or the SSE event sequence
  *                               message_start ... message_stop
  *   POST /v1/responses          OpenAI Responses: JSON (the direct baseline of scenario g)
+ *   POST /v1/embeddings         OpenAI embeddings: one 64-dimension vector per input string, a
+ *                               hashed bag of its lowercased words (texts sharing words are
+ *                               similar), answered at once (no --latency-ms)
  *   GET  /v1/models             OpenAI model list
  *   GET  /health                200
  *
@@ -360,6 +363,69 @@ static void anthropic_chunk(conn_t *c, int i) {
     put_http_chunk(c);
 }
 
+
+/* ---- embeddings: a hashed bag of words per input string ------------------------------------ */
+
+#define EMBED_DIMS 64
+
+static void embed_text(const char *p, const char *end, double *v) {
+    memset(v, 0, sizeof(double) * EMBED_DIMS);
+    uint32_t h = 2166136261u;
+    int in_word = 0;
+    for (; p <= end; p++) {
+        int ch = p < end ? (unsigned char)*p : ' ';
+        if (ch == '\\' && p + 1 < end) { p++; ch = ' '; } /* an escape ends a word */
+        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (alnum) {
+            if (ch >= 'A' && ch <= 'Z') ch += 32;
+            h = (h ^ (uint32_t)ch) * 16777619u;
+            in_word = 1;
+        } else if (in_word) {
+            v[h % EMBED_DIMS] += 1.0;
+            h = 2166136261u;
+            in_word = 0;
+        }
+    }
+}
+
+/* The end of the JSON string starting after its opening quote at p (the closing quote). */
+static const char *string_end(const char *p, const char *end) {
+    while (p < end && *p != '"') p += (*p == '\\') ? 2 : 1;
+    return p < end ? p : end;
+}
+
+static void respond_embeddings(conn_t *c, const char *b, size_t n) {
+    const char *end = b + n, *p = memmem(b, n, "\"input\"", 7);
+    double v[EMBED_DIMS];
+    int count = 0;
+    long tokens = 0;
+    scratch.len = 0;
+    buf_printf(&scratch, "{\"object\":\"list\",\"data\":[");
+    if (p) {
+        p += 7;
+        while (p < end && *p != '"' && *p != '[') p++;
+        int list = p < end && *p == '[';
+        for (; p < end; p++) {
+            if (*p == ']' && list) break;
+            if (*p != '"') continue;
+            const char *s = p + 1, *e = string_end(s, end);
+            embed_text(s, e, v);
+            tokens += (long)(e - s) / 4 + 1;
+            buf_printf(&scratch, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":[", count ? "," : "", count);
+            for (int i = 0; i < EMBED_DIMS; i++) buf_printf(&scratch, i ? ",%.1f" : "%.1f", v[i]);
+            buf_printf(&scratch, "]}");
+            count++;
+            p = e;
+            if (!list) break;
+        }
+    }
+    buf_printf(&scratch, "],\"model\":\"%s\",\"usage\":{\"prompt_tokens\":%ld,\"total_tokens\":%ld}}",
+               cfg.model ? cfg.model : "mock-embed", tokens, tokens);
+    http_head(c, 200, "OK", "application/json", (long)scratch.len);
+    buf_put(&c->out, scratch.data, scratch.len);
+    scratch.len = 0;
+}
+
 static void process_input(conn_t *c);
 
 /* Called when a pending response is due (immediately when there is no delay). */
@@ -550,8 +616,13 @@ static void process_input(conn_t *c) {
             advance(c); /* may recurse into process_input for pipelined requests */
             return;
         }
+        int embeddings = is_post && plen == 14 && memcmp(path, "/v1/embeddings", 14) == 0;
+        if (embeddings)
+            respond_embeddings(c, body, blen); /* before consuming: body may point into c->in */
         c->in.off += consumed;
-        if (is_get && plen == 10 && memcmp(path, "/v1/models", 10) == 0)
+        if (embeddings)
+            ; /* answered above */
+        else if (is_get && plen == 10 && memcmp(path, "/v1/models", 10) == 0)
             respond_simple(c, 200, "OK", MODELS_BODY);
         else if (is_get && plen == 7 && memcmp(path, "/health", 7) == 0)
             respond_simple(c, 200, "OK", "{\"status\":\"ok\"}");

@@ -4,7 +4,11 @@ Gatehouse only: the plain gateway serves `bench-model`; a second one serves `ben
 virtual `rules` router over four models on the same mock (the rules of bench/auto_router_eval.py:
 images, prompt size, ~60 code keywords, a code regex; default `cheap`). The bench prompt matches
 no rule, so every request pays for every rule before the default: the worst case of the rules.
-Interleaved in the same rounds: throughput at c=64 and added latency at c=1. Then, in this
+Interleaved in the same rounds: throughput at c=64 and added latency at c=1. A third gateway adds
+the semantic signal to the same rules (an embeddings model on the mock's /v1/embeddings): the bench
+prompt matches no rule, so every request makes one embedding call before its route is known; its
+added latency at c=1 is what an embedding-based decision costs with an upstream that answers at
+once (a real embedding model adds its own inference time on top). Then, in this
 process, the router's accuracy and decision cost over the labelled sets (bench/data/
 auto_routes.jsonl, written with the rules; auto_routes_heldout.jsonl, written without running
 them against the rules), and the rules' cost on the bench prompt itself.
@@ -53,6 +57,33 @@ def _evaluation() -> dict:
     return {"labelled": evaluate(DATA), "heldout": evaluate(HELDOUT), "rules_us_bench_prompt": _rules_cost_us()}
 
 
+SEMANTIC = {"model": "bench-embed", "min_similarity": 0.3, "timeout_seconds": 1.0,
+            "routes": {"coder": ["write a python function that parses a log file", "fix this stack trace"],
+                       "long": ["summarise this long contract", "what does this report say about revenue"]}}
+
+
+def _semantic_latency(ctx: Ctx) -> dict | None:
+    """Added latency at c=1 of the rules router with the semantic signal (one embedding call per
+    request: the bench prompt matches no rule), interleaved with the model addressed directly."""
+    out: dict = {}
+    with _second_gateway(ctx, out, "gatehouse-semantic", "the gateway did not start with the semantic router",
+                         auto={**auto_router(), "semantic": SEMANTIC}) as pair:
+        if pair is None:
+            return None
+        plain, gh = pair
+        path, body = "/v1/chat/completions", openai_body()
+        lat = interleaved(ctx, available(ctx, [ctx.mock, plain, gh], path, body, False, []),
+                          wrk_runner(ctx, path, body, 1), "m")
+        res = {"summary": summaries(lat, LAT_METRICS),
+               "added": added(lat, {k: v for k, v in LAT_METRICS.items() if k != "rps"})}
+    a = ((res["added"].get("gatehouse-semantic") or {}).get("p50_ms"))
+    d = ((res["added"].get("gatehouse") or {}).get("p50_ms"))
+    if a is not None and d is not None:
+        say(f"  semantic signal: added p50 at c=1 {a['median']:.3f} ms vs {d['median']:.3f} ms for the model "
+            "directly (one embedding call each)")
+    return res
+
+
 def scenario_auto(ctx: Ctx) -> dict:
     say(f"(m) auto routing: a virtual `auto` model (keyword/regex rules) vs the model directly, c={CONCURRENCY} and c=1")
     title = "Virtual `auto` model (rules) vs the model addressed directly"
@@ -73,6 +104,9 @@ def scenario_auto(ctx: Ctx) -> dict:
                                  "added": added(lat, {k: v for k, v in LAT_METRICS.items() if k != "rps"})}
             out = res
             say(f"  auto / direct at c={CONCURRENCY}: {res['auto_closed_loop_ratio'] or 0:.3f} (closed loop)")
+    semantic = _semantic_latency(ctx)
+    if semantic is not None:
+        out["semantic_latency_c1"] = semantic
     out["evaluation"] = ev = _evaluation()
     for key in ("labelled", "heldout"):
         e = ev[key]
@@ -96,6 +130,10 @@ def rows_auto(m: dict) -> list[list[str]]:
         for name, what in (("gatehouse", "model directly"), ("gatehouse-auto", "`auto`")):
             a = (((m.get("latency_c1") or {}).get("added") or {}).get(name) or {}).get("p50_ms")
             out.append([f"(m) {what}: added latency p50, c=1, ms", "—", fmt(a), "—", "—", "—", "—"])
+    sem = ((m.get("semantic_latency_c1") or {}).get("added") or {}).get("gatehouse-semantic") or {}
+    if sem:
+        out.append(["(m) `auto` + semantic signal (one embedding call): added latency p50, c=1, ms", "—",
+                    fmt(sem.get("p50_ms")), "—", "—", "—", "—"])
     ev = m.get("evaluation") or {}
     us = ev.get("rules_us_bench_prompt")
     out.append(["(m) rules evaluated per request (no rule matches), µs", "—", "n/a" if us is None else f"{us:.1f}",

@@ -126,7 +126,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     `tracing:` section (scenario k). `routing` serves the model from three deployments (three
     providers on the same mock, as three replicas would be) under that routing strategy (scenario l).
     `auto` makes the bench model's name a virtual `rules` router (this router config) over the
-    models its rules name, each served by the mock (scenario m).
+    models its rules name, each served by the mock (scenario m); a `semantic` block in it adds its
+    embeddings model, served by the mock's /v1/embeddings.
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -151,6 +152,10 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     if auto is not None:  # scenario (m): MODEL is the virtual model; the models it picks share the mock
         names = sorted({auto["default"], *(r["model"] for r in auto.get("rules", []))})
         models = [{"name": n, "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]} for n in names]
+        semantic = auto.get("semantic")
+        if semantic is not None:  # its embeddings model: the mock's /v1/embeddings (a hashed bag of words)
+            models.append({"name": semantic["model"], "embeddings": True,
+                           "deployments": [{"provider": "mock", "model": UPSTREAM_MODEL}]})
         extra["routers"] = {MODEL: auto}
     return {
         "server": {"host": "127.0.0.1", "port": port},
