@@ -61,9 +61,8 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
             verdict_header(ex)
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)
-        # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)
-        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call) \
-            and ex.cache is None
+        # (a cacheable miss keeps its pass-through: the cache stores the forwarded bytes, policy/cache.py)
+        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call)
         ex.stream = call.stream
         with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
             reply = ex.cached  # a cache hit: no attempt

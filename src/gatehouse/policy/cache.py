@@ -32,10 +32,12 @@ from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
+from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
 from gatehouse.store.cache_memory import MemoryCache
-from gatehouse.types import ChatRequest, ChatResponse
+from gatehouse.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 
 if TYPE_CHECKING:
+    from gatehouse.gateway.endpoint import Call
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.observability.metrics import Metrics
     from gatehouse.routing.table import ModelEntry
@@ -45,8 +47,10 @@ log = logging.getLogger("gatehouse.cache")
 _encode_request = msgspec.json.Encoder(order="deterministic").encode
 _encode_answer = msgspec.json.Encoder().encode
 _decode_answer = msgspec.json.Decoder(ChatResponse).decode
+_decode_embedding = msgspec.json.Decoder(EmbeddingResponse).decode
 
-CACHED_SURFACES = frozenset({"chat", "messages"})  # routes whose answer is a canonical ChatResponse
+SHARED_SURFACES = frozenset({"chat", "messages"})  # one entry per question, whatever the dialect or mode
+BODY_SURFACES = frozenset({"completions", "embeddings"})  # one entry per body, dialect and mode
 OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
 
 
@@ -79,32 +83,46 @@ class CachePolicy:
 class CacheTicket:
     """A cacheable miss: where its answer goes once complete (`ex.cache`)."""
 
-    __slots__ = ("policy", "key", "model", "group", "payload", "collector", "semantic")
+    __slots__ = ("policy", "key", "model", "group", "call", "payload", "collector", "wire", "embedding", "semantic")
 
-    def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None):
-        self.policy, self.key, self.model, self.group = policy, key, model, group
-        self.payload: bytes | None = None  # a unary answer, encoded as it arrived
-        self.collector: Collector | None = None  # a stream, read as it is relayed
+    def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None, call: Call | None = None):
+        self.policy, self.key, self.model, self.group, self.call = policy, key, model, group, call
+        self.payload: bytes | None = None  # a translated unary answer, encoded as it arrived
+        self.collector: Collector | None = None  # a translated stream, read as it is relayed
+        self.wire: WireTee | None = None  # a forwarded answer: its bytes, as the client gets them
+        self.embedding: EmbeddingResponse | None = None  # a translated embeddings answer
         self.semantic: tuple[str, list[float]] | None = None  # (context, vector): indexed once stored
 
     def tap(self, reply: Reply) -> Reply:
         """Read the answer on its way to the client (gateway/handle.py calls this on a miss)."""
         result = reply.result
         if result is not None:
-            if isinstance(result, ChatResponse) and result.stop_reason not in UNSTORABLE:
-                self.payload = _encode_answer(result)  # before an output guardrail can redact it in place
+            if isinstance(result, ChatResponse):
+                if result.stop_reason not in UNSTORABLE:
+                    self.payload = b"c " + _encode_answer(result)  # before an output guardrail can redact it
+            elif isinstance(result, EmbeddingResponse):
+                self.embedding = result
         elif reply.events is not None and reply.first is not None:
             self.collector = Collector()
             reply.events = collecting(reply.first, reply.events, self.collector)
+        elif (call := self.call) is not None and call.path is not None:  # forwarded: the bytes are the entry
+            self.wire = WireTee(self.policy.max_entry_bytes, call.dialect, call.path, mode_of(call),
+                                reply.content_type)
+            return self.wire.wrap(reply)
         return reply
 
-    def answer(self, ex: Exchange) -> bytes | None:
+    def entry(self, ex: Exchange) -> bytes | None:
+        """The entry to store (after the stamp), or None when the answer is not one to store."""
+        if self.wire is not None:
+            return self.wire.entry(ex.usage)
         if self.payload is not None:
             return self.payload
         if self.collector is not None:
             answer = self.collector.answer(ex.usage)
             if answer is not None:
-                return _encode_answer(answer)
+                return b"c " + _encode_answer(answer)
+        if self.embedding is not None:
+            return b"e " + _encode_answer(self.embedding)
         return None
 
 
@@ -147,18 +165,23 @@ class CacheStep:
         if reason is not None:
             self._bypass(ex, reason)
             return
-        assert isinstance(subject, ChatRequest)
         p = ex.principal
         group = p.group if p is not None else None
         tenant = "*" if policy.scope == "global" else \
             "c:" + (p.consumer if p is not None else "") if policy.scope == "consumer" else "g:" + (group or "")
-        digest = request_digest(subject, ex.model, ex.max_tokens, tenant, ex.sensitive)
+        call = ex.call
+        if ex.surface in SHARED_SURFACES:
+            assert isinstance(subject, ChatRequest)
+            digest = request_digest(subject, ex.model, ex.max_tokens, tenant, ex.sensitive)
+        else:
+            assert call is not None and subject is not None
+            digest = body_digest(call, subject, ex.model, ex.max_tokens, f"{tenant}\0{ex.surface}", ex.sensitive)
         store = policy.store
         key = store.key(digest, ex.model, group)
         cc = headers.get("cache-control") if headers is not None else None
         if cc is not None and "no-cache" in cc.lower():  # not from the cache, but the fresh answer is stored
             self._bypass(ex, "no_cache")
-            ex.cache = CacheTicket(policy, key, ex.model, group)
+            ex.cache = CacheTicket(policy, key, ex.model, group, call)
             return
         try:
             raw = await store.get(key)
@@ -167,37 +190,64 @@ class CacheStep:
             self._bypass(ex, "store_error")
             return
         ticket, result = None, "hit"
-        if raw is None and policy.semantic is not None and not subject.tools:
-            ticket, result = CacheTicket(policy, key, ex.model, group), "semantic_hit"
+        if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
+            ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
-        if raw is None or not self._hit(ex, raw, result):
+        if raw is None or not await self._hit(ex, raw, result):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
-            ex.cache = ticket or CacheTicket(policy, key, ex.model, group)
+            ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
 
-    def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
-        stamp, _, body = raw.partition(b" ")
+    async def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
+        call = ex.call
+        assert call is not None
+        stamp, _, rest = raw.partition(b" ")
+        kind = rest[:2]
+        wire: WireEntry | None = None
+        answer: ChatResponse | EmbeddingResponse | None = None
         try:
-            answer = _decode_answer(body)
             stored = float(stamp)
+            if kind == b"w ":
+                wire = WireEntry.parse(rest[2:])
+            elif kind == b"e ":
+                answer = _decode_embedding(rest[2:])
+            else:  # b"c " (or an entry of the version before kinds: the JSON alone)
+                answer = _decode_answer(rest[2:] if kind == b"c " else rest)
         except (msgspec.DecodeError, ValueError) as e:  # not ours, or from an incompatible version: a miss
             log.warning("cache entry unreadable (%s): a miss", describe(e))
             return False
+        reply: Reply | None = None
+        if wire is not None:
+            if wire.path == call.path and wire.mode == mode_of(call) and not _needs_events(ex, call):
+                reply = wire.reply()  # the stored bytes as they are: nothing decoded or rendered
+                usage = wire.usage
+            elif ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now
+                answer = await wire.to_canonical(ex.model)
+                if answer is None:
+                    log.warning("cache entry unreadable (%s %s): a miss", wire.dialect, wire.mode)
+                    return False
+            else:
+                return False
+        if reply is None:
+            assert answer is not None
+            if isinstance(answer, EmbeddingResponse) != (ex.surface == "embeddings"):
+                return False
+            usage = answer.usage or Usage()
+            if call.stream and isinstance(answer, ChatResponse):
+                first, rest_events = replay(answer)
+                reply = Reply.translated_stream(first, rest_events)
+            else:
+                reply = Reply.answer(answer)
         self._count(ex.model, result)
         h = ex.response_headers
         h["x-gatehouse-cache"] = "hit"
         h["age"] = str(max(0, int(time.time() - stored)))
         ex.cache_hit = True
-        call = ex.call
-        if call is not None and call.stream:
-            first, rest = replay(answer)
-            ex.cached = Reply.translated_stream(first, rest)
-        else:  # the usage headers an upstream answer gets from metering, at no cost
-            u = answer.usage
-            h["x-gatehouse-tokens-input"] = str(u.input_tokens)
-            h["x-gatehouse-tokens-output"] = str(u.output_tokens)
+        if not call.stream:  # the usage headers an upstream answer gets from metering, at no cost
+            h["x-gatehouse-tokens-input"] = str(usage.input_tokens)
+            h["x-gatehouse-tokens-output"] = str(usage.output_tokens)
             h["x-gatehouse-cost-usd"] = "0"
-            ex.cached = Reply.answer(answer)
+        ex.cached = reply
         return True
 
     async def _semantic(self, ex: Exchange, policy: CachePolicy, subject: ChatRequest, tenant: str,
@@ -246,11 +296,11 @@ class CacheStep:
         ticket, ex.cache = ex.cache, None
         if ticket is None or ex.status != 200 or ex.error_type is not None:
             return
-        answer = ticket.answer(ex)
+        entry = ticket.entry(ex)
         policy = ticket.policy
-        if answer is None or len(answer) > policy.max_entry_bytes:
+        if entry is None or len(entry) > policy.max_entry_bytes:
             return
-        payload = b"%.3f " % time.time() + answer
+        payload = b"%.3f " % time.time() + entry
         try:
             await policy.store.put(ticket.key, payload, policy.ttl, ticket.model, ticket.group)
         except Exception as e:
@@ -286,9 +336,34 @@ def request_digest(req: ChatRequest, model: str, max_tokens: int | None, tenant:
     return h.hexdigest()
 
 
+def body_digest(call: Call, subject: Any, model: str, max_tokens: int | None, tenant: str, sensitive: bool) -> str:
+    """The key of a completions or embeddings request: the body the client sent (every field of it
+    goes upstream on the pass-through, canonical or not) or, without one, the canonical request, with
+    the resolved model, the capped max_tokens, the tenant and surface, and the wire format and mode
+    (these entries are answered in the client's format only)."""
+    h = hashlib.blake2b(_encode_request(call.body) if call.body is not None else _encode_request(subject),
+                        digest_size=20)
+    h.update(b"\0%s\0%s\0%s\0%s\0%s%s" % (model.encode(), str(max_tokens).encode(), tenant.encode(),
+                                           (call.path or "-").encode(), mode_of(call).encode(),
+                                           b"\0s" if sensitive else b""))
+    return h.hexdigest()
+
+
+def _needs_events(ex: Exchange, call: Call) -> bool:
+    """The output guardrails must read this answer as canonical events or hold it for a parallel
+    check (as gateway/handle.py decides for pass-through): a stored body cannot go out as it is."""
+    guard = ex.guard
+    return guard is not None and (guard.pending is not None or (
+        guard.plan.checks_output and (call.stream or not call.reads_answers)))
+
+
 def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> str | None:
     """Why this request must not be cached, or None."""
-    if ex.surface not in CACHED_SURFACES or not isinstance(subject, ChatRequest):
+    surface = ex.surface
+    if surface in SHARED_SURFACES:
+        if not isinstance(subject, ChatRequest):
+            return "route"
+    elif surface not in BODY_SURFACES or subject is None or ex.call is None:
         return "route"
     if headers is not None:
         opt = headers.get("x-gatehouse-cache")
@@ -297,14 +372,23 @@ def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> st
         cc = headers.get("cache-control")
         if cc is not None and "no-store" in cc.lower():
             return "no_store"
+    if isinstance(subject, EmbeddingRequest):
+        return None  # deterministic
     if not policy.allow_temperature and (subject.temperature is None or subject.temperature > 0):
         return "temperature"  # unset: the upstream's default, which samples
-    if subject.tools and not policy.allow_tools:
-        return "tools"
-    for extra in subject.extra.values():
-        n = extra.get("n")
-        if isinstance(n, int) and n > 1:
-            return "n"
+    if isinstance(subject, ChatRequest):
+        if subject.tools and not policy.allow_tools:
+            return "tools"
+        for extra in subject.extra.values():
+            n = extra.get("n")
+            if isinstance(n, int) and n > 1:
+                return "n"
+    body = ex.call.body if ex.call is not None else None
+    if body is not None and surface in BODY_SURFACES:
+        for name in ("n", "best_of"):
+            n = body.get(name)
+            if isinstance(n, int) and n > 1:
+                return "n"
     return None
 
 
