@@ -138,6 +138,7 @@ class CacheStep:
                         if p is not None and p.semantic is not None]
         self.metrics = metrics
         self.lookups, self.bypasses, self.stored = metrics.track_cache(self.bytes_held)
+        # (model, "=result" | "reason" | "+stored") -> its metric series (labels() once per model)
         self._series: dict[tuple[str, str], Any] = {}
 
     def bytes_held(self) -> float:
@@ -282,12 +283,15 @@ class CacheStep:
     def _bypass(self, ex: Exchange, reason: str) -> None:
         ex.response_headers["x-gatehouse-cache"] = "bypass"
         self._count(ex.model, "bypass")
-        self.bypasses.labels(self.metrics.model(ex.model), reason).inc()
+        series = self._series.get((ex.model, reason))
+        if series is None:
+            series = self._series[(ex.model, reason)] = self.bypasses.labels(self.metrics.model(ex.model), reason)
+        series.inc()
 
     def _count(self, model: str, result: str) -> None:
-        series = self._series.get((model, result))
+        series = self._series.get((model, "=" + result))
         if series is None:
-            series = self._series[(model, result)] = self.lookups.labels(self.metrics.model(model), result)
+            series = self._series[(model, "=" + result)] = self.lookups.labels(self.metrics.model(model), result)
         series.inc()
 
     # ---- settle ------------------------------------------------------------------------------
@@ -306,7 +310,10 @@ class CacheStep:
         except Exception as e:
             log.warning("cache store failed (%s): %s", policy.store.kind, describe(e))
             return
-        self.stored.labels(self.metrics.model(ticket.model)).inc()
+        series = self._series.get((ticket.model, "+stored"))
+        if series is None:
+            series = self._series[(ticket.model, "+stored")] = self.stored.labels(self.metrics.model(ticket.model))
+        series.inc()
         if ticket.semantic is not None and policy.semantic is not None:
             policy.semantic.add(*ticket.semantic, ticket.key, policy.ttl)
 
