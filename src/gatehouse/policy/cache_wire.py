@@ -129,13 +129,10 @@ class WireEntry:
                                         estimated=est == "1"), ctype, body)
 
     def reply(self) -> Reply:
-        """The stored bytes as a forwarded answer (the client's dialect and mode)."""
-        if self.mode == "u":
-            r = Reply(200, self.content_type)
-            r.body, r.usage = self.body, self.usage
-            return r
+        """The stored bytes as a forwarded answer (the client's dialect and mode). A stream goes out
+        whole, as one body with its length: it is complete, so there is nothing to wait for."""
         r = Reply(200, self.content_type)
-        r.frames, r.tally = _once(self.body), _Done(self.usage)
+        r.body, r.usage = self.body, self.usage
         return r
 
     async def to_canonical(self, model: str) -> ChatResponse | None:
@@ -150,19 +147,6 @@ class WireEntry:
             return collector.answer(None if self.usage.estimated else self.usage)
         except Exception:  # (an unreadable entry is a miss; the caller logs it)
             return None
-
-
-class _Done:
-    """The tally of a stored stream: complete, with its usage."""
-
-    __slots__ = ("usage", "finished")
-
-    def __init__(self, usage: Usage) -> None:
-        self.usage: Usage | None = usage
-        self.finished = True
-
-    def final_usage(self, prompt_estimate: int) -> Usage:
-        return self.usage or Usage()
 
 
 async def _once(body: bytes) -> AsyncIterator[bytes]:
