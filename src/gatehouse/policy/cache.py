@@ -20,6 +20,7 @@ group has a `cache:` block; requests to other models pay one dict lookup.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -30,6 +31,7 @@ import msgspec
 from gatehouse.config import CacheConfig, Config
 from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
+from gatehouse.policy.cache_flights import Flights
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
 from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
@@ -68,7 +70,8 @@ class CacheStore(Protocol):
 class CachePolicy:
     """One `cache:` block, compiled once: its settings and its store."""
 
-    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools", "semantic")
+    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools", "semantic",
+                 "coalesce")
 
     def __init__(self, cfg: CacheConfig, store: CacheStore, semantic: SemanticIndex | None = None):
         self.ttl = cfg.ttl_seconds
@@ -78,12 +81,14 @@ class CachePolicy:
         self.allow_temperature = cfg.allow_temperature
         self.allow_tools = cfg.allow_tools
         self.semantic = semantic  # policy/cache_semantic.py; None: exact only
+        self.coalesce = cfg.coalesce_seconds  # 0: identical misses in flight all go upstream
 
 
 class CacheTicket:
     """A cacheable miss: where its answer goes once complete (`ex.cache`)."""
 
-    __slots__ = ("policy", "key", "model", "group", "call", "payload", "collector", "wire", "embedding", "semantic")
+    __slots__ = ("policy", "key", "model", "group", "call", "payload", "collector", "wire", "embedding", "semantic",
+                 "flight")
 
     def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None, call: Call | None = None):
         self.policy, self.key, self.model, self.group, self.call = policy, key, model, group, call
@@ -92,6 +97,7 @@ class CacheTicket:
         self.wire: WireTee | None = None  # a forwarded answer: its bytes, as the client gets them
         self.embedding: EmbeddingResponse | None = None  # a translated embeddings answer
         self.semantic: tuple[str, list[float]] | None = None  # (context, vector): indexed once stored
+        self.flight: asyncio.Future[bytes | None] | None = None  # identical misses wait on it (Flights)
 
     def tap(self, reply: Reply) -> Reply:
         """Read the answer on its way to the client (gateway/handle.py calls this on a miss)."""
@@ -140,6 +146,7 @@ class CacheStep:
         self.lookups, self.bypasses, self.stored = metrics.track_cache(self.bytes_held)
         # (model, "=result" | "reason" | "+stored") -> its metric series (labels() once per model)
         self._series: dict[tuple[str, str], Any] = {}
+        self.flights = Flights()
 
     def bytes_held(self) -> float:
         return float(sum(s.held for s in self.stores if s.kind == "memory"))
@@ -191,13 +198,17 @@ class CacheStep:
             self._bypass(ex, "store_error")
             return
         ticket, result = None, "hit"
+        if raw is None and policy.coalesce > 0:  # the same request is on its way upstream: its answer
+            raw, result = await self.flights.wait(key, policy.coalesce), "coalesced"
         if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
             ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
         if raw is None or not await self._hit(ex, raw, result):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
-            ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
+            ticket = ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
+            if policy.coalesce > 0:
+                ticket.flight = self.flights.take_off(key)
 
     async def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
         call = ex.call
@@ -298,13 +309,22 @@ class CacheStep:
 
     async def settle(self, ex: Exchange) -> None:
         ticket, ex.cache = ex.cache, None
-        if ticket is None or ex.status != 200 or ex.error_type is not None:
+        if ticket is None:
             return
-        entry = ticket.entry(ex)
+        payload = None
+        try:
+            if ex.status == 200 and ex.error_type is None:
+                entry = ticket.entry(ex)
+                if entry is not None and len(entry) <= ticket.policy.max_entry_bytes:
+                    payload = b"%.3f " % time.time() + entry
+        finally:  # identical requests waiting for this answer: it, or None (they go upstream themselves)
+            if ticket.flight is not None:
+                self.flights.land(ticket.key, ticket.flight, payload)
+        if payload is not None:
+            await self._store(ticket, payload)
+
+    async def _store(self, ticket: CacheTicket, payload: bytes) -> None:
         policy = ticket.policy
-        if entry is None or len(entry) > policy.max_entry_bytes:
-            return
-        payload = b"%.3f " % time.time() + entry
         try:
             await policy.store.put(ticket.key, payload, policy.ttl, ticket.model, ticket.group)
         except Exception as e:
