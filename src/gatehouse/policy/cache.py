@@ -52,7 +52,7 @@ _decode_answer = msgspec.json.Decoder(ChatResponse).decode
 _decode_embedding = msgspec.json.Decoder(EmbeddingResponse).decode
 
 SHARED_SURFACES = frozenset({"chat", "messages"})  # one entry per question, whatever the dialect or mode
-BODY_SURFACES = frozenset({"completions", "embeddings"})  # one entry per body, dialect and mode
+BODY_SURFACES = frozenset({"completions", "embeddings", "responses"})  # one entry per body, format and mode
 OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
 
 
@@ -182,7 +182,7 @@ class CacheStep:
             assert isinstance(subject, ChatRequest)
             digest = request_digest(subject, ex.model, ex.max_tokens, tenant, ex.sensitive)
         else:
-            assert call is not None and subject is not None
+            assert call is not None
             digest = body_digest(call, subject, ex.model, ex.max_tokens, f"{tenant}\0{ex.surface}", ex.sensitive)
         store = policy.store
         key = store.key(digest, ex.model, group)
@@ -387,11 +387,15 @@ def _needs_events(ex: Exchange, call: Call) -> bool:
 def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> str | None:
     """Why this request must not be cached, or None."""
     surface = ex.surface
+    call = ex.call
+    body = call.body if call is not None else None
     if surface in SHARED_SURFACES:
         if not isinstance(subject, ChatRequest):
             return "route"
-    elif surface not in BODY_SURFACES or subject is None or ex.call is None:
+    elif surface not in BODY_SURFACES or call is None:
         return "route"
+    elif body is None:  # (Responses: the gateway's stored responses; others: a body never forwarded)
+        return "stateful" if surface == "responses" else "route"
     if headers is not None:
         opt = headers.get("x-gatehouse-cache")
         if opt is not None and opt.lower() in OPT_OUT:
@@ -401,16 +405,18 @@ def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> st
             return "no_store"
     if isinstance(subject, EmbeddingRequest):
         return None  # deterministic
-    if not policy.allow_temperature and (subject.temperature is None or subject.temperature > 0):
+    # (a Responses body forwarded as is has no canonical request: its own fields say)
+    temperature = subject.temperature if subject is not None else body.get("temperature") if body else None
+    if not policy.allow_temperature and (not isinstance(temperature, (int, float)) or temperature > 0):
         return "temperature"  # unset: the upstream's default, which samples
+    tools = subject.tools if isinstance(subject, ChatRequest) else body.get("tools") if body else None
+    if tools and not policy.allow_tools:
+        return "tools"
     if isinstance(subject, ChatRequest):
-        if subject.tools and not policy.allow_tools:
-            return "tools"
         for extra in subject.extra.values():
             n = extra.get("n")
             if isinstance(n, int) and n > 1:
                 return "n"
-    body = ex.call.body if ex.call is not None else None
     if body is not None and surface in BODY_SURFACES:
         for name in ("n", "best_of"):
             n = body.get(name)

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 WIRE = b"w"
 # A finish that is never stored, as the dialects write it in a body or a stream frame.
-_FILTERED = re.compile(rb'"(?:finish_reason|stop_reason|done_reason)"\s*:\s*"(?:content_filter|refusal)"')
+# (Responses: `incomplete_details.reason`, a failed response or stream.)
+_FILTERED = re.compile(rb'"(?:finish_reason|stop_reason|done_reason|reason)"\s*:\s*"(?:content_filter|refusal)"'
+                       rb'|"status"\s*:\s*"failed"|"type"\s*:\s*"response\.failed"')
 
 
 def mode_of(call: Call) -> str:
