@@ -198,7 +198,7 @@ class CacheStep:
             self._bypass(ex, "store_error")
             return
         ticket, result = None, "hit"
-        if raw is None and policy.coalesce > 0:  # the same request is on its way upstream: its answer
+        if raw is None and policy.coalesce > 0 and key in self.flights:  # on its way upstream: its answer
             raw, result = await self.flights.wait(key, policy.coalesce), "coalesced"
         if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
             ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"

@@ -18,8 +18,8 @@ class Flights:
     def __init__(self) -> None:
         self._air: dict[str, asyncio.Future[bytes | None]] = {}
 
-    def __len__(self) -> int:
-        return len(self._air)
+    def __contains__(self, key: str) -> bool:
+        return key in self._air
 
     def take_off(self, key: str) -> asyncio.Future[bytes | None] | None:
         """A flight for `key`, or None when one is in the air already (this request then goes
