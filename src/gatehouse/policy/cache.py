@@ -4,19 +4,24 @@ Opt-in per model and/or group (`cache:` blocks, docs/cache.md). At admit the ste
 the request may be cached at all (safe by default: temperature 0, no tools, n = 1, the client did
 not say no-store / no-cache / `x-gatehouse-cache: off`), computes the key and looks it up:
 
-- hit: `ex.cached` is a Reply made from the stored canonical answer (a unary answer, or a replayed
-  stream: policy/cache_replay.py), and gateway/handle.py relays it instead of running attempts, so
-  the output guardrails and the client's own dialect renderer apply as to any answer;
-- miss: `ex.cache` holds a ticket; the request takes the translated path (the answer must be read
-  as canonical events to be stored), the ticket `tap`s the reply as it goes out, and `settle`
-  stores the answer only when it is complete: status 200, no error, no cut stream, no guardrail
-  block, no content-filter finish.
+- hit: `ex.cached` is a Reply made from the entry, and gateway/handle.py relays it instead of
+  running attempts. An entry in the client's own bytes (policy/cache_wire.py) of the same route and
+  mode goes out as it is; any other entry is the canonical answer (read from the bytes when they
+  are another dialect's or mode's), relayed through the client's renderer or replayed as a stream
+  (policy/cache_replay.py); the output guardrails apply as to any answer;
+- miss: `ex.cache` holds a ticket; the request goes upstream as any other (a same-dialect one keeps
+  its pass-through), the ticket `tap`s the reply as it goes out (the forwarded bytes, or the
+  translated answer or events), and `settle` stores it only when it is complete: status 200, no
+  error, no cut stream, no guardrail block, no content-filter finish. Identical misses in flight
+  meanwhile wait for it (policy/cache_flights.py).
 
-The key is a blake2b digest of the canonical request after the gateway's own rewriting (resolved
-model, capped max_tokens, messages, system, tools, tool choice, response format, seed, sampling,
-stop, reasoning, dialect extras) plus the tenant (group, consumer or everyone): the same question
-asked in two dialects shares an entry, two groups never do. The step exists only when some model or
-group has a `cache:` block; requests to other models pay one dict lookup.
+The key of a chat request is a blake2b digest of the canonical request after the gateway's own
+rewriting (resolved model, capped max_tokens, messages, system, tools, tool choice, response
+format, seed, sampling, stop, reasoning, dialect extras) plus the tenant (group, consumer or
+everyone): the same question asked in two dialects shares an entry, two groups never do. Other
+cached routes (completions, embeddings, stateless Responses) are keyed on the body as sent, per
+route and mode. The step exists only when some model or group has a `cache:` block; requests to
+other models pay one dict lookup.
 """
 from __future__ import annotations
 
@@ -364,7 +369,7 @@ def request_digest(req: ChatRequest, model: str, max_tokens: int | None, tenant:
 
 
 def body_digest(call: Call, subject: Any, model: str, max_tokens: int | None, tenant: str, sensitive: bool) -> str:
-    """The key of a completions or embeddings request: the body the client sent (every field of it
+    """The key of a completions, embeddings or Responses request: the body the client sent (every field of it
     goes upstream on the pass-through, canonical or not) or, without one, the canonical request, with
     the resolved model, the capped max_tokens, the tenant and surface, and the wire format and mode
     (these entries are answered in the client's format only)."""
