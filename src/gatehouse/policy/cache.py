@@ -238,6 +238,8 @@ class CacheStep:
             if wire.path == call.path and wire.mode == mode_of(call) and not _needs_events(ex, call):
                 reply = wire.reply()  # the stored bytes as they are: nothing decoded or rendered
                 usage = wire.usage
+                if call.stream:  # (the whole stream is there: its first token with it)
+                    ex.first_token_at = time.monotonic()
             elif ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now
                 answer = await wire.to_canonical(ex.model)
                 if answer is None:
