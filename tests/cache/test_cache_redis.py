@@ -71,3 +71,41 @@ def test_an_unreadable_entry_is_a_miss_and_is_replaced(openai_upstream, recorder
         wait_for(lambda: r.get(key) != b"not an entry")
         assert post(url + "/v1/chat/completions", chat("garbled"), ALICE_KEY)[2]["x-gatehouse-cache"] == "hit"
     assert upstream_calls(recorder) == 2
+
+
+def test_a_forwarded_stream_is_shared_through_redis_in_its_bytes(openai_upstream, recorder, redis_server,
+                                                                 tmp_path: Path):
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+    cfg = config(openai_upstream.url, {"backend": "redis"}, store={"redis_url": redis_server.url})
+    body = chat("streamed and shared", stream=True, stream_options={"include_usage": True})
+    with serve(cfg, tmp_path / "a") as a, serve(cfg, tmp_path / "b") as b:
+        s, miss, h = post(a + "/v1/chat/completions", body, ALICE_KEY)
+        assert s == 200 and h["x-gatehouse-cache"] == "miss" and miss.endswith(b"data: [DONE]\n\n")
+        wait_for(lambda: len(r.keys("gh:cache:*")) == 1)
+        s, hit, h = post(b + "/v1/chat/completions", body, ALICE_KEY)
+        assert s == 200 and h["x-gatehouse-cache"] == "hit" and hit == miss
+        s, unary, h = post(b + "/v1/chat/completions", chat("streamed and shared"), ALICE_KEY)
+        assert h["x-gatehouse-cache"] == "hit"
+        assert json.loads(unary)["choices"][0]["message"]["content"] == "echo: streamed and shared"
+    assert upstream_calls(recorder) == 1
+
+
+def test_an_entry_of_the_previous_format_still_answers(openai_upstream, recorder, redis_server, tmp_path: Path):
+    """Redis outlives a deploy: `<stamp> <canonical answer JSON>` entries are read as before."""
+    from gatehouse.types import ChatResponse, TextPart, Usage, json_encode
+
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+    cfg = config(openai_upstream.url, {"backend": "redis"}, store={"redis_url": redis_server.url})
+    with serve(cfg, tmp_path / "gh") as url:
+        post(url + "/v1/chat/completions", chat("old format"), ALICE_KEY)
+        wait_for(lambda: len(r.keys("gh:cache:*")) == 1)
+        [key] = r.keys("gh:cache:*")
+        old = ChatResponse("chatcmpl-old", "chat", [TextPart("from the old entry")], "end", None,
+                           Usage(input_tokens=2, output_tokens=4))
+        r.set(key, b"%.3f " % time.time() + json_encode(old))
+        s, raw, h = post(url + "/v1/chat/completions", chat("old format"), ALICE_KEY)
+        assert s == 200 and h["x-gatehouse-cache"] == "hit" and h["x-gatehouse-tokens-output"] == "4"
+        assert json.loads(raw)["choices"][0]["message"]["content"] == "from the old entry"
+    assert upstream_calls(recorder) == 1

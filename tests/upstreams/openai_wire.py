@@ -5,7 +5,7 @@ Conventions (shared by every test upstream): the reply is `echo: <last user text
 in that text makes it call the first offered tool with {"city": "Paris"} (`TOOL2`: twice,
 Paris and Rome); `THINK` adds reasoning_content "thinking about it"; `FAIL500`/`FAIL429`
 answer with that error; `SLOW` waits 3 s; `HALFSEC` waits 0.5 s; `CUTSTREAM` aborts a stream after two chunks;
-`NOUSAGE` omits usage; `DRIP` streams one chunk every 50 ms (for clients that hang up
+`NOUSAGE` omits usage; `FILTERED` ends the answer with finish_reason content_filter; `DRIP` streams one chunk every 50 ms (for clients that hang up
 mid-stream). Usage counts whitespace-separated words. Requires
 `Authorization: Bearer test-openai-key`.
 """
@@ -73,6 +73,8 @@ def plan(body: dict) -> dict:
     completion = _words(out["text"] or "") + 5 * len(out["calls"])
     out["usage"] = {"prompt_tokens": prompt_words, "completion_tokens": completion,
                     "total_tokens": prompt_words + completion}
+    if "FILTERED" in text:
+        out["finish"] = "content_filter"
     out["trigger"] = text
     return out
 

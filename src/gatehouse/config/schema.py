@@ -290,6 +290,9 @@ class CacheConfig(_Base):
     allow_temperature: bool = False  # cache sampled answers too (temperature > 0 or unset)
     allow_tools: bool = False  # cache requests that offer tools (agents: stale answers break them)
     semantic: SemanticCacheConfig | None = None  # also answer near-identical last user messages
+    # Identical misses in flight at once (in one process) wait up to this long for the first one's
+    # answer instead of all going upstream; 0: they all go upstream.
+    coalesce_seconds: NonNegative = 30.0
 
 
 class ModelConfig(_Base):

@@ -61,20 +61,19 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
             verdict_header(ex)
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)
-        # (a cacheable miss is translated: the cache stores the canonical answer, policy/cache.py)
-        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call) \
-            and ex.cache is None
+        # (a cacheable miss keeps its pass-through: the cache stores the forwarded bytes, policy/cache.py)
+        call.forwarding = call.path is not None and not rt.pipeline_needs_body and not _guarded(ex.guard, call)
         ex.stream = call.stream
-        if call.stream and entry.route is not None and entry.route.cold_start is not None:
-            _hold_with_keepalives(req, ex, call)
-        with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
-            reply = ex.cached  # a cache hit: no attempt
-            if reply is None:
+        reply = ex.cached  # a cache hit: no attempt (and nothing to wait for)
+        if reply is None:
+            if call.stream and entry.route is not None and entry.route.cold_start is not None:
+                _hold_with_keepalives(req, ex, call)
+            with HangUp(req) as hangup:  # until the answer starts; then the relay's writes notice a hang-up
                 reply = await attempts.run(ex, ep, call)
                 if ex.cache is not None:
                     reply = ex.cache.tap(reply)
-            hangup.off()
-            await relay(req, ex, call, reply, attempts.end)
+                hangup.off()
+        await relay(req, ex, call, reply, attempts.end)
     except BaseException as exc:
         _failed(ex, exc)
         held = ex.held

@@ -4,22 +4,28 @@ Opt-in per model and/or group (`cache:` blocks, docs/cache.md). At admit the ste
 the request may be cached at all (safe by default: temperature 0, no tools, n = 1, the client did
 not say no-store / no-cache / `x-gatehouse-cache: off`), computes the key and looks it up:
 
-- hit: `ex.cached` is a Reply made from the stored canonical answer (a unary answer, or a replayed
-  stream: policy/cache_replay.py), and gateway/handle.py relays it instead of running attempts, so
-  the output guardrails and the client's own dialect renderer apply as to any answer;
-- miss: `ex.cache` holds a ticket; the request takes the translated path (the answer must be read
-  as canonical events to be stored), the ticket `tap`s the reply as it goes out, and `settle`
-  stores the answer only when it is complete: status 200, no error, no cut stream, no guardrail
-  block, no content-filter finish.
+- hit: `ex.cached` is a Reply made from the entry, and gateway/handle.py relays it instead of
+  running attempts. An entry in the client's own bytes (policy/cache_wire.py) of the same route and
+  mode goes out as it is; any other entry is the canonical answer (read from the bytes when they
+  are another dialect's or mode's), relayed through the client's renderer or replayed as a stream
+  (policy/cache_replay.py); the output guardrails apply as to any answer;
+- miss: `ex.cache` holds a ticket; the request goes upstream as any other (a same-dialect one keeps
+  its pass-through), the ticket `tap`s the reply as it goes out (the forwarded bytes, or the
+  translated answer or events), and `settle` stores it only when it is complete: status 200, no
+  error, no cut stream, no guardrail block, no content-filter finish. Identical misses in flight
+  meanwhile wait for it (policy/cache_flights.py).
 
-The key is a blake2b digest of the canonical request after the gateway's own rewriting (resolved
-model, capped max_tokens, messages, system, tools, tool choice, response format, seed, sampling,
-stop, reasoning, dialect extras) plus the tenant (group, consumer or everyone): the same question
-asked in two dialects shares an entry, two groups never do. The step exists only when some model or
-group has a `cache:` block; requests to other models pay one dict lookup.
+The key of a chat request is a blake2b digest of the canonical request after the gateway's own
+rewriting (resolved model, capped max_tokens, messages, system, tools, tool choice, response
+format, seed, sampling, stop, reasoning, dialect extras) plus the tenant (group, consumer or
+everyone): the same question asked in two dialects shares an entry, two groups never do. Other
+cached routes (completions, embeddings, stateless Responses) are keyed on the body as sent, per
+route and mode. The step exists only when some model or group has a `cache:` block; requests to
+other models pay one dict lookup.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -30,12 +36,15 @@ import msgspec
 from gatehouse.config import CacheConfig, Config
 from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
+from gatehouse.policy.cache_flights import Flights
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
+from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
 from gatehouse.store.cache_memory import MemoryCache
-from gatehouse.types import ChatRequest, ChatResponse
+from gatehouse.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 
 if TYPE_CHECKING:
+    from gatehouse.gateway.endpoint import Call
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.observability.metrics import Metrics
     from gatehouse.routing.table import ModelEntry
@@ -45,8 +54,10 @@ log = logging.getLogger("gatehouse.cache")
 _encode_request = msgspec.json.Encoder(order="deterministic").encode
 _encode_answer = msgspec.json.Encoder().encode
 _decode_answer = msgspec.json.Decoder(ChatResponse).decode
+_decode_embedding = msgspec.json.Decoder(EmbeddingResponse).decode
 
-CACHED_SURFACES = frozenset({"chat", "messages"})  # routes whose answer is a canonical ChatResponse
+SHARED_SURFACES = frozenset({"chat", "messages"})  # one entry per question, whatever the dialect or mode
+BODY_SURFACES = frozenset({"completions", "embeddings", "responses"})  # one entry per body, format and mode
 OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
 
 
@@ -64,7 +75,8 @@ class CacheStore(Protocol):
 class CachePolicy:
     """One `cache:` block, compiled once: its settings and its store."""
 
-    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools", "semantic")
+    __slots__ = ("ttl", "scope", "store", "max_entry_bytes", "allow_temperature", "allow_tools", "semantic",
+                 "coalesce")
 
     def __init__(self, cfg: CacheConfig, store: CacheStore, semantic: SemanticIndex | None = None):
         self.ttl = cfg.ttl_seconds
@@ -74,37 +86,54 @@ class CachePolicy:
         self.allow_temperature = cfg.allow_temperature
         self.allow_tools = cfg.allow_tools
         self.semantic = semantic  # policy/cache_semantic.py; None: exact only
+        self.coalesce = cfg.coalesce_seconds  # 0: identical misses in flight all go upstream
 
 
 class CacheTicket:
     """A cacheable miss: where its answer goes once complete (`ex.cache`)."""
 
-    __slots__ = ("policy", "key", "model", "group", "payload", "collector", "semantic")
+    __slots__ = ("policy", "key", "model", "group", "call", "payload", "collector", "wire", "embedding", "semantic",
+                 "flight")
 
-    def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None):
-        self.policy, self.key, self.model, self.group = policy, key, model, group
-        self.payload: bytes | None = None  # a unary answer, encoded as it arrived
-        self.collector: Collector | None = None  # a stream, read as it is relayed
+    def __init__(self, policy: CachePolicy, key: str, model: str, group: str | None, call: Call | None = None):
+        self.policy, self.key, self.model, self.group, self.call = policy, key, model, group, call
+        self.payload: bytes | None = None  # a translated unary answer, encoded as it arrived
+        self.collector: Collector | None = None  # a translated stream, read as it is relayed
+        self.wire: WireTee | None = None  # a forwarded answer: its bytes, as the client gets them
+        self.embedding: EmbeddingResponse | None = None  # a translated embeddings answer
         self.semantic: tuple[str, list[float]] | None = None  # (context, vector): indexed once stored
+        self.flight: asyncio.Future[bytes | None] | None = None  # identical misses wait on it (Flights)
 
     def tap(self, reply: Reply) -> Reply:
         """Read the answer on its way to the client (gateway/handle.py calls this on a miss)."""
         result = reply.result
         if result is not None:
-            if isinstance(result, ChatResponse) and result.stop_reason not in UNSTORABLE:
-                self.payload = _encode_answer(result)  # before an output guardrail can redact it in place
+            if isinstance(result, ChatResponse):
+                if result.stop_reason not in UNSTORABLE:
+                    self.payload = b"c " + _encode_answer(result)  # before an output guardrail can redact it
+            elif isinstance(result, EmbeddingResponse):
+                self.embedding = result
         elif reply.events is not None and reply.first is not None:
             self.collector = Collector()
             reply.events = collecting(reply.first, reply.events, self.collector)
+        elif (call := self.call) is not None and call.path is not None:  # forwarded: the bytes are the entry
+            self.wire = WireTee(self.policy.max_entry_bytes, call.dialect, call.path, mode_of(call),
+                                reply.content_type)
+            return self.wire.wrap(reply)
         return reply
 
-    def answer(self, ex: Exchange) -> bytes | None:
+    def entry(self, ex: Exchange) -> bytes | None:
+        """The entry to store (after the stamp), or None when the answer is not one to store."""
+        if self.wire is not None:
+            return self.wire.entry(ex.usage)
         if self.payload is not None:
             return self.payload
         if self.collector is not None:
             answer = self.collector.answer(ex.usage)
             if answer is not None:
-                return _encode_answer(answer)
+                return b"c " + _encode_answer(answer)
+        if self.embedding is not None:
+            return b"e " + _encode_answer(self.embedding)
         return None
 
 
@@ -120,7 +149,9 @@ class CacheStep:
                         if p is not None and p.semantic is not None]
         self.metrics = metrics
         self.lookups, self.bypasses, self.stored = metrics.track_cache(self.bytes_held)
+        # (model, "=result" | "reason" | "+stored") -> its metric series (labels() once per model)
         self._series: dict[tuple[str, str], Any] = {}
+        self.flights = Flights()
 
     def bytes_held(self) -> float:
         return float(sum(s.held for s in self.stores if s.kind == "memory"))
@@ -147,18 +178,23 @@ class CacheStep:
         if reason is not None:
             self._bypass(ex, reason)
             return
-        assert isinstance(subject, ChatRequest)
         p = ex.principal
         group = p.group if p is not None else None
         tenant = "*" if policy.scope == "global" else \
             "c:" + (p.consumer if p is not None else "") if policy.scope == "consumer" else "g:" + (group or "")
-        digest = request_digest(subject, ex.model, ex.max_tokens, tenant, ex.sensitive)
+        call = ex.call
+        if ex.surface in SHARED_SURFACES:
+            assert isinstance(subject, ChatRequest)
+            digest = request_digest(subject, ex.model, ex.max_tokens, tenant, ex.sensitive)
+        else:
+            assert call is not None
+            digest = body_digest(call, subject, ex.model, ex.max_tokens, f"{tenant}\0{ex.surface}", ex.sensitive)
         store = policy.store
         key = store.key(digest, ex.model, group)
         cc = headers.get("cache-control") if headers is not None else None
         if cc is not None and "no-cache" in cc.lower():  # not from the cache, but the fresh answer is stored
             self._bypass(ex, "no_cache")
-            ex.cache = CacheTicket(policy, key, ex.model, group)
+            ex.cache = CacheTicket(policy, key, ex.model, group, call)
             return
         try:
             raw = await store.get(key)
@@ -167,37 +203,70 @@ class CacheStep:
             self._bypass(ex, "store_error")
             return
         ticket, result = None, "hit"
-        if raw is None and policy.semantic is not None and not subject.tools:
-            ticket, result = CacheTicket(policy, key, ex.model, group), "semantic_hit"
+        if raw is None and policy.coalesce > 0 and key in self.flights:  # on its way upstream: its answer
+            raw, result = await self.flights.wait(key, policy.coalesce), "coalesced"
+        if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
+            ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
-        if raw is None or not self._hit(ex, raw, result):
+        if raw is None or not await self._hit(ex, raw, result):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
-            ex.cache = ticket or CacheTicket(policy, key, ex.model, group)
+            ticket = ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
+            if policy.coalesce > 0:
+                ticket.flight = self.flights.take_off(key)
 
-    def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
-        stamp, _, body = raw.partition(b" ")
+    async def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
+        call = ex.call
+        assert call is not None
+        stamp, _, rest = raw.partition(b" ")
+        kind = rest[:2]
+        wire: WireEntry | None = None
+        answer: ChatResponse | EmbeddingResponse | None = None
         try:
-            answer = _decode_answer(body)
             stored = float(stamp)
+            if kind == b"w ":
+                wire = WireEntry.parse(rest[2:])
+            elif kind == b"e ":
+                answer = _decode_embedding(rest[2:])
+            else:  # b"c " (or an entry of the version before kinds: the JSON alone)
+                answer = _decode_answer(rest[2:] if kind == b"c " else rest)
         except (msgspec.DecodeError, ValueError) as e:  # not ours, or from an incompatible version: a miss
             log.warning("cache entry unreadable (%s): a miss", describe(e))
             return False
+        reply: Reply | None = None
+        if wire is not None:
+            if wire.path == call.path and wire.mode == mode_of(call) and not _needs_events(ex, call):
+                reply = wire.reply()  # the stored bytes as they are: nothing decoded or rendered
+                usage = wire.usage
+                if call.stream:  # (the whole stream is there: its first token with it)
+                    ex.first_token_at = time.monotonic()
+            elif ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now
+                answer = await wire.to_canonical(ex.model)
+                if answer is None:
+                    log.warning("cache entry unreadable (%s %s): a miss", wire.dialect, wire.mode)
+                    return False
+            else:
+                return False
+        if reply is None:
+            assert answer is not None
+            if isinstance(answer, EmbeddingResponse) != (ex.surface == "embeddings"):
+                return False
+            usage = answer.usage or Usage()
+            if call.stream and isinstance(answer, ChatResponse):
+                first, rest_events = replay(answer)
+                reply = Reply.translated_stream(first, rest_events)
+            else:
+                reply = Reply.answer(answer)
         self._count(ex.model, result)
         h = ex.response_headers
         h["x-gatehouse-cache"] = "hit"
         h["age"] = str(max(0, int(time.time() - stored)))
         ex.cache_hit = True
-        call = ex.call
-        if call is not None and call.stream:
-            first, rest = replay(answer)
-            ex.cached = Reply.translated_stream(first, rest)
-        else:  # the usage headers an upstream answer gets from metering, at no cost
-            u = answer.usage
-            h["x-gatehouse-tokens-input"] = str(u.input_tokens)
-            h["x-gatehouse-tokens-output"] = str(u.output_tokens)
+        if not call.stream:  # the usage headers an upstream answer gets from metering, at no cost
+            h["x-gatehouse-tokens-input"] = str(usage.input_tokens)
+            h["x-gatehouse-tokens-output"] = str(usage.output_tokens)
             h["x-gatehouse-cost-usd"] = "0"
-            ex.cached = Reply.answer(answer)
+        ex.cached = reply
         return True
 
     async def _semantic(self, ex: Exchange, policy: CachePolicy, subject: ChatRequest, tenant: str,
@@ -232,31 +301,46 @@ class CacheStep:
     def _bypass(self, ex: Exchange, reason: str) -> None:
         ex.response_headers["x-gatehouse-cache"] = "bypass"
         self._count(ex.model, "bypass")
-        self.bypasses.labels(self.metrics.model(ex.model), reason).inc()
+        series = self._series.get((ex.model, reason))
+        if series is None:
+            series = self._series[(ex.model, reason)] = self.bypasses.labels(self.metrics.model(ex.model), reason)
+        series.inc()
 
     def _count(self, model: str, result: str) -> None:
-        series = self._series.get((model, result))
+        series = self._series.get((model, "=" + result))
         if series is None:
-            series = self._series[(model, result)] = self.lookups.labels(self.metrics.model(model), result)
+            series = self._series[(model, "=" + result)] = self.lookups.labels(self.metrics.model(model), result)
         series.inc()
 
     # ---- settle ------------------------------------------------------------------------------
 
     async def settle(self, ex: Exchange) -> None:
         ticket, ex.cache = ex.cache, None
-        if ticket is None or ex.status != 200 or ex.error_type is not None:
+        if ticket is None:
             return
-        answer = ticket.answer(ex)
+        payload = None
+        try:
+            if ex.status == 200 and ex.error_type is None:
+                entry = ticket.entry(ex)
+                if entry is not None and len(entry) <= ticket.policy.max_entry_bytes:
+                    payload = b"%.3f " % time.time() + entry
+        finally:  # identical requests waiting for this answer: it, or None (they go upstream themselves)
+            if ticket.flight is not None:
+                self.flights.land(ticket.key, ticket.flight, payload)
+        if payload is not None:
+            await self._store(ticket, payload)
+
+    async def _store(self, ticket: CacheTicket, payload: bytes) -> None:
         policy = ticket.policy
-        if answer is None or len(answer) > policy.max_entry_bytes:
-            return
-        payload = b"%.3f " % time.time() + answer
         try:
             await policy.store.put(ticket.key, payload, policy.ttl, ticket.model, ticket.group)
         except Exception as e:
             log.warning("cache store failed (%s): %s", policy.store.kind, describe(e))
             return
-        self.stored.labels(self.metrics.model(ticket.model)).inc()
+        series = self._series.get((ticket.model, "+stored"))
+        if series is None:
+            series = self._series[(ticket.model, "+stored")] = self.stored.labels(self.metrics.model(ticket.model))
+        series.inc()
         if ticket.semantic is not None and policy.semantic is not None:
             policy.semantic.add(*ticket.semantic, ticket.key, policy.ttl)
 
@@ -286,10 +370,39 @@ def request_digest(req: ChatRequest, model: str, max_tokens: int | None, tenant:
     return h.hexdigest()
 
 
+def body_digest(call: Call, subject: Any, model: str, max_tokens: int | None, tenant: str, sensitive: bool) -> str:
+    """The key of a completions, embeddings or Responses request: the body the client sent (every field of it
+    goes upstream on the pass-through, canonical or not) or, without one, the canonical request, with
+    the resolved model, the capped max_tokens, the tenant and surface, and the wire format and mode
+    (these entries are answered in the client's format only)."""
+    h = hashlib.blake2b(_encode_request(call.body) if call.body is not None else _encode_request(subject),
+                        digest_size=20)
+    h.update(b"\0%s\0%s\0%s\0%s\0%s%s" % (model.encode(), str(max_tokens).encode(), tenant.encode(),
+                                           (call.path or "-").encode(), mode_of(call).encode(),
+                                           b"\0s" if sensitive else b""))
+    return h.hexdigest()
+
+
+def _needs_events(ex: Exchange, call: Call) -> bool:
+    """The output guardrails must read this answer as canonical events or hold it for a parallel
+    check (as gateway/handle.py decides for pass-through): a stored body cannot go out as it is."""
+    guard = ex.guard
+    return guard is not None and (guard.pending is not None or (
+        guard.plan.checks_output and (call.stream or not call.reads_answers)))
+
+
 def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> str | None:
     """Why this request must not be cached, or None."""
-    if ex.surface not in CACHED_SURFACES or not isinstance(subject, ChatRequest):
+    surface = ex.surface
+    call = ex.call
+    body = call.body if call is not None else None
+    if surface in SHARED_SURFACES:
+        if not isinstance(subject, ChatRequest):
+            return "route"
+    elif surface not in BODY_SURFACES or call is None:
         return "route"
+    elif body is None:  # (Responses: the gateway's stored responses; others: a body never forwarded)
+        return "stateful" if surface == "responses" else "route"
     if headers is not None:
         opt = headers.get("x-gatehouse-cache")
         if opt is not None and opt.lower() in OPT_OUT:
@@ -297,14 +410,25 @@ def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> st
         cc = headers.get("cache-control")
         if cc is not None and "no-store" in cc.lower():
             return "no_store"
-    if not policy.allow_temperature and (subject.temperature is None or subject.temperature > 0):
+    if isinstance(subject, EmbeddingRequest):
+        return None  # deterministic
+    # (a Responses body forwarded as is has no canonical request: its own fields say)
+    temperature = subject.temperature if subject is not None else body.get("temperature") if body else None
+    if not policy.allow_temperature and (not isinstance(temperature, (int, float)) or temperature > 0):
         return "temperature"  # unset: the upstream's default, which samples
-    if subject.tools and not policy.allow_tools:
+    tools = subject.tools if isinstance(subject, ChatRequest) else body.get("tools") if body else None
+    if tools and not policy.allow_tools:
         return "tools"
-    for extra in subject.extra.values():
-        n = extra.get("n")
-        if isinstance(n, int) and n > 1:
-            return "n"
+    if isinstance(subject, ChatRequest):
+        for extra in subject.extra.values():
+            n = extra.get("n")
+            if isinstance(n, int) and n > 1:
+                return "n"
+    if body is not None and surface in BODY_SURFACES:
+        for name in ("n", "best_of"):
+            n = body.get(name)
+            if isinstance(n, int) and n > 1:
+                return "n"
     return None
 
 
