@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -192,3 +193,19 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+def ledger_rows(home: Path, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The ledger rows, once the writer has stored at least `count`."""
+    deadline = time.monotonic() + timeout
+    got: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(home / "gatehouse.db") as conn:
+                conn.row_factory = sqlite3.Row
+                got = [dict(r) for r in conn.execute("SELECT * FROM usage_records ORDER BY ts, attempt")]
+        except sqlite3.OperationalError:
+            got = []
+        if len(got) >= count:
+            return got
+        time.sleep(0.05)
+    return got

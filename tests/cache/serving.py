@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -42,18 +40,3 @@ def post(url: str, body: dict[str, Any], key: str, headers: dict[str, str] | Non
         return e.code, e.read(), {k.lower(): v for k, v in e.headers.items()}
 
 
-def ledger(home: Path, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The ledger rows, once the writer has stored at least `count`."""
-    deadline = time.monotonic() + timeout
-    got: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(home / "gatehouse.db") as conn:
-                conn.row_factory = sqlite3.Row
-                got = [dict(r) for r in conn.execute("SELECT * FROM usage_records ORDER BY ts, attempt")]
-        except sqlite3.OperationalError:
-            got = []
-        if len(got) >= count:
-            return got
-        time.sleep(0.05)
-    return got

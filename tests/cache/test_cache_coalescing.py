@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.cache.serving import ledger, post, serve
+from tests.cache.serving import post, serve
 from tests.conftest import ALICE_KEY, base_config
+from tests.support import ledger_rows as ledger
 
 CHAT = "/v1/chat/completions"
 

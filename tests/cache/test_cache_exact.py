@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.cache.serving import ledger, post, serve
+from tests.cache.serving import post, serve
 from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY, base_config
+from tests.support import ledger_rows as ledger
 
 CAROL_KEY = "carol-secret-key-3"
 

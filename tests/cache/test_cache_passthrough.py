@@ -15,8 +15,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.cache.serving import ledger, post, serve
+from tests.cache.serving import post, serve
 from tests.conftest import ALICE_KEY, BOB_KEY, base_config
+from tests.support import ledger_rows as ledger
 
 CHAT = "/v1/chat/completions"
 

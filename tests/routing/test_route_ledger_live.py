@@ -6,34 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from tests.conftest import BOB_KEY
 from tests.routing.test_strategies_live import chat, with_model
+from tests.support import ledger_rows
 from tests.upstreams.fleet import Replica, dead_url, fleet
-
-
-def ledger_rows(home: Path, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The ledger rows, once the writer has stored at least `count`."""
-    deadline = time.monotonic() + timeout
-    got: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(home / "gatehouse.db") as conn:
-                conn.row_factory = sqlite3.Row
-                got = [dict(r) for r in conn.execute("SELECT * FROM usage_records ORDER BY ts, attempt")]
-        except sqlite3.OperationalError:
-            got = []
-        if len(got) >= count:
-            return got
-        time.sleep(0.05)
-    return got
 
 
 async def admin_request(url: str, request_id: str) -> dict[str, Any]:
