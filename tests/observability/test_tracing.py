@@ -226,3 +226,26 @@ def test_cached_attribute_values_keep_their_type():
         pb = ExportTraceServiceRequest.FromString(body) if body[:1] != b"{" else parse_json(body)
         kinds = [s.attributes[0].value.WhichOneof("value") for s in pb.resource_spans[0].scope_spans[0].spans]
         assert kinds == ["int_value", "bool_value", "double_value", "int_value", "bool_value"]
+
+
+def test_spans_that_never_reach_the_collector_are_counted_in_metrics():
+    """A full queue drops spans (never waits); a failed export drops its batch: both counted in
+    gatehouse_trace_spans_dropped_total, by reason."""
+    from prometheus_client import generate_latest
+
+    from gatehouse.observability.metrics import Metrics
+    from gatehouse.observability.tracing import Tracing
+    from tests.upstreams.harness import free_port
+
+    tracing = Tracing(TracingConfig(enabled=True, endpoint=f"http://127.0.0.1:{free_port()}/v1/traces"),
+                      {"OTEL_BSP_MAX_QUEUE_SIZE": "1"})
+    metrics = Metrics(["m"], [], ["p"], lambda: 0.0)
+    metrics.track_tracing(tracing.exporter)
+    span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST", SERVER, 1, 2,
+            (None,) * 9, (None,) * 5, None, False)
+    for _ in range(3):
+        tracing._push(span)
+    tracing.close()  # the one queued span: its export fails (nothing listens)
+    text = generate_latest(metrics.registry).decode()
+    assert 'gatehouse_trace_spans_dropped_total{reason="queue_full"} 2.0' in text
+    assert 'gatehouse_trace_spans_dropped_total{reason="export_failed"} 1.0' in text
