@@ -210,3 +210,42 @@ def test_both_encodings_parse_as_the_same_request():
     assert [a.value.int_value for a in s.attributes if a.key == "i"] == [-3]
     assert s.attributes[0].value.string_value == "grüße \"x\"" and s.events[0].time_unix_nano == 7
     assert pb.resource_spans[0].scope_spans[0].spans[1].parent_span_id.hex() == span[1]
+
+
+def test_cached_attribute_values_keep_their_type():
+    """Equal values of different types (1, True, 1.0) in one attribute, one after another: each
+    is encoded as its own type, not as the cached encoding of the one before."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    layouts = {SERVER: ((), ("v",)), CLIENT: ((), ())}
+    spans = [("0af7651916cd43dd8448eb211c80319c", f"{i + 1:016x}", "", "s", SERVER, 1, 2, (), (v,), None, False)
+             for i, v in enumerate((1, True, 1.0, 1, True))]
+    resource, scope = {"service.name": "s"}, ("gatehouse", "1")
+    for body in (ProtobufEncoder(resource, scope, layouts).encode(spans),
+                 JsonEncoder(resource, scope, layouts).encode(spans)):
+        pb = ExportTraceServiceRequest.FromString(body) if body[:1] != b"{" else parse_json(body)
+        kinds = [s.attributes[0].value.WhichOneof("value") for s in pb.resource_spans[0].scope_spans[0].spans]
+        assert kinds == ["int_value", "bool_value", "double_value", "int_value", "bool_value"]
+
+
+def test_spans_that_never_reach_the_collector_are_counted_in_metrics():
+    """A full queue drops spans (never waits); a failed export drops its batch: both counted in
+    gatehouse_trace_spans_dropped_total, by reason."""
+    from prometheus_client import generate_latest
+
+    from gatehouse.observability.metrics import Metrics
+    from gatehouse.observability.tracing import Tracing
+    from tests.upstreams.harness import free_port
+
+    tracing = Tracing(TracingConfig(enabled=True, endpoint=f"http://127.0.0.1:{free_port()}/v1/traces"),
+                      {"OTEL_BSP_MAX_QUEUE_SIZE": "1"})
+    metrics = Metrics(["m"], [], ["p"], lambda: 0.0)
+    metrics.track_tracing(tracing.exporter)
+    span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST", SERVER, 1, 2,
+            (None,) * 9, (None,) * 5, None, False)
+    for _ in range(3):
+        tracing._push(span)
+    tracing.close()  # the one queued span: its export fails (nothing listens)
+    text = generate_latest(metrics.registry).decode()
+    assert 'gatehouse_trace_spans_dropped_total{reason="queue_full"} 2.0' in text
+    assert 'gatehouse_trace_spans_dropped_total{reason="export_failed"} 1.0' in text

@@ -27,7 +27,7 @@ from gatehouse.errors import GatehouseError, ServiceUnavailable, UpstreamError
 from gatehouse.metering.tokens import estimate_json_output, estimate_result, usage_or_estimate
 from gatehouse.observability.safe import describe
 from gatehouse.policy.guardrail_events import verdict_header
-from gatehouse.policy.guardrails.output import guard_events, guard_forwarded, guard_response
+from gatehouse.policy.guardrails.output import check_forwarded, guard_events, guard_forwarded, guard_response
 from gatehouse.policy.guardrails.step import GuardrailBlocked
 from gatehouse.types import StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, Usage
 from gatehouse.upstream.client import upstream_error
@@ -99,7 +99,8 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
         status, content_type = reply.status, reply.content_type
         guard = ex.guard
         if guard is not None and guard.plan.checks_output and not call.stream:  # (handle.py: a call that reads it)
-            checked = await guard_forwarded(guard, call, body, ex.request_id)  # a block raises, tokens billed
+            checked = (check_forwarded(guard, call, body) if not guard.plan.guard_output  # (no await: the common case)
+                       else await guard_forwarded(guard, call, body, ex.request_id))  # a block raises, tokens billed
             if checked is not body:  # redacted: rendered as the translated path renders it
                 body, status, content_type = checked, 200, "application/json"
             verdict_header(ex)

@@ -82,6 +82,8 @@ class Meter:
                                    consumer_label=cfg.metrics.consumer_label)
             self.metrics.track_ledger(self.journal, self.writer)
             self.tracing: Tracing | None = Tracing(cfg.tracing) if cfg.tracing.enabled else None
+            if self.tracing is not None:
+                self.metrics.track_tracing(self.tracing.exporter)
         else:
             # (Runtime.activate re-labels the metrics once this runtime goes live.)
             self.journal, self.writer, self.metrics = previous.journal, previous.writer, previous.metrics

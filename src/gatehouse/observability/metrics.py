@@ -35,6 +35,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from gatehouse.metering.journal import Journal
     from gatehouse.metering.writer import LedgerWriter
+    from gatehouse.observability.otlp_export import Exporter
     from gatehouse.policy.guardrails.audit import VerdictCounts
     from gatehouse.routing.health import Health
     from gatehouse.routing.metrics import RoutingCollector
@@ -58,6 +59,7 @@ class Metrics:
         self._cache_bytes: Gauge | None = None
         self._routing: RoutingCollector | None = None
         self._policy_routes: PolicyRouteCounts | None = None
+        self._tracing: _SpansDropped | None = None  # (track_tracing)
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("gatehouse_requests", "Requests to model routes, by final status.",
                                 ["model", "group", "status"], registry=r)
@@ -165,6 +167,14 @@ class Metrics:
 
             self._policy_routes = register(self.registry)
         return self._policy_routes
+
+    def track_tracing(self, exporter: Exporter) -> None:
+        """gatehouse_trace_spans_dropped_total{reason}: spans that never reached the collector,
+        because the export queue was full (`queue_full`) or their export failed (`export_failed`);
+        read from the exporter at scrape time (observability/otlp_export.py), nothing per request."""
+        if self._tracing is None:  # once per process: a reload keeps the tracer
+            self._tracing = _SpansDropped(exporter)
+            self.registry.register(self._tracing)
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         self.inflight.set_function(read)
@@ -320,6 +330,21 @@ NOT_UPSTREAM_FAILURES = frozenset({"client_closed", "cancelled", "internal"})
 def _reader(read: Callable[[T], float], obj: T) -> Callable[[], float]:
     """A gauge callback reading `obj` (bound here: a lambda in a loop would see the last one)."""
     return lambda: read(obj)
+
+
+class _SpansDropped:
+    """gatehouse_trace_spans_dropped_total, by reason, from the trace exporter's own counts."""
+
+    def __init__(self, exporter: Exporter):
+        self.exporter = exporter
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("gatehouse_trace_spans_dropped",
+                                     "Trace spans not exported: the queue was full, or the export failed.",
+                                     labels=["reason"])
+        family.add_metric(["queue_full"], self.exporter.dropped)
+        family.add_metric(["export_failed"], self.exporter.failed)
+        yield family
 
 
 class _CounterOf:

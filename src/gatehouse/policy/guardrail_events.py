@@ -126,7 +126,7 @@ def verdict_header(ex: Exchange) -> None:
     and again before a non-streamed answer goes out (the output checks); a stream's output checks
     decide after its headers are sent (GET /admin/requests/{id} has them)."""
     guard = ex.guard
-    if guard is None:
+    if guard is None or not guard.verdicts:  # (nothing matched: the common case, twice per request)
         return
     found = {f"{policy}/{check}:{action}" for (check, _stage), (verdict, action, _category, policy)
              in guard.verdicts.items() if verdict == "match"}

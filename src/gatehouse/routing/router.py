@@ -34,8 +34,10 @@ class Router:
     def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
         route = entry.route
         if route is not None:
-            yield from route.plan(entry, ex)
-            return
+            return route.plan(entry, ex)  # its generator itself: no second one delegating to it
+        return self._healthy(entry, ex)
+
+    def _healthy(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
         keep = ex.deployment_filter  # compliance routing: the deployments that may receive the data class
         for dep in self.strategy.order(entry.deployments, ex):
             if (keep is None or id(dep) in keep) and dep.breaker.allow():

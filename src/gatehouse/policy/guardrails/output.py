@@ -9,6 +9,7 @@ are not checked (docs/guardrails.md).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from operator import is_not
 from typing import TYPE_CHECKING
 
 from gatehouse.policy.guardrails.engine import redact
@@ -36,14 +37,30 @@ async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str
     """Check a forwarded unary answer: the same checks on the same text as `guard_response`
     (the text parts of the canonical answer: `Call.answer_texts`). Returns `body` itself when
     nothing was redacted (the bytes pass through), else the answer rendered redacted."""
+    if not guard.plan.guard_output:
+        return check_forwarded(guard, call, body)
     texts = call.answer_texts(body)
     if texts is None:
         return body  # embeddings: no text comes back
     checks = guard.plan.output
     checked = [guard.check_text(t, checks, "output") for t in texts]  # a block raises
-    if guard.plan.guard_output:
-        await judge_answer(guard, "".join(checked), request_id)
-    if all(a is b for a, b in zip(texts, checked)):
+    await judge_answer(guard, "".join(checked), request_id)
+    return _redacted(call, body, texts, checked)
+
+
+def check_forwarded(guard: Guard, call: Call, body: bytes) -> bytes:
+    """`guard_forwarded` for a plan without output guard models: nothing to wait for, so no
+    coroutine (the relay calls this directly: the common case costs no await)."""
+    texts = call.answer_texts(body)
+    if texts is None:
+        return body  # embeddings: no text comes back
+    checks = guard.plan.output
+    return _redacted(call, body, texts, [guard.check_text(t, checks, "output") for t in texts])  # a block raises
+
+
+def _redacted(call: Call, body: bytes, texts: list[str], checked: list[str]) -> bytes:
+    """`body` itself when no text changed, else the answer rendered with the checked texts."""
+    if not any(map(is_not, texts, checked)):
         return body
     result = call.read_answer(body)
     for part, text in zip((p for p in result.content if isinstance(p, TextPart)), checked):
