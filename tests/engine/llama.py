@@ -82,46 +82,63 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def healthy(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30.0) -> bool:
+    """Poll `url`/health until it answers 200 (503 while the model loads); False when the process
+    exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class LlamaServer:
     """One `llama-server` process on a free loopback port: `slots` parallel sequences sharing
     `ctx` tokens of context (each slot gets ctx / slots), one CPU thread, `/metrics` on."""
 
     def __init__(self, model: Path, *, slots: int = 2, ctx: int = 4096, threads: int = 1,
-                 alias: str = "tiny", log: Path | None = None) -> None:
+                 alias: str = "tiny", log: Path | None = None, n_predict: int | None = None) -> None:
         self.model, self.slots, self.ctx, self.threads, self.alias = model, slots, ctx, threads, alias
-        self.log = log
+        self.log, self.n_predict = log, n_predict
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self, port: int) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment that serve this model on `port` (the bench starts it with its own
+        process handling). `n_predict` caps a request that sets no max_tokens (the model never stops
+        by itself)."""
+        exe = binary()
+        assert exe is not None, unavailable()
+        argv = [str(exe), "-m", str(self.model), "-a", self.alias, "--host", "127.0.0.1", "--port", str(port),
+                "-np", str(self.slots), "-c", str(self.ctx), "-t", str(self.threads), "--metrics", "--no-webui"]
+        if self.n_predict is not None:
+            argv += ["-n", str(self.n_predict)]
+        return argv, dict(os.environ, LD_LIBRARY_PATH=str(exe.parent))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> LlamaServer:
-        exe = binary()
-        assert exe is not None, unavailable()
         self.port = free_port()
-        env = dict(os.environ, LD_LIBRARY_PATH=str(exe.parent))
+        argv, env = self.command(self.port)
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # the child keeps its own copy
-        self.proc = subprocess.Popen(
-            [str(exe), "-m", str(self.model), "-a", self.alias, "--host", "127.0.0.1", "--port", str(self.port),
-             "-np", str(self.slots), "-c", str(self.ctx), "-t", str(self.threads), "--metrics", "--no-webui"],
-            stdout=out, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
         if out is not subprocess.DEVNULL:
             out.close()  # the child holds its own descriptor
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # /health: 503 while loading, 200 once it serves
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode} before it was healthy")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"llama-server did not become healthy within {timeout}s")
+        if not healthy(self.url, self.proc, timeout):
+            code = self.proc.poll()
+            self.stop()
+            raise RuntimeError(f"llama-server exited with {code} before it was healthy" if code is not None
+                               else f"llama-server did not become healthy within {timeout}s")
+        return self
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
