@@ -12,9 +12,12 @@ replicas ÷ one.
 
 What it shows on the 2-core development machine: that routing over a real engine works and what
 the gateway costs in front of one; not GPU-like scaling. The engines run one thread each
-(`-t 1`), unpinned, and compete for the two cores with the gateway (pinned to core 0) and the
-stream client (core 1), so a second replica adds far less than a second GPU would. Skipped, with
-the reason, where the engine cannot run (wheel missing, a CPU without AVX-512 BF16).
+(`-t 1`) on the load core (core 1, with the stream client, as the mock is in the other
+scenarios), so the gateway keeps core 0 to itself: two replicas share one core and cannot add
+throughput; two ÷ one is what routing over them costs. (Left unpinned, an engine lands on the
+gateway's core and the gateway's TTFT through two replicas rose from ~20 to ~70 ms: CPU
+contention, not routing; straight to the engines two replicas had the same TTFT as one.)
+Skipped, with the reason, where the engine cannot run (wheel missing, a CPU without AVX-512 BF16).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import json
 import sys
 
 from . import load, stats
-from .procs import Proc, http
+from .procs import LOAD_CPU, Proc, http
 from .rounds import PROMPT, Ctx, interleaved, say, summaries
 from .targets import MODEL, PROJECT_DIR, StartError, Target, start_gatehouse
 
@@ -53,7 +56,7 @@ def _start_replicas(ctx: Ctx, n: int) -> list[Target]:
         port = llama.free_port()
         server = llama.LlamaServer(model, slots=SLOTS, ctx=4096, threads=1, alias=MODEL, n_predict=MAX_TOKENS)
         argv, env = server.command(port)
-        proc = Proc(f"llama-{i}", argv, engine_dir / f"llama-{i}.log", env=env).start()
+        proc = Proc(f"llama-{i}", argv, engine_dir / f"llama-{i}.log", env=env, cpu=LOAD_CPU).start()
         replicas.append(Target(f"llama-{i}", port, {}, {}, proc))
         if not llama.healthy(f"http://127.0.0.1:{port}", proc.popen, timeout=60):
             raise StartError(f"llama-server {i} did not become healthy:\n{proc.log_tail(20)}")
