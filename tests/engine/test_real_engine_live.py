@@ -56,13 +56,12 @@ async def wait_for(check: Any, timeout: float = 10.0, what: str = "") -> Any:
         await asyncio.sleep(0.05)
 
 
-async def hold_slot(session: aiohttp.ClientSession, srv: LlamaServer, started: asyncio.Event) -> None:
+async def hold_slot(session: aiohttp.ClientSession, srv: LlamaServer) -> None:
     """A long stream straight to the engine (not through the gateway): it holds a slot, or waits
     in the engine's queue, until cancelled (the engine frees the slot when the client goes)."""
     body = {"model": "tiny", "messages": [{"role": "user", "content": "a long answer"}], "max_tokens": 4000,
             "stream": True}
     async with session.post(srv.url + "/v1/chat/completions", json=body) as r:
-        started.set()
         async for _ in r.content.iter_any():
             pass
 
@@ -97,8 +96,7 @@ async def _load_aware(gh: Any, client: openai.AsyncOpenAI, busy: LlamaServer, id
     assert (idle_seen["waiting"], idle_seen["running"], idle_seen["saturated"]) == (0.0, 0.0, False)
 
     async with aiohttp.ClientSession() as direct_session:
-        events = [asyncio.Event() for _ in range(3)]
-        holders = [asyncio.create_task(hold_slot(direct_session, busy, e)) for e in events]
+        holders = [asyncio.create_task(hold_slot(direct_session, busy)) for _ in range(3)]
         try:
             # one stream in busy's only slot, two deferred: the engine says so on /metrics ...
             await wait_for(lambda: asyncio.to_thread(
