@@ -153,7 +153,7 @@ class LlamaServer:
 
     def metrics(self) -> dict[str, float]:
         """The server's own `/metrics`, name -> value (llamacpp:requests_processing, ...)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=15) as r:  # a loaded 2-core machine
             text = r.read().decode()
         out: dict[str, float] = {}
         for line in text.splitlines():

@@ -76,7 +76,7 @@ async def test_load_aware_reads_the_engines_metrics_and_routes_around_a_saturate
         start_gatehouse, start_llama):
     busy, idle = start_llama(2, slots=1)  # one slot each: a second stream waits in the engine's queue
     gh = start_gatehouse(engine_config(("busy", busy), ("idle", idle),
-                                       routing={"strategy": "load-aware", "scrape_interval_seconds": 0.1}))
+                                       routing={"strategy": "load-aware", "scrape_interval_seconds": 0.5}))
     client = openai.AsyncOpenAI(base_url=gh.url + "/v1", api_key=BOB_KEY, max_retries=0)
     async with client:
         await _load_aware(gh, client, busy, idle)
@@ -100,14 +100,14 @@ async def _load_aware(gh: Any, client: openai.AsyncOpenAI, busy: LlamaServer, id
         try:
             # one stream in busy's only slot, two deferred: the engine says so on /metrics ...
             await wait_for(lambda: asyncio.to_thread(
-                lambda: busy.metrics().get("llamacpp:requests_deferred") == 2.0), what="two deferred requests")
+                lambda: busy.metrics().get("llamacpp:requests_deferred") == 2.0), timeout=20, what="two deferred requests")
             assert busy.metrics()["llamacpp:requests_processing"] == 1.0
             # ... and the gateway scraped it
             async def scraped_busy() -> dict[str, Any] | None:
                 eng = await engine_of(gh.url, "tiny", "busy")
                 return eng if eng and eng["waiting"] == 2.0 else None
-            eng = await wait_for(scraped_busy, what="the scraped queue")
-            assert eng["running"] == 1.0 and eng["saturated"] is False and eng["age_seconds"] < 1.0
+            eng = await wait_for(scraped_busy, timeout=20, what="the scraped queue")
+            assert eng["running"] == 1.0 and eng["saturated"] is False and eng["age_seconds"] < 1.5
             before = len(ledger_rows(gh.home, 1))
             for i in range(6):
                 r = await client.chat.completions.create(
@@ -126,7 +126,7 @@ async def _load_aware(gh: Any, client: openai.AsyncOpenAI, busy: LlamaServer, id
     async def drained() -> bool:
         eng = await engine_of(gh.url, "tiny", "busy")
         return bool(eng and eng["waiting"] == 0.0 and eng["running"] == 0.0)
-    await wait_for(drained, what="the drained engine scraped")
+    await wait_for(drained, timeout=20, what="the drained engine scraped")
     await client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "again"}], max_tokens=4)
     assert ledger_rows(gh.home, before + 7)[-1]["provider"] == "busy"
 
