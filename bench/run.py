@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import procs, report, rounds, scenario_auto, scenarios, targets as tg, tools
+from harness import procs, report, rounds, scenario_auto, scenario_engine, scenarios, targets as tg, tools
 
-ALL = "abcdefghijklm"
+ALL = "abcdefghijklmn"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("g", scenarios.scenario_responses), ("d", scenarios.scenario_memory),
                 ("f", scenarios.scenario_distributed), ("h", scenarios.scenario_guardrails),
                 ("i", scenarios.scenario_workers), ("j", scenarios.scenario_cache),
-                ("k", scenarios.scenario_tracing), ("l", scenarios.scenario_routing), ("m", scenario_auto.scenario_auto)]
+                ("k", scenarios.scenario_tracing), ("l", scenarios.scenario_routing), ("m", scenario_auto.scenario_auto),
+                ("n", scenario_engine.scenario_engine)]
         for sid, fn in plan:
             if sid not in args.scenarios:
                 continue
-            if sid in "fhijklm" and args.no_gatehouse:
+            if sid in "fhijklmn" and args.no_gatehouse:
                 continue
             if sid != "f" and not gateways:
                 continue

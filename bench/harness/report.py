@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import stats
 from .scenario_auto import rows_auto
+from .scenario_engine import rows_engine
 
 README_START = "<!-- latest-results:start -->"
 README_END = "<!-- latest-results:end -->"
@@ -307,7 +308,7 @@ def rows_routing(r_: dict) -> list[list[str]]:
 ROWS = {"a": rows_latency, "b": rows_throughput, "c": rows_streaming, "d": rows_memory,
         "e": rows_throughput, "f": rows_throughput, "g": rows_throughput,
         "h": rows_guardrails, "i": rows_workers, "j": rows_cache, "k": rows_tracing, "l": rows_routing,
-        "m": rows_auto}
+        "m": rows_auto, "n": rows_engine}
 
 
 def _p99_of_best(entry: dict | None, closed: dict | None) -> dict | None:

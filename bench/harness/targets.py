@@ -115,7 +115,7 @@ def ecommerce_guardrails() -> dict:
 def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str | None = None,
                      redis_url: str | None = None, guardrails: str | None = None,
                      cache: dict | None = None, tracing: dict | None = None, routing: str | None = None,
-                     auto: dict | None = None) -> dict:
+                     auto: dict | None = None, engines: list[int] | None = None) -> dict:
     """The bench's Gatehouse config: the whole default pipeline, one key, one mock provider.
 
     Nothing is switched off: key auth, limits, metering, the ledger and metrics run as they do
@@ -127,7 +127,8 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
     providers on the same mock, as three replicas would be) under that routing strategy (scenario l).
     `auto` makes the bench model's name a virtual `rules` router (this router config) over the
     models its rules name, each served by the mock (scenario m); a `semantic` block in it adds its
-    embeddings model, served by the mock's /v1/embeddings.
+    embeddings model, served by the mock's /v1/embeddings. `engines` serves the model from real
+    llama-server replicas on these ports instead of the mock, under `routing` when set (scenario n).
     """
     store: dict = {"url": store_url or f"sqlite:///{run_dir / 'gatehouse.db'}"}
     if redis_url:
@@ -146,6 +147,11 @@ def gatehouse_config(run_dir: Path, mock_port: int, port: int, *, store_url: str
             providers[f"mock{i}"] = dict(providers["mock"])
         model = {"name": MODEL, "routing": {"strategy": routing},
                  "deployments": [{"provider": p, "model": UPSTREAM_MODEL} for p in providers]}
+    if engines:  # scenario (n): real llama-server replicas (bench/harness/scenario_engine.py)
+        for i, engine_port in enumerate(engines):
+            providers[f"engine{i}"] = {"type": "openai", "base_url": f"http://127.0.0.1:{engine_port}/v1"}
+        model = {"name": MODEL, "deployments": [{"provider": f"engine{i}", "model": MODEL} for i in range(len(engines))],
+                 **({"routing": {"strategy": routing}} if routing else {})}
     if cache is not None:
         model["cache"] = cache
     models = [model]
