@@ -233,6 +233,22 @@ async def test_load_aware_follows_the_engines_queue_and_kv_cache_as_they_change(
         assert (engine["waiting"], engine["kv_cache"], engine["saturated"]) == (5.0, 0.7, False)
 
 
+async def test_load_aware_counts_busy_slots_of_an_engine_that_exports_no_kv_cache_use(start_gatehouse):
+    # current llama.cpp: requests_processing and requests_deferred, no kv_cache_usage_ratio
+    with fleet(Replica("busy"), Replica("idle")) as (busy, idle):
+        busy.engine("llamacpp", waiting=0, running=4, kv=None)
+        idle.engine("llamacpp", waiting=0, running=0, kv=None)
+        gh = start_gatehouse(with_model([("busy", busy.url), ("idle", idle.url)],
+                                        routing={"strategy": "load-aware", "scrape_interval_seconds": 0.1}))
+        await asyncio.sleep(0.4)
+        for _ in range(3):  # in flight, one at a time: never more than the busy engine's four
+            assert (await chat(gh.url))[1] == "served by idle"
+        busy.engine("llamacpp", waiting=0, running=0, kv=None)
+        idle.engine("llamacpp", waiting=0, running=4, kv=None)
+        await asyncio.sleep(0.4)
+        assert (await chat(gh.url))[1] == "served by busy"
+
+
 async def test_a_saturated_engine_is_passed_over_for_the_next_tier(start_gatehouse):
     with fleet(Replica("gpu"), Replica("overflow")) as (gpu, overflow):
         gpu.engine("sglang", waiting=40, running=32, kv=0.99)

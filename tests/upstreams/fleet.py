@@ -35,8 +35,9 @@ class Replica:
         self.error_body: dict | None = None  # the body a `fail` answer carries (default: a server_error)
         self.server = ServerThread(self._make_app)
 
-    def engine(self, style: str, waiting: float, running: float, kv: float) -> None:
-        """What /metrics reports, in one engine's names: vllm | llamacpp | sglang."""
+    def engine(self, style: str, waiting: float, running: float, kv: float | None) -> None:
+        """What /metrics reports, in one engine's names: vllm | llamacpp | sglang; kv None: not
+        exported (current llama.cpp)."""
         names = {"vllm": ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"),
                  "vllm-old": ("vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:gpu_cache_usage_perc"),
                  "llamacpp": ("llamacpp:requests_deferred", "llamacpp:requests_processing",
@@ -44,7 +45,7 @@ class Replica:
                  "sglang": ("sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage")}[style]
         labels = '{model_name="m",engine="0 1"}' if style.startswith("vllm") else ""
         self.metrics = "".join(f"# HELP {n} x\n# TYPE {n} gauge\n{n}{labels} {v}\n"
-                               for n, v in zip(names, (waiting, running, kv)))
+                               for n, v in zip(names, (waiting, running, kv)) if v is not None)
 
     @property
     def url(self) -> str:

@@ -172,14 +172,16 @@ class Latency:
 
 
 def engine_score(dep: Deployment) -> float:
-    """Lower is better: 2 × the engine's waiting requests + 20 × its KV cache use (0..1) + the
-    requests this gateway has on it (they cover the time between scrapes)."""
+    """Lower is better: 2 × the engine's waiting requests + 20 × its KV cache use (0..1) + its
+    running requests, or the requests this gateway has on it when more (they include this
+    gateway's own and cover the time between scrapes; and an engine that exports no KV cache
+    use, as current llama.cpp, still shows its busy slots)."""
     load = dep.load
     if load is None:
         return 0.0
     if not load.scraped_at:
         return float(load.in_flight)
-    return 2.0 * load.queue + 20.0 * load.kv_cache + load.in_flight
+    return 2.0 * load.queue + 20.0 * load.kv_cache + max(load.running, load.in_flight)
 
 
 class LoadAware:
