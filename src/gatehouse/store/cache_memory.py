@@ -3,23 +3,30 @@
 Entries are the stored bytes (policy/cache.py encodes them), so what is counted is what is held
 and a hit decodes a fresh copy (output guardrails may redact an answer in place). Expired entries
 are dropped when read and, oldest first, when room is needed. One instance per `cache:` block.
+
+`lookup` is the step's synchronous read (no coroutine per hit); an entry's `memo` holds what the
+step read from its bytes once (a wire entry's head: immutable, so every later hit reuses it).
 """
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any
 
 # Rough per-entry overhead besides the payload: key, tuple, dict slot.
 _OVERHEAD = 200
 
 
-class _Entry(NamedTuple):
-    expires: float  # monotonic
-    payload: bytes
-    model: str
-    group: str | None
-    size: int
+class MemoryEntry:
+    __slots__ = ("expires", "payload", "model", "group", "size", "memo")
+
+    def __init__(self, expires: float, payload: bytes, model: str, group: str | None, size: int) -> None:
+        self.expires = expires  # monotonic
+        self.payload = payload
+        self.model = model
+        self.group = group
+        self.size = size
+        self.memo: Any = None  # (policy/cache.py) the payload as read on the first hit, when reusable
 
 
 class MemoryCache:
@@ -28,7 +35,7 @@ class MemoryCache:
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.held = 0  # held now (gatehouse_cache_bytes)
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, MemoryEntry] = OrderedDict()
 
     @staticmethod
     def key(digest: str, model: str, group: str | None) -> str:
@@ -38,6 +45,11 @@ class MemoryCache:
         return len(self._entries)
 
     async def get(self, key: str) -> bytes | None:
+        e = self.lookup(key)
+        return None if e is None else e.payload
+
+    def lookup(self, key: str) -> MemoryEntry | None:
+        """The live entry (now the most recently used), or None."""
         e = self._entries.get(key)
         if e is None:
             return None
@@ -45,7 +57,7 @@ class MemoryCache:
             self._drop(key, e)
             return None
         self._entries.move_to_end(key)
-        return e.payload
+        return e
 
     async def put(self, key: str, payload: bytes, ttl: float, model: str, group: str | None) -> None:
         size = len(payload) + len(key) + _OVERHEAD
@@ -58,7 +70,7 @@ class MemoryCache:
         while self.held + size > self.max_bytes and entries:
             _, evicted = entries.popitem(last=False)  # least recently used
             self.held -= evicted.size
-        entries[key] = _Entry(time.monotonic() + ttl, payload, model, group, size)
+        entries[key] = MemoryEntry(time.monotonic() + ttl, payload, model, group, size)
         self.held += size
 
     async def clear(self, model: str | None = None, group: str | None = None) -> int:
@@ -71,6 +83,6 @@ class MemoryCache:
     async def close(self) -> None:
         return None
 
-    def _drop(self, key: str, e: _Entry) -> None:
+    def _drop(self, key: str, e: MemoryEntry) -> None:
         del self._entries[key]
         self.held -= e.size
