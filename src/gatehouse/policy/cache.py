@@ -58,6 +58,7 @@ _decode_embedding = msgspec.json.Decoder(EmbeddingResponse).decode
 
 SHARED_SURFACES = frozenset({"chat", "messages"})  # one entry per question, whatever the dialect or mode
 BODY_SURFACES = frozenset({"completions", "embeddings", "responses"})  # one entry per body, format and mode
+_MEMO_OVERHEAD = 400  # a kept entry head's objects besides its body (MemoryCache.remember)
 OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
 
 
@@ -217,7 +218,7 @@ class CacheStep:
         if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
             ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
-        if raw is None or not await self._hit(ex, raw, result, found):
+        if raw is None or not await self._hit(ex, raw, result, found, store):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
             ticket = ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
@@ -246,7 +247,8 @@ class CacheStep:
         ex.cached = reply
         return True
 
-    async def _hit(self, ex: Exchange, raw: bytes, result: str, found: MemoryEntry | None = None) -> bool:
+    async def _hit(self, ex: Exchange, raw: bytes, result: str, found: MemoryEntry | None = None,
+                   memory: CacheStore | None = None) -> bool:
         call = ex.call
         assert call is not None
         stamp, _, rest = raw.partition(b" ")
@@ -265,8 +267,8 @@ class CacheStep:
             log.warning("cache entry unreadable (%s): a miss", describe(e))
             return False
         if wire is not None:
-            if found is not None:  # (memory: the next hit of this entry skips the reading above)
-                found.memo = (stored, wire)
+            if found is not None and isinstance(memory, MemoryCache):  # the next hits skip the reading above
+                memory.remember(found, (stored, wire), len(wire.body) + _MEMO_OVERHEAD)
             if self._same_wire(ex, call, stored, wire, result):
                 return True
             if ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now

@@ -5,7 +5,8 @@ and a hit decodes a fresh copy (output guardrails may redact an answer in place)
 are dropped when read and, oldest first, when room is needed. One instance per `cache:` block.
 
 `lookup` is the step's synchronous read (no coroutine per hit); an entry's `memo` holds what the
-step read from its bytes once (a wire entry's head: immutable, so every later hit reuses it).
+step read from its bytes once (a wire entry's head and body: immutable, so every later hit reuses
+it). `remember` counts the memo's bytes with the entry's, so `max_bytes` bounds them too.
 """
 from __future__ import annotations
 
@@ -18,15 +19,16 @@ _OVERHEAD = 200
 
 
 class MemoryEntry:
-    __slots__ = ("expires", "payload", "model", "group", "size", "memo")
+    __slots__ = ("key", "expires", "payload", "model", "group", "size", "memo")
 
-    def __init__(self, expires: float, payload: bytes, model: str, group: str | None, size: int) -> None:
+    def __init__(self, key: str, expires: float, payload: bytes, model: str, group: str | None, size: int) -> None:
+        self.key = key
         self.expires = expires  # monotonic
         self.payload = payload
         self.model = model
         self.group = group
         self.size = size
-        self.memo: Any = None  # (policy/cache.py) the payload as read on the first hit, when reusable
+        self.memo: Any = None  # (policy/cache.py) the payload as read on the first hit (`remember`)
 
 
 class MemoryCache:
@@ -70,8 +72,22 @@ class MemoryCache:
         while self.held + size > self.max_bytes and entries:
             _, evicted = entries.popitem(last=False)  # least recently used
             self.held -= evicted.size
-        entries[key] = MemoryEntry(time.monotonic() + ttl, payload, model, group, size)
+        entries[key] = MemoryEntry(key, time.monotonic() + ttl, payload, model, group, size)
         self.held += size
+
+    def remember(self, e: MemoryEntry, memo: Any, size: int) -> None:
+        """Keep `memo` on a live entry, holding `size` bytes more (least recently used entries go
+        when that is over the bound); not when the entry alone would be over it."""
+        entries = self._entries
+        if e.memo is not None or entries.get(e.key) is not e or e.size + size > self.max_bytes:
+            return
+        e.memo = memo
+        e.size += size
+        self.held += size
+        entries.move_to_end(e.key)
+        while self.held > self.max_bytes:
+            _, evicted = entries.popitem(last=False)  # (never `e`: it is the most recent, and fits)
+            self.held -= evicted.size
 
     async def clear(self, model: str | None = None, group: str | None = None) -> int:
         doomed = [k for k, e in self._entries.items()
