@@ -62,6 +62,26 @@ def test_a_miss_is_forwarded_and_a_hit_returns_its_bytes(gh, recorder):
     assert hit[0]["input_tokens"] == json.loads(b1)["usage"]["prompt_tokens"] and hit[0]["output_tokens"] == 3
 
 
+def test_repeated_hits_keep_their_headers_and_other_modes_still_read_the_entry(gh, recorder):
+    """A memory entry's head is read by its first hit and kept: later hits answer the same."""
+    url, home = gh
+    s1, b1, h1 = post(url + CHAT, chat("again and again"), ALICE_KEY)
+    assert s1 == 200 and h1["x-gatehouse-cache"] == "miss"
+    for _ in range(3):
+        s, b, h = post(url + CHAT, chat("again and again"), ALICE_KEY)
+        assert s == 200 and b == b1 and h["x-gatehouse-cache"] == "hit" and int(h["age"]) >= 0
+        assert (h["x-gatehouse-tokens-input"], h["x-gatehouse-tokens-output"], h["x-gatehouse-cost-usd"]) == \
+            (h1["x-gatehouse-tokens-input"], h1["x-gatehouse-tokens-output"], "0")
+    raw, h = stream(url, "again and again")  # another mode, after the head was kept: read from the bytes
+    deltas = [json.loads(line[6:]) for line in raw.split(b"\n\n") if line.startswith(b"data: {")]
+    assert h["x-gatehouse-cache"] == "hit"
+    assert "".join(d["choices"][0]["delta"].get("content") or "" for d in deltas if d["choices"]) == \
+        "echo: again and again"
+    assert calls(recorder) == 1
+    rows = ledger(home, 5)
+    assert sum(1 for r in rows if r["cache_hit"] and r["cost_usd"] == 0) == 4
+
+
 def stream(url: str, text: str, usage: bool = True) -> tuple[bytes, dict[str, str]]:
     body = chat(text, stream=True, **({"stream_options": {"include_usage": True}} if usage else {}))
     status, raw, headers = post(url + CHAT, body, ALICE_KEY)

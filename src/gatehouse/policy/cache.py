@@ -40,7 +40,7 @@ from gatehouse.policy.cache_flights import Flights
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
 from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
-from gatehouse.store.cache_memory import MemoryCache
+from gatehouse.store.cache_memory import MemoryCache, MemoryEntry
 from gatehouse.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ _decode_embedding = msgspec.json.Decoder(EmbeddingResponse).decode
 
 SHARED_SURFACES = frozenset({"chat", "messages"})  # one entry per question, whatever the dialect or mode
 BODY_SURFACES = frozenset({"completions", "embeddings", "responses"})  # one entry per body, format and mode
+_MEMO_OVERHEAD = 400  # a kept entry head's objects besides its body (MemoryCache.remember)
 OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
 
 
@@ -196,26 +197,58 @@ class CacheStep:
             self._bypass(ex, "no_cache")
             ex.cache = CacheTicket(policy, key, ex.model, group, call)
             return
+        found: MemoryEntry | None = None
         try:
-            raw = await store.get(key)
+            if type(store) is MemoryCache:  # (no coroutine per lookup)
+                found = store.lookup(key)
+                raw = found.payload if found is not None else None
+            else:
+                raw = await store.get(key)
         except Exception as e:
             log.warning("cache lookup failed (%s): %s", store.kind, describe(e))
             self._bypass(ex, "store_error")
             return
+        if found is not None and found.memo is not None:
+            stored, wire = found.memo
+            if self._same_wire(ex, call, stored, wire, "hit"):
+                return  # a hit in the same route and mode, its entry read before
         ticket, result = None, "hit"
         if raw is None and policy.coalesce > 0 and key in self.flights:  # on its way upstream: its answer
             raw, result = await self.flights.wait(key, policy.coalesce), "coalesced"
         if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
             ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
-        if raw is None or not await self._hit(ex, raw, result):
+        if raw is None or not await self._hit(ex, raw, result, found, store):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
             ticket = ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
             if policy.coalesce > 0:
                 ticket.flight = self.flights.take_off(key)
 
-    async def _hit(self, ex: Exchange, raw: bytes, result: str) -> bool:
+    def _same_wire(self, ex: Exchange, call: Call | None, stored: float, wire: WireEntry, result: str) -> bool:
+        """The hit of a wire entry in the client's own route and mode: its bytes go out as they are
+        (nothing decoded or rendered). False: another route or mode, or output checks that must
+        read the answer as events (then `_hit` takes the canonical way)."""
+        assert call is not None
+        if wire.path != call.path or wire.mode != mode_of(call) or _needs_events(ex, call):
+            return False
+        reply = wire.reply()
+        if call.stream:  # (the whole stream is there: its first token with it)
+            ex.first_token_at = time.monotonic()
+        self._count(ex.model, result)
+        h = ex.response_headers
+        h["x-gatehouse-cache"] = "hit"
+        h["age"] = str(max(0, int(time.time() - stored)))
+        ex.cache_hit = True
+        if not call.stream:  # the usage headers an upstream answer gets from metering, at no cost
+            h["x-gatehouse-tokens-input"] = wire.input_tokens
+            h["x-gatehouse-tokens-output"] = wire.output_tokens
+            h["x-gatehouse-cost-usd"] = "0"
+        ex.cached = reply
+        return True
+
+    async def _hit(self, ex: Exchange, raw: bytes, result: str, found: MemoryEntry | None = None,
+                   memory: CacheStore | None = None) -> bool:
         call = ex.call
         assert call is not None
         stamp, _, rest = raw.partition(b" ")
@@ -233,30 +266,27 @@ class CacheStep:
         except (msgspec.DecodeError, ValueError) as e:  # not ours, or from an incompatible version: a miss
             log.warning("cache entry unreadable (%s): a miss", describe(e))
             return False
-        reply: Reply | None = None
         if wire is not None:
-            if wire.path == call.path and wire.mode == mode_of(call) and not _needs_events(ex, call):
-                reply = wire.reply()  # the stored bytes as they are: nothing decoded or rendered
-                usage = wire.usage
-                if call.stream:  # (the whole stream is there: its first token with it)
-                    ex.first_token_at = time.monotonic()
-            elif ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now
+            if found is not None and isinstance(memory, MemoryCache):  # the next hits skip the reading above
+                memory.remember(found, (stored, wire), len(wire.body) + _MEMO_OVERHEAD)
+            if self._same_wire(ex, call, stored, wire, result):
+                return True
+            if ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now
                 answer = await wire.to_canonical(ex.model)
                 if answer is None:
                     log.warning("cache entry unreadable (%s %s): a miss", wire.dialect, wire.mode)
                     return False
             else:
                 return False
-        if reply is None:
-            assert answer is not None
-            if isinstance(answer, EmbeddingResponse) != (ex.surface == "embeddings"):
-                return False
-            usage = answer.usage or Usage()
-            if call.stream and isinstance(answer, ChatResponse):
-                first, rest_events = replay(answer)
-                reply = Reply.translated_stream(first, rest_events)
-            else:
-                reply = Reply.answer(answer)
+        assert answer is not None
+        if isinstance(answer, EmbeddingResponse) != (ex.surface == "embeddings"):
+            return False
+        usage = answer.usage or Usage()
+        if call.stream and isinstance(answer, ChatResponse):
+            first, rest_events = replay(answer)
+            reply = Reply.translated_stream(first, rest_events)
+        else:
+            reply = Reply.answer(answer)
         self._count(ex.model, result)
         h = ex.response_headers
         h["x-gatehouse-cache"] = "hit"

@@ -113,11 +113,13 @@ class WireTee:
 class WireEntry:
     """A stored wire entry, read (`parse`)."""
 
-    __slots__ = ("dialect", "path", "mode", "usage", "content_type", "body")
+    __slots__ = ("dialect", "path", "mode", "usage", "content_type", "body", "input_tokens", "output_tokens")
 
     def __init__(self, dialect: str, path: str, mode: str, usage: Usage, content_type: str, body: bytes) -> None:
         self.dialect, self.path, self.mode, self.usage = dialect, path, mode, usage
         self.content_type, self.body = content_type, body
+        # (immutable, so a memory entry reads it once: policy/cache.py) a unary hit's usage headers
+        self.input_tokens, self.output_tokens = str(usage.input_tokens), str(usage.output_tokens)
 
     @classmethod
     def parse(cls, rest: bytes) -> WireEntry:
