@@ -29,6 +29,10 @@ async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nset-cookie: evil")]})
         await send({"type": "http.response.body", "body": b"no"})
         return
+    if path == "/bad-name":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-ok", b"1"), (b"x bad:", b"1")]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return
     if path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         for i in range(3):
@@ -239,6 +243,11 @@ def test_app_errors_become_500_without_details(port):
     s.sendall(request("GET", "/inject"))
     status, headers, body = read_response(s, buf)
     assert status.startswith(b"HTTP/1.1 500") and "set-cookie" not in headers
+    for _ in range(2):  # a name that failed its check is never remembered as checked
+        s, buf = connect(port), bytearray()
+        s.sendall(request("GET", "/bad-name"))
+        status, headers, body = read_response(s, buf)
+        assert status.startswith(b"HTTP/1.1 500") and "x-ok" not in headers
 
 
 def test_slow_reader_gets_every_byte(port):

@@ -32,6 +32,8 @@ log = logging.getLogger("gatehouse.server")
 
 _BAD_NAME = re.compile(b'[\x00-\x20\x7f()<>@,;:\\[\\]={}\\\\"/?]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_good_names: set[bytes] = set()  # response header names that passed _BAD_NAME (bounded)
+_GOOD_NAMES_MAX = 512
 _NO_BODY = frozenset((204, 304))
 _NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)  # how a response body is framed
 
@@ -186,7 +188,12 @@ class Cycle:
         closing = False
         default = self.conn.default_headers
         for name, value in [*default, *headers] if default else headers:
-            if _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+            if name not in _good_names:  # a gateway sends few distinct names: each is checked once
+                if _BAD_NAME.search(name):
+                    raise RuntimeError("invalid character in a response header")
+                if len(_good_names) < _GOOD_NAMES_MAX:
+                    _good_names.add(name)
+            if _BAD_VALUE.search(value):
                 raise RuntimeError("invalid character in a response header")
             lower = name.lower()
             if lower == b"content-length":
