@@ -189,3 +189,14 @@ def test_budgets_reserve_at_the_dearest_reachable_deployment_and_settle_a_fallba
     usage = Usage(input_tokens=1_000_000, output_tokens=0)
     assert book.cost("cheap", "e", "a", usage) == 1.0
     assert book.cost("cheap", "e", "b", usage) == 10.0  # the fallback served it: its price
+
+
+def test_claude_codes_session_header_keys_affinity_whatever_the_body_says():
+    from gatehouse.routing.affinity import affinity_key
+
+    one = {"messages": [{"role": "user", "content": "first question"}]}
+    two = {"messages": [{"role": "user", "content": "something else entirely"}]}
+    assert affinity_key(one, "session-a") == affinity_key(two, "session-a") != affinity_key(one, "session-b")
+    assert affinity_key(None, "session-a") is not None
+    assert affinity_key({**one, "prompt_cache_key": "k"}, "session-a") == affinity_key({**two, "prompt_cache_key": "k"})
+

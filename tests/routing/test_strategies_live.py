@@ -297,3 +297,36 @@ async def test_retries_try_the_plan_again_after_a_growing_backoff_then_the_fallb
         assert (status, body) == (200, "served by backup")
         assert headers["x-gatehouse-route"] == "model=backup; reason=fallback"
         assert flaky.count == 6 and backup.count == 1
+
+
+async def test_a_self_hosted_pool_defaults_to_prefix_affinity_keyed_by_claude_codes_session_header(start_gatehouse):
+    replicas = [Replica(f"r{i}") for i in range(4)]
+    with fleet(*replicas):
+        # no routing.strategy: a pool of private (self-hosted) deployments gets prefix affinity
+        gh = start_gatehouse(with_model([(r.name, r.url) for r in replicas], private=True))
+
+        async def session(i: int) -> list[str]:
+            served = []
+            async with aiohttp.ClientSession() as s:
+                for turn in range(6):  # nothing in the body repeats: only the header ties the turns
+                    async with s.post(gh.url + "/v1/chat/completions",
+                                      headers={**AUTH, "x-claude-code-session-id": f"session-{i}"},
+                                      json={"model": "pool", "messages": [
+                                          {"role": "user", "content": f"question {turn} of {i}"}]}) as r:
+                        assert r.status == 200
+                        served.append((await r.json())["choices"][0]["message"]["content"])
+            return served
+
+        sessions = await asyncio.gather(*(session(i) for i in range(12)))
+        for served in sessions:
+            assert len(set(served)) == 1, served  # every turn of a session on one replica
+        assert len({served[0] for served in sessions}) >= 3  # and the sessions spread over the pool
+
+
+async def test_a_pool_with_a_managed_deployment_keeps_ordered_failover(start_gatehouse):
+    replicas = [Replica("first"), Replica("second")]
+    with fleet(*replicas):
+        gh = start_gatehouse(with_model([(r.name, r.url) for r in replicas]))  # not private: ordered
+        for i in range(6):
+            assert (await chat(gh.url, content=f"q{i}"))[1] == "served by first"
+        assert replicas[1].count == 0

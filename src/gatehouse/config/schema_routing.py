@@ -14,7 +14,8 @@ from gatehouse.config.schema_base import _Base
 class RoutingConfig(_Base):
     """How a model's deployments share its requests, and how much failing over one request may do."""
 
-    strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity", "load-aware"] = "ordered"
+    # unset: `ordered`, or `prefix-affinity` for a self-hosted pool (routing/strategies.model_strategy)
+    strategy: Literal["ordered", "weighted", "least-busy", "latency", "prefix-affinity", "load-aware"] | None = None
     max_attempts: Annotated[int, Meta(ge=1)] | None = None  # deployments tried per request, fallbacks too
     deadline_seconds: Annotated[float, Meta(gt=0)] | None = None  # no new attempt after this long
     # Plans tried again after a retryable failure (not a 429), after a jittered backoff that

@@ -3,7 +3,8 @@ cache is reused — the same conversation, or a coding agent's large, stable sys
 tool list.
 
 The key is a CRC-32 (stable across gateway replicas) of the client's own hint when it sends one
-(OpenAI's `prompt_cache_key`; Claude Code's session in `metadata.user_id`), else of the start
+(OpenAI's `prompt_cache_key`; Claude Code's `x-claude-code-session-id` header, or its session in
+`metadata.user_id`), else of the start
 of what stays fixed while a conversation grows: the system prompt (or instructions, or leading
 system messages) and the conversation's first message, at most 1 KiB of text each. Keys map
 onto a ring of virtual nodes built at load (consistent hashing: replicas of the gateway agree,
@@ -28,6 +29,7 @@ VNODES = 64  # virtual nodes per deployment on the ring
 BOUND = 1.25  # no deployment takes more than this multiple of the mean number of keys
 MAX_KEYS = 4096  # placements remembered per model (the least recently used go first)
 _TEXT = 1024  # characters of each part that go into the key
+SESSION_HEADER = "x-claude-code-session-id"
 
 
 def _text(x: Any, budget: int = _TEXT) -> str:
@@ -46,12 +48,15 @@ def _text(x: Any, budget: int = _TEXT) -> str:
     return ""
 
 
-def affinity_key(body: dict[str, Any] | None) -> int | None:
+def affinity_key(body: dict[str, Any] | None, session: str | None = None) -> int | None:
     """The key of what stays fixed while a conversation grows: its system prompt (or
-    instructions, or leading system messages) and its first other message; None: nothing to key on."""
+    instructions, or leading system messages) and its first other message; None: nothing to key on.
+    `session`: the client's session header (Claude Code's), a hint like `prompt_cache_key`."""
     if not body:
-        return None
+        return zlib.crc32(session.encode("utf-8", "surrogatepass")) if session else None
     hint = body.get("prompt_cache_key")  # OpenAI's own: the client names what shares a prefix
+    if not isinstance(hint, str) and session:
+        hint = session
     if not isinstance(hint, str):
         meta = body.get("metadata")  # Claude Code: user_id "user_<hash>_account_<id>_session_<uuid>"
         hint = meta.get("user_id") if isinstance(meta, dict) else None
@@ -99,8 +104,9 @@ class PrefixAffinity:
         self.next = 0  # requests without a key: round robin
 
     def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
-        call = ex.call
-        key = affinity_key(call.body if call is not None else None)
+        call, headers = ex.call, ex.request_headers
+        key = affinity_key(call.body if call is not None else None,
+                           headers.get(SESSION_HEADER) if headers is not None else None)
         if key is None:
             i = self.next = (self.next + 1) % len(deployments)
             yield from deployments[i:]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gatehouse.config.schema import ConfigError
+from gatehouse.routing.strategies import model_strategy
 
 if TYPE_CHECKING:
     from gatehouse.config.schema import Config
@@ -20,7 +21,7 @@ def check_routing(cfg: Config) -> None:
     names = {m.name for m in cfg.models}
     for i, m in enumerate(cfg.models):
         path = f"models[{i}]"
-        strategy = m.routing.strategy if m.routing is not None else "ordered"
+        strategy = model_strategy(cfg, m)
         for j, d in enumerate(m.deployments):
             if d.weight != 1 and strategy != "weighted":
                 raise ConfigError(f"{path}.deployments[{j}].weight: only used by routing.strategy 'weighted' "

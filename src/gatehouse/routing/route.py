@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.routing.health import is_retryable
 from gatehouse.routing.reasons import CONTEXT_WINDOW, CONTEXT_WINDOW_FALLBACK, FALLBACK
-from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy
+from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy, model_strategy, self_hosted_pool
 
 if TYPE_CHECKING:
     from gatehouse.config import Config, DeploymentConfig, ModelConfig
@@ -238,9 +238,10 @@ def _may_use(ex: Exchange, asked: ModelEntry, fb: ModelEntry) -> bool:
 # ---- built at load ------------------------------------------------------------------------------
 
 
-def needs_route(m: ModelConfig) -> bool:
+def needs_route(cfg: Config, m: ModelConfig) -> bool:
     return bool(m.routing or m.fallbacks or m.context_window_fallbacks or m.cold_start or m.adapter
-                or any(d.priority != 1 or d.max_in_flight is not None for d in m.deployments))
+                or any(d.priority != 1 or d.max_in_flight is not None for d in m.deployments)
+                or self_hosted_pool(cfg, m))
 
 
 def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, http: HttpPool) -> dict[str, ModelEntry]:
@@ -251,12 +252,12 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
     for m in cfg.models:
         entry = models[m.name]
         several = len(m.deployments) > 1 or bool(m.fallbacks)
-        if not needs_route(m):
+        if not needs_route(cfg, m):
             deps = tuple(replace(d, model_name=m.name, cools_down=several) for d in entry.deployments)
             out[m.name] = replace(entry, deployments=deps)
             continue
         rc = m.routing
-        strategy = rc.strategy if rc is not None else "ordered"
+        strategy = model_strategy(cfg, m)
         cap = EjectionCap(rc.max_ejected_percent) if rc is not None and rc.max_ejected_percent < 100 else None
         deps = tuple(
             replace(d, model_name=m.name, priority=dc.priority, max_in_flight=dc.max_in_flight,
@@ -397,5 +398,5 @@ def _ready_url(cfg: Config, provider: str, path: str) -> str | None:
 
 def uses_load(cfg: Config) -> bool:
     """Whether any deployment keeps a Load (the runtime then adds routing's LoadHook)."""
-    return any((m.routing is not None and m.routing.strategy in LOAD_AWARE)
+    return any(model_strategy(cfg, m) in LOAD_AWARE
                or any(d.max_in_flight is not None for d in m.deployments) for m in cfg.models)

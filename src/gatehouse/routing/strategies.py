@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from gatehouse.routing.affinity import PrefixAffinity
 
 if TYPE_CHECKING:
+    from gatehouse.config.schema import Config, ModelConfig
     from gatehouse.errors import GatehouseError
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.table import Deployment
@@ -204,6 +205,25 @@ STRATEGIES: dict[str, type[Ordered] | type[Weighted] | type[LeastBusy] | type[La
                  | type[LoadAware]] = {
     "ordered": Ordered, "weighted": Weighted, "least-busy": LeastBusy, "latency": Latency,
     "prefix-affinity": PrefixAffinity, "load-aware": LoadAware}
+
+
+def self_hosted_pool(cfg: Config, m: ModelConfig) -> bool:
+    """Several deployments, every one self-hosted: an Ollama provider, or marked `private: true`
+    (on the deployment or the model: inference that may see any data, i.e. one's own)."""
+    return len(m.deployments) > 1 and all(
+        m.private or d.private or getattr(cfg.providers.get(d.provider), "type", None) == "ollama"
+        for d in m.deployments)
+
+
+def model_strategy(cfg: Config, m: ModelConfig) -> str:
+    """The model's `routing.strategy`; unset: `prefix-affinity` for a self-hosted pool (its
+    replicas' prefix caches are reused), else `ordered`."""
+    chosen = m.routing.strategy if m.routing is not None else None
+    if chosen is not None:
+        return chosen
+    return "prefix-affinity" if self_hosted_pool(cfg, m) else "ordered"
+
+
 # Strategies that read Load: their deployments get one, and the runtime adds LoadHook.
 LOAD_AWARE = frozenset({"least-busy", "latency", "load-aware"})
 
