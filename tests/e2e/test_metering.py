@@ -368,9 +368,13 @@ def test_a_reused_client_request_id_still_counts_every_request(gh):
         raw = client.chat.completions.with_raw_response.create(
             model="chat", messages=[{"role": "user", "content": word}], extra_headers={"x-request-id": shared})
         assert raw.headers["x-request-id"] == shared, "the client's id is kept for correlation"
+        time.sleep(0.002)  # the next request's id starts in a later millisecond
     rows = records(gh, shared, 3)
     assert len(rows) == 3 and {r["client_request_id"] for r in rows} == {shared}
     assert len({r["request_id"] for r in rows}) == 3 and shared not in {r["request_id"] for r in rows}
+    ours = [r["request_id"] for r in sorted(rows, key=lambda r: r["ts"])]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ours)
+    assert ours == sorted(ours)  # time-ordered: the ledger's request_id index grows at its end
     status, report, _ = get(gh, "/admin/usage?by=consumer&since=1h&consumer=reuser", ADMIN_KEY)
     assert status == 200 and report["data"][0]["requests"] == 3 and report["data"][0]["attempts"] == 3
     status, mine, _ = get(gh, "/v1/usage/me?since=1h", REUSER_KEY)

