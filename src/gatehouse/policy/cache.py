@@ -235,16 +235,7 @@ class CacheStep:
         reply = wire.reply()
         if call.stream:  # (the whole stream is there: its first token with it)
             ex.first_token_at = time.monotonic()
-        self._count(ex.model, result)
-        h = ex.response_headers
-        h["x-gatehouse-cache"] = "hit"
-        h["age"] = str(max(0, int(time.time() - stored)))
-        ex.cache_hit = True
-        if not call.stream:  # the usage headers an upstream answer gets from metering, at no cost
-            h["x-gatehouse-tokens-input"] = wire.input_tokens
-            h["x-gatehouse-tokens-output"] = wire.output_tokens
-            h["x-gatehouse-cost-usd"] = "0"
-        ex.cached = reply
+        self._answer(ex, call, reply, result, stored, wire.input_tokens, wire.output_tokens)
         return True
 
     async def _hit(self, ex: Exchange, raw: bytes, result: str, found: MemoryEntry | None = None,
@@ -287,17 +278,22 @@ class CacheStep:
             reply = Reply.translated_stream(first, rest_events)
         else:
             reply = Reply.answer(answer)
+        self._answer(ex, call, reply, result, stored, str(usage.input_tokens), str(usage.output_tokens))
+        return True
+
+    def _answer(self, ex: Exchange, call: Call, reply: Reply, result: str, stored: float,
+                input_tokens: str, output_tokens: str) -> None:
+        """A hit: the reply the path relays, its headers and its count."""
         self._count(ex.model, result)
         h = ex.response_headers
         h["x-gatehouse-cache"] = "hit"
         h["age"] = str(max(0, int(time.time() - stored)))
         ex.cache_hit = True
         if not call.stream:  # the usage headers an upstream answer gets from metering, at no cost
-            h["x-gatehouse-tokens-input"] = str(usage.input_tokens)
-            h["x-gatehouse-tokens-output"] = str(usage.output_tokens)
+            h["x-gatehouse-tokens-input"] = input_tokens
+            h["x-gatehouse-tokens-output"] = output_tokens
             h["x-gatehouse-cost-usd"] = "0"
         ex.cached = reply
-        return True
 
     async def _semantic(self, ex: Exchange, policy: CachePolicy, subject: ChatRequest, tenant: str,
                         ticket: CacheTicket) -> bytes | None:
