@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Protocol
 from gatehouse.errors import GatehouseError, UpstreamContextLength
 from gatehouse.providers.base import CallContext
 from gatehouse.routing.health import is_retryable
-from gatehouse.routing.reasons import failover_reason, replan_reason
+from gatehouse.routing.reasons import failover_reason
+from gatehouse.routing.route import replan_reason
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call, Endpoint

@@ -31,12 +31,3 @@ def failover_reason(err: GatehouseError) -> str:
     if code == "upstream_busy":
         return "failover_busy"  # our own connection cap was reached
     return "failover_5xx"
-
-
-_REPLAN = {"after_hold": COLD_START, "retry": RETRY, "fallbacks_only": FALLBACK,
-           "context_fallback": CONTEXT_WINDOW_FALLBACK}
-
-
-def replan_reason(stage: str) -> str:
-    """The reason of the first attempt of a new plan, by the request's recovery stage (route.py)."""
-    return _REPLAN.get(stage, PRIMARY)

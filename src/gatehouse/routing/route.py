@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from gatehouse.errors import GatehouseError, UpstreamError
+from gatehouse.routing import reasons
 from gatehouse.routing.health import is_retryable
 from gatehouse.routing.reasons import CONTEXT_WINDOW, CONTEXT_WINDOW_FALLBACK, FALLBACK
 from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy, model_strategy, self_hosted_pool
@@ -40,6 +41,14 @@ RETRY = "retry"
 FALLBACKS_ONLY = "fallbacks_only"
 CONTEXT_FALLBACK = "context_fallback"  # an upstream's context-length error moved it to a context_window_fallback
 BACKOFF_CAP = 5.0  # seconds, the longest wait before a retry
+# The route reason (routing/reasons.py) of the first attempt of a plan made at each stage.
+_REPLAN = {AFTER_HOLD: reasons.COLD_START, RETRY: reasons.RETRY, FALLBACKS_ONLY: FALLBACK,
+           CONTEXT_FALLBACK: CONTEXT_WINDOW_FALLBACK}
+
+
+def replan_reason(stage: str) -> str:
+    """The reason of the first attempt of a new plan, by the request's recovery stage."""
+    return _REPLAN.get(stage, reasons.PRIMARY)
 
 
 class RouteState:
