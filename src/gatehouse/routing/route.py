@@ -80,8 +80,8 @@ class EjectionCap:
 
 
 class Route:
-    __slots__ = ("backoff", "cold_start", "context_fallbacks", "deadline", "defers_fallbacks", "fallback_counts",
-                 "fallbacks", "max_attempts", "retries", "strategy", "tiers")
+    __slots__ = ("backoff", "cold_start", "context_fallbacks", "deadline", "defers_fallbacks", "direct",
+                 "fallback_counts", "fallbacks", "max_attempts", "retries", "strategy", "tiers")
 
     def __init__(self, strategy: str, tiers: tuple[tuple[Strategy, tuple[Deployment, ...]], ...],
                  max_attempts: int | None, deadline: float | None, cold_start: ColdStart | None,
@@ -97,6 +97,15 @@ class Route:
         self.fallbacks: tuple[ModelEntry, ...] = ()  # linked once every entry exists
         self.context_fallbacks: tuple[ModelEntry, ...] = ()
         self.fallback_counts: dict[tuple[str, str], int] = {}  # (fallback, reason) -> requests (metrics)
+        self.direct = False  # set by `link`: a first plan is just the model's own deployments
+
+    def link(self, fallbacks: tuple[ModelEntry, ...], context_fallbacks: tuple[ModelEntry, ...]) -> None:
+        """The fallback entries, once every entry exists. A route with neither, no attempt budget
+        and no deadline plans its first time as `deployments_of` alone (Router.plan then skips
+        this generator: one less per request)."""
+        self.fallbacks, self.context_fallbacks = fallbacks, context_fallbacks
+        self.direct = not fallbacks and not context_fallbacks and self.deadline is None \
+            and self.max_attempts == 1 << 30
 
     def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
         """The deployments to try in turn: the entry's (or a context-window fallback's, when the
@@ -296,8 +305,7 @@ def build_routes(cfg: Config, models: dict[str, ModelEntry], health: Health, htt
     for m in cfg.models:
         linked = out[m.name].route
         if linked is not None:
-            linked.fallbacks = tuple(out[n] for n in m.fallbacks)
-            linked.context_fallbacks = tuple(out[n] for n in m.context_window_fallbacks)
+            linked.link(tuple(out[n] for n in m.fallbacks), tuple(out[n] for n in m.context_window_fallbacks))
     return out
 
 

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Iterator
 from typing import TYPE_CHECKING
 
 from gatehouse.errors import GatehouseError, UpstreamUnavailable
+from gatehouse.routing.route import deployments_of
 from gatehouse.routing.strategies import Ordered, Strategy
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class Router:
     def plan(self, entry: ModelEntry, ex: Exchange) -> Iterator[Deployment]:
         route = entry.route
         if route is not None:
+            if route.direct and ex.routing is None:
+                return deployments_of(entry, ex)  # what route.plan would yield, without its generator
             return route.plan(entry, ex)  # its generator itself: no second one delegating to it
         return self._healthy(entry, ex)
 
