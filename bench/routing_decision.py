@@ -25,7 +25,7 @@ from gatehouse.upstream.client import HttpPool
 
 def table(n: int) -> dict[str, ModelEntry]:
     models: list[dict[str, Any]] = [{"name": "plain", "deployments": [{"provider": "e", "model": "plain"}]}]
-    for strategy in ("ordered", "weighted", "least-busy", "latency", "prefix-affinity"):
+    for strategy in ("ordered", "weighted", "least-busy", "latency", "prefix-affinity", "load-aware"):
         models.append({"name": strategy, "routing": {"strategy": strategy},
                        "deployments": [{"provider": "e", "model": f"{strategy}-{i}",
                                         **({"weight": i + 1} if strategy == "weighted" else {})}

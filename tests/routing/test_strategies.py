@@ -99,6 +99,10 @@ def test_retry_after_seconds_and_http_dates_bound_the_cool_down():
     ({"deployments": [{"provider": "e", "model": "a"}], "cold_start": {}}, "has a base_url to poll"),
     ({"deployments": [{"provider": "e", "model": "a", "priority": 0}]}, "priority"),
     ({"deployments": [{"provider": "e", "model": "a"}], "routing": {"strategy": "random"}}, "strategy"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "routing": {"strategy": "least-busy", "prefix_weight": 2}},
+     "routing.prefix_weight: only used by routing.strategy 'load-aware'"),
+    ({"deployments": [{"provider": "e", "model": "a"}], "routing": {"strategy": "load-aware", "prefix_weight": -1}},
+     "prefix_weight"),
 ])
 def test_routing_fields_are_refused_where_they_would_do_nothing(model, message):
     with pytest.raises(ConfigError, match=message):

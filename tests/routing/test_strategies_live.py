@@ -233,6 +233,43 @@ async def test_load_aware_follows_the_engines_queue_and_kv_cache_as_they_change(
         assert (engine["waiting"], engine["kv_cache"], engine["saturated"]) == (5.0, 0.7, False)
 
 
+async def test_load_aware_keeps_a_conversation_on_its_prefix_until_the_load_gap_exceeds_the_prefix_weight(
+        start_gatehouse):
+    async def turn(gh_url: str, conversation: str, n: int) -> str:
+        messages = [{"role": "system", "content": f"You are agent {conversation}. " * 20},
+                    {"role": "user", "content": f"task of {conversation}"}]
+        messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": f"turn {n}"}] * n
+        async with aiohttp.ClientSession() as s, s.post(gh_url + "/v1/chat/completions", headers=AUTH,
+                                                        json={"model": "pool", "messages": messages}) as r:
+            assert r.status == 200
+            return str((await r.json())["choices"][0]["message"]["content"])
+
+    with fleet(Replica("a"), Replica("b")) as (a, b):
+        a.engine("vllm", waiting=0, running=2, kv=0.0)
+        b.engine("vllm", waiting=0, running=0, kv=0.0)
+        pools = {}
+        for weight in (None, 0):
+            routing: dict[str, Any] = {"strategy": "load-aware", "scrape_interval_seconds": 0.1}
+            if weight is not None:
+                routing["prefix_weight"] = weight
+            pools[weight] = start_gatehouse(with_model([("a", a.url), ("b", b.url)], routing=routing))
+        await asyncio.sleep(0.4)
+        for gh in pools.values():
+            assert await turn(gh.url, "one", 0) == "served by b"  # the lighter engine
+        a.engine("vllm", waiting=0, running=0, kv=0.0)
+        b.engine("vllm", waiting=0, running=2, kv=0.0)  # now b carries 2 more: less than the weight 3
+        await asyncio.sleep(0.4)
+        with_term, without = pools[None].url, pools[0].url
+        for n in (1, 2, 3):
+            assert await turn(with_term, "one", n) == "served by b"  # its prefix is cached there
+            assert await turn(without, "one", n) == "served by a"  # prefix_weight 0: load alone
+        assert await turn(with_term, "two", 0) == "served by a"  # a new conversation: the lighter one
+        b.engine("vllm", waiting=1, running=2, kv=0.0)  # b now carries 4 more: more than the weight
+        await asyncio.sleep(0.4)
+        assert await turn(with_term, "one", 4) == "served by a"
+        assert await turn(with_term, "one", 5) == "served by a"  # and it stays on its new home
+
+
 async def test_load_aware_counts_busy_slots_of_an_engine_that_exports_no_kv_cache_use(start_gatehouse):
     # current llama.cpp: requests_processing and requests_deferred, no kv_cache_usage_ratio
     with fleet(Replica("busy"), Replica("idle")) as (busy, idle):

@@ -28,6 +28,9 @@ class RoutingConfig(_Base):
     # the queue (waiting requests) above which a deployment is saturated (default 16)
     scrape_interval_seconds: Annotated[float, Meta(ge=0.05)] | None = None
     queue_threshold: Annotated[int, Meta(ge=0)] | None = None
+    # load-aware only: taken off the score of the deployment that served the request's prefix
+    # last (routing/strategies.LoadAware; default 3, 0: no prefix term)
+    prefix_weight: Annotated[float, Meta(ge=0)] | None = None
 
 
 class KubernetesScaleConfig(_Base):

@@ -80,6 +80,13 @@ def affinity_key(body: dict[str, Any] | None, session: str | None = None) -> int
     return zlib.crc32(text.encode("utf-8", "surrogatepass"))
 
 
+def request_key(ex: Exchange) -> int | None:
+    """The affinity key of a request: its body's, or its session header's (see affinity_key)."""
+    call, headers = ex.call, ex.request_headers
+    return affinity_key(call.body if call is not None else None,
+                        headers.get(SESSION_HEADER) if headers is not None else None)
+
+
 class PrefixAffinity:
     __slots__ = ("counts", "hashes", "next", "orders", "placed")
 
@@ -104,9 +111,7 @@ class PrefixAffinity:
         self.next = 0  # requests without a key: round robin
 
     def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
-        call, headers = ex.call, ex.request_headers
-        key = affinity_key(call.body if call is not None else None,
-                           headers.get(SESSION_HEADER) if headers is not None else None)
+        key = request_key(ex)
         if key is None:
             i = self.next = (self.next + 1) % len(deployments)
             yield from deployments[i:]

@@ -34,7 +34,7 @@ def check_routing(cfg: Config) -> None:
                     raise ConfigError(f"{path}.deployments[{j}].metrics_url: must be an http(s) URL")
         rc = m.routing
         if rc is not None and strategy != "load-aware":
-            for field_name in ("scrape_interval_seconds", "queue_threshold"):
+            for field_name in ("scrape_interval_seconds", "queue_threshold", "prefix_weight"):
                 if getattr(rc, field_name) is not None:
                     raise ConfigError(f"{path}.routing.{field_name}: only used by routing.strategy 'load-aware'")
         for field_name in ("fallbacks", "context_window_fallbacks"):

@@ -21,7 +21,15 @@ from gatehouse.errors import GatehouseError, UpstreamError
 from gatehouse.routing import reasons
 from gatehouse.routing.health import is_retryable
 from gatehouse.routing.reasons import CONTEXT_WINDOW, CONTEXT_WINDOW_FALLBACK, FALLBACK
-from gatehouse.routing.strategies import LOAD_AWARE, STRATEGIES, Ordered, Strategy, model_strategy, self_hosted_pool
+from gatehouse.routing.strategies import (
+    LOAD_AWARE,
+    STRATEGIES,
+    LoadAware,
+    Ordered,
+    Strategy,
+    model_strategy,
+    self_hosted_pool,
+)
 
 if TYPE_CHECKING:
     from gatehouse.config import Config, DeploymentConfig, ModelConfig
@@ -314,6 +322,8 @@ def _strategy(name: str, tier: tuple[Deployment, ...], m: ModelConfig) -> Strate
     if len(tier) == 1:
         return Ordered()
     strategy: Strategy = STRATEGIES[name](tier)
+    if isinstance(strategy, LoadAware) and m.routing is not None and m.routing.prefix_weight is not None:
+        strategy.prefix_weight = m.routing.prefix_weight
     if m.adapter is not None:
         from gatehouse.routing.lora import LoraFirst
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from random import random as _random
 from typing import TYPE_CHECKING, Protocol
 
-from gatehouse.routing.affinity import PrefixAffinity
+from gatehouse.routing.affinity import MAX_KEYS, PrefixAffinity, request_key
 
 if TYPE_CHECKING:
     from gatehouse.config.schema import Config, ModelConfig
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.routing.table import Deployment
 
+# load-aware: what a prefix match takes off a deployment's score (one waiting request counts 2,
+# a full KV cache 20, a running request 1), unless the model's routing.prefix_weight says otherwise
+PREFIX_WEIGHT = 3.0
 # Peak-EWMA decay (Finagle's default): a latency observed this long ago weighs 1/e.
 DECAY_SECONDS = 10.0
 
@@ -188,15 +192,38 @@ def engine_score(dep: Deployment) -> float:
 class LoadAware:
     """The deployment whose engine reports the least queue and KV cache use (scraped off the
     request path: routing/scrape.py), counting what this gateway has in flight there. One
-    pass over the tier; saturated deployments (queue above the threshold) come after all tiers."""
+    pass over the tier; saturated deployments (queue above the threshold) come after all tiers.
 
-    __slots__ = ()
+    The prefix term: the deployment that served this request's prefix last (routing/affinity.py's
+    key: the same conversation, the same agent session, the same system prompt) has
+    `prefix_weight` taken off its score, so a conversation stays where its prefix is cached until
+    that deployment carries more than `prefix_weight` more load than the lightest one (the
+    Inference Extension's picker weighs a prefix match 3 beside queue 2 and KV cache 2). The
+    placements of the most recent MAX_KEYS prefixes are kept; 0 turns the term off."""
 
-    def __init__(self, deployments: tuple[Deployment, ...]) -> None:
-        pass
+    __slots__ = ("placed", "prefix_weight")
+
+    def __init__(self, deployments: tuple[Deployment, ...], prefix_weight: float = PREFIX_WEIGHT) -> None:
+        self.prefix_weight = prefix_weight
+        self.placed: OrderedDict[int, Deployment] = OrderedDict()
 
     def order(self, deployments: tuple[Deployment, ...], ex: Exchange) -> Iterator[Deployment]:
-        best = min(deployments, key=engine_score)
+        weight = self.prefix_weight
+        key = request_key(ex) if weight else None
+        if key is None:
+            best = min(deployments, key=engine_score)
+        else:
+            placed = self.placed
+            held = placed.get(key)
+            if held is None or (held.load is not None and held.load.saturated):
+                best = min(deployments, key=engine_score)
+            else:
+                best = min(deployments, key=lambda d: engine_score(d) - weight if d is held else engine_score(d))
+            if best.load is None or not best.load.saturated:  # (a saturated one is passed over)
+                placed[key] = best
+                placed.move_to_end(key)
+                if len(placed) > MAX_KEYS:
+                    placed.popitem(last=False)
         yield best
         yield from sorted((d for d in deployments if d is not best), key=engine_score)  # failover only
 
