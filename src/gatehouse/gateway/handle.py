@@ -26,7 +26,18 @@ if TYPE_CHECKING:
 
 async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.principal = principal = await rt.auth.authenticate(req.headers)
-    call = ep.parse(await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type), req.headers)
+    raw = await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type)
+    cache = rt.cache
+    if cache is not None and len(cache.memos):  # the same bytes this consumer had answered from the cache
+        recalled = cache.memos.recall(ep, raw, principal, req.headers, rt.access.current)
+        if recalled is not None:
+            memo = recalled.memo
+            entry = ex.entry = rt.table.resolve(memo.name, principal)  # model access, as for any request
+            if entry is memo.entry:
+                ex.cache_recalled = recalled
+                await _repeated_hit(rt, req, ex, memo.prompt_estimate, memo.max_tokens, memo.stream)
+                return
+    call = ep.parse(raw, req.headers)
     ex.call = call
     name = call.model
     if not name or name == "default":  # the group's default model (routing/policy_routes.py)
@@ -74,6 +85,9 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
                     reply = ex.cache.tap(reply)
                 hangup.off()
         await relay(req, ex, call, reply, attempts.end)
+        made = ex.cache_memo
+        if made is not None and virtual is None and ex.status == 200 and cache is not None:  # (a hit: remembered)
+            cache.memos.keep(ep, raw, principal, made, name, entry, call.prompt_estimate, asked, rt.access.current)
     except BaseException as exc:
         _failed(ex, exc)
         held = ex.held
@@ -83,6 +97,35 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
         raise
     finally:
         attempts.end(ex)
+        if ex.admitted is not None:
+            await rt.pipeline.settle(ex)
+
+
+async def _repeated_hit(rt: Runtime, req: Request, ex: Exchange, prompt_estimate: int, max_tokens: int | None,
+                        stream: bool) -> None:
+    """A request the cache answered before, by its bytes (policy/cache_memo.py): what parse, bind
+    and the cache key would make of it is known; the policy steps run as for any request (the
+    cache step answers with the entry `ex.cache_recalled` found), then the stored bytes go out as
+    a forwarded answer's would (gateway/relay.py), and the steps settle."""
+    entry = ex.entry
+    assert entry is not None
+    ex.model = entry.name
+    ex.prompt_estimate = prompt_estimate
+    ex.max_tokens = max_tokens
+    ex.stream = stream
+    ex.request_headers = req.headers
+    try:
+        await rt.pipeline.admit(ex)
+        reply = ex.cached
+        assert reply is not None and reply.body is not None  # (the cache step answers a recalled request)
+        ex.usage = reply.usage
+        ex.status = 200
+        await send_bytes(req.send, 200, reply.body, header_list(ex.request_id, ex.response_headers),
+                         reply.content_type.encode("latin-1"))
+    except BaseException as exc:
+        _failed(ex, exc)
+        raise
+    finally:
         if ex.admitted is not None:
             await rt.pipeline.settle(ex)
 
