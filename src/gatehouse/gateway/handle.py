@@ -28,8 +28,9 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.principal = principal = await rt.auth.authenticate(req.headers)
     raw = await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type)
     cache = rt.cache
+    directory = rt.access.current  # (what a memo made of this request holds for: policy/cache_memo.py)
     if cache is not None and len(cache.memos):  # the same bytes this consumer had answered from the cache
-        recalled = cache.memos.recall(ep, raw, principal, req.headers, rt.access.current)
+        recalled = cache.memos.recall(ep, raw, principal, req.headers, directory)
         if recalled is not None:
             memo = recalled.memo
             entry = ex.entry = rt.table.resolve(memo.name, principal)  # model access, as for any request
@@ -85,9 +86,10 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
                     reply = ex.cache.tap(reply)
                 hangup.off()
         await relay(req, ex, call, reply, attempts.end)
-        made = ex.cache_memo
-        if made is not None and virtual is None and ex.status == 200 and cache is not None:  # (a hit: remembered)
-            cache.memos.keep(ep, raw, principal, made, name, entry, call.prompt_estimate, asked, rt.access.current)
+        made = ex.cache_memo  # a hit the cache step may remember, if groups and consumers did not change meanwhile
+        if made is not None and virtual is None and ex.status == 200 and cache is not None \
+                and directory is rt.access.current:
+            cache.memos.keep(ep, raw, principal, made, name, entry, call.prompt_estimate, asked, directory)
     except BaseException as exc:
         _failed(ex, exc)
         held = ex.held

@@ -19,8 +19,8 @@ When a memo may be used (`RequestMemos.recall`), each checked per request:
   is only made from such a hit);
 - the same route (Endpoint), consumer and group, and byte-identical body: the memo never crosses a
   tenant, whatever the block's `scope` (consumer and group are both in the key);
-- the directory (groups, consumers, their models, limits and default models) is the same object
-  it was (`AccessControl.current` is replaced on every reload) and so are the principal's limits;
+- the directory (groups, consumers, their models, limits and default models) is the one the memos
+  were made under (`AccessControl.current` is replaced on every reload; a new one drops them all);
 - no `Cache-Control` or `x-gatehouse-cache` request header (those requests take the full path);
 - the store still holds a live entry under the key whose wire head was read (`MemoryEntry.memo`)
   and has the request's route and mode (another entry stored under the same key since, by another
@@ -53,8 +53,7 @@ _OVERHEAD = 300  # a memo's objects besides its body
 class RequestMemo:
     """What the path made of one request body, for one consumer in one group."""
 
-    __slots__ = ("store", "key", "path", "mode", "stream", "name", "entry", "prompt_estimate", "max_tokens",
-                 "directory", "limits")
+    __slots__ = ("store", "key", "path", "mode", "stream", "name", "entry", "prompt_estimate", "max_tokens")
 
     def __init__(self, store: MemoryCache, key: str, path: str, mode: str, stream: bool) -> None:
         # set by the cache step (policy/cache.py) when it answers a hit it may remember
@@ -64,8 +63,6 @@ class RequestMemo:
         self.entry: ModelEntry | None = None
         self.prompt_estimate = 0
         self.max_tokens: int | None = None  # as asked (the limits step caps it again)
-        self.directory: Any = None
-        self.limits: Any = None
 
 
 class Recalled:
@@ -80,22 +77,26 @@ class Recalled:
 class RequestMemos:
     """The memos of one cache step (see the module doc)."""
 
-    __slots__ = ("enabled", "_memos", "held")
+    __slots__ = ("enabled", "_memos", "held", "directory")
 
     def __init__(self) -> None:
         self.enabled = False  # runtime.py: no guardrails, no compliance routing, no body-rewriting step
         self._memos: dict[tuple[Endpoint, str, str | None, bytes], RequestMemo] = {}
         self.held = 0  # bytes
+        self.directory: Any = None  # the AccessControl.current every memo was made under
 
     def __len__(self) -> int:
         return len(self._memos)
 
     def recall(self, ep: Endpoint, body: bytes, principal: Principal, headers: Mapping[str, str],
                directory: Any) -> Recalled | None:
+        if directory is not self.directory:  # groups or consumers changed: what the memos say may not hold
+            self.clear()
+            return None
         if "cache-control" in headers or "x-gatehouse-cache" in headers:
             return None
         memo = self._memos.get((ep, principal.consumer, principal.group, body))
-        if memo is None or memo.directory is not directory or memo.limits is not principal.limits:
+        if memo is None:
             return None
         found = memo.store.lookup(memo.key)
         kept = found.memo if found is not None else None
@@ -111,6 +112,9 @@ class RequestMemos:
         """Remember a hit the full path answered (the cache step made `memo`)."""
         if not self.enabled or len(body) > MAX_BODY:
             return
+        if directory is not self.directory:
+            self.clear()
+            self.directory = directory
         key = (ep, principal.consumer, principal.group, body)
         if key in self._memos:
             return
@@ -118,7 +122,6 @@ class RequestMemos:
         if len(self._memos) >= MAX_MEMOS or self.held + size > MAX_BYTES:
             self.clear()
         memo.name, memo.entry, memo.prompt_estimate, memo.max_tokens = name, entry, prompt_estimate, max_tokens
-        memo.directory, memo.limits = directory, principal.limits
         self._memos[key] = memo
         self.held += size
 
