@@ -82,6 +82,8 @@ def test_a_repeated_request_is_remembered_and_answered_like_any_hit(openai_upstr
         assert status == 200 and body == hits[0][1]
         assert int(h["age"]) >= 0 and h["x-gatehouse-cost-usd"] == "0"
         assert h["x-gatehouse-tokens-output"] == h1["x-gatehouse-tokens-output"]
+        assert h["x-gatehouse-tokens-input"] == h1["x-gatehouse-tokens-input"]
+        assert h["content-type"] == h1["content-type"] and int(h["content-length"]) == len(body)
         assert h["x-request-id"] != h1["x-request-id"]
     assert json.loads(hits[-1][1])["choices"][0]["message"]["content"] == "echo: hello there"
     rows = ledger(gh.home, 4)
@@ -165,10 +167,16 @@ def test_an_entry_stored_again_in_another_mode_is_answered_in_the_clients_own(op
             post(gh.url + CHAT, unary, ALICE_KEY)
         assert len(gh.memos) == 1
         time.sleep(1.1)  # expired (the memo stays)
-        for _ in range(2):  # the same key, now holding a stream (its head read by the hit)
+        streamed = []
+        for _ in range(3):  # the same key, now holding a stream (its head read by the first hit)
             s, body, h = post(gh.url + CHAT, stream, ALICE_KEY)
-            assert s == 200 and body.startswith(b"data: ")
-        assert h["x-gatehouse-cache"] == "hit" and len(gh.memos) == 2  # (the stream request is remembered too)
+            assert s == 200 and body.startswith(b"data: ") and body.rstrip().endswith(b"data: [DONE]")
+            streamed.append((body, h))
+        assert len(gh.memos) == 2  # (the stream request is remembered too, and answered through its memo)
+        (_, h_miss), (b_hit, h_hit), (b_again, h_again) = streamed
+        assert h_miss["x-gatehouse-cache"] == "miss" and h_hit["x-gatehouse-cache"] == h_again["x-gatehouse-cache"] == "hit"
+        assert b_again == b_hit and h_again["content-type"] == h_hit["content-type"]
+        assert "x-gatehouse-tokens-input" not in h_again and "x-gatehouse-tokens-input" not in h_hit
         status, body, h = post(gh.url + CHAT, unary, ALICE_KEY)
     assert status == 200 and h["x-gatehouse-cache"] == "hit" and h["content-type"].startswith("application/json")
     assert json.loads(body)["choices"][0]["message"]["content"] == "echo: modes"

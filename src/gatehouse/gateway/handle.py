@@ -118,12 +118,14 @@ async def _repeated_hit(rt: Runtime, req: Request, ex: Exchange, prompt_estimate
     ex.request_headers = req.headers
     try:
         await rt.pipeline.admit(ex)
-        reply = ex.cached
-        assert reply is not None and reply.body is not None  # (the cache step answers a recalled request)
+        reply, recalled = ex.cached, ex.cache_recalled
+        assert reply is not None and reply.body is not None and recalled is not None  # (the cache step answered)
         ex.usage = reply.usage
         ex.status = 200
-        await send_bytes(req.send, 200, reply.body, header_list(ex.request_id, ex.response_headers),
-                         reply.content_type.encode("latin-1"))
+        send = req.send
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            *recalled.wire.hit_head(), *header_list(ex.request_id, ex.response_headers)]})
+        await send({"type": "http.response.body", "body": reply.body})
     except BaseException as exc:
         _failed(ex, exc)
         raise

@@ -249,11 +249,15 @@ class CacheStep:
         return True
 
     def _recalled(self, ex: Exchange, recalled: Recalled) -> None:
-        """A repeated request's hit: the entry its memo found live (policy/cache_memo.py)."""
-        stream, wire = recalled.memo.stream, recalled.wire
-        if stream:
+        """A repeated request's hit: the entry its memo found live (policy/cache_memo.py). Its
+        fixed headers are the entry's `hit_head` (gateway/handle.py sends them); `Age` is the
+        request's own."""
+        if recalled.memo.stream:
             ex.first_token_at = time.monotonic()
-        self._answer(ex, stream, wire.reply(), "hit", recalled.stored, wire.input_tokens, wire.output_tokens)
+        self._count(ex.model, "hit")
+        ex.response_headers["age"] = str(max(0, int(time.time() - recalled.stored)))
+        ex.cache_hit = True
+        ex.cached = recalled.wire.reply()
 
     async def _hit(self, ex: Exchange, raw: bytes, result: str, found: MemoryEntry | None = None,
                    memory: CacheStore | None = None, key: str = "") -> bool:
