@@ -37,7 +37,7 @@ from gatehouse.config import CacheConfig, Config
 from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
 from gatehouse.policy.cache_flights import Flights
-from gatehouse.policy.cache_memo import Recalled, RequestMemo, RequestMemos
+from gatehouse.policy.cache_memo import Recalled, RequestMemo, RequestMemos, memorable
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
 from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
@@ -244,7 +244,7 @@ class CacheStep:
         if call.stream:  # (the whole stream is there: its first token with it)
             ex.first_token_at = time.monotonic()
         self._answer(ex, call.stream, reply, result, stored, wire.input_tokens, wire.output_tokens)
-        if result == "hit" and self.memos.enabled and type(memory) is MemoryCache and _memorable(ex):
+        if result == "hit" and self.memos.enabled and type(memory) is MemoryCache and memorable(ex):
             ex.cache_memo = RequestMemo(memory, key, wire.path, mode, call.stream)  # kept by gateway/handle.py
         return True
 
@@ -437,15 +437,6 @@ def _needs_events(ex: Exchange, call: Call) -> bool:
     guard = ex.guard
     return guard is not None and (guard.pending is not None or (
         guard.plan.checks_output and (call.stream or not call.reads_answers)))
-
-
-def _memorable(ex: Exchange) -> bool:
-    """A hit whose request the path may remember by its bytes (policy/cache_memo.py): nothing but
-    the body, the caller and the directory decided it (no guardrail, compliance or virtual model
-    choice, no cache header)."""
-    headers = ex.request_headers
-    return (ex.guard is None and ex.compliance is None and ex.virtual_route is None and not ex.sensitive
-            and headers is not None and "cache-control" not in headers and "x-gatehouse-cache" not in headers)
 
 
 def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> str | None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from gatehouse.gateway.endpoint import Endpoint
+    from gatehouse.gateway.exchange import Exchange
     from gatehouse.policy.cache_wire import WireEntry
     from gatehouse.policy.principal import Principal
     from gatehouse.routing.table import ModelEntry
@@ -48,6 +49,14 @@ MAX_MEMOS = 4096
 MAX_BYTES = 8 * 1024 * 1024  # of remembered request bodies, per cache step
 MAX_BODY = 64 * 1024  # a larger body is not remembered
 _OVERHEAD = 300  # a memo's objects besides its body
+
+
+def memorable(ex: Exchange) -> bool:
+    """A hit whose request may be remembered by its bytes: nothing but the body, the caller and the
+    directory decided it (no guardrail, compliance or virtual model choice, no cache header)."""
+    headers = ex.request_headers
+    return (ex.guard is None and ex.compliance is None and ex.virtual_route is None and not ex.sensitive
+            and headers is not None and "cache-control" not in headers and "x-gatehouse-cache" not in headers)
 
 
 class RequestMemo:
