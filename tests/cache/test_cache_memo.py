@@ -192,3 +192,21 @@ def test_no_memos_where_guardrails_apply(openai_upstream, recorder, tmp_path):
         answers = [post(gh.url + CHAT, chat("guarded"), ALICE_KEY) for _ in range(3)]
         assert not gh.memos.enabled and len(gh.memos) == 0
     assert [h["x-gatehouse-cache"] for _, _, h in answers] == ["miss", "hit", "hit"]
+
+
+def test_an_anthropic_pass_through_request_is_remembered_too(openai_upstream, anthropic_upstream, tmp_path):
+    from tests.anthropic_setup import anthropic_config
+
+    cfg = anthropic_config(openai_upstream.url, anthropic_upstream.url)
+    next(m for m in cfg["models"] if m["name"] == "claude")["cache"] = {"ttl_seconds": 60}
+    anthropic_upstream.recorder.clear()
+    body = {"model": "claude", "max_tokens": 64, "temperature": 0, "messages": [{"role": "user", "content": "again"}]}
+    headers = {"anthropic-version": "2023-06-01"}
+    with serve(cfg, tmp_path / "gh") as gh:
+        answers = [post(gh.url + "/v1/messages", body, ALICE_KEY, headers) for _ in range(4)]
+        assert len(gh.memos) == 1
+        _, _, bob = post(gh.url + "/v1/messages", body, BOB_KEY, headers)  # another group: its own entry
+    assert [h["x-gatehouse-cache"] for _, _, h in answers] == ["miss", "hit", "hit", "hit"]
+    assert bob["x-gatehouse-cache"] == "miss"
+    assert answers[3][1] == answers[1][1] and json.loads(answers[3][1])["type"] == "message"
+    assert sum(1 for r in anthropic_upstream.recorder.requests if r.method == "POST") == 2
