@@ -210,3 +210,16 @@ def test_an_anthropic_pass_through_request_is_remembered_too(openai_upstream, an
     assert bob["x-gatehouse-cache"] == "miss"
     assert answers[3][1] == answers[1][1] and json.loads(answers[3][1])["type"] == "message"
     assert sum(1 for r in anthropic_upstream.recorder.requests if r.method == "POST") == 2
+
+
+def test_a_large_body_is_not_remembered(openai_upstream, recorder, tmp_path):
+    big = chat("long " * 8000)  # ~40 KB: past what is remembered (finding a memo hashes the body)
+    with serve(config(openai_upstream.url), tmp_path / "gh") as gh:
+        answers = [post(gh.url + CHAT, big, ALICE_KEY) for _ in range(3)]
+        assert len(gh.memos) == 0
+        post(gh.url + CHAT, chat("small"), ALICE_KEY)
+        post(gh.url + CHAT, chat("small"), ALICE_KEY)
+        assert len(gh.memos) == 1
+        _, _, h = post(gh.url + CHAT, big, ALICE_KEY)  # (a remembered length or not: the full path answers)
+    assert [a[2]["x-gatehouse-cache"] for a in answers] == ["miss", "hit", "hit"] and h["x-gatehouse-cache"] == "hit"
+    assert upstream_calls(recorder) == 2

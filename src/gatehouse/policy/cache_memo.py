@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 MAX_MEMOS = 4096
 MAX_BYTES = 8 * 1024 * 1024  # of remembered request bodies, per cache step
-MAX_BODY = 64 * 1024  # a larger body is not remembered
+MAX_BODY = 32 * 1024  # a larger body is not remembered (finding a memo hashes the body: ~0.16 µs a KiB)
 _OVERHEAD = 300  # a memo's objects besides its body
 
 
@@ -86,11 +86,13 @@ class Recalled:
 class RequestMemos:
     """The memos of one cache step (see the module doc)."""
 
-    __slots__ = ("enabled", "_memos", "held", "directory")
+    __slots__ = ("enabled", "_memos", "_lengths", "held", "directory")
 
     def __init__(self) -> None:
         self.enabled = False  # runtime.py: no guardrails, no compliance routing, no body-rewriting step
         self._memos: dict[tuple[Endpoint, str, str | None, bytes], RequestMemo] = {}
+        # body length -> memos of that length: a body of no remembered length is never hashed
+        self._lengths: dict[int, int] = {}
         self.held = 0  # bytes
         self.directory: Any = None  # the AccessControl.current every memo was made under
 
@@ -102,7 +104,7 @@ class RequestMemos:
         if directory is not self.directory:  # groups or consumers changed: what the memos say may not hold
             self.clear()
             return None
-        if "cache-control" in headers or "x-gatehouse-cache" in headers:
+        if len(body) not in self._lengths or "cache-control" in headers or "x-gatehouse-cache" in headers:
             return None
         memo = self._memos.get((ep, principal.consumer, principal.group, body))
         if memo is None:
@@ -132,8 +134,10 @@ class RequestMemos:
             self.clear()
         memo.name, memo.entry, memo.prompt_estimate, memo.max_tokens = name, entry, prompt_estimate, max_tokens
         self._memos[key] = memo
+        self._lengths[len(body)] = self._lengths.get(len(body), 0) + 1
         self.held += size
 
     def clear(self) -> None:
         self._memos.clear()
+        self._lengths.clear()
         self.held = 0
