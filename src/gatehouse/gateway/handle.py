@@ -29,7 +29,7 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     raw = await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type)
     cache = rt.cache
     directory = rt.access.current  # (what a memo made of this request holds for: policy/cache_memo.py)
-    if cache is not None and len(cache.memos):  # the same bytes this consumer had answered from the cache
+    if cache is not None and cache.memos.held:  # the same bytes this consumer had answered from the cache
         recalled = cache.memos.recall(ep, raw, principal, req.headers, directory)
         if recalled is not None:
             memo = recalled.memo
