@@ -2,6 +2,10 @@
 a busy machine does not move (CPU time per request, bench/cpu_ab.py, swings ±10% there).
 
     .venv/bin/python bench/insn_ab.py b@after h@after h@before --before ../before/src [--duration 10]
+    .venv/bin/python bench/insn_ab.py hit@after hit@before b@after --before ../before/src   # cache hits
+
+`hit` and `miss` (as in cpu_ab.py) give the gateway an in-process `cache:` block and send a
+temperature-0 request (`miss`: with `Cache-Control: no-cache`); `b@after` is the uncached figure.
 
 Each gateway (`path@after`: this checkout, `path@before`: --before; paths as in cpu_ab.py) is
 started under `valgrind --tool=callgrind` with instrumentation off, warmed up with wrk, then counted
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpu_ab  # the scenarios' configs
 from harness import load, procs, targets as tg, tools
 from harness.rounds import openai_body
+from harness.scenarios import cached_body
 
 IDLE_S, SETTLE_S = 5.0, 6.0  # (settle: the trace export thread sends at least every 5 s)
 
@@ -74,13 +79,15 @@ def main() -> int:
         for i, spec in enumerate(args.gateways):
             path, _, which = spec.partition("@")
             src = tg.PROJECT_DIR / "src" if which == "after" else args.before
-            if src is None or path not in cpu_ab.PATHS:
+            if src is None or path not in cpu_ab.PATHS + cpu_ab.CACHE_PATHS:
                 raise SystemExit(f"{spec}: not path@after or path@before (with --before)")
             name = f"{spec.replace('@', '-')}-{i}"  # (its own directory: callgrind numbers its dumps)
-            g = tg.start_gatehouse(mock, run_dir, name=name, source=Path(src).resolve(),
-                                   **cpu_ab.config_for(path, args, sink))
+            cache = path in cpu_ab.CACHE_PATHS  # (an in-process cache block; a temperature-0 request)
+            config = {"cache": {"ttl_seconds": 3600, "backend": "memory"}} if cache else cpu_ab.config_for(path, args, sink)
+            g = tg.start_gatehouse(mock, run_dir, name=name, source=Path(src).resolve(), **config)
             assert g.proc is not None
-            script = load.wrk_script(run_dir / f"{name}.lua", openai_body(), dict(g.openai_headers))
+            headers = {**g.openai_headers, **({"Cache-Control": "no-cache"} if path == "miss" else {})}
+            script = load.wrk_script(run_dir / f"{name}.lua", cached_body() if cache else openai_body(), headers)
             url = f"{g.base}/v1/chat/completions"
             load.run_wrk(wrk, url, script, 64, 5.0)  # warm-up
             time.sleep(SETTLE_S)  # its records written, its spans sent: not in the idle window

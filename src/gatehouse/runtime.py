@@ -239,6 +239,8 @@ class Runtime:
         if cfg.ui.enabled and cfg.admin.key:
             rt.ui = UiSessions(secret, cfg.ui.session_minutes * 60.0, cfg.ui.login_attempts_per_minute)
         rt.pipeline_needs_body = any(getattr(s, "needs_body", False) for s in steps)
+        if cache is not None:  # repeated requests by their bytes, where nothing but the body decides (cache_memo.py)
+            cache.memos.enabled = guardrails is None and rt.compliance is None and not rt.pipeline_needs_body
         rt.ready = True
         return rt
 

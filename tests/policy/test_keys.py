@@ -115,3 +115,15 @@ def test_expired_key_is_rejected(gh):
 
     time.sleep(1.2)
     assert chat(gh.url, key) == 401
+
+
+@pytest.mark.parametrize("secret", ["s", "0123456789abcdef" * 4, "x" * 65, "a much longer secret " * 9, "sécret"])
+def test_key_hashes_are_hmac_sha256_with_the_secret(secret):
+    # (KeyHasher precomputes the padded HMAC states: the hashes stored for keys must not change)
+    import hmac
+
+    from gatehouse.policy.keys import KeyHasher
+
+    hasher = KeyHasher(secret)
+    for key in ("gh-abc", "", "k" * 200, "ключ"):
+        assert hasher.hash(key) == hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call
     from gatehouse.gateway.relay import Reply
     from gatehouse.policy.cache import CacheTicket
+    from gatehouse.policy.cache_memo import Recalled, RequestMemo
     from gatehouse.policy.guardrails.step import Guard
     from gatehouse.policy.pipeline import Step
     from gatehouse.policy.principal import Principal
@@ -36,7 +37,7 @@ class Exchange:
         "deployment_filter",
         # policy steps and hooks
         "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
-        "request_headers", "cached", "cache", "compliance", "virtual_route",
+        "request_headers", "cached", "cache", "cache_memo", "cache_recalled", "compliance", "virtual_route",
         # tracing (observability/tracing.py)
         "span", "attempt_span", "trace_wall", "traceparent",
     )
@@ -89,6 +90,8 @@ class Exchange:
         self.request_headers: dict[str, str] | None = None  # the client's (model routes), for policy steps
         self.cached: Reply | None = None  # the cache step's answer: relayed instead of attempts
         self.cache: CacheTicket | None = None  # a cacheable miss: the cache reads its answer and stores it
+        self.cache_memo: RequestMemo | None = None  # a hit the path may remember by its bytes (policy/cache_memo.py)
+        self.cache_recalled: Recalled | None = None  # ... and a repeated request's: the cache step answers with it
         # compliance routing's decision (policy/compliance.py): data_class, reason, action, routed_from
         self.compliance: dict[str, str] | None = None
         self.virtual_route: dict[str, str] | None = None  # a virtual model's choice (routing/virtual.py)

@@ -26,7 +26,19 @@ if TYPE_CHECKING:
 
 async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     ex.principal = principal = await rt.auth.authenticate(req.headers)
-    call = ep.parse(await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type), req.headers)
+    raw = await req.json_body(rt.cfg.server.max_body_bytes, ep.any_content_type)
+    cache = rt.cache
+    directory = rt.access.current  # (what a memo made of this request holds for: policy/cache_memo.py)
+    if cache is not None and cache.memos.held:  # the same bytes this consumer had answered from the cache
+        recalled = cache.memos.recall(ep, raw, principal, req.headers, directory)
+        if recalled is not None:
+            memo = recalled.memo
+            entry = ex.entry = rt.table.resolve(memo.name, principal)  # model access, as for any request
+            if entry is memo.entry:
+                ex.cache_recalled = recalled
+                await _repeated_hit(rt, req, ex, memo.prompt_estimate, memo.max_tokens, memo.stream)
+                return
+    call = ep.parse(raw, req.headers)
     ex.call = call
     name = call.model
     if not name or name == "default":  # the group's default model (routing/policy_routes.py)
@@ -74,6 +86,10 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
                     reply = ex.cache.tap(reply)
                 hangup.off()
         await relay(req, ex, call, reply, attempts.end)
+        made = ex.cache_memo  # a hit the cache step may remember, if groups and consumers did not change meanwhile
+        if made is not None and virtual is None and ex.status == 200 and cache is not None \
+                and directory is rt.access.current:
+            cache.memos.keep(ep, raw, principal, made, name, entry, call.prompt_estimate, asked, directory)
     except BaseException as exc:
         _failed(ex, exc)
         held = ex.held
@@ -83,6 +99,37 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
         raise
     finally:
         attempts.end(ex)
+        if ex.admitted is not None:
+            await rt.pipeline.settle(ex)
+
+
+async def _repeated_hit(rt: Runtime, req: Request, ex: Exchange, prompt_estimate: int, max_tokens: int | None,
+                        stream: bool) -> None:
+    """A request the cache answered before, by its bytes (policy/cache_memo.py): what parse, bind
+    and the cache key would make of it is known; the policy steps run as for any request (the
+    cache step answers with the entry `ex.cache_recalled` found), then the stored bytes go out as
+    a forwarded answer's would (gateway/relay.py), and the steps settle."""
+    entry = ex.entry
+    assert entry is not None
+    ex.model = entry.name
+    ex.prompt_estimate = prompt_estimate
+    ex.max_tokens = max_tokens
+    ex.stream = stream
+    ex.request_headers = req.headers
+    try:
+        await rt.pipeline.admit(ex)
+        reply, recalled = ex.cached, ex.cache_recalled
+        assert reply is not None and reply.body is not None and recalled is not None  # (the cache step answered)
+        ex.usage = reply.usage
+        ex.status = 200
+        send = req.send
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            *recalled.wire.hit_head(), *header_list(ex.request_id, ex.response_headers)]})
+        await send({"type": "http.response.body", "body": reply.body})
+    except BaseException as exc:
+        _failed(ex, exc)
+        raise
+    finally:
         if ex.admitted is not None:
             await rt.pipeline.settle(ex)
 

@@ -37,6 +37,7 @@ from gatehouse.config import CacheConfig, Config
 from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
 from gatehouse.policy.cache_flights import Flights
+from gatehouse.policy.cache_memo import Recalled, RequestMemo, RequestMemos, memorable
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
 from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
@@ -153,6 +154,7 @@ class CacheStep:
         # (model, "=result" | "reason" | "+stored") -> its metric series (labels() once per model)
         self._series: dict[tuple[str, str], Any] = {}
         self.flights = Flights()
+        self.memos = RequestMemos()  # repeated identical requests (policy/cache_memo.py)
 
     def bytes_held(self) -> float:
         return float(sum(s.held for s in self.stores if s.kind == "memory"))
@@ -170,6 +172,10 @@ class CacheStep:
         return self.models.get(ex.model)
 
     async def admit(self, ex: Exchange) -> None:
+        recalled = ex.cache_recalled
+        if recalled is not None:  # a repeated request (gateway/handle.py): the live entry its memo found
+            self._recalled(ex, recalled)
+            return
         policy = self.policy_for(ex)
         if policy is None:
             return
@@ -210,7 +216,7 @@ class CacheStep:
             return
         if found is not None and found.memo is not None:
             stored, wire = found.memo
-            if self._same_wire(ex, call, stored, wire, "hit"):
+            if self._same_wire(ex, call, stored, wire, "hit", store, key):
                 return  # a hit in the same route and mode, its entry read before
         ticket, result = None, "hit"
         if raw is None and policy.coalesce > 0 and key in self.flights:  # on its way upstream: its answer
@@ -218,28 +224,43 @@ class CacheStep:
         if raw is None and policy.semantic is not None and isinstance(subject, ChatRequest) and not subject.tools:
             ticket, result = CacheTicket(policy, key, ex.model, group, call), "semantic_hit"
             raw = await self._semantic(ex, policy, subject, tenant, ticket)
-        if raw is None or not await self._hit(ex, raw, result, found, store):
+        if raw is None or not await self._hit(ex, raw, result, found, store, key):
             self._count(ex.model, "miss")
             ex.response_headers["x-gatehouse-cache"] = "miss"
             ticket = ex.cache = ticket or CacheTicket(policy, key, ex.model, group, call)
             if policy.coalesce > 0:
                 ticket.flight = self.flights.take_off(key)
 
-    def _same_wire(self, ex: Exchange, call: Call | None, stored: float, wire: WireEntry, result: str) -> bool:
+    def _same_wire(self, ex: Exchange, call: Call | None, stored: float, wire: WireEntry, result: str,
+                   memory: CacheStore | None = None, key: str = "") -> bool:
         """The hit of a wire entry in the client's own route and mode: its bytes go out as they are
         (nothing decoded or rendered). False: another route or mode, or output checks that must
         read the answer as events (then `_hit` takes the canonical way)."""
         assert call is not None
-        if wire.path != call.path or wire.mode != mode_of(call) or _needs_events(ex, call):
+        mode = mode_of(call)
+        if wire.path != call.path or wire.mode != mode or _needs_events(ex, call):
             return False
         reply = wire.reply()
         if call.stream:  # (the whole stream is there: its first token with it)
             ex.first_token_at = time.monotonic()
-        self._answer(ex, call, reply, result, stored, wire.input_tokens, wire.output_tokens)
+        self._answer(ex, call.stream, reply, result, stored, wire.input_tokens, wire.output_tokens)
+        if result == "hit" and self.memos.enabled and type(memory) is MemoryCache and memorable(ex):
+            ex.cache_memo = RequestMemo(memory, key, wire.path, mode, call.stream)  # kept by gateway/handle.py
         return True
 
+    def _recalled(self, ex: Exchange, recalled: Recalled) -> None:
+        """A repeated request's hit: the entry its memo found live (policy/cache_memo.py). Its
+        fixed headers are the entry's `hit_head` (gateway/handle.py sends them); `Age` is the
+        request's own."""
+        if recalled.memo.stream:
+            ex.first_token_at = time.monotonic()
+        self._count(ex.model, "hit")
+        ex.response_headers["age"] = str(max(0, int(time.time() - recalled.stored)))
+        ex.cache_hit = True
+        ex.cached = recalled.wire.reply()
+
     async def _hit(self, ex: Exchange, raw: bytes, result: str, found: MemoryEntry | None = None,
-                   memory: CacheStore | None = None) -> bool:
+                   memory: CacheStore | None = None, key: str = "") -> bool:
         call = ex.call
         assert call is not None
         stamp, _, rest = raw.partition(b" ")
@@ -260,7 +281,7 @@ class CacheStep:
         if wire is not None:
             if found is not None and isinstance(memory, MemoryCache):  # the next hits skip the reading above
                 memory.remember(found, (stored, wire), len(wire.body) + _MEMO_OVERHEAD)
-            if self._same_wire(ex, call, stored, wire, result):
+            if self._same_wire(ex, call, stored, wire, result, memory, key):
                 return True
             if ex.surface in SHARED_SURFACES:  # another dialect or mode: read it now
                 answer = await wire.to_canonical(ex.model)
@@ -278,10 +299,10 @@ class CacheStep:
             reply = Reply.translated_stream(first, rest_events)
         else:
             reply = Reply.answer(answer)
-        self._answer(ex, call, reply, result, stored, str(usage.input_tokens), str(usage.output_tokens))
+        self._answer(ex, call.stream, reply, result, stored, str(usage.input_tokens), str(usage.output_tokens))
         return True
 
-    def _answer(self, ex: Exchange, call: Call, reply: Reply, result: str, stored: float,
+    def _answer(self, ex: Exchange, stream: bool, reply: Reply, result: str, stored: float,
                 input_tokens: str, output_tokens: str) -> None:
         """A hit: the reply the path relays, its headers and its count."""
         self._count(ex.model, result)
@@ -289,7 +310,7 @@ class CacheStep:
         h["x-gatehouse-cache"] = "hit"
         h["age"] = str(max(0, int(time.time() - stored)))
         ex.cache_hit = True
-        if not call.stream:  # the usage headers an upstream answer gets from metering, at no cost
+        if not stream:  # the usage headers an upstream answer gets from metering, at no cost
             h["x-gatehouse-tokens-input"] = input_tokens
             h["x-gatehouse-tokens-output"] = output_tokens
             h["x-gatehouse-cost-usd"] = "0"
@@ -375,6 +396,7 @@ class CacheStep:
     async def clear(self, model: str | None = None, group: str | None = None) -> int:
         """DELETE /admin/cache: entries of every store, narrowed by model and/or group."""
         n = 0
+        self.memos.clear()
         for store in self.stores:
             n += await store.clear(model, group)
         for index in self.indexes:  # (vectors whose entry is gone are dropped when next matched)

@@ -113,13 +113,29 @@ class WireTee:
 class WireEntry:
     """A stored wire entry, read (`parse`)."""
 
-    __slots__ = ("dialect", "path", "mode", "usage", "content_type", "body", "input_tokens", "output_tokens")
+    __slots__ = ("dialect", "path", "mode", "usage", "content_type", "body", "input_tokens", "output_tokens",
+                 "_hit_head")
 
     def __init__(self, dialect: str, path: str, mode: str, usage: Usage, content_type: str, body: bytes) -> None:
         self.dialect, self.path, self.mode, self.usage = dialect, path, mode, usage
         self.content_type, self.body = content_type, body
         # (immutable, so a memory entry reads it once: policy/cache.py) a unary hit's usage headers
         self.input_tokens, self.output_tokens = str(usage.input_tokens), str(usage.output_tokens)
+        self._hit_head: list[tuple[bytes, bytes]] | None = None
+
+    def hit_head(self) -> list[tuple[bytes, bytes]]:
+        """The response headers every hit of this entry in its own route and mode carries, encoded
+        once (a repeated request's hit: gateway/handle.py): content type and length, the cache
+        verdict, and for a unary answer the usage headers at no cost (policy/cache.py `_answer`)."""
+        head = self._hit_head
+        if head is None:
+            head = [(b"content-type", self.content_type.encode("latin-1")),
+                    (b"content-length", b"%d" % len(self.body)), (b"x-gatehouse-cache", b"hit")]
+            if self.mode == "u":
+                head += [(b"x-gatehouse-tokens-input", self.input_tokens.encode()),
+                         (b"x-gatehouse-tokens-output", self.output_tokens.encode()), (b"x-gatehouse-cost-usd", b"0")]
+            self._hit_head = head
+        return head
 
     @classmethod
     def parse(cls, rest: bytes) -> WireEntry:
