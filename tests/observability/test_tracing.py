@@ -325,3 +325,29 @@ def test_queued_items_encode_as_their_spans_in_both_formats():
     assert {x.key for x in spans[4].attributes} == {"http.request.method", "url.path", "gatehouse.surface",
                                                     "error.type", "http.response.status_code",
                                                     "gatehouse.attempts", "gatehouse.cost_usd"}
+
+
+def test_a_full_batch_is_sent_alone_and_the_rest_waits_for_the_next_or_the_delay(collector):
+    """Woken by a full batch (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), the export thread sends full
+    batches only: spans queued meanwhile wait for the next full batch or the schedule delay (or
+    the flush at shutdown), instead of going out at once as a train of small exports."""
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.observability.tracing import Tracing
+    from tests.observability.otlp_collector import requests
+
+    tracing = Tracing(TracingConfig(enabled=True, endpoint=collector.url + "/v1/traces"),
+                      {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4", "OTEL_BSP_SCHEDULE_DELAY": "3600000"})
+    trace = "9bf92f3577b34da6a3ce929d0e0e4731"
+    before = len(requests(collector))
+    for i in range(6):
+        ex = Exchange(f"r{i}", "chat", "openai")
+        tracing.start(ex, f"00-{trace}-{PARENT}-01")
+        ex.status = 200
+        tracing.end_request(ex, "POST", "/v1/chat/completions", time.monotonic())
+    wait_for(collector, lambda s: len([x for x in s if x["trace_id"] == trace]) >= 4)
+    time.sleep(0.3)  # the two others are not sent on their own
+    sent = [len(r.resource_spans[0].scope_spans[0].spans) for r in requests(collector)[before:]]
+    assert sent == [4]
+    tracing.close()  # the flush at shutdown sends them
+    sent = [len(r.resource_spans[0].scope_spans[0].spans) for r in requests(collector)[before:]]
+    assert sent == [4, 2]
