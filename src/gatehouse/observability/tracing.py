@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 _LOW64 = (1 << 64) - 1
 # W3C trace context: version-traceid-parentid-flags (a later version may append fields).
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?")
+# The attempt's context sent upstream (%-formatting: an f-string's {:032x} parses its format spec
+# on every call, ~1/4 of the traceparent's cost)
+_SAMPLED, _NOT_SAMPLED = "00-%032x-%016x-01", "00-%032x-%016x-00"
 # A request's context: (trace id, its span id, the client's parent span id or 0, sampled,
 # wall-clock ns at its start, its monotonic start); ids are integers, hex only on the wire.
 Context = tuple[int, int, int, bool, int, float]
@@ -92,10 +95,10 @@ class Tracing:
             return
         span_id = getrandbits(64) or 1
         if r[3]:
-            ex.traceparent = f"00-{r[0]:032x}-{span_id:016x}-01"  # sent upstream
+            ex.traceparent = _SAMPLED % (r[0], span_id)  # sent upstream
             ex.attempt_span = (r, span_id, dep)
         else:
-            ex.traceparent = f"00-{r[0]:032x}-{span_id:016x}-00"
+            ex.traceparent = _NOT_SAMPLED % (r[0], span_id)
 
     def end_attempt(self, ex: Exchange, rec: LedgerRecord, started: float) -> None:
         a = ex.attempt_span
