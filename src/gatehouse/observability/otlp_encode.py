@@ -201,7 +201,7 @@ def _pb_attr(key: str, value: AttrValue, tag: int = 9) -> bytes:
     return _field(tag, kv)
 
 
-_json = msgspec.json.encode
+_json = _json_encode = msgspec.json.encode
 
 
 def _json_attr(key: str, v: AttrValue) -> bytes:

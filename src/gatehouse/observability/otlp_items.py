@@ -23,11 +23,13 @@ from gatehouse.observability.otlp_encode import (
     _LOW64,
     _SPAN_HEAD,
     Encoder,
+    JsonEncoder,
     Layout,
     ProtobufEncoder,
     Span,
     _ids,
     _ids_parent,
+    _json_encode,
     _pack_double,
     _pack_fixed64,
     _times,
@@ -55,6 +57,8 @@ def encode_items(enc: Encoder, items: list[tuple[Any, ...]]) -> bytes:
     """One export request for a batch of queued items."""
     if isinstance(enc, ProtobufEncoder):
         return _protobuf(enc, items)
+    if isinstance(enc, JsonEncoder):
+        return _json(enc, items)
     heads_c, heads_s = enc.heads[CLIENT], enc.heads[SERVER]
     attempt_c, status_c, input_c, output_c, _ = enc.ints[CLIENT]
     status_s, attempts_s, _, input_s, output_s = enc.ints[SERVER]
@@ -177,3 +181,60 @@ def span_of(item: tuple[Any, ...]) -> Span:
          None if p is None else p.group or None, deployment or None, True if cache_hit else None, error or None),
         (status, attempts, cost, None if u is None else u.input_tokens, None if u is None else u.output_tokens),
         None if first is None else wall + int((first - t0) * 1e9), status >= 500)
+
+
+_SPAN_JSON = (b'{"traceId":"%032x","spanId":"%016x","parentSpanId":"%s",%s,'
+              b'"startTimeUnixNano":"%d","endTimeUnixNano":"%d","attributes":[%s]%s%s}')
+_EVENT_JSON = b',"events":[{"timeUnixNano":"%d","name":"gen_ai.first_token"}]'
+_ERROR_JSON = b',"status":{"code":2}'
+
+
+def _json(enc: JsonEncoder, items: list[tuple[Any, ...]]) -> bytes:
+    """encode_items for OTLP/JSON, with `JsonEncoder.assemble` written in (the same bytes)."""
+    heads_c, heads_s = enc.heads[CLIENT], enc.heads[SERVER]
+    attempt_c, status_c, input_c, output_c, _ = enc.ints[CLIENT]
+    status_s, attempts_s, _, input_s, output_s = enc.ints[SERVER]
+    cost_c, cost_s = enc.float_heads[CLIENT][4], enc.float_heads[SERVER][2]
+    int_attr = enc.int_attr
+    out: list[bytes] = []
+    for item in items:
+        if item[0] == CLIENT:
+            _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started = item
+            key = (rec.surface, rec.model, dep.provider.type_name, dep.provider_name, dep.upstream_model,
+                   rec.streamed, rec.deployment, rec.estimated, rec.error_type)
+            head = heads_c.get(key)
+            if head is None:
+                s = span_of(item)
+                head = enc.head(CLIENT, key, s[3], s[7])
+            name_kind, fixed = head
+            begin = wall + int((started - t0) * 1e9)
+            a, status, i, o, ttft = rec.attempt, rec.status, rec.input_tokens, rec.output_tokens, rec.ttft_ms
+            attrs = [attempt_c.get(a) or int_attr(CLIENT, 0, a), status_c.get(status) or int_attr(CLIENT, 1, status),
+                     input_c.get(i) or int_attr(CLIENT, 2, i), output_c.get(o) or int_attr(CLIENT, 3, o),
+                     b"%s%s}}" % (cost_c, _json_encode(rec.cost_usd))]
+            out.append(_SPAN_JSON % (
+                trace, span_id, b"%016x" % parent, name_kind, begin, begin + int(rec.latency_ms * 1e6),
+                b",".join((fixed, *attrs) if fixed else attrs),
+                b"" if ttft is None else _EVENT_JSON % (begin + int(ttft * 1e6)),
+                _ERROR_JSON if status >= 500 or status == 429 else b""))
+            continue
+        (_, (trace, span_id, parent, _, wall, t0), method, path, surface, model, p, deployment, cache_hit, error,
+         status, attempts, cost, u, finished, first) = item
+        key = (method, path, surface, model, None if p is None else p.consumer, None if p is None else p.group,
+               deployment, cache_hit, error)
+        head = heads_s.get(key)
+        if head is None:
+            s = span_of(item)
+            head = enc.head(SERVER, key, s[3], s[7])
+        name_kind, fixed = head
+        attrs = [status_s.get(status) or int_attr(SERVER, 0, status),
+                 attempts_s.get(attempts) or int_attr(SERVER, 1, attempts), b"%s%s}}" % (cost_s, _json_encode(cost))]
+        if u is not None:
+            i, o = u.input_tokens, u.output_tokens
+            attrs += (input_s.get(i) or int_attr(SERVER, 3, i), output_s.get(o) or int_attr(SERVER, 4, o))
+        out.append(_SPAN_JSON % (
+            trace, span_id, b"%016x" % parent if parent else b"", name_kind, wall, wall + int((finished - t0) * 1e9),
+            b",".join((fixed, *attrs) if fixed else attrs),
+            b"" if first is None else _EVENT_JSON % (wall + int((first - t0) * 1e9)),
+            _ERROR_JSON if status >= 500 else b""))
+    return enc.wrap(out)
