@@ -275,7 +275,7 @@ class GatehouseApp:
             "ollama" if req.path.startswith("/api/") else "openai"
         ex = Exchange(req.request_id, "unknown", dialect, req.gateway_id, req.client_request_id)
         if rt is not None and rt.meter is not None and rt.meter.tracing is not None:
-            rt.meter.tracing.start(ex, req.headers.get("traceparent"), req.method, req.path)
+            rt.meter.tracing.start(ex, req.headers.get("traceparent"))
         started = False
 
         async def tracking_send(message: dict[str, Any]) -> None:

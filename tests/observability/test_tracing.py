@@ -5,6 +5,8 @@ upstream, no prompt text anywhere — and nothing of it when tracing is off. The
 encodings and transports (OTLP/JSON, OTLP/gRPC) and the standard OTEL_* variables."""
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 
@@ -195,21 +197,23 @@ def test_both_encodings_parse_as_the_same_request():
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     layouts = {SERVER: (("s", "b", "none", "f"), ("i", "big", "d", "nothing")), CLIENT: ((), ())}
-    span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST chat", SERVER, 1, 2 ** 63,
+    span = (0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331, 0, "POST chat", SERVER, 1, 2 ** 63,
             ("grüße \"x\"", True, None, False), (-3, 2 ** 62, 0.125, None), 7, True)
-    child = (span[0], "00f067aa0ba902b7", span[1], "chat m", CLIENT, 3, 4, (), (), None, False)
+    child = (span[0], 0x00f067aa0ba902b7, span[1], "chat m", CLIENT, 3, 4, (), (), None, False)
     resource, scope = {"service.name": "s"}, ("gatehouse", "1")
     pb = ExportTraceServiceRequest.FromString(ProtobufEncoder(resource, scope, layouts).encode([span, child, span]))
     js = parse_json(JsonEncoder(resource, scope, layouts).encode([span, child, span]))
     assert pb == js
     s = pb.resource_spans[0].scope_spans[0].spans[0]
-    assert s.trace_id.hex() == span[0] and s.end_time_unix_nano == 2 ** 63 and s.status.code == ERROR
+    assert s.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c" and s.end_time_unix_nano == 2 ** 63
+    assert s.span_id.hex() == "b7ad6b7169203331" and not s.parent_span_id and s.status.code == ERROR
     assert [a.key for a in s.attributes] == ["s", "b", "f", "i", "big", "d"]  # None: left out
     assert {a.key: a.value.WhichOneof("value") for a in s.attributes}["i"] == "int_value"
     assert pb.resource_spans[0].scope_spans[0].spans[2] == s  # the second time from the caches
     assert [a.value.int_value for a in s.attributes if a.key == "i"] == [-3]
     assert s.attributes[0].value.string_value == "grüße \"x\"" and s.events[0].time_unix_nano == 7
-    assert pb.resource_spans[0].scope_spans[0].spans[1].parent_span_id.hex() == span[1]
+    assert pb.resource_spans[0].scope_spans[0].spans[1].parent_span_id.hex() == "b7ad6b7169203331"
+    assert pb.resource_spans[0].scope_spans[0].spans[1].span_id.hex() == "00f067aa0ba902b7"  # leading zeros kept
 
 
 def test_cached_attribute_values_keep_their_type():
@@ -218,7 +222,7 @@ def test_cached_attribute_values_keep_their_type():
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     layouts = {SERVER: ((), ("v",)), CLIENT: ((), ())}
-    spans = [("0af7651916cd43dd8448eb211c80319c", f"{i + 1:016x}", "", "s", SERVER, 1, 2, (), (v,), None, False)
+    spans = [(0x0af7651916cd43dd8448eb211c80319c, i + 1, 0, "s", SERVER, 1, 2, (), (v,), None, False)
              for i, v in enumerate((1, True, 1.0, 1, True))]
     resource, scope = {"service.name": "s"}, ("gatehouse", "1")
     for body in (ProtobufEncoder(resource, scope, layouts).encode(spans),
@@ -233,6 +237,7 @@ def test_spans_that_never_reach_the_collector_are_counted_in_metrics():
     gatehouse_trace_spans_dropped_total, by reason."""
     from prometheus_client import generate_latest
 
+    from gatehouse.gateway.exchange import Exchange
     from gatehouse.observability.metrics import Metrics
     from gatehouse.observability.tracing import Tracing
     from tests.upstreams.harness import free_port
@@ -241,11 +246,108 @@ def test_spans_that_never_reach_the_collector_are_counted_in_metrics():
                       {"OTEL_BSP_MAX_QUEUE_SIZE": "1"})
     metrics = Metrics(["m"], [], ["p"], lambda: 0.0)
     metrics.track_tracing(tracing.exporter)
-    span = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", "", "POST", SERVER, 1, 2,
-            (None,) * 9, (None,) * 5, None, False)
-    for _ in range(3):
-        tracing._push(span)
+    for i in range(3):  # three requests, each a new trace, ended without an upstream attempt
+        ex = Exchange(f"r{i}", "chat", "openai")
+        tracing.start(ex, None)
+        tracing.end_request(ex, "POST", "/v1/chat/completions", time.monotonic())
     tracing.close()  # the one queued span: its export fails (nothing listens)
     text = generate_latest(metrics.registry).decode()
     assert 'gatehouse_trace_spans_dropped_total{reason="queue_full"} 2.0' in text
     assert 'gatehouse_trace_spans_dropped_total{reason="export_failed"} 1.0' in text
+
+
+def test_queued_items_encode_as_their_spans_in_both_formats():
+    """The export thread's fast path (otlp_items.encode_items) against the reference (span_of,
+    then the encoders' generic `span`): the same bytes, for items the real hooks queued — a
+    client's trace and a new one, a streamed attempt with its first token, a failed attempt, a
+    request refused before any attempt (no principal, no usage) — twice (the second time from
+    the caches). The protobuf also parses as the spans the hooks were given."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from gatehouse.config import from_mapping
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.metering.record import LedgerRecord
+    from gatehouse.observability.otlp_items import LAYOUTS, encode_items, span_of
+    from gatehouse.observability.tracing import Tracing
+    from gatehouse.policy.principal import Principal
+    from gatehouse.providers.registry import PROVIDERS
+    from gatehouse.routing.table import Deployment
+    from gatehouse.types import Usage
+    from gatehouse.upstream.client import HttpPool
+    from tests.upstreams.harness import free_port
+
+    cfg = from_mapping({"providers": {"up": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+                        "models": [{"name": "m", "deployments": [{"provider": "up", "model": "up-m"}]}]}, {})
+    dep = Deployment("up", PROVIDERS["openai"]("up", cfg.providers["up"], HttpPool()), "up-m")
+    tracing = Tracing(TracingConfig(enabled=True, endpoint=f"http://127.0.0.1:{free_port()}/v1/traces"),
+                      {"OTEL_BSP_SCHEDULE_DELAY": "3600000"})
+    alice = Principal("alice", "dev", "k1", None)
+    for traceparent, stream, status, error in ((f"00-{TRACE}-{PARENT}-01", True, 200, None),
+                                               (None, False, 502, "upstream_error")):
+        ex = Exchange("r", "chat", "openai")
+        ex.model, ex.stream, ex.principal = "m", stream, alice
+        tracing.start(ex, traceparent)
+        tracing.begin_attempt(ex, dep)
+        assert ex.traceparent is not None and ex.traceparent.endswith("-01")
+        rec = LedgerRecord(id="a", request_id="r", attempt=1, ts=0.0, consumer="alice", model="m", surface="chat",
+                           group="dev", deployment="up-m", provider="up", status=status, error_type=error,
+                           input_tokens=12, output_tokens=0 if error else 20, cost_usd=0.00025, latency_ms=2.5,
+                           ttft_ms=1.25 if stream else None, streamed=stream, estimated=bool(error))
+        tracing.end_attempt(ex, rec, ex.started + 0.001)
+        ex.status, ex.attempts, ex.cost_usd, ex.deployment, ex.error_type = status, 1, 0.00025, "up-m", error
+        ex.usage = Usage(input_tokens=12, output_tokens=20) if not error else None
+        ex.first_token_at = ex.started + 0.00225 if stream else None
+        tracing.end_request(ex, "POST", "/v1/chat/completions", ex.started + 0.004)
+    refused = Exchange("r", "chat", "openai")
+    tracing.start(refused, None)
+    refused.status, refused.error_type = 404, "model_not_found"
+    tracing.end_request(refused, "POST", "/v1/chat/completions", time.monotonic())
+    items = list(tracing.exporter.queue)
+    tracing.exporter.queue.clear()
+    tracing.close()
+    assert [i[0] for i in items] == [CLIENT, SERVER, CLIENT, SERVER, SERVER]
+    resource, scope = {"service.name": "s"}, ("gatehouse", "1")
+    for encoder in (ProtobufEncoder, JsonEncoder):
+        fast = encode_items(encoder(resource, scope, LAYOUTS), items + items)
+        assert fast == encoder(resource, scope, LAYOUTS).encode([span_of(i) for i in items + items])
+    spans = ExportTraceServiceRequest.FromString(
+        encode_items(ProtobufEncoder(resource, scope, LAYOUTS), items)).resource_spans[0].scope_spans[0].spans
+    attempt, request = spans[0], spans[1]
+    assert request.trace_id.hex() == TRACE and request.parent_span_id.hex() == PARENT
+    assert attempt.parent_span_id == request.span_id and attempt.trace_id == request.trace_id
+    assert attempt.end_time_unix_nano - attempt.start_time_unix_nano == 2_500_000
+    assert attempt.events[0].time_unix_nano - attempt.start_time_unix_nano == 1_250_000
+    a = {x.key: x.value for x in attempt.attributes}
+    assert a["gen_ai.provider.name"].string_value == "openai" and a["gatehouse.streamed"].bool_value
+    assert a["gatehouse.cost_usd"].double_value == 0.00025 and a["gen_ai.usage.output_tokens"].int_value == 20
+    failed = spans[2]
+    assert failed.status.code == ERROR and not spans[3].parent_span_id and spans[3].status.code == ERROR
+    assert {x.key for x in spans[4].attributes} == {"http.request.method", "url.path", "gatehouse.surface",
+                                                    "error.type", "http.response.status_code",
+                                                    "gatehouse.attempts", "gatehouse.cost_usd"}
+
+
+def test_a_full_batch_is_sent_alone_and_the_rest_waits_for_the_next_or_the_delay(collector):
+    """Woken by a full batch (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), the export thread sends full
+    batches only: spans queued meanwhile wait for the next full batch or the schedule delay (or
+    the flush at shutdown), instead of going out at once as a train of small exports."""
+    from gatehouse.gateway.exchange import Exchange
+    from gatehouse.observability.tracing import Tracing
+    from tests.observability.otlp_collector import requests
+
+    tracing = Tracing(TracingConfig(enabled=True, endpoint=collector.url + "/v1/traces"),
+                      {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4", "OTEL_BSP_SCHEDULE_DELAY": "3600000"})
+    trace = "9bf92f3577b34da6a3ce929d0e0e4731"
+    before = len(requests(collector))
+    for i in range(6):
+        ex = Exchange(f"r{i}", "chat", "openai")
+        tracing.start(ex, f"00-{trace}-{PARENT}-01")
+        ex.status = 200
+        tracing.end_request(ex, "POST", "/v1/chat/completions", time.monotonic())
+    wait_for(collector, lambda s: len([x for x in s if x["trace_id"] == trace]) >= 4)
+    time.sleep(0.3)  # the two others are not sent on their own
+    sent = [len(r.resource_spans[0].scope_spans[0].spans) for r in requests(collector)[before:]]
+    assert sent == [4]
+    tracing.close()  # the flush at shutdown sends them
+    sent = [len(r.resource_spans[0].scope_spans[0].spans) for r in requests(collector)[before:]]
+    assert sent == [4, 2]

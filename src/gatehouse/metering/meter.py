@@ -151,7 +151,7 @@ class Meter:
         )
         ex.metering = Attempt(record, self.journal.begin(record), time.monotonic(), price)
         if self.tracing is not None:
-            self.tracing.begin_attempt(ex, dep, number)
+            self.tracing.begin_attempt(ex, dep)
 
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):08x}"
@@ -268,7 +268,7 @@ class Meter:
         finished = ex.finished_at or now
         p = ex.principal
         if self.tracing is not None:
-            self.tracing.end_request(ex)
+            self.tracing.end_request(ex, method, path, finished)
         if ex.surface not in UNMETERED_SURFACES:
             group = p.group if p else None
             key = (ex.model, group, ex.status)

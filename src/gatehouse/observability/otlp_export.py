@@ -1,12 +1,13 @@
 """Where and how traces go: the settings (YAML, then the standard OTEL_* variables, then the
 OTLP defaults) and the export thread.
 
-The request path only appends finished span tuples to a bounded deque (full: the span is
-dropped and counted, never waited for). One daemon thread wakes every `schedule_delay` or when
-a batch is full, encodes the batch (otlp_encode.py) and sends it: OTLP/HTTP (protobuf or JSON,
-one kept-alive connection, stdlib http.client) or OTLP/gRPC (grpcio, the encoded bytes sent as
-the TraceService/Export request as they are). A failed export is logged (at most once a
-minute) and its spans are dropped: a trace collector that is down must not grow the gateway.
+The request path only appends finished spans (tuples of references, tracing.py) to a bounded
+deque (full: the span is dropped and counted, never waited for). One daemon thread wakes every
+`schedule_delay` or when a batch is full, encodes the batch (otlp_items.py, otlp_encode.py) and
+sends it: OTLP/HTTP (protobuf or JSON, one kept-alive connection, stdlib http.client) or
+OTLP/gRPC (grpcio, the encoded bytes sent as the TraceService/Export request as they are). A
+failed export is logged (at most once a minute) and its spans are dropped: a trace collector
+that is down must not grow the gateway.
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import threading
 import time
 import urllib.parse
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gatehouse import __version__
 from gatehouse.config import ConfigError, TracingConfig
-from gatehouse.observability.otlp_encode import AttrValue, JsonEncoder, Layout, ProtobufEncoder, Span
+from gatehouse.observability.otlp_encode import AttrValue, Encoder, JsonEncoder, Layout, ProtobufEncoder
 
 log = logging.getLogger("gatehouse.tracing")
 PROTOCOLS = ("http/protobuf", "http/json", "grpc")
@@ -198,11 +200,14 @@ class _GrpcSender:
 class Exporter:
     """The bounded queue the request path appends to, and the thread that empties it."""
 
-    def __init__(self, s: ExportSettings, layouts: dict[int, Layout]):
+    def __init__(self, s: ExportSettings, layouts: dict[int, Layout],
+                 encode_items: Callable[[Encoder, list[Any]], bytes]):
         scope = ("gatehouse", __version__)
-        self.encoder = (JsonEncoder if s.protocol == "http/json" else ProtobufEncoder)(s.resource, scope, layouts)
+        self.encode_items = encode_items  # queued items -> one request (observability/otlp_items.py)
+        encoder = JsonEncoder if s.protocol == "http/json" else ProtobufEncoder
+        self.encoder: Encoder = encoder(s.resource, scope, layouts)
         self.sender = _GrpcSender(s) if s.protocol == "grpc" else _HttpSender(s, self.encoder.content_type)
-        self.queue: deque[Span] = deque()
+        self.queue: deque[Any] = deque()
         self.max_queue, self.max_batch, self.delay = s.max_queue, s.max_batch, s.schedule_delay
         self.wake = threading.Event()  # set by the request path when a batch is full
         self.dropped = 0  # queue full (counted on the request path)
@@ -215,21 +220,27 @@ class Exporter:
 
     def _run(self) -> None:
         while True:
-            self.wake.wait(self.delay)
+            full = self.wake.wait(self.delay)  # True: a batch is full; False: the delay is over
             self.wake.clear()
             stop = self._stop
-            self._export_queued()
+            self._export_queued(full_only=full and not stop)
             if stop:
                 self.sender.close()
                 return
 
-    def _export_queued(self) -> None:
-        q = self.queue
-        while q:
-            n = min(len(q), self.max_batch)
-            batch = [q.popleft() for _ in range(n)]
+    def _export_queued(self, full_only: bool = False) -> None:
+        """Send what is queued, in batches of `max_batch`. Woken by a full batch, only full
+        batches: what the request path adds meanwhile waits for the next full batch or the
+        delay. (Sending it at once, as this did, made under load a train of small exports, each
+        with its HTTP request and response, thread wake-ups and GIL hand-offs: ~200 spans per
+        export instead of 512 in bench (k) at 2,700 requests/s.)"""
+        q, size = self.queue, self.max_batch
+        while len(q) >= size or (q and not full_only):
+            n = min(len(q), size)
+            pop = q.popleft
+            batch = [pop() for _ in range(n)]
             try:
-                self.sender.send(self.encoder.encode(batch))
+                self.sender.send(self.encode_items(self.encoder, batch))
                 self.exported += n
             except Exception as e:
                 self.failed += n
