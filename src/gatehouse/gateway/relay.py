@@ -103,7 +103,8 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
                        else await guard_forwarded(guard, call, body, ex.request_id))  # a block raises, tokens billed
             if checked is not body:  # redacted: rendered as the translated path renders it
                 body, status, content_type = checked, 200, "application/json"
-            verdict_header(ex)
+            if guard.verdicts:
+                verdict_header(ex)
         ex.status = status
         if not ex.stream:
             end_attempt(ex)

@@ -140,6 +140,24 @@ def _texts(subject: Any) -> list[tuple[Any, str]]:
     return out
 
 
+def request_texts(subject: Any) -> list[str]:
+    """The texts `_texts` names, as they are (the fast path's input: Scanner.clean)."""
+    if isinstance(subject, ChatRequest):
+        out = [p.text for p in subject.system]
+        for m in subject.messages:
+            for part in m.content:
+                if isinstance(part, TextPart):
+                    out.append(part.text)
+                elif isinstance(part, ToolResultPart):
+                    out.extend(p.text for p in part.content if isinstance(p, TextPart))
+        return out
+    if isinstance(subject, CompletionRequest):
+        return [subject.prompt, subject.suffix] if subject.suffix else [subject.prompt]
+    if isinstance(subject, EmbeddingRequest):
+        return list(subject.input)
+    return []
+
+
 def inspect_request(guard: Guard, subject: Any) -> None:
     """Every text of the request is checked (so the audit is whole even when one blocks)."""
     checks = guard.plan.input
@@ -184,6 +202,9 @@ async def judge_all(guard: Guard, guards: tuple[GuardModelCheck, ...], messages:
 async def judge_answer(guard: Guard, answer: str, request_id: str) -> None:
     """The output guard models on a whole answer (streams: held until they pass)."""
     await judge_all(guard, guard.plan.guard_output, conversation(guard.subject, answer), "output", request_id)
+
+
+_UNKNOWN: Any = object()  # (a group and model whose plan is not built yet)
 
 
 class GuardrailStep:
@@ -237,18 +258,25 @@ class GuardrailStep:
 
     async def admit(self, ex: Exchange) -> None:
         p = ex.principal
-        plan = self.plan(p.group if p else None, ex.model)
+        group = p.group if p else None
+        plan = self._plans.get((group, ex.model), _UNKNOWN)
+        if plan is _UNKNOWN:
+            plan = self.plan(group, ex.model)
         if plan is None:
             return
         subject = ex.subject
         guard = Guard(plan, subject, self.ask)
         ex.guard = guard
-        if plan.input or plan.guard_models:
+        if plan.checks_input:
             if subject is None:
                 raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
                                        code="guardrail_blocked")
             try:
-                inspect_request(guard, subject)
+                texts = request_texts(subject)
+                if texts and plan.input.clean(texts):  # the common case: one match of the triggers
+                    guard.scanned |= INPUT
+                else:
+                    inspect_request(guard, subject)
                 if plan.guard_input:
                     before, beside = plan.guard_input, ()
                     if ex.model in self.private:  # elsewhere (a store group's policy) a parallel guard runs before
@@ -288,5 +316,6 @@ class GuardrailStep:
     async def settle(self, ex: Exchange) -> None:
         guard = ex.guard
         if guard is not None:
-            guard.drop()
+            if guard.pending is not None:
+                guard.drop()
             self.on_verdicts(guard, ex)
