@@ -184,3 +184,13 @@ def test_a_clean_request_is_audited_as_checked_on_both_stages(gh):
     assert verdicts[("payment_card", "input")] == "pass" and verdicts[("card-out", "output")] == "pass"
     assert set(verdicts.values()) == {"pass"}, verdicts
 
+
+
+def test_an_answer_the_forwarder_cannot_read_texts_from_is_refused_as_before(gh):
+    """The forwarder reads a checked answer's texts with its usage; an answer whose content is
+    not a string is then read again where it is checked, and refused as malformed, as it was
+    before."""
+    status, text, _ = send(gh, body("say BADCONTENT now"), key=ONCALL)
+    assert status == 502 and "upstream_malformed" in text, text
+    status, text, _ = send(gh, body("say BADCONTENT now"))  # (the storefront's output checks too)
+    assert status == 502 and "upstream_malformed" in text, text

@@ -267,6 +267,8 @@ class GuardrailStep:
         subject = ex.subject
         guard = Guard(plan, subject, self.ask)
         ex.guard = guard
+        if plan.checks_output and ex.call is not None:  # a forwarder reads the answer's texts with its usage
+            ex.call.checks_answer = True
         if plan.checks_input:
             if subject is None:
                 raise GuardrailBlocked("The request has content the gateway's guardrails cannot inspect.",
