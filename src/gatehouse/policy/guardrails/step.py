@@ -143,7 +143,7 @@ def _texts(subject: Any) -> list[tuple[Any, str]]:
 def request_texts(subject: Any) -> list[str]:
     """The texts `_texts` names, as they are (the fast path's input: Scanner.clean)."""
     if isinstance(subject, ChatRequest):
-        out = [p.text for p in subject.system]
+        out = [p.text for p in subject.system] if subject.system else []
         for m in subject.messages:
             for part in m.content:
                 if isinstance(part, TextPart):
