@@ -77,6 +77,26 @@ def test_texts_are_joined_by_a_newline_that_no_finding_crosses():
     assert not p.input.clean(["card 4111 1111 1111 1111", "ok"])
 
 
+
+def test_remembered_clean_texts_only_skip_themselves(monkeypatch):
+    """The input stage remembers the texts it found clean (a conversation resends its history):
+    a new text beside remembered ones is still matched, and the memo stays bounded."""
+    from gatehouse.policy.guardrails import engine
+
+    p = every_kind()
+    history = ["be brief", "Summarise the benefits of a private LLM gateway."]
+    assert p.input.clean(history) and p.input.clean(history)
+    assert not p.input.clean([*history, "card 4111 1111 1111 1111"])
+    assert not p.input.clean([*history, "please DROP TABLE users"])
+    assert p.output.clean(history) and p.output._memo is None  # (answers do not repeat: no memo)
+    monkeypatch.setattr(engine, "MEMO_TEXTS", 8)
+    for i in range(40):
+        assert p.input.clean([f"clean text number {i}"])
+        assert p.input._memo is not None and len(p.input._memo) <= 8
+    monkeypatch.setattr(engine, "MEMO_CHARS", 10)
+    assert p.input.clean(["a clean text longer than ten characters"])
+    assert p.input._memo == {} and p.input._memo_chars == 0
+
 # ---- over real sockets ------------------------------------------------------------------------------
 
 SHOP, ONCALL = "shop-key-0123456789", "oncall-key-0123456789"
@@ -194,3 +214,16 @@ def test_an_answer_the_forwarder_cannot_read_texts_from_is_refused_as_before(gh)
     assert status == 502 and "upstream_malformed" in text, text
     status, text, _ = send(gh, body("say BADCONTENT now"))  # (the storefront's output checks too)
     assert status == 502 and "upstream_malformed" in text, text
+
+
+def test_a_remembered_prompt_does_not_hide_a_new_finding(gh, openai_upstream):
+    openai_upstream.recorder.clear()
+    for _ in range(2):  # the second time the prompt is remembered as clean
+        status, text, _ = send(gh, body("Tell me about the spring sale.", system="be brief"))
+        assert status == 200, text
+    status, text, _ = send(gh, body("Tell me about the spring sale.", r"card 4111 1111 1111 1111",
+                                    system="be brief"))
+    assert status == 400 and "payment_card" in text, text
+    status, text, _ = send(gh, body("Tell me about the spring sale.", "then DROP TABLE orders", system="be brief"))
+    assert status == 400 and "sql-injection" in text, text
+    assert len(openai_upstream.recorder.requests) == 2

@@ -88,6 +88,10 @@ def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
                  window, find, triggers, c.data_class or "")
 
 
+MEMO_CHARS = 4 << 20  # the clean prompt texts a plan remembers (Scanner.clean): characters in all
+MEMO_TEXTS = 4096  # ... and texts
+
+
 class Scanner:
     """Checks run together: one RE2 pass over the text with every check's triggers (re2.Set)
     says which checks can match at all; only those run their own patterns. Clean text (the
@@ -99,14 +103,22 @@ class Scanner:
     `^`, `$`, `\\A`, `\\z`), the texts are joined with newlines and matched in one call: a
     trigger match inside one text is then a match of the joined text (`\\b` and `\\B` see a
     newline, a non-word character, where a text starts or ends, as at a text's own edges); a
-    match across a join only sends the texts the full way."""
+    match across a join only sends the texts the full way.
 
-    __slots__ = ("checks", "_set", "_of", "_match", "_joinable")
+    With `memo` (the input stage) the texts found clean are remembered, exactly (the texts
+    themselves, up to MEMO_CHARS characters and MEMO_TEXTS texts, then forgotten at once): a
+    conversation sends its system prompt and its earlier turns again with every request, and
+    only its new texts need the match. The same text through the same triggers gives the same
+    answer, so a remembered text is one that was matched and found clean."""
 
-    def __init__(self, checks: Iterable[Check]):
+    __slots__ = ("checks", "_set", "_of", "_match", "_joinable", "_memo", "_memo_chars")
+
+    def __init__(self, checks: Iterable[Check], memo: bool = False):
         import re2
 
         self.checks = tuple(checks)
+        self._memo: dict[str, None] | None = {} if memo else None
+        self._memo_chars = 0
         self._of: list[Check] = []
         self._set: Any = None
         self._match: Callable[[bytes], Any] | None = None  # the set's match of UTF-8 bytes, falsy: none
@@ -141,15 +153,34 @@ class Scanner:
         match = self._match
         if match is None:
             return not self.checks
+        memo = self._memo
+        if memo is not None:
+            texts = [t for t in texts if t not in memo]
+            if not texts:
+                return True
         try:
             if self._joinable:
-                return not match(("\n".join(texts) if len(texts) != 1 else texts[0]).encode())
-            for t in texts:
-                if match(t.encode()):
+                if match(("\n".join(texts) if len(texts) != 1 else texts[0]).encode()):
                     return False
+            else:
+                for t in texts:
+                    if match(t.encode()):
+                        return False
         except Exception:
             return False
+        if memo is not None:
+            self._remember(memo, texts)
         return True
+
+    def _remember(self, memo: dict[str, None], texts: list[str]) -> None:
+        size = sum(map(len, texts))
+        if self._memo_chars + size > MEMO_CHARS or len(memo) + len(texts) > MEMO_TEXTS:
+            memo.clear()
+            self._memo_chars = 0
+            if size > MEMO_CHARS or len(texts) > MEMO_TEXTS:
+                return
+        memo.update(dict.fromkeys(texts))
+        self._memo_chars += size
 
     def scan(self, text: str) -> list[Hit]:
         if self._set is None:
@@ -197,7 +228,7 @@ class Plan:
         self.guard_models = guard_models  # guard_model.GuardModelCheck: a model judges prompts/answers
         self.guard_input = tuple(g for g in guard_models if g.on_input)
         self.guard_output = tuple(g for g in guard_models if g.on_output)
-        self.input = Scanner(c for c in checks if c.on_input)
+        self.input = Scanner((c for c in checks if c.on_input), memo=True)
         self.output = Scanner(c for c in checks if c.on_output)
         self.window = max((c.window for c in self.output), default=0)
         self.checks_input = bool(self.input) or bool(guard_models)  # prompts are read (a guard model needs them)
