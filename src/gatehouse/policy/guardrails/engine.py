@@ -13,7 +13,6 @@ from typing import Any
 
 from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardrailsConfig
 from gatehouse.policy.guardrails.detectors import BUILTIN, Span, high_entropy
-from gatehouse.policy.guardrails.quick import Quick, condition, quick_for
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,6 @@ class Check:
     find: Callable[[str], list[Span]]
     triggers: tuple[str, ...]  # RE2 patterns one of which every match contains (see Scanner)
     data_class: str = ""  # reroute: the data class a match gives the request ("": the most sensitive)
-    quick: tuple[int, int, tuple[bytes, ...]] | None = None  # its necessary condition (quick.py), if known
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,7 @@ def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
         det = high_entropy(c.min_length, c.min_entropy) if c.type == "high_entropy" else BUILTIN[c.type]
         find, window, label, triggers = det.find, det.window, det.label, (det.trigger,)
     return Check(name, policy, c.type, label, c.action, c.stage in ("input", "both"), c.stage in ("output", "both"),
-                 window, find, triggers, c.data_class or "", condition(c.type, c.min_length))
+                 window, find, triggers, c.data_class or "")
 
 
 MEMO_CHARS = 4 << 20  # the clean prompt texts a plan remembers (Scanner.clean): characters in all
@@ -113,7 +111,7 @@ class Scanner:
     only its new texts need the match. The same text through the same triggers gives the same
     answer, so a remembered text is one that was matched and found clean."""
 
-    __slots__ = ("checks", "_set", "_of", "_match", "_joinable", "_memo", "_memo_chars", "_quick")
+    __slots__ = ("checks", "_set", "_of", "_match", "_joinable", "_memo", "_memo_chars")
 
     def __init__(self, checks: Iterable[Check], memo: bool = False):
         import re2
@@ -121,8 +119,6 @@ class Scanner:
         self.checks = tuple(checks)
         self._memo: dict[str, None] | None = {} if memo else None
         self._memo_chars = 0
-        # (quick.py) a cheaper proof first, where every check has a known necessary condition
-        self._quick: Quick | None = quick_for(c.quick for c in self.checks) if self.checks else None
         self._of: list[Check] = []
         self._set: Any = None
         self._match: Callable[[bytes], Any] | None = None  # the set's match of UTF-8 bytes, falsy: none
@@ -164,9 +160,7 @@ class Scanner:
                 return True
         try:
             if self._joinable:
-                data = ("\n".join(texts) if len(texts) != 1 else texts[0]).encode()
-                quick = self._quick
-                if (quick is None or not quick.clean(data)) and match(data):
+                if match(("\n".join(texts) if len(texts) != 1 else texts[0]).encode()):
                     return False
             else:
                 for t in texts:
