@@ -155,9 +155,13 @@ class Scanner:
             return not self.checks
         memo = self._memo
         if memo is not None:
-            texts = [t for t in texts if t not in memo]
-            if not texts:
-                return True
+            if len(texts) == 1:  # (most requests: no list built)
+                if texts[0] in memo:
+                    return True
+            else:
+                texts = [t for t in texts if t not in memo]
+                if not texts:
+                    return True
         try:
             if self._joinable:
                 if match(("\n".join(texts) if len(texts) != 1 else texts[0]).encode()):
