@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from gatehouse.errors import InvalidRequest
 from gatehouse.policy.guardrails.audit import INPUT, OUTPUT, Outcome, Verdict, outcome
 from gatehouse.policy.guardrails.engine import Check, Hit, Plan, Scanner, plan_for, redact
@@ -36,26 +38,27 @@ def blocked(checks: Sequence[Check | GuardModelCheck], stage: str) -> GuardrailB
                             code="guardrail_blocked")
 
 
-class Guard:
-    """One request's guardrail state: its plan, and the audit of what ran."""
+class Guard(msgspec.Struct):
+    """One request's guardrail state: its plan, and the audit of what ran. (A msgspec Struct:
+    built in C, a third of what a Python __init__ of these fields costs on every request.)"""
 
-    __slots__ = ("plan", "verdicts", "scanned", "rewritten", "sensitive", "raised", "subject", "ask", "pending")
+    plan: Plan
+    subject: Any = None  # the canonical request (output guard models see it with the answer)
+    ask: Ask | None = None
+    # The verdicts that are not a plain pass: (check, stage) -> (verdict, action, category,
+    # policy), verdict: match | pass | skipped (guard models say pass too). Every other check
+    # of a stage in `scanned` passed; of a stage not scanned, was skipped (audit.outcome).
+    verdicts: dict[tuple[str, str], Verdict] = msgspec.field(default_factory=dict)
+    scanned: int = 0  # audit.INPUT | audit.OUTPUT: the stages whose checks ran on some text
+    rewritten: bool = False  # the input was redacted: the client's raw body must not be forwarded
+    sensitive: bool = False  # a reroute check matched
+    raised: dict[str, str] | None = None  # its data class ("": the most sensitive) -> the check
+    # the input guard models of `mode: parallel`, running beside the upstream call: the relay
+    # awaits `passed()` before any of the answer goes out (gateway/relay.py)
+    pending: asyncio.Task[None] | None = None
 
-    def __init__(self, plan: Plan, subject: Any = None, ask: Ask | None = None):
-        self.plan = plan
-        self.subject = subject  # the canonical request (output guard models see it with the answer)
-        self.ask = ask
-        # The verdicts that are not a plain pass: (check, stage) -> (verdict, action, category,
-        # policy), verdict: match | pass | skipped (guard models say pass too). Every other check
-        # of a stage in `scanned` passed; of a stage not scanned, was skipped (audit.outcome).
-        self.verdicts: dict[tuple[str, str], Verdict] = {}
-        self.scanned = 0  # audit.INPUT | audit.OUTPUT: the stages whose checks ran on some text
-        self.rewritten = False  # the input was redacted: the client's raw body must not be forwarded
-        self.sensitive = False  # a reroute check matched
-        self.raised: dict[str, str] | None = None  # its data class ("": the most sensitive) -> the check
-        # the input guard models of `mode: parallel`, running beside the upstream call: the relay
-        # awaits `passed()` before any of the answer goes out (gateway/relay.py)
-        self.pending: asyncio.Task[None] | None = None
+    def __repr__(self) -> str:  # (never the request's text, which a Struct's own repr would show)
+        return f"Guard(scanned={self.scanned}, verdicts={len(self.verdicts)})"
 
     async def passed(self) -> None:
         """Wait for the parallel input guards: raise GuardrailBlocked or (on_error: closed)
