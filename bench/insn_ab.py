@@ -56,6 +56,9 @@ def main() -> int:
     p.add_argument("gateways", nargs="+", help="path@after or path@before, path one of " + "|".join(cpu_ab.PATHS))
     p.add_argument("--before", type=Path, help="the other checkout's src/ directory")
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--connections", type=int, default=64,
+                   help="wrk connections in the counted window; 1: no batching, so the count does not depend on "
+                        "how busy the machine is")
     p.add_argument("--protocol", default="http/protobuf")
     p.add_argument("--strategy", default="least-busy")
     args = p.parse_args()
@@ -97,7 +100,7 @@ def main() -> int:
             time.sleep(IDLE_S)
             idle = dump(g.proc.pid, out)
             t0 = time.monotonic()
-            res = load.run_wrk(wrk, url, script, 64, args.duration)
+            res = load.run_wrk(wrk, url, script, args.connections, args.duration)
             time.sleep(SETTLE_S)
             busy, window = dump(g.proc.pid, out), time.monotonic() - t0
             per = (busy - idle * window / IDLE_S) / max(1, res["requests"])

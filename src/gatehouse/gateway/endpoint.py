@@ -44,7 +44,7 @@ class Call:
     `forwarding` (no policy needs the body rewritten or the answer as events)."""
 
     __slots__ = ("model", "stream", "max_tokens", "prompt_estimate", "subject", "body", "path", "forwarding",
-                 "wants_usage", "forward_headers", "public_model", "_canonical")
+                 "wants_usage", "forward_headers", "public_model", "checks_answer", "_canonical")
 
     # The client dialect a deployment must take unchanged to be sent `body` (Deployment.forwards).
     dialect: ClassVar[str] = "openai"
@@ -65,6 +65,7 @@ class Call:
         self.wants_usage = False  # (OpenAI streams) the client asked for the usage chunk itself
         self.forward_headers: dict[str, str] = {}  # client headers a provider may pass on
         self.public_model = ""  # the resolved model's name, what replies carry
+        self.checks_answer = False  # (guardrails) output checks read the answer (CallContext.answer_texts)
         self._canonical: Canonical | None = None
 
     # ---- the request ------------------------------------------------------------------------
@@ -162,6 +163,8 @@ class Endpoint:
         still fail over."""
         if call.can_forward(dep):
             path, body = call.passthrough()
+            if call.checks_answer and not call.stream:
+                ctx.answer_texts = True
             assert dep.forwarder is not None  # (a deployment that forwards a dialect has the ability)
             fwd = await dep.forwarder.forward(path, dict(body), call.stream, ctx, call.wants_usage)
             return Reply.forwarded(fwd)

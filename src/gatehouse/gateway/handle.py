@@ -69,7 +69,7 @@ async def handle(rt: Runtime, req: Request, ex: Exchange, ep: Endpoint) -> None:
     attempts = rt.attempts
     try:
         await rt.pipeline.admit(ex)
-        if ex.guard is not None:  # the input checks that matched, in a header (policy/guardrail_events.py)
+        if ex.guard is not None and ex.guard.verdicts:  # input checks matched: a header (policy/guardrail_events.py)
             verdict_header(ex)
         if ex.max_tokens is not None and ex.max_tokens != asked:  # the group's cap
             call.cap_max_tokens(ex.max_tokens)

@@ -43,13 +43,15 @@ log = logging.getLogger("gatehouse.relay")
 class Reply:
     """An upstream's answer, forwarded or translated, unary or streamed (see the module doc)."""
 
-    __slots__ = ("status", "content_type", "body", "usage", "result", "frames", "tally", "splice", "first", "events")
+    __slots__ = ("status", "content_type", "body", "usage", "texts", "result", "frames", "tally", "splice", "first",
+                 "events")
 
     def __init__(self, status: int = 200, content_type: str = "application/json") -> None:
         self.status = status
         self.content_type = content_type
         self.body: bytes | None = None  # a forwarded unary answer
         self.usage: Usage | None = None  # ... and the usage read from it
+        self.texts: list[str] | None = None  # ... and its texts, when a guardrail asked (Forwarded.texts)
         self.result: Any = None  # a translated unary answer (canonical)
         self.frames: AsyncIterator[bytes] | None = None  # a forwarded stream
         self.tally: StreamTally | None = None  # ... what its relay saw
@@ -62,6 +64,7 @@ class Reply:
         """The identity translation: the upstream's bytes as the client's."""
         r = cls(fwd.status, fwd.content_type)
         r.body, r.usage, r.frames, r.tally, r.splice = fwd.body, fwd.usage, fwd.chunks, fwd.tally, fwd.splice
+        r.texts = fwd.texts
         return r
 
     @classmethod
@@ -99,11 +102,12 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
         status, content_type = reply.status, reply.content_type
         guard = ex.guard
         if guard is not None and guard.plan.checks_output and not call.stream:  # (handle.py: a call that reads it)
-            checked = (check_forwarded(guard, call, body) if not guard.plan.guard_output  # (no await: the common case)
-                       else await guard_forwarded(guard, call, body, ex.request_id))  # a block raises, tokens billed
+            checked = (check_forwarded(guard, call, body, reply.texts) if not guard.plan.guard_output  # (no await)
+                       else await guard_forwarded(guard, call, body, ex.request_id, reply.texts))  # a block raises
             if checked is not body:  # redacted: rendered as the translated path renders it
                 body, status, content_type = checked, 200, "application/json"
-            verdict_header(ex)
+            if guard.verdicts:
+                verdict_header(ex)
         ex.status = status
         if not ex.stream:
             end_attempt(ex)

@@ -54,7 +54,8 @@ class GuardrailEvents:
 
         def recorded(guard: Guard, ex: Exchange) -> None:
             on_verdicts(guard, ex)
-            note(guard, ex)
+            if guard.verdicts:  # (none: nothing matched, no row)
+                note(guard, ex)
 
         return recorded
 

@@ -54,6 +54,9 @@ class CallContext(Struct):
     stream: bool = False  # a streamed call: the provider's first_byte_timeout applies
     # W3C trace context of this upstream attempt (observability/tracing.py), when tracing is on.
     traceparent: str | None = None
+    # (guardrails) a forwarded unary answer's texts are checked: read them with its usage
+    # (Forwarded.texts), instead of a second pass over the body (gateway/endpoint.py sets it)
+    answer_texts: bool = False
 
 
 class StreamTally(Protocol):
@@ -82,12 +85,13 @@ class Forwarded:
     `chunks`.
     """
 
-    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice")
+    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice", "texts")
 
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
                  tally: StreamTally | None = None, release: Any = None,
-                 splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None):
+                 splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None,
+                 texts: list[str] | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -96,6 +100,7 @@ class Forwarded:
         self.tally = tally
         self.release = release
         self.splice = splice
+        self.texts = texts  # the answer's texts when CallContext.answer_texts asked for them (else None)
 
 
 class ErrorParser(Protocol):

@@ -139,16 +139,25 @@ class OpenAIProvider(Provider):
         ctype = resp.headers.get("Content-Type", "application/json")
         if not stream or not ctype.startswith("text/event-stream"):
             raw = await read_body(resp, call.public_model)
-            try:
-                head = wire_response.usage_only_decoder.decode(raw)
-            except msgspec.DecodeError:
-                raise malformed(call.public_model) from None
+            head: wire_response.OAUsageOnly | None = None
+            texts: list[str] | None = None
+            if call.answer_texts:  # a guardrail checks them: the answer's texts in the same pass
+                try:
+                    both = wire_response.usage_texts_decoder.decode(raw)
+                    head, texts = both, both.texts()
+                except msgspec.DecodeError:
+                    pass  # (then they are read where they are checked, and refused there, as always)
+            if head is None:
+                try:
+                    head = wire_response.usage_only_decoder.decode(raw)
+                except msgspec.DecodeError:
+                    raise malformed(call.public_model) from None
             if head.error is not None:
                 raise errors_openai.error_from_response(resp.status, raw, None, call.public_model)
             usage = head.usage.canonical() if head.usage else None
             if call.model_swap is not None:
-                raw = call.model_swap.apply(raw)
-            return Forwarded(resp.status, ctype, body=raw, usage=usage)
+                raw = call.model_swap.apply(raw)  # (the model field only: the texts are the same)
+            return Forwarded(resp.status, ctype, body=raw, usage=usage, texts=texts)
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
         source = splice_source(resp)  # the lean h1 client's
         splice = (source, relay.feed, relay.flush) if source is not None else None

@@ -85,6 +85,29 @@ class OAUsageOnly(Struct):
     error: Any = None  # an error body sent with a 2xx status: never relayed
 
 
+class _TextMessage(Struct):
+    content: str | None = None
+
+
+class _TextChoice(Struct):
+    message: _TextMessage | None = None
+    text: str | None = None
+
+
+class OAUsageTexts(OAUsageOnly):
+    """OAUsageOnly, and the answer's text as the output guardrails read it (api/openai.py
+    `answer_texts`): one pass over a forwarded answer a guardrail checks (CallContext.answer_texts)."""
+
+    choices: list[_TextChoice] = []
+
+    def texts(self) -> list[str]:
+        if not self.choices:
+            return []
+        c = self.choices[0]
+        text = c.message.content if c.message is not None else c.text
+        return [text] if text else []
+
+
 FINISH_TO_STOP: dict[str | None, StopReason] = {
     "stop": "end", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
     "content_filter": "content_filter", None: "end",
@@ -96,6 +119,7 @@ STOP_TO_FINISH: dict[str, str] = {
 
 response_decoder = msgspec.json.Decoder(OAResponse)
 usage_only_decoder = msgspec.json.Decoder(OAUsageOnly)
+usage_texts_decoder = msgspec.json.Decoder(OAUsageTexts)
 
 
 def response_to_canonical(resp: OAResponse, fallback_model: str) -> ChatResponse:

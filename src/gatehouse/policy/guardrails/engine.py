@@ -88,19 +88,41 @@ def compile_check(c: GuardCheckConfig, policy: str = "") -> Check:
                  window, find, triggers, c.data_class or "")
 
 
+MEMO_CHARS = 4 << 20  # the clean prompt texts a plan remembers (Scanner.clean): characters in all
+MEMO_TEXTS = 4096  # ... and texts
+
+
 class Scanner:
     """Checks run together: one RE2 pass over the text with every check's triggers (re2.Set)
     says which checks can match at all; only those run their own patterns. Clean text (the
-    common case) costs that one pass. Without a usable set, every check runs."""
+    common case) costs that one pass. Without a usable set, every check runs.
 
-    __slots__ = ("checks", "_set", "_of")
+    `clean(texts)` is the fast path of a whole request or answer: whether no trigger occurs in
+    any of the texts, so no check can match (the same sets of triggers `scan` runs; then `scan`
+    of each text would return no hits). When every trigger is edge-free (`_edge_free`: no
+    `^`, `$`, `\\A`, `\\z`), the texts are joined with newlines and matched in one call: a
+    trigger match inside one text is then a match of the joined text (`\\b` and `\\B` see a
+    newline, a non-word character, where a text starts or ends, as at a text's own edges); a
+    match across a join only sends the texts the full way.
 
-    def __init__(self, checks: Iterable[Check]):
+    With `memo` (the input stage) the texts found clean are remembered, exactly (the texts
+    themselves, up to MEMO_CHARS characters and MEMO_TEXTS texts, then forgotten at once): a
+    conversation sends its system prompt and its earlier turns again with every request, and
+    only its new texts need the match. The same text through the same triggers gives the same
+    answer, so a remembered text is one that was matched and found clean."""
+
+    __slots__ = ("checks", "_set", "_of", "_match", "_joinable", "_memo", "_memo_chars")
+
+    def __init__(self, checks: Iterable[Check], memo: bool = False):
         import re2
 
         self.checks = tuple(checks)
+        self._memo: dict[str, None] | None = {} if memo else None
+        self._memo_chars = 0
         self._of: list[Check] = []
         self._set: Any = None
+        self._match: Callable[[bytes], Any] | None = None  # the set's match of UTF-8 bytes, falsy: none
+        self._joinable = False
         if not self.checks:
             return
         try:
@@ -113,12 +135,56 @@ class Scanner:
             self._set = s
         except re2.error:  # (too big for one automaton: run the checks one by one)
             self._of = []
+            return
+        # The binding's own match (bytes in, a list of indices out) skips the wrapper's two Python
+        # calls per text; the wrapper's Match takes bytes as well where the binding is not there.
+        self._match = getattr(getattr(s, "_set", None), "Match", None) or s.Match
+        self._joinable = all(_edge_free(t) for c in self.checks for t in c.triggers)
 
     def __bool__(self) -> bool:
         return bool(self.checks)
 
     def __iter__(self) -> Iterator[Check]:
         return iter(self.checks)
+
+    def clean(self, texts: list[str]) -> bool:
+        """True when no check can match any of `texts` (so every `scan` would return []);
+        False when one may (or the set is not usable): the caller scans each text."""
+        match = self._match
+        if match is None:
+            return not self.checks
+        memo = self._memo
+        if memo is not None:
+            if len(texts) == 1:  # (most requests: no list built)
+                if texts[0] in memo:
+                    return True
+            else:
+                texts = [t for t in texts if t not in memo]
+                if not texts:
+                    return True
+        try:
+            if self._joinable:
+                if match(("\n".join(texts) if len(texts) != 1 else texts[0]).encode()):
+                    return False
+            else:
+                for t in texts:
+                    if match(t.encode()):
+                        return False
+        except Exception:
+            return False
+        if memo is not None:
+            self._remember(memo, texts)
+        return True
+
+    def _remember(self, memo: dict[str, None], texts: list[str]) -> None:
+        size = sum(map(len, texts))
+        if self._memo_chars + size > MEMO_CHARS or len(memo) + len(texts) > MEMO_TEXTS:
+            memo.clear()
+            self._memo_chars = 0
+            if size > MEMO_CHARS or len(texts) > MEMO_TEXTS:
+                return
+        memo.update(dict.fromkeys(texts))
+        self._memo_chars += size
 
     def scan(self, text: str) -> list[Hit]:
         if self._set is None:
@@ -139,11 +205,26 @@ class Scanner:
         return hits
 
 
+# A pattern's text edges: `^`/`$` outside a character class's negation, `\A`, `\z` (RE2 has no
+# lookarounds; `\b`/`\B` see a newline as they see a text's edge). Conservative: a `$` or `^`
+# that is a literal inside a class also counts (the texts are then matched one by one).
+_EDGE = re.compile(r"\\(.)|\[\^|([\^$])", re.S)
+
+
+def _edge_free(pattern: str) -> bool:
+    """Whether a trigger matches inside a text exactly where it matches inside the same text
+    with newlines around it (Scanner.clean joins the texts of a request)."""
+    for m in _EDGE.finditer(pattern):
+        if m.group(2) or m.group(1) in ("A", "z"):
+            return False
+    return True
+
+
 class Plan:
     """The checks applying to one request (its group's and its model's policies)."""
 
     __slots__ = ("policies", "input", "output", "window", "guard_models", "guard_input", "guard_output",
-                 "checks_output", "outcomes")
+                 "checks_input", "checks_output", "outcomes")
 
     def __init__(self, policies: tuple[str, ...], checks: Iterable[Check], guard_models: tuple[Any, ...] = ()):
         checks = tuple(checks)
@@ -151,9 +232,10 @@ class Plan:
         self.guard_models = guard_models  # guard_model.GuardModelCheck: a model judges prompts/answers
         self.guard_input = tuple(g for g in guard_models if g.on_input)
         self.guard_output = tuple(g for g in guard_models if g.on_output)
-        self.input = Scanner(c for c in checks if c.on_input)
+        self.input = Scanner((c for c in checks if c.on_input), memo=True)
         self.output = Scanner(c for c in checks if c.on_output)
         self.window = max((c.window for c in self.output), default=0)
+        self.checks_input = bool(self.input) or bool(guard_models)  # prompts are read (a guard model needs them)
         self.checks_output = bool(self.output) or bool(self.guard_output)  # answers are checked
         self.outcomes: dict[Any, Any] = {}  # audit.outcome: the full audits seen, built once each
 

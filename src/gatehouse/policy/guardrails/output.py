@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from operator import is_not
 from typing import TYPE_CHECKING
 
+from gatehouse.policy.guardrails.audit import OUTPUT
 from gatehouse.policy.guardrails.engine import redact
 from gatehouse.policy.guardrails.step import Guard, blocked, judge_answer
 from gatehouse.types import ChatResponse, KeepAlive, StreamEvent, StreamStart, TextDelta, TextPart
@@ -33,13 +34,16 @@ async def guard_response(guard: Guard, result: object, request_id: str) -> None:
         await judge_answer(guard, "".join(p.text for p in result.content if isinstance(p, TextPart)), request_id)
 
 
-async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str) -> bytes:
+async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str,
+                          texts: list[str] | None = None) -> bytes:
     """Check a forwarded unary answer: the same checks on the same text as `guard_response`
     (the text parts of the canonical answer: `Call.answer_texts`). Returns `body` itself when
-    nothing was redacted (the bytes pass through), else the answer rendered redacted."""
+    nothing was redacted (the bytes pass through), else the answer rendered redacted. `texts`:
+    the answer's texts when the forwarder read them with its usage (Forwarded.texts)."""
     if not guard.plan.guard_output:
-        return check_forwarded(guard, call, body)
-    texts = call.answer_texts(body)
+        return check_forwarded(guard, call, body, texts)
+    if texts is None:
+        texts = call.answer_texts(body)
     if texts is None:
         return body  # embeddings: no text comes back
     checks = guard.plan.output
@@ -48,13 +52,17 @@ async def guard_forwarded(guard: Guard, call: Call, body: bytes, request_id: str
     return _redacted(call, body, texts, checked)
 
 
-def check_forwarded(guard: Guard, call: Call, body: bytes) -> bytes:
+def check_forwarded(guard: Guard, call: Call, body: bytes, texts: list[str] | None = None) -> bytes:
     """`guard_forwarded` for a plan without output guard models: nothing to wait for, so no
     coroutine (the relay calls this directly: the common case costs no await)."""
-    texts = call.answer_texts(body)
+    if texts is None:
+        texts = call.answer_texts(body)
     if texts is None:
         return body  # embeddings: no text comes back
     checks = guard.plan.output
+    if texts and checks.clean(texts):  # the common case: one match of the triggers, the bytes pass
+        guard.scanned |= OUTPUT
+        return body
     return _redacted(call, body, texts, [guard.check_text(t, checks, "output") for t in texts])  # a block raises
 
 
