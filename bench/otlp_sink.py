@@ -1,4 +1,4 @@
-"""A trace collector that accepts and discards OTLP, for the bench's scenario (j).
+"""A trace collector that accepts and discards OTLP, for the bench's scenario (k).
 
 OTLP/HTTP on --http-port (POST /v1/traces, any Content-Type: 200 with an empty response,
 which is an empty ExportTraceServiceResponse in protobuf and `{}` in JSON) and, when grpcio is
