@@ -8,30 +8,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.cache.serving import post, serve
-from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY, base_config
+from tests.cache.serving import CAROL_KEY, chat, config, post, serve, upstream_calls
+from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY
 from tests.support import ledger_rows as ledger
-
-CAROL_KEY = "carol-secret-key-3"
-
-
-def config(upstream: str, cache: dict[str, Any] | None = None, **over: Any) -> dict[str, Any]:
-    cfg = base_config(upstream, metering={"flush_seconds": 0.05}, **over)
-    cfg["models"][0]["cache"] = cache if cache is not None else {"ttl_seconds": 60}
-    cfg["consumers"]["carol"] = {"group": "dev", "keys": [CAROL_KEY]}
-    return cfg
-
-
-def chat(text: str = "hello there", **extra: Any) -> dict[str, Any]:
-    return {"model": "chat", "messages": [{"role": "user", "content": text}], "temperature": 0, **extra}
-
-
-def upstream_calls(recorder) -> int:
-    return sum(1 for r in recorder.requests if r.path == "/v1/chat/completions")
 
 
 @pytest.fixture

@@ -14,31 +14,12 @@ from typing import Any
 import httpx
 
 from gatehouse.app import GatehouseApp
-from gatehouse.config import from_mapping
 from gatehouse.policy.cache_memo import RequestMemos
-from gatehouse.runtime import Runtime
-from tests.cache.serving import post
-from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY, base_config
-from tests.server.serving import serve_h1
+from tests.cache.serving import CAROL_KEY, chat, config, post, serve_app, upstream_calls
+from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY
 from tests.support import ledger_rows as ledger
 
-CAROL_KEY = "carol-secret-key-3"
 CHAT = "/v1/chat/completions"
-
-
-def config(upstream: str, cache: dict[str, Any] | None = None, **over: Any) -> dict[str, Any]:
-    cfg = base_config(upstream, metering={"flush_seconds": 0.05}, **over)
-    cfg["models"][0]["cache"] = cache if cache is not None else {"ttl_seconds": 60}
-    cfg["consumers"]["carol"] = {"group": "dev", "keys": [CAROL_KEY]}
-    return cfg
-
-
-def chat(text: str = "hello there", **extra: Any) -> dict[str, Any]:
-    return {"model": "chat", "messages": [{"role": "user", "content": text}], "temperature": 0, **extra}
-
-
-def upstream_calls(recorder) -> int:
-    return sum(1 for r in recorder.requests if r.path == "/v1/chat/completions")
 
 
 class Served:
@@ -59,15 +40,8 @@ class Served:
 @contextlib.contextmanager
 def serve(cfg: dict[str, Any], home: Path) -> Iterator[Served]:
     """tests/cache/serving.serve, keeping the app (its runtime's memos are looked at)."""
-    config_ = from_mapping(cfg, env={})
-    home.mkdir(parents=True, exist_ok=True)
-
-    async def build() -> Runtime:
-        return await Runtime.build(config_, home)
-
-    app = GatehouseApp(build, config_.server.cors_origins)
-    with serve_h1(app) as port:
-        yield Served(f"http://127.0.0.1:{port}", app, home)
+    with serve_app(cfg, home) as (url, app):
+        yield Served(url, app, home)
 
 
 def test_a_repeated_request_is_remembered_and_answered_like_any_hit(openai_upstream, recorder, tmp_path):

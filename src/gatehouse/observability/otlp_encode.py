@@ -21,6 +21,7 @@ common/v1/common,resource/v1/resource}.proto.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from typing import Any
 
 import msgspec
@@ -82,7 +83,7 @@ _ERROR = b"\x7a\x02\x18\x02"  # Span.status = 15: Status{code = 3: ERROR}
 _SPAN_HEAD = tuple(b"\x12" + _varint(n) for n in range(2048))
 
 
-class _Encoder:
+class _Encoder(ABC):
     """What both formats share. A span is `assemble(ids, head, times, attrs, event, error)`:
     `head` holds its name, kind and fixed attributes, kept per distinct combination in
     `heads[kind]` (`span` keys them by (name, fixed values); otlp_items.py by the values it
@@ -99,14 +100,25 @@ class _Encoder:
             k: tuple(self._float_head(key) for key in layout[1]) for k, layout in layouts.items()}
         self._others: dict[tuple[int, int, type, AttrValue], bytes] = {}
 
-    # per format
-    def _attr(self, key: str, value: AttrValue) -> bytes: raise NotImplementedError
-    def _float_head(self, key: str) -> bytes: raise NotImplementedError
-    def _head(self, kind: int, name: str, fixed: tuple[AttrValue | None, ...]) -> Any: raise NotImplementedError
-    def float_attr(self, kind: int, i: int, v: float) -> bytes: raise NotImplementedError
+    # per format (ProtobufEncoder, JsonEncoder)
+    @abstractmethod
+    def _attr(self, key: str, value: AttrValue) -> bytes: ...
+
+    @abstractmethod
+    def _float_head(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def _head(self, kind: int, name: str, fixed: tuple[AttrValue | None, ...]) -> Any: ...
+
+    @abstractmethod
+    def float_attr(self, kind: int, i: int, v: float) -> bytes: ...
+
+    @abstractmethod
     def assemble(self, trace_id: int, span_id: int, parent: int, head: Any, start: int, end: int,
-                 attrs: list[bytes], event: int | None, error: bool) -> bytes: raise NotImplementedError
-    def wrap(self, spans: list[bytes]) -> bytes: raise NotImplementedError
+                 attrs: list[bytes], event: int | None, error: bool) -> bytes: ...
+
+    @abstractmethod
+    def wrap(self, spans: list[bytes]) -> bytes: ...
 
     def head(self, kind: int, key: Any, name: str, fixed: tuple[AttrValue | None, ...]) -> Any:
         """Encode a head and keep it under `key` (a miss of `heads[kind]`)."""
