@@ -18,7 +18,7 @@ from gatehouse.api import openai as oa
 from gatehouse.config import from_mapping
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.gateway.relay import Reply
-from gatehouse.policy.cache import request_digest
+from gatehouse.policy.cache_key import request_digest
 from gatehouse.runtime import Runtime
 from gatehouse.types import Usage
 

@@ -15,7 +15,7 @@ not say no-store / no-cache / `x-gatehouse-cache: off`), computes the key and lo
   error, no cut stream, no guardrail block, no content-filter finish. Identical misses in flight
   meanwhile wait for it (policy/cache_flights.py).
 
-The key of a chat request is a blake2b digest of the canonical request after the gateway's own
+The key (policy/cache_key.py) of a chat request is a blake2b digest of the canonical request after the gateway's own
 rewriting (resolved model, capped max_tokens, messages, system, tools, tool choice, response
 format, seed, sampling, stop, reasoning, dialect extras) plus the tenant (group, consumer or
 everyone): the same question asked in two dialects shares an entry, two groups never do. Other
@@ -26,7 +26,6 @@ other models pay one dict lookup.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,12 +36,13 @@ from gatehouse.config import CacheConfig, Config
 from gatehouse.gateway.relay import Reply
 from gatehouse.observability.safe import describe
 from gatehouse.policy.cache_flights import Flights
+from gatehouse.policy.cache_key import SHARED_SURFACES, body_digest, bypass_reason, request_digest
 from gatehouse.policy.cache_memo import Recalled, RequestMemo, RequestMemos, memorable
 from gatehouse.policy.cache_replay import UNSTORABLE, Collector, collecting, replay
 from gatehouse.policy.cache_semantic import SemanticIndex, last_user_text
 from gatehouse.policy.cache_wire import WireEntry, WireTee, mode_of
 from gatehouse.store.cache_memory import MemoryCache, MemoryEntry
-from gatehouse.types import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from gatehouse.types import ChatRequest, ChatResponse, EmbeddingResponse, Usage
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call
@@ -52,15 +52,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatehouse.cache")
 
-_encode_request = msgspec.json.Encoder(order="deterministic").encode
 _encode_answer = msgspec.json.Encoder().encode
 _decode_answer = msgspec.json.Decoder(ChatResponse).decode
 _decode_embedding = msgspec.json.Decoder(EmbeddingResponse).decode
 
-SHARED_SURFACES = frozenset({"chat", "messages"})  # one entry per question, whatever the dialect or mode
-BODY_SURFACES = frozenset({"completions", "embeddings", "responses"})  # one entry per body, format and mode
 _MEMO_OVERHEAD = 400  # a kept entry head's objects besides its body (MemoryCache.remember)
-OPT_OUT = frozenset({"off", "bypass", "no", "false", "0"})  # x-gatehouse-cache request header values
 
 
 class CacheStore(Protocol):
@@ -181,7 +177,7 @@ class CacheStep:
             return
         subject = ex.subject
         headers = ex.request_headers
-        reason = _bypass(ex, subject, policy, headers)
+        reason = bypass_reason(ex, subject, policy, headers)
         if reason is not None:
             self._bypass(ex, reason)
             return
@@ -409,75 +405,12 @@ class CacheStep:
             await store.close()
 
 
-def request_digest(req: ChatRequest, model: str, max_tokens: int | None, tenant: str, sensitive: bool) -> str:
-    """What determines the answer, hashed: the canonical request as it goes upstream (the resolved
-    model, the capped max_tokens; not the stream flag or the client's `user`), and the tenant."""
-    canonical = msgspec.structs.replace(req, model=model, stream=False, user=None, max_tokens=max_tokens)
-    h = hashlib.blake2b(_encode_request(canonical), digest_size=20)
-    h.update(b"\0" + tenant.encode() + (b"\0s" if sensitive else b""))
-    return h.hexdigest()
-
-
-def body_digest(call: Call, subject: Any, model: str, max_tokens: int | None, tenant: str, sensitive: bool) -> str:
-    """The key of a completions, embeddings or Responses request: the body the client sent (every field of it
-    goes upstream on the pass-through, canonical or not) or, without one, the canonical request, with
-    the resolved model, the capped max_tokens, the tenant and surface, and the wire format and mode
-    (these entries are answered in the client's format only)."""
-    h = hashlib.blake2b(_encode_request(call.body) if call.body is not None else _encode_request(subject),
-                        digest_size=20)
-    h.update(b"\0%s\0%s\0%s\0%s\0%s%s" % (model.encode(), str(max_tokens).encode(), tenant.encode(),
-                                           (call.path or "-").encode(), mode_of(call).encode(),
-                                           b"\0s" if sensitive else b""))
-    return h.hexdigest()
-
-
 def _needs_events(ex: Exchange, call: Call) -> bool:
     """The output guardrails must read this answer as canonical events or hold it for a parallel
     check (as gateway/handle.py decides for pass-through): a stored body cannot go out as it is."""
     guard = ex.guard
     return guard is not None and (guard.pending is not None or (
         guard.plan.checks_output and (call.stream or not call.reads_answers)))
-
-
-def _bypass(ex: Exchange, subject: Any, policy: CachePolicy, headers: Any) -> str | None:
-    """Why this request must not be cached, or None."""
-    surface = ex.surface
-    call = ex.call
-    body = call.body if call is not None else None
-    if surface in SHARED_SURFACES:
-        if not isinstance(subject, ChatRequest):
-            return "route"
-    elif surface not in BODY_SURFACES or call is None:
-        return "route"
-    elif body is None:  # (Responses: the gateway's stored responses; others: a body never forwarded)
-        return "stateful" if surface == "responses" else "route"
-    if headers is not None:
-        opt = headers.get("x-gatehouse-cache")
-        if opt is not None and opt.lower() in OPT_OUT:
-            return "opt_out"
-        cc = headers.get("cache-control")
-        if cc is not None and "no-store" in cc.lower():
-            return "no_store"
-    if isinstance(subject, EmbeddingRequest):
-        return None  # deterministic
-    # (a Responses body forwarded as is has no canonical request: its own fields say)
-    temperature = subject.temperature if subject is not None else body.get("temperature") if body else None
-    if not policy.allow_temperature and (not isinstance(temperature, (int, float)) or temperature > 0):
-        return "temperature"  # unset: the upstream's default, which samples
-    tools = subject.tools if isinstance(subject, ChatRequest) else body.get("tools") if body else None
-    if tools and not policy.allow_tools:
-        return "tools"
-    if isinstance(subject, ChatRequest):
-        for extra in subject.extra.values():
-            n = extra.get("n")
-            if isinstance(n, int) and n > 1:
-                return "n"
-    if body is not None and surface in BODY_SURFACES:
-        for name in ("n", "best_of"):
-            n = body.get(name)
-            if isinstance(n, int) and n > 1:
-                return "n"
-    return None
 
 
 def build_step(cfg: Config, metrics: Metrics, entries: dict[str, ModelEntry]) -> CacheStep | None:
