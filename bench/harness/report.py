@@ -302,6 +302,10 @@ def rows_routing(r_: dict) -> list[list[str]]:
         c = (r_.get("routing_closed_loop_ratio") or {}).get(strategy)
         out.append([f"(l) {strategy}: three ÷ one, closed loop c=64, no p99 limit", "—",
                     "n/a" if c is None else f"{c:.3f}", "—", "—", "—", "—"])
+        cpu = _get(r_, "routing_paired", strategy, "cpu_ratio")
+        out.append([f"(l) {strategy}: three ÷ one, 1 / CPU per request, paired per round", "—",
+                    "n/a" if cpu is None else f"{cpu:.3f}", "—", "—", f"≥ {limit:g}",
+                    met(None if cpu is None else cpu >= limit)])
     return out
 
 

@@ -462,31 +462,11 @@ def scenario_tracing(ctx: Ctx) -> dict:
             out["log_tail"] = str(e)[-2000:]
             say(f"  skipped: {out['skipped']}\n    " + str(e).strip().splitlines()[-1][:300])
             return out
-        wrk = wrk_runner(ctx, "/v1/chat/completions", openai_body(), CONCURRENCY)
-
-        def run(t: Target, duration: float) -> dict:
-            """wrk, plus the gateway's CPU seconds per request served: on a shared machine other
-            work steals wall time (throughput) far more than it changes CPU time per request."""
-            before = cpu_seconds(t.proc.pid) if t.proc is not None else 0.0
-            res = wrk(t, duration)
-            if t.proc is not None and res.get("requests"):
-                wait_idle(t.proc)  # the export thread's last batch counts too
-                res["cpu_us_per_request"] = (cpu_seconds(t.proc.pid) - before) / res["requests"] * 1e6
-            return res
-
         res = _throughput(ctx, "k", title, "/v1/chat/completions", openai_body(), False,
-                          [ctx.mock, plain, *traced], sample_rss=False, pace=False, run=run)
+                          [ctx.mock, plain, *traced], sample_rss=False, pace=False, run=cpu_counting(ctx))
         res["tracing"] = {}
-        off_rounds = res["rounds"][plain.name]
         for t in traced:
-            on_rounds = res["rounds"][t.name]
-            pairs = list(zip(on_rounds, off_rounds))  # the same round: the same machine conditions
-            entry = {"closed_loop_ratio": _mid([stats.ratio(a.get("rps"), b.get("rps")) for a, b in pairs]),
-                     # throughput on a saturated core is 1 / CPU per request: off ÷ on
-                     "cpu_ratio": _mid([stats.ratio(b.get("cpu_us_per_request"), a.get("cpu_us_per_request"))
-                                                for a, b in pairs]),
-                     "cpu_us_per_request": _mid([a.get("cpu_us_per_request") for a in on_rounds]),
-                     "cpu_us_per_request_off": _mid([b.get("cpu_us_per_request") for b in off_rounds]),
+            entry = {**paired(res, t, plain),
                      # the gateway warns when its span queue overflowed or an export failed
                      "export_warnings": [ln for ln in t.proc.log_tail(200).splitlines() if "tracing:" in ln][:5]
                      if t.proc is not None else []}
@@ -508,6 +488,33 @@ def scenario_tracing(ctx: Ctx) -> dict:
         if sink is not None:
             sink.stop()
 
+
+
+def cpu_counting(ctx: Ctx):
+    """wrk at c=64, plus the gateway's CPU seconds per request served: on a shared machine other
+    work steals wall time (throughput) far more than it changes CPU time per request, and on a
+    saturated core throughput is 1 / CPU per request."""
+    wrk = wrk_runner(ctx, "/v1/chat/completions", openai_body(), CONCURRENCY)
+
+    def run(t: Target, duration: float) -> dict:
+        before = cpu_seconds(t.proc.pid) if t.proc is not None else 0.0
+        res = wrk(t, duration)
+        if t.proc is not None and res.get("requests"):
+            wait_idle(t.proc)  # its background work for these requests (ledger, trace export) counts too
+            res["cpu_us_per_request"] = (cpu_seconds(t.proc.pid) - before) / res["requests"] * 1e6
+        return res
+    return run
+
+
+def paired(res: dict, on: Target, off: Target) -> dict:
+    """`on` ÷ `off` per round (the same round: the same machine conditions), the median over
+    rounds: closed-loop throughput, and 1 / CPU per request (off's CPU ÷ on's)."""
+    on_rounds, off_rounds = res["rounds"][on.name], res["rounds"][off.name]
+    pairs = list(zip(on_rounds, off_rounds))
+    return {"closed_loop_ratio": _mid([stats.ratio(a.get("rps"), b.get("rps")) for a, b in pairs]),
+            "cpu_ratio": _mid([stats.ratio(b.get("cpu_us_per_request"), a.get("cpu_us_per_request")) for a, b in pairs]),
+            "cpu_us_per_request": _mid([a.get("cpu_us_per_request") for a in on_rounds]),
+            "cpu_us_per_request_off": _mid([b.get("cpu_us_per_request") for b in off_rounds])}
 
 
 def _mid(xs: list) -> float | None:
@@ -542,19 +549,22 @@ def scenario_routing(ctx: Ctx) -> dict:
                 return out
         ctx.extra_gateways.extend(pools)
         res = _throughput(ctx, "l", title, "/v1/chat/completions", openai_body(), False,
-                          [ctx.mock, plain, *pools], sample_rss=False)
+                          [ctx.mock, plain, *pools], sample_rss=False, run=cpu_counting(ctx))
         one = stats.median((res["best"].get(plain.name) or {}).get("rps"))
         one_closed = stats.median(res["summary"][plain.name]["rps"])
         res["routing_ratio"] = {}
         res["routing_closed_loop_ratio"] = {}
+        res["routing_paired"] = {}
         for strategy, g in zip(ROUTING_STRATEGIES, pools):
             three = stats.median((res["best"].get(g.name) or {}).get("rps"))
             res["routing_ratio"][strategy] = stats.ratio(three, one)
             res["routing_closed_loop_ratio"][strategy] = stats.ratio(stats.median(res["summary"][g.name]["rps"]),
                                                                      one_closed)
+            res["routing_paired"][strategy] = p = paired(res, g, plain)
             say(f"  {strategy}: three / one deployment {three or 0:.0f} / {one or 0:.0f} req/s = "
                 f"{res['routing_ratio'][strategy] or 0:.3f} (closed loop: "
-                f"{res['routing_closed_loop_ratio'][strategy] or 0:.3f})")
+                f"{res['routing_closed_loop_ratio'][strategy] or 0:.3f}; paired per round: 1 / CPU per request "
+                f"{p['cpu_ratio'] or 0:.3f} ({p['cpu_us_per_request'] or 0:.0f} vs {p['cpu_us_per_request_off'] or 0:.0f} µs))")
         return res
     finally:
         ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g not in pools]
