@@ -3,6 +3,7 @@ a busy machine does not move (CPU time per request, bench/cpu_ab.py, swings ±10
 
     .venv/bin/python bench/insn_ab.py b@after h@after h@before --before ../before/src [--duration 10]
     .venv/bin/python bench/insn_ab.py hit@after hit@before b@after --before ../before/src   # cache hits
+    .venv/bin/python bench/insn_ab.py b@after k@after --threads   # tracing's cost per thread (loop, export)
 
 `hit` and `miss` (as in cpu_ab.py) give the gateway an in-process `cache:` block and send a
 temperature-0 request (`miss`: with `Cache-Control: no-cache`); `b@after` is the uncached figure.
@@ -37,16 +38,24 @@ from harness.scenarios import cached_body
 IDLE_S, SETTLE_S = 5.0, 6.0  # (settle: the trace export thread sends at least every 5 s)
 
 
-def dump(pid: int, out: Path) -> int:
-    """Dump callgrind's counts (they restart from zero) and return the dump's total Ir."""
+def dump(pid: int, out: Path) -> dict[str, int]:
+    """Dump callgrind's counts (they restart from zero) and return the dump's total Ir per
+    thread: callgrind's thread number ("01" is the event loop's) with --separate-threads=yes,
+    else one total under ""."""
     before = set(out.parent.glob(out.name + "*"))
     subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=False)
     for _ in range(100):
-        new = sorted(set(out.parent.glob(out.name + "*")) - before)
-        if new:
-            for line in new[-1].read_text(errors="replace").splitlines():
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1])
+        if set(out.parent.glob(out.name + "*")) - before:
+            time.sleep(0.5)  # (one file per thread: let them all be written)
+            totals = {}
+            for f in sorted(set(out.parent.glob(out.name + "*")) - before):
+                thread = f.name.rpartition("-")[2] if "-" in f.name else ""
+                for line in f.read_text(errors="replace").splitlines():
+                    if line.startswith(("summary:", "totals:")):
+                        totals[thread] = int(line.split()[1])
+                        break
+            if totals:
+                return totals
         time.sleep(0.2)
     raise RuntimeError("callgrind wrote no dump")
 
@@ -59,6 +68,9 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=64,
                    help="wrk connections in the counted window; 1: no batching, so the count does not depend on "
                         "how busy the machine is")
+    p.add_argument("--threads", action="store_true",
+                   help="count each thread apart (callgrind --separate-threads=yes) and print each one's "
+                        "instructions per request too: the event loop is thread 01")
     p.add_argument("--protocol", default="http/protobuf")
     p.add_argument("--strategy", default="least-busy")
     args = p.parse_args()
@@ -67,6 +79,7 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="insn-ab-"))
     wrapper = run_dir / "gatehouse-callgrind"
     wrapper.write_text(f'#!/bin/sh\nexec valgrind --tool=callgrind --instr-atstart=no '
+                       f'{"--separate-threads=yes " if args.threads else ""}'
                        f'--callgrind-out-file="$GATEHOUSE_HOME/cg.out" {tg.GATEHOUSE_EXE.parent / "python"} {tg.GATEHOUSE_EXE} "$@" '
                        f'2>"$GATEHOUSE_HOME/valgrind.log"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
@@ -103,9 +116,13 @@ def main() -> int:
             res = load.run_wrk(wrk, url, script, args.connections, args.duration)
             time.sleep(SETTLE_S)
             busy, window = dump(g.proc.pid, out), time.monotonic() - t0
-            per = (busy - idle * window / IDLE_S) / max(1, res["requests"])
-            print(f"{spec:12} {res['requests']:6d} requests  {per / 1e3:8.1f}k instructions/request "
-                  f"(idle {idle / IDLE_S / 1e6:.1f}M/s)", flush=True)
+            n = max(1, res["requests"])
+            per = {t: (ir - idle.get(t, 0) * window / IDLE_S) / n for t, ir in busy.items()}
+            print(f"{spec:12} {res['requests']:6d} requests  {sum(per.values()) / 1e3:8.1f}k instructions/request "
+                  f"(idle {sum(idle.values()) / IDLE_S / 1e6:.1f}M/s)", flush=True)
+            if args.threads:
+                print("             per thread: " + ", ".join(
+                    f"{t} {v / 1e3:.1f}k" for t, v in sorted(per.items()) if abs(v) >= 500), flush=True)
             g.proc.stop()
     finally:
         procs.stop_all()
