@@ -57,47 +57,7 @@ def encode_items(enc: Encoder, items: list[tuple[Any, ...]]) -> bytes:
     """One export request for a batch of queued items."""
     if isinstance(enc, ProtobufEncoder):
         return _protobuf(enc, items)
-    if isinstance(enc, JsonEncoder):
-        return _json(enc, items)
-    heads_c, heads_s = enc.heads[CLIENT], enc.heads[SERVER]
-    attempt_c, status_c, input_c, output_c, _ = enc.ints[CLIENT]
-    status_s, attempts_s, _, input_s, output_s = enc.ints[SERVER]
-    int_attr, float_attr, assemble = enc.int_attr, enc.float_attr, enc.assemble
-    out = []
-    for item in items:
-        if item[0] == CLIENT:
-            _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started = item
-            key = (rec.surface, rec.model, dep.provider.type_name, dep.provider_name, dep.upstream_model,
-                   rec.streamed, rec.deployment, rec.estimated, rec.error_type)
-            head = heads_c.get(key)
-            if head is None:
-                s = span_of(item)
-                head = enc.head(CLIENT, key, s[3], s[7])
-            begin = wall + int((started - t0) * 1e9)
-            a, status, i, o, ttft = rec.attempt, rec.status, rec.input_tokens, rec.output_tokens, rec.ttft_ms
-            out.append(assemble(
-                trace, span_id, parent, head, begin, begin + int(rec.latency_ms * 1e6),
-                [attempt_c.get(a) or int_attr(CLIENT, 0, a), status_c.get(status) or int_attr(CLIENT, 1, status),
-                 input_c.get(i) or int_attr(CLIENT, 2, i), output_c.get(o) or int_attr(CLIENT, 3, o),
-                 float_attr(CLIENT, 4, rec.cost_usd)],
-                None if ttft is None else begin + int(ttft * 1e6), status >= 500 or status == 429))
-            continue
-        (_, (trace, span_id, parent, _, wall, t0), method, path, surface, model, p, deployment, cache_hit, error,
-         status, attempts, cost, u, finished, first) = item
-        key = (method, path, surface, model, None if p is None else p.consumer, None if p is None else p.group,
-               deployment, cache_hit, error)
-        head = heads_s.get(key)
-        if head is None:
-            s = span_of(item)
-            head = enc.head(SERVER, key, s[3], s[7])
-        attrs = [status_s.get(status) or int_attr(SERVER, 0, status),
-                 attempts_s.get(attempts) or int_attr(SERVER, 1, attempts), float_attr(SERVER, 2, cost)]
-        if u is not None:
-            i, o = u.input_tokens, u.output_tokens
-            attrs += (input_s.get(i) or int_attr(SERVER, 3, i), output_s.get(o) or int_attr(SERVER, 4, o))
-        out.append(assemble(trace, span_id, parent, head, wall, wall + int((finished - t0) * 1e9), attrs,
-                            None if first is None else wall + int((first - t0) * 1e9), status >= 500))
-    return enc.wrap(out)
+    return _json(enc, items)
 
 
 def _protobuf(enc: ProtobufEncoder, items: list[tuple[Any, ...]]) -> bytes:
