@@ -2,6 +2,7 @@
 the subject) and real Redis/Postgres servers in tests."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -193,6 +194,20 @@ class PostgresServer:
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+def access_log_entry(gh: Any, rid: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The one access-log entry of the request sent with x-request-id `rid` (the log is written
+    off the event loop: polled for up to `timeout` s)."""
+    deadline = time.monotonic() + timeout
+    entries: list[dict[str, Any]] = []
+    while not entries and time.monotonic() < deadline:
+        entries = [json.loads(ln) for ln in gh.logs().splitlines()
+                   if ln.startswith("{") and f'"client_request_id":"{rid}"' in ln]
+        if not entries:
+            time.sleep(0.05)
+    [entry] = entries
+    return entry
+
 
 def ledger_rows(home: Path, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
     """The ledger rows, once the writer has stored at least `count`."""

@@ -5,18 +5,15 @@ gateway tests send findings it could miss if it were wrong (JSON escapes that hi
 match, anchored patterns, a finding in the second of several texts) over real sockets."""
 from __future__ import annotations
 
-import json
 import random
-import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 import pytest
 
 from gatehouse.policy.guardrails.config import GuardCheckConfig, GuardPolicyConfig, GuardrailsConfig
 from gatehouse.policy.guardrails.engine import Plan, _edge_free, compile_policies
-from tests.support import ROOT, Gatehouse
+from tests.support import ROOT, Gatehouse, access_log_entry
 from tests.upstreams import openai_wire
 
 BUILTINS = ["payment_card", "iban", "us_ssn", "email", "phone", "ip_address", "aws_access_key", "private_key",
@@ -193,13 +190,7 @@ def test_a_clean_request_is_audited_as_checked_on_both_stages(gh):
     rid = "fast-path-audit-1"
     status, text, headers = send(gh, body("Summarise the benefits of a private LLM gateway."), rid=rid)
     assert status == 200 and "x-gatehouse-guardrails" not in headers, text
-    deadline = time.monotonic() + 15  # the access log is written off the loop
-    entries: list[dict[str, Any]] = []
-    while not entries and time.monotonic() < deadline:
-        entries = [json.loads(ln) for ln in gh.logs().splitlines()
-                   if ln.startswith("{") and f'"client_request_id":"{rid}"' in ln]
-        time.sleep(0.05)
-    [entry] = entries
+    entry = access_log_entry(gh, rid)
     verdicts = {(v["check"], v["stage"]): v["verdict"] for v in entry["guardrails"]}
     assert verdicts[("payment_card", "input")] == "pass" and verdicts[("card-out", "output")] == "pass"
     assert set(verdicts.values()) == {"pass"}, verdicts

@@ -4,7 +4,6 @@ and closed; the audit of a fail-open request says skipped."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ALICE_KEY, BOB_KEY
-from tests.support import Gatehouse
+from tests.support import Gatehouse, access_log_entry
 from tests.upstreams import guard_wire, openai_wire
 from tests.upstreams.harness import ServerThread
 
@@ -86,14 +85,7 @@ def chat(gh: Gatehouse, text: str, key: str = ALICE_KEY, rid: str | None = None,
 
 
 def audit(gh: Gatehouse, rid: str) -> dict[tuple[str, str], dict[str, str]]:
-    deadline = time.monotonic() + 5
-    entries: list[dict[str, Any]] = []
-    while not entries and time.monotonic() < deadline:
-        entries = [json.loads(ln) for ln in gh.logs().splitlines()
-                   if ln.startswith("{") and f'"client_request_id":"{rid}"' in ln]
-        time.sleep(0.05)
-    [entry] = entries
-    return {(v["check"], v["stage"]): v for v in entry["guardrails"]}
+    return {(v["check"], v["stage"]): v for v in access_log_entry(gh, rid, timeout=5)["guardrails"]}
 
 
 def test_safe_prompt_is_judged_then_forwarded(gh, seen):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from tests.conftest import ADMIN_KEY, ALICE_KEY, BOB_KEY
 from tests.provider_fixtures import ollama_upstream  # noqa: F401 - a fixture
-from tests.support import Gatehouse
+from tests.support import Gatehouse, access_log_entry
 from tests.upstreams import anthropic_wire, openai_wire
 
 CARD = "4111 1111 1111 1111"
@@ -258,13 +257,7 @@ def test_access_log_records_the_verdicts_never_the_text(gh, upstreams):
                                 "x-request-id": rid})
     with pytest.raises(urllib.error.HTTPError):
         urllib.request.urlopen(req, timeout=10)
-    deadline = time.monotonic() + 15  # the access log is written off the loop; a loaded machine is slow
-    entries: list[dict[str, Any]] = []
-    while not entries and time.monotonic() < deadline:
-        entries = [json.loads(ln) for ln in gh.logs().splitlines()
-                   if ln.startswith("{") and f'"client_request_id":"{rid}"' in ln]
-        time.sleep(0.05)
-    [entry] = entries
+    entry = access_log_entry(gh, rid)  # (polled: written off the loop; a loaded machine is slow)
     verdicts = {(v["check"], v["stage"]): (v["verdict"], v["action"]) for v in entry["guardrails"]}
     assert verdicts[("sqli", "input")] == ("match", "block")
     assert verdicts[("payment_card", "input")] == ("match", "redact")
