@@ -3,11 +3,14 @@ throughput on a shared machine (other work steals wall time far more than it cha
 
     .venv/bin/python bench/cpu_ab.py --before ../before/src [--path e] [--rounds 6]
     .venv/bin/python bench/cpu_ab.py --before src --before-path b --path h   # on ÷ off, one checkout
+    .venv/bin/python bench/cpu_ab.py --before src --before-path b --path k --together   # both at once
     .venv/bin/python bench/cpu_ab.py --path hit     # this checkout: cache hits vs uncached pass-through
     .venv/bin/python bench/cpu_ab.py --path miss    # this checkout: cacheable misses vs uncached pass-through
 
 Each checkout's gateway runs the bench config on core 0 behind the C mock; wrk (c=64, 5 s) loads
 one at a time in alternating order; CPU is read from /proc/<pid>/stat once the gateway is idle.
+`--together` loads both at the same time instead (both on core 0, a wrk each; harness/together.py):
+what slows the host then slows both, and the ratio per round keeps only their difference.
 `--path` picks the config of a bench scenario: b (OpenAI pass-through), e (Anthropic
 translation), h (the e-commerce guardrails policy on), k (tracing on, every request sampled,
 exporting to bench/otlp_sink.py with `--protocol`), l (three deployments under `--strategy`).
@@ -29,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import load, procs, targets as tg, tools
+from harness import load, procs, targets as tg, together, tools
 from harness.procs import cpu_seconds, wait_idle
 from harness.rounds import ANTHROPIC_VERSION, anthropic_body, openai_body
 from harness.scenarios import cached_body
@@ -53,6 +56,33 @@ def config_for(path: str, args: argparse.Namespace, sink_ports: tuple[int, int] 
     return {}
 
 
+def _load(t: tg.Target, path: str, cache: bool, extra: dict[str, str]) -> tuple[str, bytes, dict[str, str]]:
+    """(url path, body, headers) of a checkout's gateway on a scenario's path."""
+    anthropic = path == "e"
+    body = anthropic_body() if anthropic else cached_body() if cache else openai_body()
+    url_path = "/v1/messages" if anthropic else "/v1/chat/completions"
+    headers = {**t.anthropic_headers, **ANTHROPIC_VERSION} if anthropic else {**t.openai_headers, **extra}
+    return url_path, body, headers
+
+
+def together_ab(args: argparse.Namespace, wrk: str, run_dir: Path, after: tg.Target, before: tg.Target,
+                paths: dict[str, str], extra: dict[str, str]) -> int:
+    """--together: both gateways loaded at once, `--rounds` times (harness/together.py)."""
+    runs = []
+    for t in (after, before):
+        url_path, body, headers = _load(t, paths[t.name], args.path in CACHE_PATHS, extra)
+        runs.append((t, f"{t.base}{url_path}", load.wrk_script(run_dir / f"together-{t.name}.lua", body, headers)))
+    try:
+        res = together.side_by_side(wrk, runs[0], runs[1], args.rounds, args.duration, say=print)
+    finally:
+        procs.stop_all()
+    q = res["cpu_ratio_quartiles"] or [0.0, 0.0]
+    print(f"side by side, {args.rounds} rounds: 1 / CPU per request after ÷ before {res['cpu_ratio'] or 0:.3f} "
+          f"(quartiles {q[0]:.3f}-{q[1]:.3f}); throughput after ÷ before {res['throughput_ratio'] or 0:.3f}"
+          + (f"; {res['errors']} errors" if res["errors"] else ""))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", type=Path, help="the other checkout's src/ directory (not for hit/miss)")
@@ -63,6 +93,9 @@ def main() -> int:
     p.add_argument("--strategy", default="least-busy", help="l: the routing strategy")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--together", action="store_true",
+                   help="load both gateways at the same time, both on core 0 (harness/together.py): "
+                        "the host's drift between rounds cancels out of the ratio")
     args = p.parse_args()
     before_path = args.before_path or args.path
     procs.install_cleanup()
@@ -89,13 +122,12 @@ def main() -> int:
         paths = {"after": args.path, "before": before_path}
     extra = {"Cache-Control": "no-cache"} if args.path == "miss" else {}
     out: dict[str, list[tuple[float, float]]] = {"after": [], "before": []}
+    if args.together:
+        return together_ab(args, wrk, run_dir, after, before, paths, extra)
     try:
         for r in range(args.rounds):
             for t in (after, before) if r % 2 == 0 else (before, after):
-                anthropic = paths[t.name] == "e"
-                body = anthropic_body() if anthropic else cached_body() if cache else openai_body()
-                url_path = "/v1/messages" if anthropic else "/v1/chat/completions"
-                headers = {**t.anthropic_headers, **ANTHROPIC_VERSION} if anthropic else {**t.openai_headers, **extra}
+                url_path, body, headers = _load(t, paths[t.name], cache, extra)
                 script = load.wrk_script(run_dir / f"r{r}-{t.name}.lua", body, headers)
                 wait_idle(t.proc)
                 c0 = cpu_seconds(t.proc.pid)

@@ -282,7 +282,17 @@ def rows_tracing(k: dict) -> list[list[str]]:
             r = e.get(key)
             out.append([f"{label}, {proto}: {what}, paired per round", "—", "n/a" if r is None else f"{r:.3f}",
                         "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)])
+        out.append(side_row(f"{label}, {proto}", e.get("side_by_side"), limit))
     return out
+
+
+def side_row(label: str, side: dict | None, limit: float) -> list[str]:
+    """A side-by-side figure (harness/together.py): both gateways loaded at once on core 0."""
+    r = (side or {}).get("cpu_ratio")
+    q = (side or {}).get("cpu_ratio_quartiles")
+    txt = "n/a" if r is None else f"{r:.3f}" + (f" ({q[0]:.3f}-{q[1]:.3f})" if q else "")
+    return [f"{label}: 1 / CPU per request, side by side (both loaded at once on core 0; quartiles)", "—", txt,
+            "—", "—", f"≥ {limit:g}", met(None if r is None else r >= limit)]
 
 
 def rows_routing(r_: dict) -> list[list[str]]:
@@ -306,6 +316,7 @@ def rows_routing(r_: dict) -> list[list[str]]:
         out.append([f"(l) {strategy}: three ÷ one, 1 / CPU per request, paired per round", "—",
                     "n/a" if cpu is None else f"{cpu:.3f}", "—", "—", f"≥ {limit:g}",
                     met(None if cpu is None else cpu >= limit)])
+        out.append(side_row(f"(l) {strategy}: three ÷ one", _get(r_, "routing_side_by_side", strategy), limit))
     return out
 
 

@@ -127,11 +127,13 @@ def revive(ctx: Ctx, t: Target) -> bool:
 
 
 @contextmanager
-def alone(ctx: Ctx, t: Target | None):
-    """While `t` is measured, every other gateway is stopped (SIGSTOP), so that the one under
-    load has the pinned gateway core to itself: an idle LiteLLM still runs background tasks
-    there, which showed up in Gatehouse's p99, and the other way round."""
-    others = [g for g in ctx.all_gateways() if g is not t and g.proc is not None and g.proc.alive()]
+def alone(ctx: Ctx, *measured: Target | None):
+    """While `measured` (one gateway, or two side by side) are measured, every other gateway is
+    stopped (SIGSTOP), so that those under load have the pinned gateway core to themselves: an
+    idle LiteLLM still runs background tasks there, which showed up in Gatehouse's p99, and the
+    other way round."""
+    others = [g for g in ctx.all_gateways()
+              if all(g is not t for t in measured) and g.proc is not None and g.proc.alive()]
     for g in others:
         g.proc.pause()  # type: ignore[union-attr]
     try:

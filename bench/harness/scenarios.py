@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 
-from . import load, stats, targets as tg
+from . import load, stats, targets as tg, together
 from .procs import Proc, cpu_seconds, http, wait_idle
 from .rounds import (
     ANTHROPIC_VERSION,
@@ -475,6 +475,9 @@ def scenario_tracing(ctx: Ctx) -> dict:
                 f" 1 / CPU per request {entry['cpu_ratio'] or 0:.3f} ({entry['cpu_us_per_request'] or 0:.0f} vs "
                 f"{entry['cpu_us_per_request_off'] or 0:.0f} µs)"
                 + (f"; warnings: {entry['export_warnings']}" if entry["export_warnings"] else ""))
+        for t in traced:
+            res["tracing"][t.name]["side_by_side"] = side = beside(ctx, t, plain)
+            say(f"  {t.name} ÷ off, side by side: {side_text(side)}")
         status, body = http("GET", f"http://127.0.0.1:{http_port}/stats", timeout=5)
         stats_body = json.loads(body) if status == 200 else {}
         res["sink"] = stats_body
@@ -515,6 +518,27 @@ def paired(res: dict, on: Target, off: Target) -> dict:
             "cpu_ratio": _mid([stats.ratio(b.get("cpu_us_per_request"), a.get("cpu_us_per_request")) for a, b in pairs]),
             "cpu_us_per_request": _mid([a.get("cpu_us_per_request") for a in on_rounds]),
             "cpu_us_per_request_off": _mid([b.get("cpu_us_per_request") for b in off_rounds])}
+
+
+def beside(ctx: Ctx, on: Target, off: Target) -> dict:
+    """`on` and `off` loaded at the same time, both on the gateway core (harness/together.py):
+    their 1 / CPU per request ratio, which the host's drift between rounds does not move."""
+    body = openai_body()
+    runs = [(t, f"{t.base}/v1/chat/completions", ctx.script(body, dict(t.openai_headers))) for t in (on, off)]
+    try:
+        with alone(ctx, on, off):
+            return together.side_by_side(ctx.wrk, runs[0], runs[1], max(3, ctx.rounds), ctx.duration,
+                                         CONCURRENCY, say=say)
+    except Exception as e:
+        return {"error": str(e)[:500]}
+
+
+def side_text(side: dict) -> str:
+    if side.get("cpu_ratio") is None:
+        return f"no figure ({side.get('error', 'no round served requests')})"
+    q1, q3 = side["cpu_ratio_quartiles"]
+    return (f"1 / CPU per request {side['cpu_ratio']:.3f} (quartiles {q1:.3f}-{q3:.3f}, {len(side['rounds'])} rounds), "
+            f"throughput {side['throughput_ratio'] or 0:.3f}" + (f", {side['errors']} errors" if side["errors"] else ""))
 
 
 def _mid(xs: list) -> float | None:
@@ -565,6 +589,10 @@ def scenario_routing(ctx: Ctx) -> dict:
                 f"{res['routing_ratio'][strategy] or 0:.3f} (closed loop: "
                 f"{res['routing_closed_loop_ratio'][strategy] or 0:.3f}; paired per round: 1 / CPU per request "
                 f"{p['cpu_ratio'] or 0:.3f} ({p['cpu_us_per_request'] or 0:.0f} vs {p['cpu_us_per_request_off'] or 0:.0f} µs))")
+        res["routing_side_by_side"] = {}
+        for strategy, g in zip(ROUTING_STRATEGIES, pools):
+            res["routing_side_by_side"][strategy] = side = beside(ctx, g, plain)
+            say(f"  {strategy}: three ÷ one, side by side: {side_text(side)}")
         return res
     finally:
         ctx.extra_gateways[:] = [g for g in ctx.extra_gateways if g not in pools]
