@@ -181,8 +181,8 @@ class Runtime:
             SharedLimiter(cfg.limits, cfg.store.redis_url or None, worker_count())
         meter = Meter(cfg, models, store, data_dir, previous.meter if previous is not None else None)
         meter.metrics.track_limits(limiter.stats)
-        steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits)]
-        guardrails = build_guardrails(cfg, directory, meter.metrics, models)
+        steps: list[Step] = [LimitsStep(limiter, PriceBook(cfg), cfg.limits, meter.tracing)]
+        guardrails = build_guardrails(cfg, directory, meter.metrics, models, meter.tracing)
         events: GuardrailEvents | None = None
         if guardrails is not None:  # before limits: a blocked prompt reserves nothing
             steps.insert(0, guardrails)

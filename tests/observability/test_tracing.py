@@ -24,7 +24,7 @@ pytest.importorskip("opentelemetry.proto", reason="opentelemetry-proto (dev extr
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
 PROMPT = "secret prompt words"
-SERVER, CLIENT = 2, 3  # SpanKind in OTLP
+INTERNAL, SERVER, CLIENT = 1, 2, 3  # SpanKind in OTLP
 ERROR = 2
 
 
@@ -66,6 +66,7 @@ def test_request_and_attempt_spans_under_the_clients_trace(traced, collector, re
     assert b["gen_ai.request.model"] == "chat" and b["gen_ai.response.model"] == "up-chat"
     assert b["gen_ai.usage.input_tokens"] > 0 and b["gen_ai.usage.output_tokens"] > 0
     assert b["gatehouse.deployment"] == "up-chat" and b["gatehouse.attempt"] == 1
+    assert b["gen_ai.response.finish_reasons"] == ["stop"] and b["gatehouse.route"] == "primary"
     assert request["start"] <= attempt["start"] <= attempt["end"] <= request["end"]
     # the upstream got the attempt's context, not the client's
     assert recorder.last.headers["traceparent"] == f"00-{TRACE}-{attempt['span_id']}-01"
@@ -90,7 +91,27 @@ def test_a_failover_shows_each_attempt_and_a_stream_its_first_token(traced, coll
     assert len(first) == 1 and stream["start"] < first[0]["time"] <= stream["end"]
     attempt = next(s for s in mine if s["parent_span_id"] == stream["span_id"])
     assert attempt["attributes"]["gatehouse.streamed"] is True
+    assert attempt["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]  # read by the stream's relay
+    assert "gen_ai.response.finish_reasons" not in attempts[0]["attributes"]  # the failed attempt
     assert [e["name"] for e in attempt["events"]] == ["gen_ai.first_token"]
+
+
+def test_finish_reasons_of_translated_answers(traced, collector):
+    """An Anthropic client on the OpenAI upstream: the answer is translated, and the attempt's
+    finish reasons come from its canonical stop reason (unary and streamed)."""
+    import anthropic
+
+    trace = "cbf92f3577b34da6a3ce929d0e0e4739"
+    c = anthropic.Anthropic(base_url=traced.url, api_key=ALICE_KEY, max_retries=0,
+                            default_headers={"traceparent": f"00-{trace}-{PARENT}-01"})
+    said = [{"role": "user", "content": "one two"}]
+    assert c.messages.create(model="chat", max_tokens=50, messages=said).stop_reason == "end_turn"
+    with c.messages.stream(model="chat", max_tokens=50, messages=said) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+    got = wait_for(collector, lambda s: len([x for x in s if x["trace_id"] == trace and x["kind"] == CLIENT]) >= 2)
+    attempts = [s for s in got if s["trace_id"] == trace and s["kind"] == CLIENT]
+    assert sorted(a["attributes"]["gatehouse.streamed"] for a in attempts) == [False, True]
+    assert [a["attributes"]["gen_ai.response.finish_reasons"] for a in attempts] == [["stop"], ["stop"]]
 
 
 def test_refusals_are_traced_too(traced, collector):
@@ -269,6 +290,7 @@ def test_queued_items_encode_as_their_spans_in_both_formats():
     from gatehouse.metering.record import LedgerRecord
     from gatehouse.observability.otlp_items import LAYOUTS, encode_items, span_of
     from gatehouse.observability.tracing import Tracing
+    from gatehouse.policy.guardrails.audit import Outcome
     from gatehouse.policy.principal import Principal
     from gatehouse.providers.registry import PROVIDERS
     from gatehouse.routing.table import Deployment
@@ -292,11 +314,19 @@ def test_queued_items_encode_as_their_spans_in_both_formats():
         rec = LedgerRecord(id="a", request_id="r", attempt=1, ts=0.0, consumer="alice", model="m", surface="chat",
                            group="dev", deployment="up-m", provider="up", status=status, error_type=error,
                            input_tokens=12, output_tokens=0 if error else 20, cost_usd=0.00025, latency_ms=2.5,
-                           ttft_ms=1.25 if stream else None, streamed=stream, estimated=bool(error))
+                           ttft_ms=1.25 if stream else None, streamed=stream, estimated=bool(error),
+                           route="primary" if stream else None)
+        ex.finish_reasons = ("stop",) if stream else None
         tracing.end_attempt(ex, rec, ex.started + 0.001)
         ex.status, ex.attempts, ex.cost_usd, ex.deployment, ex.error_type = status, 1, 0.00025, "up-m", error
         ex.usage = Usage(input_tokens=12, output_tokens=20) if not error else None
         ex.first_token_at = ex.started + 0.00225 if stream else None
+        if stream:  # a guard model's verdict, and what the guardrails did
+            tracing.policy_span(ex, "guardrail g", ex.started, ("guardrails", None, None, "chat", "guard-m", "g",
+                                                                "input", "match", "flag", None))
+            ex.guard_outcome = Outcome((("email", "input", "match", "redact", "pii", "p"),
+                                        ("g", "input", "match", "flag", "guard_model:S2", "p"),
+                                        ("g", "output", "skipped", "block", "guard_model", "p")))
         tracing.end_request(ex, "POST", "/v1/chat/completions", ex.started + 0.004)
     refused = Exchange("r", "chat", "openai")
     tracing.start(refused, None)
@@ -305,24 +335,36 @@ def test_queued_items_encode_as_their_spans_in_both_formats():
     items = list(tracing.exporter.queue)
     tracing.exporter.queue.clear()
     tracing.close()
-    assert [i[0] for i in items] == [CLIENT, SERVER, CLIENT, SERVER, SERVER]
+    assert [i[0] for i in items] == [CLIENT, INTERNAL, SERVER, CLIENT, SERVER, SERVER]
     resource, scope = {"service.name": "s"}, ("gatehouse", "1")
     for encoder in (ProtobufEncoder, JsonEncoder):
         fast = encode_items(encoder(resource, scope, LAYOUTS), items + items)
         assert fast == encoder(resource, scope, LAYOUTS).encode([span_of(i) for i in items + items])
     spans = ExportTraceServiceRequest.FromString(
         encode_items(ProtobufEncoder(resource, scope, LAYOUTS), items)).resource_spans[0].scope_spans[0].spans
-    attempt, request = spans[0], spans[1]
+    attempt, guard, request = spans[0], spans[1], spans[2]
+    assert guard.kind == INTERNAL and guard.name == "guardrail g" and guard.parent_span_id == request.span_id
+    g = {x.key: x.value.string_value for x in guard.attributes}
+    assert g == {"gatehouse.policy.step": "guardrails", "gen_ai.operation.name": "chat",
+                 "gen_ai.request.model": "guard-m", "gatehouse.guardrail.check": "g",
+                 "gatehouse.guardrail.stage": "input", "gatehouse.guardrail.verdict": "match",
+                 "gatehouse.outcome": "flag"}
+    r = {x.key: x.value for x in request.attributes}
+    assert r["gatehouse.guardrail.action"].string_value == "redact"  # the strongest of the matches
+    assert r["gatehouse.guardrail.matches"].string_value == "email:input:redact,g:input:flag"
     assert request.trace_id.hex() == TRACE and request.parent_span_id.hex() == PARENT
     assert attempt.parent_span_id == request.span_id and attempt.trace_id == request.trace_id
     assert attempt.end_time_unix_nano - attempt.start_time_unix_nano == 2_500_000
     assert attempt.events[0].time_unix_nano - attempt.start_time_unix_nano == 1_250_000
     a = {x.key: x.value for x in attempt.attributes}
     assert a["gen_ai.provider.name"].string_value == "openai" and a["gatehouse.streamed"].bool_value
+    assert a["gatehouse.route"].string_value == "primary"
+    assert [v.string_value for v in a["gen_ai.response.finish_reasons"].array_value.values] == ["stop"]
     assert a["gatehouse.cost_usd"].double_value == 0.00025 and a["gen_ai.usage.output_tokens"].int_value == 20
-    failed = spans[2]
-    assert failed.status.code == ERROR and not spans[3].parent_span_id and spans[3].status.code == ERROR
-    assert {x.key for x in spans[4].attributes} == {"http.request.method", "url.path", "gatehouse.surface",
+    failed = spans[3]
+    assert not {"gatehouse.route", "gen_ai.response.finish_reasons"} & {x.key for x in failed.attributes}
+    assert failed.status.code == ERROR and not spans[4].parent_span_id and spans[4].status.code == ERROR
+    assert {x.key for x in spans[5].attributes} == {"http.request.method", "url.path", "gatehouse.surface",
                                                     "error.type", "http.response.status_code",
                                                     "gatehouse.attempts", "gatehouse.cost_usd"}
 

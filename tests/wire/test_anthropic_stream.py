@@ -210,6 +210,7 @@ async def test_relay_passes_bytes_and_reads_usage() -> None:
     out = b"".join([c async for c in relay.relay(_chunks(joined[:100], joined[100:333], joined[333:]))])
     assert out == joined
     assert relay.finished and relay.usage == Usage(input_tokens=12, output_tokens=12, cache_read_tokens=7)
+    assert relay.finish_reason == "tool_use"  # message_delta's stop_reason, for traces
 
 
 async def test_relay_never_ends_a_truncated_stream_quietly() -> None:

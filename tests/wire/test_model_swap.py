@@ -66,9 +66,11 @@ def test_ndjson_relay_swaps_each_line():
         async def chunks():
             yield b'{"model":"' + UPSTREAM.encode()[:10]
             yield UPSTREAM.encode()[10:] + b'","message":{"content":"hi"},"done":false}\n'
-            yield b'{"model":"' + UPSTREAM.encode() + b'","done":true,"eval_count":1}\n'
+            yield b'{"model":"' + UPSTREAM.encode() + b'","done":true,"done_reason":"length","eval_count":1}\n'
         relay = NDJSONRelay("coder", ModelSwap(UPSTREAM, "coder"))
-        return b"".join([line async for line in relay.relay(chunks())])
+        out = b"".join([line async for line in relay.relay(chunks())])
+        assert relay.finish_reason == "length"  # the final line's done_reason, for traces
+        return out
 
     import asyncio
     out = asyncio.run(run())

@@ -31,12 +31,20 @@ def test_relayed_unchanged_but_the_model_with_usage_from_the_end(size: int) -> N
     out = b"".join(relay.feed(STREAM[i:i + size]) for i in range(0, len(STREAM), size)) + relay.flush()
     assert out == STREAM.replace(b'"model": "up-9"', b'"model": "gpt"')
     assert relay.finished and relay.usage == Usage(11, 7, cache_read_tokens=4, reasoning_tokens=3)
+    assert relay.finish_reason == "completed"  # for traces
+
+
+def test_an_incomplete_stream_says_why() -> None:
+    relay = ResponsesRelay()
+    relay.feed(frame("response.incomplete", response={"usage": USAGE,
+                                                       "incomplete_details": {"reason": "max_output_tokens"}}))
+    assert relay.finished and relay.finish_reason == "max_output_tokens"
 
 
 def test_a_stream_without_its_terminal_event_is_not_finished() -> None:
     relay = ResponsesRelay()
     relay.feed(STREAM[:STREAM.index(b"event: response.completed")])
-    assert not relay.finished and relay.usage is None and relay.frames == 2
+    assert not relay.finished and relay.usage is None and relay.frames == 2 and relay.finish_reason is None
 
 
 def test_body_usage() -> None:

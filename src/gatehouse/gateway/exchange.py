@@ -36,10 +36,10 @@ class Exchange:
         "call", "entry", "admitted", "attempt", "attempts", "attempt_started", "routing", "route_reason", "held",
         "deployment_filter",
         # policy steps and hooks
-        "subject", "guard", "sensitive", "guard_audit", "limits", "metering", "cost_usd", "cache_hit",
+        "subject", "guard", "sensitive", "guard_audit", "guard_outcome", "limits", "metering", "cost_usd", "cache_hit",
         "request_headers", "cached", "cache", "cache_memo", "cache_recalled", "compliance", "virtual_route",
         # tracing (observability/tracing.py)
-        "span", "attempt_span", "trace_wall", "traceparent",
+        "span", "attempt_span", "trace_wall", "traceparent", "finish_reasons",
     )
 
     def __init__(self, request_id: str, surface: str, dialect: str, gateway_id: str | None = None,
@@ -83,6 +83,7 @@ class Exchange:
         self.guard: Guard | None = None  # this request's guardrail state, when a policy applies
         self.sensitive = False  # a guardrail `reroute` check matched the prompt
         self.guard_audit: Any = None  # what the guardrails decided: their audit as JSON (access log)
+        self.guard_outcome: Any = None  # ... as an audit.Outcome (the trace's guardrail attributes)
         self.limits: Any = None  # the limits step's reservation, given back at settle
         self.metering: Any = None  # the metering hook's open attempt record
         self.cost_usd = 0.0  # of every attempt so far (metering), read by later settles (budgets)
@@ -99,3 +100,4 @@ class Exchange:
         self.attempt_span: Any = None
         self.trace_wall: tuple[int, float, str] | None = None  # (wall ns at start, monotonic start, method)
         self.traceparent: str | None = None  # the current attempt's W3C trace context, sent upstream
+        self.finish_reasons: tuple[str, ...] | None = None  # (traced attempts) why the model stopped

@@ -31,6 +31,7 @@ from gatehouse.policy.guardrails.output import check_forwarded, guard_events, gu
 from gatehouse.policy.guardrails.step import GuardrailBlocked
 from gatehouse.types import StreamEnd, StreamEvent, StreamStart, TextDelta, ThinkingDelta, ToolCallDelta, Usage
 from gatehouse.upstream.client import upstream_error
+from gatehouse.wire import finish
 
 if TYPE_CHECKING:
     from gatehouse.gateway.endpoint import Call, StreamEncoder
@@ -109,6 +110,8 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
             if guard.verdicts:
                 verdict_header(ex)
         ex.status = status
+        if ex.attempt_span is not None:  # traced: the answer's finish reasons (wire/finish.py)
+            ex.finish_reasons = finish.forwarded(call.dialect, reply.body or b"")
         if not ex.stream:
             end_attempt(ex)
         await send_bytes(req.send, status, body, header_list(ex.request_id, ex.response_headers),
@@ -126,6 +129,8 @@ async def _relay_answer(req: Request, ex: Exchange, call: Call, result: Any,
         verdict_header(ex)
     ex.status = 200
     out = call.render(result)
+    if ex.attempt_span is not None:  # traced
+        ex.finish_reasons = finish.canonical(getattr(result, "stop_reason", None))
     end_attempt(ex)
     await send_bytes(req.send, 200, out, header_list(ex.request_id, ex.response_headers))
 
@@ -225,6 +230,9 @@ async def _relay_forwarded_stream(req: Request, ex: Exchange, call: Call, reply:
     finally:  # also when cancelled (shutdown grace over): bill what was relayed
         if tally is not None:
             ex.usage = tally.final_usage(ex.prompt_estimate)
+            if ex.attempt_span is not None:  # traced: what the relay read of the finish reason
+                reason = getattr(tally, "finish_reason", None)
+                ex.finish_reasons = (reason,) if reason else None
         else:
             ex.usage = Usage(input_tokens=ex.prompt_estimate, estimated=True)
 
@@ -268,6 +276,8 @@ async def _relay_events(req: Request, ex: Exchange, call: Call, reply: Reply) ->
                 elif isinstance(ev, StreamEnd):
                     ex.usage = ev.usage
                     ended = True
+                    if ex.attempt_span is not None:  # traced
+                        ex.finish_reasons = finish.canonical(ev.stop_reason)
                 yield encoder.encode(ev)
                 ev = await source.__anext__()
         except StopAsyncIteration:

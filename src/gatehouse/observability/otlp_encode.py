@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-AttrValue = str | bool | int | float
-# (trace_id, span_id, parent span_id or 0 (integers: 128, 64, 64 bits), name, kind (2 SERVER, 3 CLIENT),
+AttrValue = str | bool | int | float | tuple[str, ...]  # a tuple: an array of strings
+# (trace_id, span_id, parent span_id or 0 (integers: 128, 64, 64 bits), name, kind (1 INTERNAL, 2 SERVER, 3 CLIENT),
 #  start ns, end ns, fixed values, varying values, first-token event ns or None, status ERROR).
 # The attribute keys are the kind's Layout; a None value is left out. "Fixed" values repeat
 # from request to request (model, consumer, deployment...): all of them are encoded once per
@@ -66,6 +66,8 @@ def _any_value(v: AttrValue) -> bytes:
     if isinstance(v, str):
         s = v.encode()
         return b"\x0a" + _varint(len(s)) + s  # string_value = 1
+    if isinstance(v, tuple):  # array_value = 5: ArrayValue{values = 1}
+        return _field(5, b"".join(_field(1, _any_value(x)) for x in v))
     if isinstance(v, bool):
         return b"\x10\x01" if v else b"\x10\x00"  # bool_value = 2
     if isinstance(v, int):
@@ -218,16 +220,20 @@ def _pb_attr(key: str, value: AttrValue, tag: int = 9) -> bytes:
 _json = _json_encode = msgspec.json.encode
 
 
-def _json_attr(key: str, v: AttrValue) -> bytes:
+def _json_value(v: AttrValue) -> bytes:
     if isinstance(v, str):
-        value = b'{"stringValue":%s}' % _json(v)
-    elif isinstance(v, bool):
-        value = b'{"boolValue":true}' if v else b'{"boolValue":false}'
-    elif isinstance(v, int):
-        value = b'{"intValue":"%d"}' % v
-    else:  # msgspec writes a non-finite float as null
-        value = b'{"doubleValue":%s}' % _json(v)
-    return b'{"key":%s,"value":%s}' % (_json(key), value)
+        return b'{"stringValue":%s}' % _json(v)
+    if isinstance(v, tuple):
+        return b'{"arrayValue":{"values":[%s]}}' % b",".join(_json_value(x) for x in v)
+    if isinstance(v, bool):
+        return b'{"boolValue":true}' if v else b'{"boolValue":false}'
+    if isinstance(v, int):
+        return b'{"intValue":"%d"}' % v
+    return b'{"doubleValue":%s}' % _json(v)  # msgspec writes a non-finite float as null
+
+
+def _json_attr(key: str, v: AttrValue) -> bytes:
+    return b'{"key":%s,"value":%s}' % (_json(key), _json_value(v))
 
 
 class JsonEncoder(_Encoder):

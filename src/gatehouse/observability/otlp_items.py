@@ -38,18 +38,23 @@ from gatehouse.observability.otlp_encode import (
 
 OPERATIONS = {"embeddings": "embeddings", "completions": "text_completion", "embed": "embeddings"}
 PROVIDER_NAMES = {"bedrock": "aws.bedrock", "gemini": "gcp.gemini"}
-SERVER, CLIENT = 2, 3  # OTLP SpanKind
+INTERNAL, SERVER, CLIENT = 1, 2, 3  # OTLP SpanKind
 # Each kind's attribute keys, in the order `span_of` fills the span's value tuples.
 LAYOUTS: dict[int, Layout] = {
     SERVER: (("http.request.method", "url.path", "gatehouse.surface", "gen_ai.request.model", "gatehouse.consumer",
-              "gatehouse.group", "gatehouse.deployment", "gatehouse.cache_hit", "error.type"),
+              "gatehouse.group", "gatehouse.deployment", "gatehouse.cache_hit", "error.type",
+              "gatehouse.guardrail.action", "gatehouse.guardrail.matches"),
              ("http.response.status_code", "gatehouse.attempts", "gatehouse.cost_usd",
               "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")),
     CLIENT: (("gen_ai.operation.name", "gen_ai.request.model", "gen_ai.provider.name", "gatehouse.provider",
               "gatehouse.deployment", "gatehouse.streamed", "gen_ai.response.model", "gatehouse.usage_estimated",
-              "error.type"),
+              "error.type", "gatehouse.route", "gen_ai.response.finish_reasons"),
              ("gatehouse.attempt", "http.response.status_code", "gen_ai.usage.input_tokens",
               "gen_ai.usage.output_tokens", "gatehouse.cost_usd")),
+    # a policy step's I/O: a limits call to Redis, a guard model's verdict (Tracing.policy_span)
+    INTERNAL: (("gatehouse.policy.step", "db.system.name", "db.operation.name", "gen_ai.operation.name",
+                "gen_ai.request.model", "gatehouse.guardrail.check", "gatehouse.guardrail.stage",
+                "gatehouse.guardrail.verdict", "gatehouse.outcome", "error.type"), ()),
 }
 
 
@@ -70,10 +75,12 @@ def _protobuf(enc: ProtobufEncoder, items: list[tuple[Any, ...]]) -> bytes:
     int_attr = enc.int_attr
     out: list[bytes] = []
     for item in items:
-        if item[0] == CLIENT:
-            _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started = item
-            key = (rec.surface, rec.model, dep.provider.type_name, dep.provider_name, dep.upstream_model,
-                   rec.streamed, rec.deployment, rec.estimated, rec.error_type)
+        kind = item[0]
+        if kind == CLIENT:
+            _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started, finished = item
+            key: tuple[Any, ...] = (rec.surface, rec.model, dep.provider.type_name, dep.provider_name,
+                                    dep.upstream_model, rec.streamed, rec.deployment, rec.estimated, rec.error_type,
+                                    rec.route, finished)
             head = heads_c.get(key)
             if head is None:
                 s = span_of(item)
@@ -89,11 +96,11 @@ def _protobuf(enc: ProtobufEncoder, items: list[tuple[Any, ...]]) -> bytes:
                 parts.append(_FIRST_TOKEN_EVENT % _pack_fixed64(begin + int(ttft * 1e6)))
             if status >= 500 or status == 429:
                 parts.append(_ERROR)
-        else:
+        elif kind == SERVER:
             (_, (trace, span_id, parent, _, wall, t0), method, path, surface, model, p, deployment, cache_hit,
-             error, status, attempts, cost, u, finished, first) = item
+             error, status, attempts, cost, u, finished, first, guarded) = item
             key = (method, path, surface, model, None if p is None else p.consumer, None if p is None else p.group,
-                   deployment, cache_hit, error)
+                   deployment, cache_hit, error, guarded)
             head = heads_s.get(key)
             if head is None:
                 s = span_of(item)
@@ -110,6 +117,9 @@ def _protobuf(enc: ProtobufEncoder, items: list[tuple[Any, ...]]) -> bytes:
                 parts.append(_FIRST_TOKEN_EVENT % _pack_fixed64(wall + int((first - t0) * 1e9)))
             if status >= 500:
                 parts.append(_ERROR)
+        else:  # INTERNAL: a policy step's I/O, only where one is configured (the generic path)
+            out.append(enc.span(span_of(item)))
+            continue
         body = b"".join(parts)
         n = len(body)
         out += (_SPAN_HEAD[n] if n < 2048 else b"\x12" + _varint(n), body)  # ScopeSpans.spans = 2; wrap joins
@@ -119,8 +129,9 @@ def _protobuf(enc: ProtobufEncoder, items: list[tuple[Any, ...]]) -> bytes:
 def span_of(item: tuple[Any, ...]) -> Span:
     """A queued item as the span the encoders take (on the export thread): its name, wall-clock
     times (the request's wall clock plus monotonic offsets) and attribute values."""
-    if item[0] == CLIENT:
-        _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started = item
+    kind = item[0]
+    if kind == CLIENT:
+        _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started, finished = item
         op = OPERATIONS.get(rec.surface, "chat")
         provider = dep.provider.type_name
         begin = wall + int((started - t0) * 1e9)
@@ -128,17 +139,23 @@ def span_of(item: tuple[Any, ...]) -> Span:
         status = rec.status
         return (trace, span_id, parent, f"{op} {rec.model}", CLIENT, begin, begin + int(rec.latency_ms * 1e6),
                 (op, rec.model, PROVIDER_NAMES.get(provider, provider), dep.provider_name, dep.upstream_model,
-                 rec.streamed, rec.deployment or "", rec.estimated, rec.error_type or None),
+                 rec.streamed, rec.deployment or "", rec.estimated, rec.error_type or None, rec.route or None,
+                 finished),
                 (rec.attempt, status, rec.input_tokens, rec.output_tokens, rec.cost_usd),
                 None if ttft is None else begin + int(ttft * 1e6), status >= 500 or status == 429)
+    if kind == INTERNAL:
+        _, (trace, parent, _, _, wall, t0), span_id, name, started, ended, fixed, error = item
+        return (trace, span_id, parent, name, INTERNAL, wall + int((started - t0) * 1e9),
+                wall + int((ended - t0) * 1e9), fixed, (), None, error)
     (_, (trace, span_id, parent, _, wall, t0), method, path, surface, model, p, deployment, cache_hit, error,
-     status, attempts, cost, u, finished, first) = item
+     status, attempts, cost, u, finished, first, guarded) = item
     return (
         # the route's surface: bounded, unlike paths with names in them
         trace, span_id, parent, method if surface == "unknown" else f"{method} {surface}", SERVER,
         wall, wall + int((finished - t0) * 1e9),
         (method, path, surface, model or None, None if p is None else p.consumer,
-         None if p is None else p.group or None, deployment or None, True if cache_hit else None, error or None),
+         None if p is None else p.group or None, deployment or None, True if cache_hit else None, error or None,
+         None if guarded is None else guarded.span_action, None if guarded is None else guarded.span_matches),
         (status, attempts, cost, None if u is None else u.input_tokens, None if u is None else u.output_tokens),
         None if first is None else wall + int((first - t0) * 1e9), status >= 500)
 
@@ -158,10 +175,12 @@ def _json(enc: JsonEncoder, items: list[tuple[Any, ...]]) -> bytes:
     int_attr = enc.int_attr
     out: list[bytes] = []
     for item in items:
-        if item[0] == CLIENT:
-            _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started = item
-            key = (rec.surface, rec.model, dep.provider.type_name, dep.provider_name, dep.upstream_model,
-                   rec.streamed, rec.deployment, rec.estimated, rec.error_type)
+        kind = item[0]
+        if kind == CLIENT:
+            _, ((trace, parent, _, _, wall, t0), span_id, dep), rec, started, finished = item
+            key: tuple[Any, ...] = (rec.surface, rec.model, dep.provider.type_name, dep.provider_name,
+                                    dep.upstream_model, rec.streamed, rec.deployment, rec.estimated, rec.error_type,
+                                    rec.route, finished)
             head = heads_c.get(key)
             if head is None:
                 s = span_of(item)
@@ -178,10 +197,13 @@ def _json(enc: JsonEncoder, items: list[tuple[Any, ...]]) -> bytes:
                 b"" if ttft is None else _EVENT_JSON % (begin + int(ttft * 1e6)),
                 _ERROR_JSON if status >= 500 or status == 429 else b""))
             continue
+        if kind == INTERNAL:  # a policy step's I/O, only where one is configured (the generic path)
+            out.append(enc.span(span_of(item)))
+            continue
         (_, (trace, span_id, parent, _, wall, t0), method, path, surface, model, p, deployment, cache_hit, error,
-         status, attempts, cost, u, finished, first) = item
+         status, attempts, cost, u, finished, first, guarded) = item
         key = (method, path, surface, model, None if p is None else p.consumer, None if p is None else p.group,
-               deployment, cache_hit, error)
+               deployment, cache_hit, error, guarded)
         head = heads_s.get(key)
         if head is None:
             s = span_of(item)

@@ -3,7 +3,9 @@
 One span per request (SERVER) and one per upstream attempt (CLIENT, a child: retries and
 failovers show as siblings), with GenAI semantic-convention attributes (gen_ai.operation.name,
 gen_ai.request.model, gen_ai.response.model, gen_ai.provider.name, gen_ai.usage.*_tokens) and the
-gateway's own (consumer, group, deployment, attempt, cost); the first token is an event. A
+gateway's own (consumer, group, deployment, attempt, cost, route reason, guardrail action and
+matches); the first token is an event. A policy step that does I/O (limits in Redis, each guard
+model) adds an INTERNAL child span (`policy_span`). A
 client's W3C `traceparent` becomes the parent, and each attempt's context goes upstream in a
 `traceparent` header. Prompts and completions never go into spans.
 
@@ -29,7 +31,7 @@ from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from gatehouse.observability.otlp_export import Exporter, settings
-from gatehouse.observability.otlp_items import CLIENT, LAYOUTS, SERVER, encode_items
+from gatehouse.observability.otlp_items import CLIENT, INTERNAL, LAYOUTS, SERVER, encode_items
 
 if TYPE_CHECKING:
     from gatehouse.config import TracingConfig
@@ -107,7 +109,7 @@ class Tracing:
         ex.attempt_span = None
         q = self._queue
         if len(q) < self._max_queue:
-            q.append((CLIENT, a, rec, started))
+            q.append((CLIENT, a, rec, started, ex.finish_reasons))
             if len(q) == self._max_batch:
                 self._wake.set()
         else:
@@ -123,11 +125,22 @@ class Tracing:
         q = self._queue
         if len(q) < self._max_queue:
             q.append((SERVER, r, method, path, ex.surface, ex.model, ex.principal, ex.deployment, ex.cache_hit,
-                      ex.error_type, ex.status, ex.attempts, ex.cost_usd, ex.usage, finished, ex.first_token_at))
+                      ex.error_type, ex.status, ex.attempts, ex.cost_usd, ex.usage, finished, ex.first_token_at,
+                      ex.guard_outcome))
             if len(q) == self._max_batch:
                 self._wake.set()
         else:
             self.exporter.dropped += 1
+
+    def policy_span(self, ex: Exchange, name: str, started: float, fixed: tuple[str | None, ...],
+                    error: bool = False) -> None:
+        """A policy step's I/O, a child of the request's span from `started` (monotonic) to now: a
+        limits call to Redis, a guard model's verdict. `fixed`: the values of LAYOUTS[INTERNAL]'s
+        keys (None: left out). Only steps that do I/O call this, and only when tracing is on."""
+        r: Context | None = ex.span
+        if r is None or not r[3]:
+            return
+        self._push((INTERNAL, r, getrandbits(64) or 1, name, started, time.monotonic(), fixed, error))
 
     def close(self) -> None:
         self.exporter.close()  # sends what is queued (blocking: call it off the loop)

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from typing import TYPE_CHECKING
 
 from gatehouse.config import LimitsConfig
-from gatehouse.errors import RateLimited
+from gatehouse.errors import RateLimited, ServiceUnavailable
 from gatehouse.gateway.exchange import Exchange
 from gatehouse.metering.pricing import PriceBook
 from gatehouse.metering.tokens import Calibration
 from gatehouse.policy.principal import Limits
 from gatehouse.store.limiter_shared import SharedLimiter
 from gatehouse.store.limiter_types import BUCKET, DAY, LEASE, MONTH, NANO, Meter, Outcome, Refund
+
+if TYPE_CHECKING:
+    from gatehouse.observability.tracing import Tracing
 
 _HEADER_DIMS = {"requests": "requests", "tokens": "tokens"}
 
@@ -43,8 +48,10 @@ def _who(pool: str) -> str:
 class LimitsStep:
     name = "limits"
 
-    def __init__(self, limiter: SharedLimiter, prices: PriceBook, cfg: LimitsConfig):
+    def __init__(self, limiter: SharedLimiter, prices: PriceBook, cfg: LimitsConfig, tracing: Tracing | None = None):
         self.limiter = limiter
+        # a span per Redis call (admit, settle) when tracing is on; the in-process limiter does no I/O
+        self.tracing = tracing if limiter.redis is not None else None
         self.prices = prices
         self.default_reserve = cfg.default_reserve_tokens
         self._ids = itertools.count()
@@ -62,7 +69,10 @@ class LimitsStep:
         if not meters:
             return
         member = self._member_prefix + str(next(self._ids))
-        outcome = await self.limiter.admit(meters, member)
+        if self.tracing is None:
+            outcome = await self.limiter.admit(meters, member)
+        else:
+            outcome = await self._admit_traced(ex, meters, member)
         self._headers(ex, meters, outcome)
         if not outcome.ok:
             self.limiter.stats.rejections += 1
@@ -158,4 +168,29 @@ class LimitsStep:
                 refunds.append(Refund(LEASE, key, limit, 0))
             elif m.kind in (DAY, MONTH) and m.cost != used_nusd:
                 refunds.append(Refund(m.kind, key, limit, m.cost - used_nusd))
-        await self.limiter.settle(outcome, refunds, member)
+        if self.tracing is None or outcome.backend == "local":
+            await self.limiter.settle(outcome, refunds, member)
+            return
+        started = time.monotonic()
+        ok = await self.limiter.settle(outcome, refunds, member)
+        self._span(ex, "settle", started, "settled" if ok else "store_error")
+
+    async def _admit_traced(self, ex: Exchange, meters: list[Meter], member: str) -> Outcome:
+        """The limiter's admission in a span (`limits admit`): admitted | rejected | store_error
+        (Redis failed or is known down: the per-replica fallback answered, or, under
+        `on_store_error: closed`, the request is refused)."""
+        started = time.monotonic()
+        try:
+            outcome = await self.limiter.admit(meters, member)
+        except ServiceUnavailable:
+            self._span(ex, "admit", started, "store_error")
+            raise
+        self._span(ex, "admit", started, "store_error" if outcome.backend == "local"
+                   else "admitted" if outcome.ok else "rejected")
+        return outcome
+
+    def _span(self, ex: Exchange, op: str, started: float, outcome: str) -> None:
+        assert self.tracing is not None
+        self.tracing.policy_span(ex, "limits " + op, started,
+                                 ("limits", "redis", "EVALSHA", None, None, None, None, None, outcome, None),
+                                 outcome == "store_error")

@@ -188,28 +188,31 @@ class SharedLimiter:
         self.stats.abandoned_admissions += 1
         self._cancels.append((meters, member))
 
-    async def settle(self, outcome: Outcome, refunds: list[Refund], member: str) -> None:
+    async def settle(self, outcome: Outcome, refunds: list[Refund], member: str) -> bool:
+        """Give back what the request did not use. False: Redis could not take it now (it is
+        replayed when Redis answers again)."""
         if outcome.backend == "local":
             if refunds:
                 self.local.settle_now(refunds, member)
-            return
+            return True
         assert self.redis is not None
         self._running.pop(member, None)  # settled even with nothing to give back: its marker goes
         if not self.breaker.allow():
             self._pending.append((refunds, member))
-            return
+            return False
         try:
             async with asyncio.timeout(self.cfg.store_timeout_seconds):
                 await self.redis.settle(refunds, member)
         except self._store_exceptions as e:
             self._pending.append((refunds, member))  # replayed when Redis answers; acts once
             await self._failed(e)
+            return False
         except asyncio.CancelledError:
             self._pending.append((refunds, member))
             raise
-        else:
-            if self.breaker.success():
-                self._recovered()
+        if self.breaker.success():
+            self._recovered()
+        return True
 
     # ---- fallback ----------------------------------------------------------------------------
 

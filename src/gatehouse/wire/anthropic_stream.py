@@ -342,6 +342,7 @@ class MessageStreamRelay:
         self.delta_chars = 0  # generated text relayed, for the estimate of a cut stream
         self._usage = AUsage()
         self._final = False  # message_delta seen: `usage` holds the final output count
+        self.finish_reason: str | None = None  # (traces) message_delta's stop_reason
 
     async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         async for frames in iter_frames(chunks):
@@ -379,6 +380,8 @@ class MessageStreamRelay:
         elif ev.type == "message_delta":
             _merge_usage(self._usage, ev.usage)
             self._final = True
+            if ev.delta is not None and ev.delta.stop_reason:
+                self.finish_reason = ev.delta.stop_reason
         elif ev.type == "message_stop":
             self.finished = True
         elif ev.type == "error":

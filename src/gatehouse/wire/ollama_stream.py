@@ -88,6 +88,7 @@ class NDJSONRelay(FrameCountingTally):
         self.swap = model_swap.apply if model_swap is not None else None
         self.usage: Usage | None = None
         self.finished = False
+        self.finish_reason: str | None = None  # (traces) the final line's done_reason
         self.frames = 0  # content lines relayed: ~one token each, the estimate if no final line
 
     async def relay(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -99,6 +100,7 @@ class NDJSONRelay(FrameCountingTally):
                     pass
                 else:
                     self.usage = final.usage()
+                    self.finish_reason = final.done_reason
                     self.finished = True
             elif b'"error"' in line and _names_error(line):
                 line = errors_ollama.stream_line(stream_failure(line, self.public_model).message)

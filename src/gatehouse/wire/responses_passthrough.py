@@ -40,8 +40,13 @@ class _Usage(msgspec.Struct):
                      if self.output_tokens_details else 0)
 
 
+class _Incomplete(msgspec.Struct):
+    reason: str | None = None
+
+
 class _Response(msgspec.Struct):
     usage: _Usage | None = None
+    incomplete_details: _Incomplete | None = None
 
 
 class _Event(msgspec.Struct):
@@ -70,6 +75,7 @@ class ResponsesRelay(FrameCountingTally):
         self.swap = model_swap.apply if model_swap is not None else None
         self.usage: Usage | None = None
         self.finished = False
+        self.finish_reason: str | None = None  # (traces) completed, failed, or why it is incomplete
         self.frames = 0  # frames relayed: ~one token each, the estimate if the stream is cut
         self._buf = b""
 
@@ -117,5 +123,8 @@ class ResponsesRelay(FrameCountingTally):
                 continue
             if event.type.encode() in TERMINAL:
                 self.finished = True
-                if event.response is not None and event.response.usage is not None:
-                    self.usage = event.response.usage.canonical()
+                r = event.response
+                incomplete = r.incomplete_details.reason if r is not None and r.incomplete_details else None
+                self.finish_reason = incomplete or event.type.rpartition(".")[2]
+                if r is not None and r.usage is not None:
+                    self.usage = r.usage.canonical()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # (verdict, action, category, policy); verdict: pass | match | skipped
 Verdict = tuple[str, str, str, str]
 INPUT, OUTPUT = 1, 2  # the stages a Guard scanned (bits)
+_STRENGTH = {"flag": 1, "redact": 2, "reroute": 3, "block": 4}  # which action a trace names when several matched
 _OUTCOMES_PER_PLAN = 256  # distinct outcomes kept per plan (more are expanded per request)
 
 
@@ -32,12 +33,20 @@ class Outcome:
     """One full audit: rows (check, stage, verdict, action, category, policy) and, for the
     access log, their JSON: every row (`json`) or the rows that did not pass (`findings`)."""
 
-    __slots__ = ("rows", "json", "findings")
+    __slots__ = ("rows", "json", "findings", "span_action", "span_matches")
 
     def __init__(self, rows: tuple[tuple[str, str, str, str, str, str], ...]):
         self.rows = rows
         self.json = msgspec.Raw(msgspec.json.encode(self.audit()))
         self.findings = msgspec.Raw(msgspec.json.encode([r for r in self.audit() if r["verdict"] != "pass"]))
+        # The trace's attributes (observability/otlp_items.py): the strongest action of the checks
+        # that matched ("pass" when checks ran and none matched; None: none ran), and the matches
+        # as "check:stage:action", comma-separated (None: none). Names from the config, never text.
+        matched = [(c, s, a) for c, s, v, a, _, _ in rows if v == "match"]
+        ran = any(v != "skipped" for _, _, v, _, _, _ in rows)
+        self.span_action = max((a for _, _, a in matched), key=lambda a: _STRENGTH.get(a, 0)) if matched else \
+            "pass" if ran else None
+        self.span_matches = ",".join(f"{c}:{s}:{a}" for c, s, a in matched) or None
 
     def audit(self) -> list[dict[str, str]]:
         return [{"check": c, "stage": s, "verdict": v, "action": a, "category": cat, "policy": pol}

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gatehouse.config import Config
     from gatehouse.gateway.exchange import Exchange
     from gatehouse.observability.metrics import Metrics
+    from gatehouse.observability.tracing import Tracing
     from gatehouse.policy.directory import AccessControl
     from gatehouse.routing.table import ModelEntry
 
@@ -44,7 +45,7 @@ def asker(models: dict[str, ModelEntry]) -> Ask:
 
 
 def build_step(cfg: Config, directory: AccessControl, metrics: Metrics,
-               models: dict[str, ModelEntry]) -> GuardrailStep | None:
+               models: dict[str, ModelEntry], tracing: Tracing | None = None) -> GuardrailStep | None:
     if not cfg.guardrails.policies:
         return None
     policies = compile_policies(cfg.guardrails)
@@ -68,8 +69,10 @@ def build_step(cfg: Config, directory: AccessControl, metrics: Metrics,
         verdicts.count(out, group if group in metrics.groups else "")  # (metrics.group, without the call)
         # the access log's record of what ran (JSON, built once per outcome)
         ex.guard_audit = out.json if full else out.findings
+        ex.guard_outcome = out
 
     private = frozenset(m.name for m in cfg.models if m.private)
-    step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models), private)
+    step = GuardrailStep(policies, model_policies, group_policies, on_verdicts, guards, asker(models), private,
+                         tracing if guards else None)
     directory.on_change.append(step.forget)
     return step

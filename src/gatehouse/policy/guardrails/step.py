@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Me
 
 if TYPE_CHECKING:
     from gatehouse.gateway.exchange import Exchange
+    from gatehouse.observability.tracing import Tracing
 
 log = logging.getLogger("gatehouse.guardrails")
 
@@ -56,6 +58,8 @@ class Guard(msgspec.Struct):
     # the input guard models of `mode: parallel`, running beside the upstream call: the relay
     # awaits `passed()` before any of the answer goes out (gateway/relay.py)
     pending: asyncio.Task[None] | None = None
+    # (tracing on, a guard model in the plan) where each guard model's verdict goes as a span
+    traced: Any = None  # (Tracing, Exchange): Any, as msgspec reads a Struct's annotations at run time
 
     def __repr__(self) -> str:  # (never the request's text, which a Struct's own repr would show)
         return f"Guard(scanned={self.scanned}, verdicts={len(self.verdicts)})"
@@ -187,7 +191,13 @@ async def judge_all(guard: Guard, guards: tuple[GuardModelCheck, ...], messages:
     blocking: list[GuardModelCheck] = []
     failed = False
     for g in guards:
+        started = time.monotonic()
         verdict, action, categories = await judge(g, guard.ask, messages, request_id)
+        if guard.traced is not None:
+            tracing, ex = guard.traced
+            tracing.policy_span(ex, f"guardrail {g.name}", started,
+                                ("guardrails", None, None, "chat", g.model, g.name, stage, verdict, action, None),
+                                verdict == "skipped")
         category = "guard_model:" + ",".join(categories) if categories else "guard_model"
         guard.verdicts[(g.name, stage)] = (verdict, action, category, g.policy)
         if verdict == "skipped" and g.on_error == "closed":
@@ -216,8 +226,9 @@ class GuardrailStep:
     def __init__(self, policies: dict[str, tuple[Check, ...]], model_policies: dict[str, list[str]],
                  group_policies: Callable[[str | None], list[str]], on_verdicts: Callable[[Guard, Exchange], None],
                  guards: dict[str, tuple[GuardModelCheck, ...]] | None = None, ask: Ask | None = None,
-                 private: frozenset[str] = frozenset()):
+                 private: frozenset[str] = frozenset(), tracing: Tracing | None = None):
         self.policies = policies
+        self.tracing = tracing  # a span per guard model's verdict (Guard.traced)
         self.private = private  # models that may see a prompt before a parallel guard judged it
         self.guards = guards or {}
         self.ask = ask
@@ -269,6 +280,8 @@ class GuardrailStep:
             return
         subject = ex.subject
         guard = Guard(plan, subject, self.ask)
+        if self.tracing is not None and (plan.guard_input or plan.guard_output):
+            guard.traced = (self.tracing, ex)
         ex.guard = guard
         if plan.checks_output and ex.call is not None:  # a forwarder reads the answer's texts with its usage
             ex.call.checks_answer = True
