@@ -45,7 +45,7 @@ class Reply:
     """An upstream's answer, forwarded or translated, unary or streamed (see the module doc)."""
 
     __slots__ = ("status", "content_type", "body", "usage", "texts", "result", "frames", "tally", "splice", "first",
-                 "events")
+                 "events", "finish")
 
     def __init__(self, status: int = 200, content_type: str = "application/json") -> None:
         self.status = status
@@ -53,6 +53,7 @@ class Reply:
         self.body: bytes | None = None  # a forwarded unary answer
         self.usage: Usage | None = None  # ... and the usage read from it
         self.texts: list[str] | None = None  # ... and its texts, when a guardrail asked (Forwarded.texts)
+        self.finish: tuple[str, ...] | None = None  # ... and its finish reasons, read with the usage (traced)
         self.result: Any = None  # a translated unary answer (canonical)
         self.frames: AsyncIterator[bytes] | None = None  # a forwarded stream
         self.tally: StreamTally | None = None  # ... what its relay saw
@@ -65,7 +66,7 @@ class Reply:
         """The identity translation: the upstream's bytes as the client's."""
         r = cls(fwd.status, fwd.content_type)
         r.body, r.usage, r.frames, r.tally, r.splice = fwd.body, fwd.usage, fwd.chunks, fwd.tally, fwd.splice
-        r.texts = fwd.texts
+        r.texts, r.finish = fwd.texts, fwd.finish
         return r
 
     @classmethod
@@ -110,8 +111,9 @@ async def relay(req: Request, ex: Exchange, call: Call, reply: Reply, end_attemp
             if guard.verdicts:
                 verdict_header(ex)
         ex.status = status
-        if ex.attempt_span is not None:  # traced: the answer's finish reasons (wire/finish.py)
-            ex.finish_reasons = finish.forwarded(call.dialect, reply.body or b"")
+        if ex.attempt_span is not None:  # traced: the answer's finish reasons, unless read with its usage
+            read = reply.finish
+            ex.finish_reasons = finish.forwarded(call.dialect, reply.body or b"") if read is None else read or None
         if not ex.stream:
             end_attempt(ex)
         await send_bytes(req.send, status, body, header_list(ex.request_id, ex.response_headers),

@@ -85,7 +85,8 @@ class Forwarded:
     `chunks`.
     """
 
-    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice", "texts")
+    __slots__ = ("status", "content_type", "body", "chunks", "usage", "tally", "release", "splice", "texts",
+                 "finish")
 
     def __init__(self, status: int, content_type: str, *, body: bytes | None = None,
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
@@ -101,6 +102,8 @@ class Forwarded:
         self.release = release
         self.splice = splice
         self.texts = texts  # the answer's texts when CallContext.answer_texts asked for them (else None)
+        # (traced attempts) the finish reasons, when read with the usage: () for none; None: not read
+        self.finish: tuple[str, ...] | None = None
 
 
 class ErrorParser(Protocol):

@@ -147,9 +147,15 @@ class OpenAIProvider(Provider):
                     head, texts = both, both.texts()
                 except msgspec.DecodeError:
                     pass  # (then they are read where they are checked, and refused there, as always)
+            finish: tuple[str, ...] | None = None
             if head is None:
+                tp = call.traceparent
                 try:
-                    head = wire_response.usage_only_decoder.decode(raw)
+                    if tp is not None and tp[-1] == "1":  # a sampled attempt: its finish reasons in the same pass
+                        traced = wire_response.usage_finish_decoder.decode(raw)
+                        head, finish = traced, traced.finish()
+                    else:
+                        head = wire_response.usage_only_decoder.decode(raw)
                 except msgspec.DecodeError:
                     raise malformed(call.public_model) from None
             if head.error is not None:
@@ -157,7 +163,9 @@ class OpenAIProvider(Provider):
             usage = head.usage.canonical() if head.usage else None
             if call.model_swap is not None:
                 raw = call.model_swap.apply(raw)  # (the model field only: the texts are the same)
-            return Forwarded(resp.status, ctype, body=raw, usage=usage, texts=texts)
+            fwd = Forwarded(resp.status, ctype, body=raw, usage=usage, texts=texts)
+            fwd.finish = finish
+            return fwd
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
         source = splice_source(resp)  # the lean h1 client's
         splice = (source, relay.feed, relay.flush) if source is not None else None

@@ -85,6 +85,19 @@ class OAUsageOnly(Struct):
     error: Any = None  # an error body sent with a 2xx status: never relayed
 
 
+class _FinishChoice(Struct):
+    finish_reason: str | None = None
+
+
+class OAUsageFinish(OAUsageOnly):
+    """OAUsageOnly and the choices' finish reasons, in the same pass (a traced attempt's)."""
+
+    choices: list[_FinishChoice] = []
+
+    def finish(self) -> tuple[str, ...]:
+        return tuple(c.finish_reason for c in self.choices if c.finish_reason)
+
+
 class _TextMessage(Struct):
     content: str | None = None
 
@@ -119,6 +132,7 @@ STOP_TO_FINISH: dict[str, str] = {
 
 response_decoder = msgspec.json.Decoder(OAResponse)
 usage_only_decoder = msgspec.json.Decoder(OAUsageOnly)
+usage_finish_decoder = msgspec.json.Decoder(OAUsageFinish)
 usage_texts_decoder = msgspec.json.Decoder(OAUsageTexts)
 
 
