@@ -93,7 +93,7 @@ def trace_of(collector: ServerThread, trace: str, count: int) -> tuple[dict[str,
     return request, [s for s in mine if s["parent_span_id"] == request["span_id"]]
 
 
-def test_redis_limits_and_guard_model_calls_are_child_spans(gh, collector):
+def test_redis_limits_and_guard_model_calls_are_child_spans(gh, collector, guard_upstream):
     trace = "7af92f3577b34da6a3ce929d0e0e4731"
     status, _ = chat(gh, "what is the weather like", trace)
     assert status == 200
@@ -106,6 +106,10 @@ def test_redis_limits_and_guard_model_calls_are_child_spans(gh, collector):
     guard = internal["guardrail llamaguard"]["attributes"]
     assert guard["gen_ai.request.model"] == "llama-guard" and guard["gatehouse.guardrail.check"] == "llamaguard"
     assert guard["gatehouse.guardrail.stage"] == "input" and guard["gatehouse.guardrail.verdict"] == "pass"
+    # the guard model's upstream got the guard span's context: it joins the trace under that span
+    sent = [r.headers["traceparent"] for r in guard_upstream.recorder.requests
+            if r.headers.get("traceparent", "").startswith(f"00-{trace}-")]
+    assert sent == [f"00-{trace}-{internal['guardrail llamaguard']['span_id']}-01"]
     attempt = next(s for s in children if s["kind"] == CLIENT)
     # the order on the path: the guard model judged, limits admitted, the upstream answered, limits settled
     assert internal["guardrail llamaguard"]["end"] <= internal["limits admit"]["start"]

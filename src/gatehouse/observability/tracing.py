@@ -132,15 +132,25 @@ class Tracing:
         else:
             self.exporter.dropped += 1
 
+    def policy_context(self, ex: Exchange) -> tuple[int, str] | None:
+        """A policy step's span id and its `traceparent`, made before its call so that the call
+        carries it (a guard model's upstream joins the trace); None: the request is not sampled."""
+        r: Context | None = ex.span
+        if r is None or not r[3]:
+            return None
+        span_id = getrandbits(64) or 1
+        return span_id, _SAMPLED % (r[0], span_id)
+
     def policy_span(self, ex: Exchange, name: str, started: float, fixed: tuple[str | None, ...],
-                    error: bool = False) -> None:
+                    error: bool = False, span_id: int | None = None) -> None:
         """A policy step's I/O, a child of the request's span from `started` (monotonic) to now: a
         limits call to Redis, a guard model's verdict. `fixed`: the values of LAYOUTS[INTERNAL]'s
-        keys (None: left out). Only steps that do I/O call this, and only when tracing is on."""
+        keys (None: left out); `span_id`: policy_context's, when the call carried it. Only steps
+        that do I/O call this, and only when tracing is on."""
         r: Context | None = ex.span
         if r is None or not r[3]:
             return
-        self._push((INTERNAL, r, getrandbits(64) or 1, name, started, time.monotonic(), fixed, error))
+        self._push((INTERNAL, r, span_id or getrandbits(64) or 1, name, started, time.monotonic(), fixed, error))
 
     def close(self) -> None:
         self.exporter.close()  # sends what is queued (blocking: call it off the loop)

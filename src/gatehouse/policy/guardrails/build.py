@@ -23,13 +23,14 @@ def asker(models: dict[str, ModelEntry]) -> Ask:
     """Ask a configured model (its deployments in order, skipping ejected ones) for a verdict.
     The guard's tokens are not metered (docs/guardrails.md#guard-models)."""
 
-    async def ask(model: str, messages: list[Message], timeout: float, request_id: str) -> str:
+    async def ask(model: str, messages: list[Message], timeout: float, request_id: str,
+                  traceparent: str | None) -> str:
         entry = models[model]
         last: Exception = UpstreamUnavailable(f"Every upstream for guard model '{model}' is failing.")
         for dep in entry.deployments:
             if not dep.breaker.allow():
                 continue
-            ctx = CallContext(request_id, entry.name, dep.upstream_model, {}, dep.model_swap, False)
+            ctx = CallContext(request_id, entry.name, dep.upstream_model, {}, dep.model_swap, False, traceparent)
             req = ChatRequest(model=entry.name, messages=messages, max_tokens=32, temperature=0.0)
             try:
                 resp = await dep.provider.chat(req, ctx)

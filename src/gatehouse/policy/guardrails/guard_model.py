@@ -22,7 +22,8 @@ from gatehouse.types import ChatRequest, CompletionRequest, EmbeddingRequest, Me
 log = logging.getLogger("gatehouse.guardrails")
 SEVERITY = {"flag": 1, "reroute": 2, "block": 3}
 # (model name, conversation, timeout, request id) -> the guard's answer text
-Ask = Callable[[str, list[Message], float, str], Awaitable[str]]
+# (guard model, conversation, timeout, request id, traceparent for the call or None) -> its answer
+Ask = Callable[[str, list[Message], float, str, str | None], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,12 @@ def conversation(subject: Any, answer: str | None = None) -> list[Message]:
 
 
 async def judge(check: GuardModelCheck, ask: Ask, messages: list[Message],
-                request_id: str) -> tuple[str, str, list[str]]:
-    """(verdict, action, categories): verdict pass | match | skipped."""
+                request_id: str, traceparent: str | None = None) -> tuple[str, str, list[str]]:
+    """(verdict, action, categories): verdict pass | match | skipped. `traceparent`: the guard
+    call's trace context (its `guardrail <check>` span's), sent to the guard model's upstream."""
     try:
-        answer = await asyncio.wait_for(ask(check.model, messages, check.timeout, request_id), check.timeout)
+        answer = await asyncio.wait_for(ask(check.model, messages, check.timeout, request_id, traceparent),
+                                        check.timeout)
         read = check.read(answer)
         if read is None:
             raise ValueError("the guard model's answer is not in the expected format")

@@ -191,13 +191,16 @@ async def judge_all(guard: Guard, guards: tuple[GuardModelCheck, ...], messages:
     blocking: list[GuardModelCheck] = []
     failed = False
     for g in guards:
-        started = time.monotonic()
-        verdict, action, categories = await judge(g, guard.ask, messages, request_id)
-        if guard.traced is not None:
+        if guard.traced is None:
+            verdict, action, categories = await judge(g, guard.ask, messages, request_id)
+        else:  # the guard's span, and its context sent to the guard model's upstream
             tracing, ex = guard.traced
+            started, context = time.monotonic(), tracing.policy_context(ex)
+            verdict, action, categories = await judge(g, guard.ask, messages, request_id,
+                                                      context[1] if context else None)
             tracing.policy_span(ex, f"guardrail {g.name}", started,
                                 ("guardrails", None, None, "chat", g.model, g.name, stage, verdict, action, None),
-                                verdict == "skipped")
+                                verdict == "skipped", context[0] if context else None)
         category = "guard_model:" + ",".join(categories) if categories else "guard_model"
         guard.verdicts[(g.name, stage)] = (verdict, action, category, g.policy)
         if verdict == "skipped" and g.on_error == "closed":
