@@ -100,14 +100,22 @@ def test_a_redis_hang_leaves_no_slot_held(openai_upstream, redis, tmp_path):
 
 def test_a_long_request_keeps_its_slot_past_the_lease(openai_upstream, redis, tmp_path):
     g = start(openai_upstream, redis, tmp_path / "lease", "single", lease_seconds=1.5)
+    client = redis_py.Redis(host="127.0.0.1", port=redis.port)
     try:
+        assert chat(g, "single").status_code == 200  # (a fresh gateway's first request pays its start-up)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(chat, g, "single", "SLOW")  # 3 s, two leases long
-            time.sleep(2.2)
+            slow = pool.submit(chat, g, "single", "SLOW")  # 3 s upstream, two leases long
+            deadline = time.monotonic() + 10
+            while held_slots(client, "single") == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # timed from its admission (a slow host may take a while to get there): past the lease
+            time.sleep(2.0)
+            assert held_slots(client, "single") == 1, "the lease was renewed while the first request ran"
             second = chat(g, "single")
             assert second.status_code == 429, "the lease was renewed while the first request ran"
             assert second.json()["error"]["message"].startswith("Too many concurrent requests")
             assert slow.result().status_code == 200
         assert chat(g, "single").status_code == 200, "its slot is released when it ends"
     finally:
+        client.close()
         g.stop()
