@@ -92,7 +92,7 @@ class Forwarded:
                  chunks: AsyncIterator[bytes] | None = None, usage: Usage | None = None,
                  tally: StreamTally | None = None, release: Any = None,
                  splice: tuple[SpliceSource, Callable[[bytes], bytes], Callable[[], bytes]] | None = None,
-                 texts: list[str] | None = None):
+                 texts: list[str] | None = None, finish: tuple[str, ...] | None = None):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -103,7 +103,7 @@ class Forwarded:
         self.splice = splice
         self.texts = texts  # the answer's texts when CallContext.answer_texts asked for them (else None)
         # (traced attempts) the finish reasons, when read with the usage: () for none; None: not read
-        self.finish: tuple[str, ...] | None = None
+        self.finish = finish
 
 
 class ErrorParser(Protocol):

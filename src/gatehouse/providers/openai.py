@@ -163,9 +163,7 @@ class OpenAIProvider(Provider):
             usage = head.usage.canonical() if head.usage else None
             if call.model_swap is not None:
                 raw = call.model_swap.apply(raw)  # (the model field only: the texts are the same)
-            fwd = Forwarded(resp.status, ctype, body=raw, usage=usage, texts=texts)
-            fwd.finish = finish
-            return fwd
+            return Forwarded(resp.status, ctype, body=raw, usage=usage, texts=texts, finish=finish)
         relay = PassthroughRelay(client_wants_usage, call.public_model, call.model_swap)
         source = splice_source(resp)  # the lean h1 client's
         splice = (source, relay.feed, relay.flush) if source is not None else None

@@ -8,14 +8,8 @@ from __future__ import annotations
 import msgspec
 
 from gatehouse.types import StopReason
-
-
-class _Choice(msgspec.Struct):
-    finish_reason: str | None = None
-
-
-class _Choices(msgspec.Struct):  # OpenAI chat and text completions
-    choices: list[_Choice] = []
+from gatehouse.wire.openai_response import usage_finish_decoder
+from gatehouse.wire.responses_passthrough import body_finish
 
 
 class _StopReason(msgspec.Struct):  # Anthropic messages
@@ -26,32 +20,19 @@ class _DoneReason(msgspec.Struct):  # Ollama chat and generate
     done_reason: str | None = None
 
 
-class _Incomplete(msgspec.Struct):
-    reason: str | None = None
-
-
-class _Status(msgspec.Struct):  # OpenAI Responses
-    status: str | None = None
-    incomplete_details: _Incomplete | None = None
-
-
-_choices = msgspec.json.Decoder(_Choices)
 _stop_reason = msgspec.json.Decoder(_StopReason)
 _done_reason = msgspec.json.Decoder(_DoneReason)
-_status = msgspec.json.Decoder(_Status)
 
 
 def _read(dialect: str, body: bytes) -> tuple[str, ...] | str | None:
-    if dialect == "openai":
-        return tuple(c.finish_reason for c in _choices.decode(body).choices if c.finish_reason) or None
+    if dialect == "openai":  # (the OpenAI provider reads them with the usage: this is for the other passes)
+        return usage_finish_decoder.decode(body).finish() or None
     if dialect == "anthropic":
         return _stop_reason.decode(body).stop_reason
     if dialect == "ollama":
         return _done_reason.decode(body).done_reason
     if dialect == "openai-responses":
-        r = _status.decode(body)
-        return r.incomplete_details.reason if r.incomplete_details is not None and r.incomplete_details.reason \
-            else r.status
+        return body_finish(body)
     return None
 
 

@@ -46,7 +46,13 @@ class _Incomplete(msgspec.Struct):
 
 class _Response(msgspec.Struct):
     usage: _Usage | None = None
+    status: str | None = None
     incomplete_details: _Incomplete | None = None
+
+    def finish(self) -> str | None:
+        """Why it ended (traces): the reason it is incomplete, else its status."""
+        d = self.incomplete_details
+        return d.reason if d is not None and d.reason else self.status
 
 
 class _Event(msgspec.Struct):
@@ -65,6 +71,14 @@ def body_usage(raw: bytes) -> Usage | None:
     except msgspec.DecodeError:
         return None
     return usage.canonical() if usage is not None else None
+
+
+def body_finish(raw: bytes) -> str | None:
+    """Why a non-streamed response object ended (None when it does not say or is not JSON)."""
+    try:
+        return _response_decoder.decode(raw).finish()
+    except msgspec.DecodeError:
+        return None
 
 
 class ResponsesRelay(FrameCountingTally):
@@ -124,7 +138,6 @@ class ResponsesRelay(FrameCountingTally):
             if event.type.encode() in TERMINAL:
                 self.finished = True
                 r = event.response
-                incomplete = r.incomplete_details.reason if r is not None and r.incomplete_details else None
-                self.finish_reason = incomplete or event.type.rpartition(".")[2]
+                self.finish_reason = (r.finish() if r is not None else None) or event.type.rpartition(".")[2]
                 if r is not None and r.usage is not None:
                     self.usage = r.usage.canonical()
